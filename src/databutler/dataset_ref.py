@@ -1,0 +1,196 @@
+"""DatasetRef: one dataset — its type, data ID, UUID and run. The key every datastore uses."""
+
+from __future__ import annotations
+
+import operator
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from .dataset_type import DatasetType
+from .exceptions import DataIdError
+
+__all__ = ["DataIdValue", "DatasetRef", "normalizeDataId"]
+
+DataIdValue = int | str
+
+
+def normalizeDataId(
+    datasetType: DatasetType, dataId: Mapping[str, Any] | None
+) -> MappingProxyType[str, DataIdValue]:
+    """Return ``dataId`` checked against ``datasetType.dimensions``, sorted and read-only.
+
+    Values must be ints (or integer-like, such as numpy integers) or non-empty strings.
+
+    Raises
+    ------
+    DataIdError
+        Keys are missing or extra, or a value is not an int or str.
+    """
+    if dataId is None:
+        dataId = {}
+    if not isinstance(dataId, Mapping):
+        raise DataIdError(
+            f"Data ID for dataset type {datasetType.name!r} must be a mapping such as "
+            f"{{'visit': 1}}, not {type(dataId).__name__}."
+        )
+    expected = set(datasetType.dimensions)
+    given = set(dataId)
+    if given != expected:
+        missing = sorted(expected - given)
+        extra = sorted(map(str, given - expected))
+        parts = []
+        if missing:
+            parts.append(f"missing {missing}")
+        if extra:
+            parts.append(f"unexpected {extra}")
+        raise DataIdError(
+            f"Data ID {dict(dataId)!r} does not match dataset type {datasetType.name!r}: "
+            f"{' and '.join(parts)}; its dimensions are {list(datasetType.dimensions)}."
+        )
+    out: dict[str, DataIdValue] = {}
+    for key in datasetType.dimensions:
+        value = dataId[key]
+        if isinstance(value, bool):
+            raise DataIdError(
+                f"Data ID value {key}={value!r} for {datasetType.name!r}: booleans are not allowed."
+            )
+        if isinstance(value, str):
+            if not value:
+                raise DataIdError(f"Data ID value {key}='' for {datasetType.name!r} is empty.")
+            out[key] = value
+            continue
+        try:
+            out[key] = operator.index(value)
+        except TypeError:
+            raise DataIdError(
+                f"Data ID value {key}={value!r} for {datasetType.name!r} must be an int or str, "
+                f"not {type(value).__name__}."
+            ) from None
+    return MappingProxyType(out)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class DatasetRef:
+    """A reference to one dataset: ``datasetType``, ``dataId``, ``id`` (UUID) and ``run``.
+
+    Component refs (from `makeComponentRef`) share their parent's ``id``; refs compare and hash
+    by ``id`` and dataset type name.
+
+    Parameters
+    ----------
+    datasetType : DatasetType
+        The dataset type.
+    dataId : mapping of str to int or str
+        One value for each dimension of the dataset type, no more.
+    id : uuid.UUID or str, optional
+        The dataset's UUID; a new random one is made when not given.
+    run : str, optional
+        The run (collection) the dataset belongs to.
+
+    Raises
+    ------
+    DataIdError
+        The data ID keys differ from the dimensions, or a value is not an int or str.
+    TypeError
+        ``datasetType`` is not a DatasetType, or ``id`` is not a UUID.
+    """
+
+    datasetType: DatasetType
+    dataId: Mapping[str, DataIdValue]
+    id: uuid.UUID = None  # type: ignore[assignment]
+    run: str | None = None
+    _hash: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.datasetType, DatasetType):
+            raise TypeError(f"DatasetRef needs a DatasetType, not {type(self.datasetType).__name__}.")
+        object.__setattr__(self, "dataId", normalizeDataId(self.datasetType, self.dataId))
+        ident = self.id
+        if ident is None:
+            ident = uuid.uuid4()
+        elif isinstance(ident, str):
+            try:
+                ident = uuid.UUID(ident)
+            except ValueError:
+                raise TypeError(f"DatasetRef id {ident!r} is not a UUID.") from None
+        elif not isinstance(ident, uuid.UUID):
+            raise TypeError(f"DatasetRef id must be a uuid.UUID, not {type(ident).__name__}.")
+        object.__setattr__(self, "id", ident)
+        if self.run is not None and (not isinstance(self.run, str) or not self.run):
+            raise TypeError(f"DatasetRef run must be a non-empty str or None, not {self.run!r}.")
+        object.__setattr__(self, "_hash", hash((ident.int, self.datasetType.name)))
+
+    @classmethod
+    def _trusted(
+        cls, datasetType: DatasetType, dataId: Mapping[str, DataIdValue], id: uuid.UUID, run: str | None
+    ) -> DatasetRef:
+        """Build without re-validating; ``dataId`` must already be normalized for ``datasetType``."""
+        ref = object.__new__(cls)
+        object.__setattr__(ref, "datasetType", datasetType)
+        object.__setattr__(ref, "dataId", dataId)
+        object.__setattr__(ref, "id", id)
+        object.__setattr__(ref, "run", run)
+        object.__setattr__(ref, "_hash", hash((id.int, datasetType.name)))
+        return ref
+
+    def __eq__(self, other: object) -> bool:
+        if self is other:
+            return True
+        if not isinstance(other, DatasetRef):
+            return NotImplemented
+        return (
+            self.id == other.id
+            and self.datasetType == other.datasetType
+            and self.run == other.run
+            and self.dataId == other.dataId
+        )
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __repr__(self) -> str:
+        run = f", run={self.run!r}" if self.run else ""
+        return f"DatasetRef({self.datasetType.name!r}, {dict(self.dataId)!r}, id={self.id}{run})"
+
+    def __str__(self) -> str:
+        dataId = ", ".join(f"{k}={v!r}" for k, v in self.dataId.items())
+        return f"{self.datasetType.name}@{{{dataId}}} [{self.id}]"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (DatasetRef, (self.datasetType, dict(self.dataId), self.id, self.run))
+
+    def isComponent(self) -> bool:
+        """Return `True` if this refers to a component of a composite dataset."""
+        return self.datasetType.isComponent()
+
+    def makeComponentRef(self, component: str) -> DatasetRef:
+        """Return a ref to component ``component``, sharing this ref's id, data ID and run.
+
+        Raises
+        ------
+        UnknownComponentError
+            The storage class has no such component.
+        """
+        return DatasetRef._trusted(
+            self.datasetType.makeComponentDatasetType(component), self.dataId, self.id, self.run
+        )
+
+    def makeCompositeRef(self) -> DatasetRef:
+        """Return the ref of the composite this component ref belongs to.
+
+        Raises
+        ------
+        DatasetTypeError
+            This is not a component ref.
+        """
+        return DatasetRef._trusted(
+            self.datasetType.makeCompositeDatasetType(), self.dataId, self.id, self.run
+        )
+
+    @property
+    def components(self) -> Mapping[str, DatasetRef]:
+        """Map each component name of the storage class to its component ref."""
+        return {name: self.makeComponentRef(name) for name in self.datasetType.storageClass.components}

@@ -1,0 +1,347 @@
+"""The `Datastore` contract that every datastore implements."""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, ClassVar
+
+from ..config import Config, ConfigSubset
+from ..dataset_ref import DatasetRef
+from ..exceptions import DatasetNotFoundError, DatastoreClassError
+from ..storage_class import StorageClassFactory, importDottedName
+from .bridge import DatasetLocationRegistry
+from .transaction import DatastoreTransaction
+
+__all__ = ["Datastore", "DatastoreConfig"]
+
+
+class DatastoreConfig(ConfigSubset):
+    """Configuration of a datastore: the ``datastore`` section, which must give ``cls``."""
+
+    component = "datastore"
+    requiredKeys = ("cls",)
+    defaultConfigFile = None
+
+
+class Datastore(ABC):
+    """Stores datasets, keyed by `DatasetRef`.
+
+    A datastore is chosen by the fully-qualified class name in ``datastore.cls`` and built with
+    `fromConfig`. A minimal subclass::
+
+        class DictDatastore(Datastore):
+            defaultConfigFile = "datastores/dictDatastore.yaml"
+            isEphemeral = True
+
+            def __init__(self, config, registry=None):
+                super().__init__(config, registry)
+                self._objects = {}
+
+            def put(self, inMemoryDataset, ref):
+                self._objects[ref.id] = inMemoryDataset
+            ...  # and the other abstract methods
+
+    selected by this YAML::
+
+        datastore:
+          cls: mypackage.DictDatastore
+          name: scratch
+
+    Parameters
+    ----------
+    config : DatastoreConfig, Config, mapping or str
+        Configuration (a path is read as YAML). The class's ``defaultConfigFile`` is merged
+        beneath it.
+    registry : DatasetLocationRegistry, optional
+        Told which datasets this datastore holds and no longer holds.
+
+    Attributes
+    ----------
+    config : DatastoreConfig
+        Configuration used to create the datastore, with defaults merged.
+    name : str
+        Label associated with this datastore.
+    storageClassFactory : StorageClassFactory
+        Factory for storage classes named in config.
+    """
+
+    defaultConfigFile: ClassVar[str | None] = None
+    """Path to configuration defaults, relative to the config search path or absolute."""
+
+    isEphemeral: ClassVar[bool] = False
+    """Whether datasets disappear when the process shuts down."""
+
+    def __init__(
+        self,
+        config: DatastoreConfig | Config | Mapping[str, Any] | str,
+        registry: DatasetLocationRegistry | None = None,
+    ) -> None:
+        self.config = self.makeConfig(config)
+        self.registry = registry
+        self.name: str = str(self.config.get("name") or type(self).__name__)
+        self.storageClassFactory = StorageClassFactory.fromDefaults()
+        if "storageClasses" in self.config:
+            self.storageClassFactory.addFromConfig({"storageClasses": self.config["storageClasses"]})
+        self._txLocal = threading.local()
+
+    @classmethod
+    def makeConfig(cls, config: DatastoreConfig | Config | Mapping[str, Any] | str) -> DatastoreConfig:
+        """Return ``config`` as a DatastoreConfig with this class's defaults merged beneath it."""
+        cfg = DatastoreConfig(config, mergeDefaults=False)
+        if cls.defaultConfigFile is not None:
+            cfg.mergeDefaultsFile(cls.defaultConfigFile)
+        return cfg
+
+    @staticmethod
+    def fromConfig(
+        config: DatastoreConfig | Config | Mapping[str, Any] | str,
+        registry: DatasetLocationRegistry | None = None,
+    ) -> Datastore:
+        """Build the datastore named by ``datastore.cls`` in ``config``.
+
+        Raises
+        ------
+        ConfigError
+            The config has no ``cls``.
+        DatastoreClassError
+            ``cls`` cannot be imported or is not a Datastore subclass.
+        """
+        cfg = DatastoreConfig(config)
+        clsName = cfg["cls"]
+        where = f" in {str(cfg.configFile)!r}" if cfg.configFile else ""
+        if not isinstance(clsName, str):
+            raise DatastoreClassError(f"datastore.cls{where} must be a dotted class name, not {clsName!r}.")
+        try:
+            cls = importDottedName(clsName, f"datastore.cls{where}")
+        except Exception as exc:
+            raise DatastoreClassError(f"datastore.cls{where}: cannot import {clsName!r}: {exc}") from exc
+        if not (isinstance(cls, type) and issubclass(cls, Datastore)):
+            raise DatastoreClassError(f"datastore.cls{where}: {clsName!r} is not a Datastore subclass.")
+        return cls(cfg, registry=registry)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"
+
+    # -- the spec's verbs --
+
+    @abstractmethod
+    def put(self, inMemoryDataset: Any, ref: DatasetRef) -> None:
+        """Write ``inMemoryDataset`` as the dataset ``ref``.
+
+        Raises
+        ------
+        TypeError
+            Supplied object and storage class are inconsistent.
+        DatasetExistsError
+            ``ref`` is already stored (the stored dataset is left in place).
+        """
+
+    @abstractmethod
+    def get(self, ref: DatasetRef, parameters: Mapping[str, Any] | None = None) -> Any:
+        """Load the dataset ``ref``, with storage-class ``parameters`` applied.
+
+        Raises
+        ------
+        FileNotFoundError
+            Requested dataset can not be retrieved.
+        TypeError
+            Return value has unexpected type.
+        ValueError
+            The dataset could not be processed (formatter failure, bad parameter).
+        """
+
+    @abstractmethod
+    def exists(self, ref: DatasetRef) -> bool:
+        """Return `True` if the dataset ``ref`` is in this datastore."""
+
+    @abstractmethod
+    def remove(self, ref: DatasetRef) -> None:
+        """Remove the dataset ``ref``.
+
+        Raises
+        ------
+        FileNotFoundError
+            Attempt to remove a dataset that does not exist.
+        """
+
+    @abstractmethod
+    def getUri(self, ref: DatasetRef, predict: bool = False) -> str:
+        """Return a URI for the dataset ``ref``.
+
+        Raises
+        ------
+        FileNotFoundError
+            The dataset does not exist and ``predict`` is false.
+        """
+
+    @abstractmethod
+    def addStoredItemInfo(self, ref: DatasetRef, info: Any) -> None:
+        """Record internal storage information for ``ref``.
+
+        Raises
+        ------
+        KeyError
+            An entry with this DatasetRef already exists.
+        """
+
+    @abstractmethod
+    def getStoredItemInfo(self, ref: DatasetRef) -> Any:
+        """Return the internal storage information recorded for ``ref``.
+
+        Raises
+        ------
+        KeyError
+            Dataset with that id can not be found.
+        """
+
+    @abstractmethod
+    def removeStoredItemInfo(self, ref: DatasetRef) -> None:
+        """Remove the internal storage information recorded for ``ref``."""
+
+    @classmethod
+    def setConfigRoot(cls, root: str, config: Config, full: Config) -> None:
+        """Set filesystem-dependent options in ``config`` for a new repository at ``root``.
+
+        The base implementation does nothing.
+
+        Parameters
+        ----------
+        root : str
+            Filesystem path or URI of the root of the data repository.
+        config : Config
+            The Config to update; only this component's subset is changed.
+        full : Config
+            A complete config with defaults expanded; read-only.
+        """
+        return None
+
+    def transfer(self, inputDatastore: Datastore, ref: DatasetRef) -> None:
+        """Read ``ref`` from ``inputDatastore`` and store it here.
+
+        Raises
+        ------
+        FileNotFoundError
+            ``ref`` is not in ``inputDatastore``.
+        DatasetExistsError
+            ``ref`` is already stored here.
+        """
+        self.put(inputDatastore.get(ref), ref)
+
+    # -- bulk verbs, built from the single ones --
+
+    def putMany(self, pairs: Iterable[tuple[Any, DatasetRef]]) -> None:
+        """Put each ``(inMemoryDataset, ref)`` pair; all or none when inside a transaction."""
+        with self.transaction():
+            for obj, ref in pairs:
+                self.put(obj, ref)
+
+    def getMany(
+        self,
+        refs: Iterable[DatasetRef],
+        parameters: Mapping[str, Any] | None = None,
+        *,
+        missing: list[DatasetRef] | None = None,
+    ) -> dict[DatasetRef, Any]:
+        """Return ``{ref: dataset}`` for every ref.
+
+        Parameters
+        ----------
+        refs : iterable of DatasetRef
+            The datasets to read.
+        parameters : mapping, optional
+            Parameters applied to every dataset.
+        missing : list, optional
+            If given, refs that are not stored are appended to it instead of raising.
+
+        Raises
+        ------
+        DatasetNotFoundError
+            Some refs are not stored (all of them are named) and ``missing`` was not given.
+        """
+        out: dict[DatasetRef, Any] = {}
+        notFound: list[DatasetRef] = []
+        for ref in refs:
+            try:
+                out[ref] = self.get(ref, parameters)
+            except DatasetNotFoundError:
+                notFound.append(ref)
+        self._reportMissing(notFound, missing)
+        return out
+
+    def existsMany(self, refs: Iterable[DatasetRef]) -> dict[DatasetRef, bool]:
+        """Return ``{ref: exists(ref)}``."""
+        return {ref: self.exists(ref) for ref in refs}
+
+    def removeMany(self, refs: Iterable[DatasetRef]) -> None:
+        """Remove every ref; if some are missing, the rest are still removed, then an error names them.
+
+        Raises
+        ------
+        DatasetNotFoundError
+            Some refs were not stored.
+        """
+        notFound = []
+        for ref in refs:
+            try:
+                self.remove(ref)
+            except DatasetNotFoundError:
+                notFound.append(ref)
+        self._reportMissing(notFound, None, verb="remove")
+
+    def _reportMissing(
+        self, notFound: list[DatasetRef], missing: list[DatasetRef] | None, verb: str = "get"
+    ) -> None:
+        if not notFound:
+            return
+        if missing is not None:
+            missing.extend(notFound)
+            return
+        shown = ", ".join(str(r) for r in notFound[:10])
+        more = f" and {len(notFound) - 10} more" if len(notFound) > 10 else ""
+        raise DatasetNotFoundError(
+            f"Cannot {verb} {len(notFound)} dataset(s) not in datastore {self.name!r}: {shown}{more}."
+        )
+
+    # -- transactions --
+
+    @contextmanager
+    def transaction(self) -> Iterator[DatastoreTransaction]:
+        """Undo this thread's puts in the body if it raises; transactions nest.
+
+        A nested transaction that fails is rolled back on its own; one that succeeds is undone
+        too if the enclosing transaction later fails.
+        """
+        local = self._txLocal
+        parent = getattr(local, "transaction", None)
+        tx = DatastoreTransaction(parent)
+        local.transaction = tx
+        try:
+            yield tx
+        except BaseException:
+            tx.rollback()
+            raise
+        else:
+            tx.commit()
+        finally:
+            local.transaction = parent
+
+    def _registerUndo(self, name: str, undoFunc: Callable[..., Any], *args: Any) -> None:
+        tx = getattr(self._txLocal, "transaction", None)
+        if tx is not None:
+            tx.registerUndo(name, undoFunc, *args)
+
+    # -- helpers shared by implementations --
+
+    def _notifyAdded(self, refs: list[DatasetRef]) -> None:
+        if self.registry is not None and refs:
+            self.registry.addDatasetLocations(self.name, refs)
+
+    def _notifyRemoved(self, refs: list[DatasetRef]) -> None:
+        if self.registry is not None and refs:
+            self.registry.removeDatasetLocations(self.name, refs)
+
+    def __contains__(self, ref: object) -> bool:
+        return isinstance(ref, DatasetRef) and self.exists(ref)

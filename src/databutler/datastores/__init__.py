@@ -1,0 +1,5 @@
+"""Datastore implementations, one per module."""
+
+from .in_memory import InMemoryDatastore, InMemoryDatastoreStats
+
+__all__ = ["InMemoryDatastore", "InMemoryDatastoreStats"]

@@ -1,0 +1,93 @@
+"""Delegates for builtin containers: lists (with a ``slice`` parameter) and tuples."""
+
+from __future__ import annotations
+
+import copy as _copy
+from collections.abc import Mapping
+from typing import Any
+
+from ..exceptions import InvalidParameterError
+from ..storage_class import StorageClassDelegate
+
+__all__ = ["ListDelegate", "TupleDelegate", "toSlice"]
+
+
+def toSlice(value: Any) -> slice | int | tuple[Any, ...]:
+    """Turn a ``slice`` parameter value into something usable as an index.
+
+    Accepts a `slice`, an int, a ``(start, stop[, step])`` list or tuple of ints/None, a tuple
+    of slices (for multi-dimensional arrays) or a ``"start:stop[:step]"`` string.
+
+    Raises
+    ------
+    InvalidParameterError
+        The value is none of those.
+    """
+    if isinstance(value, slice | int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        parts = value.split(":")
+        if 2 <= len(parts) <= 3:
+            try:
+                return slice(*(int(p) if p.strip() else None for p in parts))
+            except ValueError:
+                pass
+    if isinstance(value, tuple) and value and all(isinstance(v, slice) for v in value):
+        return value
+    if (
+        isinstance(value, list | tuple)
+        and 2 <= len(value) <= 3
+        and all(v is None or (isinstance(v, int) and not isinstance(v, bool)) for v in value)
+    ):
+        return slice(*value)
+    raise InvalidParameterError(
+        f"Parameter 'slice' must be a slice, an int, (start, stop[, step]) or 'start:stop', not {value!r}."
+    )
+
+
+class ListDelegate(StorageClassDelegate):
+    """Delegate for lists; ``slice`` selects part of the list."""
+
+    def applyParameters(self, inMemoryDataset: Any, parameters: Mapping[str, Any]) -> Any:
+        if "slice" in parameters:
+            index = toSlice(parameters["slice"])
+            if not isinstance(index, slice | int):
+                raise InvalidParameterError(f"A list takes a one-dimensional slice, not {index!r}.")
+            result = inMemoryDataset[index]
+            return result if isinstance(index, slice) else [result]
+        return inMemoryDataset
+
+
+class TupleDelegate(StorageClassDelegate):
+    """Delegate for tuples: a hashable tuple is immutable and is shared, anything else is copied."""
+
+    canFreeze = True
+
+    def freeze(self, inMemoryDataset: Any) -> Any:
+        try:
+            hash(inMemoryDataset)
+        except TypeError:
+            return _copy.deepcopy(inMemoryDataset)
+        return inMemoryDataset
+
+    def frozenView(self, stored: Any) -> Any:
+        try:
+            hash(stored)
+        except TypeError:
+            return _copy.deepcopy(stored)
+        return stored
+
+
+class ImmutableDelegate(StorageClassDelegate):
+    """Delegate for immutable values (str, bytes, numbers): freezing is sharing."""
+
+    canFreeze = True
+
+    def copy(self, inMemoryDataset: Any) -> Any:
+        return inMemoryDataset
+
+    def deepcopy(self, inMemoryDataset: Any) -> Any:
+        return inMemoryDataset
+
+    def freeze(self, inMemoryDataset: Any) -> Any:
+        return inMemoryDataset

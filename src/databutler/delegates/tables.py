@@ -1,0 +1,106 @@
+"""Delegates for column tables: pandas DataFrame, pyarrow Table, astropy Table.
+
+Each accepts a ``columns`` parameter: a column name or a list of names, in the order wanted.
+The libraries are imported lazily, so this module loads without any of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ..exceptions import InvalidParameterError
+from ..storage_class import StorageClassDelegate
+
+__all__ = ["ArrowTableDelegate", "AstropyTableDelegate", "DataFrameDelegate", "checkColumns"]
+
+
+def checkColumns(requested: Any, available: Sequence[str], storageClassName: str) -> list[str]:
+    """Return ``requested`` as a list of column names, all of which are in ``available``.
+
+    Raises
+    ------
+    InvalidParameterError
+        ``requested`` is not a name or list of names, or names a column that does not exist.
+    """
+    if isinstance(requested, str):
+        requested = [requested]
+    if not isinstance(requested, Sequence) or not all(isinstance(c, str) for c in requested):
+        raise InvalidParameterError(
+            f"Parameter 'columns' for {storageClassName!r} must be a column name or a list of names, "
+            f"not {requested!r}."
+        )
+    unknown = [c for c in requested if c not in available]
+    if unknown:
+        raise InvalidParameterError(
+            f"Parameter 'columns' names {unknown} not in this {storageClassName!r} dataset; "
+            f"its columns are {list(available)}."
+        )
+    return list(requested)
+
+
+class DataFrameDelegate(StorageClassDelegate):
+    """pandas.DataFrame: shallow copies are safe under copy-on-write (always on in pandas 3)."""
+
+    def applyParameters(self, inMemoryDataset: Any, parameters: Mapping[str, Any]) -> Any:
+        if "columns" in parameters:
+            cols = checkColumns(
+                parameters["columns"], list(map(str, inMemoryDataset.columns)), self.storageClass.name
+            )
+            return inMemoryDataset[cols]
+        return inMemoryDataset
+
+    def getSize(self, inMemoryDataset: Any) -> int:
+        return int(inMemoryDataset.memory_usage(deep=True, index=True).sum())
+
+    def copy(self, inMemoryDataset: Any) -> Any:
+        import pandas as pd
+
+        copyOnWrite = int(pd.__version__.split(".")[0]) >= 3 or bool(pd.options.mode.copy_on_write)
+        return inMemoryDataset.copy(deep=not copyOnWrite)
+
+    def deepcopy(self, inMemoryDataset: Any) -> Any:
+        return inMemoryDataset.copy(deep=True)
+
+
+class ArrowTableDelegate(StorageClassDelegate):
+    """pyarrow.Table: immutable, so sharing is freezing."""
+
+    canFreeze = True
+
+    def applyParameters(self, inMemoryDataset: Any, parameters: Mapping[str, Any]) -> Any:
+        if "columns" in parameters:
+            cols = checkColumns(parameters["columns"], inMemoryDataset.column_names, self.storageClass.name)
+            return inMemoryDataset.select(cols)
+        return inMemoryDataset
+
+    def getSize(self, inMemoryDataset: Any) -> int:
+        return int(inMemoryDataset.nbytes)
+
+    def copy(self, inMemoryDataset: Any) -> Any:
+        return inMemoryDataset
+
+    def deepcopy(self, inMemoryDataset: Any) -> Any:
+        return inMemoryDataset
+
+    def freeze(self, inMemoryDataset: Any) -> Any:
+        return inMemoryDataset
+
+
+class AstropyTableDelegate(StorageClassDelegate):
+    """astropy.table.Table: copies copy the column data."""
+
+    def applyParameters(self, inMemoryDataset: Any, parameters: Mapping[str, Any]) -> Any:
+        if "columns" in parameters:
+            cols = checkColumns(parameters["columns"], inMemoryDataset.colnames, self.storageClass.name)
+            return inMemoryDataset[cols]
+        return inMemoryDataset
+
+    def getSize(self, inMemoryDataset: Any) -> int:
+        return int(sum(col.nbytes for col in inMemoryDataset.itercols())) + 1024
+
+    def copy(self, inMemoryDataset: Any) -> Any:
+        return inMemoryDataset.copy(copy_data=True)
+
+    def deepcopy(self, inMemoryDataset: Any) -> Any:
+        return inMemoryDataset.copy(copy_data=True)

@@ -1,0 +1,198 @@
+"""Every error databutler raises, in one tree.
+
+Each error is also the builtin exception the spec promises, so code can catch
+either the databutler name or the builtin::
+
+    DatabutlerError
+    ├── ConfigError (ValueError)
+    │   ├── ConfigFileNotFoundError (FileNotFoundError)
+    │   └── DatastoreClassError (TypeError)
+    ├── StorageClassError (ValueError)
+    │   ├── UnknownStorageClassError (KeyError)
+    │   ├── StorageClassConflictError (ValueError)
+    │   ├── MissingOptionalDependencyError (ImportError)
+    │   ├── UnknownComponentError (KeyError)
+    │   └── InvalidParameterError (ValueError)
+    ├── DatasetTypeError (ValueError)
+    │   └── DataIdError (ValueError)
+    ├── DatasetTypeMismatchError (TypeError)
+    ├── DatasetNotFoundError (FileNotFoundError)
+    ├── DatasetExistsError (ValueError)
+    ├── StoredItemInfoExistsError (KeyError)
+    ├── StoredItemInfoNotFoundError (KeyError)
+    ├── DatasetIntegrityError (ValueError)
+    ├── FormatterError (ValueError)
+    ├── DatasetTooLargeError (ValueError)
+    ├── TransactionError (RuntimeError)
+    ├── RegistryError (RuntimeError)
+    │   ├── DatasetTypeConflictError (ValueError)
+    │   ├── MissingDatasetTypeError (KeyError)
+    │   ├── MissingRunError (KeyError)
+    │   └── ConflictingDatasetError (ValueError)
+    └── UnsafePathError (ValueError)
+
+`KeyError` subclasses override ``__str__`` so their message is printed as
+written rather than quoted.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "ConfigFileNotFoundError",
+    "ConflictingDatasetError",
+    "DataIdError",
+    "DatabutlerError",
+    "DatasetExistsError",
+    "DatasetIntegrityError",
+    "DatasetNotFoundError",
+    "DatasetTooLargeError",
+    "DatasetTypeConflictError",
+    "DatasetTypeError",
+    "DatasetTypeMismatchError",
+    "DatastoreClassError",
+    "FormatterError",
+    "InvalidParameterError",
+    "MissingDatasetTypeError",
+    "MissingOptionalDependencyError",
+    "MissingRunError",
+    "RegistryError",
+    "StorageClassConflictError",
+    "StorageClassError",
+    "StoredItemInfoExistsError",
+    "StoredItemInfoNotFoundError",
+    "TransactionError",
+    "UnknownComponentError",
+    "UnknownStorageClassError",
+    "UnsafePathError",
+]
+
+
+class DatabutlerError(Exception):
+    """Base class of every error raised by databutler."""
+
+
+class _PlainKeyError(KeyError):
+    """A KeyError whose message is shown as written, not repr-quoted."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+# -- configuration ---------------------------------------------------------------------------
+
+
+class ConfigError(DatabutlerError, ValueError):
+    """A configuration file or mapping is malformed or lacks a required key."""
+
+
+class ConfigFileNotFoundError(ConfigError, FileNotFoundError):
+    """A configuration file could not be found on the search path."""
+
+
+class DatastoreClassError(ConfigError, TypeError):
+    """``datastore.cls`` names something that cannot be imported or is not a Datastore."""
+
+
+# -- storage classes -------------------------------------------------------------------------
+
+
+class StorageClassError(DatabutlerError, ValueError):
+    """A storage class is malformed or used inconsistently."""
+
+
+class UnknownStorageClassError(StorageClassError, _PlainKeyError):
+    """No storage class of that name is known to the factory."""
+
+
+class StorageClassConflictError(StorageClassError):
+    """A storage class of that name is already registered with a different definition."""
+
+
+class MissingOptionalDependencyError(StorageClassError, ImportError):
+    """A storage class needs an optional library that is not installed."""
+
+
+class UnknownComponentError(StorageClassError, _PlainKeyError):
+    """A component name is not one the storage class declares."""
+
+
+class InvalidParameterError(StorageClassError):
+    """A read parameter is unknown to the storage class or has a bad value."""
+
+
+# -- dataset types and refs ------------------------------------------------------------------
+
+
+class DatasetTypeError(DatabutlerError, ValueError):
+    """A dataset type name or definition is invalid."""
+
+
+class DataIdError(DatasetTypeError):
+    """A data ID does not match the dimensions of its dataset type."""
+
+
+class DatasetTypeMismatchError(DatabutlerError, TypeError):
+    """An object does not match the storage class of the dataset it is stored as."""
+
+
+# -- datastores ------------------------------------------------------------------------------
+
+
+class DatasetNotFoundError(DatabutlerError, FileNotFoundError):
+    """The requested dataset is not in the datastore (never stored, removed, evicted or expired)."""
+
+
+class DatasetExistsError(DatabutlerError, ValueError):
+    """A dataset with this id is already stored; remove it first to replace it."""
+
+
+class StoredItemInfoExistsError(DatabutlerError, _PlainKeyError):
+    """Stored-item information for this dataset is already recorded."""
+
+
+class StoredItemInfoNotFoundError(DatabutlerError, _PlainKeyError):
+    """No stored-item information is recorded for this dataset."""
+
+
+class DatasetIntegrityError(DatabutlerError, ValueError):
+    """A stored file no longer matches the checksum or size recorded when it was written."""
+
+
+class FormatterError(DatabutlerError, ValueError):
+    """A formatter failed to read or write a dataset."""
+
+
+class DatasetTooLargeError(DatabutlerError, ValueError):
+    """A dataset is larger on its own than the datastore's ``maxBytes`` limit."""
+
+
+class TransactionError(DatabutlerError, RuntimeError):
+    """A transaction was used incorrectly or could not be rolled back cleanly."""
+
+
+class UnsafePathError(DatabutlerError, ValueError):
+    """A dataset type name or data ID value would make a path outside the datastore root."""
+
+
+# -- registry --------------------------------------------------------------------------------
+
+
+class RegistryError(DatabutlerError, RuntimeError):
+    """Base class of registry errors."""
+
+
+class DatasetTypeConflictError(RegistryError, ValueError):
+    """A dataset type of that name is registered with a different definition."""
+
+
+class MissingDatasetTypeError(RegistryError, _PlainKeyError):
+    """No dataset type of that name is registered."""
+
+
+class MissingRunError(RegistryError, _PlainKeyError):
+    """No run of that name is registered."""
+
+
+class ConflictingDatasetError(RegistryError, ValueError):
+    """A dataset with the same type, data ID and run already exists."""

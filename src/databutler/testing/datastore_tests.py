@@ -1,0 +1,318 @@
+"""`DatastoreTests`: the contract every `Datastore` must meet, as a pytest mixin.
+
+A datastore's test module says only how to build one::
+
+    class TestMyDatastore(DatastoreTests):
+        def makeDatastore(self, registry=None):
+            return MyDatastore({"datastore": {"cls": "..."}}, registry=registry)
+
+Optional types (numpy, pandas, pyarrow, astropy) are skipped, with the reason, when the
+library is not installed; ``make test`` installs them all.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+
+from ..dataset_ref import DatasetRef
+from ..dataset_type import DatasetType
+from ..datastore.base import Datastore
+from ..datastore.bridge import InMemoryLocationRegistry
+from ..exceptions import (
+    DatasetExistsError,
+    DatasetNotFoundError,
+    DatasetTypeMismatchError,
+    InvalidParameterError,
+)
+
+__all__ = ["DatastoreTests", "makeRef", "makeTestDatasetType"]
+
+
+def makeTestDatasetType(name: str, storageClass: str, dimensions: tuple[str, ...] = ("visit", "detector")) -> DatasetType:
+    """Return a dataset type with the usual test dimensions."""
+    return DatasetType(name, dimensions, storageClass)
+
+
+def makeRef(name: str, storageClass: str, visit: int = 1, detector: int = 2, run: str | None = "test/run") -> DatasetRef:
+    """Return a new ref (fresh UUID) of a ``(visit, detector)`` dataset type."""
+    return DatasetRef(makeTestDatasetType(name, storageClass), {"visit": visit, "detector": detector}, run=run)
+
+
+def _sampleDict() -> dict[str, Any]:
+    return {"a": 1, "b": [1, 2, 3], "c": {"d": "text"}}
+
+
+class DatastoreTests:
+    """The datastore contract. Subclasses implement `makeDatastore`."""
+
+    def makeDatastore(self, registry: Any = None) -> Datastore:
+        raise NotImplementedError("A DatastoreTests subclass must say how to build its datastore.")
+
+    # -- helpers --
+
+    @pytest.fixture
+    def datastore(self) -> Datastore:
+        return self.makeDatastore()
+
+    @staticmethod
+    def assertSameData(a: Any, b: Any) -> None:
+        np = pytest.importorskip("numpy")
+        if isinstance(a, np.ndarray):
+            np.testing.assert_array_equal(a, b)
+        else:
+            assert a == b
+
+    # -- basics --
+
+    def test_class_attributes(self, datastore: Datastore) -> None:
+        assert isinstance(type(datastore).isEphemeral, bool)
+        assert datastore.defaultConfigFile is None or isinstance(datastore.defaultConfigFile, str)
+        assert isinstance(datastore.name, str) and datastore.name
+        assert datastore.storageClassFactory.getStorageClass("StructuredDataDict").pytype is dict
+
+    def test_fromConfig_builds_same_class(self, datastore: Datastore) -> None:
+        again = Datastore.fromConfig(datastore.config)
+        assert type(again) is type(datastore)
+
+    def test_put_get_dict(self, datastore: Datastore) -> None:
+        ref = makeRef("metrics", "StructuredDataDict")
+        assert not datastore.exists(ref)
+        datastore.put(_sampleDict(), ref)
+        assert datastore.exists(ref)
+        assert datastore.get(ref) == _sampleDict()
+
+    def test_put_get_list_with_slice(self, datastore: Datastore) -> None:
+        ref = makeRef("values", "StructuredDataList")
+        datastore.put([0, 1, 2, 3, 4, 5], ref)
+        assert datastore.get(ref) == [0, 1, 2, 3, 4, 5]
+        assert datastore.get(ref, parameters={"slice": slice(1, 3)}) == [1, 2]
+
+    def test_put_get_numpy_with_slice(self, datastore: Datastore) -> None:
+        np = pytest.importorskip("numpy")
+        ref = makeRef("image", "NumpyArray")
+        array = np.arange(20.0).reshape(4, 5)
+        datastore.put(array, ref)
+        np.testing.assert_array_equal(datastore.get(ref), array)
+        np.testing.assert_array_equal(datastore.get(ref, parameters={"slice": (slice(1, 3), slice(0, 2))}),
+                                      array[1:3, 0:2])
+
+    def test_put_get_arrow_columns(self, datastore: Datastore) -> None:
+        pa = pytest.importorskip("pyarrow")
+        ref = makeRef("sources", "ArrowTable")
+        table = pa.table({"ra": [1.0, 2.0], "dec": [3.0, 4.0], "flux": [5.0, 6.0]})
+        datastore.put(table, ref)
+        assert datastore.get(ref).equals(table)
+        assert datastore.get(ref, parameters={"columns": ["dec", "ra"]}).column_names == ["dec", "ra"]
+
+    def test_put_get_dataframe_columns(self, datastore: Datastore) -> None:
+        pd = pytest.importorskip("pandas")
+        ref = makeRef("frame", "DataFrame")
+        frame = pd.DataFrame({"ra": [1.0, 2.0], "dec": [3.0, 4.0]})
+        datastore.put(frame, ref)
+        pd.testing.assert_frame_equal(datastore.get(ref), frame)
+        assert list(datastore.get(ref, parameters={"columns": ["dec"]}).columns) == ["dec"]
+
+    def test_put_get_astropy_columns(self, datastore: Datastore) -> None:
+        table_mod = pytest.importorskip("astropy.table")
+        ref = makeRef("catalog", "AstropyTable")
+        table = table_mod.Table({"ra": [1.0, 2.0], "dec": [3.0, 4.0]})
+        datastore.put(table, ref)
+        got = datastore.get(ref)
+        assert list(got["ra"]) == [1.0, 2.0]
+        assert datastore.get(ref, parameters={"columns": ["dec"]}).colnames == ["dec"]
+
+    # -- the spec's errors --
+
+    def test_get_missing_raises_file_not_found(self, datastore: Datastore) -> None:
+        ref = makeRef("metrics", "StructuredDataDict")
+        with pytest.raises(FileNotFoundError, match="metrics"):
+            datastore.get(ref)
+        with pytest.raises(DatasetNotFoundError):
+            datastore.get(ref)
+
+    def test_put_wrong_type_raises_type_error(self, datastore: Datastore) -> None:
+        ref = makeRef("metrics", "StructuredDataDict")
+        with pytest.raises(TypeError, match="StructuredDataDict"):
+            datastore.put([1, 2, 3], ref)
+        with pytest.raises(DatasetTypeMismatchError):
+            datastore.put("not a dict", ref)
+        assert not datastore.exists(ref)
+
+    def test_second_put_is_error_and_keeps_first(self, datastore: Datastore) -> None:
+        ref = makeRef("metrics", "StructuredDataDict")
+        datastore.put({"first": 1}, ref)
+        with pytest.raises(DatasetExistsError, match="metrics"):
+            datastore.put({"second": 2}, ref)
+        assert datastore.get(ref) == {"first": 1}
+
+    def test_remove_twice_raises_file_not_found(self, datastore: Datastore) -> None:
+        ref = makeRef("metrics", "StructuredDataDict")
+        datastore.put({"x": 1}, ref)
+        datastore.remove(ref)
+        assert not datastore.exists(ref)
+        with pytest.raises(FileNotFoundError):
+            datastore.remove(ref)
+        with pytest.raises(FileNotFoundError):
+            datastore.get(ref)
+
+    def test_unknown_parameter_is_error_and_harmless(self, datastore: Datastore) -> None:
+        ref = makeRef("values", "StructuredDataList")
+        datastore.put([1, 2, 3], ref)
+        with pytest.raises(InvalidParameterError, match="bogus"):
+            datastore.get(ref, parameters={"bogus": 1})
+        with pytest.raises(ValueError):
+            datastore.get(ref, parameters={"slice": "not a slice"})
+        assert datastore.get(ref) == [1, 2, 3]
+
+    def test_getUri(self, datastore: Datastore) -> None:
+        ref = makeRef("metrics", "StructuredDataDict")
+        other = makeRef("metrics", "StructuredDataDict", visit=2)
+        with pytest.raises(FileNotFoundError):
+            datastore.getUri(ref)
+        predicted = datastore.getUri(ref, predict=True)
+        assert predicted.endswith("#predicted")
+        datastore.put({"x": 1}, ref)
+        datastore.put({"x": 2}, other)
+        uri = datastore.getUri(ref)
+        assert "#" not in uri
+        assert uri != datastore.getUri(other)
+        assert datastore.getUri(ref, predict=True) == uri
+
+    def test_stored_item_info(self, datastore: Datastore) -> None:
+        ref = makeRef("metrics", "StructuredDataDict")
+        with pytest.raises(KeyError):
+            datastore.getStoredItemInfo(ref)
+        datastore.put({"x": 1}, ref)
+        info = datastore.getStoredItemInfo(ref)
+        with pytest.raises(KeyError):
+            datastore.addStoredItemInfo(ref, info)
+        datastore.remove(ref)
+        with pytest.raises(KeyError):
+            datastore.getStoredItemInfo(ref)
+
+    # -- components --
+
+    def test_composite_components(self, datastore: Datastore) -> None:
+        np = pytest.importorskip("numpy")
+        from ..composites import MaskedImage
+
+        ref = makeRef("calexp", "MaskedImage")
+        image = np.arange(6.0).reshape(2, 3)
+        mask = np.zeros((2, 3), dtype=np.int32)
+        datastore.put(MaskedImage(image=image, mask=mask, metadata={"exptime": 30.0}), ref)
+        imageRef = ref.makeComponentRef("image")
+        assert datastore.exists(imageRef)
+        np.testing.assert_array_equal(datastore.get(imageRef), image)
+        np.testing.assert_array_equal(datastore.get(imageRef, parameters={"slice": (slice(0, 1),)}), image[0:1])
+        assert datastore.get(ref.makeComponentRef("metadata")) == {"exptime": 30.0}
+        assert datastore.getUri(imageRef) != datastore.getUri(ref)
+        whole = datastore.get(ref)
+        np.testing.assert_array_equal(whole.mask, mask)
+        datastore.remove(ref)
+        for component in ref.components.values():
+            assert not datastore.exists(component)
+            with pytest.raises(FileNotFoundError):
+                datastore.get(component)
+
+    # -- transfer --
+
+    def test_transfer(self, datastore: Datastore) -> None:
+        source = self.makeDatastore()
+        ref = makeRef("metrics", "StructuredDataDict")
+        source.put({"x": 1}, ref)
+        datastore.transfer(source, ref)
+        assert datastore.get(ref) == {"x": 1}
+        missing = makeRef("metrics", "StructuredDataDict", visit=9)
+        with pytest.raises(FileNotFoundError):
+            datastore.transfer(source, missing)
+        assert not datastore.exists(missing)
+
+    # -- transactions --
+
+    def test_transaction_rolls_back_puts_and_removes(self, datastore: Datastore) -> None:
+        kept = makeRef("metrics", "StructuredDataDict", visit=1)
+        datastore.put({"kept": True}, kept)
+        undone = makeRef("metrics", "StructuredDataDict", visit=2)
+        with pytest.raises(RuntimeError, match="boom"), datastore.transaction():
+            datastore.put({"x": 1}, undone)
+            datastore.remove(kept)
+            raise RuntimeError("boom")
+        assert not datastore.exists(undone)
+        assert datastore.get(kept) == {"kept": True}
+
+    def test_nested_transactions(self, datastore: Datastore) -> None:
+        outer = makeRef("metrics", "StructuredDataDict", visit=1)
+        inner = makeRef("metrics", "StructuredDataDict", visit=2)
+        failed = makeRef("metrics", "StructuredDataDict", visit=3)
+        with pytest.raises(ValueError, match="outer fails"), datastore.transaction():
+            datastore.put({"o": 1}, outer)
+            with datastore.transaction():
+                datastore.put({"i": 1}, inner)
+            with pytest.raises(KeyError), datastore.transaction():
+                datastore.put({"f": 1}, failed)
+                raise KeyError("inner fails")
+            assert datastore.exists(inner) and not datastore.exists(failed)
+            raise ValueError("outer fails")
+        assert not any(datastore.exists(r) for r in (outer, inner, failed))
+
+    def test_committed_transaction_keeps_puts(self, datastore: Datastore) -> None:
+        ref = makeRef("metrics", "StructuredDataDict")
+        with datastore.transaction():
+            datastore.put({"x": 1}, ref)
+        assert datastore.get(ref) == {"x": 1}
+
+    # -- registry protocol --
+
+    def test_registry_is_told(self) -> None:
+        registry = InMemoryLocationRegistry()
+        datastore = self.makeDatastore(registry=registry)
+        ref = makeRef("metrics", "StructuredDataDict")
+        datastore.put({"x": 1}, ref)
+        assert datastore.name in registry.getDatasetLocations(ref)
+        datastore.remove(ref)
+        assert datastore.name not in registry.getDatasetLocations(ref)
+        with pytest.raises(RuntimeError), datastore.transaction():
+            datastore.put({"x": 2}, ref)
+            raise RuntimeError("roll back")
+        assert datastore.name not in registry.getDatasetLocations(ref)
+
+    # -- bulk verbs --
+
+    def test_bulk_verbs(self, datastore: Datastore) -> None:
+        refs = [makeRef("metrics", "StructuredDataDict", visit=v) for v in range(5)]
+        datastore.putMany([({"v": i}, ref) for i, ref in enumerate(refs)])
+        assert datastore.getMany(refs) == {ref: {"v": i} for i, ref in enumerate(refs)}
+        absent = [makeRef("metrics", "StructuredDataDict", visit=v) for v in (10, 11)]
+        with pytest.raises(DatasetNotFoundError) as excinfo:
+            datastore.getMany(refs + absent)
+        for ref in absent:
+            assert str(ref.id) in str(excinfo.value)
+        missing: list[DatasetRef] = []
+        found = datastore.getMany(refs + absent, missing=missing)
+        assert set(found) == set(refs) and missing == absent
+        assert datastore.existsMany(refs + absent) == {**{r: True for r in refs}, **{r: False for r in absent}}
+        with pytest.raises(DatasetNotFoundError):
+            datastore.removeMany(refs[:2] + absent)
+        assert datastore.existsMany(refs[:2]) == {refs[0]: False, refs[1]: False}
+        datastore.removeMany(refs[2:])
+        assert not any(datastore.existsMany(refs).values())
+
+    def test_putMany_is_all_or_nothing(self, datastore: Datastore) -> None:
+        existing = makeRef("metrics", "StructuredDataDict", visit=0)
+        datastore.put({"v": 0}, existing)
+        fresh = makeRef("metrics", "StructuredDataDict", visit=1)
+        with pytest.raises(DatasetExistsError):
+            datastore.putMany([({"v": 1}, fresh), ({"v": 2}, existing)])
+        assert not datastore.exists(fresh)
+        assert datastore.get(existing) == {"v": 0}
+
+    def test_equal_ref_rebuilt_finds_dataset(self, datastore: Datastore) -> None:
+        ref = makeRef("metrics", "StructuredDataDict")
+        datastore.put({"x": 1}, ref)
+        rebuilt = DatasetRef(makeTestDatasetType("metrics", "StructuredDataDict"), dict(ref.dataId),
+                             id=uuid.UUID(str(ref.id)), run=ref.run)
+        assert datastore.exists(rebuilt)
+        assert datastore.get(rebuilt) == {"x": 1}
