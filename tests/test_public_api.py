@@ -1,0 +1,55 @@
+"""The public API is pinned: adding or removing a name is a deliberate change to this list."""
+
+import databutler
+
+EXPECTED = [
+    "COPY_MODES",
+    "Config",
+    "ConfigError",
+    "ConfigFileNotFoundError",
+    "ConfigSubset",
+    "DataIdError",
+    "DatabutlerError",
+    "DatasetExistsError",
+    "DatasetIntegrityError",
+    "DatasetLocationRegistry",
+    "DatasetNotFoundError",
+    "DatasetRef",
+    "DatasetTooLargeError",
+    "DatasetType",
+    "DatasetTypeError",
+    "DatasetTypeMismatchError",
+    "Datastore",
+    "DatastoreClassError",
+    "DatastoreConfig",
+    "DatastoreTransaction",
+    "FormatterError",
+    "InMemoryDatastore",
+    "InMemoryDatastoreStats",
+    "InMemoryLocationRegistry",
+    "InvalidParameterError",
+    "MaskedImage",
+    "MissingOptionalDependencyError",
+    "StorageClass",
+    "StorageClassConflictError",
+    "StorageClassDelegate",
+    "StorageClassError",
+    "StorageClassFactory",
+    "StoredItemInfo",
+    "StoredItemInfoExistsError",
+    "StoredItemInfoNotFoundError",
+    "TransactionError",
+    "UnknownComponentError",
+    "UnknownStorageClassError",
+    "UnsafePathError",
+]
+
+
+def test_all_is_sorted_and_pinned() -> None:
+    assert databutler.__all__ == sorted(databutler.__all__)
+    assert databutler.__all__ == EXPECTED
+
+
+def test_every_name_resolves() -> None:
+    for name in databutler.__all__:
+        assert getattr(databutler, name) is not None
