@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from databutler import Config, Datastore, DatasetRef, DatasetType, MaskedImage
+from databutler import Config, DatasetRef, DatasetType, Datastore, MaskedImage
 
 
 def main() -> None:
-    config = Config({"datastore": {"cls": "databutler.datastores.in_memory.InMemoryDatastore", "name": "demo"}})
+    config = Config(
+        {"datastore": {"cls": "databutler.datastores.in_memory.InMemoryDatastore", "name": "demo"}}
+    )
     store = Datastore.fromConfig(config)
     print(f"Built {store!r} from config (isEphemeral={store.isEphemeral}).")
 
@@ -30,8 +32,10 @@ def main() -> None:
         MaskedImage(image=np.ones((4, 4)), mask=np.zeros((4, 4), dtype=np.int32), metadata={"exptime": 30.0}),
         calexp,
     )
-    print(f"Put 3 datasets of storage classes: "
-          f"{', '.join(r.datasetType.storageClass.name for r in (metrics, flat, calexp))}.")
+    print(
+        f"Put 3 datasets of storage classes: "
+        f"{', '.join(r.datasetType.storageClass.name for r in (metrics, flat, calexp))}."
+    )
 
     print("Whole:     ", store.get(metrics))
     print("Component: ", "calexp.metadata =", store.get(calexp.makeComponentRef("metadata")))

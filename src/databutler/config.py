@@ -145,6 +145,8 @@ class Config(MutableMapping[str, Any]):
     # -- mapping protocol with dotted keys --
 
     def _find(self, key: Key) -> Any:
+        if isinstance(key, str) and "." in key and key in self._data:
+            return self._data[key]  # a literal key that contains dots, such as "calexp.wcs"
         node: Any = self._data
         for part in _splitKey(key):
             if not isinstance(node, dict) or part not in node:

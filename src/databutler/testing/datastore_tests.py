@@ -31,14 +31,20 @@ from ..exceptions import (
 __all__ = ["DatastoreTests", "makeRef", "makeTestDatasetType"]
 
 
-def makeTestDatasetType(name: str, storageClass: str, dimensions: tuple[str, ...] = ("visit", "detector")) -> DatasetType:
+def makeTestDatasetType(
+    name: str, storageClass: str, dimensions: tuple[str, ...] = ("visit", "detector")
+) -> DatasetType:
     """Return a dataset type with the usual test dimensions."""
     return DatasetType(name, dimensions, storageClass)
 
 
-def makeRef(name: str, storageClass: str, visit: int = 1, detector: int = 2, run: str | None = "test/run") -> DatasetRef:
+def makeRef(
+    name: str, storageClass: str, visit: int = 1, detector: int = 2, run: str | None = "test/run"
+) -> DatasetRef:
     """Return a new ref (fresh UUID) of a ``(visit, detector)`` dataset type."""
-    return DatasetRef(makeTestDatasetType(name, storageClass), {"visit": visit, "detector": detector}, run=run)
+    return DatasetRef(
+        makeTestDatasetType(name, storageClass), {"visit": visit, "detector": detector}, run=run
+    )
 
 
 def _sampleDict() -> dict[str, Any]:
@@ -96,8 +102,9 @@ class DatastoreTests:
         array = np.arange(20.0).reshape(4, 5)
         datastore.put(array, ref)
         np.testing.assert_array_equal(datastore.get(ref), array)
-        np.testing.assert_array_equal(datastore.get(ref, parameters={"slice": (slice(1, 3), slice(0, 2))}),
-                                      array[1:3, 0:2])
+        np.testing.assert_array_equal(
+            datastore.get(ref, parameters={"slice": (slice(1, 3), slice(0, 2))}), array[1:3, 0:2]
+        )
 
     def test_put_get_arrow_columns(self, datastore: Datastore) -> None:
         pa = pytest.importorskip("pyarrow")
@@ -206,7 +213,9 @@ class DatastoreTests:
         imageRef = ref.makeComponentRef("image")
         assert datastore.exists(imageRef)
         np.testing.assert_array_equal(datastore.get(imageRef), image)
-        np.testing.assert_array_equal(datastore.get(imageRef, parameters={"slice": (slice(0, 1),)}), image[0:1])
+        np.testing.assert_array_equal(
+            datastore.get(imageRef, parameters={"slice": (slice(0, 1),)}), image[0:1]
+        )
         assert datastore.get(ref.makeComponentRef("metadata")) == {"exptime": 30.0}
         assert datastore.getUri(imageRef) != datastore.getUri(ref)
         whole = datastore.get(ref)
@@ -293,7 +302,10 @@ class DatastoreTests:
         missing: list[DatasetRef] = []
         found = datastore.getMany(refs + absent, missing=missing)
         assert set(found) == set(refs) and missing == absent
-        assert datastore.existsMany(refs + absent) == {**{r: True for r in refs}, **{r: False for r in absent}}
+        assert datastore.existsMany(refs + absent) == {
+            **{r: True for r in refs},
+            **{r: False for r in absent},
+        }
         with pytest.raises(DatasetNotFoundError):
             datastore.removeMany(refs[:2] + absent)
         assert datastore.existsMany(refs[:2]) == {refs[0]: False, refs[1]: False}
@@ -312,7 +324,11 @@ class DatastoreTests:
     def test_equal_ref_rebuilt_finds_dataset(self, datastore: Datastore) -> None:
         ref = makeRef("metrics", "StructuredDataDict")
         datastore.put({"x": 1}, ref)
-        rebuilt = DatasetRef(makeTestDatasetType("metrics", "StructuredDataDict"), dict(ref.dataId),
-                             id=uuid.UUID(str(ref.id)), run=ref.run)
+        rebuilt = DatasetRef(
+            makeTestDatasetType("metrics", "StructuredDataDict"),
+            dict(ref.dataId),
+            id=uuid.UUID(str(ref.id)),
+            run=ref.run,
+        )
         assert datastore.exists(rebuilt)
         assert datastore.get(rebuilt) == {"x": 1}
