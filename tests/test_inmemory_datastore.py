@@ -2,12 +2,169 @@
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
 from typing import Any
 
-from databutler import InMemoryDatastore
-from databutler.testing import DatastoreTests
+import numpy as np
+import pytest
+
+import databutler
+from databutler import (
+    Config,
+    DatasetNotFoundError,
+    DatasetRef,
+    DatasetType,
+    DatasetTypeError,
+    DatastoreConfig,
+    InMemoryDatastore,
+    InMemoryLocationRegistry,
+    MaskedImage,
+    StorageClassFactory,
+    StoredItemInfo,
+    StoredItemInfoExistsError,
+    StoredItemInfoNotFoundError,
+    UnknownComponentError,
+)
+from databutler.testing import DatastoreTests, makeRef
 
 
 class TestInMemoryDatastoreContract(DatastoreTests):
     def makeDatastore(self, registry: Any = None) -> InMemoryDatastore:
         return InMemoryDatastore({"datastore": {"cls": "databutler.InMemoryDatastore"}}, registry=registry)
+
+
+def makeStore(**options: Any) -> InMemoryDatastore:
+    return InMemoryDatastore({"datastore": {"cls": "databutler.InMemoryDatastore", **options}})
+
+
+def test_spec_class_attributes() -> None:
+    assert InMemoryDatastore.defaultConfigFile == "datastores/inMemoryDatastore.yaml"
+    assert InMemoryDatastore.isEphemeral is True
+    path = Path(databutler.__file__).parent / "configs" / InMemoryDatastore.defaultConfigFile
+    assert path.is_file()
+    a, b = makeStore(name="scratch"), makeStore(name="scratch")
+    assert a.name != b.name and a.name.startswith("scratch")
+    assert isinstance(a.storageClassFactory, StorageClassFactory)
+    assert a.storageClassFactory is not b.storageClassFactory
+
+
+def test_config_given_as_path_string(tmp_path: Path) -> None:
+    path = tmp_path / "mem.yaml"
+    path.write_text("datastore:\n  cls: databutler.InMemoryDatastore\n  name: fromFile\n")
+    store = InMemoryDatastore(str(path))
+    assert store.name.startswith("fromFile@")
+    assert isinstance(store.config, DatastoreConfig)
+
+
+def test_setConfigRoot_does_nothing() -> None:
+    config = Config({"datastore": {"cls": "databutler.InMemoryDatastore"}})
+    full = Config({"datastore": {"cls": "databutler.InMemoryDatastore", "maxItems": 3}})
+    before, fullBefore = config.toDict(), full.toDict()
+    assert InMemoryDatastore.setConfigRoot("/some/root", config, full) is None
+    assert config.toDict() == before and full.toDict() == fullBefore
+
+
+def test_stored_item_info_fields_and_components() -> None:
+    store = makeStore()
+    ref = makeRef("calexp", "MaskedImage")
+    before = time.time()
+    store.put(MaskedImage(image=np.zeros(2), mask=np.zeros(2), metadata={}), ref)
+    info = store.getStoredItemInfo(ref)
+    assert isinstance(info, StoredItemInfo)
+    assert before <= info.timestamp <= time.time()
+    assert info.storageClass.name == "MaskedImage" and info.parentID is None
+    component = store.getStoredItemInfo(ref.makeComponentRef("mask"))
+    assert component.storageClass.name == "NumpyArray" and component.parentID == ref.id
+    assert component.timestamp == info.timestamp
+
+
+def test_stored_item_info_verbs() -> None:
+    store = makeStore()
+    ref = makeRef("metrics", "StructuredDataDict")
+    info = StoredItemInfo(123.0, ref.datasetType.storageClass)
+    with pytest.raises(DatasetNotFoundError):
+        store.addStoredItemInfo(ref, info)  # no record for a dataset that is not stored
+    with pytest.raises(KeyError):
+        store.removeStoredItemInfo(ref)
+    store.put({"x": 1}, ref)
+    with pytest.raises(StoredItemInfoExistsError, match="metrics"):
+        store.addStoredItemInfo(ref, info)
+    store.removeStoredItemInfo(ref)
+    with pytest.raises(StoredItemInfoNotFoundError):
+        store.getStoredItemInfo(ref)
+    with pytest.raises(KeyError):
+        store.removeStoredItemInfo(ref)
+    store.addStoredItemInfo(ref, info)
+    assert store.getStoredItemInfo(ref) == info
+    assert store.get(ref) == {"x": 1}  # bookkeeping verbs never touch the dataset
+    with pytest.raises(TypeError):
+        store.addStoredItemInfo(ref, {"timestamp": 1})  # type: ignore[arg-type]
+    store.remove(ref)
+    with pytest.raises(KeyError):
+        store.getStoredItemInfo(ref)
+
+
+def test_get_with_incompatible_storage_class_is_type_error() -> None:
+    store = makeStore()
+    ref = makeRef("metrics", "StructuredDataDict")
+    store.put({"x": 1}, ref)
+    asList = DatasetRef(
+        DatasetType("metrics", ref.datasetType.dimensions, "StructuredDataList"), dict(ref.dataId), id=ref.id
+    )
+    with pytest.raises(TypeError, match="StructuredDataList"):
+        store.get(asList)
+    asObject = DatasetRef(
+        DatasetType("metrics", ref.datasetType.dimensions, "Object"), dict(ref.dataId), id=ref.id
+    )
+    assert store.get(asObject) == {"x": 1}
+    other = DatasetRef(
+        DatasetType("other", ref.datasetType.dimensions, "StructuredDataDict"), dict(ref.dataId), id=ref.id
+    )
+    with pytest.raises(FileNotFoundError, match="holds 'metrics'"):
+        store.get(other)
+    assert not store.exists(other)
+
+
+def test_components_cannot_be_put_or_removed_alone() -> None:
+    store = makeStore()
+    ref = makeRef("calexp", "MaskedImage")
+    with pytest.raises(DatasetTypeError, match="composite"):
+        store.put(np.zeros(2), ref.makeComponentRef("image"))
+    store.put(MaskedImage(image=np.zeros(2)), ref)
+    with pytest.raises(DatasetTypeError, match="composite"):
+        store.remove(ref.makeComponentRef("image"))
+    assert store.exists(ref)
+    with pytest.raises(UnknownComponentError):
+        ref.makeComponentRef("psf")
+
+
+def test_component_missing_from_object_is_clear() -> None:
+    store = makeStore()
+    ref = makeRef("calexp", "MaskedImage")
+    store.put(MaskedImage(image=np.zeros(2)), ref)  # mask defaults to None
+    assert store.get(ref.makeComponentRef("mask")) is None
+
+
+def test_registry_failure_undoes_put() -> None:
+    class FailingRegistry(InMemoryLocationRegistry):
+        def addDatasetLocations(self, datastoreName: str, refs: Any) -> None:
+            raise RuntimeError("registry is down")
+
+    store = InMemoryDatastore(
+        {"datastore": {"cls": "databutler.InMemoryDatastore"}}, registry=FailingRegistry()
+    )
+    ref = makeRef("metrics", "StructuredDataDict")
+    with pytest.raises(RuntimeError, match="down"):
+        store.put({"x": 1}, ref)
+    assert not store.exists(ref) and len(store) == 0
+
+
+def test_len_contains_and_uri_shape() -> None:
+    store = makeStore()
+    ref = makeRef("metrics", "StructuredDataDict")
+    assert len(store) == 0 and ref not in store and "x" not in store
+    store.put({"x": 1}, ref)
+    assert len(store) == 1 and ref in store
+    assert store.getUri(ref) == f"mem://metrics/{ref.id}"
+    assert store.getUri(makeRef("metrics", "StructuredDataDict"), predict=True).startswith("mem://metrics/")

@@ -536,6 +536,8 @@ class InMemoryDatastore(Datastore):
             component = self._componentOf(ref, storedRef)
             obj = storedRef.datasetType.storageClass.delegate().getComponent(obj, component)
             produced = storedRef.datasetType.storageClass.components[component]
+            if obj is None:
+                return None  # the composite was stored without this component
         else:
             produced = storedRef.datasetType.storageClass
         delegate = target.delegate()
