@@ -28,6 +28,8 @@ either the databutler name or the builtin::
     │   ├── DatasetTypeConflictError (ValueError)
     │   ├── MissingDatasetTypeError (KeyError)
     │   ├── MissingRunError (KeyError)
+    │   ├── MissingDatasetError (KeyError)
+    │   ├── MissingRegistryError (FileNotFoundError)
     │   └── ConflictingDatasetError (ValueError)
     └── UnsafePathError (ValueError)
 
@@ -53,8 +55,10 @@ __all__ = [
     "DatastoreClassError",
     "FormatterError",
     "InvalidParameterError",
+    "MissingDatasetError",
     "MissingDatasetTypeError",
     "MissingOptionalDependencyError",
+    "MissingRegistryError",
     "MissingRunError",
     "RegistryError",
     "StorageClassConflictError",
@@ -192,6 +196,14 @@ class MissingDatasetTypeError(RegistryError, _PlainKeyError):
 
 class MissingRunError(RegistryError, _PlainKeyError):
     """No run of that name is registered."""
+
+
+class MissingDatasetError(RegistryError, _PlainKeyError):
+    """No dataset with that id is registered."""
+
+
+class MissingRegistryError(RegistryError, FileNotFoundError):
+    """The database does not exist or holds no registry (open it with ``create=True`` to make one)."""
 
 
 class ConflictingDatasetError(RegistryError, ValueError):

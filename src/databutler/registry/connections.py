@@ -1,0 +1,135 @@
+"""Connections, transactions and the transaction-aware cache of a `SqlRegistry`.
+
+Outside `ConnectionManager.transaction` every registry call is its own transaction: a read
+borrows a pooled connection, a write runs in ``BEGIN … COMMIT``. Inside it, every call on the
+same thread uses the transaction's connection (so it sees its own uncommitted rows), and each
+write runs in a SAVEPOINT so that a failed write — a conflicting dataset, say — can be caught
+without spoiling the enclosing transaction (PostgreSQL would otherwise refuse every later
+statement). Nested `transaction` blocks are SAVEPOINTs too.
+
+The state is per thread: another thread's calls are not part of this thread's transaction.
+
+Dataset types and runs are never deleted, so their ids can be cached for the life of the
+registry, but only once committed: what a transaction learns is kept in a layer of its own,
+merged on commit and dropped on rollback, so a rolled-back `registerRun` leaves no trace.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Hashable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from .databases import WRITE_OPTION
+
+__all__ = ["ConnectionManager"]
+
+
+class _ThreadState(threading.local):
+    def __init__(self) -> None:
+        self.connection: sa.Connection | None = None
+        self.layers: list[dict[Hashable, Any]] = []
+
+
+class ConnectionManager:
+    """Hands out connections for reads and writes and runs transactions.
+
+    Parameters
+    ----------
+    engine : Engine
+        The engine (see `databases.makeEngine`).
+    namespace : str, optional
+        A PostgreSQL schema that every table is mapped into.
+    """
+
+    def __init__(self, engine: Engine, namespace: str | None = None) -> None:
+        self.baseEngine = engine
+        self.engine = (
+            engine.execution_options(schema_translate_map={None: namespace}) if namespace else engine
+        )
+        self.writeEngine = self.engine.execution_options(**{WRITE_OPTION: True})
+        self._state = _ThreadState()
+        self._committed: dict[Hashable, Any] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def inTransaction(self) -> bool:
+        """Whether this thread is inside `transaction`."""
+        return self._state.connection is not None
+
+    @contextmanager
+    def transaction(self) -> Iterator[sa.Connection]:
+        """Run the block in a transaction (a SAVEPOINT when nested); roll back on exception."""
+        state = self._state
+        outer = state.connection
+        if outer is not None:
+            savepoint = outer.begin_nested()
+            state.layers.append({})
+            try:
+                yield outer
+            except BaseException:
+                state.layers.pop()
+                if savepoint.is_active:
+                    savepoint.rollback()
+                raise
+            savepoint.commit()
+            layer = state.layers.pop()
+            state.layers[-1].update(layer)
+            return
+        with self.writeEngine.connect() as connection:
+            transaction = connection.begin()
+            state.connection = connection
+            state.layers = [{}]
+            try:
+                try:
+                    yield connection
+                except BaseException:
+                    if transaction.is_active:
+                        transaction.rollback()
+                    raise
+                transaction.commit()
+                with self._lock:
+                    self._committed.update(state.layers[0])
+            finally:
+                state.connection = None
+                state.layers = []
+
+    @contextmanager
+    def read(self) -> Iterator[sa.Connection]:
+        """Yield this thread's transaction connection, or a pooled one for a single read."""
+        connection = self._state.connection
+        if connection is not None:
+            yield connection
+            return
+        with self.engine.connect() as connection:
+            yield connection
+
+    def write(self) -> Any:
+        """Return a context manager for one write: its own transaction, or a SAVEPOINT."""
+        return self.transaction()
+
+    # -- the cache --
+
+    def cacheGet(self, key: Hashable) -> Any:
+        """Return what is cached under ``key`` (this thread's transaction first), or `None`."""
+        for layer in reversed(self._state.layers):
+            if key in layer:
+                return layer[key]
+        return self._committed.get(key)
+
+    def cachePut(self, key: Hashable, value: Any) -> None:
+        """Cache ``value``; inside a transaction, only until it is rolled back."""
+        layers = self._state.layers
+        if layers:
+            layers[-1][key] = value
+        else:
+            with self._lock:
+                self._committed[key] = value
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self.baseEngine.dispose()

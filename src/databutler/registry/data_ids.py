@@ -1,0 +1,145 @@
+"""How data IDs are written to, read from and queried in the registry's tables.
+
+See `databutler.registry.schema` for why a data ID is stored both as canonical JSON (for
+uniqueness and exact lookup) and as one row per dimension (for ``where`` queries).
+"""
+
+from __future__ import annotations
+
+import json
+import operator
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from types import MappingProxyType
+from typing import Any
+
+import sqlalchemy as sa
+
+from ..dataset_ref import DataIdValue, normalizeDataId
+from ..dataset_type import DatasetType
+from ..exceptions import DataIdError
+from . import schema
+
+__all__ = ["WhereTerm", "decodeDataId", "dimensionRows", "encodeDataId", "parseWhere", "whereConditions"]
+
+_MIN_INT = -(2**63)
+_MAX_INT = 2**63 - 1
+_MAX_STR = 512
+_MAX_ENCODED = 4096
+
+WhereTerm = tuple[str, list[int], list[str]]
+"""One ``where`` entry: a dimension, the int values and the str values it may take."""
+
+
+def encodeDataId(
+    datasetType: DatasetType, dataId: Mapping[str, Any] | None
+) -> tuple[Mapping[str, DataIdValue], str]:
+    """Validate ``dataId`` for ``datasetType``; return it normalized and as canonical JSON.
+
+    Raises
+    ------
+    DataIdError
+        Keys differ from the dimensions, a value is not an int or str, an int does not fit
+        in 64 bits, or a string is longer than 512 characters.
+    """
+    normalized = normalizeDataId(datasetType, dataId)
+    for key, value in normalized.items():
+        _checkStorable(datasetType, key, value)
+    encoded = json.dumps(dict(normalized), separators=(",", ":"), ensure_ascii=False, sort_keys=True)
+    if len(encoded) > _MAX_ENCODED:
+        raise DataIdError(
+            f"Data ID {dict(normalized)!r} of {datasetType.name!r} is {len(encoded)} characters as JSON; "
+            f"the registry stores at most {_MAX_ENCODED}."
+        )
+    return normalized, encoded
+
+
+def _checkStorable(datasetType: DatasetType, key: str, value: DataIdValue) -> None:
+    if isinstance(value, int):
+        if not _MIN_INT <= value <= _MAX_INT:
+            raise DataIdError(
+                f"Data ID value {key}={value} of {datasetType.name!r} does not fit in a signed 64-bit "
+                "integer, which is what the registry stores; use a str for larger identifiers."
+            )
+    elif len(value) > _MAX_STR:
+        raise DataIdError(
+            f"Data ID value {key}={value[:40]!r}... of {datasetType.name!r} is {len(value)} characters; "
+            f"the registry stores at most {_MAX_STR}."
+        )
+
+
+def decodeDataId(encoded: str) -> Mapping[str, DataIdValue]:
+    """Return the read-only data ID stored as ``encoded`` by `encodeDataId`."""
+    return MappingProxyType(json.loads(encoded))
+
+
+def dimensionRows(datasetId: uuid.UUID, dataId: Mapping[str, DataIdValue]) -> list[dict[str, Any]]:
+    """Return the ``dataset_dimension`` rows of one dataset."""
+    rows = []
+    for key, value in dataId.items():
+        if isinstance(value, int):
+            rows.append({"datasetId": datasetId, "dimension": key, "intValue": value, "strValue": None})
+        else:
+            rows.append({"datasetId": datasetId, "dimension": key, "intValue": None, "strValue": value})
+    return rows
+
+
+def parseWhere(datasetType: DatasetType, where: Mapping[str, Any] | None) -> list[WhereTerm]:
+    """Check a ``where`` mapping (dimension → value or list of values) against ``datasetType``.
+
+    Raises
+    ------
+    DataIdError
+        A key is not a dimension of ``datasetType``, or a value is not an int or str.
+    """
+    if where is None:
+        return []
+    if not isinstance(where, Mapping):
+        raise DataIdError(
+            f"where for {datasetType.name!r} must be a mapping of dimension to value(s), "
+            f"such as {{'visit': [1, 2]}}, not {type(where).__name__}."
+        )
+    terms: list[WhereTerm] = []
+    for dimension, given in where.items():
+        if dimension not in datasetType.dimensions:
+            raise DataIdError(
+                f"where names {dimension!r}, which is not a dimension of dataset type "
+                f"{datasetType.name!r}; its dimensions are {list(datasetType.dimensions)}."
+            )
+        isMany = isinstance(given, Sequence | set | frozenset) and not isinstance(given, str)
+        values: Iterable[Any] = given if isMany else [given]
+        ints: list[int] = []
+        strs: list[str] = []
+        for value in values:
+            if isinstance(value, str):
+                strs.append(value)
+                continue
+            try:
+                if isinstance(value, bool):
+                    raise TypeError(value)
+                ints.append(operator.index(value))
+            except TypeError:
+                raise DataIdError(
+                    f"where value {dimension}={value!r} for {datasetType.name!r} must be an int or "
+                    f"str (or a list of them), not {type(value).__name__}."
+                ) from None
+        terms.append((dimension, ints, strs))
+    return terms
+
+
+def whereConditions(terms: Sequence[WhereTerm]) -> list[sa.ColumnElement[bool]]:
+    """Return one condition on ``dataset.id`` per term: it has one of the term's values."""
+    dimension = schema.datasetDimensionTable
+    conditions: list[sa.ColumnElement[bool]] = []
+    for name, ints, strs in terms:
+        matches: list[sa.ColumnElement[bool]] = []
+        if ints:
+            matches.append(dimension.c.intValue.in_(ints))
+        if strs:
+            matches.append(dimension.c.strValue.in_(strs))
+        if not matches:
+            conditions.append(sa.false())
+            continue
+        subquery = sa.select(dimension.c.datasetId).where(dimension.c.dimension == name, sa.or_(*matches))
+        conditions.append(schema.datasetTable.c.id.in_(subquery))
+    return conditions

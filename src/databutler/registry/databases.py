@@ -1,0 +1,159 @@
+"""Which database a registry uses, and how to connect to it.
+
+Two back ends, chosen by the URL in ``registry.db``:
+
+- **SQLite** (``sqlite:///path/to/registry.sqlite3``), the default: a file in the repository.
+  Every connection turns on write-ahead logging (readers never block the writer), a busy
+  timeout (a writer waits for the lock instead of failing), foreign keys, and
+  ``synchronous=NORMAL`` (safe against corruption in WAL mode; a power cut may lose the last
+  commits). Write transactions start with ``BEGIN IMMEDIATE`` so that two processes never both
+  read under a shared lock and then deadlock upgrading it: the second simply waits its turn.
+- **PostgreSQL** (``postgresql://user@host:port/dbname``), for a registry shared by many
+  processes and machines. The driver is psycopg 3; a plain ``postgresql://`` or
+  ``postgres://`` URL is given the ``+psycopg`` driver. ``namespace`` picks a PostgreSQL
+  schema, so several registries can live in one database.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Engine
+from sqlalchemy.pool import StaticPool
+
+from ..config import ConfigSubset
+from ..exceptions import ConfigError, MissingOptionalDependencyError
+
+__all__ = ["ROOT_PLACEHOLDER", "RegistryConfig", "isSqliteUrl", "makeEngine", "parseUrl", "sqliteFile"]
+
+ROOT_PLACEHOLDER = "<butlerRoot>"
+"""Stands for the repository root in ``registry.db``; replaced by ``SqlRegistry.fromConfig``."""
+
+WRITE_OPTION = "databutlerWrite"
+"""Execution option set on the engine used for writes (SQLite then begins IMMEDIATE)."""
+
+_BEGIN = {False: "BEGIN", True: "BEGIN IMMEDIATE"}
+
+
+class RegistryConfig(ConfigSubset):
+    """Configuration of a registry: the ``registry`` section.
+
+    Keys: ``db`` (a SQLAlchemy URL, where ``<butlerRoot>`` stands for the repository root),
+    ``busyTimeout`` (seconds a SQLite writer waits for the lock) and ``namespace`` (a
+    PostgreSQL schema, or null for the default one). Defaults are in ``configs/registry.yaml``.
+
+    Raises
+    ------
+    ConfigError
+        ``db`` is missing.
+    """
+
+    component = "registry"
+    requiredKeys = ("db",)
+    defaultConfigFile = "registry.yaml"
+
+
+def parseUrl(url: str | URL) -> URL:
+    """Return ``url`` as a SQLAlchemy URL, giving PostgreSQL URLs the psycopg 3 driver.
+
+    Raises
+    ------
+    ConfigError
+        ``url`` is not a database URL, or names a back end other than SQLite or PostgreSQL.
+    """
+    try:
+        parsed = sa.make_url(url)
+    except sa.exc.ArgumentError as exc:
+        raise ConfigError(
+            f"Registry database {str(url)!r} is not a database URL; use e.g. "
+            "'sqlite:///path/registry.sqlite3' or 'postgresql://user@host:5432/dbname'."
+        ) from exc
+    backend, _, driver = parsed.drivername.partition("+")
+    if backend == "postgres":
+        backend = "postgresql"
+    if backend == "postgresql":
+        if driver not in ("", "psycopg"):
+            raise ConfigError(
+                f"Registry database {parsed.render_as_string(hide_password=True)!r}: the PostgreSQL "
+                f"driver must be psycopg (version 3), not {driver!r}; use 'postgresql+psycopg://'."
+            )
+        return parsed.set(drivername="postgresql+psycopg")
+    if backend == "sqlite":
+        return parsed.set(drivername="sqlite")
+    raise ConfigError(
+        f"Registry database {parsed.render_as_string(hide_password=True)!r} uses {backend!r}; "
+        "the registry supports 'sqlite' and 'postgresql'."
+    )
+
+
+def isSqliteUrl(url: URL) -> bool:
+    """Return `True` if ``url`` names a SQLite database."""
+    return url.get_backend_name() == "sqlite"
+
+
+def sqliteFile(url: URL) -> Path | None:
+    """Return the file of a SQLite ``url``, or `None` for an in-memory database."""
+    database = url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+def makeEngine(url: URL, *, busyTimeout: float = 30.0) -> Engine:
+    """Return an engine for ``url``, set up as the module docstring describes.
+
+    Parameters
+    ----------
+    url : URL
+        A URL from `parseUrl`.
+    busyTimeout : float
+        Seconds a SQLite connection waits for a lock before giving up.
+
+    Raises
+    ------
+    MissingOptionalDependencyError
+        A PostgreSQL URL is given but psycopg is not installed.
+    """
+    if isSqliteUrl(url):
+        return _makeSqliteEngine(url, busyTimeout)
+    try:
+        import psycopg  # noqa: F401
+    except ImportError as exc:
+        raise MissingOptionalDependencyError(
+            "A PostgreSQL registry needs psycopg 3; pip install 'databutler[postgres]'."
+        ) from exc
+    return sa.create_engine(url, pool_pre_ping=True)
+
+
+def _makeSqliteEngine(url: URL, busyTimeout: float) -> Engine:
+    connectArgs: dict[str, Any] = {"timeout": busyTimeout, "check_same_thread": False}
+    inMemory = sqliteFile(url) is None
+    if inMemory:
+        # One shared connection, or every connection would see its own empty database.
+        engine = sa.create_engine(url, connect_args=connectArgs, poolclass=StaticPool)
+    else:
+        engine = sa.create_engine(url, connect_args=connectArgs)
+
+    @event.listens_for(engine, "connect")
+    def onConnect(dbapiConnection: sqlite3.Connection, connectionRecord: Any) -> None:
+        # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin (see "begin").
+        dbapiConnection.isolation_level = None
+        cursor = dbapiConnection.cursor()
+        try:
+            if not inMemory:
+                cursor.execute("PRAGMA journal_mode = WAL")
+                cursor.execute("PRAGMA synchronous = NORMAL")
+            cursor.execute("PRAGMA foreign_keys = ON")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def onBegin(connection: sa.Connection) -> None:
+        isWrite = bool(connection.get_execution_options().get(WRITE_OPTION, False))
+        connection.exec_driver_sql(_BEGIN[isWrite])
+
+    return engine

@@ -1,0 +1,139 @@
+"""Every table of the SQL registry, in SQLAlchemy Core.
+
+The schema, and why it is shaped this way::
+
+    butler_attribute    name PK, value                      -- schema version and other facts
+    dataset_type        id PK, name UNIQUE, dimensions, storage_class
+    run                 id PK, name UNIQUE
+    dataset             id (UUID) PK, dataset_type_id FK, run_id FK, data_id
+                        UNIQUE (dataset_type_id, data_id, run_id), INDEX (run_id, dataset_type_id)
+    dataset_dimension   dataset_id FK PK, dimension PK, int_value, str_value
+                        INDEX (dimension, int_value), INDEX (dimension, str_value)
+    dataset_location    dataset_id FK PK, datastore_name PK
+
+A data ID is stored twice, each copy for one job:
+
+- ``dataset.data_id`` is the *canonical* data ID: compact JSON with the keys sorted, e.g.
+  ``{"detector":10,"visit":903334}``. JSON keeps each value's type (``1`` is not ``"1"``), so
+  a data ID round-trips exactly, and one string per data ID lets a single UNIQUE constraint
+  enforce "one dataset per (type, data ID, run)" in the database itself, which is what keeps
+  concurrent writers honest. Finding a dataset by its full data ID is one lookup in that
+  constraint's index.
+- ``dataset_dimension`` holds one row per dimension, the value in ``int_value`` or
+  ``str_value`` by its type, so that partial queries (``where={"visit": [1, 2]}``) are
+  ordinary indexed joins rather than pattern matches on JSON, and are written the same way for
+  SQLite and PostgreSQL.
+
+Dataset types keep their storage class by *name*; the registry resolves it through its
+`StorageClassFactory`, so the Python definition of a storage class can evolve without a
+schema change. Dimensions are stored as a comma-separated, sorted list (dimension names are
+identifiers, so no escaping is needed).
+
+SQL names are lower case with underscores, so they need no quoting in ``psql``; each column
+has a camelCase ``key`` for Python (``dataset.c.datasetTypeId``). Tables are defined without a
+schema; `SqlRegistry` maps them into a PostgreSQL schema (its ``namespace``) at execution
+time, so several registries can share one database.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "attributeTable",
+    "datasetDimensionTable",
+    "datasetLocationTable",
+    "datasetTable",
+    "datasetTypeTable",
+    "metadata",
+    "runTable",
+]
+
+SCHEMA_VERSION = "1"
+"""Stored under ``schemaVersion`` in ``butler_attribute``; bumped on any incompatible change."""
+
+_NAME_LENGTH = 128
+_DATA_ID_LENGTH = 4096
+
+metadata = sa.MetaData(
+    naming_convention={
+        "pk": "%(table_name)s_pkey",
+        "uq": "%(table_name)s_%(column_0_N_name)s_key",
+        "fk": "%(table_name)s_%(column_0_name)s_fkey",
+        "ix": "%(table_name)s_%(column_0_N_name)s_idx",
+        "ck": "%(table_name)s_%(constraint_name)s_check",
+    }
+)
+
+attributeTable = sa.Table(
+    "butler_attribute",
+    metadata,
+    sa.Column("name", sa.String(_NAME_LENGTH), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+datasetTypeTable = sa.Table(
+    "dataset_type",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(_NAME_LENGTH), nullable=False, unique=True),
+    sa.Column("dimensions", sa.Text, nullable=False),
+    sa.Column("storage_class", sa.String(_NAME_LENGTH), nullable=False, key="storageClass"),
+)
+
+runTable = sa.Table(
+    "run",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(_NAME_LENGTH), nullable=False, unique=True),
+)
+
+datasetTable = sa.Table(
+    "dataset",
+    metadata,
+    sa.Column("id", sa.Uuid(as_uuid=True), primary_key=True),
+    sa.Column(
+        "dataset_type_id",
+        sa.Integer,
+        sa.ForeignKey(datasetTypeTable.c.id),
+        nullable=False,
+        key="datasetTypeId",
+    ),
+    sa.Column("run_id", sa.Integer, sa.ForeignKey(runTable.c.id), nullable=False, key="runId"),
+    sa.Column("data_id", sa.String(_DATA_ID_LENGTH), nullable=False, key="dataId"),
+    # Column order serves findDataset: type and data ID fixed, then the runs searched.
+    sa.UniqueConstraint("datasetTypeId", "dataId", "runId"),
+    sa.Index(None, "runId", "datasetTypeId"),
+)
+
+datasetDimensionTable = sa.Table(
+    "dataset_dimension",
+    metadata,
+    sa.Column(
+        "dataset_id",
+        sa.Uuid(as_uuid=True),
+        sa.ForeignKey(datasetTable.c.id, ondelete="CASCADE"),
+        primary_key=True,
+        key="datasetId",
+    ),
+    sa.Column("dimension", sa.String(_NAME_LENGTH), primary_key=True),
+    sa.Column("int_value", sa.BigInteger, nullable=True, key="intValue"),
+    sa.Column("str_value", sa.String(_NAME_LENGTH * 4), nullable=True, key="strValue"),
+    sa.CheckConstraint("(int_value IS NULL) <> (str_value IS NULL)", name="one_value"),
+    sa.Index(None, "dimension", "intValue"),
+    sa.Index(None, "dimension", "strValue"),
+)
+
+datasetLocationTable = sa.Table(
+    "dataset_location",
+    metadata,
+    sa.Column(
+        "dataset_id",
+        sa.Uuid(as_uuid=True),
+        sa.ForeignKey(datasetTable.c.id, ondelete="CASCADE"),
+        primary_key=True,
+        key="datasetId",
+    ),
+    sa.Column("datastore_name", sa.String(_NAME_LENGTH), primary_key=True, key="datastoreName"),
+)
