@@ -86,6 +86,8 @@ class Datastore(ABC):
         if "storageClasses" in self.config:
             self.storageClassFactory.addFromConfig({"storageClasses": self.config["storageClasses"]})
         self._txLocal = threading.local()
+        self._openTransactions = 0  # in any thread; lets hot paths skip the thread-local lookup
+        self._openTransactionsLock = threading.Lock()
 
     @classmethod
     def makeConfig(cls, config: DatastoreConfig | Config | Mapping[str, Any] | str) -> DatastoreConfig:
@@ -318,6 +320,8 @@ class Datastore(ABC):
         parent = getattr(local, "transaction", None)
         tx = DatastoreTransaction(parent)
         local.transaction = tx
+        with self._openTransactionsLock:
+            self._openTransactions += 1
         try:
             yield tx
         except BaseException:
@@ -327,8 +331,12 @@ class Datastore(ABC):
             tx.commit()
         finally:
             local.transaction = parent
+            with self._openTransactionsLock:
+                self._openTransactions -= 1
 
     def _registerUndo(self, name: str, undoFunc: Callable[..., Any], *args: Any) -> None:
+        if not self._openTransactions:
+            return
         tx = getattr(self._txLocal, "transaction", None)
         if tx is not None:
             tx.registerUndo(name, undoFunc, *args)

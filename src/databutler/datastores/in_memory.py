@@ -11,6 +11,7 @@ put; otherwise a plain dict holds them and sizes are only measured when `stats` 
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 import threading
@@ -166,7 +167,14 @@ class InMemoryDatastore(Datastore):
         self._expiryQueue: deque[tuple[float, int]] = deque()
         self._pendingExpired: list[DatasetRef] = []  # expired under the lock, registry not yet told
         self._lock = threading.RLock()
+        # No bounds and no expiry: reads need no lock and no bookkeeping beyond the hit count.
+        self._simple = not self._bounded and self.expireSeconds is None
+        # dataset type name -> (datasetType, pytype, copyMode, delegate), for puts that passed once
+        self._putCache: dict[str, tuple[DatasetType, type, str, StorageClassDelegate]] = {}
         self._bytes = 0
+        # Hits are counted without the lock: next() on itertools.count is atomic under the GIL.
+        self._hitCounter = itertools.count()
+        self._hitReads = 0
         self._hits = 0
         self._misses = 0
         self._evictions = 0
@@ -261,11 +269,10 @@ class InMemoryDatastore(Datastore):
                 f"{datasetType.nameAndComponent()[0]!r} and read components from it."
             )
         mode = self._modes.get(datasetType) or self.copyModeFor(datasetType)
-        if mode is _REFERENCE:
-            stored = inMemoryDataset
-        else:
-            stored = self._own(inMemoryDataset, storageClass.delegate(), mode)
-        size = storageClass.delegate().getSize(stored) if self._trackSizes else None
+        delegate = storageClass.delegate()
+        self._putCache[datasetType.name] = (datasetType, storageClass.pytype, mode, delegate)
+        stored = inMemoryDataset if mode is _REFERENCE else self._own(inMemoryDataset, delegate, mode)
+        size = delegate.getSize(stored) if self._trackSizes else None
         return stored, mode, size
 
     def put(self, inMemoryDataset: Any, ref: DatasetRef) -> None:
@@ -289,8 +296,38 @@ class InMemoryDatastore(Datastore):
         DatasetTooLargeError
             The dataset alone is larger than ``maxBytes``; nothing is evicted.
         """
-        stored, mode, size = self._prepare(inMemoryDataset, ref)
-        self._insertMany([(stored, ref, mode, size)])
+        cached = self._putCache.get(ref.datasetType.name)
+        if (
+            not self._simple
+            or cached is None
+            or cached[0] is not ref.datasetType
+            or not isinstance(inMemoryDataset, cached[1])
+        ):
+            stored, mode, size = self._prepare(inMemoryDataset, ref)
+            self._insertMany([(stored, ref, mode, size)])
+            return
+        # The fast path: a dataset type seen before, no bounds, no expiry.
+        mode = cached[2]
+        stored = inMemoryDataset if mode is _REFERENCE else self._own(inMemoryDataset, cached[3], mode)
+        key = ref.id.int
+        with self._lock:
+            if key in self._entries:
+                raise self._existsError(ref)
+            self._entries[key] = (stored, ref, time.time(), mode, None)
+        if self.registry is not None:
+            try:
+                self.registry.addDatasetLocations(self.name, [ref])
+            except BaseException:
+                self._dropMany([ref])
+                raise
+        if self._openTransactions:
+            self._registerUndo("put of 1 dataset", self._dropMany, [ref])
+
+    def _existsError(self, ref: DatasetRef) -> DatasetExistsError:
+        return DatasetExistsError(
+            f"Dataset {ref} is already in datastore {self.name!r}; nothing was stored. "
+            f"Remove it first to replace it."
+        )
 
     def putMany(self, pairs: Iterable[tuple[Any, DatasetRef]]) -> None:
         """Put every ``(inMemoryDataset, ref)`` pair, all or none.
@@ -319,10 +356,7 @@ class InMemoryDatastore(Datastore):
             for _, ref, _, size in prepared:
                 existing = entries.get(ref.id.int)
                 if existing is not None and not self._expiredLocked(ref.id.int, existing, now):
-                    raise DatasetExistsError(
-                        f"Dataset {ref} is already in datastore {self.name!r}; nothing was stored. "
-                        f"Remove it first to replace it."
-                    )
+                    raise self._existsError(ref)
                 if size is not None and self.maxBytes is not None and size > self.maxBytes:
                     raise DatasetTooLargeError(
                         f"Dataset {ref} is {size} bytes, more than maxBytes={self.maxBytes} of datastore "
@@ -508,15 +542,18 @@ class InMemoryDatastore(Datastore):
         ValueError
             A parameter is unknown or unusable (`InvalidParameterError`).
         """
+        if self._simple:
+            entry = self._entries.get(ref.id.int)  # atomic; entries are immutable tuples
+            if entry is not None:
+                next(self._hitCounter)
+                if parameters is None and entry[_REF] is ref and entry[_MODE] is _REFERENCE:
+                    return entry[_OBJ]
+                return self._materialize(entry, ref, parameters)
         with self._lock:
-            entry = self._entries.get(ref.id.int)
-            if entry is None or self._bounded or self.expireSeconds is not None:
-                entry = self._lookupLocked(ref)
-                if entry is None:
-                    self._misses += 1
-                    error = self._notFound(ref, "get")
-                else:
-                    self._hits += 1
+            entry = self._lookupLocked(ref)
+            if entry is None:
+                self._misses += 1
+                error = self._notFound(ref, "get")
             else:
                 self._hits += 1
         if entry is None:
@@ -574,27 +611,25 @@ class InMemoryDatastore(Datastore):
             Some refs are not stored (all are named) and ``missing`` was not given; otherwise
             they are appended to ``missing``.
         """
-        found: list[tuple[DatasetRef, tuple[Any, ...]]] = []
+        out: dict[DatasetRef, Any] = {}
+        slow: list[tuple[DatasetRef, tuple[Any, ...]]] = []
         notFound: list[DatasetRef] = []
-        lookup = self._lookupLocked if (self._bounded or self.expireSeconds is not None) else None
-        entries = self._entries
+        lookup = self._entries.get if self._simple else None
         with self._lock:
             for ref in refs:
-                entry = entries.get(ref.id.int) if lookup is None else lookup(ref)
+                entry = lookup(ref.id.int) if lookup is not None else self._lookupLocked(ref)
                 if entry is None:
                     notFound.append(ref)
+                elif parameters is None and entry[_REF] is ref and entry[_MODE] is _REFERENCE:
+                    out[ref] = entry[_OBJ]
                 else:
-                    found.append((ref, entry))
-            self._hits += len(found)
+                    slow.append((ref, entry))
+            self._hits += len(out) + len(slow)
             self._misses += len(notFound)
         self._flushExpired()
         self._reportMissing(notFound, missing)
-        out = {}
-        for ref, entry in found:
-            if parameters is None and entry[_REF] is ref and entry[_MODE] is _REFERENCE:
-                out[ref] = entry[_OBJ]
-            else:
-                out[ref] = self._materialize(entry, ref, parameters)
+        for ref, entry in slow:
+            out[ref] = self._materialize(entry, ref, parameters)
         return out
 
     def exists(self, ref: DatasetRef) -> bool:
@@ -639,12 +674,12 @@ class InMemoryDatastore(Datastore):
         """Return ``{ref: exists}`` for every ref."""
         if self.expireSeconds is not None:
             return {ref: self.exists(ref) for ref in refs}
-        entries = self._entries
-        out = {}
-        for ref in refs:
-            entry = entries.get(ref.id.int)
-            out[ref] = entry is not None and (entry[_REF] is ref or self._sameDataset(ref, entry[_REF]))
-        return out
+        get = self._entries.get
+        same = self._sameDataset
+        return {
+            ref: (entry := get(ref.id.int)) is not None and (entry[_REF] is ref or same(ref, entry[_REF]))
+            for ref in refs
+        }
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -669,6 +704,24 @@ class InMemoryDatastore(Datastore):
         DatasetTypeError
             ``ref`` is a component ref: remove the composite instead.
         """
+        if self._simple:
+            key = ref.id.int
+            with self._lock:
+                entry = self._entries.get(key)
+                if entry is not None and (
+                    entry[_REF] is ref or entry[_REF].datasetType.name == ref.datasetType.name
+                ):
+                    del self._entries[key]
+                    if self._infoOverrides:
+                        self._infoOverrides.pop(key, None)
+                else:
+                    entry = None
+            if entry is not None:
+                if self.registry is not None:
+                    self.registry.removeDatasetLocations(self.name, [ref])
+                if self._openTransactions:
+                    self._registerUndo("remove of 1 dataset", self._restore, [entry])
+                return
         self._removeMany([ref], strict=True)
 
     def removeMany(self, refs: Iterable[DatasetRef]) -> None:
@@ -869,7 +922,9 @@ class InMemoryDatastore(Datastore):
             count = len(self._entries)
             held = self._bytes
             snapshot = None if self._trackSizes else list(self._entries.values())
-            hits, misses = self._hits, self._misses
+            hits = self._hits + next(self._hitCounter) - self._hitReads
+            self._hitReads += 1
+            misses = self._misses
             evictions, expirations = self._evictions, self._expirations
         if snapshot is not None:
             held = sum(e[_REF].datasetType.storageClass.delegate().getSize(e[_OBJ]) for e in snapshot)
