@@ -11,6 +11,7 @@ each folder of ``DATABUTLER_CONFIG_PATH`` (earlier folders win), then the config
 from __future__ import annotations
 
 import copy as _copy
+import functools
 import os
 from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from pathlib import Path
@@ -83,12 +84,25 @@ def _toPlain(value: Any) -> Any:
 
 
 def _readYaml(path: Path) -> dict[str, Any]:
+    """Return the mapping in a YAML file (a fresh copy; parsed once per file version)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        stat = path.stat()
     except FileNotFoundError as exc:
         raise ConfigFileNotFoundError(f"Config file {str(path)!r} does not exist.") from exc
     except OSError as exc:
         raise ConfigError(f"Config file {str(path)!r} could not be read: {exc}") from exc
+    return _copy.deepcopy(_parseYamlFile(str(path), stat.st_mtime_ns, stat.st_size))
+
+
+@functools.lru_cache(maxsize=256)
+def _parseYamlFile(path: str, mtimeNs: int, size: int) -> dict[str, Any]:
+    # Keyed on modification time and size, so an edited file is read again.
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ConfigFileNotFoundError(f"Config file {path!r} does not exist.") from exc
+    except OSError as exc:
+        raise ConfigError(f"Config file {path!r} could not be read: {exc}") from exc
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
