@@ -3,6 +3,9 @@
 import databutler
 
 EXPECTED = [
+    "AmbiguousDatasetError",
+    "Butler",
+    "ButlerConfig",
     "COPY_MODES",
     "Config",
     "ConfigError",
@@ -36,8 +39,10 @@ EXPECTED = [
     "MissingOptionalDependencyError",
     "MissingRegistryError",
     "MissingRunError",
+    "NoDefaultRunError",
     "RegistryConfig",
     "RegistryError",
+    "RepositoryExistsError",
     "SqlRegistry",
     "StorageClass",
     "StorageClassConflictError",

@@ -1,7 +1,12 @@
 """databutler: name a dataset by what it is; databutler stores and finds it.
 
-The public API is re-exported here; ``__all__`` is sorted and pinned by a test.
+The public API is re-exported here; ``__all__`` is sorted and pinned by a test. Names whose
+modules need heavy libraries (SQLAlchemy for the registry and the Butler) are loaded on first
+use, so ``import databutler`` stays fast.
 """
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from .composites import MaskedImage
 from .config import Config, ConfigSubset
@@ -17,6 +22,7 @@ from .datastore import (
 )
 from .datastores import InMemoryDatastore, InMemoryDatastoreStats
 from .exceptions import (
+    AmbiguousDatasetError,
     ConfigError,
     ConfigFileNotFoundError,
     ConflictingDatasetError,
@@ -37,7 +43,9 @@ from .exceptions import (
     MissingOptionalDependencyError,
     MissingRegistryError,
     MissingRunError,
+    NoDefaultRunError,
     RegistryError,
+    RepositoryExistsError,
     StorageClassConflictError,
     StorageClassError,
     StoredItemInfoExistsError,
@@ -47,12 +55,42 @@ from .exceptions import (
     UnknownStorageClassError,
     UnsafePathError,
 )
-from .registry import RegistryConfig, SqlRegistry
 from .storage_class import COPY_MODES, StorageClass, StorageClassDelegate, StorageClassFactory
 
 __version__ = "0.1.0"
 
-__all__ = [
+if TYPE_CHECKING:
+    from .butler import Butler
+    from .butler_config import ButlerConfig
+    from .registry import RegistryConfig, SqlRegistry
+
+_LAZY = {
+    "Butler": ".butler",
+    "ButlerConfig": ".butler_config",
+    "RegistryConfig": ".registry",
+    "SqlRegistry": ".registry",
+}
+"""Public names imported from their module on first use."""
+
+
+def __getattr__(name: str) -> Any:
+    moduleName = _LAZY.get(name)
+    if moduleName is None:
+        raise AttributeError(f"module 'databutler' has no attribute {name!r}")
+    value = getattr(importlib.import_module(moduleName, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+# Plain sorted() order, as tests/test_public_api.py pins it (not ruff's constants-first order).
+__all__ = [  # noqa: RUF022
+    "AmbiguousDatasetError",
+    "Butler",
+    "ButlerConfig",
     "COPY_MODES",
     "Config",
     "ConfigError",
@@ -86,8 +124,10 @@ __all__ = [
     "MissingOptionalDependencyError",
     "MissingRegistryError",
     "MissingRunError",
+    "NoDefaultRunError",
     "RegistryConfig",
     "RegistryError",
+    "RepositoryExistsError",
     "SqlRegistry",
     "StorageClass",
     "StorageClassConflictError",

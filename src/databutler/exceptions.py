@@ -31,7 +31,10 @@ either the databutler name or the builtin::
     │   ├── MissingDatasetError (KeyError)
     │   ├── MissingRegistryError (FileNotFoundError)
     │   └── ConflictingDatasetError (ValueError)
-    └── UnsafePathError (ValueError)
+    ├── UnsafePathError (ValueError)
+    ├── RepositoryExistsError (FileExistsError)
+    ├── NoDefaultRunError (TypeError)
+    └── AmbiguousDatasetError (LookupError)
 
 `KeyError` subclasses override ``__str__`` so their message is printed as
 written rather than quoted.
@@ -40,6 +43,7 @@ written rather than quoted.
 from __future__ import annotations
 
 __all__ = [
+    "AmbiguousDatasetError",
     "ConfigError",
     "ConfigFileNotFoundError",
     "ConflictingDatasetError",
@@ -60,7 +64,9 @@ __all__ = [
     "MissingOptionalDependencyError",
     "MissingRegistryError",
     "MissingRunError",
+    "NoDefaultRunError",
     "RegistryError",
+    "RepositoryExistsError",
     "StorageClassConflictError",
     "StorageClassError",
     "StoredItemInfoExistsError",
@@ -208,3 +214,18 @@ class MissingRegistryError(RegistryError, FileNotFoundError):
 
 class ConflictingDatasetError(RegistryError, ValueError):
     """A dataset with the same type, data ID and run already exists."""
+
+
+# -- butler ----------------------------------------------------------------------------------
+
+
+class RepositoryExistsError(DatabutlerError, FileExistsError):
+    """A data repository (its ``butler.yaml``) already exists where a new one was to be made."""
+
+
+class NoDefaultRunError(DatabutlerError, TypeError):
+    """A write needs a run, but none was given and the Butler was opened without one."""
+
+
+class AmbiguousDatasetError(DatabutlerError, LookupError):
+    """A dataset type and data ID match datasets in several runs and no collections say which."""

@@ -1,0 +1,561 @@
+"""Butler: the user's façade over a registry (what exists) and a datastore (the bytes).
+
+Users name datasets by what they are — ``butler.put(table, "sourceTable", visit=12,
+detector=3)`` and ``butler.get("sourceTable", visit=12, detector=3)`` — and never build a
+`DatasetRef` by hand. Every write goes through one transaction spanning the registry and the
+datastore, so a failure in either leaves neither changed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from .butler_config import BUTLER_ROOT_TOKEN, REPO_CONFIG_NAME, ButlerConfig, repoConfigPath
+from .config import Config
+from .dataset_ref import DataIdValue, DatasetRef, normalizeDataId
+from .dataset_type import DatasetType
+from .datastore.base import Datastore
+from .exceptions import (
+    AmbiguousDatasetError,
+    DataIdError,
+    DatasetNotFoundError,
+    DatasetTypeError,
+    NoDefaultRunError,
+    RepositoryExistsError,
+)
+from .registry import SqlRegistry
+from .storage_class import StorageClassFactory, importDottedName
+from .transfer import transferDatasets
+
+__all__ = ["Butler"]
+
+
+def _mergeDataId(
+    datasetType: DatasetType, dataId: Mapping[str, Any] | None, extra: Mapping[str, Any]
+) -> Mapping[str, DataIdValue]:
+    """Combine ``dataId`` and keyword data-ID values and check them against the dimensions."""
+    if extra:
+        if dataId:
+            clash = {k for k in extra if k in dataId and dataId[k] != extra[k]}
+            if clash:
+                raise DataIdError(
+                    f"Data ID for {datasetType.name!r} gives {sorted(clash)} twice with different values: "
+                    f"{dict(dataId)!r} and {dict(extra)!r}."
+                )
+            merged = {**dataId, **extra}
+        else:
+            merged = dict(extra)
+    else:
+        merged = dataId  # type: ignore[assignment]
+    return normalizeDataId(datasetType, merged)
+
+
+class Butler:
+    """Read and write datasets of one data repository by dataset type and data ID.
+
+    Parameters
+    ----------
+    root : str or path-like
+        The repository folder (or its ``butler.yaml``), made by `makeRepo`.
+    run : str, optional
+        The run that `put` writes to; registered if new. Also searched first by `get`.
+    collections : sequence of str, optional
+        The runs `get` searches, in order. Defaults to ``[run]`` when a run is given; with
+        neither, `get` searches every run and asks for collections if that is ambiguous.
+
+    Attributes
+    ----------
+    root : Path
+        The repository folder.
+    config : Config
+        The repository's configuration, with ``<butlerRoot>`` resolved.
+    registry : SqlRegistry
+        What exists: dataset types, runs, datasets and their locations.
+    datastore : Datastore
+        Where the datasets are; told to record locations in ``registry``.
+
+    Raises
+    ------
+    ConfigFileNotFoundError
+        There is no repository at ``root``.
+    ConfigError
+        The repository config is malformed.
+
+    Examples
+    --------
+    >>> Butler.makeRepo("/tmp/repo")  # doctest: +SKIP
+    >>> butler = Butler("/tmp/repo", run="demo")  # doctest: +SKIP
+    >>> butler.registerDatasetType("metrics", ("visit",), "StructuredDataDict")  # doctest: +SKIP
+    >>> ref = butler.put({"seeing": 0.7}, "metrics", visit=1)  # doctest: +SKIP
+    >>> butler.get("metrics", visit=1)  # doctest: +SKIP
+    {'seeing': 0.7}
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        run: str | None = None,
+        collections: Sequence[str] | None = None,
+    ) -> None:
+        path = repoConfigPath(root)
+        self.root = path.parent.absolute()
+        self.config: Config = ButlerConfig.fromRepo(path).resolved(self.root)
+        self.storageClassFactory = StorageClassFactory.fromDefaults()
+        if "storageClasses" in self.config:
+            self.storageClassFactory.addFromConfig({"storageClasses": self.config["storageClasses"]})
+        self.registry = SqlRegistry.fromConfig(
+            self.config, root=str(self.root), storageClassFactory=self.storageClassFactory
+        )
+        try:
+            self.datastore = Datastore.fromConfig(self.config["datastore"], registry=self.registry)
+        except BaseException:
+            self.registry.close()
+            raise
+        self.run = run
+        if run is not None:
+            self.registry.registerRun(run)
+        if isinstance(collections, str):
+            collections = [collections]
+        self.collections: tuple[str, ...] = tuple(collections or ([run] if run else []))
+        self._datasetTypes: dict[str, DatasetType] = {}
+
+    # -- repositories --
+
+    @staticmethod
+    def makeRepo(
+        root: str | os.PathLike[str], config: Config | Mapping[str, Any] | str | None = None
+    ) -> Config:
+        """Create a data repository at ``root``: write its ``butler.yaml`` and create its registry.
+
+        Parameters
+        ----------
+        root : str or path-like
+            The repository folder; made if missing.
+        config : Config, mapping or str, optional
+            Configuration over the defaults (``configs/butler.yaml``): an embedded SQLite
+            registry and a memory tier in front of a file tier in the repository.
+
+        Returns
+        -------
+        config : Config
+            The configuration written to ``<root>/butler.yaml``.
+
+        Raises
+        ------
+        RepositoryExistsError
+            ``root`` already holds a repository.
+        ConfigError
+            The configuration is malformed.
+        """
+        folder = Path(root)
+        configPath = folder / REPO_CONFIG_NAME
+        if configPath.exists():
+            raise RepositoryExistsError(
+                f"{str(folder)!r} already holds a data repository ({str(configPath)!r}); "
+                f"open it with Butler({str(folder)!r}) or choose another folder."
+            )
+        full = ButlerConfig(config)
+        folder.mkdir(parents=True, exist_ok=True)
+        resolvedRoot = str(folder.absolute())
+        datastoreClass = importDottedName(str(full["datastore.cls"]), "datastore.cls")
+        if isinstance(datastoreClass, type) and issubclass(datastoreClass, Datastore):
+            datastoreClass.setConfigRoot(BUTLER_ROOT_TOKEN, full, full.copy())
+        registry = SqlRegistry.fromConfig(full.resolved(folder), root=resolvedRoot, create=True)
+        registry.close()
+        full.dumpToFile(configPath)
+        return full
+
+    def close(self) -> None:
+        """Close the registry's database connections."""
+        self.registry.close()
+
+    def __enter__(self) -> Butler:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Butler({str(self.root)!r}, run={self.run!r}, collections={list(self.collections)!r})"
+
+    # -- dataset types --
+
+    def registerDatasetType(
+        self,
+        datasetTypeOrName: DatasetType | str,
+        dimensions: Iterable[str] | None = None,
+        storageClass: str | None = None,
+    ) -> bool:
+        """Register a dataset type, given whole or as name, dimensions and storage class name.
+
+        Returns
+        -------
+        inserted : bool
+            `True` if it was new, `False` if an identical type was already registered.
+
+        Raises
+        ------
+        DatasetTypeConflictError
+            A different dataset type of that name is registered.
+        DatasetTypeError
+            The name or dimensions are invalid, or a name was given without dimensions and
+            storage class.
+        UnknownStorageClassError
+            The storage class name is unknown.
+        """
+        if isinstance(datasetTypeOrName, DatasetType):
+            datasetType = datasetTypeOrName
+        else:
+            if dimensions is None or storageClass is None:
+                raise DatasetTypeError(
+                    f"Registering dataset type {datasetTypeOrName!r} needs dimensions and a storage class, "
+                    f"e.g. registerDatasetType({datasetTypeOrName!r}, ('visit',), 'StructuredDataDict')."
+                )
+            datasetType = DatasetType(
+                datasetTypeOrName, tuple(dimensions), self.storageClassFactory.getStorageClass(storageClass)
+            )
+        inserted = self.registry.registerDatasetType(datasetType)
+        self._datasetTypes.pop(datasetType.name, None)
+        return inserted
+
+    def getDatasetType(self, name: str) -> DatasetType:
+        """Return the registered dataset type ``name`` (``"parent.component"`` for a component).
+
+        Raises
+        ------
+        MissingDatasetTypeError
+            No such dataset type is registered.
+        UnknownComponentError
+            The parent type has no such component.
+        """
+        datasetType = self._datasetTypes.get(name)
+        if datasetType is None:
+            parentName, _, component = name.partition(".")
+            datasetType = self.registry.getDatasetType(parentName)
+            if component:
+                datasetType = datasetType.makeComponentDatasetType(component)
+            self._datasetTypes[name] = datasetType
+        return datasetType
+
+    def _resolveType(self, datasetTypeOrName: DatasetType | str) -> DatasetType:
+        if isinstance(datasetTypeOrName, DatasetType):
+            return datasetTypeOrName
+        return self.getDatasetType(datasetTypeOrName)
+
+    # -- writing --
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group writes: if the body raises, registry and datastore changes are both undone.
+
+        Transactions nest; an inner one that fails is undone on its own.
+        """
+        with self.registry.transaction(), self.datastore.transaction():
+            yield
+
+    def _runFor(self, run: str | None, what: str) -> str:
+        run = run or self.run
+        if run is None:
+            raise NoDefaultRunError(
+                f"Cannot {what}: no run given and this Butler has none; "
+                f"open it as Butler(root, run='...') or pass run='...'."
+            )
+        if run != self.run:
+            self.registry.registerRun(run)
+        return run
+
+    def put(
+        self,
+        obj: Any,
+        datasetTypeOrName: DatasetType | str,
+        dataId: Mapping[str, Any] | None = None,
+        *,
+        run: str | None = None,
+        **dataIdKwargs: Any,
+    ) -> DatasetRef:
+        """Store ``obj`` as the dataset of this type and data ID in ``run`` (default: the Butler's).
+
+        Returns
+        -------
+        ref : DatasetRef
+            The new dataset, with its id and run.
+
+        Raises
+        ------
+        MissingDatasetTypeError
+            The dataset type is not registered.
+        DataIdError
+            The data ID has missing or extra keys, or bad values.
+        ConflictingDatasetError
+            A dataset of this type and data ID already exists in the run; nothing was written.
+        DatasetTypeMismatchError
+            ``obj`` is not of the storage class's Python type; nothing was written.
+        NoDefaultRunError
+            No run was given and the Butler has none.
+        """
+        datasetType = self._resolveType(datasetTypeOrName)
+        if datasetType.isComponent():
+            raise DatasetTypeError(
+                f"Cannot put component {datasetType.name!r} on its own; put the composite "
+                f"{datasetType.nameAndComponent()[0]!r} and get components from it."
+            )
+        normalized = _mergeDataId(datasetType, dataId, dataIdKwargs)
+        runName = self._runFor(run, f"put {datasetType.name!r} {dict(normalized)}")
+        with self.transaction():
+            ref = self.registry.addDataset(datasetType, normalized, runName)
+            self.datastore.put(obj, ref)
+        return ref
+
+    def removeDatasets(self, refs: Iterable[DatasetRef]) -> None:
+        """Remove datasets from the registry and the datastore, all or none.
+
+        Refs the registry knows but the datastore no longer holds are removed from the registry.
+
+        Raises
+        ------
+        DatasetNotFoundError
+            A ref is not in the registry; nothing was removed.
+        """
+        parents = list({(ref.makeCompositeRef() if ref.isComponent() else ref) for ref in refs})
+        unknown = [ref for ref in parents if self.registry.getDataset(ref.id) is None]
+        if unknown:
+            shown = ", ".join(str(r) for r in unknown[:5])
+            raise DatasetNotFoundError(
+                f"Cannot remove {len(unknown)} dataset(s) not in repository {str(self.root)!r}: {shown}; "
+                f"nothing was removed."
+            )
+        with self.transaction():
+            self.registry.removeDatasets(parents)
+            held = [ref for ref, present in self.datastore.existsMany(parents).items() if present]
+            self.datastore.removeMany(held)
+
+    def transferFrom(
+        self, source: Butler, refs: Iterable[DatasetRef], *, progress: bool | None = None
+    ) -> list[DatasetRef]:
+        """Copy datasets, keeping their ids and runs, from ``source`` into this repository.
+
+        Dataset types and runs are registered as needed. Datasets already here with the same
+        id are skipped. All or none: a failure leaves this repository unchanged.
+
+        Parameters
+        ----------
+        source : Butler
+            The repository to copy from.
+        refs : iterable of DatasetRef
+            The datasets, e.g. from ``source.queryDatasets(...)``.
+        progress : bool, optional
+            Show a progress bar; by default only when stderr is a terminal.
+
+        Returns
+        -------
+        transferred : list of DatasetRef
+            The datasets copied (not those skipped).
+
+        Raises
+        ------
+        DatasetTypeConflictError
+            A dataset type is registered here with a different definition.
+        ConflictingDatasetError
+            A different dataset of the same type, data ID and run exists here.
+        DatasetNotFoundError
+            A dataset is not in ``source``'s datastore.
+        """
+        return transferDatasets(self, source, refs, progress=progress)
+
+    # -- reading --
+
+    def findDataset(
+        self,
+        datasetTypeOrName: DatasetType | str,
+        dataId: Mapping[str, Any] | None = None,
+        *,
+        collections: Sequence[str] | None = None,
+        **dataIdKwargs: Any,
+    ) -> DatasetRef | None:
+        """Return the ref of the dataset of this type and data ID, or `None` if there is none.
+
+        ``collections`` (default: the Butler's) are searched in order; with none at all, every
+        run is searched.
+
+        Raises
+        ------
+        MissingDatasetTypeError
+            The dataset type is not registered.
+        DataIdError
+            The data ID has missing or extra keys, or bad values.
+        AmbiguousDatasetError
+            No collections were given and several runs hold such a dataset.
+        """
+        datasetType = self._resolveType(datasetTypeOrName)
+        parentName, component = datasetType.nameAndComponent()
+        parentType = self.getDatasetType(parentName) if component else datasetType
+        normalized = _mergeDataId(datasetType, dataId, dataIdKwargs)
+        searched = self._collectionsFor(collections)
+        if searched:
+            ref = self.registry.findDataset(parentType, normalized, searched)
+        else:
+            found = self.registry.queryDatasets(parentType, where=dict(normalized))
+            if len(found) > 1:
+                runs = sorted(str(r.run) for r in found)
+                raise AmbiguousDatasetError(
+                    f"{datasetType.name!r} {dict(normalized)} is in {len(found)} runs ({', '.join(runs)}); "
+                    f"say which with collections=[...] or Butler(root, collections=[...])."
+                )
+            ref = found[0] if found else None
+        if ref is not None and component:
+            return ref.makeComponentRef(component)
+        return ref
+
+    def _collectionsFor(self, collections: Sequence[str] | str | None) -> tuple[str, ...]:
+        if collections is None:
+            return self.collections
+        return (collections,) if isinstance(collections, str) else tuple(collections)
+
+    def _refFor(
+        self,
+        datasetTypeOrRef: DatasetRef | DatasetType | str,
+        dataId: Mapping[str, Any] | None,
+        collections: Sequence[str] | None,
+        dataIdKwargs: Mapping[str, Any],
+    ) -> DatasetRef:
+        if isinstance(datasetTypeOrRef, DatasetRef):
+            if dataId or dataIdKwargs:
+                raise DataIdError(
+                    f"Give a DatasetRef or a data ID, not both: {datasetTypeOrRef} and "
+                    f"{dict(dataId or {}, **dataIdKwargs)}."
+                )
+            return datasetTypeOrRef
+        ref = self.findDataset(datasetTypeOrRef, dataId, collections=collections, **dataIdKwargs)
+        if ref is None:
+            name = datasetTypeOrRef if isinstance(datasetTypeOrRef, str) else datasetTypeOrRef.name
+            given = dict(dataId or {}, **dataIdKwargs)
+            searched = self._collectionsFor(collections)
+            where = f"collections {list(searched)}" if searched else "any run"
+            raise DatasetNotFoundError(
+                f"No dataset {name!r} with data ID {given} in {where} of repository {str(self.root)!r}."
+            )
+        return ref
+
+    def get(
+        self,
+        datasetTypeOrRef: DatasetRef | DatasetType | str,
+        dataId: Mapping[str, Any] | None = None,
+        parameters: Mapping[str, Any] | None = None,
+        *,
+        collections: Sequence[str] | None = None,
+        **dataIdKwargs: Any,
+    ) -> Any:
+        """Return a dataset, a component of it (``"calexp.wcs"``) or a part of it (``parameters``).
+
+        Parameters
+        ----------
+        datasetTypeOrRef : DatasetRef, DatasetType or str
+            A ref (from `put` or `queryDatasets`), or a dataset type or its name.
+        dataId : mapping, optional
+            The data ID; keyword arguments add to it (``visit=1, detector=2``).
+        parameters : mapping, optional
+            Storage-class read parameters, e.g. ``{"slice": (0, 10)}`` or ``{"columns": ["ra"]}``.
+        collections : sequence of str, optional
+            Runs to search, in order (default: the Butler's).
+
+        Raises
+        ------
+        DatasetNotFoundError
+            No such dataset in the collections, or the datastore no longer holds it.
+        MissingDatasetTypeError
+            The dataset type is not registered.
+        DataIdError
+            The data ID has missing or extra keys, or bad values.
+        UnknownComponentError
+            The dataset type has no such component.
+        InvalidParameterError
+            A parameter is not accepted by the storage class.
+        AmbiguousDatasetError
+            No collections were given and several runs hold such a dataset.
+        """
+        ref = self._refFor(datasetTypeOrRef, dataId, collections, dataIdKwargs)
+        return self.datastore.get(ref, parameters)
+
+    def exists(
+        self,
+        datasetTypeOrRef: DatasetRef | DatasetType | str,
+        dataId: Mapping[str, Any] | None = None,
+        *,
+        collections: Sequence[str] | None = None,
+        **dataIdKwargs: Any,
+    ) -> bool:
+        """Return `True` if the registry knows the dataset and the datastore holds it.
+
+        Raises
+        ------
+        MissingDatasetTypeError
+            The dataset type is not registered.
+        DataIdError
+            The data ID has missing or extra keys, or bad values.
+        """
+        try:
+            ref = self._refFor(datasetTypeOrRef, dataId, collections, dataIdKwargs)
+        except DatasetNotFoundError:
+            return False
+        return self.registry.getDataset(ref.id) is not None and self.datastore.exists(ref)
+
+    def getUri(
+        self,
+        datasetTypeOrRef: DatasetRef | DatasetType | str,
+        dataId: Mapping[str, Any] | None = None,
+        *,
+        collections: Sequence[str] | None = None,
+        predict: bool = False,
+        **dataIdKwargs: Any,
+    ) -> str:
+        """Return the URI of a dataset in the datastore.
+
+        Raises
+        ------
+        DatasetNotFoundError
+            No such dataset, or the datastore does not hold it and ``predict`` is false.
+        """
+        ref = self._refFor(datasetTypeOrRef, dataId, collections, dataIdKwargs)
+        return self.datastore.getUri(ref, predict=predict)
+
+    def queryDatasets(
+        self,
+        datasetType: DatasetType | str | None = None,
+        collections: Sequence[str] | None = None,
+        where: Mapping[str, Any] | None = None,
+        **whereKwargs: Any,
+    ) -> list[DatasetRef]:
+        """Return the datasets of a type (or of every type) whose data IDs match ``where``.
+
+        Parameters
+        ----------
+        datasetType : DatasetType or str, optional
+            The type (``"type.component"`` gives component refs); every type when omitted.
+        collections : sequence of str, optional
+            Runs to search (default: the Butler's collections, or every run if it has none).
+        where : mapping, optional
+            Required data-ID values, e.g. ``{"visit": 12}``; keyword arguments add to it.
+
+        Raises
+        ------
+        MissingDatasetTypeError
+            The dataset type is not registered.
+        """
+        searched = self._collectionsFor(collections) or None
+        condition = {**(where or {}), **whereKwargs} or None
+        if datasetType is None:
+            types = [t for t in self.registry.queryDatasetTypes() if not t.isComponent()]
+        else:
+            types = [self._resolveType(datasetType)]
+        out: list[DatasetRef] = []
+        for datasetTypeHere in types:
+            if datasetType is None and condition and not set(condition) <= set(datasetTypeHere.dimensions):
+                continue  # a type without these dimensions has no matches
+            parentName, component = datasetTypeHere.nameAndComponent()
+            refs = self.registry.queryDatasets(parentName, collections=searched, where=condition)
+            out.extend([r.makeComponentRef(component) for r in refs] if component else refs)
+        return out

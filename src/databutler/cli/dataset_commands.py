@@ -1,0 +1,170 @@
+"""The dataset commands: put, get, query-datasets, remove, transfer."""
+
+from __future__ import annotations
+
+import click
+from rich.table import Table
+
+from .. import script
+from .options import collectionsOption, repoArgument, whereOption
+from .utils import makeConsole, parseCollections, parseDataId, parseParameters, parseWhere
+
+__all__ = ["get", "put", "queryDatasets", "remove", "transfer"]
+
+
+@click.command()
+@repoArgument
+@click.argument("name", metavar="DATASET_TYPE")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("pairs", metavar="[KEY=VALUE]...", nargs=-1)
+@click.option("-r", "--run", required=True, help="The run to put the dataset in (created if new).")
+def put(repo: str, name: str, file: str, pairs: tuple[str, ...], run: str) -> None:
+    """Put FILE (.json, .yaml, .npy, .parquet or .fits) into REPO as DATASET_TYPE.
+
+    \b
+    The data ID follows as KEY=VALUE pairs, one per dimension. Examples:
+      databutler put repo flat flat.npy visit=1 detector=2 --run night1
+      databutler put repo sourceTable sources.parquet visit=1 --run night1
+    """
+    ref = script.putDataset(repo, name, file, parseDataId(pairs), run)
+    click.echo(f"Put {ref} in run {ref.run}.")
+
+
+@click.command()
+@repoArgument
+@click.argument("name", metavar="DATASET_TYPE")
+@click.argument("pairs", metavar="[KEY=VALUE]...", nargs=-1)
+@collectionsOption
+@click.option("-p", "--parameter", "parameters", multiple=True, metavar="KEY=VALUE", help="A read parameter.")
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False), help="Write it to this file instead of a summary."
+)
+def get(
+    repo: str,
+    name: str,
+    pairs: tuple[str, ...],
+    collections: tuple[str, ...],
+    parameters: tuple[str, ...],
+    output: str | None,
+) -> None:
+    """Get DATASET_TYPE (or TYPE.COMPONENT) with a data ID: show a summary or write a file.
+
+    \b
+    Examples:
+      databutler get repo flat visit=1 detector=2
+      databutler get repo flat visit=1 detector=2 -p slice=0:2,0:3 -o corner.npy
+      databutler get repo calexp.metadata visit=1 detector=2 -o metadata.yaml
+      databutler get repo sourceTable visit=1 -p columns=ra,dec -o radec.parquet
+    """
+    result = script.getDataset(
+        repo,
+        name,
+        parseDataId(pairs),
+        collections=parseCollections(collections),
+        parameters=parseParameters(parameters),
+        output=output,
+    )
+    if result.output is not None:
+        click.echo(f"Wrote {result.ref} to {result.output}.")
+        return
+    table = Table(title=str(result.ref), show_header=False)
+    table.add_column("what", style="bold")
+    table.add_column("value")
+    table.add_row("run", str(result.ref.run))
+    for key, value in result.summary.items():
+        table.add_row(key, value)
+    makeConsole().print(table)
+
+
+@click.command("query-datasets")
+@repoArgument
+@click.argument("name", metavar="[DATASET_TYPE]", required=False)
+@collectionsOption
+@whereOption
+def queryDatasets(repo: str, name: str | None, collections: tuple[str, ...], where: tuple[str, ...]) -> None:
+    """List the datasets in REPO (of DATASET_TYPE only, if given) as a table.
+
+    \b
+    Examples:
+      databutler query-datasets repo
+      databutler query-datasets repo flat -c night1 -w visit=1,2
+    """
+    refs = script.queryDatasets(
+        repo, name, collections=parseCollections(collections), where=parseWhere(where) or None
+    )
+    table = Table(title=f"{len(refs)} dataset(s) in {repo}")
+    for column in ("dataset type", "run", "data ID", "storage class", "id"):
+        table.add_column(column, no_wrap=column == "id")
+    for ref in refs:
+        dataId = ", ".join(f"{k}={v}" for k, v in ref.dataId.items())
+        table.add_row(
+            ref.datasetType.name, str(ref.run), dataId, ref.datasetType.storageClass.name, str(ref.id)
+        )
+    makeConsole().print(table)
+
+
+@click.command()
+@repoArgument
+@click.argument("name", metavar="DATASET_TYPE")
+@click.argument("pairs", metavar="[KEY=VALUE[,VALUE...]]...", nargs=-1)
+@collectionsOption
+@click.option("-n", "--dry-run", "dryRun", is_flag=True, help="Only list what would be removed.")
+def remove(repo: str, name: str, pairs: tuple[str, ...], collections: tuple[str, ...], dryRun: bool) -> None:
+    """Remove the datasets of DATASET_TYPE whose data IDs match, from registry and datastore.
+
+    \b
+    Without KEY=VALUE pairs every dataset of the type (in the collections) is removed.
+    Examples:
+      databutler remove repo flat visit=1 detector=2
+      databutler remove repo flat visit=1,2 -c night1 --dry-run
+    """
+    where = parseWhere(pairs) or None
+    colls = parseCollections(collections)
+    if dryRun:
+        refs = script.queryDatasets(repo, name, collections=colls, where=where)
+        verb = "Would remove"
+    else:
+        refs = script.removeDatasets(repo, name, collections=colls, where=where)
+        verb = "Removed"
+    for ref in refs:
+        click.echo(f"{verb} {ref} (run {ref.run}).")
+    click.echo(f"{verb} {len(refs)} dataset(s).")
+
+
+@click.command()
+@click.argument("source", type=click.Path(file_okay=False))
+@click.argument("target", type=click.Path(file_okay=False))
+@click.argument("names", metavar="[DATASET_TYPE]...", nargs=-1)
+@collectionsOption
+@whereOption
+@click.option(
+    "--progress/--no-progress", default=None, help="Show a progress bar (default: only on a terminal)."
+)
+def transfer(
+    source: str,
+    target: str,
+    names: tuple[str, ...],
+    collections: tuple[str, ...],
+    where: tuple[str, ...],
+    progress: bool | None,
+) -> None:
+    """Copy datasets from repository SOURCE into TARGET, keeping their ids and runs.
+
+    \b
+    Every dataset type unless some are named; datasets already in TARGET are skipped.
+    Examples:
+      databutler transfer repo backup
+      databutler transfer repo backup flat calexp -c night1 -w visit=1
+    """
+    result = script.transferDatasets(
+        source,
+        target,
+        names,
+        collections=parseCollections(collections),
+        where=parseWhere(where) or None,
+        progress=progress,
+    )
+    click.echo(
+        f"Transferred {len(result.transferred)} dataset(s) from {source} to {target}"
+        f" ({result.skipped} already there)."
+    )

@@ -1,0 +1,154 @@
+"""The ``databutler`` command: thin click shims over the plain functions in `databutler.script`.
+
+Each command parses its arguments, calls one function and prints what it returns. User errors
+are shown as one line (``Error: ...``) with exit status 1; see `DatabutlerGroup`. The
+repository commands live here, the dataset commands in `databutler.cli.dataset_commands`.
+"""
+
+from __future__ import annotations
+
+import click
+from rich.table import Table
+
+from .. import script
+from .dataset_commands import get, put, queryDatasets, remove, transfer
+from .options import collectionsOption, repoArgument, whereOption
+from .utils import DatabutlerGroup, makeConsole, parseCollections, parseWhere
+
+__all__ = ["cli"]
+
+
+@click.group(cls=DatabutlerGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="databutler")
+def cli() -> None:
+    """Store and find datasets by what they are: a dataset type plus a data ID.
+
+    \b
+    A typical session:
+      databutler create repo
+      databutler register-dataset-type repo flat NumpyArray visit detector
+      databutler put repo flat flat.npy visit=1 detector=2 --run night1
+      databutler query-datasets repo
+      databutler get repo flat visit=1 detector=2 -p slice=0:2,0:3 -o corner.npy
+      databutler transfer repo other-repo flat
+      databutler verify other-repo
+    """
+
+
+@cli.command()
+@repoArgument
+@click.option(
+    "--config", "configFile", type=click.Path(dir_okay=False, exists=True), help="YAML over the defaults."
+)
+@click.option(
+    "--registry-db", "registryDb", metavar="URL", help="Registry database URL (default: SQLite in REPO)."
+)
+def create(repo: str, configFile: str | None, registryDb: str | None) -> None:
+    """Create a data repository in folder REPO.
+
+    \b
+    By default: an SQLite registry in REPO and a memory tier in front of a file tier.
+    Examples:
+      databutler create repo
+      databutler create shared --registry-db postgresql+psycopg://me@dbhost/butler
+    """
+    from ..config import Config
+
+    config = Config(configFile) if configFile else Config()
+    if registryDb:
+        config["registry.db"] = registryDb
+    script.createRepo(repo, config)
+    click.echo(f"Created data repository {repo} ({repo}/butler.yaml).")
+
+
+@cli.command("config-dump")
+@repoArgument
+@click.option("-s", "--subset", metavar="KEY", help="Only this (dotted) key, e.g. datastore or registry.db.")
+def configDump(repo: str, subset: str | None) -> None:
+    """Print the configuration of REPO as YAML.
+
+    \b
+    Examples:
+      databutler config-dump repo
+      databutler config-dump repo --subset datastore
+    """
+    click.echo(script.dumpConfig(repo, subset), nl=False)
+
+
+@cli.command("register-dataset-type")
+@repoArgument
+@click.argument("name")
+@click.argument("storage", metavar="STORAGE_CLASS")
+@click.argument("dimensions", nargs=-1)
+def registerDatasetType(repo: str, name: str, storage: str, dimensions: tuple[str, ...]) -> None:
+    """Register dataset type NAME with a STORAGE_CLASS and data-ID DIMENSIONS.
+
+    \b
+    Storage classes include StructuredDataDict, StructuredDataList, NumpyArray, ArrowTable,
+    DataFrame, AstropyTable and MaskedImage. Examples:
+      databutler register-dataset-type repo flat NumpyArray visit detector
+      databutler register-dataset-type repo sourceTable ArrowTable visit
+    """
+    inserted = script.registerDatasetType(repo, name, storage, dimensions)
+    state = "Registered" if inserted else "Already registered:"
+    click.echo(f"{state} dataset type {name} ({storage}; dimensions: {', '.join(sorted(dimensions))}).")
+
+
+@cli.command()
+@repoArgument
+def stats(repo: str) -> None:
+    """Show what REPO holds: datasets per dataset type and per run, files and bytes on disk.
+
+    \b
+    Example:
+      databutler stats repo
+    """
+    result = script.repoStats(repo)
+    console = makeConsole()
+    summary = Table(title=f"Repository {result.root}", show_header=False)
+    summary.add_column("what", style="bold")
+    summary.add_column("value")
+    summary.add_row("registry", result.registry)
+    summary.add_row("datastore", result.datastore)
+    summary.add_row("datasets", str(result.datasets))
+    summary.add_row("files on disk", f"{result.files} ({result.bytesOnDisk:,} bytes)")
+    console.print(summary)
+    for title, counts in (("dataset type", result.datasetTypes), ("run", result.runs)):
+        table = Table()
+        table.add_column(title)
+        table.add_column("datasets", justify="right")
+        for key, count in counts.items():
+            table.add_row(key, str(count))
+        console.print(table)
+
+
+@cli.command()
+@repoArgument
+@click.argument("name", metavar="[DATASET_TYPE]", required=False)
+@collectionsOption
+@whereOption
+def verify(repo: str, name: str | None, collections: tuple[str, ...], where: tuple[str, ...]) -> None:
+    """Re-check stored datasets against the checksums recorded when they were written.
+
+    Exits with status 1 if any dataset is missing or corrupted.
+
+    \b
+    Examples:
+      databutler verify repo
+      databutler verify repo flat -w visit=1
+    """
+    report = script.verifyDatasets(
+        repo, name, collections=parseCollections(collections), where=parseWhere(where) or None
+    )
+    for ref in report.missing:
+        click.echo(f"MISSING   {ref}", err=True)
+    for ref, problem in report.corrupted.items():
+        click.echo(f"CORRUPTED {ref}: {problem}", err=True)
+    if not report.isOk:
+        bad = len(report.missing) + len(report.corrupted)
+        raise click.ClickException(f"{bad} of {report.checked} dataset(s) failed verification.")
+    click.echo(f"Verified {report.checked} dataset(s): all present and intact.")
+
+
+for _command in (put, get, queryDatasets, remove, transfer):
+    cli.add_command(_command)

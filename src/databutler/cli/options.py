@@ -1,0 +1,28 @@
+"""Arguments and options shared by several commands."""
+
+from __future__ import annotations
+
+import click
+
+__all__ = ["collectionsOption", "repoArgument", "whereOption"]
+
+repoArgument = click.argument("repo", type=click.Path(file_okay=False))
+"""The data repository folder."""
+
+collectionsOption = click.option(
+    "-c",
+    "--collections",
+    multiple=True,
+    metavar="RUN[,RUN...]",
+    help="Runs to search, in order (repeatable). Default: every run.",
+)
+"""Runs to search."""
+
+whereOption = click.option(
+    "-w",
+    "--where",
+    multiple=True,
+    metavar="KEY=VALUE[,VALUE...]",
+    help="Only data IDs with one of these values (repeatable), e.g. -w visit=1,2 -w detector=3.",
+)
+"""Constraints on data-ID values."""

@@ -1,0 +1,137 @@
+"""Helpers shared by the click commands: argument parsing, clean errors, rich output."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import click
+from rich.console import Console
+
+from ..exceptions import DatabutlerError
+
+__all__ = [
+    "DatabutlerGroup",
+    "makeConsole",
+    "parseCollections",
+    "parseDataId",
+    "parseParameters",
+    "parseWhere",
+]
+
+_INT_RE = re.compile(r"^[+-]?\d+$")
+
+
+def _splitPair(text: str, what: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip() or not value.strip():
+        raise click.BadParameter(f"{text!r} is not KEY=VALUE (e.g. visit=12).", param_hint=what)
+    return key.strip(), value.strip()
+
+
+def _scalar(value: str) -> int | str:
+    return int(value) if _INT_RE.match(value) else value
+
+
+def parseDataId(pairs: Iterable[str]) -> dict[str, int | str]:
+    """Turn ``["visit=12", "band=r"]`` into ``{"visit": 12, "band": "r"}`` (integers become int).
+
+    Raises
+    ------
+    click.BadParameter
+        An item is not ``KEY=VALUE`` or a key is given twice.
+    """
+    out: dict[str, int | str] = {}
+    for pair in pairs:
+        key, value = _splitPair(pair, "data ID")
+        if key in out:
+            raise click.BadParameter(f"{key!r} is given twice.", param_hint="data ID")
+        out[key] = _scalar(value)
+    return out
+
+
+def parseWhere(pairs: Iterable[str]) -> dict[str, list[int | str]]:
+    """Turn ``["visit=1,2", "band=r"]`` into ``{"visit": [1, 2], "band": ["r"]}``.
+
+    Raises
+    ------
+    click.BadParameter
+        An item is not ``KEY=VALUE[,VALUE...]``.
+    """
+    out: dict[str, list[int | str]] = {}
+    for pair in pairs:
+        key, value = _splitPair(pair, "where")
+        out.setdefault(key, []).extend(_scalar(v.strip()) for v in value.split(",") if v.strip())
+    return out
+
+
+def _sliceValue(value: str) -> Any:
+    parts = [p.strip() for p in value.split(",")]
+    if all(":" in p for p in parts):
+        slices = tuple(slice(*(int(n) if n.strip() else None for n in p.split(":"))) for p in parts)
+        return slices[0] if len(slices) == 1 else slices
+    return value
+
+
+def parseParameters(pairs: Iterable[str]) -> dict[str, Any]:
+    """Turn ``["columns=ra,dec", "slice=0:2,0:3"]`` into read parameters.
+
+    A value that is valid JSON is used as such (``columns=["ra","dec"]``, ``slice=[0,10]``); a
+    ``slice`` of ``start:stop`` parts becomes slices (one per axis); any other value with commas
+    becomes a list of strings.
+
+    Raises
+    ------
+    click.BadParameter
+        An item is not ``KEY=VALUE`` or a slice is malformed.
+    """
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, value = _splitPair(pair, "parameter")
+        try:
+            out[key] = json.loads(value)
+            continue
+        except ValueError:
+            pass
+        if key == "slice":
+            try:
+                out[key] = _sliceValue(value)
+            except (TypeError, ValueError) as exc:
+                raise click.BadParameter(f"slice {value!r}: {exc}", param_hint="parameter") from exc
+        elif "," in value:
+            out[key] = [v.strip() for v in value.split(",") if v.strip()]
+        else:
+            out[key] = value
+    return out
+
+
+def parseCollections(values: Sequence[str]) -> list[str] | None:
+    """Flatten ``-c a -c b,c`` into ``["a", "b", "c"]``; `None` when none are given."""
+    out = [part.strip() for value in values for part in value.split(",") if part.strip()]
+    return out or None
+
+
+def makeConsole(stderr: bool = False) -> Console:
+    """Return a rich console for the current stdout (or stderr); wide when not a terminal."""
+    stream = sys.stderr if stderr else sys.stdout
+    isTerminal = stream.isatty()
+    return Console(file=stream, width=None if isTerminal else 200, highlight=False, soft_wrap=not isTerminal)
+
+
+class DatabutlerGroup(click.Group):
+    """A click group that shows databutler's user errors as one line, without a traceback.
+
+    Errors in the `DatabutlerError` tree and operating-system errors (a missing input file,
+    a folder that cannot be written) become `click.ClickException`: ``Error: <message>`` on
+    stderr and exit status 1. Anything else is a bug and keeps its traceback.
+    """
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (DatabutlerError, OSError) as exc:
+            message = " ".join(str(exc).split()) or type(exc).__name__
+            raise click.ClickException(f"{message} [{type(exc).__name__}]") from exc

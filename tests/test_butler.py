@@ -1,0 +1,302 @@
+"""Butler: repositories, put/get by data ID, components, parameters, queries, removal, transfers,
+transactions spanning registry and datastore, and the errors users see."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from databutler import (
+    AmbiguousDatasetError,
+    Butler,
+    ConfigFileNotFoundError,
+    ConflictingDatasetError,
+    DataIdError,
+    DatasetNotFoundError,
+    DatasetTypeConflictError,
+    DatasetTypeError,
+    DatasetTypeMismatchError,
+    InvalidParameterError,
+    MaskedImage,
+    MissingDatasetTypeError,
+    NoDefaultRunError,
+    RepositoryExistsError,
+    UnknownComponentError,
+)
+
+MEMORY = {"datastore": {"cls": "databutler.datastores.in_memory.InMemoryDatastore", "name": "mem"}}
+DIMS = ("visit", "detector")
+
+
+def _makeButler(root: Path, config: dict[str, Any] | None, run: str | None = "run1") -> Butler:
+    Butler.makeRepo(root, config)
+    butler = Butler(root, run=run)
+    butler.registerDatasetType("metrics", DIMS, "StructuredDataDict")
+    butler.registerDatasetType("flat", DIMS, "NumpyArray")
+    butler.registerDatasetType("calexp", DIMS, "MaskedImage")
+    butler.registerDatasetType("sources", ("visit",), "ArrowTable")
+    return butler
+
+
+@pytest.fixture
+def butler(tmp_path: Path) -> Iterator[Butler]:
+    with _makeButler(tmp_path / "repo", MEMORY) as b:
+        yield b
+
+
+def _calexp() -> MaskedImage:
+    return MaskedImage(
+        image=np.ones((4, 4)), mask=np.zeros((4, 4), dtype=np.int32), metadata={"exptime": 30.0}
+    )
+
+
+# -- repositories --
+
+
+def test_make_repo_writes_config_and_creates_registry(tmp_path: Path) -> None:
+    config = Butler.makeRepo(tmp_path / "repo", MEMORY)
+    assert (tmp_path / "repo" / "butler.yaml").is_file()
+    assert (tmp_path / "repo" / "registry.sqlite3").is_file()
+    assert config["registry.db"] == "sqlite:///<butlerRoot>/registry.sqlite3"
+    assert config["datastore.cls"].endswith("InMemoryDatastore")
+
+
+def test_make_repo_twice_is_an_error(tmp_path: Path) -> None:
+    Butler.makeRepo(tmp_path, MEMORY)
+    with pytest.raises(RepositoryExistsError, match="already holds a data repository"):
+        Butler.makeRepo(tmp_path, MEMORY)
+    with pytest.raises(FileExistsError):
+        Butler.makeRepo(tmp_path)
+
+
+def test_open_missing_repository_names_it(tmp_path: Path) -> None:
+    with pytest.raises(ConfigFileNotFoundError, match="No data repository") as info:
+        Butler(tmp_path / "nowhere")
+    assert isinstance(info.value, FileNotFoundError)
+    assert "databutler create" in str(info.value)
+
+
+def test_repository_is_relocatable(tmp_path: Path) -> None:
+    with _makeButler(tmp_path / "a", MEMORY) as butler:
+        butler.put({"x": 1}, "metrics", visit=1, detector=2)
+    (tmp_path / "a").rename(tmp_path / "b")
+    with Butler(tmp_path / "b", collections=["run1"]) as moved:
+        assert [r.dataId["visit"] for r in moved.queryDatasets("metrics")] == [1]
+
+
+# -- put and get --
+
+
+def test_put_get_dict_array_and_composite(butler: Butler) -> None:
+    ref = butler.put({"seeing": 0.7}, "metrics", visit=1, detector=2)
+    assert ref.run == "run1" and dict(ref.dataId) == {"detector": 2, "visit": 1}
+    assert butler.get("metrics", visit=1, detector=2) == {"seeing": 0.7}
+    assert butler.get(ref) == {"seeing": 0.7}
+    butler.put(np.arange(100.0).reshape(10, 10), "flat", {"visit": 1}, detector=2)
+    assert butler.get("flat", {"visit": 1, "detector": 2}).shape == (10, 10)
+    butler.put(_calexp(), "calexp", visit=1, detector=2)
+    assert butler.get("calexp", visit=1, detector=2).metadata == {"exptime": 30.0}
+
+
+def test_get_component_by_dotted_name(butler: Butler) -> None:
+    butler.put(_calexp(), "calexp", visit=1, detector=2)
+    assert butler.get("calexp.metadata", visit=1, detector=2) == {"exptime": 30.0}
+    assert butler.get("calexp.image", visit=1, detector=2).shape == (4, 4)
+    with pytest.raises(UnknownComponentError, match="wcs"):
+        butler.get("calexp.wcs", visit=1, detector=2)
+
+
+def test_get_with_parameters_slices_and_selects_columns(butler: Butler) -> None:
+    butler.put(np.arange(100.0).reshape(10, 10), "flat", visit=1, detector=2)
+    corner = butler.get("flat", visit=1, detector=2, parameters={"slice": (slice(0, 2), slice(0, 3))})
+    assert corner.tolist() == [[0.0, 1.0, 2.0], [10.0, 11.0, 12.0]]
+    butler.put(pa.table({"ra": [1.0, 2.0], "dec": [3.0, 4.0], "flux": [5.0, 6.0]}), "sources", visit=1)
+    table = butler.get("sources", visit=1, parameters={"columns": ["ra", "dec"]})
+    assert table.column_names == ["ra", "dec"]
+    with pytest.raises(InvalidParameterError, match="columns"):
+        butler.get("sources", visit=1, parameters={"columns": ["nope"]})
+
+
+def test_exists_and_get_uri(butler: Butler) -> None:
+    ref = butler.put({"a": 1}, "metrics", visit=1, detector=2)
+    assert butler.exists("metrics", visit=1, detector=2)
+    assert butler.exists(ref)
+    assert not butler.exists("metrics", visit=9, detector=2)
+    assert str(ref.id) in butler.getUri("metrics", visit=1, detector=2)
+    with pytest.raises(DatasetNotFoundError, match="'metrics'"):
+        butler.getUri("metrics", visit=9, detector=2)
+
+
+# -- the errors users see --
+
+
+def test_missing_dataset_names_type_data_id_and_collections(butler: Butler) -> None:
+    with pytest.raises(DatasetNotFoundError, match=r"No dataset 'metrics'.*'visit': 7.*run1") as info:
+        butler.get("metrics", visit=7, detector=2)
+    assert isinstance(info.value, FileNotFoundError)
+
+
+def test_unknown_dataset_type_is_named(butler: Butler) -> None:
+    with pytest.raises(MissingDatasetTypeError, match="'nope'"):
+        butler.get("nope", visit=1)
+    with pytest.raises(MissingDatasetTypeError, match="'nope'"):
+        butler.put({}, "nope", visit=1)
+
+
+def test_data_id_with_missing_or_extra_keys(butler: Butler) -> None:
+    with pytest.raises(DataIdError, match=r"missing \['detector'\]"):
+        butler.put({}, "metrics", visit=1)
+    with pytest.raises(DataIdError, match=r"unexpected \['band'\]"):
+        butler.get("metrics", visit=1, detector=2, band="r")
+    with pytest.raises(DataIdError, match="twice with different values"):
+        butler.get("metrics", {"visit": 1, "detector": 2}, visit=3)
+
+
+def test_conflicting_put_is_refused_and_keeps_the_original(butler: Butler) -> None:
+    butler.put({"v": 1}, "metrics", visit=1, detector=2)
+    with pytest.raises(ConflictingDatasetError, match=r"'metrics'.*already exists in run 'run1'"):
+        butler.put({"v": 2}, "metrics", visit=1, detector=2)
+    assert butler.get("metrics", visit=1, detector=2) == {"v": 1}
+    assert len(butler.queryDatasets("metrics")) == 1
+
+
+def test_put_without_run_and_put_of_component_are_refused(tmp_path: Path) -> None:
+    with _makeButler(tmp_path, MEMORY, run=None) as butler:
+        with pytest.raises(NoDefaultRunError, match="no run given"):
+            butler.put({}, "metrics", visit=1, detector=2)
+        ref = butler.put({}, "metrics", visit=1, detector=2, run="explicit")
+        assert ref.run == "explicit"
+        with pytest.raises(DatasetTypeError, match="component"):
+            butler.put({}, "calexp.metadata", visit=1, detector=2, run="explicit")
+
+
+def test_put_of_wrong_type_names_the_storage_class(butler: Butler) -> None:
+    with pytest.raises(DatasetTypeMismatchError, match="StructuredDataDict"):
+        butler.put([1, 2], "metrics", visit=1, detector=2)
+    assert butler.queryDatasets("metrics") == []
+
+
+def test_register_dataset_type_conflict_and_bad_calls(butler: Butler) -> None:
+    assert butler.registerDatasetType("metrics", DIMS, "StructuredDataDict") is False
+    with pytest.raises(DatasetTypeConflictError):
+        butler.registerDatasetType("metrics", ("visit",), "StructuredDataDict")
+    with pytest.raises(DatasetTypeError, match="needs dimensions and a storage class"):
+        butler.registerDatasetType("other")
+
+
+# -- collections --
+
+
+def test_collections_are_searched_in_order_and_ambiguity_is_reported(tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    with _makeButler(root, MEMORY, run="a") as butler:
+        butler.put({"from": "a"}, "metrics", visit=1, detector=2)
+        butler.put({"from": "b"}, "metrics", visit=1, detector=2, run="b")
+        butler.put({"from": "b"}, "metrics", visit=5, detector=2, run="b")
+        assert butler.get("metrics", visit=1, detector=2, collections=["b", "a"]) == {"from": "b"}
+        assert butler.get("metrics", visit=1, detector=2) == {"from": "a"}  # the Butler's run
+    with Butler(root) as everywhere:  # no run, no collections: every run is searched
+        found = everywhere.findDataset("metrics", visit=5, detector=2)
+        assert found is not None and found.run == "b"
+        with pytest.raises(AmbiguousDatasetError, match=r"2 runs \(a, b\)"):
+            everywhere.findDataset("metrics", visit=1, detector=2)
+
+
+def test_query_datasets_filters_by_type_where_and_component(butler: Butler) -> None:
+    for visit in (1, 2, 3):
+        butler.put({"v": visit}, "metrics", visit=visit, detector=2)
+    butler.put(_calexp(), "calexp", visit=1, detector=2)
+    assert len(butler.queryDatasets()) == 4
+    assert [r.dataId["visit"] for r in butler.queryDatasets("metrics", where={"visit": [1, 3]})] == [1, 3]
+    assert len(butler.queryDatasets(visit=1)) == 2
+    components = butler.queryDatasets("calexp.image")
+    assert [r.datasetType.name for r in components] == ["calexp.image"]
+    assert butler.get(components[0]).shape == (4, 4)
+
+
+# -- removal --
+
+
+def test_remove_datasets_from_registry_and_datastore(butler: Butler) -> None:
+    ref = butler.put({"v": 1}, "metrics", visit=1, detector=2)
+    butler.removeDatasets([ref])
+    assert not butler.exists(ref)
+    assert not butler.datastore.exists(ref)
+    assert butler.registry.getDataset(ref.id) is None
+    with pytest.raises(DatasetNotFoundError, match="nothing was removed"):
+        butler.removeDatasets([ref])
+
+
+# -- transactions spanning registry and datastore --
+
+
+def test_datastore_failure_leaves_registry_unchanged(butler: Butler, monkeypatch: pytest.MonkeyPatch) -> None:
+    def failingPut(obj: Any, ref: Any) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(butler.datastore, "put", failingPut)
+    with pytest.raises(OSError, match="disk full"):
+        butler.put({"v": 1}, "metrics", visit=1, detector=2)
+    assert butler.queryDatasets() == []
+
+
+def test_registry_conflict_in_a_transaction_undoes_earlier_datastore_puts(butler: Butler) -> None:
+    butler.put({"v": 0}, "metrics", visit=9, detector=9)
+    with pytest.raises(ConflictingDatasetError), butler.transaction():
+        first = butler.put({"v": 1}, "metrics", visit=1, detector=2)
+        assert butler.datastore.exists(first)
+        butler.put({"v": 2}, "metrics", visit=9, detector=9)  # conflicts in the registry
+    assert not butler.datastore.exists(first)
+    assert butler.registry.getDataset(first.id) is None
+    assert [r.dataId["visit"] for r in butler.queryDatasets()] == [9]
+
+
+def test_exception_in_transaction_body_undoes_both(butler: Butler) -> None:
+    with pytest.raises(RuntimeError, match="abort"), butler.transaction():
+        ref = butler.put({"v": 1}, "metrics", visit=1, detector=2)
+        raise RuntimeError("abort")
+    assert not butler.datastore.exists(ref)
+    assert butler.queryDatasets() == []
+
+
+def test_datastore_records_locations_in_the_registry(butler: Butler) -> None:
+    ref = butler.put({"v": 1}, "metrics", visit=1, detector=2)
+    assert butler.registry.getDatasetLocations(ref) == {butler.datastore.name}
+
+
+# -- transfers --
+
+
+def test_transfer_from_keeps_ids_and_runs_and_skips_existing(tmp_path: Path) -> None:
+    with _makeButler(tmp_path / "src", MEMORY) as source:
+        refs = [source.put({"v": v}, "metrics", visit=v, detector=1) for v in range(3)]
+        refs.append(source.put(_calexp(), "calexp", visit=1, detector=1))
+        Butler.makeRepo(tmp_path / "dst", MEMORY)
+        with Butler(tmp_path / "dst", collections=["run1"]) as target:
+            done = target.transferFrom(source, source.queryDatasets(), progress=False)
+            assert sorted(r.id for r in done) == sorted(r.id for r in refs)
+            assert target.get(refs[0]) == {"v": 0}
+            assert target.get("calexp.mask", visit=1, detector=1).dtype == np.int32
+            assert target.transferFrom(source, refs) == []
+
+
+def test_transfer_conflict_leaves_target_unchanged(tmp_path: Path) -> None:
+    with _makeButler(tmp_path / "src", MEMORY) as source, _makeButler(tmp_path / "dst", MEMORY) as target:
+        target.put({"v": "mine"}, "metrics", visit=2, detector=1)
+        refs = [source.put({"v": v}, "metrics", visit=v, detector=1) for v in range(3)]
+        with pytest.raises(ConflictingDatasetError):
+            target.transferFrom(source, refs)
+        assert [r.dataId["visit"] for r in target.queryDatasets()] == [2]
+        assert not any(target.datastore.exists(r) for r in refs)
+
+
+def test_transfer_shows_a_progress_bar_when_asked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with _makeButler(tmp_path / "src", MEMORY) as source, _makeButler(tmp_path / "dst", MEMORY) as target:
+        refs = [source.put({"v": v}, "metrics", visit=v, detector=1) for v in range(3)]
+        target.transferFrom(source, refs, progress=True)
+    assert "Transferring 3 datasets" in capsys.readouterr().err
