@@ -22,8 +22,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy src
 
+# The suite runs beside a throwaway PostgreSQL server on loopback (installed with apt-get if
+# missing), which scripts/postgres.sh always stops afterwards; its URL reaches the registry
+# tests in DATABUTLER_TEST_POSTGRES_URL.
 pytest: $(STAMP)
-	$(BIN)/pytest
+	bash scripts/postgres.sh run -- $(BIN)/pytest
 
 test: lint typecheck pytest
 

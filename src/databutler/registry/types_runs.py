@@ -92,9 +92,10 @@ class DatasetTypesAndRuns:
                 storageClass=storageClassName,
             )
             .on_conflict_do_nothing(index_elements=[table.c.name])
+            .returning(table.c.id)
         )
         with self._db.write() as connection:
-            inserted = connection.execute(statement).rowcount == 1
+            inserted = connection.execute(statement).first() is not None
             found = self._lookupDatasetType(datasetType.name)
         if found is None:
             raise RegistryError(f"Dataset type {datasetType.name!r} vanished while being registered.")
@@ -219,10 +220,13 @@ class DatasetTypesAndRuns:
             )
         table = schema.runTable
         statement = (
-            self._insert(table).values(name=name).on_conflict_do_nothing(index_elements=[table.c.name])
+            self._insert(table)
+            .values(name=name)
+            .on_conflict_do_nothing(index_elements=[table.c.name])
+            .returning(table.c.id)
         )
         with self._db.write() as connection:
-            return bool(connection.execute(statement).rowcount == 1)
+            return connection.execute(statement).first() is not None
 
     def queryRuns(self) -> list[str]:
         """Return the names of every registered run, sorted."""

@@ -1,0 +1,359 @@
+"""The dataset half of `SqlRegistry`: add, find, query, get and remove datasets.
+
+Consistency does not rest on this process checking first: one dataset per (type, data ID, run)
+is a UNIQUE constraint, so two processes racing to add the same dataset get one row and one
+`ConflictingDatasetError`, whichever database is used. Only after the database refuses a
+write does the registry look to see why, to say which dataset was in the way.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from ..dataset_ref import DatasetRef
+from ..dataset_type import DatasetType
+from ..exceptions import ConflictingDatasetError, MissingRunError, RegistryError
+from . import schema
+from .data_ids import decodeDataId, dimensionRows, encodeDataId, parseWhere, whereConditions
+from .types_runs import DatasetTypesAndRuns
+
+__all__ = ["DatasetRecords", "chunks", "toUuid"]
+
+_CHUNK = 500
+"""Most values bound in one IN (...) list."""
+
+
+def chunks(values: Sequence[Any]) -> Iterator[Sequence[Any]]:
+    """Yield ``values`` in slices short enough to bind as one IN (...) list."""
+    for start in range(0, len(values), _CHUNK):
+        yield values[start : start + _CHUNK]
+
+
+def toUuid(value: uuid.UUID | str) -> uuid.UUID:
+    """Return ``value`` as a UUID.
+
+    Raises
+    ------
+    TypeError
+        ``value`` is not a UUID or the string of one.
+    """
+    if isinstance(value, uuid.UUID):
+        return value
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        raise TypeError(f"Dataset id {value!r} is not a UUID.") from None
+
+
+def _sortKey(dataId: Mapping[str, Any]) -> tuple[tuple[bool, Any], ...]:
+    return tuple((isinstance(v, str), v) for v in dataId.values())
+
+
+class DatasetRecords(DatasetTypesAndRuns):
+    """Adds, finds, queries and removes datasets; `SqlRegistry` builds on it."""
+
+    def addDataset(
+        self,
+        datasetTypeOrName: DatasetType | str,
+        dataId: Mapping[str, Any] | None,
+        run: str,
+        id: uuid.UUID | str | None = None,
+    ) -> DatasetRef:
+        """Add one dataset to ``run`` and return its ref.
+
+        Parameters
+        ----------
+        datasetTypeOrName : DatasetType or str
+            A registered (parent) dataset type, or its name.
+        dataId : mapping
+            One int or str value for each dimension of the dataset type.
+        run : str
+            A registered run.
+        id : uuid.UUID or str, optional
+            The dataset's id; a new random UUID by default.
+
+        Raises
+        ------
+        MissingDatasetTypeError
+            The dataset type is not registered.
+        DatasetTypeConflictError
+            A DatasetType is given that differs from the registered one of that name.
+        DatasetTypeError
+            The dataset type is a component (add its parent instead).
+        MissingRunError
+            ``run`` is not registered.
+        DataIdError
+            The data ID does not match the dimensions, or a value cannot be stored.
+        ConflictingDatasetError
+            The run already holds a dataset of this type and data ID, or the id is taken.
+        """
+        ids = None if id is None else [id]
+        return self.addDatasets(datasetTypeOrName, [dataId], run, ids=ids)[0]
+
+    def addDatasets(
+        self,
+        datasetTypeOrName: DatasetType | str,
+        dataIds: Iterable[Mapping[str, Any] | None],
+        run: str,
+        ids: Iterable[uuid.UUID | str] | None = None,
+    ) -> list[DatasetRef]:
+        """Add datasets of one type to ``run``, all or none, and return their refs.
+
+        Parameters
+        ----------
+        datasetTypeOrName, run
+            As for `addDataset`.
+        dataIds : iterable of mapping
+            One data ID per dataset.
+        ids : iterable of uuid.UUID or str, optional
+            One id per data ID; new random UUIDs by default.
+
+        Raises
+        ------
+        MissingDatasetTypeError, DatasetTypeConflictError, DatasetTypeError, MissingRunError, DataIdError
+            As for `addDataset`.
+        ConflictingDatasetError
+            A data ID is given twice, is already in the run, or an id is taken.
+        ValueError
+            ``ids`` and ``dataIds`` differ in length.
+        """
+        typeId, datasetType = self._resolveParentType(datasetTypeOrName, "add")
+        dataIdList = list(dataIds)
+        idList = [uuid.uuid4() for _ in dataIdList] if ids is None else [toUuid(i) for i in ids]
+        if len(idList) != len(dataIdList):
+            raise ValueError(f"addDatasets got {len(dataIdList)} data IDs but {len(idList)} ids.")
+        runId = self._runId(run)
+        refs = []
+        encoded = []
+        for dataId, ident in zip(dataIdList, idList, strict=True):
+            normalized, text = encodeDataId(datasetType, dataId)
+            refs.append(DatasetRef._trusted(datasetType, normalized, ident, run))
+            encoded.append(text)
+        self._insertDatasets(typeId, runId, refs, encoded)
+        return refs
+
+    def addDatasetRefs(self, refs: Iterable[DatasetRef]) -> list[DatasetRef]:
+        """Add existing refs with their own ids and runs, all or none (e.g. to copy a repository).
+
+        Raises
+        ------
+        MissingDatasetTypeError, DatasetTypeConflictError, DataIdError, ConflictingDatasetError
+            As for `addDatasets`.
+        DatasetTypeError
+            A ref is a component ref.
+        MissingRunError
+            A ref has no run, or its run is not registered.
+        """
+        refList = list(refs)
+        groups: dict[tuple[str, str], list[DatasetRef]] = {}
+        for ref in refList:
+            if ref.run is None:
+                raise MissingRunError(f"Dataset {ref} has no run; the registry keeps every dataset in a run.")
+            groups.setdefault((ref.datasetType.name, ref.run), []).append(ref)
+        with self._db.write():
+            for (_, run), group in groups.items():
+                typeId, datasetType = self._resolveParentType(group[0].datasetType, "add")
+                encoded = [encodeDataId(datasetType, ref.dataId)[1] for ref in group]
+                self._insertDatasets(typeId, self._runId(run), group, encoded)
+        return refList
+
+    def _insertDatasets(self, typeId: int, runId: int, refs: list[DatasetRef], encoded: list[str]) -> None:
+        if not refs:
+            return
+        seen: dict[str, DatasetRef] = {}
+        for ref, text in zip(refs, encoded, strict=True):
+            if text in seen:
+                raise ConflictingDatasetError(
+                    f"Dataset {ref.datasetType.name!r} with data ID {dict(ref.dataId)!r} is given twice "
+                    f"for run {ref.run!r}; one dataset per type, data ID and run."
+                )
+            seen[text] = ref
+        rows = [
+            {"id": ref.id, "datasetTypeId": typeId, "runId": runId, "dataId": text}
+            for ref, text in zip(refs, encoded, strict=True)
+        ]
+        dimensions = [row for ref in refs for row in dimensionRows(ref.id, ref.dataId)]
+        try:
+            with self._db.write() as connection:
+                connection.execute(sa.insert(schema.datasetTable), rows)
+                if dimensions:
+                    connection.execute(sa.insert(schema.datasetDimensionTable), dimensions)
+        except sa.exc.IntegrityError as exc:
+            raise self._explainConflict(typeId, runId, seen, exc) from exc
+
+    def _explainConflict(
+        self, typeId: int, runId: int, byDataId: dict[str, DatasetRef], exc: sa.exc.IntegrityError
+    ) -> RegistryError:
+        table = schema.datasetTable
+        texts = list(byDataId)
+        with self._db.read() as connection:
+            for chunk in chunks(texts):
+                row = connection.execute(
+                    sa.select(table.c.id, table.c.dataId).where(
+                        table.c.datasetTypeId == typeId, table.c.runId == runId, table.c.dataId.in_(chunk)
+                    )
+                ).first()
+                if row is not None:
+                    ref = byDataId[row.dataId]
+                    return ConflictingDatasetError(
+                        f"Dataset {ref.datasetType.name!r} with data ID {dict(ref.dataId)!r} already exists "
+                        f"in run {ref.run!r} (id {row.id}); remove it first, or use another run."
+                    )
+            ids = [ref.id for ref in byDataId.values()]
+            for chunk in chunks(ids):
+                taken = connection.execute(sa.select(table.c.id).where(table.c.id.in_(chunk))).scalar()
+                if taken is not None:
+                    existing = self.getDataset(taken)
+                    return ConflictingDatasetError(
+                        f"A dataset with id {taken} already exists ({existing}); ids must be unique."
+                    )
+        return RegistryError(f"Could not add datasets: {exc.orig or exc}")
+
+    def findDataset(
+        self,
+        datasetTypeOrName: DatasetType | str,
+        dataId: Mapping[str, Any] | None,
+        collections: str | Sequence[str],
+    ) -> DatasetRef | None:
+        """Return the dataset of this type and data ID in the first of ``collections`` holding one.
+
+        A component type (``"calexp.wcs"``) returns the component ref of the parent dataset.
+
+        Parameters
+        ----------
+        datasetTypeOrName : DatasetType or str
+            The dataset type or its name.
+        dataId : mapping
+            One value for each dimension.
+        collections : str or sequence of str
+            A run, or runs searched in order.
+
+        Returns
+        -------
+        ref : DatasetRef or None
+            The ref found, or `None` if no run searched holds such a dataset.
+
+        Raises
+        ------
+        MissingDatasetTypeError, DatasetTypeConflictError, DataIdError
+            As for `addDataset`.
+        UnknownComponentError
+            The component is not one of the storage class's.
+        MissingRunError
+            A collection is not a registered run.
+        """
+        typeId, datasetType, component = self._resolveDatasetType(datasetTypeOrName)
+        normalized, text = encodeDataId(datasetType, dataId)
+        runs = self._resolveRuns(collections)
+        if not runs:
+            return None
+        table = schema.datasetTable
+        statement = sa.select(table.c.id, table.c.runId).where(
+            table.c.datasetTypeId == typeId, table.c.dataId == text, table.c.runId.in_(list(runs.values()))
+        )
+        with self._db.read() as connection:
+            found = {row.runId: row.id for row in connection.execute(statement)}
+        for name, runId in runs.items():
+            if runId in found:
+                ref = DatasetRef._trusted(datasetType, normalized, found[runId], name)
+                return ref.makeComponentRef(component) if component else ref
+        return None
+
+    def queryDatasets(
+        self,
+        datasetTypeOrName: DatasetType | str,
+        collections: str | Sequence[str] | None = None,
+        where: Mapping[str, Any] | None = None,
+        *,
+        findFirst: bool = False,
+    ) -> list[DatasetRef]:
+        """Return the datasets of one type in ``collections`` whose data IDs match ``where``.
+
+        Parameters
+        ----------
+        datasetTypeOrName : DatasetType or str
+            The dataset type (a component type gives component refs) or its name.
+        collections : str or sequence of str, optional
+            Runs to search; `None` searches every run.
+        where : mapping, optional
+            Dimension → a value or a list of values, e.g. ``{"visit": [1, 2], "band": "r"}``.
+        findFirst : bool
+            Keep, for each data ID, only the dataset in the earliest of ``collections``.
+
+        Returns
+        -------
+        refs : list of DatasetRef
+            Sorted by run (in ``collections`` order, else by name), then by data ID.
+
+        Raises
+        ------
+        MissingDatasetTypeError, DatasetTypeConflictError, UnknownComponentError, MissingRunError
+            As for `findDataset`.
+        DataIdError
+            ``where`` names a dimension the dataset type does not have, or a bad value.
+        """
+        typeId, datasetType, component = self._resolveDatasetType(datasetTypeOrName)
+        terms = parseWhere(datasetType, where)
+        runs = self._resolveRuns(collections) if collections is not None else self._allRuns()
+        if not runs:
+            return []
+        table = schema.datasetTable
+        statement = sa.select(table.c.id, table.c.runId, table.c.dataId).where(
+            table.c.datasetTypeId == typeId, *whereConditions(terms)
+        )
+        if collections is not None:
+            statement = statement.where(table.c.runId.in_(list(runs.values())))
+        with self._db.read() as connection:
+            rows = connection.execute(statement).all()
+        order = {runId: index for index, runId in enumerate(runs.values())}
+        names = {runId: name for name, runId in runs.items()}
+        decoded = [(order[row.runId], decodeDataId(row.dataId), row) for row in rows]
+        decoded.sort(key=lambda item: (item[0], _sortKey(item[1])))
+        refs = []
+        seen: set[str] = set()
+        for _, dataId, row in decoded:
+            if findFirst:
+                if row.dataId in seen:
+                    continue
+                seen.add(row.dataId)
+            ref = DatasetRef._trusted(datasetType, dataId, row.id, names[row.runId])
+            refs.append(ref.makeComponentRef(component) if component else ref)
+        return refs
+
+    def getDataset(self, id: uuid.UUID | str) -> DatasetRef | None:
+        """Return the ref of the dataset with this id, or `None` if there is none.
+
+        Raises
+        ------
+        TypeError
+            ``id`` is not a UUID.
+        """
+        table = schema.datasetTable
+        statement = sa.select(table.c.datasetTypeId, table.c.runId, table.c.dataId).where(
+            table.c.id == toUuid(id)
+        )
+        with self._db.read() as connection:
+            row = connection.execute(statement).first()
+        if row is None:
+            return None
+        datasetType = self._datasetTypeById(row.datasetTypeId)
+        return DatasetRef._trusted(
+            datasetType, decodeDataId(row.dataId), toUuid(id), self._runName(row.runId)
+        )
+
+    def removeDatasets(self, refs: Iterable[DatasetRef]) -> None:
+        """Remove datasets, and the record of where they are stored; unknown refs are ignored.
+
+        Only the registry's records go: removing the stored data is the datastore's job (the
+        Butler does both in one transaction).
+        """
+        ids = list(dict.fromkeys(ref.id for ref in refs))
+        with self._db.write() as connection:
+            for chunk in chunks(ids):
+                for table in (schema.datasetLocationTable, schema.datasetDimensionTable):
+                    connection.execute(sa.delete(table).where(table.c.datasetId.in_(chunk)))
+                connection.execute(sa.delete(schema.datasetTable).where(schema.datasetTable.c.id.in_(chunk)))

@@ -1,0 +1,149 @@
+"""Helpers for the registry tests: the PostgreSQL test server, and multi-process writers.
+
+``make test`` starts a throwaway PostgreSQL server (``scripts/postgres.sh``) and passes its URL
+in ``DATABUTLER_TEST_POSTGRES_URL``. Without it the PostgreSQL tests skip, except under CI
+(``CI=true``), where a missing server is a failure: CI must prove the PostgreSQL path.
+
+`concurrentWriters` runs `writerProcess` in several processes at once against one registry,
+each adding overlapping data IDs, and gathers what each saw.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from ..dataset_type import DatasetType
+from ..exceptions import ConflictingDatasetError
+from ..registry import SqlRegistry
+from ..registry.databases import makeEngine, parseUrl
+from ..storage_class import StorageClassFactory
+
+__all__ = [
+    "POSTGRES_URL_ENV",
+    "WriterResult",
+    "concurrentWriters",
+    "dropNamespace",
+    "makeDatasetType",
+    "newNamespace",
+    "postgresUrl",
+    "writerProcess",
+]
+
+_FACTORY = StorageClassFactory.fromDefaults()
+
+POSTGRES_URL_ENV = "DATABUTLER_TEST_POSTGRES_URL"
+"""Environment variable holding the URL of the PostgreSQL server for tests."""
+
+
+def postgresUrl() -> str:
+    """Return the test PostgreSQL URL; skip without one, or fail without one under CI."""
+    url = os.environ.get(POSTGRES_URL_ENV)
+    if url:
+        return url
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(
+            f"{POSTGRES_URL_ENV} is not set, but CI must run the PostgreSQL registry tests: "
+            "run the suite with `make test`, which starts a server (scripts/postgres.sh)."
+        )
+    pytest.skip(f"No PostgreSQL server for tests: set {POSTGRES_URL_ENV} or run `make test`.")
+
+
+def newNamespace() -> str:
+    """Return a fresh PostgreSQL schema name, so each test has a registry of its own."""
+    return f"test_{uuid.uuid4().hex[:16]}"
+
+
+def dropNamespace(url: str | sa.URL, namespace: str) -> None:
+    """Drop the PostgreSQL schema ``namespace`` and everything in it."""
+    engine = makeEngine(parseUrl(url))
+    try:
+        with engine.begin() as connection:
+            connection.execute(sa.schema.DropSchema(namespace, cascade=True, if_exists=True))
+    finally:
+        engine.dispose()
+
+
+@dataclass(frozen=True)
+class WriterResult:
+    """What one writer process did: the data IDs it added and those it found taken."""
+
+    added: list[int]
+    conflicts: list[int]
+
+
+def makeDatasetType(name: str, dimensions: tuple[str, ...], storageClassName: str) -> DatasetType:
+    """Return a dataset type whose storage class is one of the packaged definitions."""
+    return DatasetType(name, dimensions, _FACTORY.getStorageClass(storageClassName))
+
+
+DATASET_TYPE = makeDatasetType("raw", ("exposure",), "StructuredDataDict")
+RUN = "concurrent"
+
+
+def writerProcess(
+    url: str, namespace: str | None, worker: int, count: int, stride: int, barrier: Any, queue: Any
+) -> None:
+    """Add ``count`` datasets whose exposure numbers start at ``worker * stride``.
+
+    Every writer also registers the same dataset type and run, so those races are tested too.
+    Every fifth insert is a batch of one through `addDatasets`, the rest through `addDataset`.
+    Puts a `WriterResult`, or the text of an unexpected error, on ``queue``.
+    """
+    try:
+        registry = SqlRegistry(url, namespace=namespace)
+        barrier.wait(timeout=120)
+        added: list[int] = []
+        conflicts: list[int] = []
+        with registry:
+            registry.registerDatasetType(DATASET_TYPE)
+            registry.registerRun(RUN)
+            for exposure in range(worker * stride, worker * stride + count):
+                try:
+                    if exposure % 5 == 0:
+                        registry.addDatasets("raw", [{"exposure": exposure}], RUN)
+                    else:
+                        registry.addDataset("raw", {"exposure": exposure}, RUN)
+                except ConflictingDatasetError:
+                    conflicts.append(exposure)
+                else:
+                    added.append(exposure)
+        queue.put(WriterResult(added, conflicts))
+    except BaseException as exc:  # reported to the parent, which fails the test
+        queue.put(f"worker {worker}: {type(exc).__name__}: {exc}")
+
+
+def concurrentWriters(
+    registry: SqlRegistry, workers: int = 4, count: int = 200, stride: int = 100
+) -> list[WriterResult]:
+    """Run ``workers`` `writerProcess` processes at once against ``registry``'s database.
+
+    Raises
+    ------
+    AssertionError
+        A writer failed with an unexpected error, or did not finish.
+    """
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(workers)
+    queue = context.Queue()
+    url = registry.url.render_as_string(hide_password=False)
+    processes = [
+        context.Process(
+            target=writerProcess, args=(url, registry.namespace, worker, count, stride, barrier, queue)
+        )
+        for worker in range(workers)
+    ]
+    for process in processes:
+        process.start()
+    results = [queue.get(timeout=300) for _ in processes]
+    for process in processes:
+        process.join(timeout=60)
+    errors = [r for r in results if not isinstance(r, WriterResult)]
+    assert not errors, errors
+    return [r for r in results if isinstance(r, WriterResult)]

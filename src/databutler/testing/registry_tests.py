@@ -1,0 +1,420 @@
+"""`RegistryTests`: the contract every registry back end must meet, as a pytest mixin.
+
+A back end's test class says only how to build an empty registry (and, if it needs to, how
+to clean up after one)::
+
+    class TestSqliteRegistry(RegistryTests):
+        def makeRegistry(self, tmpPath):
+            return SqlRegistry(f"sqlite:///{tmpPath}/registry.sqlite3", create=True)
+
+Every documented error of `SqlRegistry` has a test here; so do several processes writing to
+one registry at once (`RegistryTests.test_concurrent_processes`).
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ..dataset_ref import DatasetRef
+from ..dataset_type import DatasetType
+from ..datastore.bridge import DatasetLocationRegistry
+from ..exceptions import (
+    ConflictingDatasetError,
+    DataIdError,
+    DatasetTypeConflictError,
+    DatasetTypeError,
+    MissingDatasetError,
+    MissingDatasetTypeError,
+    MissingRunError,
+    UnknownComponentError,
+    UnknownStorageClassError,
+)
+from ..registry import SqlRegistry
+from ..storage_class import StorageClass
+from .registry_support import concurrentWriters, makeDatasetType
+
+__all__ = ["RegistryTests"]
+
+CALEXP = makeDatasetType("calexp", ("visit", "detector"), "MaskedImage")
+CATALOG = makeDatasetType("catalog", ("visit", "band"), "StructuredDataDict")
+
+
+class RegistryTests:
+    """The registry contract. Subclasses implement `makeRegistry`."""
+
+    def makeRegistry(self, tmpPath: Path) -> SqlRegistry:
+        """Return a new, empty registry (created); ``tmpPath`` is a folder it may use."""
+        raise NotImplementedError("A RegistryTests subclass must say how to build its registry.")
+
+    def cleanupRegistry(self, registry: SqlRegistry) -> None:
+        """Remove what `makeRegistry` made beyond ``tmpPath`` (called after ``close``)."""
+
+    def reopen(self, registry: SqlRegistry, **kwargs: Any) -> SqlRegistry:
+        """Open another registry on the same database."""
+        return SqlRegistry(registry.url, namespace=registry.namespace, **kwargs)
+
+    @pytest.fixture
+    def registry(self, tmp_path: Path) -> Iterator[SqlRegistry]:
+        registry = self.makeRegistry(tmp_path)
+        try:
+            yield registry
+        finally:
+            registry.close()
+            self.cleanupRegistry(registry)
+
+    @pytest.fixture
+    def filled(self, registry: SqlRegistry) -> SqlRegistry:
+        """A registry with calexp and catalog types and runs ``run1`` and ``run2``."""
+        registry.registerDatasetType(CALEXP)
+        registry.registerDatasetType(CATALOG)
+        registry.registerRun("run1")
+        registry.registerRun("run2")
+        return registry
+
+    # -- dataset types --
+
+    def test_register_dataset_type(self, registry: SqlRegistry) -> None:
+        assert registry.registerDatasetType(CALEXP) is True
+        assert (
+            registry.registerDatasetType(makeDatasetType("calexp", ("detector", "visit"), "MaskedImage"))
+            is False
+        )
+        assert registry.getDatasetType("calexp") == CALEXP
+        registry.registerDatasetType(CATALOG)
+        assert [t.name for t in registry.queryDatasetTypes()] == ["calexp", "catalog"]
+
+    def test_register_conflicting_dataset_type(self, registry: SqlRegistry) -> None:
+        registry.registerDatasetType(CALEXP)
+        for other in (
+            makeDatasetType("calexp", ("visit",), "MaskedImage"),
+            makeDatasetType("calexp", ("visit", "detector"), "NumpyArray"),
+        ):
+            with pytest.raises(DatasetTypeConflictError) as info:
+                registry.registerDatasetType(other)
+            message = str(info.value)
+            assert "'MaskedImage'" in message and str(list(other.dimensions)) in message
+            assert other.storageClass.name in message and "['detector', 'visit']" in message
+        assert registry.getDatasetType("calexp") == CALEXP
+
+    def test_register_bad_dataset_types(self, registry: SqlRegistry) -> None:
+        with pytest.raises(DatasetTypeError, match="component"):
+            registry.registerDatasetType(CALEXP.makeComponentDatasetType("image"))
+        with pytest.raises(TypeError):
+            registry.registerDatasetType("calexp")  # type: ignore[arg-type]
+        with pytest.raises(UnknownStorageClassError, match="Unregistered"):
+            registry.registerDatasetType(DatasetType("odd", ("visit",), StorageClass("Unregistered")))
+
+    def test_get_dataset_type_errors_and_components(self, registry: SqlRegistry) -> None:
+        with pytest.raises(MissingDatasetTypeError, match="'calexp' is not registered") as info:
+            registry.getDatasetType("calexp")
+        assert isinstance(info.value, KeyError)
+        registry.registerDatasetType(CALEXP)
+        component = registry.getDatasetType("calexp.image")
+        assert component == CALEXP.makeComponentDatasetType("image")
+        assert component.parentStorageClass is not None and component.parentStorageClass.name == "MaskedImage"
+        with pytest.raises(UnknownComponentError):
+            registry.getDatasetType("calexp.nope")
+
+    def test_dataset_types_survive_reopening(self, registry: SqlRegistry) -> None:
+        registry.registerDatasetType(CALEXP)
+        registry.registerRun("run1")
+        ref = registry.addDataset("calexp", {"visit": 1, "detector": 2}, "run1")
+        with self.reopen(registry) as again:
+            assert again.getDatasetType("calexp") == CALEXP
+            assert again.queryRuns() == ["run1"]
+            assert again.getDataset(ref.id) == ref
+
+    # -- runs --
+
+    def test_register_run(self, registry: SqlRegistry) -> None:
+        assert registry.registerRun("b") is True
+        assert registry.registerRun("b") is False
+        registry.registerRun("a/with/slashes")
+        assert registry.queryRuns() == ["a/with/slashes", "b"]
+        for bad in ("", None, "x" * 129):
+            with pytest.raises(TypeError):
+                registry.registerRun(bad)  # type: ignore[arg-type]
+
+    # -- adding datasets --
+
+    def test_add_and_find(self, filled: SqlRegistry) -> None:
+        ref = filled.addDataset("calexp", {"visit": 903334, "detector": 10}, "run1")
+        assert ref.run == "run1" and ref.datasetType == CALEXP and isinstance(ref.id, uuid.UUID)
+        assert filled.findDataset("calexp", {"detector": 10, "visit": 903334}, "run1") == ref
+        assert filled.findDataset(CALEXP, {"detector": 10, "visit": 903334}, ["run1"]) == ref
+        assert filled.findDataset("calexp", {"detector": 11, "visit": 903334}, "run1") is None
+        assert filled.findDataset("calexp", {"detector": 10, "visit": 903334}, "run2") is None
+        assert filled.findDataset("calexp", {"detector": 10, "visit": 903334}, []) is None
+        assert filled.getDataset(ref.id) == ref and filled.getDataset(str(ref.id)) == ref
+
+    def test_add_with_given_id(self, filled: SqlRegistry) -> None:
+        ident = uuid.uuid4()
+        ref = filled.addDataset("catalog", {"visit": 1, "band": "r"}, "run1", id=str(ident))
+        assert ref.id == ident and filled.getDataset(ident) == ref
+        with pytest.raises(ConflictingDatasetError, match=str(ident)):
+            filled.addDataset("catalog", {"visit": 2, "band": "r"}, "run1", id=ident)
+
+    def test_data_id_values_round_trip_with_their_type(self, filled: SqlRegistry) -> None:
+        asInt = filled.addDataset("catalog", {"visit": 1, "band": "r"}, "run1")
+        asStr = filled.addDataset("catalog", {"visit": "1", "band": "r"}, "run1")
+        assert asInt.id != asStr.id
+        found = filled.getDataset(asStr.id)
+        assert found is not None and found.dataId["visit"] == "1"
+        found = filled.findDataset("catalog", {"visit": 1, "band": "r"}, "run1")
+        assert found is not None and found.dataId["visit"] == 1 and found.id == asInt.id
+        big = filled.addDataset("catalog", {"visit": 2**62, "band": "ünïcode"}, "run1")
+        assert filled.getDataset(big.id) == big
+
+    def test_duplicate_dataset_is_an_error(self, filled: SqlRegistry) -> None:
+        first = filled.addDataset("calexp", {"visit": 1, "detector": 2}, "run1")
+        with pytest.raises(ConflictingDatasetError) as info:
+            filled.addDataset("calexp", {"visit": 1, "detector": 2}, "run1")
+        message = str(info.value)
+        assert "'calexp'" in message and "'visit': 1" in message and "'run1'" in message
+        assert str(first.id) in message
+        other = filled.addDataset("calexp", {"visit": 1, "detector": 2}, "run2")
+        assert other.id != first.id
+
+    def test_add_errors(self, filled: SqlRegistry) -> None:
+        with pytest.raises(MissingDatasetTypeError, match="'nope'"):
+            filled.addDataset("nope", {"visit": 1}, "run1")
+        with pytest.raises(MissingRunError, match="'nope'") as info:
+            filled.addDataset("calexp", {"visit": 1, "detector": 2}, "nope")
+        assert isinstance(info.value, KeyError)
+        with pytest.raises(DatasetTypeError, match="component"):
+            filled.addDataset("calexp.image", {"visit": 1, "detector": 2}, "run1")
+        with pytest.raises(DatasetTypeConflictError):
+            filled.addDataset(makeDatasetType("calexp", ("visit",), "MaskedImage"), {"visit": 1}, "run1")
+        bad: list[dict[str, Any]] = [
+            {"visit": 1},
+            {"visit": 1, "detector": 2, "extra": 3},
+            {"visit": 1.5, "detector": 2},
+            {"visit": True, "detector": 2},
+            {"visit": 2**64, "detector": 2},
+            {"visit": "x" * 600, "detector": 2},
+        ]
+        for dataId in bad:
+            with pytest.raises(DataIdError):
+                filled.addDataset("calexp", dataId, "run1")
+        assert filled.queryDatasets("calexp") == []
+
+    def test_add_datasets_is_all_or_nothing(self, filled: SqlRegistry) -> None:
+        refs = filled.addDatasets("calexp", [{"visit": v, "detector": 1} for v in range(5)], "run1")
+        assert [r.dataId["visit"] for r in refs] == list(range(5))
+        with pytest.raises(ConflictingDatasetError, match="'visit': 4"):
+            filled.addDatasets("calexp", [{"visit": v, "detector": 1} for v in range(4, 9)], "run1")
+        with pytest.raises(ConflictingDatasetError, match="twice"):
+            filled.addDatasets("calexp", [{"visit": 20, "detector": 1}] * 2, "run1")
+        with pytest.raises(ValueError, match="2 data IDs but 1 ids"):
+            filled.addDatasets("calexp", [{"visit": 30, "detector": 1}] * 2, "run1", ids=[uuid.uuid4()])
+        assert len(filled.queryDatasets("calexp")) == 5
+        assert filled.addDatasets("calexp", [], "run1") == []
+
+    def test_add_dataset_refs_keeps_ids(self, filled: SqlRegistry, tmp_path: Path) -> None:
+        refs = filled.addDatasets("calexp", [{"visit": v, "detector": 1} for v in range(3)], "run1")
+        copy = self.makeRegistry(tmp_path / "copy")
+        try:
+            copy.registerDatasetType(CALEXP)
+            with pytest.raises(MissingRunError):
+                copy.addDatasetRefs(refs)
+            copy.registerRun("run1")
+            assert copy.addDatasetRefs(refs) == refs
+            assert copy.queryDatasets("calexp", "run1") == refs
+            with pytest.raises(ConflictingDatasetError):
+                copy.addDatasetRefs(refs[:1])
+            with pytest.raises(MissingRunError, match="no run"):
+                copy.addDatasetRefs([DatasetRef(CALEXP, {"visit": 9, "detector": 1})])
+        finally:
+            copy.close()
+            self.cleanupRegistry(copy)
+
+    # -- finding and querying --
+
+    def test_find_searches_collections_in_order(self, filled: SqlRegistry) -> None:
+        dataId = {"visit": 1, "detector": 2}
+        inRun2 = filled.addDataset("calexp", dataId, "run2")
+        assert filled.findDataset("calexp", dataId, ["run1", "run2"]) == inRun2
+        inRun1 = filled.addDataset("calexp", dataId, "run1")
+        assert filled.findDataset("calexp", dataId, ["run1", "run2"]) == inRun1
+        assert filled.findDataset("calexp", dataId, ["run2", "run1"]) == inRun2
+        with pytest.raises(MissingRunError, match="'nope'"):
+            filled.findDataset("calexp", dataId, ["run1", "nope"])
+        with pytest.raises(DataIdError):
+            filled.findDataset("calexp", {"visit": 1}, "run1")
+        with pytest.raises(MissingDatasetTypeError):
+            filled.findDataset("nope", dataId, "run1")
+
+    def test_find_component(self, filled: SqlRegistry) -> None:
+        parent = filled.addDataset("calexp", {"visit": 1, "detector": 2}, "run1")
+        found = filled.findDataset("calexp.mask", {"visit": 1, "detector": 2}, "run1")
+        assert found == parent.makeComponentRef("mask")
+        with pytest.raises(UnknownComponentError):
+            filled.findDataset("calexp.nope", {"visit": 1, "detector": 2}, "run1")
+
+    def test_query_datasets(self, filled: SqlRegistry) -> None:
+        for run in ("run2", "run1"):
+            for visit in (3, 1, 2):
+                for band in ("g", "r"):
+                    filled.addDataset("catalog", {"visit": visit, "band": band}, run)
+        everything = filled.queryDatasets("catalog")
+        assert len(everything) == 12 and [r.run for r in everything] == ["run1"] * 6 + ["run2"] * 6
+        # then by data ID, compared dimension by dimension in sorted order (band, then visit)
+        assert [(r.dataId["band"], r.dataId["visit"]) for r in everything[:3]] == [
+            ("g", 1),
+            ("g", 2),
+            ("g", 3),
+        ]
+        inRun2 = filled.queryDatasets("catalog", collections="run2", where={"visit": 2})
+        assert sorted(r.dataId["band"] for r in inRun2) == ["g", "r"]
+        assert {r.run for r in inRun2} == {"run2"}
+        several = filled.queryDatasets("catalog", ["run1"], where={"visit": [1, 3], "band": "r"})
+        assert [dict(r.dataId) for r in several] == [{"band": "r", "visit": 1}, {"band": "r", "visit": 3}]
+        assert filled.queryDatasets("catalog", where={"visit": []}) == []
+        assert filled.queryDatasets("catalog", where={"visit": "1"}) == []
+        assert filled.queryDatasets("catalog", collections=[]) == []
+        assert filled.queryDatasets("calexp") == []
+
+    def test_query_find_first_and_components(self, filled: SqlRegistry) -> None:
+        old = filled.addDatasets("calexp", [{"visit": v, "detector": 1} for v in (1, 2)], "run1")
+        new = filled.addDataset("calexp", {"visit": 2, "detector": 1}, "run2")
+        firsts = filled.queryDatasets("calexp", ["run2", "run1"], findFirst=True)
+        assert firsts == [new, old[0]]
+        assert len(filled.queryDatasets("calexp", ["run2", "run1"])) == 3
+        images = filled.queryDatasets("calexp.image", "run1")
+        assert images == [ref.makeComponentRef("image") for ref in old]
+
+    def test_query_errors(self, filled: SqlRegistry) -> None:
+        with pytest.raises(DataIdError, match="'exposure', which is not a dimension") as info:
+            filled.queryDatasets("calexp", where={"exposure": 1})
+        assert "['detector', 'visit']" in str(info.value)
+        with pytest.raises(DataIdError, match="must be an int or str"):
+            filled.queryDatasets("calexp", where={"visit": 1.5})
+        with pytest.raises(DataIdError, match="mapping"):
+            filled.queryDatasets("calexp", where=[("visit", 1)])  # type: ignore[arg-type]
+        with pytest.raises(MissingRunError):
+            filled.queryDatasets("calexp", collections="nope")
+        with pytest.raises(MissingDatasetTypeError):
+            filled.queryDatasets("nope")
+
+    def test_get_dataset(self, filled: SqlRegistry) -> None:
+        assert filled.getDataset(uuid.uuid4()) is None
+        with pytest.raises(TypeError, match="not a UUID"):
+            filled.getDataset("not-a-uuid")
+
+    # -- removing --
+
+    def test_remove_datasets(self, filled: SqlRegistry) -> None:
+        refs = filled.addDatasets("calexp", [{"visit": v, "detector": 1} for v in range(3)], "run1")
+        filled.addDatasetLocations("store", refs)
+        filled.removeDatasets([refs[0], refs[1], refs[1]])
+        assert filled.queryDatasets("calexp") == [refs[2]]
+        assert filled.getDataset(refs[0].id) is None and filled.getDatasetLocations(refs[0]) == set()
+        assert filled.queryDatasets("calexp", where={"visit": 0}) == []
+        filled.removeDatasets(refs[:1])  # already gone: nothing to do
+        again = filled.addDataset("calexp", {"visit": 0, "detector": 1}, "run1")
+        assert filled.findDataset("calexp", {"visit": 0, "detector": 1}, "run1") == again
+
+    # -- locations --
+
+    def test_dataset_locations(self, filled: SqlRegistry) -> None:
+        assert isinstance(filled, DatasetLocationRegistry)
+        ref = filled.addDataset("calexp", {"visit": 1, "detector": 2}, "run1")
+        assert filled.getDatasetLocations(ref) == set()
+        filled.addDatasetLocations("memory", [ref])
+        filled.addDatasetLocations("memory", [ref])
+        filled.addDatasetLocations("file", [ref.makeComponentRef("image")])
+        assert filled.getDatasetLocations(ref) == {"memory", "file"}
+        filled.removeDatasetLocations("memory", [ref])
+        filled.removeDatasetLocations("memory", [ref])
+        assert filled.getDatasetLocations(ref) == {"file"}
+        stranger = DatasetRef(CALEXP, {"visit": 5, "detector": 5}, run="run1")
+        with pytest.raises(MissingDatasetError, match=str(stranger.id)):
+            filled.addDatasetLocations("memory", [ref, stranger])
+        assert filled.getDatasetLocations(ref) == {"file"}
+
+    def test_datastore_records_locations(self, filled: SqlRegistry) -> None:
+        from ..datastores.in_memory import InMemoryDatastore
+
+        datastore = InMemoryDatastore({"datastore": {"cls": "databutler.InMemoryDatastore"}}, registry=filled)
+        catalog = filled.addDataset("catalog", {"visit": 1, "band": "r"}, "run1")
+        datastore.put({"a": 1}, catalog)
+        assert filled.getDatasetLocations(catalog) == {datastore.name}
+        datastore.remove(catalog)
+        assert filled.getDatasetLocations(catalog) == set()
+
+    # -- transactions --
+
+    def test_transaction_rolls_back_everything(self, registry: SqlRegistry) -> None:
+        with pytest.raises(RuntimeError, match="boom"), registry.transaction():
+            registry.registerDatasetType(CALEXP)
+            registry.registerRun("run1")
+            ref = registry.addDataset("calexp", {"visit": 1, "detector": 2}, "run1")
+            registry.addDatasetLocations("memory", [ref])
+            assert registry.findDataset("calexp", {"visit": 1, "detector": 2}, "run1") == ref
+            raise RuntimeError("boom")
+        assert registry.queryDatasetTypes() == [] and registry.queryRuns() == []
+        assert registry.registerDatasetType(CALEXP) is True
+        with pytest.raises(MissingRunError):  # the id cache forgot the rolled-back run too
+            registry.addDataset("calexp", {"visit": 1, "detector": 2}, "run1")
+        assert registry.registerRun("run1") is True
+
+    def test_nested_transaction_and_caught_conflict(self, filled: SqlRegistry) -> None:
+        with filled.transaction():
+            kept = filled.addDataset("calexp", {"visit": 1, "detector": 2}, "run1")
+            with pytest.raises(ConflictingDatasetError):
+                filled.addDataset("calexp", {"visit": 1, "detector": 2}, "run1")
+            with pytest.raises(RuntimeError), filled.transaction():
+                filled.registerRun("inner")
+                filled.addDataset("calexp", {"visit": 2, "detector": 2}, "run1")
+                raise RuntimeError("inner only")
+            after = filled.addDataset("calexp", {"visit": 3, "detector": 2}, "run1")
+        assert filled.queryDatasets("calexp") == [kept, after]
+        assert "inner" not in filled.queryRuns()
+
+    def test_other_threads_are_not_in_the_transaction(self, filled: SqlRegistry) -> None:
+        seen: list[Any] = []
+        with filled.transaction():
+            ref = filled.addDataset("catalog", {"visit": 1, "band": "r"}, "run1")
+            thread = threading.Thread(target=lambda: seen.append(filled.getDataset(ref.id)))
+            thread.start()
+            thread.join(timeout=60)
+        assert seen == [None] and filled.getDataset(ref.id) == ref
+
+    def test_threads_share_a_registry(self, filled: SqlRegistry) -> None:
+        errors: list[BaseException] = []
+
+        def work(worker: int) -> None:
+            try:
+                for visit in range(25):
+                    filled.addDataset("calexp", {"visit": visit, "detector": worker}, "run1")
+                    assert filled.findDataset("calexp", {"visit": visit, "detector": worker}, "run1")
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work, args=(w,)) for w in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        assert errors == [] and len(filled.queryDatasets("calexp")) == 100
+
+    # -- several processes --
+
+    def test_concurrent_processes(self, registry: SqlRegistry) -> None:
+        workers, count, stride = 4, 200, 100
+        results = concurrentWriters(registry, workers=workers, count=count, stride=stride)
+        added = [e for r in results for e in r.added]
+        conflicts = [e for r in results for e in r.conflicts]
+        assert len(added) + len(conflicts) == workers * count
+        expected = set(range((workers - 1) * stride + count))
+        assert sorted(added) == sorted(expected), "each data ID added exactly once"
+        stored = registry.queryDatasets("raw")
+        assert sorted(ref.dataId["exposure"] for ref in stored) == sorted(expected)
+        assert len(conflicts) == workers * count - len(expected)
+        assert len({ref.id for ref in stored}) == len(stored)

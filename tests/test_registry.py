@@ -1,0 +1,170 @@
+"""SqlRegistry runs the registry contract on SQLite (a temporary file) and on PostgreSQL.
+
+The PostgreSQL server is started by `make test` (scripts/postgres.sh); its tests skip without
+one, except under CI, where they fail.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from databutler import (
+    ConfigError,
+    DatasetType,
+    MissingRegistryError,
+    RegistryError,
+    SqlRegistry,
+)
+from databutler.registry import RegistryConfig, schema
+from databutler.testing.registry_support import dropNamespace, newNamespace, postgresUrl
+from databutler.testing.registry_tests import RegistryTests
+
+
+class TestSqliteRegistry(RegistryTests):
+    def makeRegistry(self, tmpPath: Path) -> SqlRegistry:
+        return SqlRegistry(f"sqlite:///{tmpPath}/registry.sqlite3", create=True)
+
+
+class TestPostgresRegistry(RegistryTests):
+    def makeRegistry(self, tmpPath: Path) -> SqlRegistry:
+        return SqlRegistry(postgresUrl(), namespace=newNamespace(), create=True)
+
+    def cleanupRegistry(self, registry: SqlRegistry) -> None:
+        assert registry.namespace is not None
+        dropNamespace(registry.url, registry.namespace)
+
+
+# -- SQLite specifics --
+
+
+def test_sqlite_settings(tmp_path: Path) -> None:
+    with SqlRegistry(f"sqlite:///{tmp_path}/r.sqlite3", create=True) as registry:
+        registry.registerRun("run")
+    connection = sqlite3.connect(tmp_path / "r.sqlite3")
+    try:
+        assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        assert tables == set(schema.metadata.tables)
+    finally:
+        connection.close()
+
+
+def test_open_missing_sqlite_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "nope" / "registry.sqlite3"
+    with pytest.raises(MissingRegistryError, match="create=True") as info:
+        SqlRegistry(f"sqlite:///{path}")
+    assert isinstance(info.value, FileNotFoundError)
+    assert not path.exists() and not path.parent.exists()
+
+
+def test_open_empty_sqlite_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "empty.sqlite3"
+    sqlite3.connect(path).close()
+    with pytest.raises(MissingRegistryError, match="holds no databutler registry"):
+        SqlRegistry(f"sqlite:///{path}")
+
+
+def test_create_is_idempotent(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/deeper/registry.sqlite3"
+    with SqlRegistry(url, create=True) as registry:
+        registry.registerRun("run")
+    with SqlRegistry(url, create=True) as registry:
+        assert registry.queryRuns() == ["run"]
+
+
+def test_schema_version_mismatch(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/registry.sqlite3"
+    SqlRegistry(url, create=True).close()
+    engine = sa.create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(sa.update(schema.attributeTable).values(value="0"))
+    engine.dispose()
+    with pytest.raises(RegistryError, match="schema version '0'"):
+        SqlRegistry(url)
+
+
+def test_in_memory_sqlite() -> None:
+    with SqlRegistry("sqlite://", create=True) as registry:
+        registry.registerDatasetType(DatasetType("raw", ("exposure",), "StructuredDataDict"))
+        registry.registerRun("run")
+        ref = registry.addDataset("raw", {"exposure": 1}, "run")
+        assert registry.findDataset("raw", {"exposure": 1}, "run") == ref
+
+
+# -- configuration and URLs --
+
+
+def test_from_config_fills_in_the_root(tmp_path: Path) -> None:
+    config = {"registry": {"db": "sqlite:///<butlerRoot>/registry.sqlite3"}, "datastore": {"cls": "x"}}
+    with SqlRegistry.fromConfig(config, root=tmp_path, create=True) as registry:
+        assert registry.url.database == f"{tmp_path.as_posix()}/registry.sqlite3"
+        registry.registerRun("run")
+    assert (tmp_path / "registry.sqlite3").is_file()
+    with SqlRegistry.fromConfig(RegistryConfig(), root=tmp_path) as registry:  # the packaged default
+        assert registry.queryRuns() == ["run"]
+    with pytest.raises(ConfigError, match="root="):
+        SqlRegistry.fromConfig(config)
+
+
+def test_registry_config_defaults() -> None:
+    config = RegistryConfig({"registry": {"db": "sqlite:///x.sqlite3"}})
+    assert config["db"] == "sqlite:///x.sqlite3"
+    assert config["busyTimeout"] == 30 and config["namespace"] is None
+
+
+@pytest.mark.parametrize(
+    ("url", "match"),
+    [
+        ("not a url", "not a database URL"),
+        ("mysql://localhost/db", "supports 'sqlite' and 'postgresql'"),
+        ("postgresql+psycopg2://localhost/db", "psycopg"),
+    ],
+)
+def test_bad_urls(url: str, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        SqlRegistry(url)
+
+
+def test_namespace_is_for_postgresql(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="namespace"):
+        SqlRegistry(f"sqlite:///{tmp_path}/r.sqlite3", namespace="x", create=True)
+
+
+def test_repr_hides_the_password() -> None:
+    with SqlRegistry("sqlite://", create=True) as registry:
+        assert "sqlite://" in repr(registry)
+    from databutler.registry.databases import parseUrl
+
+    url = parseUrl("postgres://user:secret@host:5432/db")
+    assert url.drivername == "postgresql+psycopg" and "secret" not in url.render_as_string()
+
+
+# -- PostgreSQL specifics --
+
+
+def test_postgres_missing_namespace_is_an_error() -> None:
+    with pytest.raises(MissingRegistryError, match="holds no databutler registry"):
+        SqlRegistry(postgresUrl(), namespace=newNamespace())
+
+
+def test_postgres_unreachable_is_an_error() -> None:
+    url = sa.make_url(postgresUrl()).set(database="no_such_database")
+    with pytest.raises(RegistryError, match="Could not open registry"):
+        SqlRegistry(url)
+
+
+def test_postgres_from_config() -> None:
+    namespace = newNamespace()
+    config = {"registry": {"db": postgresUrl().replace("+psycopg", ""), "namespace": namespace}}
+    try:
+        with SqlRegistry.fromConfig(config, create=True) as registry:
+            assert registry.url.drivername == "postgresql+psycopg" and registry.namespace == namespace
+            registry.registerRun("run")
+        with SqlRegistry.fromConfig(config) as registry:
+            assert registry.queryRuns() == ["run"]
+    finally:
+        dropNamespace(postgresUrl(), namespace)
