@@ -15,7 +15,7 @@ from databutler import (
     InMemoryLocationRegistry,
     MaskedImage,
 )
-from databutler.datastores import in_memory
+from databutler.datastores import entry_table, in_memory
 from databutler.testing import makeRef
 
 
@@ -37,6 +37,7 @@ class FakeClock:
 def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     fake = FakeClock()
     monkeypatch.setattr(in_memory, "time", fake)
+    monkeypatch.setattr(entry_table, "time", fake)
     return fake
 
 

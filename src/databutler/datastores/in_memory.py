@@ -1,26 +1,20 @@
 """InMemoryDatastore: a process-local store, also the fast tier of a chain.
 
-Every stored dataset is one entry, a tuple ``(object, ref, timestamp, copyMode, size)`` keyed
-by the integer value of the dataset's UUID. A component ref shares its parent's id, so a
-component is read out of the parent's entry by the storage class delegate.
+Datasets live in an `EntryTable` keyed by the integer value of their UUID. A component ref
+shares its parent's id, so a component is read out of the parent's entry by the storage class
+delegate. `CopyPolicy` decides who owns each stored object.
 
-One lock guards the entries and the counters. When ``maxBytes`` or ``maxItems`` is set the
-entries live in an `OrderedDict` kept in least-recently-used order and sizes are tracked on
-put; otherwise a plain dict holds them and sizes are only measured when `stats` asks.
+With no limits and no expiry, reads take no lock (entries are immutable tuples and dict reads
+are atomic) and puts of a dataset type seen before skip re-validation; everything else goes
+through the table under its lock.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
-import re
-import threading
 import time
 import uuid
-from collections import OrderedDict, deque
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from ..config import Config
@@ -30,90 +24,21 @@ from ..datastore.base import Datastore, DatastoreConfig
 from ..datastore.bridge import DatasetLocationRegistry
 from ..datastore.records import StoredItemInfo
 from ..exceptions import (
-    ConfigError,
     DatasetExistsError,
     DatasetNotFoundError,
-    DatasetTooLargeError,
     DatasetTypeError,
     DatasetTypeMismatchError,
-    StorageClassError,
     StoredItemInfoExistsError,
     StoredItemInfoNotFoundError,
 )
-from ..storage_class import COPY_MODES, StorageClass, StorageClassDelegate
+from ..storage_class import StorageClass, StorageClassDelegate
+from .entry_table import OBJ, REF, TS, EntryTable, InMemoryDatastoreStats, Prepared, parseBytes, parsePositive
+from .ownership import REFERENCE, CopyPolicy
 
 __all__ = ["InMemoryDatastore", "InMemoryDatastoreStats"]
 
 log = logging.getLogger(__name__)
-
-# Entry tuple layout.
-_OBJ, _REF, _TS, _MODE, _SIZE = range(5)
-_REFERENCE, _COPY, _DEEPCOPY, _FREEZE = COPY_MODES
-_TOMBSTONE_LIMIT = 10_000
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgGtT]?i?[bB]?)\s*$")
-_SIZE_UNITS = {
-    "": 1,
-    "k": 10**3,
-    "m": 10**6,
-    "g": 10**9,
-    "t": 10**12,
-    "ki": 2**10,
-    "mi": 2**20,
-    "gi": 2**30,
-    "ti": 2**40,
-}
-
-
-@dataclass(frozen=True, slots=True)
-class InMemoryDatastoreStats:
-    """What an InMemoryDatastore holds and how it has been used.
-
-    ``bytesHeld`` is the delegates' estimate of the stored objects' sizes. ``hits`` and
-    ``misses`` count `get` calls (one per ref in `getMany`) that found or did not find a dataset.
-    """
-
-    count: int
-    bytesHeld: int
-    hits: int
-    misses: int
-    evictions: int
-    expirations: int
-    maxBytes: int | None
-    maxItems: int | None
-    expireSeconds: float | None
-
-
-def _parseBytes(value: Any, key: str) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, int) and not isinstance(value, bool):
-        number: float = value
-    elif isinstance(value, str) and (match := _SIZE_RE.match(value)):
-        unit = match.group(2).lower().rstrip("b")
-        number = float(match.group(1)) * _SIZE_UNITS[unit]
-    else:
-        raise ConfigError(f"datastore.{key} must be a byte count such as 1000000 or '512MiB', not {value!r}.")
-    if number <= 0:
-        raise ConfigError(f"datastore.{key} must be positive, not {value!r}; use null for no limit.")
-    return int(number)
-
-
-def _parsePositive(value: Any, key: str, kind: type) -> Any:
-    if value is None:
-        return None
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or (kind is int and not isinstance(value, int))
-    ):
-        raise ConfigError(f"datastore.{key} must be a positive {kind.__name__}, not {value!r}.")
-    if value <= 0:
-        raise ConfigError(f"datastore.{key} must be positive, not {value!r}; use null for no limit.")
-    return kind(value)
-
-
-def _when(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
+_MODE = 3
 
 
 class InMemoryDatastore(Datastore):
@@ -154,108 +79,32 @@ class InMemoryDatastore(Datastore):
         super().__init__(config, registry)
         self.name = f"{self.config.get('name') or type(self).__name__}@{uuid.uuid4().hex[:8]}"
         cfg = self.config
-        self.maxBytes: int | None = _parseBytes(cfg.get("maxBytes"), "maxBytes")
-        self.maxItems: int | None = _parsePositive(cfg.get("maxItems"), "maxItems", int)
-        self.expireSeconds: float | None = _parsePositive(cfg.get("expireSeconds"), "expireSeconds", float)
-        self._copyModeConfig = self._parseCopyModes(cfg.get("copyMode"))
-        self._modes: dict[DatasetType, str] = {}
-        self._bounded = self.maxBytes is not None or self.maxItems is not None
-        self._trackSizes = self.maxBytes is not None
-        self._entries: dict[int, tuple[Any, ...]] = OrderedDict() if self._bounded else {}
-        self._infoOverrides: dict[int, StoredItemInfo | None] = {}
-        self._tombstones: OrderedDict[int, tuple[str, float]] = OrderedDict()
-        self._expiryQueue: deque[tuple[float, int]] = deque()
-        self._pendingExpired: list[DatasetRef] = []  # expired under the lock, registry not yet told
-        self._lock = threading.RLock()
-        # No bounds and no expiry: reads need no lock and no bookkeeping beyond the hit count.
-        self._simple = not self._bounded and self.expireSeconds is None
+        self.maxBytes: int | None = parseBytes(cfg.get("maxBytes"), "maxBytes")
+        self.maxItems: int | None = parsePositive(cfg.get("maxItems"), "maxItems", int)
+        self.expireSeconds: float | None = parsePositive(cfg.get("expireSeconds"), "expireSeconds", float)
+        self.copyPolicy = CopyPolicy(cfg.get("copyMode"))
+        self._table = EntryTable(self.name, self.maxBytes, self.maxItems, self.expireSeconds)
+        # Aliases for the hot paths.
+        self._entries = self._table.entries
+        self._lock = self._table.lock
+        self._simple = self._table.simple
         # dataset type name -> (datasetType, pytype, copyMode, delegate), for puts that passed once
         self._putCache: dict[str, tuple[DatasetType, type, str, StorageClassDelegate]] = {}
-        self._bytes = 0
-        # Hits are counted without the lock: next() on itertools.count is atomic under the GIL.
-        self._hitCounter = itertools.count()
-        self._hitReads = 0
-        self._hits = 0
-        self._misses = 0
-        self._evictions = 0
-        self._expirations = 0
-
-    @staticmethod
-    def _parseCopyModes(value: Any) -> str | dict[str, str]:
-        if value is None:
-            return {}
-        if isinstance(value, Config):
-            value = value.toDict()
-        modes = {"*": value} if isinstance(value, str) else value
-        if not isinstance(modes, dict):
-            raise ConfigError(
-                f"datastore.copyMode must be a mode or a mapping of name to mode, not {value!r}."
-            )
-        for name, mode in modes.items():
-            if mode not in COPY_MODES:
-                raise ConfigError(
-                    f"datastore.copyMode for {name!r} is {mode!r}; choose one of {', '.join(COPY_MODES)}."
-                )
-        return value if isinstance(value, str) else dict(value)
-
-    # -- copy modes --
 
     def copyModeFor(self, datasetType: DatasetType) -> str:
         """Return the copy mode used for datasets of ``datasetType``.
-
-        The datastore's ``copyMode`` config wins (dataset type name, then storage class name,
-        then a single mode for everything), else the storage class's own ``copyMode``.
 
         Raises
         ------
         StorageClassError
             ``freeze`` is configured by name for a storage class that cannot be frozen.
         """
-        mode = self._modes.get(datasetType)
-        if mode is not None:
-            return mode
-        storageClass = datasetType.storageClass
-        configured = self._copyModeConfig
-        canFreeze = storageClass.delegate().canFreeze
-        if isinstance(configured, str):
-            mode = configured if (configured != _FREEZE or canFreeze) else _DEEPCOPY
-        else:
-            mode = configured.get(datasetType.name) or configured.get(storageClass.name)
-            if mode is None:
-                mode = storageClass.copyMode
-            if mode == _FREEZE and not canFreeze:
-                raise StorageClassError(
-                    f"copyMode 'freeze' is set for dataset type {datasetType.name!r}, but its storage class "
-                    f"{storageClass.name!r} cannot be frozen; use 'copy' or 'deepcopy'."
-                )
-        mode = COPY_MODES[COPY_MODES.index(mode)]  # the interned constant, so `is` comparisons hold
-        self._modes[datasetType] = mode
-        return mode
-
-    @staticmethod
-    def _own(obj: Any, delegate: StorageClassDelegate, mode: str) -> Any:
-        if mode is _REFERENCE:
-            return obj
-        if mode is _COPY:
-            return delegate.copy(obj)
-        if mode is _DEEPCOPY:
-            return delegate.deepcopy(obj)
-        return delegate.freeze(obj)
-
-    @staticmethod
-    def _handOut(obj: Any, delegate: StorageClassDelegate, mode: str) -> Any:
-        if mode is _REFERENCE:
-            return obj
-        if mode is _COPY:
-            return delegate.copy(obj)
-        if mode is _DEEPCOPY:
-            return delegate.deepcopy(obj)
-        return delegate.frozenView(obj) if delegate.canFreeze else delegate.deepcopy(obj)
+        return self.copyPolicy.modeFor(datasetType)
 
     # -- put --
 
-    def _prepare(self, inMemoryDataset: Any, ref: DatasetRef) -> tuple[Any, str, int | None]:
-        """Validate a put and return ``(storedObject, mode, size)``; does not touch the entries."""
+    def _prepare(self, inMemoryDataset: Any, ref: DatasetRef) -> Prepared:
+        """Validate a put and return ``(storedObject, ref, mode, size)``; does not touch the entries."""
         datasetType = ref.datasetType
         storageClass = datasetType.storageClass
         if not storageClass.validateInstance(inMemoryDataset):
@@ -268,12 +117,12 @@ class InMemoryDatastore(Datastore):
                 f"Cannot put component {ref} on its own; put the composite "
                 f"{datasetType.nameAndComponent()[0]!r} and read components from it."
             )
-        mode = self._modes.get(datasetType) or self.copyModeFor(datasetType)
+        mode = self.copyPolicy.modeFor(datasetType)
         delegate = storageClass.delegate()
         self._putCache[datasetType.name] = (datasetType, storageClass.pytype, mode, delegate)
-        stored = inMemoryDataset if mode is _REFERENCE else self._own(inMemoryDataset, delegate, mode)
-        size = delegate.getSize(stored) if self._trackSizes else None
-        return stored, mode, size
+        stored = inMemoryDataset if mode is REFERENCE else CopyPolicy.own(inMemoryDataset, delegate, mode)
+        size = delegate.getSize(stored) if self._table.trackSizes else None
+        return stored, ref, mode, size
 
     def put(self, inMemoryDataset: Any, ref: DatasetRef) -> None:
         """Write a InMemoryDataset with a given DatasetRef to the store.
@@ -303,37 +152,23 @@ class InMemoryDatastore(Datastore):
             or cached[0] is not ref.datasetType
             or not isinstance(inMemoryDataset, cached[1])
         ):
-            stored, mode, size = self._prepare(inMemoryDataset, ref)
-            self._insertMany([(stored, ref, mode, size)])
+            self._insert([self._prepare(inMemoryDataset, ref)])
             return
-        # The fast path: a dataset type seen before, no bounds, no expiry.
+        # The fast path: a dataset type seen before, no limits, no expiry.
         mode = cached[2]
-        stored = inMemoryDataset if mode is _REFERENCE else self._own(inMemoryDataset, cached[3], mode)
+        stored = inMemoryDataset if mode is REFERENCE else CopyPolicy.own(inMemoryDataset, cached[3], mode)
         key = ref.id.int
         with self._lock:
             if key in self._entries:
                 raise self._existsError(ref)
             self._entries[key] = (stored, ref, time.time(), mode, None)
-        if self.registry is not None:
-            try:
-                self.registry.addDatasetLocations(self.name, [ref])
-            except BaseException:
-                self._dropMany([ref])
-                raise
-        if self._openTransactions:
-            self._registerUndo("put of 1 dataset", self._dropMany, [ref])
-
-    def _existsError(self, ref: DatasetRef) -> DatasetExistsError:
-        return DatasetExistsError(
-            f"Dataset {ref} is already in datastore {self.name!r}; nothing was stored. "
-            f"Remove it first to replace it."
-        )
+        self._afterInsert([ref], [])
 
     def putMany(self, pairs: Iterable[tuple[Any, DatasetRef]]) -> None:
         """Put every ``(inMemoryDataset, ref)`` pair, all or none.
 
         Every pair is checked before anything is stored: a bad object, a duplicate ref (in the
-        batch or in the store) or an oversized dataset stores none of them.
+        batch or in the store) or an oversized batch stores none of them.
         """
         prepared = []
         seen: set[int] = set()
@@ -342,179 +177,75 @@ class InMemoryDatastore(Datastore):
             if key in seen:
                 raise DatasetExistsError(f"Dataset {ref} appears twice in one putMany; nothing was stored.")
             seen.add(key)
-            stored, mode, size = self._prepare(obj, ref)
-            prepared.append((stored, ref, mode, size))
-        self._insertMany(prepared)
+            prepared.append(self._prepare(obj, ref))
+        self._insert(prepared)
 
-    def _insertMany(self, prepared: list[tuple[Any, DatasetRef, str, int | None]]) -> None:
-        entries = self._entries
-        evicted: list[DatasetRef] = []
-        now = time.time()
+    def _insert(self, prepared: list[Prepared]) -> None:
         with self._lock:
-            if self._expiryQueue and self._expiryQueue[0][0] + (self.expireSeconds or 0) <= now:
-                evicted.extend(self._sweepLocked(now))
-            for _, ref, _, size in prepared:
-                existing = entries.get(ref.id.int)
-                if existing is not None and not self._expiredLocked(ref.id.int, existing, now):
-                    raise self._existsError(ref)
-                if size is not None and self.maxBytes is not None and size > self.maxBytes:
-                    raise DatasetTooLargeError(
-                        f"Dataset {ref} is {size} bytes, more than maxBytes={self.maxBytes} of datastore "
-                        f"{self.name!r} on its own; nothing was evicted or stored."
-                    )
-            if self._bounded:
-                evicted.extend(self._makeRoomLocked(prepared))
-            for stored, ref, mode, size in prepared:
-                key = ref.id.int
-                entries[key] = (stored, ref, now, mode, size)
-                if size is not None:
-                    self._bytes += size
-                if self.expireSeconds is not None:
-                    self._expiryQueue.append((now, key))
-                if self._tombstones:
-                    self._tombstones.pop(key, None)
-        refs = [p[1] for p in prepared]
-        self._logEvictions(evicted)
-        self._notifyRemoved(evicted)
-        try:
-            self._notifyAdded(refs)
-        except BaseException:
-            self._dropMany(refs)
-            raise
-        self._registerUndo(f"put of {len(refs)} dataset(s)", self._dropMany, refs)
+            evicted = self._table.insertLocked(prepared, self._existsError)
+        self._afterInsert([p[1] for p in prepared], evicted)
 
-    def _makeRoomLocked(self, prepared: list[tuple[Any, DatasetRef, str, int | None]]) -> list[DatasetRef]:
-        entries = self._entries
-        incomingItems = len(prepared)
-        incomingBytes = sum(p[3] or 0 for p in prepared)
-        if self.maxItems is not None and incomingItems > self.maxItems:
-            raise DatasetTooLargeError(
-                f"Cannot put {incomingItems} datasets at once into datastore {self.name!r} with "
-                f"maxItems={self.maxItems}; nothing was stored."
-            )
-        if self.maxBytes is not None and incomingBytes > self.maxBytes:
-            raise DatasetTooLargeError(
-                f"Cannot put {incomingBytes} bytes at once into datastore {self.name!r} with "
-                f"maxBytes={self.maxBytes}; nothing was stored."
-            )
-        evicted = []
-        while entries and (
-            (self.maxItems is not None and len(entries) + incomingItems > self.maxItems)
-            or (self.maxBytes is not None and self._bytes + incomingBytes > self.maxBytes)
-        ):
-            key, entry = entries.popitem(last=False)  # type: ignore[call-arg]
-            self._forgetLocked(key, entry, "evicted")
-            self._evictions += 1
-            evicted.append(entry[_REF])
-        return evicted
+    def _afterInsert(self, refs: list[DatasetRef], evicted: list[DatasetRef]) -> None:
+        """Tell the registry and the open transaction; undo the insert if the registry fails."""
+        if evicted:
+            self._logGone(evicted, "evicted")
+            self._notifyRemoved(evicted)
+        if self.registry is not None:
+            try:
+                self.registry.addDatasetLocations(self.name, refs)
+            except BaseException:
+                self._dropMany(refs)
+                raise
+        if self._openTransactions:
+            self._registerUndo(f"put of {len(refs)} dataset(s)", self._dropMany, refs)
 
-    def _forgetLocked(self, key: int, entry: tuple[Any, ...], reason: str | None) -> None:
-        """Account for an entry already popped from the entries; record why, if not removed by a user."""
-        if entry[_SIZE] is not None:
-            self._bytes -= entry[_SIZE]
-        if self._infoOverrides:
-            self._infoOverrides.pop(key, None)
-        if reason is not None:
-            self._tombstones[key] = (reason, time.time())
-            if len(self._tombstones) > _TOMBSTONE_LIMIT:
-                self._tombstones.popitem(last=False)
-
-    def _logEvictions(self, evicted: list[DatasetRef]) -> None:
-        if evicted and log.isEnabledFor(logging.DEBUG):
-            for ref in evicted:
-                log.debug(
-                    "Datastore %s evicted %s to stay within maxBytes=%s, maxItems=%s.",
-                    self.name,
-                    ref,
-                    self.maxBytes,
-                    self.maxItems,
-                )
+    def _existsError(self, ref: DatasetRef) -> DatasetExistsError:
+        return DatasetExistsError(
+            f"Dataset {ref} is already in datastore {self.name!r}; nothing was stored. "
+            f"Remove it first to replace it."
+        )
 
     def _dropMany(self, refs: list[DatasetRef]) -> None:
         """Undo puts: drop these refs' entries if present (no error if already gone)."""
         dropped = []
         with self._lock:
             for ref in refs:
-                key = ref.id.int
-                entry = self._entries.get(key)
-                if entry is not None and entry[_REF] == ref:
-                    del self._entries[key]
-                    self._forgetLocked(key, entry, None)
+                entry = self._entries.get(ref.id.int)
+                if entry is not None and entry[REF] == ref:
+                    self._table.popLocked(ref.id.int)
                     dropped.append(ref)
         self._notifyRemoved(dropped)
 
-    # -- expiry --
-
-    def _expiredLocked(self, key: int, entry: tuple[Any, ...], now: float) -> bool:
-        """If ``entry`` has expired, drop it and return True."""
-        if self.expireSeconds is None or entry[_TS] + self.expireSeconds > now:
-            return False
-        del self._entries[key]
-        self._forgetLocked(key, entry, "expired")
-        self._expirations += 1
-        self._pendingExpired.append(entry[_REF])
-        return True
+    def _logGone(self, refs: list[DatasetRef], how: str) -> None:
+        if log.isEnabledFor(logging.DEBUG):
+            for ref in refs:
+                log.debug(
+                    "Datastore %s %s %s (maxBytes=%s, maxItems=%s, expireSeconds=%s).",
+                    self.name, how, ref, self.maxBytes, self.maxItems, self.expireSeconds,
+                )  # fmt: skip
 
     def _flushExpired(self) -> None:
-        pending = self._pendingExpired
-        if pending:
-            with self._lock:
-                refs = list(pending)
-                pending.clear()
-            for ref in refs:
-                log.debug("Datastore %s expired %s after %ss.", self.name, ref, self.expireSeconds)
-            self._notifyRemoved(refs)
-
-    def _sweepLocked(self, now: float) -> list[DatasetRef]:
-        assert self.expireSeconds is not None
-        queue = self._expiryQueue
-        expired = []
-        while queue and queue[0][0] + self.expireSeconds <= now:
-            ts, key = queue.popleft()
-            entry = self._entries.get(key)
-            if entry is not None and entry[_TS] == ts:
-                del self._entries[key]
-                self._forgetLocked(key, entry, "expired")
-                self._expirations += 1
-                expired.append(entry[_REF])
-        return expired
+        """Tell the registry about datasets that expired while being looked up."""
+        expired = self._table.takePendingExpired()
+        if expired:
+            self._logGone(expired, "expired")
+            self._notifyRemoved(expired)
 
     def sweepExpired(self) -> int:
         """Drop every expired dataset now; return how many were dropped."""
-        if self.expireSeconds is None:
-            return 0
         with self._lock:
-            expired = self._sweepLocked(time.time())
+            expired = self._table.sweepLocked(time.time())
+        self._logGone(expired, "expired")
         self._notifyRemoved(expired)
         return len(expired)
 
-    # -- lookups --
+    # -- get and exists --
 
     def _notFound(self, ref: DatasetRef, verb: str) -> DatasetNotFoundError:
-        tomb = self._tombstones.get(ref.id.int) if self._tombstones else None
-        if tomb is not None:
-            reason, when = tomb
-            why = (
-                (
-                    f"it was evicted at {_when(when)} to stay within maxBytes={self.maxBytes}, "
-                    f"maxItems={self.maxItems}"
-                )
-                if reason == "evicted"
-                else (f"it expired at {_when(when)}, {self.expireSeconds}s after it was put")
-            )
-            return DatasetNotFoundError(f"Cannot {verb} {ref}: not in datastore {self.name!r}; {why}.")
-        return DatasetNotFoundError(f"Cannot {verb} {ref}: not in datastore {self.name!r}.")
-
-    def _lookupLocked(self, ref: DatasetRef) -> tuple[Any, ...] | None:
-        key = ref.id.int
-        entry = self._entries.get(key)
-        if entry is None:
-            return None
-        if self.expireSeconds is not None and self._expiredLocked(key, entry, time.time()):
-            return None
-        if self._bounded:
-            self._entries.move_to_end(key)  # type: ignore[attr-defined]
-        return entry
+        why = self._table.tombstone(ref.id.int)
+        return DatasetNotFoundError(
+            f"Cannot {verb} {ref}: not in datastore {self.name!r}" + (f"; {why}." if why else ".")
+        )
 
     def get(self, ref: DatasetRef, parameters: Mapping[str, Any] | None = None) -> Any:
         """Load an InMemoryDataset from the store.
@@ -543,58 +274,54 @@ class InMemoryDatastore(Datastore):
             A parameter is unknown or unusable (`InvalidParameterError`).
         """
         if self._simple:
-            entry = self._entries.get(ref.id.int)  # atomic; entries are immutable tuples
+            entry = self._entries.get(ref.id.int)
             if entry is not None:
-                next(self._hitCounter)
-                if parameters is None and entry[_REF] is ref and entry[_MODE] is _REFERENCE:
-                    return entry[_OBJ]
+                self._table.countHit()
+                if parameters is None and entry[REF] is ref and entry[_MODE] is REFERENCE:
+                    return entry[OBJ]
                 return self._materialize(entry, ref, parameters)
         with self._lock:
-            entry = self._lookupLocked(ref)
+            entry = self._table.lookupLocked(ref.id.int)
             if entry is None:
-                self._misses += 1
+                self._table.misses += 1
                 error = self._notFound(ref, "get")
             else:
-                self._hits += 1
+                self._table.hits += 1
         if entry is None:
             self._flushExpired()
             raise error
-        if parameters is None and entry[_REF] is ref and entry[_MODE] is _REFERENCE:
-            return entry[_OBJ]
+        if parameters is None and entry[REF] is ref and entry[_MODE] is REFERENCE:
+            return entry[OBJ]
         return self._materialize(entry, ref, parameters)
 
     def _materialize(
         self, entry: tuple[Any, ...], ref: DatasetRef, parameters: Mapping[str, Any] | None
     ) -> Any:
-        storedRef: DatasetRef = entry[_REF]
-        obj = entry[_OBJ]
+        """Extract a component, apply parameters, check the type and hand out per the copy mode."""
+        storedRef: DatasetRef = entry[REF]
+        obj = entry[OBJ]
         target = ref.datasetType.storageClass
+        stored = storedRef.datasetType.storageClass
         if ref is not storedRef and ref.datasetType.name != storedRef.datasetType.name:
-            component = self._componentOf(ref, storedRef)
-            obj = storedRef.datasetType.storageClass.delegate().getComponent(obj, component)
-            produced = storedRef.datasetType.storageClass.components[component]
+            parentName, component = ref.datasetType.nameAndComponent()
+            if component is None or parentName != storedRef.datasetType.name:
+                raise DatasetNotFoundError(
+                    f"No dataset {ref} in datastore {self.name!r}: id {ref.id} holds "
+                    f"{storedRef.datasetType.name!r}, not {ref.datasetType.name!r}."
+                )
+            obj = stored.delegate().getComponent(obj, component)
             if obj is None:
                 return None  # the composite was stored without this component
-        else:
-            produced = storedRef.datasetType.storageClass
+            stored = stored.components[component]
         delegate = target.delegate()
         if parameters:
             obj = delegate.handleParameters(obj, parameters)
-        if target is not produced and not target.validateInstance(obj):
+        if target is not stored and not target.validateInstance(obj):
             raise DatasetTypeMismatchError(
-                f"Dataset {ref} is stored as {type(obj).__qualname__} (storage class {produced.name!r}), "
+                f"Dataset {ref} is stored as {type(obj).__qualname__} (storage class {stored.name!r}), "
                 f"which is not the {target.pytypeName} that storage class {target.name!r} expects."
             )
-        return self._handOut(obj, delegate, entry[_MODE])
-
-    def _componentOf(self, ref: DatasetRef, storedRef: DatasetRef) -> str:
-        parentName, component = ref.datasetType.nameAndComponent()
-        if component is None or parentName != storedRef.datasetType.name:
-            raise DatasetNotFoundError(
-                f"No dataset {ref} in datastore {self.name!r}: id {ref.id} holds "
-                f"{storedRef.datasetType.name!r}, not {ref.datasetType.name!r}."
-            )
-        return component
+        return CopyPolicy.handOut(obj, delegate, entry[_MODE])
 
     def getMany(
         self,
@@ -614,23 +341,35 @@ class InMemoryDatastore(Datastore):
         out: dict[DatasetRef, Any] = {}
         slow: list[tuple[DatasetRef, tuple[Any, ...]]] = []
         notFound: list[DatasetRef] = []
-        lookup = self._entries.get if self._simple else None
+        table = self._table
+        lookup = self._entries.get if self._simple else table.lookupLocked
         with self._lock:
             for ref in refs:
-                entry = lookup(ref.id.int) if lookup is not None else self._lookupLocked(ref)
+                entry = lookup(ref.id.int)
                 if entry is None:
                     notFound.append(ref)
-                elif parameters is None and entry[_REF] is ref and entry[_MODE] is _REFERENCE:
-                    out[ref] = entry[_OBJ]
+                elif parameters is None and entry[REF] is ref and entry[_MODE] is REFERENCE:
+                    out[ref] = entry[OBJ]
                 else:
                     slow.append((ref, entry))
-            self._hits += len(out) + len(slow)
-            self._misses += len(notFound)
+            table.hits += len(out) + len(slow)
+            table.misses += len(notFound)
         self._flushExpired()
         self._reportMissing(notFound, missing)
         for ref, entry in slow:
             out[ref] = self._materialize(entry, ref, parameters)
         return out
+
+    @staticmethod
+    def _sameDataset(ref: DatasetRef, storedRef: DatasetRef) -> bool:
+        """Whether ``ref`` (same id as ``storedRef``) names that dataset or one of its components."""
+        if ref.datasetType.name == storedRef.datasetType.name:
+            return True
+        parentName, component = ref.datasetType.nameAndComponent()
+        return (
+            parentName == storedRef.datasetType.name
+            and component in storedRef.datasetType.storageClass.components
+        )
 
     def exists(self, ref: DatasetRef) -> bool:
         """Check if the dataset exists in the datastore.
@@ -648,27 +387,14 @@ class InMemoryDatastore(Datastore):
         entry = self._entries.get(ref.id.int)
         if entry is None:
             return False
-        if entry[_REF] is ref:
-            if self.expireSeconds is None:
-                return True
-        elif not self._sameDataset(ref, entry[_REF]):
+        if entry[REF] is not ref and not self._sameDataset(ref, entry[REF]):
             return False
-        if self.expireSeconds is not None:
-            with self._lock:
-                entry = self._lookupLocked(ref)
-            self._flushExpired()
-        return entry is not None
-
-    @staticmethod
-    def _sameDataset(ref: DatasetRef, storedRef: DatasetRef) -> bool:
-        name = ref.datasetType.name
-        if name == storedRef.datasetType.name:
+        if self.expireSeconds is None:
             return True
-        parentName, component = ref.datasetType.nameAndComponent()
-        return (
-            parentName == storedRef.datasetType.name
-            and component in storedRef.datasetType.storageClass.components
-        )
+        with self._lock:
+            live = self._table.lookupLocked(ref.id.int)
+        self._flushExpired()
+        return live is not None
 
     def existsMany(self, refs: Iterable[DatasetRef]) -> dict[DatasetRef, bool]:
         """Return ``{ref: exists}`` for every ref."""
@@ -677,7 +403,7 @@ class InMemoryDatastore(Datastore):
         get = self._entries.get
         same = self._sameDataset
         return {
-            ref: (entry := get(ref.id.int)) is not None and (entry[_REF] is ref or same(ref, entry[_REF]))
+            ref: (entry := get(ref.id.int)) is not None and (entry[REF] is ref or same(ref, entry[REF]))
             for ref in refs
         }
 
@@ -704,24 +430,6 @@ class InMemoryDatastore(Datastore):
         DatasetTypeError
             ``ref`` is a component ref: remove the composite instead.
         """
-        if self._simple:
-            key = ref.id.int
-            with self._lock:
-                entry = self._entries.get(key)
-                if entry is not None and (
-                    entry[_REF] is ref or entry[_REF].datasetType.name == ref.datasetType.name
-                ):
-                    del self._entries[key]
-                    if self._infoOverrides:
-                        self._infoOverrides.pop(key, None)
-                else:
-                    entry = None
-            if entry is not None:
-                if self.registry is not None:
-                    self.registry.removeDatasetLocations(self.name, [ref])
-                if self._openTransactions:
-                    self._registerUndo("remove of 1 dataset", self._restore, [entry])
-                return
         self._removeMany([ref], strict=True)
 
     def removeMany(self, refs: Iterable[DatasetRef]) -> None:
@@ -735,49 +443,43 @@ class InMemoryDatastore(Datastore):
         self._removeMany(list(refs), strict=False)
 
     def _removeMany(self, refs: list[DatasetRef], strict: bool) -> None:
-        removed: list[tuple[Any, ...]] = []
-        notFound: list[DatasetRef] = []
         for ref in refs:
             if "." in ref.datasetType.name:
                 raise DatasetTypeError(f"Cannot remove component {ref} on its own; remove the composite.")
+        removed: list[tuple[Any, ...]] = []
+        notFound: list[DatasetRef] = []
+        error = None
+        table = self._table
         with self._lock:
             for ref in refs:
                 key = ref.id.int
-                entry = self._lookupLocked(ref) if self.expireSeconds is not None else self._entries.get(key)
+                entry = self._entries.get(key) if self._simple else table.lookupLocked(key)
                 if entry is None or (
-                    entry[_REF] is not ref and entry[_REF].datasetType.name != ref.datasetType.name
+                    entry[REF] is not ref and entry[REF].datasetType.name != ref.datasetType.name
                 ):
                     if strict:
                         error = self._notFound(ref, "remove")
                         break
                     notFound.append(ref)
                     continue
-                del self._entries[key]
-                self._forgetLocked(key, entry, None)
-                if self._tombstones:
-                    self._tombstones.pop(key, None)
+                table.popLocked(key)
                 removed.append(entry)
-            else:
-                error = None
         self._flushExpired()
         if removed:
-            self._notifyRemoved([e[_REF] for e in removed])
-            self._registerUndo(f"remove of {len(removed)} dataset(s)", self._restore, removed)
+            self._notifyRemoved([e[REF] for e in removed])
+            if self._openTransactions:
+                self._registerUndo(f"remove of {len(removed)} dataset(s)", self._restore, removed)
         if error is not None:
             raise error
         self._reportMissing(notFound, None, verb="remove")
 
-    def _restore(self, removed: list[tuple[Any, ...]]) -> None:
+    def _restore(self, removed: list[Any]) -> None:
         """Undo removals: put the removed entries back where their ids are free."""
-        restored = []
         with self._lock:
-            for entry in removed:
-                key = entry[_REF].id.int
-                if key not in self._entries:
-                    self._entries[key] = entry
-                    if entry[_SIZE] is not None:
-                        self._bytes += entry[_SIZE]
-                    restored.append(entry[_REF])
+            restored, evicted = self._table.restoreLocked(removed)
+        if evicted:
+            self._logGone(evicted, "evicted")
+            self._notifyRemoved(evicted)
         self._notifyAdded(restored)
 
     # -- URIs --
@@ -815,16 +517,18 @@ class InMemoryDatastore(Datastore):
     def _infoFor(self, ref: DatasetRef) -> StoredItemInfo | None:
         key = ref.id.int
         entry = self._entries.get(key)
-        if entry is None or not self._sameDataset(ref, entry[_REF]):
+        if entry is None or not self._sameDataset(ref, entry[REF]):
             return None
-        if key in self._infoOverrides:
-            info = self._infoOverrides[key]
+        overrides = self._table.infoOverrides
+        if key in overrides:
+            info = overrides[key]
             if info is None or "." not in ref.datasetType.name:
                 return info
+        storageClass = entry[REF].datasetType.storageClass
         component = ref.datasetType.component()
         if component is None:
-            return StoredItemInfo(entry[_TS], entry[_REF].datasetType.storageClass)
-        return StoredItemInfo(entry[_TS], entry[_REF].datasetType.storageClass.components[component], ref.id)
+            return StoredItemInfo(entry[TS], storageClass)
+        return StoredItemInfo(entry[TS], storageClass.components[component], ref.id)
 
     def addStoredItemInfo(self, ref: DatasetRef, info: StoredItemInfo) -> None:
         """Record internal storage information associated with this DatasetRef.
@@ -858,7 +562,7 @@ class InMemoryDatastore(Datastore):
                 )
             if ref.id.int not in self._entries:
                 raise self._notFound(ref, "record stored-item info for")
-            self._infoOverrides[ref.id.int] = info
+            self._table.infoOverrides[ref.id.int] = info
 
     def getStoredItemInfo(self, ref: DatasetRef) -> StoredItemInfo:
         """Retrieve information associated with object stored in this Datastore.
@@ -904,7 +608,7 @@ class InMemoryDatastore(Datastore):
                 raise StoredItemInfoNotFoundError(
                     f"Datastore {self.name!r} has no stored-item info for {ref}."
                 )
-            self._infoOverrides[ref.id.int] = None
+            self._table.infoOverrides[ref.id.int] = None
 
     @classmethod
     def setConfigRoot(cls, root: str, config: Config, full: Config) -> None:
@@ -914,28 +618,15 @@ class InMemoryDatastore(Datastore):
         """
         return None
 
-    # -- statistics --
-
     def stats(self) -> InMemoryDatastoreStats:
         """Return counts, bytes held, hits, misses, evictions and expirations."""
         with self._lock:
-            count = len(self._entries)
-            held = self._bytes
-            snapshot = None if self._trackSizes else list(self._entries.values())
-            hits = self._hits + next(self._hitCounter) - self._hitReads
-            self._hitReads += 1
-            misses = self._misses
-            evictions, expirations = self._evictions, self._expirations
+            count, held, hits, misses, evictions, expirations = self._table.statsLocked()
+            snapshot = None if self._table.trackSizes else list(self._entries.values())
         if snapshot is not None:
-            held = sum(e[_REF].datasetType.storageClass.delegate().getSize(e[_OBJ]) for e in snapshot)
+            held = sum(e[REF].datasetType.storageClass.delegate().getSize(e[OBJ]) for e in snapshot)
         return InMemoryDatastoreStats(
-            count=count,
-            bytesHeld=held,
-            hits=hits,
-            misses=misses,
-            evictions=evictions,
-            expirations=expirations,
-            maxBytes=self.maxBytes,
-            maxItems=self.maxItems,
+            count=count, bytesHeld=held, hits=hits, misses=misses, evictions=evictions,
+            expirations=expirations, maxBytes=self.maxBytes, maxItems=self.maxItems,
             expireSeconds=self.expireSeconds,
-        )
+        )  # fmt: skip
