@@ -162,7 +162,8 @@ class InMemoryDatastore(Datastore):
             if key in self._entries:
                 raise self._existsError(ref)
             self._entries[key] = (stored, ref, time.time(), mode, None)
-        self._afterInsert([ref], [])
+        if self.registry is not None or self._openTransactions:
+            self._afterInsert([ref], [])
 
     def putMany(self, pairs: Iterable[tuple[Any, DatasetRef]]) -> None:
         """Put every ``(inMemoryDataset, ref)`` pair, all or none.
@@ -430,6 +431,22 @@ class InMemoryDatastore(Datastore):
         DatasetTypeError
             ``ref`` is a component ref: remove the composite instead.
         """
+        if self._simple:  # the fast path: no limits, no expiry, the ref's own dataset type
+            key = ref.id.int
+            with self._lock:
+                entry = self._entries.get(key)
+                if entry is not None and entry[REF].datasetType.name == ref.datasetType.name:
+                    del self._entries[key]
+                    if self._table.infoOverrides:
+                        self._table.infoOverrides.pop(key, None)
+                else:
+                    entry = None
+            if entry is not None:
+                if self.registry is not None:
+                    self.registry.removeDatasetLocations(self.name, [ref])
+                if self._openTransactions:
+                    self._registerUndo("remove of 1 dataset", self._restore, [entry])
+                return
         self._removeMany([ref], strict=True)
 
     def removeMany(self, refs: Iterable[DatasetRef]) -> None:
