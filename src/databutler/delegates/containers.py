@@ -9,7 +9,7 @@ from typing import Any
 from ..exceptions import InvalidParameterError
 from ..storage_class import StorageClassDelegate
 
-__all__ = ["ListDelegate", "TupleDelegate", "toSlice"]
+__all__ = ["ImmutableDelegate", "ListDelegate", "TupleDelegate", "toSlice"]
 
 
 def toSlice(value: Any) -> slice | int | tuple[Any, ...]:

@@ -11,6 +11,7 @@ from typing import Any
 
 from ..exceptions import InvalidParameterError
 from ..storage_class import StorageClassDelegate
+from .containers import ImmutableDelegate
 
 __all__ = ["ArrowTableDelegate", "AstropyTableDelegate", "DataFrameDelegate", "checkColumns"]
 
@@ -63,10 +64,8 @@ class DataFrameDelegate(StorageClassDelegate):
         return inMemoryDataset.copy(deep=True)
 
 
-class ArrowTableDelegate(StorageClassDelegate):
-    """pyarrow.Table: immutable, so sharing is freezing."""
-
-    canFreeze = True
+class ArrowTableDelegate(ImmutableDelegate):
+    """pyarrow.Table: immutable, so copying and freezing are sharing."""
 
     def applyParameters(self, inMemoryDataset: Any, parameters: Mapping[str, Any]) -> Any:
         if "columns" in parameters:
@@ -76,15 +75,6 @@ class ArrowTableDelegate(StorageClassDelegate):
 
     def getSize(self, inMemoryDataset: Any) -> int:
         return int(inMemoryDataset.nbytes)
-
-    def copy(self, inMemoryDataset: Any) -> Any:
-        return inMemoryDataset
-
-    def deepcopy(self, inMemoryDataset: Any) -> Any:
-        return inMemoryDataset
-
-    def freeze(self, inMemoryDataset: Any) -> Any:
-        return inMemoryDataset
 
 
 class AstropyTableDelegate(StorageClassDelegate):
