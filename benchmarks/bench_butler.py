@@ -1,0 +1,169 @@
+"""Benchmark the Butler, the SQL registry and ``import databutler``.
+
+Measures, on the embedded default (SQLite registry in the repository, memory tier in front of
+a file tier):
+
+- Butler ``put`` µs/op while filling a repository with N datasets (default 10,000);
+- Butler ``get`` by data ID µs/op over those N datasets: warm (the same Butler, so the memory
+  tier answers) and cold (a newly opened Butler, so every read comes from the file tier);
+- SqlRegistry ``addDataset`` and ``findDataset`` µs/op at M datasets (default 100,000);
+- ``import databutler`` in a fresh interpreter (best and median of several runs, with the bare
+  interpreter start-up shown beside it).
+
+Targets: put ≤ 300 µs, get by data ID ≤ 100 µs, import ≤ 0.3 s. The script prints a table and
+asserts nothing. Usage: ``python benchmarks/bench_butler.py [--quick] [--datastore memory]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from databutler import Butler, DatasetType, SqlRegistry
+
+DIMS = ("visit", "detector")
+MEMORY_ONLY = {"datastore": {"cls": "databutler.datastores.in_memory.InMemoryDatastore"}}
+Row = tuple[str, float, str, str]  # what, value, unit, target
+
+
+def timed(fn: Callable[[], Any], n: int) -> float:
+    """µs per operation of ``fn``, which does ``n`` operations (garbage collector paused)."""
+    gc.collect()
+    gc.disable()
+    try:
+        start = time.perf_counter()
+        fn()
+        return (time.perf_counter() - start) / n * 1e6
+    finally:
+        gc.enable()
+
+
+def dataId(i: int) -> dict[str, int]:
+    return {"visit": i // 100, "detector": i % 100}
+
+
+def benchButler(root: Path, n: int, config: dict[str, Any] | None) -> list[Row]:
+    Butler.makeRepo(root, config)
+    rows: list[Row] = []
+    with Butler(root, run="bench") as butler:
+        butler.registerDatasetType("metrics", DIMS, "StructuredDataDict")
+        payload = {"seeing": 0.71, "nSources": 1234, "zeroPoint": 27.1}
+        butler.put(payload, "metrics", dataId(n))  # warm caches and connections
+
+        def puts() -> None:
+            for i in range(n):
+                butler.put(payload, "metrics", dataId(i))
+
+        def gets() -> None:
+            for i in range(n):
+                butler.get("metrics", dataId(i))
+
+        rows.append((f"Butler.put ({n:,} datasets)", timed(puts, n), "µs/op", "≤ 300"))
+        rows.append((f"Butler.get by data ID, warm ({n:,})", timed(gets, n), "µs/op", "≤ 100"))
+        if butler.datastore.isEphemeral:
+            return rows  # nothing survives for a new Butler to read
+    with Butler(root, collections=["bench"]) as cold:
+        cold.get("metrics", dataId(n))
+
+        def coldGets() -> None:
+            for i in range(n):
+                cold.get("metrics", dataId(i))
+
+        rows.append((f"Butler.get by data ID, new Butler ({n:,})", timed(coldGets, n), "µs/op", "≤ 100"))
+    return rows
+
+
+def benchRegistry(root: Path, m: int) -> list[Row]:
+    rows: list[Row] = []
+    url = f"sqlite:///{root / 'registry.sqlite3'}"
+    with SqlRegistry(url, create=True) as registry:
+        datasetType = DatasetType("metrics", DIMS, registry.storageClassFactory.getStorageClass("Object"))
+        registry.registerDatasetType(datasetType)
+        registry.registerRun("bench")
+        batch = 1000
+        bulk = m - m // 10
+        start = time.perf_counter()
+        for first in range(0, bulk, batch):
+            registry.addDatasets(
+                datasetType, [dataId(i) for i in range(first, min(first + batch, bulk))], "bench"
+            )
+        bulkUs = (time.perf_counter() - start) / bulk * 1e6
+        rows.append((f"registry.addDatasets, batches of {batch} (to {bulk:,})", bulkUs, "µs/op", ""))
+
+        def inserts() -> None:
+            for i in range(bulk, m):
+                registry.addDataset(datasetType, dataId(i), "bench")
+
+        rows.append((f"registry.addDataset, one by one (to {m:,})", timed(inserts, m - bulk), "µs/op", ""))
+        lookups = min(m, 20_000)
+        step = max(1, m // lookups)
+
+        def finds() -> None:
+            for i in range(0, step * lookups, step):
+                registry.findDataset(datasetType, dataId(i), "bench")
+
+        rows.append((f"registry.findDataset (at {m:,})", timed(finds, lookups), "µs/op", ""))
+    return rows
+
+
+def benchImport(runs: int) -> list[Row]:
+    def seconds(code: str) -> list[float]:
+        out = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            subprocess.run([sys.executable, "-c", code], check=True)
+            out.append(time.perf_counter() - start)
+        return out
+
+    bare = seconds("pass")
+    full = seconds("import databutler")
+    butler = seconds("import databutler; databutler.Butler")
+    return [
+        (f"python -c pass (best of {runs})", min(bare), "s", ""),
+        (f"python -c 'import databutler' (best of {runs})", min(full), "s", "≤ 0.3"),
+        (f"python -c 'import databutler' (median of {runs})", statistics.median(full), "s", "≤ 0.3"),
+        (f"... and touch databutler.Butler (best of {runs})", min(butler), "s", ""),
+    ]
+
+
+def printTable(rows: list[Row]) -> None:
+    print(f"\n  {'measurement':<52}{'value':>12}  {'unit':<6}{'target':>8}")
+    for what, value, unit, target in rows:
+        shown = f"{value:12.3f}" if unit == "s" else f"{value:12.1f}"
+        print(f"  {what:<52}{shown}  {unit:<6}{target:>8}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="1,000 / 10,000 datasets and 3 import runs")
+    parser.add_argument("--datasets", type=int, default=10_000, help="Butler datasets (default 10,000)")
+    parser.add_argument("--registry-datasets", type=int, default=100_000, help="registry datasets")
+    parser.add_argument("--import-runs", type=int, default=7)
+    parser.add_argument(
+        "--datastore", choices=["default", "memory"], default="default", help="the repository's datastore"
+    )
+    args = parser.parse_args()
+    n, m, runs = args.datasets, args.registry_datasets, args.import_runs
+    if args.quick:
+        n, m, runs = 1_000, 10_000, 3
+    config = MEMORY_ONLY if args.datastore == "memory" else None
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        rows += benchButler(Path(tmp) / "repo", n, config)
+        rows += benchRegistry(Path(tmp) / "registry", m)
+    rows += benchImport(runs)
+    label = "memory-only datastore" if config else "default repository: memory tier + file tier"
+    print(f"databutler benchmark — SQLite registry, {label}")
+    printTable(rows)
+
+
+if __name__ == "__main__":
+    main()
