@@ -35,7 +35,9 @@ from .exceptions import (
     DatasetTypeConflictError,
     DatasetTypeError,
     DatasetTypeMismatchError,
+    DatasetTypeNotSupportedError,
     DatastoreClassError,
+    FileTemplateError,
     FormatterError,
     InvalidParameterError,
     MissingDatasetError,
@@ -62,11 +64,31 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from .butler import Butler
     from .butler_config import ButlerConfig
+    from .datastores.chained import ChainedDatastore
+    from .datastores.file import FileDatastore
+    from .datastores.file_records import StoredFileInfo
+    from .formatters.base import Formatter
+    from .formatters.fits import FitsFormatter
+    from .formatters.json import JsonFormatter
+    from .formatters.npy import NpyFormatter
+    from .formatters.parquet import ParquetFormatter
+    from .formatters.pickle import PickleFormatter
+    from .formatters.yaml import YamlFormatter
     from .registry import RegistryConfig, SqlRegistry
 
 _LAZY = {
     "Butler": ".butler",
     "ButlerConfig": ".butler_config",
+    "ChainedDatastore": ".datastores.chained",
+    "FileDatastore": ".datastores.file",
+    "FitsFormatter": ".formatters.fits",
+    "Formatter": ".formatters.base",
+    "JsonFormatter": ".formatters.json",
+    "NpyFormatter": ".formatters.npy",
+    "ParquetFormatter": ".formatters.parquet",
+    "PickleFormatter": ".formatters.pickle",
+    "StoredFileInfo": ".datastores.file_records",
+    "YamlFormatter": ".formatters.yaml",
     "RegistryConfig": ".registry",
     "SqlRegistry": ".registry",
 }
@@ -92,6 +114,7 @@ __all__ = [  # noqa: RUF022
     "Butler",
     "ButlerConfig",
     "COPY_MODES",
+    "ChainedDatastore",
     "Config",
     "ConfigError",
     "ConfigFileNotFoundError",
@@ -109,15 +132,21 @@ __all__ = [  # noqa: RUF022
     "DatasetTypeConflictError",
     "DatasetTypeError",
     "DatasetTypeMismatchError",
+    "DatasetTypeNotSupportedError",
     "Datastore",
     "DatastoreClassError",
     "DatastoreConfig",
     "DatastoreTransaction",
+    "FileDatastore",
+    "FileTemplateError",
+    "FitsFormatter",
+    "Formatter",
     "FormatterError",
     "InMemoryDatastore",
     "InMemoryDatastoreStats",
     "InMemoryLocationRegistry",
     "InvalidParameterError",
+    "JsonFormatter",
     "MaskedImage",
     "MissingDatasetError",
     "MissingDatasetTypeError",
@@ -125,6 +154,9 @@ __all__ = [  # noqa: RUF022
     "MissingRegistryError",
     "MissingRunError",
     "NoDefaultRunError",
+    "NpyFormatter",
+    "ParquetFormatter",
+    "PickleFormatter",
     "RegistryConfig",
     "RegistryError",
     "RepositoryExistsError",
@@ -134,6 +166,7 @@ __all__ = [  # noqa: RUF022
     "StorageClassDelegate",
     "StorageClassError",
     "StorageClassFactory",
+    "StoredFileInfo",
     "StoredItemInfo",
     "StoredItemInfoExistsError",
     "StoredItemInfoNotFoundError",
@@ -141,4 +174,5 @@ __all__ = [  # noqa: RUF022
     "UnknownComponentError",
     "UnknownStorageClassError",
     "UnsafePathError",
+    "YamlFormatter",
 ]

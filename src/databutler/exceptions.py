@@ -6,7 +6,8 @@ either the databutler name or the builtin::
     DatabutlerError
     ├── ConfigError (ValueError)
     │   ├── ConfigFileNotFoundError (FileNotFoundError)
-    │   └── DatastoreClassError (TypeError)
+    │   ├── DatastoreClassError (TypeError)
+    │   └── FileTemplateError (ValueError)
     ├── StorageClassError (ValueError)
     │   ├── UnknownStorageClassError (KeyError)
     │   ├── StorageClassConflictError (ValueError)
@@ -23,6 +24,7 @@ either the databutler name or the builtin::
     ├── DatasetIntegrityError (ValueError)
     ├── FormatterError (ValueError)
     ├── DatasetTooLargeError (ValueError)
+    ├── DatasetTypeNotSupportedError (ValueError)
     ├── TransactionError (RuntimeError)
     ├── RegistryError (RuntimeError)
     │   ├── DatasetTypeConflictError (ValueError)
@@ -56,7 +58,9 @@ __all__ = [
     "DatasetTypeConflictError",
     "DatasetTypeError",
     "DatasetTypeMismatchError",
+    "DatasetTypeNotSupportedError",
     "DatastoreClassError",
+    "FileTemplateError",
     "FormatterError",
     "InvalidParameterError",
     "MissingDatasetError",
@@ -102,6 +106,10 @@ class ConfigFileNotFoundError(ConfigError, FileNotFoundError):
 
 class DatastoreClassError(ConfigError, TypeError):
     """``datastore.cls`` names something that cannot be imported or is not a Datastore."""
+
+
+class FileTemplateError(ConfigError):
+    """A file template is malformed, or uses a field that a dataset does not have."""
 
 
 # -- storage classes -------------------------------------------------------------------------
@@ -175,6 +183,10 @@ class FormatterError(DatabutlerError, ValueError):
 
 class DatasetTooLargeError(DatabutlerError, ValueError):
     """A dataset is larger on its own than the datastore's ``maxBytes`` limit."""
+
+
+class DatasetTypeNotSupportedError(DatabutlerError, ValueError):
+    """No datastore (no child of a chain) accepts this dataset type or storage class."""
 
 
 class TransactionError(DatabutlerError, RuntimeError):

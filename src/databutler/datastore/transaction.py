@@ -27,6 +27,7 @@ class DatastoreTransaction:
     def __init__(self, parent: DatastoreTransaction | None = None) -> None:
         self.parent = parent
         self._undo: list[tuple[str, Callable[..., Any], tuple[Any, ...]]] = []
+        self._onCommit: list[tuple[str, Callable[..., Any], tuple[Any, ...]]] = []
 
     def registerUndo(self, name: str, undoFunc: Callable[..., Any], *args: Any) -> None:
         """Add an action to run if this transaction is rolled back.
@@ -40,6 +41,21 @@ class DatastoreTransaction:
         """
         self._undo.append((name, undoFunc, args))
 
+    def registerOnCommit(self, name: str, func: Callable[..., Any], *args: Any) -> None:
+        """Add an action to run once the outermost transaction commits (dropped on rollback).
+
+        For work that cannot be undone, such as deleting a removed dataset's file: it is put
+        off until nothing can roll the removal back.
+
+        Parameters
+        ----------
+        name : str
+            What is done, for logs.
+        func : callable
+            Called as ``func(*args)`` after the outermost commit; a failure is logged.
+        """
+        self._onCommit.append((name, func, args))
+
     def rollback(self) -> list[BaseException]:
         """Run every undo action, newest first, and forget them.
 
@@ -49,6 +65,7 @@ class DatastoreTransaction:
             Exceptions raised by undo actions (each also logged).
         """
         failures: list[BaseException] = []
+        self._onCommit.clear()
         while self._undo:
             name, func, args = self._undo.pop()
             try:
@@ -59,10 +76,21 @@ class DatastoreTransaction:
         return failures
 
     def commit(self) -> None:
-        """Hand undo actions to the parent transaction, or forget them at the outermost level."""
+        """Hand undo and on-commit actions to the parent, or at the outermost level forget the
+        undo actions and run the on-commit ones (oldest first; failures are logged)."""
         if self.parent is not None:
             self.parent._undo.extend(self._undo)
+            self.parent._onCommit.extend(self._onCommit)
+            self._undo.clear()
+            self._onCommit.clear()
+            return
         self._undo.clear()
+        actions, self._onCommit = self._onCommit, []
+        for name, func, args in actions:
+            try:
+                func(*args)
+            except Exception as exc:  # the commit itself has happened; finish the rest
+                log.warning("Could not %s after commit: %s", name, exc)
 
     def __len__(self) -> int:
         return len(self._undo)

@@ -1,0 +1,337 @@
+"""ChainedDatastore: an ordered list of datastores acting as one.
+
+``put`` writes to every child that accepts the dataset (all or none), ``get`` reads from the
+first child that has it. The headline use is a bounded memory tier in front of a file tier: a
+dataset the memory tier has evicted is read from the file tier.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import ExitStack, contextmanager
+from typing import Any
+
+from ..config import Config
+from ..dataset_ref import DatasetRef
+from ..datastore.base import Datastore, DatastoreConfig
+from ..datastore.bridge import DatasetLocationRegistry
+from ..datastore.transaction import DatastoreTransaction
+from ..exceptions import (
+    ConfigError,
+    DatasetExistsError,
+    DatasetNotFoundError,
+    DatasetTooLargeError,
+    DatasetTypeNotSupportedError,
+    StoredItemInfoNotFoundError,
+)
+from ..storage_class import importDottedName
+from .constraints import Constraints
+
+__all__ = ["ChainedDatastore"]
+
+log = logging.getLogger(__name__)
+
+
+def _childConfigs(value: Any) -> list[dict[str, Any]]:
+    if isinstance(value, Config):
+        value = value.toDict()
+    if not isinstance(value, list) or not value:
+        raise ConfigError(
+            f"ChainedDatastore needs datastore.datastores: a non-empty list of child configs, not {value!r}."
+        )
+    children = []
+    for i, child in enumerate(value):
+        if isinstance(child, Config):
+            child = child.toDict()
+        if not isinstance(child, dict):
+            raise ConfigError(f"datastore.datastores[{i}] must be a mapping with a cls, not {child!r}.")
+        section = child.get("datastore", child)
+        if not isinstance(section, dict) or "cls" not in section:
+            raise ConfigError(f"datastore.datastores[{i}] has no cls: {child!r}.")
+        children.append(section)
+    return children
+
+
+class _ChainRelay:
+    """Passes the children's location news to the real registry under the chain's name.
+
+    The chain holds a dataset while any child does: a child's add is the chain's add, and a
+    child's removal (including an eviction) is the chain's only when no child has it any more.
+    """
+
+    def __init__(self, chain: ChainedDatastore, registry: DatasetLocationRegistry) -> None:
+        self.chain = chain
+        self.registry = registry
+
+    def addDatasetLocations(self, datastoreName: str, refs: Iterable[DatasetRef]) -> None:
+        self.registry.addDatasetLocations(self.chain.name, refs)
+
+    def removeDatasetLocations(self, datastoreName: str, refs: Iterable[DatasetRef]) -> None:
+        gone = [ref for ref in refs if not self.chain.exists(ref)]
+        if gone:
+            self.registry.removeDatasetLocations(self.chain.name, gone)
+
+
+class ChainedDatastore(Datastore):
+    """Datastores in order, used as one.
+
+    Parameters
+    ----------
+    config : DatastoreConfig, Config, mapping or str
+        ``datastores``: a list of child configs (each ``{datastore: {cls: ..., ...}}`` or the
+        section itself), each optionally with ``constraints: {accept: [...], reject: [...]}``.
+        ``readThrough: true`` copies a dataset read from a later child into the earlier
+        ephemeral children that accept it.
+    registry : DatasetLocationRegistry, optional
+        Told, under the chain's name, which datasets the chain holds: from a child's put on, until
+        no child has the dataset any more (removed, rolled back or evicted everywhere).
+
+    Raises
+    ------
+    ConfigError
+        ``datastores`` is missing or malformed, or a child's config is invalid.
+
+    Attributes
+    ----------
+    datastores : list of Datastore
+        The children, in order.
+    constraints : list of Constraints
+        What each child accepts.
+    isEphemeral : bool
+        On an instance: true only if every child is ephemeral. The class attribute is `False`.
+    """
+
+    defaultConfigFile = "datastores/chainedDatastore.yaml"
+    """Path to configuration defaults, relative to the config search path."""
+
+    isEphemeral = False
+    """A chain is ephemeral only if all its children are; each instance says which."""
+
+    def __init__(
+        self,
+        config: DatastoreConfig | Config | Mapping[str, Any] | str,
+        registry: DatasetLocationRegistry | None = None,
+    ) -> None:
+        super().__init__(config, registry)
+        readThrough = self.config.get("readThrough", False)
+        if not isinstance(readThrough, bool):
+            raise ConfigError(f"datastore.readThrough must be true or false, not {readThrough!r}.")
+        self.readThrough = readThrough
+        self.datastores: list[Datastore] = []
+        self.constraints: list[Constraints] = []
+        relay = _ChainRelay(self, registry) if registry is not None else None
+        for section in _childConfigs(self.config.get("datastores")):
+            self.constraints.append(Constraints.fromConfig(section.get("constraints")))
+            self.datastores.append(Datastore.fromConfig({"datastore": section}, registry=relay))
+        self.__dict__["isEphemeral"] = all(child.isEphemeral for child in self.datastores)
+
+    def __repr__(self) -> str:
+        return f"ChainedDatastore(name={self.name!r}, datastores={self.datastores!r})"
+
+    def _accepting(self, ref: DatasetRef) -> list[Datastore]:
+        return [
+            c
+            for c, k in zip(self.datastores, self.constraints, strict=True)
+            if k.isAcceptable(ref.datasetType)
+        ]
+
+    # -- transactions --
+
+    @contextmanager
+    def transaction(self) -> Iterator[DatastoreTransaction]:
+        """Open a transaction on every child and on the chain; a failure rolls all of them back."""
+        with ExitStack() as stack:
+            for child in self.datastores:
+                stack.enter_context(child.transaction())
+            with super().transaction() as tx:
+                yield tx
+
+    # -- put, get, exists, remove --
+
+    def put(self, inMemoryDataset: Any, ref: DatasetRef) -> None:
+        """Write ``inMemoryDataset`` to every child that accepts ``ref``; all or none.
+
+        Raises
+        ------
+        TypeError
+            Supplied object and storage class are inconsistent.
+        DatasetExistsError
+            A child already has ``ref``; no child is changed.
+        DatasetTypeNotSupportedError
+            No child accepts the dataset type or storage class.
+        """
+        accepting = self._accepting(ref)
+        if not accepting:
+            raise DatasetTypeNotSupportedError(
+                f"No datastore in chain {self.name!r} accepts {ref} (dataset type {ref.datasetType.name!r}, "
+                f"storage class {ref.datasetType.storageClass.name!r}); check the children's constraints."
+            )
+        with ExitStack() as stack:  # a failure in one child rolls back the puts in the others
+            for child in accepting:
+                stack.enter_context(child.transaction())
+            for child in accepting:
+                child.put(inMemoryDataset, ref)
+
+    def get(self, ref: DatasetRef, parameters: Mapping[str, Any] | None = None) -> Any:
+        """Read ``ref`` from the first child that has it.
+
+        Raises
+        ------
+        FileNotFoundError
+            No child has the dataset (`DatasetNotFoundError`).
+        TypeError
+            Return value has unexpected type.
+        ValueError
+            The child could not process the dataset (formatter failure, bad parameter).
+        """
+        for i, child in enumerate(self.datastores):
+            try:
+                obj = child.get(ref, parameters)
+            except DatasetNotFoundError:
+                continue
+            if self.readThrough and i and not parameters and not ref.isComponent():
+                self._fillEarlier(i, ref, obj)
+            return obj
+        raise self._notFound(ref, "get")
+
+    def _fillEarlier(self, found: int, ref: DatasetRef, obj: Any) -> None:
+        for child, constraints in zip(self.datastores[:found], self.constraints[:found], strict=True):
+            if child.isEphemeral and constraints.isAcceptable(ref.datasetType):
+                try:
+                    child.put(obj, ref)
+                except (DatasetExistsError, DatasetTooLargeError) as exc:
+                    log.debug("Read-through of %s into %s skipped: %s", ref, child.name, exc)
+
+    def _notFound(self, ref: DatasetRef, verb: str) -> DatasetNotFoundError:
+        names = ", ".join(child.name for child in self.datastores)
+        return DatasetNotFoundError(
+            f"Cannot {verb} {ref}: no datastore in chain {self.name!r} ({names}) has it."
+        )
+
+    def exists(self, ref: DatasetRef) -> bool:
+        """Return `True` if any child has ``ref``."""
+        return any(child.exists(ref) for child in self.datastores)
+
+    def remove(self, ref: DatasetRef) -> None:
+        """Remove ``ref`` from every child that has it; all or none.
+
+        Raises
+        ------
+        FileNotFoundError
+            No child had the dataset (`DatasetNotFoundError`).
+        """
+        removed = 0
+        with ExitStack() as stack:
+            for child in self.datastores:
+                stack.enter_context(child.transaction())
+            for child in self.datastores:
+                try:
+                    child.remove(ref)
+                except DatasetNotFoundError:
+                    continue
+                removed += 1
+        if not removed:
+            raise self._notFound(ref, "remove")
+
+    def getUri(self, ref: DatasetRef, predict: bool = False) -> str:
+        """URI from the first child that has ``ref``; predicted by the first child that accepts it.
+
+        Raises
+        ------
+        FileNotFoundError
+            No child has it and ``predict`` is false.
+        """
+        for child in self.datastores:
+            if child.exists(ref):
+                return child.getUri(ref)
+        accepting = self._accepting(ref)
+        if predict and accepting:
+            return accepting[0].getUri(ref, predict=True)
+        raise self._notFound(ref, "get a URI for")
+
+    # -- stored-item info --
+
+    def addStoredItemInfo(self, ref: DatasetRef, info: Any) -> None:
+        """Record ``info`` in the first child that accepts ``ref``.
+
+        Raises
+        ------
+        KeyError
+            That child already has information for ``ref``.
+        DatasetTypeNotSupportedError
+            No child accepts ``ref``.
+        """
+        accepting = self._accepting(ref)
+        if not accepting:
+            raise DatasetTypeNotSupportedError(f"No datastore in chain {self.name!r} accepts {ref}.")
+        accepting[0].addStoredItemInfo(ref, info)
+
+    def getStoredItemInfo(self, ref: DatasetRef) -> Any:
+        """Return the information the first child that has ``ref`` recorded.
+
+        Raises
+        ------
+        KeyError
+            No child has information for ``ref`` (`StoredItemInfoNotFoundError`).
+        """
+        for child in self.datastores:
+            try:
+                return child.getStoredItemInfo(ref)
+            except KeyError:
+                continue
+        raise StoredItemInfoNotFoundError(
+            f"No datastore in chain {self.name!r} has stored-item info for {ref}."
+        )
+
+    def removeStoredItemInfo(self, ref: DatasetRef) -> None:
+        """Remove the information about ``ref`` from every child that has it.
+
+        Raises
+        ------
+        KeyError
+            No child had information for ``ref`` (`StoredItemInfoNotFoundError`).
+        """
+        removed = 0
+        for child in self.datastores:
+            try:
+                child.removeStoredItemInfo(ref)
+            except KeyError:
+                continue
+            removed += 1
+        if not removed:
+            raise StoredItemInfoNotFoundError(
+                f"No datastore in chain {self.name!r} has stored-item info for {ref}."
+            )
+
+    @classmethod
+    def setConfigRoot(cls, root: str, config: Config, full: Config) -> None:
+        """Give each child its share of a new repository at ``root``.
+
+        The one persistent child keeps ``root`` itself; with several, each gets
+        ``<root>/<child name or index>``.
+
+        Parameters
+        ----------
+        root : str
+            Folder or URI of the new repository.
+        config : Config
+            Updated in place: each child's section, by its own class's ``setConfigRoot``.
+        full : Config
+            The complete configuration; read only.
+        """
+        section = config.get("datastore", config)
+        children = section.get("datastores")
+        if isinstance(children, Config):
+            children = children.toDict()
+        if not isinstance(children, list):
+            return
+        classes = [importDottedName(str(child["cls"]), "datastore.cls") for child in _childConfigs(children)]
+        several = sum(1 for c in classes if not c.isEphemeral) > 1
+        newChildren = []
+        for i, (child, childClass) in enumerate(zip(_childConfigs(children), classes, strict=True)):
+            childConfig = Config({"datastore": child})
+            childRoot = f"{root}/{child.get('name') or i}" if several else root
+            childClass.setConfigRoot(childRoot, childConfig, Config({"datastore": child}))
+            newChildren.append({"datastore": childConfig["datastore"].toDict()})
+        section["datastores"] = newChildren

@@ -1,0 +1,635 @@
+"""FileDatastore: datasets as files under a root, on any fsspec file system.
+
+Each dataset is written by a formatter (chosen per dataset type or storage class) to a path
+made from a file template; a composite with no formatter of its own is disassembled into one
+file per component inside a folder. What was written where is recorded in a SQL table (see
+`FileRecordTable`); the records, not the files, say what the datastore holds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import fsspec
+import sqlalchemy as sa
+
+from ..config import Config
+from ..dataset_ref import DatasetRef
+from ..datastore.base import Datastore, DatastoreConfig
+from ..datastore.bridge import DatasetLocationRegistry
+from ..datastore.transaction import DatastoreTransaction
+from ..exceptions import (
+    ConfigError,
+    DatasetExistsError,
+    DatasetIntegrityError,
+    DatasetNotFoundError,
+    DatasetTypeError,
+    DatasetTypeMismatchError,
+    FormatterError,
+    InvalidParameterError,
+    StoredItemInfoExistsError,
+    StoredItemInfoNotFoundError,
+)
+from ..formatters.base import Formatter
+from ..storage_class import StorageClass
+from .file_io import readWhole, removeQuietly, tempPathFor, writeTemp
+from .file_layout import FileLayout, configSection
+from .file_records import FileRecordTable, StoredFileInfo
+from .file_templates import checkRelativePath
+
+__all__ = ["FileDatastore"]
+
+log = logging.getLogger(__name__)
+
+RECORDS_FILE = "fileDatastore.sqlite3"
+"""Name of the SQLite records file made in a local root when ``records.db`` is not set."""
+
+_KNOWN_KEYS = frozenset(
+    {
+        "cls",
+        "name",
+        "root",
+        "storageOptions",
+        "records",
+        "checksum",
+        "templates",
+        "formatters",
+        "constraints",
+        "storageClasses",
+    }
+)
+
+
+class FileDatastore(Datastore):
+    """Stores datasets as files under a root: a local folder or any fsspec URI.
+
+    Parameters
+    ----------
+    config : DatastoreConfig, Config, mapping or str
+        Keys under ``datastore`` (defaults in ``configs/datastores/fileDatastore.yaml``):
+        ``root`` (required), ``storageOptions`` (passed to fsspec), ``records.db`` (SQLAlchemy
+        URL of the records), ``checksum``, ``templates``, ``formatters``.
+    registry : DatasetLocationRegistry, optional
+        Told which datasets this datastore holds and no longer holds.
+
+    Raises
+    ------
+    ConfigError
+        ``root`` is missing, a key is unknown or malformed, or ``records.db`` is needed (a
+        root other than a local folder or ``memory://``) but not given.
+
+    Attributes
+    ----------
+    root : str
+        The root as a URI (``file:///...``, ``s3://bucket/prefix``...).
+    fs : fsspec.AbstractFileSystem
+        The file system the root lives on.
+    layout : FileLayout
+        Its templates and formatters: where and how each dataset is written.
+    checksum : bool
+        Whether blake2b checksums are recorded on put and verified on get.
+    """
+
+    defaultConfigFile = "datastores/fileDatastore.yaml"
+    """Path to configuration defaults, relative to the config search path."""
+
+    isEphemeral = False
+    """Files outlive the process."""
+
+    def __init__(
+        self,
+        config: DatastoreConfig | Config | Mapping[str, Any] | str,
+        registry: DatasetLocationRegistry | None = None,
+    ) -> None:
+        super().__init__(config, registry)
+        cfg = self.config
+        unknown = sorted(set(cfg) - _KNOWN_KEYS)
+        if unknown:
+            raise ConfigError(f"Unknown FileDatastore config key(s) {unknown}; known: {sorted(_KNOWN_KEYS)}.")
+        root = cfg.get("root")
+        if not isinstance(root, str) or not root:
+            raise ConfigError(
+                f"FileDatastore {self.name!r} needs datastore.root (a folder or URI), not {root!r}."
+            )
+        options = configSection(cfg.get("storageOptions"), "storageOptions")
+        try:
+            self.fs, rootPath = fsspec.core.url_to_fs(root, **options)
+        except (ValueError, ImportError) as exc:
+            raise ConfigError(f"FileDatastore root {root!r} cannot be opened: {exc}") from exc
+        self.rootPath: str = rootPath.rstrip("/") or "/"
+        self.root: str = self.fs.unstrip_protocol(self.rootPath)
+        self.fs.makedirs(self.rootPath, exist_ok=True)
+        checksum = cfg.get("checksum", True)
+        if not isinstance(checksum, bool):
+            raise ConfigError(f"datastore.checksum must be true or false, not {checksum!r}.")
+        self.checksum = checksum
+        self.layout = FileLayout(
+            configSection(cfg.get("templates"), "templates"),
+            configSection(cfg.get("formatters"), "formatters"),
+            self.name,
+        )
+        self._records = FileRecordTable(self._recordsUrl(), self.name, self.storageClassFactory)
+
+    def _recordsUrl(self) -> str:
+        url = self.config.get("records.db")
+        if url is not None:
+            if not isinstance(url, str):
+                raise ConfigError(f"datastore.records.db must be a database URL, not {url!r}.")
+            return url
+        protocols = {self.fs.protocol} if isinstance(self.fs.protocol, str) else set(self.fs.protocol)
+        if protocols & {"file", "local"}:
+            return f"sqlite:///{self.rootPath}/{RECORDS_FILE}"
+        if "memory" in protocols:
+            return "sqlite://"  # as ephemeral as the memory file system itself
+        raise ConfigError(
+            f"FileDatastore {self.name!r} at {self.root} cannot keep a SQLite file in a remote root; set "
+            f"datastore.records.db to a database URL (e.g. 'sqlite:////local/path/records.sqlite3')."
+        )
+
+    def close(self) -> None:
+        """Close the records database connections."""
+        self._records.dispose()
+
+    # -- paths and formatters --
+
+    def _fullPath(self, relPath: str) -> str:
+        return f"{self.rootPath}/{checkRelativePath(relPath)}"
+
+    def _uri(self, relPath: str) -> str:
+        return str(self.fs.unstrip_protocol(self._fullPath(relPath)))
+
+    # -- put --
+
+    def put(self, inMemoryDataset: Any, ref: DatasetRef) -> None:
+        """Write ``inMemoryDataset`` as the dataset ``ref``: atomically, then record it.
+
+        Parameters
+        ----------
+        inMemoryDataset : object
+            The Dataset to store.
+        ref : DatasetRef
+            Reference to the associated Dataset.
+
+        Raises
+        ------
+        TypeError
+            Supplied object and storage class are inconsistent (`DatasetTypeMismatchError`).
+        DatasetExistsError
+            ``ref`` is already stored, or its path belongs to another dataset.
+        DatasetTypeError
+            ``ref`` is a component ref.
+        FormatterError
+            The formatter failed; nothing was stored.
+        UnsafePathError
+            A data ID value or the run cannot be used in a path.
+        ConfigError
+            No formatter is configured, or the template uses a field the ref lacks.
+        """
+        datasetType = ref.datasetType
+        if ref.isComponent():
+            raise DatasetTypeError(f"Cannot put component {ref} on its own; put the composite.")
+        if not datasetType.storageClass.validateInstance(inMemoryDataset):
+            raise DatasetTypeMismatchError(
+                f"Cannot put {type(inMemoryDataset).__module__}.{type(inMemoryDataset).__qualname__} as "
+                f"{ref}: storage class {datasetType.storageClass.name!r} expects {datasetType.storageClass.pytypeName}."
+            )
+        if self._records.has(ref.id) is not None:
+            raise self._existsError(ref)
+        plan, folder = self.layout.plan(inMemoryDataset, ref)
+        temps: list[tuple[str, str]] = []
+        try:
+            infos = []
+            now = time.time()
+            for component, relPath, formatter, obj, storageClass in plan:
+                tempPath, size, checksum = self._writeTemp(ref, relPath, formatter, obj, storageClass)
+                temps.append((tempPath, self._fullPath(relPath)))
+                infos.append(
+                    StoredFileInfo(
+                        now,
+                        storageClass,
+                        ref.id if component else None,
+                        path=relPath,
+                        formatter=formatter.name,
+                        component=component,
+                        fileSize=size,
+                        checksum=checksum,
+                    )
+                )
+            if folder is not None:
+                total = sum(info.fileSize for info in infos)
+                infos.insert(
+                    0,
+                    StoredFileInfo(
+                        now, datasetType.storageClass, path=folder, formatter=None, fileSize=total
+                    ),
+                )
+            self._commitFiles(ref, infos, temps)
+        except BaseException:
+            for tempPath, _ in temps:
+                removeQuietly(self.fs, tempPath)
+            raise
+        try:
+            self._notifyAdded([ref])
+        except BaseException:
+            self._drop(ref)
+            raise
+        self._registerUndo(f"put of {ref}", self._drop, ref)
+
+    def _writeTemp(
+        self, ref: DatasetRef, relPath: str, formatter: Formatter, obj: Any, storageClass: StorageClass
+    ) -> tuple[str, int, str | None]:
+        try:
+            return writeTemp(
+                self.fs,
+                self._fullPath(relPath),
+                lambda s: formatter.write(obj, s, storageClass),
+                self.checksum,
+            )
+        except DatasetTypeMismatchError as exc:
+            raise DatasetTypeMismatchError(
+                f"{formatter.name} cannot write {ref} to {self._uri(relPath)}: {exc}"
+            ) from exc
+        except Exception as exc:
+            raise FormatterError(
+                f"{formatter.name} failed to write {ref} to {self._uri(relPath)}; nothing was stored: {exc}"
+            ) from exc
+
+    def _commitFiles(
+        self, ref: DatasetRef, infos: list[StoredFileInfo], temps: list[tuple[str, str]]
+    ) -> None:
+        """Record ``infos`` and rename the temporary files into place, all or nothing."""
+        moved: list[str] = []
+        try:
+            with self._records.begin() as conn:
+                self._records.insert(conn, ref.id, ref.datasetType.name, infos)
+                for tempPath, finalPath in temps:
+                    self.fs.mv(tempPath, finalPath)
+                    moved.append(finalPath)
+        except sa.exc.IntegrityError as exc:
+            raise self._existsError(ref, [info.path for info in infos]) from exc
+        except BaseException:
+            for path in moved:
+                removeQuietly(self.fs, path)
+            raise
+
+    def _existsError(self, ref: DatasetRef, paths: list[str] | None = None) -> DatasetExistsError:
+        if paths is None or self._records.has(ref.id) is not None:
+            return DatasetExistsError(
+                f"Dataset {ref} is already in datastore {self.name!r}; nothing was stored. Remove it first to replace it."
+            )
+        with self._records.begin() as conn:
+            owners = {p: self._records.pathOwner(conn, p) for p in paths}
+        taken = ", ".join(f"{self._uri(p)} (dataset {o})" for p, o in owners.items() if o)
+        return DatasetExistsError(
+            f"Cannot put {ref}: its file path is already used by another dataset: {taken}. The file template "
+            f"for {ref.datasetType.name!r} must give every dataset its own path (e.g. include {{id}} or {{run}})."
+        )
+
+    def _drop(self, ref: DatasetRef) -> None:
+        """Forget ``ref`` and delete its files (undo of a put)."""
+        with self._records.begin() as conn:
+            rows = self._records.fetch(ref.id, conn)
+            self._records.delete(conn, ref.id)
+        self._deleteFiles([info for _, info in rows.values()])
+        self._notifyRemoved([ref])
+
+    def _deleteFiles(self, infos: list[StoredFileInfo]) -> None:
+        for info in sorted(infos, key=lambda i: i.formatter is None):  # files before their folder
+            path = self._fullPath(info.path)
+            if info.formatter is not None:
+                removeQuietly(self.fs, path)
+            else:
+                with contextlib.suppress(Exception):  # object stores have no folders
+                    self.fs.rmdir(path)
+
+    # -- get --
+
+    def _lookup(self, ref: DatasetRef, verb: str) -> dict[str, StoredFileInfo]:
+        """Return ``{component or "": info}`` of the stored dataset ``ref`` belongs to.
+
+        Raises
+        ------
+        DatasetNotFoundError
+            Nothing is stored under ``ref``'s id with ``ref``'s (parent) dataset type.
+        """
+        rows = self._records.fetch(ref.id)
+        whole = rows.get("")
+        if whole is None or whole[0] != ref.datasetType.nameAndComponent()[0]:
+            raise self._notFound(ref, verb)
+        return {component: info for component, (_, info) in rows.items()}
+
+    def _notFound(self, ref: DatasetRef, verb: str) -> DatasetNotFoundError:
+        return DatasetNotFoundError(
+            f"Cannot {verb} {ref}: it is not in datastore {self.name!r} (root {self.root})."
+        )
+
+    def get(self, ref: DatasetRef, parameters: Mapping[str, Any] | None = None) -> Any:
+        """Read the dataset ``ref`` from its file(s), with storage-class ``parameters`` applied.
+
+        Parameters a formatter can apply while reading (Parquet ``columns``) are pushed down
+        to it; the rest are applied by the storage class delegate afterwards.
+
+        Parameters
+        ----------
+        ref : DatasetRef
+            Reference to the required Dataset (a component ref reads that component).
+        parameters : dict, optional
+            StorageClass-specific parameters, e.g. a slice or a column subset.
+
+        Returns
+        -------
+        inMemoryDataset : object
+            A new object owned by the caller.
+
+        Raises
+        ------
+        FileNotFoundError
+            Requested dataset can not be retrieved (`DatasetNotFoundError`), also when its file
+            has disappeared.
+        TypeError
+            Return value from formatter has unexpected type (`DatasetTypeMismatchError`).
+        ValueError
+            Formatter failed to process the dataset (`FormatterError`), the file changed on
+            disk (`DatasetIntegrityError`) or a parameter is bad (`InvalidParameterError`).
+        """
+        target = ref.datasetType.storageClass
+        delegate = target.delegate()
+        delegate.checkParameters(parameters)
+        infos = self._lookup(ref, "get")
+        component = ref.datasetType.component()
+        whole = infos[""]
+        if component is None and whole.formatter is None:  # a disassembled composite
+            parts = {c: self._readFile(ref, info, info.storageClass, None) for c, info in infos.items() if c}
+            obj = delegate.handleParameters(delegate.assemble(parts), parameters)
+        elif component is None or component in infos:
+            obj = self._readFile(ref, infos[component or ""], target, parameters)
+        elif whole.formatter is None:
+            return None  # the component was None when the composite was written
+        else:
+            parentType = ref.datasetType.makeCompositeDatasetType()
+            composite = self._readFile(ref, whole, parentType.storageClass, None)
+            obj = delegate.handleParameters(
+                parentType.storageClass.delegate().getComponent(composite, component), parameters
+            )
+        if not target.validateInstance(obj):
+            raise DatasetTypeMismatchError(
+                f"Reading {ref} gave a {type(obj).__qualname__}, not the {target.pytypeName} that storage "
+                f"class {target.name!r} expects (formatter {whole.formatter or 'per component'})."
+            )
+        return obj
+
+    def _readFile(
+        self,
+        ref: DatasetRef,
+        info: StoredFileInfo,
+        storageClass: StorageClass,
+        parameters: Mapping[str, Any] | None,
+    ) -> Any:
+        """Read one file with its recorded formatter; push down what parameters it can."""
+        assert info.formatter is not None
+        formatter = self.layout.getFormatter(info.formatter)
+        pushed = {k: v for k, v in (parameters or {}).items() if k in formatter.pushdownParameters}
+        rest = {k: v for k, v in (parameters or {}).items() if k not in formatter.pushdownParameters}
+        fullPath, uri = self._fullPath(info.path), self._uri(info.path)
+        try:
+            if self.checksum or not formatter.prefersStream:
+                buffer = readWhole(
+                    self.fs, fullPath, uri, info.fileSize, info.checksum if self.checksum else None
+                )
+                obj = formatter.readBuffer(buffer, storageClass, pushed)
+            else:
+                try:
+                    with self.fs.open(fullPath, "rb") as stream:
+                        obj = formatter.readStream(stream, storageClass, pushed)
+                except FileNotFoundError as exc:
+                    raise DatasetNotFoundError(
+                        f"File {uri} of {ref} is recorded but no longer exists."
+                    ) from exc
+        except (InvalidParameterError, DatasetIntegrityError, DatasetNotFoundError):
+            raise
+        except DatasetTypeMismatchError as exc:
+            raise DatasetTypeMismatchError(f"{formatter.name} cannot read {uri} as {ref}: {exc}") from exc
+        except Exception as exc:
+            raise FormatterError(f"{formatter.name} failed to read {uri} ({ref}): {exc}") from exc
+        return storageClass.delegate().handleParameters(obj, rest) if rest else obj
+
+    def exists(self, ref: DatasetRef) -> bool:
+        """Check if the dataset exists in the datastore (its record, not a file-system probe).
+
+        Parameters
+        ----------
+        ref : DatasetRef
+            Reference to the required dataset.
+
+        Returns
+        -------
+        exists : bool
+            True if the entity exists in the Datastore.
+        """
+        return self._records.has(ref.id) == ref.datasetType.nameAndComponent()[0]
+
+    # -- remove --
+
+    def _currentTransaction(self) -> DatastoreTransaction | None:
+        return getattr(self._txLocal, "transaction", None)
+
+    def remove(self, ref: DatasetRef) -> None:
+        """Remove the dataset ``ref``: its record, then its file(s).
+
+        Inside a transaction the files are moved aside and only deleted when the outermost
+        transaction commits, so a rollback restores them.
+
+        Parameters
+        ----------
+        ref : DatasetRef
+            Reference to the required Dataset.
+
+        Raises
+        ------
+        FileNotFoundError
+            Attempt to remove a dataset that does not exist (`DatasetNotFoundError`).
+        DatasetTypeError
+            ``ref`` is a component ref: remove the composite instead.
+        """
+        if ref.isComponent():
+            raise DatasetTypeError(f"Cannot remove component {ref} on its own; remove the composite.")
+        tx = self._currentTransaction()
+        moved: list[tuple[str, str]] = []
+        try:
+            with self._records.begin() as conn:
+                rows = self._records.fetch(ref.id, conn)
+                whole = rows.get("")
+                if whole is None or whole[0] != ref.datasetType.name:
+                    raise self._notFound(ref, "remove")
+                self._records.delete(conn, ref.id)
+                infos = [info for _, info in rows.values()]
+                if tx is not None:
+                    for info in infos:
+                        if info.formatter is not None:
+                            path = self._fullPath(info.path)
+                            aside = tempPathFor(path).replace(".tmp-", ".removed-")
+                            self.fs.mv(path, aside)
+                            moved.append((path, aside))
+        except BaseException:
+            for path, aside in reversed(moved):
+                self.fs.mv(aside, path)
+            raise
+        self._notifyRemoved([ref])
+        if tx is None:
+            self._deleteFiles(infos)
+            return
+        tx.registerUndo(f"remove of {ref}", self._restore, ref, infos, moved)
+        folders = [info for info in infos if info.formatter is None]
+        tx.registerOnCommit(f"delete the files of removed {ref}", self._deleteAside, moved, folders)
+
+    def _restore(self, ref: DatasetRef, infos: list[StoredFileInfo], moved: list[tuple[str, str]]) -> None:
+        """Undo a remove: put the files back, then the records."""
+        for path, aside in moved:
+            self.fs.mv(aside, path)
+        with self._records.begin() as conn:
+            self._records.insert(conn, ref.id, ref.datasetType.name, infos)
+        self._notifyAdded([ref])
+
+    def _deleteAside(self, moved: list[tuple[str, str]], folders: list[StoredFileInfo]) -> None:
+        for _, aside in moved:
+            removeQuietly(self.fs, aside)
+        self._deleteFiles(folders)
+
+    # -- URIs and stored-item info --
+
+    def getUri(self, ref: DatasetRef, predict: bool = False) -> str:
+        """URI of the dataset's file (for a disassembled composite, its folder).
+
+        Parameters
+        ----------
+        ref : DatasetRef
+            Reference to the required Dataset.
+        predict : bool
+            If True, return the URI a dataset not yet stored would have, with ``#predicted``.
+
+        Returns
+        -------
+        uri : str
+            ``file://``, ``s3://``, ``memory://``... URI; a component stored inside its
+            composite's file has that file's URI.
+
+        Raises
+        ------
+        FileNotFoundError
+            The dataset is not stored and ``predict`` is false (`DatasetNotFoundError`).
+        UnsafePathError
+            Predicting: a value in the path is unsafe.
+        """
+        try:
+            infos = self._lookup(ref, "get a URI for")
+        except DatasetNotFoundError:
+            if not predict:
+                raise
+            return self._uri(self.layout.predictPath(ref)) + "#predicted"
+        component = ref.datasetType.component()
+        return self._uri(infos.get(component or "", infos[""]).path)
+
+    def addStoredItemInfo(self, ref: DatasetRef, info: StoredFileInfo) -> None:
+        """Record a file for ``ref`` (low-level; `put` records every file it writes).
+
+        Parameters
+        ----------
+        ref : DatasetRef
+            The Dataset the file holds (a component ref for a component file).
+        info : StoredFileInfo
+            Where the file is and how it was written.
+
+        Raises
+        ------
+        KeyError
+            An entry with this DatasetRef already exists (`StoredItemInfoExistsError`).
+        TypeError
+            ``info`` is not a StoredFileInfo.
+        UnsafePathError
+            ``info.path`` is not a relative path inside the root.
+        """
+        if not isinstance(info, StoredFileInfo):
+            raise TypeError(f"addStoredItemInfo takes a StoredFileInfo, not {type(info).__name__}.")
+        checkRelativePath(info.path)
+        parentName, component = ref.datasetType.nameAndComponent()
+        component = component or info.component
+        try:
+            with self._records.begin() as conn:
+                self._records.insert(conn, ref.id, parentName, [_withComponent(info, component)])
+        except sa.exc.IntegrityError as exc:
+            raise StoredItemInfoExistsError(
+                f"Datastore {self.name!r} already has stored-item info for {ref} or for path {info.path!r}; "
+                f"remove it with removeStoredItemInfo first."
+            ) from exc
+
+    def getStoredItemInfo(self, ref: DatasetRef) -> StoredFileInfo:
+        """Retrieve what is recorded about the file holding ``ref``.
+
+        Raises
+        ------
+        KeyError
+            Dataset with that id can not be found (`StoredItemInfoNotFoundError`).
+        """
+        try:
+            infos = self._lookup(ref, "get stored-item info for")
+        except DatasetNotFoundError as exc:
+            raise StoredItemInfoNotFoundError(
+                f"Datastore {self.name!r} has no stored-item info for {ref}."
+            ) from exc
+        return infos.get(ref.datasetType.component() or "", infos[""])
+
+    def removeStoredItemInfo(self, ref: DatasetRef) -> None:
+        """Remove the records of ``ref`` (a component ref: only its component file's); files stay.
+
+        Raises
+        ------
+        KeyError
+            Nothing is recorded for ``ref`` (`StoredItemInfoNotFoundError`).
+        """
+        with self._records.begin() as conn:
+            count = self._records.delete(conn, ref.id, ref.datasetType.component())
+        if not count:
+            raise StoredItemInfoNotFoundError(f"Datastore {self.name!r} has no stored-item info for {ref}.")
+
+    @classmethod
+    def setConfigRoot(cls, root: str, config: Config, full: Config) -> None:
+        """Point ``config`` at a new repository root and pin its file templates.
+
+        Parameters
+        ----------
+        root : str
+            Folder or URI of the new repository's files.
+        config : Config
+            Updated in place: ``datastore.root`` (or ``root`` if it has no ``datastore``
+            section) and ``templates``, copied from ``full`` so that the layout of an existing
+            repository does not change with the packaged defaults.
+        full : Config
+            The complete configuration; read only.
+        """
+        section = config.get("datastore", config)
+        fullSection = full.get("datastore", full)
+        expanded = cls.makeConfig(fullSection)
+        section["root"] = root
+        section["templates"] = configSection(expanded.get("templates"), "templates")
+
+    def __len__(self) -> int:
+        return self._records.count()
+
+
+def _withComponent(info: StoredFileInfo, component: str | None) -> StoredFileInfo:
+    if info.component == component:
+        return info
+    return StoredFileInfo(
+        info.timestamp,
+        info.storageClass,
+        info.parentID,
+        path=info.path,
+        formatter=info.formatter,
+        component=component,
+        fileSize=info.fileSize,
+        checksum=info.checksum,
+    )

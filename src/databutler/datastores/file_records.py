@@ -1,0 +1,257 @@
+"""What a FileDatastore records about its files, and the SQL table that holds it.
+
+One row per file: a dataset written whole has one row (``component`` empty); a composite
+that is disassembled has a row for its folder (no formatter) and one per component file. Rows
+live in a table ``fileDatastoreRecords`` of any SQLAlchemy database; by default a SQLite file
+in the datastore's root. Rows are keyed by datastore name, dataset id and component, and
+paths are unique per datastore, so no two datasets can ever share a file.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.pool import StaticPool
+
+from ..datastore.records import StoredItemInfo
+from ..exceptions import ConfigError, UnknownStorageClassError
+from ..storage_class import StorageClass, StorageClassFactory
+
+__all__ = ["FileRecordTable", "StoredFileInfo"]
+
+_WRITE = "databutlerFileWrite"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredFileInfo(StoredItemInfo):
+    """What a FileDatastore records about one stored file.
+
+    Parameters
+    ----------
+    timestamp : float
+        When the file was written, in seconds since the epoch.
+    storageClass : StorageClass
+        The storage class the file was written as (for a component file, the component's).
+    parentID : uuid.UUID, optional
+        For a component file, the id of the composite.
+    path : str
+        The file's path relative to the datastore root (for a disassembled composite, its folder).
+    formatter : str or None
+        Fully-qualified name of the formatter that wrote it; `None` for a composite's folder.
+    component : str, optional
+        The component held in this file, or `None` for a whole dataset.
+    fileSize : int
+        Size in bytes (for a composite's folder, the total of its files).
+    checksum : str, optional
+        ``"blake2b:<hex>"`` of the file's bytes, or `None` when checksums are off.
+    """
+
+    path: str
+    formatter: str | None
+    component: str | None = None
+    fileSize: int = 0
+    checksum: str | None = None
+
+
+def _makeEngine(url: str, busyTimeout: float) -> sa.Engine:
+    """Return an engine for ``url``; SQLite gets WAL, a busy timeout and ``BEGIN IMMEDIATE`` writes."""
+    try:
+        parsed = sa.make_url(url)
+    except sa.exc.ArgumentError as exc:
+        raise ConfigError(
+            f"datastore.records.db {url!r} is not a database URL such as 'sqlite:///path'."
+        ) from exc
+    if parsed.get_backend_name() != "sqlite":
+        return sa.create_engine(parsed, pool_pre_ping=True)
+    inMemory = parsed.database in (None, "", ":memory:")
+    if inMemory:
+        engine = sa.create_engine(parsed, poolclass=StaticPool, connect_args={"check_same_thread": False})
+    else:
+        engine = sa.create_engine(parsed, connect_args={"timeout": busyTimeout, "check_same_thread": False})
+
+    @event.listens_for(engine, "connect")
+    def onConnect(dbapiConnection: Any, connectionRecord: Any) -> None:
+        dbapiConnection.isolation_level = None  # we issue BEGIN ourselves
+        if not inMemory:
+            dbapiConnection.execute("PRAGMA journal_mode=WAL")
+            dbapiConnection.execute("PRAGMA synchronous=NORMAL")
+
+    @event.listens_for(engine, "begin")
+    def onBegin(connection: sa.Connection) -> None:
+        immediate = connection.get_execution_options().get(_WRITE, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+class FileRecordTable:
+    """The records of one FileDatastore, in the table ``fileDatastoreRecords``.
+
+    Parameters
+    ----------
+    url : str
+        SQLAlchemy database URL.
+    datastoreName : str
+        Rows are scoped to this name, so datastores may share a database.
+    storageClassFactory : StorageClassFactory
+        Turns recorded storage class names back into storage classes.
+    busyTimeout : float
+        Seconds a SQLite writer waits for another process's lock.
+
+    Raises
+    ------
+    ConfigError
+        ``url`` is not a database URL.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        datastoreName: str,
+        storageClassFactory: StorageClassFactory,
+        busyTimeout: float = 30.0,
+    ) -> None:
+        self.url = url
+        self.datastoreName = datastoreName
+        self._factory = storageClassFactory
+        self._engine = _makeEngine(url, busyTimeout)
+        self._writeEngine = self._engine.execution_options(**{_WRITE: True})
+        # One shared connection (in-memory SQLite) must not be used by two threads at once.
+        self._lock: threading.RLock | None = (
+            threading.RLock() if isinstance(self._engine.pool, StaticPool) else None
+        )
+        metadata = sa.MetaData()
+        self.table = sa.Table(
+            "fileDatastoreRecords",
+            metadata,
+            sa.Column("datastoreName", sa.String(128), primary_key=True),
+            sa.Column("datasetId", sa.String(36), primary_key=True),
+            sa.Column("component", sa.String(64), primary_key=True),
+            sa.Column("datasetType", sa.String(128), nullable=False),
+            sa.Column("path", sa.String(1024), nullable=False),
+            sa.Column("formatter", sa.String(256), nullable=True),
+            sa.Column("storageClass", sa.String(128), nullable=False),
+            sa.Column("fileSize", sa.BigInteger, nullable=False),
+            sa.Column("checksum", sa.String(160), nullable=True),
+            sa.Column("timestamp", sa.Float, nullable=False),
+            sa.UniqueConstraint("datastoreName", "path", name="fileDatastoreRecordsPath"),
+        )
+        with self.begin() as conn:
+            metadata.create_all(conn, checkfirst=True)
+
+    @contextmanager
+    def begin(self) -> Iterator[sa.Connection]:
+        """A write transaction: committed if the body succeeds, rolled back if it raises."""
+        if self._lock is None:
+            with self._writeEngine.begin() as conn:
+                yield conn
+        else:
+            with self._lock, self._writeEngine.begin() as conn:
+                yield conn
+
+    @contextmanager
+    def _read(self) -> Iterator[sa.Connection]:
+        if self._lock is None:
+            with self._engine.connect() as conn:
+                yield conn
+        else:
+            with self._lock, self._engine.connect() as conn:
+                yield conn
+
+    def dispose(self) -> None:
+        """Close the database connections."""
+        self._engine.dispose()
+
+    # -- rows --
+
+    def insert(
+        self, conn: sa.Connection, datasetId: uuid.UUID, datasetType: str, infos: Iterable[StoredFileInfo]
+    ) -> None:
+        """Insert one row per info; raises `sqlalchemy.exc.IntegrityError` on a duplicate."""
+        rows = [
+            {
+                "datastoreName": self.datastoreName,
+                "datasetId": str(datasetId),
+                "component": info.component or "",
+                "datasetType": datasetType,
+                "path": info.path,
+                "formatter": info.formatter,
+                "storageClass": info.storageClass.name,
+                "fileSize": info.fileSize,
+                "checksum": info.checksum,
+                "timestamp": info.timestamp,
+            }
+            for info in infos
+        ]
+        if rows:
+            conn.execute(self.table.insert(), rows)
+
+    def _where(self, datasetId: uuid.UUID, component: str | None = None) -> Any:
+        table = self.table
+        clause = sa.and_(table.c.datastoreName == self.datastoreName, table.c.datasetId == str(datasetId))
+        if component is not None:
+            clause = sa.and_(clause, table.c.component == component)
+        return clause
+
+    def fetch(
+        self, datasetId: uuid.UUID, conn: sa.Connection | None = None
+    ) -> dict[str, tuple[str, StoredFileInfo]]:
+        """Return ``{component or "": (datasetTypeName, info)}`` for every row of ``datasetId``."""
+        query = sa.select(self.table).where(self._where(datasetId))
+        if conn is not None:
+            rows = conn.execute(query).all()
+        else:
+            with self._read() as readConn:
+                rows = readConn.execute(query).all()
+        return {row.component: (row.datasetType, self._toInfo(row, datasetId)) for row in rows}
+
+    def has(self, datasetId: uuid.UUID) -> str | None:
+        """Return the dataset type name recorded for ``datasetId``'s whole-dataset row, or `None`."""
+        query = sa.select(self.table.c.datasetType).where(self._where(datasetId, ""))
+        with self._read() as conn:
+            return conn.execute(query).scalar_one_or_none()
+
+    def pathOwner(self, conn: sa.Connection, path: str) -> str | None:
+        """Return the dataset id (as str) whose row holds ``path``, or `None`."""
+        table = self.table
+        query = sa.select(table.c.datasetId).where(
+            table.c.datastoreName == self.datastoreName, table.c.path == path
+        )
+        return conn.execute(query).scalars().first()
+
+    def delete(self, conn: sa.Connection, datasetId: uuid.UUID, component: str | None = None) -> int:
+        """Delete the rows of ``datasetId`` (only ``component``'s if given); return how many."""
+        return conn.execute(sa.delete(self.table).where(self._where(datasetId, component))).rowcount
+
+    def count(self) -> int:
+        """Return how many datasets this datastore has (component files are not counted)."""
+        query = (
+            sa.select(sa.func.count())
+            .select_from(self.table)
+            .where(self.table.c.datastoreName == self.datastoreName, self.table.c.component == "")
+        )
+        with self._read() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    def _toInfo(self, row: Any, datasetId: uuid.UUID) -> StoredFileInfo:
+        try:
+            storageClass = self._factory.getStorageClass(row.storageClass)
+        except UnknownStorageClassError:
+            storageClass = StorageClass(row.storageClass)
+        return StoredFileInfo(
+            row.timestamp,
+            storageClass,
+            datasetId if row.component else None,
+            path=row.path,
+            formatter=row.formatter,
+            component=row.component or None,
+            fileSize=row.fileSize,
+            checksum=row.checksum,
+        )

@@ -1,0 +1,264 @@
+"""File templates: where in a FileDatastore's root each dataset's file goes.
+
+A template is a Python format string of path segments separated by ``/``, e.g.
+``{run}/{datasetType}/{datasetType}_{visit:06d}_{detector}``. Fields:
+
+``run``
+    The ref's run; its ``/``-separated parts become folders.
+``datasetType``
+    The dataset type name (a component is always stored with, or beside, its composite).
+``id``
+    The dataset's UUID.
+``dataId``
+    Every data ID entry as ``key-value``, joined by ``_`` (keys sorted).
+any dimension name
+    That data ID value; an optional format spec applies (``{visit:06d}``).
+
+Data ID values and run names are free text, so every rendered value is checked before it
+becomes part of a path: only letters, digits and ``-_.+=,@~`` are allowed, it must not start
+with a dot, must be NFKC-normal (no full-width slashes or look-alike dots) and at most
+`MAX_SEGMENT` characters. Anything else raises `UnsafePathError`; nothing is silently
+rewritten, so two different values can never map to the same file.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import string
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..dataset_ref import DatasetRef
+from ..exceptions import FileTemplateError, UnsafePathError
+
+__all__ = ["DEFAULT_TEMPLATE", "MAX_SEGMENT", "FileTemplate", "FileTemplates", "checkRelativePath"]
+
+DEFAULT_TEMPLATE = "{run}/{datasetType}/{datasetType}_{dataId}_{id}"
+"""Used when no template is configured for a dataset type or storage class."""
+
+MAX_SEGMENT = 200
+"""Longest path segment allowed, in characters (file systems allow 255 bytes)."""
+
+_ALLOWED_PUNCTUATION = frozenset("-_.+=,@~")
+
+
+def _checkValue(value: str, what: str, ref: DatasetRef | None) -> None:
+    """Raise `UnsafePathError` unless ``value`` is safe as (part of) one path segment."""
+    where = f" of {ref}" if ref is not None else ""
+
+    def fail(reason: str) -> UnsafePathError:
+        return UnsafePathError(
+            f"{what} {value!r}{where} cannot be used in a file path: {reason}. Use letters, digits "
+            f"and '-_.+=,@~', or a file template that does not use this field."
+        )
+
+    if not value:
+        raise fail("it is empty")
+    if len(value) > MAX_SEGMENT:
+        raise fail(f"it is longer than {MAX_SEGMENT} characters")
+    if unicodedata.normalize("NFKC", value) != value:
+        raise fail("it is not in Unicode NFKC form (it may hold look-alike characters)")
+    for char in value:
+        if char in _ALLOWED_PUNCTUATION:
+            continue
+        if unicodedata.category(char)[0] not in "LN":
+            raise fail(f"it contains {unicodedata.name(char, repr(char))} ({char!r})")
+    if value.startswith("."):
+        raise fail("it starts with '.'")
+
+
+def checkRelativePath(path: str) -> str:
+    """Return ``path`` if it is a normalized relative POSIX path with no ``..`` parts.
+
+    Raises
+    ------
+    UnsafePathError
+        It is absolute, empty, not normalized or climbs out with ``..``.
+    """
+    if (
+        not path
+        or path.startswith("/")
+        or "\\" in path
+        or "\x00" in path
+        or posixpath.normpath(path) != path
+        or any(part in ("", ".", "..") for part in path.split("/"))
+    ):
+        raise UnsafePathError(f"Path {path!r} is not a safe relative path inside the datastore root.")
+    return path
+
+
+@dataclass(frozen=True, slots=True)
+class FileTemplate:
+    """One parsed file template.
+
+    Parameters
+    ----------
+    template : str
+        The format string.
+
+    Raises
+    ------
+    FileTemplateError
+        The template is not a valid format string, is absolute, has an empty or ``..``
+        segment, uses positional or attribute fields, or its literal text is unsafe.
+    """
+
+    template: str
+
+    def __post_init__(self) -> None:
+        template = self.template
+        if not isinstance(template, str) or not template.strip():
+            raise FileTemplateError(f"File template must be a non-empty string, not {template!r}.")
+        if template.startswith("/") or "\\" in template:
+            raise FileTemplateError(f"File template {template!r} must be a relative path using '/'.")
+        for segment in template.split("/"):
+            try:
+                parsed = list(string.Formatter().parse(segment))
+            except ValueError as exc:
+                raise FileTemplateError(
+                    f"File template {template!r} is not a valid format string: {exc}"
+                ) from exc
+            literal = "".join(text for text, _, _, _ in parsed)
+            fields = [field for _, field, _, _ in parsed if field is not None]
+            if not fields and literal in ("", ".", ".."):
+                raise FileTemplateError(f"File template {template!r} has an empty, '.' or '..' segment.")
+            for field in fields:
+                if not field.isidentifier():
+                    raise FileTemplateError(
+                        f"File template {template!r}: field {{{field}}} must be a plain name such as "
+                        f"{{visit}}; positional, indexed and attribute fields are not allowed."
+                    )
+            badChars = [
+                c for c in literal if c not in _ALLOWED_PUNCTUATION and unicodedata.category(c)[0] not in "LN"
+            ]
+            if badChars or segment.startswith(".") or unicodedata.normalize("NFKC", literal) != literal:
+                raise FileTemplateError(
+                    f"File template {template!r}: literal text {literal!r} may only use letters, digits "
+                    f"and '-_.+=,@~', and a segment may not start with '.'."
+                )
+
+    @property
+    def fields(self) -> frozenset[str]:
+        """The names of the fields the template uses."""
+        return frozenset(
+            field
+            for segment in self.template.split("/")
+            for _, field, _, _ in string.Formatter().parse(segment)
+            if field
+        )
+
+    def render(self, ref: DatasetRef) -> str:
+        """Return the relative path for ``ref`` (without a file extension).
+
+        Raises
+        ------
+        UnsafePathError
+            A data ID value or the run is not safe in a path.
+        FileTemplateError
+            The template names a field the ref does not have (a dimension of another dataset
+            type, or ``run`` for a ref without one).
+        """
+        parentName = ref.datasetType.nameAndComponent()[0]
+        values: dict[str, Any] = {"datasetType": parentName, "id": str(ref.id)}
+        dataId = ref.dataId
+        parts = []
+        for segment in self.template.split("/"):
+            rendered = []
+            for literal, field, spec, conversion in string.Formatter().parse(segment):
+                rendered.append(literal)
+                if field is None:
+                    continue
+                if conversion:
+                    raise FileTemplateError(
+                        f"File template {self.template!r}: conversions like !r are not allowed."
+                    )
+                if field == "run":
+                    rendered.append(self._renderRun(ref))
+                    continue
+                if field == "dataId":
+                    pairs = []
+                    for key, value in dataId.items():
+                        _checkValue(str(value), f"Data ID value {key}=", ref)
+                        pairs.append(f"{key}-{value}")
+                    rendered.append("_".join(pairs))
+                    continue
+                if field in values:
+                    value = values[field]
+                elif field in dataId:
+                    value = dataId[field]
+                else:
+                    raise FileTemplateError(
+                        f"File template {self.template!r} uses {{{field}}}, which {ref} does not have "
+                        f"(its data ID keys are {list(dataId)}); configure a template for dataset type "
+                        f"{parentName!r} or its storage class."
+                    )
+                try:
+                    text = format(value, spec or "")
+                except (ValueError, TypeError) as exc:
+                    raise FileTemplateError(
+                        f"File template {self.template!r}: cannot format {field}={value!r} with {spec!r}: {exc}"
+                    ) from exc
+                if text:
+                    _checkValue(text, f"Value of {{{field}}}", ref)
+                rendered.append(text)
+            parts.append("".join(rendered))
+        path = "/".join(part for part in parts if part)
+        try:
+            return checkRelativePath(path)
+        except UnsafePathError as exc:
+            raise UnsafePathError(
+                f"File template {self.template!r} renders an unsafe path for {ref}: {exc}"
+            ) from None
+
+    def _renderRun(self, ref: DatasetRef) -> str:
+        if ref.run is None:
+            raise FileTemplateError(
+                f"File template {self.template!r} uses {{run}}, but {ref} has no run; give the ref a run "
+                f"or configure a template without {{run}}."
+            )
+        for part in ref.run.split("/"):
+            _checkValue(part, "Run name part", ref)
+        return ref.run
+
+
+class FileTemplates:
+    """Chooses a template per dataset: by dataset type name, then storage class name, then default.
+
+    Parameters
+    ----------
+    config : mapping of str to str
+        ``{name: template}``; the key ``default`` replaces `DEFAULT_TEMPLATE`.
+
+    Raises
+    ------
+    FileTemplateError
+        A template is invalid or the config is not a mapping of strings.
+    """
+
+    def __init__(self, config: Mapping[str, Any] | None) -> None:
+        if config is None:
+            config = {}
+        if not isinstance(config, Mapping):
+            raise FileTemplateError(f"datastore.templates must map names to templates, not {config!r}.")
+        self._templates = {str(name): FileTemplate(template) for name, template in config.items()}
+        self.default = self._templates.pop("default", FileTemplate(DEFAULT_TEMPLATE))
+
+    def getTemplate(self, ref: DatasetRef) -> FileTemplate:
+        """Return the template for ``ref`` (a component ref uses its parent's)."""
+        parentName = ref.datasetType.nameAndComponent()[0]
+        storageClass = ref.datasetType.parentStorageClass or ref.datasetType.storageClass
+        return self._templates.get(parentName) or self._templates.get(storageClass.name) or self.default
+
+    def render(self, ref: DatasetRef) -> str:
+        """Return the relative path (without extension) for ``ref``.
+
+        Raises
+        ------
+        UnsafePathError
+            A value in the path is unsafe.
+        FileTemplateError
+            The chosen template uses a field ``ref`` does not have.
+        """
+        return self.getTemplate(ref).render(ref)

@@ -1,0 +1,78 @@
+"""`NpyFormatter`: NumPy arrays as ``.npy`` files, written and read without extra copies."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import IO, Any
+
+import numpy as np
+from numpy.lib import format as npformat
+
+from ..exceptions import DatasetTypeMismatchError
+from ..storage_class import StorageClass
+from .base import Formatter
+
+__all__ = ["NpyFormatter"]
+
+
+class _BufferReader:
+    """The ``read`` that numpy's header parser needs, over a memoryview, without copying it."""
+
+    def __init__(self, buffer: memoryview) -> None:
+        self.buffer = buffer
+        self.pos = 0
+
+    def read(self, size: int = -1) -> bytes:
+        end = len(self.buffer) if size < 0 else self.pos + size
+        chunk = bytes(self.buffer[self.pos : end])
+        self.pos += len(chunk)
+        return chunk
+
+
+class NpyFormatter(Formatter):
+    """Writes an array as ``.npy`` (the format of `numpy.save`), refusing object arrays.
+
+    On write the header is followed by the array's own memory (no copy for contiguous arrays);
+    on read the array is a view of the file's bytes, which the reader owns, so it is writeable
+    and shares nothing with any other reader.
+    """
+
+    extension = ".npy"
+
+    def write(self, inMemoryDataset: Any, stream: IO[bytes], storageClass: StorageClass) -> None:
+        array = np.asanyarray(inMemoryDataset)
+        if array.dtype.hasobject:
+            raise DatasetTypeMismatchError(
+                f"Cannot write an array of dtype {array.dtype} as .npy without pickle; "
+                f"configure PickleFormatter for it or store a numeric dtype."
+            )
+        if not (array.flags.c_contiguous or array.flags.f_contiguous):
+            array = np.ascontiguousarray(array)
+        header = npformat.header_data_from_array_1_0(array)
+        try:
+            npformat.write_array_header_1_0(stream, header)
+        except ValueError:  # header too long for format 1.0
+            npformat.write_array_header_2_0(stream, header)
+        if array.size:
+            data = array.T if header["fortran_order"] else array
+            stream.write(np.ascontiguousarray(data).data.cast("B"))
+
+    def readBuffer(
+        self, buffer: memoryview, storageClass: StorageClass, parameters: Mapping[str, Any]
+    ) -> Any:
+        reader = _BufferReader(buffer)
+        version = npformat.read_magic(reader)
+        if version == (1, 0):
+            shape, fortranOrder, dtype = npformat.read_array_header_1_0(reader)
+        else:
+            shape, fortranOrder, dtype = npformat.read_array_header_2_0(reader)
+        if dtype.hasobject:
+            raise DatasetTypeMismatchError(
+                "The .npy file holds an object array, which needs pickle; refusing."
+            )
+        count = int(np.prod(shape, dtype=np.int64))
+        expected = reader.pos + count * dtype.itemsize
+        if len(buffer) != expected:
+            raise ValueError(f"the .npy data is {len(buffer)} bytes, but its header promises {expected}")
+        flat = np.frombuffer(buffer, dtype=dtype, count=count, offset=reader.pos)
+        return flat.reshape(shape, order="F" if fortranOrder else "C")
