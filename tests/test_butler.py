@@ -300,3 +300,26 @@ def test_transfer_shows_a_progress_bar_when_asked(tmp_path: Path, capsys: pytest
         refs = [source.put({"v": v}, "metrics", visit=v, detector=1) for v in range(3)]
         target.transferFrom(source, refs, progress=True)
     assert "Transferring 3 datasets" in capsys.readouterr().err
+
+
+# -- the default repository: memory tier in front of a file tier --
+
+
+def test_default_repository_persists_and_reads_through_the_file_tier(tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    config = Butler.makeRepo(root)
+    assert config["datastore.cls"].endswith("ChainedDatastore")
+    with Butler(root, run="night1") as butler:
+        butler.registerDatasetType("calexp", DIMS, "MaskedImage")
+        butler.registerDatasetType("sources", ("visit",), "ArrowTable")
+        ref = butler.put(_calexp(), "calexp", visit=1, detector=2)
+        butler.put(pa.table({"ra": [1.0], "dec": [2.0]}), "sources", visit=1)
+        assert butler.getUri(ref).startswith("mem://")  # the memory tier answers first
+    with Butler(root, collections=["night1"]) as reopened:
+        assert reopened.getUri(ref).startswith("file://")
+        assert reopened.get("calexp.metadata", visit=1, detector=2) == {"exptime": 30.0}
+        assert reopened.get("sources", visit=1, parameters={"columns": ["dec"]}).column_names == ["dec"]
+        reopened.removeDatasets([ref])
+        assert not reopened.exists("calexp", visit=1, detector=2)
+    with Butler(root, collections=["night1"]) as again:
+        assert [r.datasetType.name for r in again.queryDatasets()] == ["sources"]

@@ -497,11 +497,16 @@ class Butler:
         DataIdError
             The data ID has missing or extra keys, or bad values.
         """
-        try:
+        if isinstance(datasetTypeOrRef, DatasetRef):
             ref = self._refFor(datasetTypeOrRef, dataId, collections, dataIdKwargs)
-        except DatasetNotFoundError:
-            return False
-        return self.registry.getDataset(ref.id) is not None and self.datastore.exists(ref)
+            if self.registry.getDataset(ref.id) is None:
+                return False
+        else:
+            found = self.findDataset(datasetTypeOrRef, dataId, collections=collections, **dataIdKwargs)
+            if found is None:
+                return False
+            ref = found
+        return self.datastore.exists(ref)
 
     def getUri(
         self,

@@ -8,14 +8,14 @@ import os
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from ..butler import Butler
-from ..butler_config import ButlerConfig, repoConfigPath
+from ..butler_config import ButlerConfig
 from ..config import Config
 from ..dataset_ref import DatasetRef
-from ..exceptions import ConfigError, DatasetIntegrityError, DatasetNotFoundError
+from ..datastore.base import Datastore
+from ..exceptions import ConfigError, DatasetIntegrityError, DatasetNotFoundError, FormatterError
 
 __all__ = [
     "RepoStats",
@@ -142,6 +142,25 @@ class VerifyReport:
         return not self.missing and not self.corrupted
 
 
+def _persistentTiers(datastore: Datastore) -> list[Datastore]:
+    """The datastores that keep files: a chain's non-ephemeral children, or the datastore itself."""
+    children = getattr(datastore, "datastores", None)
+    if not children:
+        return [datastore]
+    tiers = [tier for child in children for tier in _persistentTiers(child)]
+    return [tier for tier in tiers if not tier.isEphemeral] or tiers
+
+
+def _verifyOne(tier: Datastore, ref: DatasetRef) -> None:
+    """Raise if ``tier`` cannot give back ``ref`` intact: its own ``verify``, else a full read."""
+    verify = getattr(tier, "verify", None)
+    if callable(verify):
+        if verify(ref) is False:
+            raise DatasetIntegrityError(f"Dataset {ref} failed verification in datastore {tier.name!r}.")
+    else:
+        tier.get(ref)  # FileDatastore checks size and checksum of every file it reads
+
+
 def verifyDatasets(
     root: PathLike,
     datasetType: str | None = None,
@@ -150,6 +169,9 @@ def verifyDatasets(
     where: Mapping[str, Any] | None = None,
 ) -> VerifyReport:
     """Re-check every matching dataset against the checksum and size recorded when it was written.
+
+    Each dataset is read back from every persistent datastore (the file tier of the default
+    chain), bypassing memory tiers, so what is checked is what is on disk.
 
     Raises
     ------
@@ -162,16 +184,13 @@ def verifyDatasets(
     corrupted: dict[DatasetRef, str] = {}
     with Butler(root) as butler:
         refs = butler.queryDatasets(datasetType, collections=collections or None, where=where)
+        tiers = _persistentTiers(butler.datastore)
         for ref in refs:
             try:
-                butler.datastore.verify(ref)  # type: ignore[attr-defined]
-            except DatasetIntegrityError as exc:
-                corrupted[ref] = str(exc)
+                for tier in tiers:
+                    _verifyOne(tier, ref)
             except DatasetNotFoundError:
                 missing.append(ref)
+            except (DatasetIntegrityError, FormatterError) as exc:
+                corrupted[ref] = str(exc)
     return VerifyReport(len(refs), missing, corrupted)
-
-
-def isRepo(root: PathLike) -> bool:
-    """Return `True` if ``root`` holds a data repository."""
-    return Path(repoConfigPath(root)).is_file()
