@@ -52,6 +52,12 @@ class ConnectionManager:
             engine.execution_options(schema_translate_map={None: namespace}) if namespace else engine
         )
         self.writeEngine = self.engine.execution_options(**{WRITE_OPTION: True})
+        # A lone read needs no transaction. PostgreSQL reads autocommit, saving the BEGIN and
+        # ROLLBACK round trips; SQLite reads already run without BEGIN (see databases.py).
+        isSqlite = engine.dialect.name == "sqlite"
+        self.readEngine = (
+            self.engine if isSqlite else self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        )
         self._state = _ThreadState()
         self._committed: dict[Hashable, Any] = {}
         self._lock = threading.Lock()
@@ -105,7 +111,7 @@ class ConnectionManager:
         if connection is not None:
             yield connection
             return
-        with self.engine.connect() as connection:
+        with self.readEngine.connect() as connection:
             yield connection
 
     def write(self) -> Any:

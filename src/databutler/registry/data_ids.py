@@ -127,8 +127,22 @@ def parseWhere(datasetType: DatasetType, where: Mapping[str, Any] | None) -> lis
     return terms
 
 
-def whereConditions(terms: Sequence[WhereTerm]) -> list[sa.ColumnElement[bool]]:
-    """Return one condition on ``dataset.id`` per term: it has one of the term's values."""
+def whereConditions(
+    datasetType: DatasetType, terms: Sequence[WhereTerm]
+) -> tuple[list[sa.ColumnElement[bool]], bool]:
+    """Return the conditions on ``dataset`` that select the data IDs ``terms`` allow.
+
+    The flag returned is `True` when the conditions look values up in ``dataset_dimension``.
+
+    When the terms give one value for every dimension they name a single data ID, which is
+    found through the canonical ``data_id`` and its unique index. Otherwise each term becomes
+    ``dataset.id IN (SELECT dataset_id FROM dataset_dimension WHERE dimension = … AND value IN …)``,
+    each subquery an indexed range of ``dataset_dimension``.
+    """
+    dataset = schema.datasetTable
+    single = {name: (ints or strs)[0] for name, ints, strs in terms if len(ints) + len(strs) == 1}
+    if len(terms) == len(datasetType.dimensions) and len(single) == len(terms):
+        return [dataset.c.dataId == encodeDataId(datasetType, single)[1]], False
     dimension = schema.datasetDimensionTable
     conditions: list[sa.ColumnElement[bool]] = []
     for name, ints, strs in terms:
@@ -138,8 +152,7 @@ def whereConditions(terms: Sequence[WhereTerm]) -> list[sa.ColumnElement[bool]]:
         if strs:
             matches.append(dimension.c.strValue.in_(strs))
         if not matches:
-            conditions.append(sa.false())
-            continue
+            return [sa.false()], False
         subquery = sa.select(dimension.c.datasetId).where(dimension.c.dimension == name, sa.or_(*matches))
-        conditions.append(schema.datasetTable.c.id.in_(subquery))
-    return conditions
+        conditions.append(dataset.c.id.in_(subquery))
+    return conditions, bool(conditions)

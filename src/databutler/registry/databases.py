@@ -8,6 +8,7 @@ Two back ends, chosen by the URL in ``registry.db``:
   ``synchronous=NORMAL`` (safe against corruption in WAL mode; a power cut may lose the last
   commits). Write transactions start with ``BEGIN IMMEDIATE`` so that two processes never both
   read under a shared lock and then deadlock upgrading it: the second simply waits its turn.
+  Single reads run without BEGIN, each statement in SQLite's own implicit transaction.
 - **PostgreSQL** (``postgresql://user@host:port/dbname``), for a registry shared by many
   processes and machines. The driver is psycopg 3; a plain ``postgresql://`` or
   ``postgres://`` URL is given the ``+psycopg`` driver. ``namespace`` picks a PostgreSQL
@@ -35,8 +36,6 @@ ROOT_PLACEHOLDER = "<butlerRoot>"
 
 WRITE_OPTION = "databutlerWrite"
 """Execution option set on the engine used for writes (SQLite then begins IMMEDIATE)."""
-
-_BEGIN = {False: "BEGIN", True: "BEGIN IMMEDIATE"}
 
 
 class RegistryConfig(ConfigSubset):
@@ -126,7 +125,7 @@ def makeEngine(url: URL, *, busyTimeout: float = 30.0) -> Engine:
         raise MissingOptionalDependencyError(
             "A PostgreSQL registry needs psycopg 3; pip install 'databutler[postgres]'."
         ) from exc
-    return sa.create_engine(url, pool_pre_ping=True)
+    return sa.create_engine(url)
 
 
 def _makeSqliteEngine(url: URL, busyTimeout: float) -> Engine:
@@ -153,7 +152,9 @@ def _makeSqliteEngine(url: URL, busyTimeout: float) -> Engine:
 
     @event.listens_for(engine, "begin")
     def onBegin(connection: sa.Connection) -> None:
-        isWrite = bool(connection.get_execution_options().get(WRITE_OPTION, False))
-        connection.exec_driver_sql(_BEGIN[isWrite])
+        # A write takes the write lock at once. A lone read needs no BEGIN: SQLite runs each
+        # statement in its own implicit transaction, which saves a round of statements.
+        if connection.get_execution_options().get(WRITE_OPTION, False):
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine

@@ -26,6 +26,24 @@ __all__ = ["DatasetRecords", "chunks", "toUuid"]
 _CHUNK = 500
 """Most values bound in one IN (...) list."""
 
+# Statements on the hot paths are built once: SQLAlchemy then only binds the values.
+_dataset = schema.datasetTable
+_INSERT_DATASETS = sa.insert(_dataset)
+_INSERT_DIMENSIONS = sa.insert(schema.datasetDimensionTable)
+_FIND_IN_RUN = sa.select(_dataset.c.id, _dataset.c.runId).where(
+    _dataset.c.datasetTypeId == sa.bindparam("typeId"),
+    _dataset.c.dataId == sa.bindparam("dataId"),
+    _dataset.c.runId == sa.bindparam("runId"),
+)
+_FIND_IN_RUNS = sa.select(_dataset.c.id, _dataset.c.runId).where(
+    _dataset.c.datasetTypeId == sa.bindparam("typeId"),
+    _dataset.c.dataId == sa.bindparam("dataId"),
+    _dataset.c.runId.in_(sa.bindparam("runIds", expanding=True)),
+)
+_GET = sa.select(_dataset.c.datasetTypeId, _dataset.c.runId, _dataset.c.dataId).where(
+    _dataset.c.id == sa.bindparam("id")
+)
+
 
 def chunks(values: Sequence[Any]) -> Iterator[Sequence[Any]]:
     """Yield ``values`` in slices short enough to bind as one IN (...) list."""
@@ -179,9 +197,9 @@ class DatasetRecords(DatasetTypesAndRuns):
         dimensions = [row for ref in refs for row in dimensionRows(ref.id, ref.dataId)]
         try:
             with self._db.write() as connection:
-                connection.execute(sa.insert(schema.datasetTable), rows)
+                connection.execute(_INSERT_DATASETS, rows)
                 if dimensions:
-                    connection.execute(sa.insert(schema.datasetDimensionTable), dimensions)
+                    connection.execute(_INSERT_DIMENSIONS, dimensions)
         except sa.exc.IntegrityError as exc:
             raise self._explainConflict(typeId, runId, seen, exc) from exc
 
@@ -245,18 +263,23 @@ class DatasetRecords(DatasetTypesAndRuns):
             The component is not one of the storage class's.
         MissingRunError
             A collection is not a registered run.
+        TypeError
+            ``collections`` is `None`: say which runs to search.
         """
         typeId, datasetType, component = self._resolveDatasetType(datasetTypeOrName)
         normalized, text = encodeDataId(datasetType, dataId)
         runs = self._resolveRuns(collections)
         if not runs:
             return None
-        table = schema.datasetTable
-        statement = sa.select(table.c.id, table.c.runId).where(
-            table.c.datasetTypeId == typeId, table.c.dataId == text, table.c.runId.in_(list(runs.values()))
-        )
+        runIds = list(runs.values())
         with self._db.read() as connection:
-            found = {row.runId: row.id for row in connection.execute(statement)}
+            if len(runIds) == 1:
+                params = {"typeId": typeId, "dataId": text, "runId": runIds[0]}
+                rows = connection.execute(_FIND_IN_RUN, params).all()
+            else:
+                params = {"typeId": typeId, "dataId": text, "runIds": runIds}
+                rows = connection.execute(_FIND_IN_RUNS, params).all()
+        found = {row.runId: row.id for row in rows}
         for name, runId in runs.items():
             if runId in found:
                 ref = DatasetRef._trusted(datasetType, normalized, found[runId], name)
@@ -302,11 +325,20 @@ class DatasetRecords(DatasetTypesAndRuns):
         if not runs:
             return []
         table = schema.datasetTable
+        conditions, byDimension = whereConditions(datasetType, terms)
+        typeColumn: sa.ColumnElement[int] = table.c.datasetTypeId
+        runColumn: sa.ColumnElement[int] = table.c.runId
+        if byDimension:
+            # Planner hint: "+ 0" keeps the (run, type) index out of reach, so the database starts
+            # from the indexed dimension lookups, which are far more selective than "every
+            # dataset of this type" (SQLite has no statistics to know that).
+            typeColumn = typeColumn + 0
+            runColumn = runColumn + 0
         statement = sa.select(table.c.id, table.c.runId, table.c.dataId).where(
-            table.c.datasetTypeId == typeId, *whereConditions(terms)
+            typeColumn == typeId, *conditions
         )
         if collections is not None:
-            statement = statement.where(table.c.runId.in_(list(runs.values())))
+            statement = statement.where(runColumn.in_(list(runs.values())))
         with self._db.read() as connection:
             rows = connection.execute(statement).all()
         order = {runId: index for index, runId in enumerate(runs.values())}
@@ -332,18 +364,13 @@ class DatasetRecords(DatasetTypesAndRuns):
         TypeError
             ``id`` is not a UUID.
         """
-        table = schema.datasetTable
-        statement = sa.select(table.c.datasetTypeId, table.c.runId, table.c.dataId).where(
-            table.c.id == toUuid(id)
-        )
+        ident = toUuid(id)
         with self._db.read() as connection:
-            row = connection.execute(statement).first()
+            row = connection.execute(_GET, {"id": ident}).first()
         if row is None:
             return None
         datasetType = self._datasetTypeById(row.datasetTypeId)
-        return DatasetRef._trusted(
-            datasetType, decodeDataId(row.dataId), toUuid(id), self._runName(row.runId)
-        )
+        return DatasetRef._trusted(datasetType, decodeDataId(row.dataId), ident, self._runName(row.runId))
 
     def removeDatasets(self, refs: Iterable[DatasetRef]) -> None:
         """Remove datasets, and the record of where they are stored; unknown refs are ignored.

@@ -274,6 +274,10 @@ class DatasetTypesAndRuns:
         ------
         MissingRunError
             A name is not a registered run.
+        TypeError
+            ``collections`` is `None`.
         """
+        if collections is None:
+            raise TypeError("No collections to search: give a run name or a list of run names.")
         names = [collections] if isinstance(collections, str) else list(collections)
         return {name: self._runId(name) for name in names}

@@ -1,5 +1,9 @@
-"""Reusable contract tests: any datastore's test class inherits `DatastoreTests` and says how to build it."""
+"""Reusable contract tests: an implementation's test class inherits the mixin and says how to build it.
+
+`DatastoreTests` for datastores, `RegistryTests` for registries.
+"""
 
 from .datastore_tests import DatastoreTests, makeRef, makeTestDatasetType
+from .registry_tests import RegistryTests
 
-__all__ = ["DatastoreTests", "makeRef", "makeTestDatasetType"]
+__all__ = ["DatastoreTests", "RegistryTests", "makeRef", "makeTestDatasetType"]

@@ -249,6 +249,8 @@ class RegistryTests:
             filled.findDataset("calexp", {"visit": 1}, "run1")
         with pytest.raises(MissingDatasetTypeError):
             filled.findDataset("nope", dataId, "run1")
+        with pytest.raises(TypeError, match="collections"):
+            filled.findDataset("calexp", dataId, None)  # type: ignore[arg-type]
 
     def test_find_component(self, filled: SqlRegistry) -> None:
         parent = filled.addDataset("calexp", {"visit": 1, "detector": 2}, "run1")
@@ -275,6 +277,12 @@ class RegistryTests:
         assert {r.run for r in inRun2} == {"run2"}
         several = filled.queryDatasets("catalog", ["run1"], where={"visit": [1, 3], "band": "r"})
         assert [dict(r.dataId) for r in several] == [{"band": "r", "visit": 1}, {"band": "r", "visit": 3}]
+        exact = filled.queryDatasets("catalog", where={"visit": 2, "band": ["r"]})
+        assert [(r.run, dict(r.dataId)) for r in exact] == [
+            ("run1", {"band": "r", "visit": 2}),
+            ("run2", {"band": "r", "visit": 2}),
+        ]
+        assert filled.queryDatasets("catalog", "run1", where={"visit": 2, "band": "x"}) == []
         assert filled.queryDatasets("catalog", where={"visit": []}) == []
         assert filled.queryDatasets("catalog", where={"visit": "1"}) == []
         assert filled.queryDatasets("catalog", collections=[]) == []
