@@ -8,7 +8,6 @@ file per component inside a folder. What was written where is recorded in a SQL 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from collections.abc import Mapping
@@ -25,18 +24,14 @@ from ..datastore.transaction import DatastoreTransaction
 from ..exceptions import (
     ConfigError,
     DatasetExistsError,
-    DatasetIntegrityError,
     DatasetNotFoundError,
     DatasetTypeError,
     DatasetTypeMismatchError,
-    FormatterError,
-    InvalidParameterError,
     StoredItemInfoExistsError,
     StoredItemInfoNotFoundError,
 )
-from ..formatters.base import Formatter
-from ..storage_class import StorageClass
-from .file_io import readWhole, removeQuietly, tempPathFor, writeTemp
+from .file_access import FileAccess
+from .file_io import removeQuietly
 from .file_layout import FileLayout, configSection
 from .file_records import FileRecordTable, StoredFileInfo
 from .file_templates import checkRelativePath
@@ -122,7 +117,6 @@ class FileDatastore(Datastore):
             raise ConfigError(f"FileDatastore root {root!r} cannot be opened: {exc}") from exc
         self.rootPath: str = rootPath.rstrip("/") or "/"
         self.root: str = self.fs.unstrip_protocol(self.rootPath)
-        self.fs.makedirs(self.rootPath, exist_ok=True)
         checksum = cfg.get("checksum", True)
         if not isinstance(checksum, bool):
             raise ConfigError(f"datastore.checksum must be true or false, not {checksum!r}.")
@@ -132,7 +126,10 @@ class FileDatastore(Datastore):
             configSection(cfg.get("formatters"), "formatters"),
             self.name,
         )
-        self._records = FileRecordTable(self._recordsUrl(), self.name, self.storageClassFactory)
+        recordsUrl = self._recordsUrl()  # every config check before anything is created
+        self.fs.makedirs(self.rootPath, exist_ok=True)
+        self.files = FileAccess(self.fs, self.rootPath, checksum, self.layout)
+        self._records = FileRecordTable(recordsUrl, self.name, self.storageClassFactory)
 
     def _recordsUrl(self) -> str:
         url = self.config.get("records.db")
@@ -153,14 +150,6 @@ class FileDatastore(Datastore):
     def close(self) -> None:
         """Close the records database connections."""
         self._records.dispose()
-
-    # -- paths and formatters --
-
-    def _fullPath(self, relPath: str) -> str:
-        return f"{self.rootPath}/{checkRelativePath(relPath)}"
-
-    def _uri(self, relPath: str) -> str:
-        return str(self.fs.unstrip_protocol(self._fullPath(relPath)))
 
     # -- put --
 
@@ -205,8 +194,8 @@ class FileDatastore(Datastore):
             infos = []
             now = time.time()
             for component, relPath, formatter, obj, storageClass in plan:
-                tempPath, size, checksum = self._writeTemp(ref, relPath, formatter, obj, storageClass)
-                temps.append((tempPath, self._fullPath(relPath)))
+                tempPath, size, checksum = self.files.writeFile(ref, relPath, formatter, obj, storageClass)
+                temps.append((tempPath, self.files.fullPath(relPath)))
                 infos.append(
                     StoredFileInfo(
                         now,
@@ -230,7 +219,7 @@ class FileDatastore(Datastore):
             self._commitFiles(ref, infos, temps)
         except BaseException:
             for tempPath, _ in temps:
-                removeQuietly(self.fs, tempPath)
+                removeQuietly(self.files.fs, tempPath)
             raise
         try:
             self._notifyAdded([ref])
@@ -238,25 +227,6 @@ class FileDatastore(Datastore):
             self._drop(ref)
             raise
         self._registerUndo(f"put of {ref}", self._drop, ref)
-
-    def _writeTemp(
-        self, ref: DatasetRef, relPath: str, formatter: Formatter, obj: Any, storageClass: StorageClass
-    ) -> tuple[str, int, str | None]:
-        try:
-            return writeTemp(
-                self.fs,
-                self._fullPath(relPath),
-                lambda s: formatter.write(obj, s, storageClass),
-                self.checksum,
-            )
-        except DatasetTypeMismatchError as exc:
-            raise DatasetTypeMismatchError(
-                f"{formatter.name} cannot write {ref} to {self._uri(relPath)}: {exc}"
-            ) from exc
-        except Exception as exc:
-            raise FormatterError(
-                f"{formatter.name} failed to write {ref} to {self._uri(relPath)}; nothing was stored: {exc}"
-            ) from exc
 
     def _commitFiles(
         self, ref: DatasetRef, infos: list[StoredFileInfo], temps: list[tuple[str, str]]
@@ -267,13 +237,13 @@ class FileDatastore(Datastore):
             with self._records.begin() as conn:
                 self._records.insert(conn, ref.id, ref.datasetType.name, infos)
                 for tempPath, finalPath in temps:
-                    self.fs.mv(tempPath, finalPath)
+                    self.files.fs.mv(tempPath, finalPath)
                     moved.append(finalPath)
         except sa.exc.IntegrityError as exc:
             raise self._existsError(ref, [info.path for info in infos]) from exc
         except BaseException:
             for path in moved:
-                removeQuietly(self.fs, path)
+                removeQuietly(self.files.fs, path)
             raise
 
     def _existsError(self, ref: DatasetRef, paths: list[str] | None = None) -> DatasetExistsError:
@@ -283,7 +253,7 @@ class FileDatastore(Datastore):
             )
         with self._records.begin() as conn:
             owners = {p: self._records.pathOwner(conn, p) for p in paths}
-        taken = ", ".join(f"{self._uri(p)} (dataset {o})" for p, o in owners.items() if o)
+        taken = ", ".join(f"{self.files.uri(p)} (dataset {o})" for p, o in owners.items() if o)
         return DatasetExistsError(
             f"Cannot put {ref}: its file path is already used by another dataset: {taken}. The file template "
             f"for {ref.datasetType.name!r} must give every dataset its own path (e.g. include {{id}} or {{run}})."
@@ -294,17 +264,8 @@ class FileDatastore(Datastore):
         with self._records.begin() as conn:
             rows = self._records.fetch(ref.id, conn)
             self._records.delete(conn, ref.id)
-        self._deleteFiles([info for _, info in rows.values()])
+        self.files.deleteFiles([info for _, info in rows.values()])
         self._notifyRemoved([ref])
-
-    def _deleteFiles(self, infos: list[StoredFileInfo]) -> None:
-        for info in sorted(infos, key=lambda i: i.formatter is None):  # files before their folder
-            path = self._fullPath(info.path)
-            if info.formatter is not None:
-                removeQuietly(self.fs, path)
-            else:
-                with contextlib.suppress(Exception):  # object stores have no folders
-                    self.fs.rmdir(path)
 
     # -- get --
 
@@ -363,15 +324,17 @@ class FileDatastore(Datastore):
         component = ref.datasetType.component()
         whole = infos[""]
         if component is None and whole.formatter is None:  # a disassembled composite
-            parts = {c: self._readFile(ref, info, info.storageClass, None) for c, info in infos.items() if c}
+            parts = {
+                c: self.files.readFile(ref, info, info.storageClass, None) for c, info in infos.items() if c
+            }
             obj = delegate.handleParameters(delegate.assemble(parts), parameters)
         elif component is None or component in infos:
-            obj = self._readFile(ref, infos[component or ""], target, parameters)
+            obj = self.files.readFile(ref, infos[component or ""], target, parameters)
         elif whole.formatter is None:
             return None  # the component was None when the composite was written
         else:
             parentType = ref.datasetType.makeCompositeDatasetType()
-            composite = self._readFile(ref, whole, parentType.storageClass, None)
+            composite = self.files.readFile(ref, whole, parentType.storageClass, None)
             obj = delegate.handleParameters(
                 parentType.storageClass.delegate().getComponent(composite, component), parameters
             )
@@ -381,41 +344,6 @@ class FileDatastore(Datastore):
                 f"class {target.name!r} expects (formatter {whole.formatter or 'per component'})."
             )
         return obj
-
-    def _readFile(
-        self,
-        ref: DatasetRef,
-        info: StoredFileInfo,
-        storageClass: StorageClass,
-        parameters: Mapping[str, Any] | None,
-    ) -> Any:
-        """Read one file with its recorded formatter; push down what parameters it can."""
-        assert info.formatter is not None
-        formatter = self.layout.getFormatter(info.formatter)
-        pushed = {k: v for k, v in (parameters or {}).items() if k in formatter.pushdownParameters}
-        rest = {k: v for k, v in (parameters or {}).items() if k not in formatter.pushdownParameters}
-        fullPath, uri = self._fullPath(info.path), self._uri(info.path)
-        try:
-            if self.checksum or not formatter.prefersStream:
-                buffer = readWhole(
-                    self.fs, fullPath, uri, info.fileSize, info.checksum if self.checksum else None
-                )
-                obj = formatter.readBuffer(buffer, storageClass, pushed)
-            else:
-                try:
-                    with self.fs.open(fullPath, "rb") as stream:
-                        obj = formatter.readStream(stream, storageClass, pushed)
-                except FileNotFoundError as exc:
-                    raise DatasetNotFoundError(
-                        f"File {uri} of {ref} is recorded but no longer exists."
-                    ) from exc
-        except (InvalidParameterError, DatasetIntegrityError, DatasetNotFoundError):
-            raise
-        except DatasetTypeMismatchError as exc:
-            raise DatasetTypeMismatchError(f"{formatter.name} cannot read {uri} as {ref}: {exc}") from exc
-        except Exception as exc:
-            raise FormatterError(f"{formatter.name} failed to read {uri} ({ref}): {exc}") from exc
-        return storageClass.delegate().handleParameters(obj, rest) if rest else obj
 
     def exists(self, ref: DatasetRef) -> bool:
         """Check if the dataset exists in the datastore (its record, not a file-system probe).
@@ -468,19 +396,14 @@ class FileDatastore(Datastore):
                 self._records.delete(conn, ref.id)
                 infos = [info for _, info in rows.values()]
                 if tx is not None:
-                    for info in infos:
-                        if info.formatter is not None:
-                            path = self._fullPath(info.path)
-                            aside = tempPathFor(path).replace(".tmp-", ".removed-")
-                            self.fs.mv(path, aside)
-                            moved.append((path, aside))
+                    moved.extend(self.files.moveAside(i.path) for i in infos if i.formatter is not None)
         except BaseException:
             for path, aside in reversed(moved):
-                self.fs.mv(aside, path)
+                self.files.fs.mv(aside, path)
             raise
         self._notifyRemoved([ref])
         if tx is None:
-            self._deleteFiles(infos)
+            self.files.deleteFiles(infos)
             return
         tx.registerUndo(f"remove of {ref}", self._restore, ref, infos, moved)
         folders = [info for info in infos if info.formatter is None]
@@ -489,15 +412,15 @@ class FileDatastore(Datastore):
     def _restore(self, ref: DatasetRef, infos: list[StoredFileInfo], moved: list[tuple[str, str]]) -> None:
         """Undo a remove: put the files back, then the records."""
         for path, aside in moved:
-            self.fs.mv(aside, path)
+            self.files.fs.mv(aside, path)
         with self._records.begin() as conn:
             self._records.insert(conn, ref.id, ref.datasetType.name, infos)
         self._notifyAdded([ref])
 
     def _deleteAside(self, moved: list[tuple[str, str]], folders: list[StoredFileInfo]) -> None:
         for _, aside in moved:
-            removeQuietly(self.fs, aside)
-        self._deleteFiles(folders)
+            removeQuietly(self.files.fs, aside)
+        self.files.deleteFiles(folders)
 
     # -- URIs and stored-item info --
 
@@ -529,9 +452,9 @@ class FileDatastore(Datastore):
         except DatasetNotFoundError:
             if not predict:
                 raise
-            return self._uri(self.layout.predictPath(ref)) + "#predicted"
+            return self.files.uri(self.layout.predictPath(ref)) + "#predicted"
         component = ref.datasetType.component()
-        return self._uri(infos.get(component or "", infos[""]).path)
+        return self.files.uri(infos.get(component or "", infos[""]).path)
 
     def addStoredItemInfo(self, ref: DatasetRef, info: StoredFileInfo) -> None:
         """Record a file for ``ref`` (low-level; `put` records every file it writes).

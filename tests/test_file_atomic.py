@@ -1,0 +1,136 @@
+"""Atomic writes: a process killed in the middle of a put leaves no partial file and no record.
+
+Each test runs the put in a child process, waits until it is provably in the middle of
+writing (it signals through a file), kills it with SIGKILL and then inspects the root.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from databutler import DatasetRef, DatasetType, FileDatastore
+
+IMAGE = DatasetType("image", ("visit",), "NumpyArray")
+NAMESPACE = uuid.UUID("5f0c4d7e-3f5e-4f43-9a53-0f6c1f1d2a10")
+
+CHILD = r"""
+import sys, time, uuid
+import numpy as np
+from databutler import DatasetRef, DatasetType, FileDatastore
+from databutler.formatters.npy import NpyFormatter
+
+root, mode, signalPath = sys.argv[1:4]
+NAMESPACE = uuid.UUID("5f0c4d7e-3f5e-4f43-9a53-0f6c1f1d2a10")
+IMAGE = DatasetType("image", ("visit",), "NumpyArray")
+
+
+def stall():
+    open(signalPath, "w").close()
+    time.sleep(120)
+
+
+class StallingFormatter(NpyFormatter):
+    def write(self, inMemoryDataset, stream, storageClass):
+        stream.write(b"\x93NUMPY" + b"\0" * 100_000)  # the start of a file...
+        stream.flush()
+        stall()  # ...and then the process dies
+
+
+formatters = {"NumpyArray": "__main__.StallingFormatter"} if mode == "formatter" else {}
+store = FileDatastore({"datastore": {"cls": "databutler.FileDatastore", "root": root, "formatters": formatters}})
+if mode == "rename":
+    store.files.fs.mv = lambda *args, **kwargs: stall()  # record inserted, transaction not committed
+if mode == "loop":
+    open(signalPath, "w").close()
+    for visit in range(10_000):
+        ref = DatasetRef(IMAGE, {"visit": visit}, id=uuid.uuid5(NAMESPACE, str(visit)), run="run")
+        store.put(np.full(2_000_000, float(visit)), ref)
+else:
+    store.put(np.arange(1000.0), DatasetRef(IMAGE, {"visit": 1}, id=uuid.uuid5(NAMESPACE, "1"), run="run"))
+"""
+
+
+def refFor(visit: int) -> DatasetRef:
+    return DatasetRef(IMAGE, {"visit": visit}, id=uuid.uuid5(NAMESPACE, str(visit)), run="run")
+
+
+def startChild(root: Path, mode: str, signalPath: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-c", CHILD, str(root), mode, str(signalPath)])
+
+
+def waitForSignal(child: subprocess.Popen[bytes], signalPath: Path) -> None:
+    deadline = time.monotonic() + 120
+    while not signalPath.exists():
+        assert child.poll() is None, f"child exited early with {child.returncode}"
+        assert time.monotonic() < deadline, "child never reached the point to kill it at"
+        time.sleep(0.01)
+
+
+def kill(child: subprocess.Popen[bytes]) -> None:
+    os.kill(child.pid, signal.SIGKILL)
+    assert child.wait(timeout=30) == -signal.SIGKILL
+
+
+def visibleFiles(root: Path) -> list[Path]:
+    return [
+        p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".") and "sqlite3" not in p.name
+    ]
+
+
+@pytest.mark.parametrize("mode", ["formatter", "rename"])
+def test_killed_mid_put_leaves_no_partial_file_and_no_record(tmp_path: Path, mode: str) -> None:
+    root = tmp_path / "root"
+    signalPath = tmp_path / "signal"
+    child = startChild(root, mode, signalPath)
+    try:
+        waitForSignal(child, signalPath)
+    finally:
+        kill(child)
+    store = FileDatastore({"datastore": {"cls": "databutler.FileDatastore", "root": str(root)}})
+    ref = refFor(1)
+    finalPath = Path(store.getUri(ref, predict=True).removeprefix("file://").removesuffix("#predicted"))
+    assert not store.exists(ref)
+    assert len(store) == 0
+    assert not finalPath.exists()
+    assert visibleFiles(root) == []
+    leftovers = [p.name for p in finalPath.parent.iterdir()]
+    assert len(leftovers) == 1 and leftovers[0].startswith(f".{finalPath.name}.tmp-")  # only the temp file
+    # The datastore is fully usable afterwards.
+    store.put(np.arange(3.0), ref)
+    np.testing.assert_array_equal(store.get(ref), np.arange(3.0))
+
+
+@pytest.mark.parametrize("delay", [0.25, 0.6, 1.1])
+def test_killed_at_any_moment_never_leaves_a_partial_file(tmp_path: Path, delay: float) -> None:
+    root = tmp_path / "root"
+    signalPath = tmp_path / "signal"
+    child = startChild(root, "loop", signalPath)
+    try:
+        waitForSignal(child, signalPath)
+        time.sleep(delay)
+    finally:
+        kill(child)
+    store = FileDatastore({"datastore": {"cls": "databutler.FileDatastore", "root": str(root)}})
+    stored = 0
+    for path in visibleFiles(root):  # every file at a final path is complete
+        array = np.load(path)
+        assert array.shape == (2_000_000,) and np.all(array == array[0])
+    for visit in range(10_000):
+        ref = refFor(visit)
+        if not store.exists(ref):
+            break
+        np.testing.assert_array_equal(store.get(ref), np.full(2_000_000, float(visit)))  # checksum verified
+        stored += 1
+    assert not any(store.exists(refFor(v)) for v in range(stored, stored + 5))
+    assert len(store) == stored
+    assert len(visibleFiles(root)) in (stored, stored + 1)  # +1: renamed, not yet committed
+    print(f"killed after {stored} complete puts")
