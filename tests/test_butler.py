@@ -43,9 +43,10 @@ def _makeButler(root: Path, config: dict[str, Any] | None, run: str | None = "ru
     return butler
 
 
-@pytest.fixture
-def butler(tmp_path: Path) -> Iterator[Butler]:
-    with _makeButler(tmp_path / "repo", MEMORY) as b:
+@pytest.fixture(params=["memory", "default"])
+def butler(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Butler]:
+    """A Butler on a memory-only repository, and on the default (memory tier + file tier)."""
+    with _makeButler(tmp_path / "repo", MEMORY if request.param == "memory" else None) as b:
         yield b
 
 
