@@ -11,47 +11,24 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
-from .butler_config import BUTLER_ROOT_TOKEN, REPO_CONFIG_NAME, ButlerConfig, repoConfigPath
+from .butler_config import ButlerConfig, makeRepo, repoConfigPath
 from .config import Config
-from .dataset_ref import DataIdValue, DatasetRef, normalizeDataId
+from .dataset_lookup import DatasetLookup, mergeDataId
+from .dataset_ref import DatasetRef
 from .dataset_type import DatasetType
 from .datastore.base import Datastore
 from .exceptions import (
-    AmbiguousDatasetError,
-    DataIdError,
     DatasetNotFoundError,
     DatasetTypeError,
     NoDefaultRunError,
-    RepositoryExistsError,
 )
 from .registry import SqlRegistry
-from .storage_class import StorageClassFactory, importDottedName
-from .transfer import transferDatasets
+from .storage_class import StorageClassFactory
+from .transfer import transferFrom
 
 __all__ = ["Butler"]
-
-
-def _mergeDataId(
-    datasetType: DatasetType, dataId: Mapping[str, Any] | None, extra: Mapping[str, Any]
-) -> Mapping[str, DataIdValue]:
-    """Combine ``dataId`` and keyword data-ID values and check them against the dimensions."""
-    if extra:
-        if dataId:
-            clash = {k for k in extra if k in dataId and dataId[k] != extra[k]}
-            if clash:
-                raise DataIdError(
-                    f"Data ID for {datasetType.name!r} gives {sorted(clash)} twice with different values: "
-                    f"{dict(dataId)!r} and {dict(extra)!r}."
-                )
-            merged = {**dataId, **extra}
-        else:
-            merged = dict(extra)
-    else:
-        merged = dataId  # type: ignore[assignment]
-    return normalizeDataId(datasetType, merged)
 
 
 class Butler:
@@ -120,54 +97,20 @@ class Butler:
             self.registry.registerRun(run)
         if isinstance(collections, str):
             collections = [collections]
-        self.collections: tuple[str, ...] = tuple(collections or ([run] if run else []))
-        self._datasetTypes: dict[str, DatasetType] = {}
+        self._lookup = DatasetLookup(self.registry, collections or ([run] if run else []), str(self.root))
+
+    @property
+    def collections(self) -> tuple[str, ...]:
+        """The runs `get` searches, in order, when a call gives none (empty: every run)."""
+        return self._lookup.collections
+
+    @collections.setter
+    def collections(self, value: Sequence[str]) -> None:
+        self._lookup.collections = (value,) if isinstance(value, str) else tuple(value)
 
     # -- repositories --
 
-    @staticmethod
-    def makeRepo(
-        root: str | os.PathLike[str], config: Config | Mapping[str, Any] | str | None = None
-    ) -> Config:
-        """Create a data repository at ``root``: write its ``butler.yaml`` and create its registry.
-
-        Parameters
-        ----------
-        root : str or path-like
-            The repository folder; made if missing.
-        config : Config, mapping or str, optional
-            Configuration over the defaults (``configs/butler.yaml``): an embedded SQLite
-            registry and a memory tier in front of a file tier in the repository.
-
-        Returns
-        -------
-        config : Config
-            The configuration written to ``<root>/butler.yaml``.
-
-        Raises
-        ------
-        RepositoryExistsError
-            ``root`` already holds a repository.
-        ConfigError
-            The configuration is malformed.
-        """
-        folder = Path(root)
-        configPath = folder / REPO_CONFIG_NAME
-        if configPath.exists():
-            raise RepositoryExistsError(
-                f"{str(folder)!r} already holds a data repository ({str(configPath)!r}); "
-                f"open it with Butler({str(folder)!r}) or choose another folder."
-            )
-        full = ButlerConfig(config)
-        folder.mkdir(parents=True, exist_ok=True)
-        resolvedRoot = str(folder.absolute())
-        datastoreClass = importDottedName(str(full["datastore.cls"]), "datastore.cls")
-        if isinstance(datastoreClass, type) and issubclass(datastoreClass, Datastore):
-            datastoreClass.setConfigRoot(BUTLER_ROOT_TOKEN, full, full.copy())
-        registry = SqlRegistry.fromConfig(full.resolved(folder), root=resolvedRoot, create=True)
-        registry.close()
-        full.dumpToFile(configPath)
-        return full
+    makeRepo = staticmethod(makeRepo)
 
     def close(self) -> None:
         """Close the registry's database connections."""
@@ -219,7 +162,7 @@ class Butler:
                 datasetTypeOrName, tuple(dimensions), self.storageClassFactory.getStorageClass(storageClass)
             )
         inserted = self.registry.registerDatasetType(datasetType)
-        self._datasetTypes.pop(datasetType.name, None)
+        self._lookup.forget(datasetType.name)
         return inserted
 
     def getDatasetType(self, name: str) -> DatasetType:
@@ -232,19 +175,7 @@ class Butler:
         UnknownComponentError
             The parent type has no such component.
         """
-        datasetType = self._datasetTypes.get(name)
-        if datasetType is None:
-            parentName, _, component = name.partition(".")
-            datasetType = self.registry.getDatasetType(parentName)
-            if component:
-                datasetType = datasetType.makeComponentDatasetType(component)
-            self._datasetTypes[name] = datasetType
-        return datasetType
-
-    def _resolveType(self, datasetTypeOrName: DatasetType | str) -> DatasetType:
-        if isinstance(datasetTypeOrName, DatasetType):
-            return datasetTypeOrName
-        return self.getDatasetType(datasetTypeOrName)
+        return self._lookup.getDatasetType(name)
 
     # -- writing --
 
@@ -297,13 +228,13 @@ class Butler:
         NoDefaultRunError
             No run was given and the Butler has none.
         """
-        datasetType = self._resolveType(datasetTypeOrName)
+        datasetType = self._lookup.resolveType(datasetTypeOrName)
         if datasetType.isComponent():
             raise DatasetTypeError(
                 f"Cannot put component {datasetType.name!r} on its own; put the composite "
                 f"{datasetType.nameAndComponent()[0]!r} and get components from it."
             )
-        normalized = _mergeDataId(datasetType, dataId, dataIdKwargs)
+        normalized = mergeDataId(datasetType, dataId, dataIdKwargs)
         runName = self._runFor(run, f"put {datasetType.name!r} {dict(normalized)}")
         with self.transaction():
             ref = self.registry.addDataset(datasetType, normalized, runName)
@@ -333,38 +264,7 @@ class Butler:
             held = [ref for ref, present in self.datastore.existsMany(parents).items() if present]
             self.datastore.removeMany(held)
 
-    def transferFrom(
-        self, source: Butler, refs: Iterable[DatasetRef], *, progress: bool | None = None
-    ) -> list[DatasetRef]:
-        """Copy datasets, keeping their ids and runs, from ``source`` into this repository.
-
-        Dataset types and runs are registered as needed. Datasets already here with the same
-        id are skipped. All or none: a failure leaves this repository unchanged.
-
-        Parameters
-        ----------
-        source : Butler
-            The repository to copy from.
-        refs : iterable of DatasetRef
-            The datasets, e.g. from ``source.queryDatasets(...)``.
-        progress : bool, optional
-            Show a progress bar; by default only when stderr is a terminal.
-
-        Returns
-        -------
-        transferred : list of DatasetRef
-            The datasets copied (not those skipped).
-
-        Raises
-        ------
-        DatasetTypeConflictError
-            A dataset type is registered here with a different definition.
-        ConflictingDatasetError
-            A different dataset of the same type, data ID and run exists here.
-        DatasetNotFoundError
-            A dataset is not in ``source``'s datastore.
-        """
-        return transferDatasets(self, source, refs, progress=progress)
+    transferFrom = transferFrom
 
     # -- reading --
 
@@ -390,55 +290,7 @@ class Butler:
         AmbiguousDatasetError
             No collections were given and several runs hold such a dataset.
         """
-        datasetType = self._resolveType(datasetTypeOrName)
-        parentName, component = datasetType.nameAndComponent()
-        parentType = self.getDatasetType(parentName) if component else datasetType
-        normalized = _mergeDataId(datasetType, dataId, dataIdKwargs)
-        searched = self._collectionsFor(collections)
-        if searched:
-            ref = self.registry.findDataset(parentType, normalized, searched)
-        else:
-            found = self.registry.queryDatasets(parentType, where=dict(normalized))
-            if len(found) > 1:
-                runs = sorted(str(r.run) for r in found)
-                raise AmbiguousDatasetError(
-                    f"{datasetType.name!r} {dict(normalized)} is in {len(found)} runs ({', '.join(runs)}); "
-                    f"say which with collections=[...] or Butler(root, collections=[...])."
-                )
-            ref = found[0] if found else None
-        if ref is not None and component:
-            return ref.makeComponentRef(component)
-        return ref
-
-    def _collectionsFor(self, collections: Sequence[str] | str | None) -> tuple[str, ...]:
-        if collections is None:
-            return self.collections
-        return (collections,) if isinstance(collections, str) else tuple(collections)
-
-    def _refFor(
-        self,
-        datasetTypeOrRef: DatasetRef | DatasetType | str,
-        dataId: Mapping[str, Any] | None,
-        collections: Sequence[str] | None,
-        dataIdKwargs: Mapping[str, Any],
-    ) -> DatasetRef:
-        if isinstance(datasetTypeOrRef, DatasetRef):
-            if dataId or dataIdKwargs:
-                raise DataIdError(
-                    f"Give a DatasetRef or a data ID, not both: {datasetTypeOrRef} and "
-                    f"{dict(dataId or {}, **dataIdKwargs)}."
-                )
-            return datasetTypeOrRef
-        ref = self.findDataset(datasetTypeOrRef, dataId, collections=collections, **dataIdKwargs)
-        if ref is None:
-            name = datasetTypeOrRef if isinstance(datasetTypeOrRef, str) else datasetTypeOrRef.name
-            given = dict(dataId or {}, **dataIdKwargs)
-            searched = self._collectionsFor(collections)
-            where = f"collections {list(searched)}" if searched else "any run"
-            raise DatasetNotFoundError(
-                f"No dataset {name!r} with data ID {given} in {where} of repository {str(self.root)!r}."
-            )
-        return ref
+        return self._lookup.find(datasetTypeOrName, dataId, collections, dataIdKwargs)
 
     def get(
         self,
@@ -477,7 +329,7 @@ class Butler:
         AmbiguousDatasetError
             No collections were given and several runs hold such a dataset.
         """
-        ref = self._refFor(datasetTypeOrRef, dataId, collections, dataIdKwargs)
+        ref = self._lookup.require(datasetTypeOrRef, dataId, collections, dataIdKwargs)
         return self.datastore.get(ref, parameters)
 
     def exists(
@@ -498,7 +350,7 @@ class Butler:
             The data ID has missing or extra keys, or bad values.
         """
         if isinstance(datasetTypeOrRef, DatasetRef):
-            ref = self._refFor(datasetTypeOrRef, dataId, collections, dataIdKwargs)
+            ref = self._lookup.require(datasetTypeOrRef, dataId, collections, dataIdKwargs)
             if self.registry.getDataset(ref.id) is None:
                 return False
         else:
@@ -524,7 +376,7 @@ class Butler:
         DatasetNotFoundError
             No such dataset, or the datastore does not hold it and ``predict`` is false.
         """
-        ref = self._refFor(datasetTypeOrRef, dataId, collections, dataIdKwargs)
+        ref = self._lookup.require(datasetTypeOrRef, dataId, collections, dataIdKwargs)
         return self.datastore.getUri(ref, predict=predict)
 
     def queryDatasets(
@@ -550,12 +402,12 @@ class Butler:
         MissingDatasetTypeError
             The dataset type is not registered.
         """
-        searched = self._collectionsFor(collections) or None
+        searched = self._lookup.collectionsFor(collections) or None
         condition = {**(where or {}), **whereKwargs} or None
         if datasetType is None:
             types = [t for t in self.registry.queryDatasetTypes() if not t.isComponent()]
         else:
-            types = [self._resolveType(datasetType)]
+            types = [self._lookup.resolveType(datasetType)]
         out: list[DatasetRef] = []
         for datasetTypeHere in types:
             if datasetType is None and condition and not set(condition) <= set(datasetTypeHere.dimensions):

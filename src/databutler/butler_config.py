@@ -1,4 +1,4 @@
-"""ButlerConfig: the configuration of a data repository, kept in its ``butler.yaml``.
+"""ButlerConfig: the configuration of a data repository, kept in its ``butler.yaml``; makeRepo.
 
 A repository's config has two sections: ``registry`` (``db``: an SQLAlchemy URL) and
 ``datastore`` (``cls`` and that datastore's own keys). Values may contain ``<butlerRoot>``,
@@ -14,9 +14,17 @@ from pathlib import Path
 from typing import Any
 
 from .config import Config, configSearchPath
-from .exceptions import ConfigError, ConfigFileNotFoundError
+from .datastore.base import Datastore
+from .exceptions import (
+    ConfigError,
+    ConfigFileNotFoundError,
+    DatabutlerError,
+    DatastoreClassError,
+    RepositoryExistsError,
+)
+from .storage_class import importDottedName
 
-__all__ = ["BUTLER_ROOT_TOKEN", "REPO_CONFIG_NAME", "ButlerConfig"]
+__all__ = ["BUTLER_ROOT_TOKEN", "REPO_CONFIG_NAME", "ButlerConfig", "makeRepo", "repoConfigPath"]
 
 BUTLER_ROOT_TOKEN = "<butlerRoot>"
 """Stands for the repository folder in config values; replaced when the repository is opened."""
@@ -138,3 +146,52 @@ class ButlerConfig(Config):
     def resolved(self, root: str | os.PathLike[str]) -> Config:
         """Return a plain Config with ``<butlerRoot>`` replaced by the absolute path of ``root``."""
         return Config(_substitute(self.toDict(), str(Path(root).absolute())))
+
+
+def makeRepo(root: str | os.PathLike[str], config: Config | Mapping[str, Any] | str | None = None) -> Config:
+    """Create a data repository at ``root``: write its ``butler.yaml`` and create its registry.
+
+    Parameters
+    ----------
+    root : str or path-like
+        The repository folder; made if missing.
+    config : Config, mapping or str, optional
+        Configuration over the defaults (``configs/butler.yaml``): an embedded SQLite
+        registry and a memory tier in front of a file tier in the repository.
+
+    Returns
+    -------
+    config : Config
+        The configuration written to ``<root>/butler.yaml``.
+
+    Raises
+    ------
+    RepositoryExistsError
+        ``root`` already holds a repository.
+    ConfigError
+        The configuration is malformed.
+    """
+    folder = Path(root)
+    configPath = folder / REPO_CONFIG_NAME
+    if configPath.exists():
+        raise RepositoryExistsError(
+            f"{str(folder)!r} already holds a data repository ({str(configPath)!r}); "
+            f"open it with Butler({str(folder)!r}) or choose another folder."
+        )
+    full = ButlerConfig(config)
+    folder.mkdir(parents=True, exist_ok=True)
+    resolvedRoot = str(folder.absolute())
+    clsName = str(full["datastore.cls"])
+    try:
+        datastoreClass = importDottedName(clsName, "datastore.cls")
+    except DatabutlerError as exc:
+        raise DatastoreClassError(f"datastore.cls: cannot import {clsName!r}: {exc}") from exc
+    if not (isinstance(datastoreClass, type) and issubclass(datastoreClass, Datastore)):
+        raise DatastoreClassError(f"datastore.cls: {clsName!r} is not a Datastore subclass.")
+    datastoreClass.setConfigRoot(BUTLER_ROOT_TOKEN, full, full.copy())
+    from .registry import SqlRegistry  # SQLAlchemy is imported only when needed
+
+    registry = SqlRegistry.fromConfig(full.resolved(folder), root=resolvedRoot, create=True)
+    registry.close()
+    full.dumpToFile(configPath)
+    return full

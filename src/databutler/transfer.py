@@ -13,7 +13,7 @@ from .exceptions import ConflictingDatasetError
 if TYPE_CHECKING:
     from .butler import Butler
 
-__all__ = ["progressBar", "transferDatasets"]
+__all__ = ["progressBar", "transferFrom"]
 
 
 @contextmanager
@@ -56,17 +56,35 @@ class _Advance:
             self._func(n)
 
 
-def transferDatasets(
+def transferFrom(
     target: Butler, source: Butler, refs: Iterable[DatasetRef], *, progress: bool | None = None
 ) -> list[DatasetRef]:
-    """Copy ``refs`` from ``source`` into ``target`` in one transaction; see `Butler.transferFrom`.
+    """Copy datasets, keeping their ids and runs, from ``source`` into this repository.
+
+    `Butler.transferFrom` (``target`` is the Butler it is called on). Dataset types and runs
+    are registered as needed. Datasets already here with the same id are skipped. All or none:
+    a failure leaves this repository unchanged.
+
+    Parameters
+    ----------
+    source : Butler
+        The repository to copy from.
+    refs : iterable of DatasetRef
+        The datasets, e.g. from ``source.queryDatasets(...)``.
+    progress : bool, optional
+        Show a rich progress bar on stderr; by default only when stderr is a terminal.
+
+    Returns
+    -------
+    transferred : list of DatasetRef
+        The datasets copied (not those skipped).
 
     Raises
     ------
     DatasetTypeConflictError
-        A dataset type is registered in ``target`` with a different definition.
+        A dataset type is registered here with a different definition.
     ConflictingDatasetError
-        A different dataset of the same type, data ID and run exists in ``target``.
+        A different dataset of the same type, data ID and run exists here.
     DatasetNotFoundError
         A dataset is not in ``source``'s datastore.
     """

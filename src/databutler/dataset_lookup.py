@@ -1,0 +1,174 @@
+"""DatasetLookup: from what users say — a dataset type name, a data ID, collections — to refs.
+
+The `Butler` does its reading and writing through the registry and the datastore; this module
+holds the part in between: resolving (and caching) dataset types, combining a data ID given as a
+mapping and as keywords, searching collections in order and turning "found nothing" or "found
+too much" into errors that name what was asked for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from .dataset_ref import DataIdValue, DatasetRef, normalizeDataId
+from .dataset_type import DatasetType
+from .exceptions import AmbiguousDatasetError, DataIdError, DatasetNotFoundError
+
+if TYPE_CHECKING:
+    from .registry import SqlRegistry
+
+__all__ = ["DatasetLookup", "mergeDataId"]
+
+
+def mergeDataId(
+    datasetType: DatasetType, dataId: Mapping[str, Any] | None, extra: Mapping[str, Any]
+) -> Mapping[str, DataIdValue]:
+    """Combine ``dataId`` and keyword values ``extra``; check them against the dimensions.
+
+    Raises
+    ------
+    DataIdError
+        A key is given in both with different values, keys are missing or extra, or a value is
+        not an int or str.
+    """
+    if not extra:
+        return normalizeDataId(datasetType, dataId)
+    if dataId:
+        clash = sorted(k for k in extra if k in dataId and dataId[k] != extra[k])
+        if clash:
+            raise DataIdError(
+                f"Data ID for {datasetType.name!r} gives {clash} twice with different values: "
+                f"{dict(dataId)!r} and {dict(extra)!r}."
+            )
+        return normalizeDataId(datasetType, {**dataId, **extra})
+    return normalizeDataId(datasetType, extra)
+
+
+class DatasetLookup:
+    """Resolves dataset types and finds datasets in a registry, for one Butler.
+
+    Parameters
+    ----------
+    registry : SqlRegistry
+        Where dataset types and datasets are looked up.
+    collections : sequence of str
+        The runs searched, in order, when a call gives none; empty means every run.
+    where : str
+        How the repository is named in error messages.
+    """
+
+    def __init__(self, registry: SqlRegistry, collections: Sequence[str], where: str) -> None:
+        self.registry = registry
+        self.collections: tuple[str, ...] = tuple(collections)
+        self.where = where
+        self._datasetTypes: dict[str, DatasetType] = {}
+
+    def getDatasetType(self, name: str) -> DatasetType:
+        """Return the registered dataset type ``name`` (``"parent.component"`` for a component).
+
+        Raises
+        ------
+        MissingDatasetTypeError
+            No such dataset type is registered.
+        UnknownComponentError
+            The parent type has no such component.
+        """
+        datasetType = self._datasetTypes.get(name)
+        if datasetType is None:
+            datasetType = self.registry.getDatasetType(name)
+            self._datasetTypes[name] = datasetType
+        return datasetType
+
+    def resolveType(self, datasetTypeOrName: DatasetType | str) -> DatasetType:
+        """Return ``datasetTypeOrName`` as a DatasetType, looking a name up in the registry."""
+        if isinstance(datasetTypeOrName, DatasetType):
+            return datasetTypeOrName
+        return self.getDatasetType(datasetTypeOrName)
+
+    def forget(self, name: str) -> None:
+        """Drop the cached dataset type ``name`` and its components."""
+        for key in [k for k in self._datasetTypes if k == name or k.startswith(name + ".")]:
+            del self._datasetTypes[key]
+
+    def collectionsFor(self, collections: Sequence[str] | str | None) -> tuple[str, ...]:
+        """Return the runs to search: ``collections`` if given, else the defaults."""
+        if collections is None:
+            return self.collections
+        return (collections,) if isinstance(collections, str) else tuple(collections)
+
+    def find(
+        self,
+        datasetTypeOrName: DatasetType | str,
+        dataId: Mapping[str, Any] | None,
+        collections: Sequence[str] | str | None,
+        dataIdKwargs: Mapping[str, Any],
+    ) -> DatasetRef | None:
+        """Return the ref of the dataset of this type and data ID in the first run holding one.
+
+        With no collections at all every run is searched, and more than one match is an error.
+
+        Raises
+        ------
+        MissingDatasetTypeError
+            The dataset type is not registered.
+        DataIdError
+            The data ID has missing or extra keys, or bad values.
+        AmbiguousDatasetError
+            No collections were given and several runs hold such a dataset.
+        """
+        datasetType = self.resolveType(datasetTypeOrName)
+        parentName, component = datasetType.nameAndComponent()
+        parentType = self.getDatasetType(parentName) if component else datasetType
+        normalized = mergeDataId(datasetType, dataId, dataIdKwargs)
+        searched = self.collectionsFor(collections)
+        if searched:
+            ref = self.registry.findDataset(parentType, normalized, searched)
+        else:
+            found = self.registry.queryDatasets(parentType, where=dict(normalized))
+            if len(found) > 1:
+                runs = ", ".join(sorted(str(r.run) for r in found))
+                raise AmbiguousDatasetError(
+                    f"{datasetType.name!r} {dict(normalized)} is in {len(found)} runs ({runs}); "
+                    f"say which with collections=[...] or Butler(root, collections=[...])."
+                )
+            ref = found[0] if found else None
+        if ref is not None and component:
+            return ref.makeComponentRef(component)
+        return ref
+
+    def require(
+        self,
+        datasetTypeOrRef: DatasetRef | DatasetType | str,
+        dataId: Mapping[str, Any] | None,
+        collections: Sequence[str] | str | None,
+        dataIdKwargs: Mapping[str, Any],
+    ) -> DatasetRef:
+        """Return ``datasetTypeOrRef`` if it is a ref, else the ref `find` finds.
+
+        Raises
+        ------
+        DatasetNotFoundError
+            No such dataset in the collections searched.
+        DataIdError
+            A ref was given together with a data ID, or the data ID is wrong.
+        MissingDatasetTypeError, AmbiguousDatasetError
+            As for `find`.
+        """
+        if isinstance(datasetTypeOrRef, DatasetRef):
+            if dataId or dataIdKwargs:
+                raise DataIdError(
+                    f"Give a DatasetRef or a data ID, not both: {datasetTypeOrRef} and "
+                    f"{dict(dataId or {}, **dataIdKwargs)}."
+                )
+            return datasetTypeOrRef
+        ref = self.find(datasetTypeOrRef, dataId, collections, dataIdKwargs)
+        if ref is None:
+            name = datasetTypeOrRef if isinstance(datasetTypeOrRef, str) else datasetTypeOrRef.name
+            searched = self.collectionsFor(collections)
+            inWhat = f"collections {list(searched)}" if searched else "any run"
+            raise DatasetNotFoundError(
+                f"No dataset {name!r} with data ID {dict(dataId or {}, **dataIdKwargs)} in {inWhat} "
+                f"of repository {self.where!r}."
+            )
+        return ref
