@@ -8,6 +8,8 @@ write does the registry look to see why, to say which dataset was in the way.
 
 from __future__ import annotations
 
+import os
+import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
@@ -21,7 +23,7 @@ from . import schema
 from .data_ids import decodeDataId, dimensionRows, encodeDataId, parseWhere, whereConditions
 from .types_runs import DatasetTypesAndRuns
 
-__all__ = ["DatasetRecords", "chunks", "toUuid"]
+__all__ = ["DatasetRecords", "chunks", "newDatasetId", "toUuid"]
 
 _CHUNK = 500
 """Most values bound in one IN (...) list."""
@@ -49,6 +51,21 @@ def chunks(values: Sequence[Any]) -> Iterator[Sequence[Any]]:
     """Yield ``values`` in slices short enough to bind as one IN (...) list."""
     for start in range(0, len(values), _CHUNK):
         yield values[start : start + _CHUNK]
+
+
+def newDatasetId() -> uuid.UUID:
+    """Return a new time-ordered UUID (version 7, RFC 9562) for a dataset.
+
+    Its leading 48 bits are the Unix time in milliseconds and the other 74 free bits random,
+    so ids are as unique as version 4 ones but sort by creation time: new rows land at the end
+    of the id indexes instead of on a random page, which keeps inserts into a large registry
+    cheap (fewer pages dirtied per commit).
+    """
+    millis = time.time_ns() // 1_000_000 & (1 << 48) - 1
+    value = millis << 80 | int.from_bytes(os.urandom(10), "big")
+    value = value & ~(0xF << 76) | 0x7 << 76  # version 7
+    value = value & ~(0x3 << 62) | 0x2 << 62  # RFC 4122 variant
+    return uuid.UUID(int=value)
 
 
 def toUuid(value: uuid.UUID | str) -> uuid.UUID:
@@ -141,7 +158,7 @@ class DatasetRecords(DatasetTypesAndRuns):
         """
         typeId, datasetType = self._resolveParentType(datasetTypeOrName, "add")
         dataIdList = list(dataIds)
-        idList = [uuid.uuid4() for _ in dataIdList] if ids is None else [toUuid(i) for i in ids]
+        idList = [newDatasetId() for _ in dataIdList] if ids is None else [toUuid(i) for i in ids]
         if len(idList) != len(dataIdList):
             raise ValueError(f"addDatasets got {len(dataIdList)} data IDs but {len(idList)} ids.")
         runId = self._runId(run)

@@ -215,6 +215,8 @@ class RegistryTests:
             filled.addDatasets("calexp", [{"visit": 30, "detector": 1}] * 2, "run1", ids=[uuid.uuid4()])
         assert len(filled.queryDatasets("calexp")) == 5
         assert filled.addDatasets("calexp", [], "run1") == []
+        # ids the registry makes are time-ordered (version 7) UUIDs, all different
+        assert {r.id.version for r in refs} == {7} and len({r.id for r in refs}) == 5
 
     def test_add_dataset_refs_keeps_ids(self, filled: SqlRegistry, tmp_path: Path) -> None:
         refs = filled.addDatasets("calexp", [{"visit": v, "detector": 1} for v in range(3)], "run1")
