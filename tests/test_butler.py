@@ -3,6 +3,7 @@ transactions spanning registry and datastore, and the errors users see."""
 
 from __future__ import annotations
 
+import multiprocessing
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from databutler import (
     RepositoryExistsError,
     UnknownComponentError,
 )
+from databutler.testing.registry_support import dropNamespace, newNamespace, postgresUrl
 
 MEMORY = {"datastore": {"cls": "databutler.datastores.in_memory.InMemoryDatastore", "name": "mem"}}
 DIMS = ("visit", "detector")
@@ -324,3 +326,71 @@ def test_default_repository_persists_and_reads_through_the_file_tier(tmp_path: P
         assert not reopened.exists("calexp", visit=1, detector=2)
     with Butler(root, collections=["night1"]) as again:
         assert [r.datasetType.name for r in again.queryDatasets()] == ["sources"]
+
+
+# -- shared repositories: several processes, and a PostgreSQL registry --
+
+
+def _writer(root: str, worker: int, visits: list[int], queue: Any) -> None:
+    added, conflicts = [], []
+    with Butler(root, run="shared") as butler:
+        for visit in visits:
+            try:
+                butler.put({"worker": worker, "visit": visit}, "metrics", visit=visit, detector=0)
+                added.append(visit)
+            except ConflictingDatasetError:
+                conflicts.append(visit)
+    queue.put((added, conflicts))
+
+
+def test_processes_putting_to_one_repository_lose_and_duplicate_nothing(tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    _makeButler(root, None).close()
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    overlapping = [list(range(start, start + 20)) for start in (0, 10, 20)]  # each visit wanted twice
+    workers = [
+        context.Process(target=_writer, args=(str(root), i, visits, queue))
+        for i, visits in enumerate(overlapping)
+    ]
+    for worker in workers:
+        worker.start()
+    results = [queue.get(timeout=120) for _ in workers]
+    for worker in workers:
+        worker.join(timeout=60)
+        assert worker.exitcode == 0
+    added = sorted(v for a, _ in results for v in a)
+    assert added == list(range(40))  # every visit exactly once
+    assert sum(len(c) for _, c in results) == 20
+    with Butler(root, collections=["shared"]) as butler:
+        refs = butler.queryDatasets("metrics")
+        assert sorted(r.dataId["visit"] for r in refs) == list(range(40))
+        for ref in refs:
+            assert butler.get(ref)["visit"] == ref.dataId["visit"]
+
+
+@pytest.fixture
+def postgresRepo(tmp_path: Path) -> Iterator[Path]:
+    url = postgresUrl()
+    namespace = newNamespace()
+    root = tmp_path / "pg-repo"
+    Butler.makeRepo(root, {"registry": {"db": url, "namespace": namespace}})
+    yield root
+    dropNamespace(url, namespace)
+
+
+def test_repository_with_a_postgresql_registry(postgresRepo: Path, tmp_path: Path) -> None:
+    with Butler(postgresRepo, run="night1") as butler:
+        assert butler.registry.url.get_backend_name() == "postgresql"
+        butler.registerDatasetType("calexp", DIMS, "MaskedImage")
+        ref = butler.put(_calexp(), "calexp", visit=1, detector=2)
+        with pytest.raises(ConflictingDatasetError), butler.transaction():
+            second = butler.put(_calexp(), "calexp", visit=2, detector=2)
+            butler.put(_calexp(), "calexp", visit=1, detector=2)
+        assert not butler.exists(second) and butler.registry.getDataset(second.id) is None
+    with Butler(postgresRepo, collections=["night1"]) as reopened:
+        assert reopened.get("calexp.metadata", visit=1, detector=2) == {"exptime": 30.0}
+        Butler.makeRepo(tmp_path / "local")
+        with Butler(tmp_path / "local", collections=["night1"]) as local:
+            assert [r.id for r in local.transferFrom(reopened, reopened.queryDatasets())] == [ref.id]
+            assert local.get("calexp.image", visit=1, detector=2).shape == (4, 4)

@@ -30,6 +30,7 @@ from databutler import (
 )
 from databutler.cli import cli
 from databutler.cli.utils import parseCollections, parseDataId, parseParameters, parseWhere
+from databutler.testing.registry_support import dropNamespace, newNamespace, postgresUrl
 
 TYPES = [
     ("metrics", "StructuredDataDict", ("visit", "detector")),
@@ -297,3 +298,19 @@ def test_parse_data_id_where_collections_and_parameters() -> None:
     assert parseParameters(['columns=["ra"]', "slice=[0, 4]"]) == {"columns": ["ra"], "slice": [0, 4]}
     with pytest.raises(click.BadParameter, match="slice"):
         parseParameters(["slice=a:b"])
+
+
+def test_cli_create_with_a_postgresql_registry(tmp_path: Path, files: Path) -> None:
+    url = postgresUrl()
+    namespace = newNamespace()
+    (tmp_path / "ns.yaml").write_text(f"registry:\n  namespace: {namespace}\n")
+    root = tmp_path / "pg-repo"
+    try:
+        ok("create", root, "--registry-db", url, "--config", tmp_path / "ns.yaml")
+        assert "postgresql" in ok("config-dump", root, "--subset", "registry.db")
+        ok("register-dataset-type", root, "flat", "NumpyArray", "visit", "detector")
+        ok("put", root, "flat", files / "flat.npy", "visit=1", "detector=2", "--run", "night1")
+        assert "1 dataset(s)" in ok("query-datasets", root)
+        assert "Verified 1 dataset(s)" in ok("verify", root)
+    finally:
+        dropNamespace(url, namespace)
