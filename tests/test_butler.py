@@ -298,6 +298,26 @@ def test_transfer_conflict_leaves_target_unchanged(tmp_path: Path) -> None:
         assert not any(target.datastore.exists(r) for r in refs)
 
 
+def test_transfer_refuses_a_differently_defined_dataset_type(tmp_path: Path) -> None:
+    Butler.makeRepo(tmp_path / "dst", MEMORY)
+    with _makeButler(tmp_path / "src", MEMORY) as source, Butler(tmp_path / "dst", run="run1") as target:
+        target.registerDatasetType("metrics", ("visit",), "StructuredDataDict")
+        refs = [source.put({"v": 1}, "metrics", visit=1, detector=1)]
+        with pytest.raises(DatasetTypeConflictError, match="metrics"):
+            target.transferFrom(source, refs)
+        assert target.queryDatasets() == []
+
+
+def test_ref_and_data_id_together_and_changing_collections(butler: Butler) -> None:
+    ref = butler.put({"v": 1}, "metrics", visit=1, detector=2)
+    with pytest.raises(DataIdError, match="not both"):
+        butler.get(ref, visit=1)
+    butler.collections = ["elsewhere", "run1"]
+    assert butler.collections == ("elsewhere", "run1")
+    butler.registry.registerRun("elsewhere")
+    assert butler.get("metrics", visit=1, detector=2) == {"v": 1}
+
+
 def test_transfer_shows_a_progress_bar_when_asked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with _makeButler(tmp_path / "src", MEMORY) as source, _makeButler(tmp_path / "dst", MEMORY) as target:
         refs = [source.put({"v": v}, "metrics", visit=v, detector=1) for v in range(3)]
