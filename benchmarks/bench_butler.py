@@ -10,8 +10,10 @@ a file tier):
 - ``import databutler`` in a fresh interpreter (best and median of several runs, with the bare
   interpreter start-up shown beside it).
 
-Targets: put ≤ 300 µs, get by data ID ≤ 100 µs, import ≤ 0.3 s. The script prints a table and
-asserts nothing. Usage: ``python benchmarks/bench_butler.py [--quick] [--datastore memory]``.
+For context it also measures put and get on a memory-only repository (the registry's share)
+and the file system's own cost of writing one small file atomically (the floor under any file
+tier's put). Targets: put ≤ 300 µs, get by data ID ≤ 100 µs, import ≤ 0.3 s. The script prints
+a table and asserts nothing. Usage: ``python benchmarks/bench_butler.py [--quick] [--datastore memory]``.
 """
 
 from __future__ import annotations
@@ -34,16 +36,19 @@ MEMORY_ONLY = {"datastore": {"cls": "databutler.datastores.in_memory.InMemoryDat
 Row = tuple[str, float, str, str]  # what, value, unit, target
 
 
-def timed(fn: Callable[[], Any], n: int) -> float:
-    """µs per operation of ``fn``, which does ``n`` operations (garbage collector paused)."""
-    gc.collect()
-    gc.disable()
-    try:
-        start = time.perf_counter()
-        fn()
-        return (time.perf_counter() - start) / n * 1e6
-    finally:
-        gc.enable()
+def timed(fn: Callable[[], Any], n: int, repeat: int = 1) -> float:
+    """Best-of-``repeat`` µs per operation of ``fn``, which does ``n`` operations (GC paused)."""
+    best = float("inf")
+    for _ in range(repeat):
+        gc.collect()
+        gc.disable()
+        try:
+            start = time.perf_counter()
+            fn()
+            best = min(best, (time.perf_counter() - start) / n * 1e6)
+        finally:
+            gc.enable()
+    return best
 
 
 def dataId(i: int) -> dict[str, int]:
@@ -67,7 +72,7 @@ def benchButler(root: Path, n: int, config: dict[str, Any] | None) -> list[Row]:
                 butler.get("metrics", dataId(i))
 
         rows.append((f"Butler.put ({n:,} datasets)", timed(puts, n), "µs/op", "≤ 300"))
-        rows.append((f"Butler.get by data ID, warm ({n:,})", timed(gets, n), "µs/op", "≤ 100"))
+        rows.append((f"Butler.get by data ID, warm ({n:,}, best of 3)", timed(gets, n, 3), "µs/op", "≤ 100"))
         if butler.datastore.isEphemeral:
             return rows  # nothing survives for a new Butler to read
     with Butler(root, collections=["bench"]) as cold:
@@ -79,6 +84,41 @@ def benchButler(root: Path, n: int, config: dict[str, Any] | None) -> list[Row]:
 
         rows.append((f"Butler.get by data ID, new Butler ({n:,})", timed(coldGets, n), "µs/op", "≤ 100"))
     return rows
+
+
+def benchMemoryOnly(root: Path, n: int) -> list[Row]:
+    """Put and get on a memory-only repository: the registry's share of the default's cost."""
+    Butler.makeRepo(root, MEMORY_ONLY)
+    with Butler(root, run="bench") as butler:
+        butler.registerDatasetType("metrics", DIMS, "StructuredDataDict")
+        payload = {"seeing": 0.71}
+        butler.put(payload, "metrics", dataId(n))
+
+        def puts() -> None:
+            for i in range(n):
+                butler.put(payload, "metrics", dataId(i))
+
+        def gets() -> None:
+            for i in range(n):
+                butler.get("metrics", dataId(i))
+
+        return [
+            (f"  memory-only repository: put ({n:,})", timed(puts, n), "µs/op", ""),
+            (f"  memory-only repository: get by data ID ({n:,}, best of 3)", timed(gets, n, 3), "µs/op", ""),
+        ]
+
+
+def benchFileFloor(folder: Path, n: int) -> list[Row]:
+    """What one small file costs this file system: write a temporary file, rename it into place."""
+    folder.mkdir(parents=True)
+
+    def writes() -> None:
+        for i in range(n):
+            temp = folder / f"{i}.tmp"
+            temp.write_bytes(b"{}")
+            temp.replace(folder / f"{i}.json")
+
+    return [(f"  file system floor: write + rename a small file ({n:,})", timed(writes, n), "µs/op", "")]
 
 
 def benchRegistry(root: Path, m: int) -> list[Row]:
@@ -110,7 +150,7 @@ def benchRegistry(root: Path, m: int) -> list[Row]:
             for i in range(0, step * lookups, step):
                 registry.findDataset(datasetType, dataId(i), "bench")
 
-        rows.append((f"registry.findDataset (at {m:,})", timed(finds, lookups), "µs/op", ""))
+        rows.append((f"registry.findDataset (at {m:,}, best of 3)", timed(finds, lookups, 3), "µs/op", ""))
     return rows
 
 
@@ -135,10 +175,10 @@ def benchImport(runs: int) -> list[Row]:
 
 
 def printTable(rows: list[Row]) -> None:
-    print(f"\n  {'measurement':<52}{'value':>12}  {'unit':<6}{'target':>8}")
+    print(f"\n  {'measurement':<62}{'value':>10}  {'unit':<6}{'target':>8}")
     for what, value, unit, target in rows:
-        shown = f"{value:12.3f}" if unit == "s" else f"{value:12.1f}"
-        print(f"  {what:<52}{shown}  {unit:<6}{target:>8}")
+        shown = f"{value:10.3f}" if unit == "s" else f"{value:10.1f}"
+        print(f"  {what:<62}{shown}  {unit:<6}{target:>8}")
 
 
 def main() -> None:
@@ -158,6 +198,9 @@ def main() -> None:
     rows: list[Row] = []
     with tempfile.TemporaryDirectory() as tmp:
         rows += benchButler(Path(tmp) / "repo", n, config)
+        if config is None:
+            rows += benchMemoryOnly(Path(tmp) / "memory-repo", n)
+            rows += benchFileFloor(Path(tmp) / "floor", min(n, 2000))
         rows += benchRegistry(Path(tmp) / "registry", m)
     rows += benchImport(runs)
     label = "memory-only datastore" if config else "default repository: memory tier + file tier"
