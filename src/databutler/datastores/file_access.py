@@ -112,9 +112,8 @@ class FileAccess:
         fullPath, uri = self.fullPath(info.path), self.uri(info.path)
         try:
             if self.checksum or not formatter.prefersStream:
-                buffer = readWhole(
-                    self.fs, fullPath, uri, info.fileSize, info.checksum if self.checksum else None
-                )
+                checksum = info.checksum if self.checksum else None
+                buffer = readWhole(self.fs, fullPath, uri, info.fileSize, checksum, formatter.newBuffer)
                 obj = formatter.readBuffer(buffer, storageClass, pushed)
             else:
                 try:

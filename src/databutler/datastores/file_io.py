@@ -85,10 +85,14 @@ def writeTemp(
 
     The temporary file is removed if ``writeFunc`` raises (the exception propagates).
     """
-    fs.makedirs(posixpath.dirname(path), exist_ok=True)
     tempPath = tempPathFor(path)
     try:
-        with fs.open(tempPath, "wb") as raw:
+        try:
+            raw = fs.open(tempPath, "wb")
+        except FileNotFoundError:  # the folder is new (checked only now: it saves a stat per put)
+            fs.makedirs(posixpath.dirname(path), exist_ok=True)
+            raw = fs.open(tempPath, "wb")
+        with raw:
             writer = HashingWriter(raw, checksum)
             writeFunc(writer)  # type: ignore[arg-type]
     except BaseException:
@@ -107,7 +111,14 @@ def removeQuietly(fs: Any, path: str) -> None:
         log.warning("Could not remove %s: %s", path, exc)
 
 
-def readWhole(fs: Any, path: str, uri: str, fileSize: int, checksum: str | None) -> memoryview:
+def readWhole(
+    fs: Any,
+    path: str,
+    uri: str,
+    fileSize: int,
+    checksum: str | None,
+    newBuffer: Callable[[int], memoryview] = lambda size: memoryview(bytearray(size)),
+) -> memoryview:
     """Read the whole of ``path`` into a new writeable buffer, checking size and checksum.
 
     Parameters
@@ -122,6 +133,8 @@ def readWhole(fs: Any, path: str, uri: str, fileSize: int, checksum: str | None)
         The recorded size.
     checksum : str or None
         The recorded checksum; `None` skips the check.
+    newBuffer : callable
+        Returns a writeable buffer of the given size to read into (a formatter's `newBuffer`).
 
     Raises
     ------
@@ -130,8 +143,7 @@ def readWhole(fs: Any, path: str, uri: str, fileSize: int, checksum: str | None)
     DatasetIntegrityError
         The file is shorter or longer than recorded, or its checksum differs.
     """
-    buffer = bytearray(fileSize)
-    view = memoryview(buffer)
+    view = newBuffer(fileSize)
     try:
         with fs.open(path, "rb") as stream:
             got = 0

@@ -85,8 +85,9 @@ def _makeEngine(url: str, busyTimeout: float) -> sa.Engine:
 
     @event.listens_for(engine, "begin")
     def onBegin(connection: sa.Connection) -> None:
-        immediate = connection.get_execution_options().get(_WRITE, False)
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        # Writes take the lock up front; a read is one statement, atomic without a transaction.
+        if connection.get_execution_options().get(_WRITE, False):
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 
@@ -145,6 +146,24 @@ class FileRecordTable:
         )
         with self.begin() as conn:
             metadata.create_all(conn, checkfirst=True)
+        # Statements built once: SQLAlchemy then reuses their compiled form.
+        table = self.table
+        ofDataset = sa.and_(
+            table.c.datastoreName == sa.bindparam("name"), table.c.datasetId == sa.bindparam("datasetId")
+        )
+        ofComponent = sa.and_(ofDataset, table.c.component == sa.bindparam("component"))
+        self._selectRows = sa.select(table).where(ofDataset)
+        self._selectType = sa.select(table.c.datasetType).where(ofComponent)
+        self._deleteRows = sa.delete(table).where(ofDataset)
+        self._deleteComponent = sa.delete(table).where(ofComponent)
+        self._selectOwner = sa.select(table.c.datasetId).where(
+            table.c.datastoreName == sa.bindparam("name"), table.c.path == sa.bindparam("path")
+        )
+        self._count = (
+            sa.select(sa.func.count())
+            .select_from(table)
+            .where(table.c.datastoreName == sa.bindparam("name"), table.c.component == "")
+        )
 
     @contextmanager
     def begin(self) -> Iterator[sa.Connection]:
@@ -193,52 +212,41 @@ class FileRecordTable:
         if rows:
             conn.execute(self.table.insert(), rows)
 
-    def _where(self, datasetId: uuid.UUID, component: str | None = None) -> Any:
-        table = self.table
-        clause = sa.and_(table.c.datastoreName == self.datastoreName, table.c.datasetId == str(datasetId))
+    def _key(self, datasetId: uuid.UUID, component: str | None = None) -> dict[str, str]:
+        key = {"name": self.datastoreName, "datasetId": str(datasetId)}
         if component is not None:
-            clause = sa.and_(clause, table.c.component == component)
-        return clause
+            key["component"] = component
+        return key
 
     def fetch(
         self, datasetId: uuid.UUID, conn: sa.Connection | None = None
     ) -> dict[str, tuple[str, StoredFileInfo]]:
         """Return ``{component or "": (datasetTypeName, info)}`` for every row of ``datasetId``."""
-        query = sa.select(self.table).where(self._where(datasetId))
         if conn is not None:
-            rows = conn.execute(query).all()
+            rows = conn.execute(self._selectRows, self._key(datasetId)).all()
         else:
             with self._read() as readConn:
-                rows = readConn.execute(query).all()
+                rows = readConn.execute(self._selectRows, self._key(datasetId)).all()
         return {row.component: (row.datasetType, self._toInfo(row, datasetId)) for row in rows}
 
     def has(self, datasetId: uuid.UUID) -> str | None:
         """Return the dataset type name recorded for ``datasetId``'s whole-dataset row, or `None`."""
-        query = sa.select(self.table.c.datasetType).where(self._where(datasetId, ""))
         with self._read() as conn:
-            return conn.execute(query).scalar_one_or_none()
+            return conn.execute(self._selectType, self._key(datasetId, "")).scalar_one_or_none()
 
     def pathOwner(self, conn: sa.Connection, path: str) -> str | None:
         """Return the dataset id (as str) whose row holds ``path``, or `None`."""
-        table = self.table
-        query = sa.select(table.c.datasetId).where(
-            table.c.datastoreName == self.datastoreName, table.c.path == path
-        )
-        return conn.execute(query).scalars().first()
+        return conn.execute(self._selectOwner, {"name": self.datastoreName, "path": path}).scalars().first()
 
     def delete(self, conn: sa.Connection, datasetId: uuid.UUID, component: str | None = None) -> int:
         """Delete the rows of ``datasetId`` (only ``component``'s if given); return how many."""
-        return conn.execute(sa.delete(self.table).where(self._where(datasetId, component))).rowcount
+        statement = self._deleteRows if component is None else self._deleteComponent
+        return conn.execute(statement, self._key(datasetId, component)).rowcount
 
     def count(self) -> int:
         """Return how many datasets this datastore has (component files are not counted)."""
-        query = (
-            sa.select(sa.func.count())
-            .select_from(self.table)
-            .where(self.table.c.datastoreName == self.datastoreName, self.table.c.component == "")
-        )
         with self._read() as conn:
-            return int(conn.execute(query).scalar_one())
+            return int(conn.execute(self._count, {"name": self.datastoreName}).scalar_one())
 
     def _toInfo(self, row: Any, datasetId: uuid.UUID) -> StoredFileInfo:
         try:

@@ -80,6 +80,14 @@ class Formatter(ABC):
             Anything; the datastore reports it as a `FormatterError` and stores nothing.
         """
 
+    def newBuffer(self, size: int) -> memoryview:
+        """Return a writeable buffer of ``size`` bytes for the datastore to read a file into.
+
+        The default is a `bytearray`; a formatter whose library has a faster allocator (NumPy,
+        Arrow) overrides this so that big files are not zero-filled before they are read.
+        """
+        return memoryview(bytearray(size))
+
     def readBuffer(
         self, buffer: memoryview, storageClass: StorageClass, parameters: Mapping[str, Any]
     ) -> Any:

@@ -57,6 +57,9 @@ class NpyFormatter(Formatter):
             data = array.T if header["fortran_order"] else array
             stream.write(np.ascontiguousarray(data).data.cast("B"))
 
+    def newBuffer(self, size: int) -> memoryview:
+        return memoryview(np.empty(size, dtype=np.uint8))
+
     def readBuffer(
         self, buffer: memoryview, storageClass: StorageClass, parameters: Mapping[str, Any]
     ) -> Any:

@@ -43,6 +43,9 @@ class ParquetFormatter(Formatter):
             )
         pq.write_table(table, stream)
 
+    def newBuffer(self, size: int) -> memoryview:
+        return memoryview(pa.allocate_buffer(size))
+
     def readBuffer(
         self, buffer: memoryview, storageClass: StorageClass, parameters: Mapping[str, Any]
     ) -> Any:
