@@ -58,7 +58,7 @@ class NpyFormatter(Formatter):
             stream.write(np.ascontiguousarray(data).data.cast("B"))
 
     def newBuffer(self, size: int) -> memoryview:
-        return memoryview(np.empty(size, dtype=np.uint8))
+        return np.empty(size, dtype=np.uint8).data
 
     def readBuffer(
         self, buffer: memoryview, storageClass: StorageClass, parameters: Mapping[str, Any]

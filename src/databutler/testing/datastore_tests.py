@@ -35,7 +35,7 @@ def makeTestDatasetType(
     name: str, storageClass: str, dimensions: tuple[str, ...] = ("visit", "detector")
 ) -> DatasetType:
     """Return a dataset type with the usual test dimensions."""
-    return DatasetType(name, dimensions, storageClass)
+    return DatasetType(name, dimensions, storageClass)  # type: ignore[arg-type]  # a name is resolved on init
 
 
 def makeRef(
