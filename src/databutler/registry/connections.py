@@ -8,6 +8,8 @@ without spoiling the enclosing transaction (PostgreSQL would otherwise refuse ev
 statement). Nested `transaction` blocks are SAVEPOINTs too.
 
 The state is per thread: another thread's calls are not part of this thread's transaction.
+After ``os.fork`` the child forgets the parent's pooled connections and opens its own, so a
+registry made before a ``multiprocessing`` fork is safe to use in the children.
 
 Dataset types and runs are never deleted, so their ids can be cached for the life of the
 registry, but only once committed: what a transaction learns is kept in a layer of its own,
@@ -16,7 +18,9 @@ merged on commit and dropped on rollback, so a rolled-back `registerRun` leaves 
 
 from __future__ import annotations
 
+import os
 import threading
+import weakref
 from collections.abc import Hashable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -33,6 +37,12 @@ class _ThreadState(threading.local):
     def __init__(self) -> None:
         self.connection: sa.Connection | None = None
         self.layers: list[dict[Hashable, Any]] = []
+
+
+def _afterFork(managerRef: weakref.ref[ConnectionManager]) -> None:
+    manager = managerRef()
+    if manager is not None:
+        manager._forgetParent()
 
 
 class ConnectionManager:
@@ -60,6 +70,15 @@ class ConnectionManager:
         )
         self._state = _ThreadState()
         self._committed: dict[Hashable, Any] = {}
+        self._lock = threading.Lock()
+        # A forked child must not touch its parent's connections (two processes on one socket
+        # or SQLite handle corrupt each other): it forgets them and opens its own on demand.
+        selfRef = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: _afterFork(selfRef))
+
+    def _forgetParent(self) -> None:
+        self.baseEngine.dispose(close=False)
+        self._state = _ThreadState()
         self._lock = threading.Lock()
 
     @property

@@ -25,7 +25,7 @@ __all__ = ["WhereTerm", "decodeDataId", "dimensionRows", "encodeDataId", "parseW
 _MIN_INT = -(2**63)
 _MAX_INT = 2**63 - 1
 _MAX_STR = 512
-_MAX_ENCODED = 4096
+_MAX_ENCODED = 2000  # bytes; PostgreSQL index entries hold at most ~2700
 
 WhereTerm = tuple[str, list[int], list[str]]
 """One ``where`` entry: a dimension, the int values and the str values it may take."""
@@ -40,16 +40,18 @@ def encodeDataId(
     ------
     DataIdError
         Keys differ from the dimensions, a value is not an int or str, an int does not fit
-        in 64 bits, or a string is longer than 512 characters.
+        in 64 bits, a string is longer than 512 characters, or the whole data ID is more than
+        2000 bytes as JSON.
     """
     normalized = normalizeDataId(datasetType, dataId)
     for key, value in normalized.items():
         _checkStorable(datasetType, key, value)
     encoded = json.dumps(dict(normalized), separators=(",", ":"), ensure_ascii=False, sort_keys=True)
-    if len(encoded) > _MAX_ENCODED:
+    size = len(encoded.encode())
+    if size > _MAX_ENCODED:
         raise DataIdError(
-            f"Data ID {dict(normalized)!r} of {datasetType.name!r} is {len(encoded)} characters as JSON; "
-            f"the registry stores at most {_MAX_ENCODED}."
+            f"Data ID {dict(normalized)!r} of {datasetType.name!r} is {size} bytes as JSON; the "
+            f"registry stores at most {_MAX_ENCODED} (it must fit in one index entry)."
         )
     return normalized, encoded
 

@@ -30,6 +30,7 @@ __all__ = [
     "WriterResult",
     "concurrentWriters",
     "dropNamespace",
+    "forkedAdds",
     "makeDatasetType",
     "newNamespace",
     "postgresUrl",
@@ -147,3 +148,28 @@ def concurrentWriters(
     errors = [r for r in results if not isinstance(r, WriterResult)]
     assert not errors, errors
     return [r for r in results if isinstance(r, WriterResult)]
+
+
+def _forkedAdd(registry: SqlRegistry, visit: int, queue: Any) -> None:
+    try:
+        ref = registry.addDataset("calexp", {"visit": visit, "detector": 0}, "run1")
+        queue.put((visit, str(ref.id)))
+    except BaseException as exc:  # reported to the parent, which fails the test
+        queue.put((visit, f"{type(exc).__name__}: {exc}"))
+
+
+def forkedAdds(registry: SqlRegistry, visits: list[int]) -> dict[int, str]:
+    """Add a ``calexp`` for each visit, each from a child forked from this process.
+
+    The children use ``registry`` itself, opened (with pooled connections) before the fork.
+    Returns visit → the new dataset id, or the error a child met.
+    """
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    processes = [context.Process(target=_forkedAdd, args=(registry, visit, queue)) for visit in visits]
+    for process in processes:
+        process.start()
+    results = dict(queue.get(timeout=120) for _ in processes)
+    for process in processes:
+        process.join(timeout=60)
+    return results

@@ -37,7 +37,7 @@ from ..exceptions import (
 )
 from ..registry import SqlRegistry
 from ..storage_class import StorageClass
-from .registry_support import concurrentWriters, makeDatasetType
+from .registry_support import concurrentWriters, forkedAdds, makeDatasetType
 
 __all__ = ["RegistryTests"]
 
@@ -202,6 +202,10 @@ class RegistryTests:
         for dataId in bad:
             with pytest.raises(DataIdError):
                 filled.addDataset("calexp", dataId, "run1")
+        wide = makeDatasetType("wide", ("a", "b", "c", "d", "e"), "StructuredDataDict")
+        filled.registerDatasetType(wide)
+        with pytest.raises(DataIdError, match="bytes as JSON"):
+            filled.addDataset("wide", {k: "é" * 250 for k in "abcde"}, "run1")
         assert filled.queryDatasets("calexp") == []
 
     def test_add_datasets_is_all_or_nothing(self, filled: SqlRegistry) -> None:
@@ -428,3 +432,11 @@ class RegistryTests:
         assert sorted(ref.dataId["exposure"] for ref in stored) == sorted(expected)
         assert len(conflicts) == workers * count - len(expected)
         assert len({ref.id for ref in stored}) == len(stored)
+
+    def test_forked_children_use_their_own_connections(self, filled: SqlRegistry) -> None:
+        parent = filled.addDataset("calexp", {"visit": 0, "detector": 0}, "run1")  # pool in use
+        results = forkedAdds(filled, [1, 2, 3])
+        assert all(len(value) == 36 for value in results.values()), results
+        refs = filled.queryDatasets("calexp")
+        assert sorted(ref.dataId["visit"] for ref in refs) == [0, 1, 2, 3]
+        assert filled.getDataset(parent.id) == parent
