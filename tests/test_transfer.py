@@ -15,10 +15,12 @@ import pytest
 from databutler import (
     ChainedDatastore,
     DatasetExistsError,
+    DatasetIntegrityError,
     DatasetNotFoundError,
     Datastore,
     FileDatastore,
     InMemoryDatastore,
+    JsonFormatter,
     MaskedImage,
 )
 from databutler.testing import makeRef
@@ -103,3 +105,60 @@ def test_transfer_is_undone_with_the_transaction(tmp_path: Path) -> None:
         dst.transfer(src, ref)
         raise RuntimeError("roll back")
     assert not dst.exists(ref) and src.exists(ref)
+
+
+class UnreadableJsonFormatter(JsonFormatter):
+    """Writes JSON but refuses to read: proves a transfer copied bytes without decoding them."""
+
+    def readBuffer(self, buffer: memoryview, storageClass: Any, parameters: Any) -> Any:
+        raise AssertionError("decoded")
+
+
+def fileStore(root: Path, **extra: Any) -> FileDatastore:
+    return FileDatastore({"datastore": {"cls": FILE, "root": str(root), **extra}})
+
+
+def test_file_to_file_copies_bytes_without_decoding(tmp_path: Path) -> None:
+    formatters = {"StructuredDataDict": f"{__name__}.UnreadableJsonFormatter"}
+    src = fileStore(tmp_path / "src", formatters=formatters)
+    dst = fileStore(tmp_path / "dst", formatters=formatters, templates={"default": "{datasetType}/{id}"})
+    ref = makeRef("metrics", "StructuredDataDict")
+    src.put({"x": 1}, ref)
+    dst.transfer(src, ref)
+    srcInfo, dstInfo = src.getStoredItemInfo(ref), dst.getStoredItemInfo(ref)
+    assert dstInfo.checksum == srcInfo.checksum and dstInfo.path == f"metrics/{ref.id}.json"
+    assert (
+        Path(dst.getUri(ref).removeprefix("file://")).read_bytes()
+        == Path(src.getUri(ref).removeprefix("file://")).read_bytes()
+    )
+    calexp = makeRef("calexp", "MaskedImage")
+    src.put(MaskedImage(image=np.ones(3), metadata={"a": 1}), calexp)
+    dst.transfer(src, calexp)
+    assert (
+        dst.getStoredItemInfo(calexp.makeComponentRef("image")).checksum
+        == src.getStoredItemInfo(calexp.makeComponentRef("image")).checksum
+    )
+    np.testing.assert_array_equal(dst.get(calexp.makeComponentRef("image")), np.ones(3))
+
+
+def test_file_to_file_with_other_formatters_reads_and_puts(tmp_path: Path) -> None:
+    src = fileStore(tmp_path / "src")
+    dst = fileStore(
+        tmp_path / "dst", formatters={"StructuredDataDict": "databutler.formatters.yaml.YamlFormatter"}
+    )
+    ref = makeRef("metrics", "StructuredDataDict")
+    src.put({"x": 1}, ref)
+    dst.transfer(src, ref)
+    assert dst.getUri(ref).endswith(".yaml") and dst.get(ref) == {"x": 1}
+
+
+def test_transfer_of_a_changed_file_stores_nothing(tmp_path: Path) -> None:
+    src, dst = fileStore(tmp_path / "src"), fileStore(tmp_path / "dst")
+    ref = makeRef("image", "NumpyArray")
+    src.put(np.zeros(10), ref)
+    path = Path(src.getUri(ref).removeprefix("file://"))
+    path.write_bytes(path.read_bytes()[:-1] + b"\x01")
+    with pytest.raises(DatasetIntegrityError, match=str(path)):
+        dst.transfer(src, ref)
+    assert not dst.exists(ref)
+    assert not [p for p in (tmp_path / "dst").rglob("*") if p.is_file() and "sqlite3" not in p.name]

@@ -8,8 +8,8 @@ file per component inside a folder. What was written where is recorded in a SQL 
 
 from __future__ import annotations
 
+import functools
 import logging
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,14 +23,13 @@ from ..datastore.bridge import DatasetLocationRegistry
 from ..datastore.transaction import DatastoreTransaction
 from ..exceptions import (
     ConfigError,
-    DatasetExistsError,
     DatasetNotFoundError,
     DatasetTypeError,
     DatasetTypeMismatchError,
     StoredItemInfoExistsError,
     StoredItemInfoNotFoundError,
 )
-from .file_access import FileAccess
+from .file_access import FileAccess, FileWrite
 from .file_io import removeQuietly
 from .file_layout import FileLayout, configSection
 from .file_records import FileRecordTable, StoredFileInfo
@@ -128,8 +127,8 @@ class FileDatastore(Datastore):
         )
         recordsUrl = self._recordsUrl()  # every config check before anything is created
         self.fs.makedirs(self.rootPath, exist_ok=True)
-        self.files = FileAccess(self.fs, self.rootPath, checksum, self.layout)
         self._records = FileRecordTable(recordsUrl, self.name, self.storageClassFactory)
+        self.files = FileAccess(self.fs, self.rootPath, checksum, self.layout, self._records, self.name)
 
     def _recordsUrl(self) -> str:
         url = self.config.get("records.db")
@@ -187,40 +186,22 @@ class FileDatastore(Datastore):
                 f"{ref}: storage class {datasetType.storageClass.name!r} expects {datasetType.storageClass.pytypeName}."
             )
         if self._records.has(ref.id) is not None:
-            raise self._existsError(ref)
+            raise self.files.existsError(ref)
         plan, folder = self.layout.plan(inMemoryDataset, ref)
-        temps: list[tuple[str, str]] = []
-        try:
-            infos = []
-            now = time.time()
-            for component, relPath, formatter, obj, storageClass in plan:
-                tempPath, size, checksum = self.files.writeFile(ref, relPath, formatter, obj, storageClass)
-                temps.append((tempPath, self.files.fullPath(relPath)))
-                infos.append(
-                    StoredFileInfo(
-                        now,
-                        storageClass,
-                        ref.id if component else None,
-                        path=relPath,
-                        formatter=formatter.name,
-                        component=component,
-                        fileSize=size,
-                        checksum=checksum,
-                    )
-                )
-            if folder is not None:
-                total = sum(info.fileSize for info in infos)
-                infos.insert(
-                    0,
-                    StoredFileInfo(
-                        now, datasetType.storageClass, path=folder, formatter=None, fileSize=total
-                    ),
-                )
-            self._commitFiles(ref, infos, temps)
-        except BaseException:
-            for tempPath, _ in temps:
-                removeQuietly(self.files.fs, tempPath)
-            raise
+        writes: list[FileWrite] = [
+            (
+                component,
+                relPath,
+                formatter.name,
+                storageClass,
+                functools.partial(self.files.writeFile, ref, relPath, formatter, obj, storageClass),
+            )
+            for component, relPath, formatter, obj, storageClass in plan
+        ]
+        self._store(ref, writes, folder)
+
+    def _store(self, ref: DatasetRef, writes: list[FileWrite], folder: str | None) -> None:
+        self.files.store(ref, writes, folder)
         try:
             self._notifyAdded([ref])
         except BaseException:
@@ -228,44 +209,69 @@ class FileDatastore(Datastore):
             raise
         self._registerUndo(f"put of {ref}", self._drop, ref)
 
-    def _commitFiles(
-        self, ref: DatasetRef, infos: list[StoredFileInfo], temps: list[tuple[str, str]]
-    ) -> None:
-        """Record ``infos`` and rename the temporary files into place, all or nothing."""
-        moved: list[str] = []
-        try:
-            with self._records.begin() as conn:
-                self._records.insert(conn, ref.id, ref.datasetType.name, infos)
-                for tempPath, finalPath in temps:
-                    self.files.fs.mv(tempPath, finalPath)
-                    moved.append(finalPath)
-        except sa.exc.IntegrityError as exc:
-            raise self._existsError(ref, [info.path for info in infos]) from exc
-        except BaseException:
-            for path in moved:
-                removeQuietly(self.files.fs, path)
-            raise
-
-    def _existsError(self, ref: DatasetRef, paths: list[str] | None = None) -> DatasetExistsError:
-        if paths is None or self._records.has(ref.id) is not None:
-            return DatasetExistsError(
-                f"Dataset {ref} is already in datastore {self.name!r}; nothing was stored. Remove it first to replace it."
-            )
-        with self._records.begin() as conn:
-            owners = {p: self._records.pathOwner(conn, p) for p in paths}
-        taken = ", ".join(f"{self.files.uri(p)} (dataset {o})" for p, o in owners.items() if o)
-        return DatasetExistsError(
-            f"Cannot put {ref}: its file path is already used by another dataset: {taken}. The file template "
-            f"for {ref.datasetType.name!r} must give every dataset its own path (e.g. include {{id}} or {{run}})."
-        )
-
     def _drop(self, ref: DatasetRef) -> None:
         """Forget ``ref`` and delete its files (undo of a put)."""
-        with self._records.begin() as conn:
-            rows = self._records.fetch(ref.id, conn)
-            self._records.delete(conn, ref.id)
-        self.files.deleteFiles([info for _, info in rows.values()])
+        self.files.drop(ref)
         self._notifyRemoved([ref])
+
+    def transfer(self, inputDatastore: Datastore, ref: DatasetRef) -> None:
+        """Store here the dataset ``ref`` held by ``inputDatastore``.
+
+        From another FileDatastore whose files were written by the formatters this one would
+        use, the files are copied byte for byte (checked against the source's checksums) without
+        being decoded; otherwise the dataset is read and put.
+
+        Raises
+        ------
+        FileNotFoundError
+            ``ref`` is not in ``inputDatastore``.
+        DatasetExistsError
+            ``ref`` is already stored here.
+        DatasetIntegrityError
+            A source file changed since it was written; nothing is stored here.
+        """
+        if isinstance(inputDatastore, FileDatastore) and not ref.isComponent():
+            copies = self._copyPlan(inputDatastore, ref)
+            if copies is not None:
+                if self._records.has(ref.id) is not None:
+                    raise self.files.existsError(ref)
+                self._store(ref, *copies)
+                return
+        super().transfer(inputDatastore, ref)
+
+    def _copyPlan(self, source: FileDatastore, ref: DatasetRef) -> tuple[list[FileWrite], str | None] | None:
+        """Return the writes that copy ``ref``'s files from ``source``, or `None` if formatters differ."""
+        sourceInfos = source._lookup(ref, "transfer")
+        whole = sourceInfos[""]
+        relPath = self.layout.templates.render(ref)
+        mine = self.layout.formatterFor(ref.datasetType)
+        if whole.formatter is not None:
+            if mine is None or mine.name != whole.formatter:
+                return None
+            pairs: list[tuple[str | None, str, StoredFileInfo]] = [(None, relPath + mine.extension, whole)]
+            folder = None
+        else:
+            if mine is not None:
+                return None
+            pairs = []  # one per component file
+            for component, info in sourceInfos.items():
+                if component:
+                    mineForComponent = self.layout.formatterFor(
+                        ref.datasetType.makeComponentDatasetType(component)
+                    )
+                    if mineForComponent is None or mineForComponent.name != info.formatter:
+                        return None
+                    pairs.append((component, f"{relPath}/{component}{mineForComponent.extension}", info))
+            folder = relPath
+
+        def copy(info: StoredFileInfo, target: str) -> tuple[str, int, str | None]:
+            return self.files.copyFile(target, source.files.readBytes(info))
+
+        writes: list[FileWrite] = [
+            (component, target, str(info.formatter), info.storageClass, functools.partial(copy, info, target))
+            for component, target, info in pairs
+        ]
+        return writes, folder
 
     # -- get --
 

@@ -1,18 +1,26 @@
-"""`FileAccess`: the files of one FileDatastore, written and read through formatters.
+"""`FileAccess`: the files of one FileDatastore and their records, changed together.
 
-Paths given to it are relative to the root and checked again (`checkRelativePath`) before any
-file is touched. Formatter failures become `FormatterError` (or `DatasetTypeMismatchError` when
-the object does not fit the format), naming the file and the formatter.
+A dataset's files are written to temporary names, then inside one records transaction the
+rows are inserted and the files renamed into place: if anything fails (or the process dies)
+the transaction is not committed, so there is never a record without its file nor a partial
+file at a final path. Paths are relative to the root and checked again (`checkRelativePath`)
+before any file is touched. Formatter failures become `FormatterError` (or
+`DatasetTypeMismatchError` when the object does not fit the format), naming the file and the
+formatter.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
-from typing import Any
+import time
+from collections.abc import Callable, Mapping
+from typing import IO, Any
+
+import sqlalchemy as sa
 
 from ..dataset_ref import DatasetRef
 from ..exceptions import (
+    DatasetExistsError,
     DatasetIntegrityError,
     DatasetNotFoundError,
     DatasetTypeMismatchError,
@@ -23,10 +31,14 @@ from ..formatters.base import Formatter
 from ..storage_class import StorageClass
 from .file_io import readWhole, removeQuietly, tempPathFor, writeTemp
 from .file_layout import FileLayout
-from .file_records import StoredFileInfo
+from .file_records import FileRecordTable, StoredFileInfo
 from .file_templates import checkRelativePath
 
-__all__ = ["FileAccess"]
+__all__ = ["FileAccess", "FileWrite"]
+
+FileWrite = tuple[str | None, str, str, StorageClass, Callable[[], tuple[str, int, str | None]]]
+"""One file to store: ``(component, relPath, formatterName, storageClass, write)``; ``write()``
+makes the temporary file and returns ``(tempPath, size, checksum)``."""
 
 
 class FileAccess:
@@ -42,13 +54,27 @@ class FileAccess:
         Whether to hash files as they are written and verify them when read.
     layout : FileLayout
         Gives the formatter recorded for each file.
+    records : FileRecordTable
+        Where files are recorded; a file and its record are committed together.
+    datastoreName : str
+        For messages.
     """
 
-    def __init__(self, fs: Any, rootPath: str, checksum: bool, layout: FileLayout) -> None:
+    def __init__(
+        self,
+        fs: Any,
+        rootPath: str,
+        checksum: bool,
+        layout: FileLayout,
+        records: FileRecordTable,
+        datastoreName: str,
+    ) -> None:
         self.fs = fs
         self.rootPath = rootPath
         self.checksum = checksum
         self.layout = layout
+        self.records = records
+        self.datastoreName = datastoreName
 
     def fullPath(self, relPath: str) -> str:
         """Return the path in ``fs`` of ``relPath``.
@@ -147,3 +173,105 @@ class FileAccess:
         aside = tempPathFor(path).replace(".tmp-", ".removed-")
         self.fs.mv(path, aside)
         return path, aside
+
+    def copyFile(self, relPath: str, data: memoryview) -> tuple[str, int, str | None]:
+        """Write ``data`` as it is to a temporary file beside ``relPath``; like `writeFile`."""
+
+        def write(stream: IO[bytes]) -> None:
+            stream.write(data)
+
+        return writeTemp(self.fs, self.fullPath(relPath), write, self.checksum)
+
+    def readBytes(self, info: StoredFileInfo) -> memoryview:
+        """Return the whole of a recorded file, size- and checksum-checked.
+
+        Raises
+        ------
+        DatasetNotFoundError
+            The file is gone.
+        DatasetIntegrityError
+            It changed since it was written.
+        """
+        checksum = info.checksum if self.checksum else None
+        return readWhole(self.fs, self.fullPath(info.path), self.uri(info.path), info.fileSize, checksum)
+
+    # -- files and records together --
+
+    def store(self, ref: DatasetRef, writes: list[FileWrite], folder: str | None) -> None:
+        """Write every file of ``ref``, then record them and move them into place, all or nothing.
+
+        Raises
+        ------
+        DatasetExistsError
+            ``ref`` is already recorded, or one of its paths belongs to another dataset.
+        Exception
+            Whatever a ``write`` raises; nothing is left behind.
+        """
+        temps: list[tuple[str, str]] = []
+        try:
+            infos = []
+            now = time.time()
+            for component, relPath, formatterName, storageClass, write in writes:
+                tempPath, size, checksum = write()
+                temps.append((tempPath, self.fullPath(relPath)))
+                parentID = ref.id if component else None
+                infos.append(
+                    StoredFileInfo(
+                        now,
+                        storageClass,
+                        parentID,
+                        path=relPath,
+                        formatter=formatterName,
+                        component=component,
+                        fileSize=size,
+                        checksum=checksum,
+                    )
+                )
+            if folder is not None:
+                total = sum(info.fileSize for info in infos)
+                storageClass = ref.datasetType.storageClass
+                infos.insert(
+                    0, StoredFileInfo(now, storageClass, path=folder, formatter=None, fileSize=total)
+                )
+            self._commit(ref, infos, temps)
+        except BaseException:
+            for tempPath, _ in temps:
+                removeQuietly(self.fs, tempPath)
+            raise
+
+    def _commit(self, ref: DatasetRef, infos: list[StoredFileInfo], temps: list[tuple[str, str]]) -> None:
+        moved: list[str] = []
+        try:
+            with self.records.begin() as conn:
+                self.records.insert(conn, ref.id, ref.datasetType.name, infos)
+                for tempPath, finalPath in temps:
+                    self.fs.mv(tempPath, finalPath)
+                    moved.append(finalPath)
+        except sa.exc.IntegrityError as exc:
+            raise self.existsError(ref, [info.path for info in infos]) from exc
+        except BaseException:
+            for path in moved:
+                removeQuietly(self.fs, path)
+            raise
+
+    def existsError(self, ref: DatasetRef, paths: list[str] | None = None) -> DatasetExistsError:
+        """Return the error for a put of ``ref`` that is already stored or whose ``paths`` are taken."""
+        if paths is None or self.records.has(ref.id) is not None:
+            return DatasetExistsError(
+                f"Dataset {ref} is already in datastore {self.datastoreName!r}; nothing was stored. "
+                f"Remove it first to replace it."
+            )
+        with self.records.begin() as conn:
+            owners = {p: self.records.pathOwner(conn, p) for p in paths}
+        taken = ", ".join(f"{self.uri(p)} (dataset {o})" for p, o in owners.items() if o)
+        return DatasetExistsError(
+            f"Cannot put {ref}: its file path is already used by another dataset: {taken}. The file template "
+            f"for {ref.datasetType.name!r} must give every dataset its own path (e.g. include {{id}} or {{run}})."
+        )
+
+    def drop(self, ref: DatasetRef) -> None:
+        """Forget ``ref`` and delete its files."""
+        with self.records.begin() as conn:
+            rows = self.records.fetch(ref.id, conn)
+            self.records.delete(conn, ref.id)
+        self.deleteFiles([info for _, info in rows.values()])
