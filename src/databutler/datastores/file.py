@@ -30,7 +30,6 @@ from ..exceptions import (
     StoredItemInfoNotFoundError,
 )
 from .file_access import FileAccess, FileWrite
-from .file_io import removeQuietly
 from .file_layout import FileLayout, configSection
 from .file_records import FileRecordTable, StoredFileInfo
 from .file_templates import checkRelativePath
@@ -231,7 +230,7 @@ class FileDatastore(Datastore):
             A source file changed since it was written; nothing is stored here.
         """
         if isinstance(inputDatastore, FileDatastore) and not ref.isComponent():
-            copies = self._copyPlan(inputDatastore, ref)
+            copies = self.files.copyPlan(inputDatastore.files, ref, inputDatastore._lookup(ref, "transfer"))
             if copies is not None:
                 if self._records.has(ref.id) is not None:
                     raise self.files.existsError(ref)
@@ -239,55 +238,13 @@ class FileDatastore(Datastore):
                 return
         super().transfer(inputDatastore, ref)
 
-    def _copyPlan(self, source: FileDatastore, ref: DatasetRef) -> tuple[list[FileWrite], str | None] | None:
-        """Return the writes that copy ``ref``'s files from ``source``, or `None` if formatters differ."""
-        sourceInfos = source._lookup(ref, "transfer")
-        whole = sourceInfos[""]
-        relPath = self.layout.templates.render(ref)
-        mine = self.layout.formatterFor(ref.datasetType)
-        if whole.formatter is not None:
-            if mine is None or mine.name != whole.formatter:
-                return None
-            pairs: list[tuple[str | None, str, StoredFileInfo]] = [(None, relPath + mine.extension, whole)]
-            folder = None
-        else:
-            if mine is not None:
-                return None
-            pairs = []  # one per component file
-            for component, info in sourceInfos.items():
-                if component:
-                    mineForComponent = self.layout.formatterFor(
-                        ref.datasetType.makeComponentDatasetType(component)
-                    )
-                    if mineForComponent is None or mineForComponent.name != info.formatter:
-                        return None
-                    pairs.append((component, f"{relPath}/{component}{mineForComponent.extension}", info))
-            folder = relPath
-
-        def copy(info: StoredFileInfo, target: str) -> tuple[str, int, str | None]:
-            return self.files.copyFile(target, source.files.readBytes(info))
-
-        writes: list[FileWrite] = [
-            (component, target, str(info.formatter), info.storageClass, functools.partial(copy, info, target))
-            for component, target, info in pairs
-        ]
-        return writes, folder
-
     # -- get --
 
     def _lookup(self, ref: DatasetRef, verb: str) -> dict[str, StoredFileInfo]:
-        """Return ``{component or "": info}`` of the stored dataset ``ref`` belongs to.
-
-        Raises
-        ------
-        DatasetNotFoundError
-            Nothing is stored under ``ref``'s id with ``ref``'s (parent) dataset type.
-        """
-        rows = self._records.fetch(ref.id)
-        whole = rows.get("")
-        if whole is None or whole[0] != ref.datasetType.nameAndComponent()[0]:
+        infos = self.files.lookup(ref)
+        if infos is None:
             raise self._notFound(ref, verb)
-        return {component: info for component, (_, info) in rows.items()}
+        return infos
 
     def _notFound(self, ref: DatasetRef, verb: str) -> DatasetNotFoundError:
         return DatasetNotFoundError(
@@ -392,41 +349,22 @@ class FileDatastore(Datastore):
         if ref.isComponent():
             raise DatasetTypeError(f"Cannot remove component {ref} on its own; remove the composite.")
         tx = self._currentTransaction()
-        moved: list[tuple[str, str]] = []
-        try:
-            with self._records.begin() as conn:
-                rows = self._records.fetch(ref.id, conn)
-                whole = rows.get("")
-                if whole is None or whole[0] != ref.datasetType.name:
-                    raise self._notFound(ref, "remove")
-                self._records.delete(conn, ref.id)
-                infos = [info for _, info in rows.values()]
-                if tx is not None:
-                    moved.extend(self.files.moveAside(i.path) for i in infos if i.formatter is not None)
-        except BaseException:
-            for path, aside in reversed(moved):
-                self.files.fs.mv(aside, path)
-            raise
+        removed = self.files.unstore(ref, moveAside=tx is not None)
+        if removed is None:
+            raise self._notFound(ref, "remove")
+        infos, moved = removed
         self._notifyRemoved([ref])
         if tx is None:
             self.files.deleteFiles(infos)
             return
         tx.registerUndo(f"remove of {ref}", self._restore, ref, infos, moved)
         folders = [info for info in infos if info.formatter is None]
-        tx.registerOnCommit(f"delete the files of removed {ref}", self._deleteAside, moved, folders)
+        tx.registerOnCommit(f"delete the files of removed {ref}", self.files.deleteAside, moved, folders)
 
     def _restore(self, ref: DatasetRef, infos: list[StoredFileInfo], moved: list[tuple[str, str]]) -> None:
         """Undo a remove: put the files back, then the records."""
-        for path, aside in moved:
-            self.files.fs.mv(aside, path)
-        with self._records.begin() as conn:
-            self._records.insert(conn, ref.id, ref.datasetType.name, infos)
+        self.files.restore(ref, infos, moved)
         self._notifyAdded([ref])
-
-    def _deleteAside(self, moved: list[tuple[str, str]], folders: list[StoredFileInfo]) -> None:
-        for _, aside in moved:
-            removeQuietly(self.files.fs, aside)
-        self.files.deleteFiles(folders)
 
     # -- URIs and stored-item info --
 

@@ -12,6 +12,7 @@ formatter.
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from collections.abc import Callable, Mapping
 from typing import IO, Any
@@ -275,3 +276,89 @@ class FileAccess:
             rows = self.records.fetch(ref.id, conn)
             self.records.delete(conn, ref.id)
         self.deleteFiles([info for _, info in rows.values()])
+
+    def lookup(self, ref: DatasetRef) -> dict[str, StoredFileInfo] | None:
+        """Return ``{component or "": info}`` of the stored dataset ``ref`` belongs to, or `None`
+        if nothing is stored under its id with its (parent) dataset type."""
+        rows = self.records.fetch(ref.id)
+        whole = rows.get("")
+        if whole is None or whole[0] != ref.datasetType.nameAndComponent()[0]:
+            return None
+        return {component: info for component, (_, info) in rows.items()}
+
+    def unstore(
+        self, ref: DatasetRef, moveAside: bool
+    ) -> tuple[list[StoredFileInfo], list[tuple[str, str]]] | None:
+        """Delete the records of ``ref`` and, if ``moveAside``, rename its files to hidden names.
+
+        Returns
+        -------
+        removed : tuple or None
+            ``(infos, moved)`` — the records deleted and the ``(path, asidePath)`` renames — or
+            `None` if ``ref`` is not stored.
+        """
+        moved: list[tuple[str, str]] = []
+        try:
+            with self.records.begin() as conn:
+                rows = self.records.fetch(ref.id, conn)
+                whole = rows.get("")
+                if whole is None or whole[0] != ref.datasetType.name:
+                    return None
+                self.records.delete(conn, ref.id)
+                infos = [info for _, info in rows.values()]
+                if moveAside:
+                    moved.extend(self.moveAside(i.path) for i in infos if i.formatter is not None)
+        except BaseException:
+            for path, aside in reversed(moved):
+                self.fs.mv(aside, path)
+            raise
+        return infos, moved
+
+    def restore(self, ref: DatasetRef, infos: list[StoredFileInfo], moved: list[tuple[str, str]]) -> None:
+        """Undo `unstore`: rename the files back, then insert the records again."""
+        for path, aside in moved:
+            self.fs.mv(aside, path)
+        with self.records.begin() as conn:
+            self.records.insert(conn, ref.id, ref.datasetType.name, infos)
+
+    def deleteAside(self, moved: list[tuple[str, str]], folders: list[StoredFileInfo]) -> None:
+        """Delete the files `unstore` moved aside, then the emptied folders."""
+        for _, aside in moved:
+            removeQuietly(self.fs, aside)
+        self.deleteFiles(folders)
+
+    def copyPlan(
+        self, source: FileAccess, ref: DatasetRef, sourceInfos: dict[str, StoredFileInfo]
+    ) -> tuple[list[FileWrite], str | None] | None:
+        """Return the writes (and folder) that copy ``ref``'s files from ``source`` byte for byte,
+        or `None` if this layout would use other formatters than the ones that wrote them."""
+        whole = sourceInfos[""]
+        relPath = self.layout.templates.render(ref)
+        mine = self.layout.formatterFor(ref.datasetType)
+        if whole.formatter is not None:
+            if mine is None or mine.name != whole.formatter:
+                return None
+            pairs: list[tuple[str | None, str, StoredFileInfo]] = [(None, relPath + mine.extension, whole)]
+            folder = None
+        else:
+            if mine is not None:
+                return None
+            pairs = []  # one per component file
+            for component, info in sourceInfos.items():
+                if component:
+                    mineForComponent = self.layout.formatterFor(
+                        ref.datasetType.makeComponentDatasetType(component)
+                    )
+                    if mineForComponent is None or mineForComponent.name != info.formatter:
+                        return None
+                    pairs.append((component, f"{relPath}/{component}{mineForComponent.extension}", info))
+            folder = relPath
+
+        def copy(info: StoredFileInfo, target: str) -> tuple[str, int, str | None]:
+            return self.copyFile(target, source.readBytes(info))
+
+        writes: list[FileWrite] = [
+            (component, target, str(info.formatter), info.storageClass, functools.partial(copy, info, target))
+            for component, target, info in pairs
+        ]
+        return writes, folder
