@@ -86,10 +86,12 @@ def arrays(work: Path, sizes: list[int], repeat: int) -> None:
             plain = work / "plain-read.npy"
             np.save(plain, array)
             saves, puts, loads, gets = [], [], [], []
-            for i in range(1, repeat + 1):  # every put and every save makes a new file
+            for i in range(1, repeat + 1):  # every put and every save makes a new file...
                 saves.append(timed(lambda i=i, a=array: np.save(work / f"plain-{i}.npy", a)))
                 ref = DatasetRef(imageType, {"visit": i}, run="bench")
                 puts.append(timed(lambda s=store, r=ref, a=array: s.put(a, r)))
+                (work / f"plain-{i}.npy").unlink()  # ...which is deleted again, so that unwritten
+                store.remove(ref)  # pages do not pile up and throttle later writes
                 loads.append(timed(lambda p=plain: np.load(p)))
                 gets.append(timed(lambda s=store, r=readRef: s.get(r)))
             target = 1.2 if size >= 100_000_000 and checksum else None
@@ -193,7 +195,7 @@ def main() -> None:
             smallJson(work, 100)
             parquet(work, 50_000, repeat=3)
         else:
-            arrays(work, [1_000_000, 100_000_000], repeat=5)
+            arrays(work, [1_000_000, 100_000_000], repeat=7)
             smallJson(work, 500)
             parquet(work, 500_000, repeat=5)
     finally:
