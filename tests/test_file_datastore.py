@@ -198,6 +198,22 @@ def test_changed_file_is_an_integrity_error_and_nothing_is_touched(tmp_path: Pat
     assert not store.exists(ref)
 
 
+def test_verify_checks_every_file_without_decoding(tmp_path: Path) -> None:
+    store = makeStore(tmp_path, checksum=False)  # checksums recorded by an earlier, checking writer
+    writer = makeStore(tmp_path)
+    ref = makeRef("calexp", "MaskedImage")
+    writer.put(MaskedImage(image=np.zeros(4), mask=np.zeros(4), metadata={"a": 1}), ref)
+    assert store.verify(ref) is True
+    maskPath = pathOf(store, ref.makeComponentRef("mask"))
+    data = bytearray(maskPath.read_bytes())
+    data[-1] ^= 1
+    maskPath.write_bytes(bytes(data))
+    with pytest.raises(DatasetIntegrityError, match=re.escape(str(maskPath))):
+        store.verify(ref)
+    with pytest.raises(DatasetNotFoundError):
+        store.verify(makeRef("calexp", "MaskedImage", visit=9))
+
+
 def test_checksums_can_be_turned_off(tmp_path: Path) -> None:
     store = makeStore(tmp_path, checksum=False)
     ref = makeRef("image", "NumpyArray")

@@ -323,6 +323,29 @@ class FileDatastore(Datastore):
         """
         return self._records.has(ref.id) == ref.datasetType.nameAndComponent()[0]
 
+    def verify(self, ref: DatasetRef) -> bool:
+        """Check every file of ``ref`` against the size and checksum recorded when it was written.
+
+        Checksums are checked even when ``checksum`` is off for reads, if they were recorded.
+        Nothing is decoded and nothing is changed.
+
+        Returns
+        -------
+        intact : bool
+            `True` (a damaged or missing file raises instead, naming it).
+
+        Raises
+        ------
+        DatasetNotFoundError
+            ``ref`` is not stored, or one of its files has disappeared.
+        DatasetIntegrityError
+            A file was changed, truncated or grown on disk.
+        """
+        for info in self._lookup(ref, "verify").values():
+            if info.formatter is not None:
+                self.files.readBytes(info, verify=True)
+        return True
+
     # -- remove --
 
     def _currentTransaction(self) -> DatastoreTransaction | None:

@@ -183,8 +183,10 @@ class FileAccess:
 
         return writeTemp(self.fs, self.fullPath(relPath), write, self.checksum)
 
-    def readBytes(self, info: StoredFileInfo) -> memoryview:
-        """Return the whole of a recorded file, size- and checksum-checked.
+    def readBytes(self, info: StoredFileInfo, verify: bool | None = None) -> memoryview:
+        """Return the whole of a recorded file, size- and (if ``verify``) checksum-checked.
+
+        ``verify`` defaults to the datastore's ``checksum`` setting.
 
         Raises
         ------
@@ -193,7 +195,7 @@ class FileAccess:
         DatasetIntegrityError
             It changed since it was written.
         """
-        checksum = info.checksum if self.checksum else None
+        checksum = info.checksum if (self.checksum if verify is None else verify) else None
         return readWhole(self.fs, self.fullPath(info.path), self.uri(info.path), info.fileSize, checksum)
 
     # -- files and records together --
