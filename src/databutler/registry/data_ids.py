@@ -137,24 +137,35 @@ def whereConditions(
     The flag returned is `True` when the conditions look values up in ``dataset_dimension``.
 
     When the terms give one value for every dimension they name a single data ID, which is
-    found through the canonical ``data_id`` and its unique index. Otherwise each term becomes
-    ``dataset.id IN (SELECT dataset_id FROM dataset_dimension WHERE dimension = … AND value IN …)``,
-    each subquery an indexed range of ``dataset_dimension``.
+    found through the canonical ``data_id`` and its unique index. Otherwise one term *leads*:
+    ``dataset.id IN (SELECT dataset_id FROM dataset_dimension WHERE dimension = … AND value
+    IN …)``, an indexed range; every other term is checked per candidate with a correlated
+    ``EXISTS`` on the (dataset_id, dimension) primary key. The lead is the term most likely
+    to be selective: integer values (visits, exposures) before strings (bands, instruments),
+    then the fewest values. (PostgreSQL's planner, which has statistics, may reorder.)
     """
     dataset = schema.datasetTable
     single = {name: (ints or strs)[0] for name, ints, strs in terms if len(ints) + len(strs) == 1}
     if len(terms) == len(datasetType.dimensions) and len(single) == len(terms):
         return [dataset.c.dataId == encodeDataId(datasetType, single)[1]], False
-    dimension = schema.datasetDimensionTable
+    if any(not ints and not strs for _, ints, strs in terms):
+        return [sa.false()], False
+    ordered = sorted(terms, key=lambda term: (bool(term[2]), len(term[1]) + len(term[2])))
     conditions: list[sa.ColumnElement[bool]] = []
-    for name, ints, strs in terms:
+    for index, (name, ints, strs) in enumerate(ordered):
+        dimension = schema.datasetDimensionTable.alias(f"where{index}")
         matches: list[sa.ColumnElement[bool]] = []
         if ints:
             matches.append(dimension.c.intValue.in_(ints))
         if strs:
             matches.append(dimension.c.strValue.in_(strs))
-        if not matches:
-            return [sa.false()], False
-        subquery = sa.select(dimension.c.datasetId).where(dimension.c.dimension == name, sa.or_(*matches))
-        conditions.append(dataset.c.id.in_(subquery))
+        if index == 0:
+            lead = sa.select(dimension.c.datasetId).where(dimension.c.dimension == name, sa.or_(*matches))
+            conditions.append(dataset.c.id.in_(lead))
+        else:
+            conditions.append(
+                sa.exists().where(
+                    dimension.c.datasetId == dataset.c.id, dimension.c.dimension == name, sa.or_(*matches)
+                )
+            )
     return conditions, bool(conditions)

@@ -345,10 +345,11 @@ class DatasetRecords(DatasetTypesAndRuns):
         conditions, byDimension = whereConditions(datasetType, terms)
         typeColumn: sa.ColumnElement[int] = table.c.datasetTypeId
         runColumn: sa.ColumnElement[int] = table.c.runId
-        if byDimension:
-            # Planner hint: "+ 0" keeps the (run, type) index out of reach, so the database starts
-            # from the indexed dimension lookups, which are far more selective than "every
-            # dataset of this type" (SQLite has no statistics to know that).
+        if byDimension and self.isSqlite:
+            # Planner hint: "+ 0" keeps the (run, type) index out of reach, so SQLite starts from
+            # the indexed dimension lookup, usually far more selective than "every dataset of
+            # this type", which SQLite, without statistics, cannot know. PostgreSQL has
+            # statistics, and the hint would only spoil its estimates.
             typeColumn = typeColumn + 0
             runColumn = runColumn + 0
         statement = sa.select(table.c.id, table.c.runId, table.c.dataId).where(
