@@ -198,6 +198,25 @@ def test_changed_file_is_an_integrity_error_and_nothing_is_touched(tmp_path: Pat
     assert not store.exists(ref)
 
 
+def test_big_files_are_hashed_while_written_and_read(tmp_path: Path) -> None:
+    store = makeStore(tmp_path)
+    ref = makeRef("image", "NumpyArray")
+    array = np.random.default_rng(0).random(3_000_000)  # 24 MB: hashed in a second thread
+    store.put(array, ref)
+    data = pathOf(store, ref).read_bytes()
+    assert (
+        store.getStoredItemInfo(ref).checksum
+        == "blake2b:" + hashlib.blake2b(data, digest_size=32).hexdigest()
+    )
+    np.testing.assert_array_equal(store.get(ref), array)
+    path = pathOf(store, ref)
+    changed = bytearray(data)
+    changed[len(changed) // 2] ^= 1  # in the middle of a chunk hashed in the background
+    path.write_bytes(bytes(changed))
+    with pytest.raises(DatasetIntegrityError, match="checksum"):
+        store.get(ref)
+
+
 def test_verify_checks_every_file_without_decoding(tmp_path: Path) -> None:
     store = makeStore(tmp_path, checksum=False)  # checksums recorded by an earlier, checking writer
     writer = makeStore(tmp_path)
