@@ -64,9 +64,9 @@ class ConnectionManager:
         self.writeEngine = self.engine.execution_options(**{WRITE_OPTION: True})
         # A lone read needs no transaction. PostgreSQL reads autocommit, saving the BEGIN and
         # ROLLBACK round trips; SQLite reads already run without BEGIN (see databases.py).
-        isSqlite = engine.dialect.name == "sqlite"
+        self.isSqlite = engine.dialect.name == "sqlite"
         self.readEngine = (
-            self.engine if isSqlite else self.engine.execution_options(isolation_level="AUTOCOMMIT")
+            self.engine if self.isSqlite else self.engine.execution_options(isolation_level="AUTOCOMMIT")
         )
         self._state = _ThreadState()
         self._committed: dict[Hashable, Any] = {}
@@ -133,9 +133,24 @@ class ConnectionManager:
         with self.readEngine.connect() as connection:
             yield connection
 
-    def write(self) -> Any:
-        """Return a context manager for one write: its own transaction, or a SAVEPOINT."""
-        return self.transaction()
+    @contextmanager
+    def write(self, *, atomic: bool = False) -> Iterator[sa.Connection]:
+        """Run one write: in its own transaction, or inside this thread's in a SAVEPOINT.
+
+        Parameters
+        ----------
+        atomic : bool
+            The write is one statement that cannot half-succeed. SQLite undoes a failed
+            statement by itself and the transaction goes on, so inside a transaction such a
+            write needs no SAVEPOINT (saving two statements). PostgreSQL aborts the whole
+            transaction on any error, so there it always gets one.
+        """
+        connection = self._state.connection
+        if connection is not None and atomic and self.isSqlite:
+            yield connection
+            return
+        with self.transaction() as connection:
+            yield connection
 
     # -- the cache --
 

@@ -23,9 +23,9 @@ from . import schema
 from .data_ids import decodeDataId, dimensionRows, encodeDataId, parseWhere, whereConditions
 from .types_runs import DatasetTypesAndRuns
 
-__all__ = ["DatasetRecords", "chunks", "newDatasetId", "toUuid"]
+__all__ = ["CHUNK", "DatasetRecords", "chunks", "newDatasetId", "toUuid"]
 
-_CHUNK = 500
+CHUNK = 500
 """Most values bound in one IN (...) list."""
 
 # Statements on the hot paths are built once: SQLAlchemy then only binds the values.
@@ -49,8 +49,8 @@ _GET = sa.select(_dataset.c.datasetTypeId, _dataset.c.runId, _dataset.c.dataId).
 
 def chunks(values: Sequence[Any]) -> Iterator[Sequence[Any]]:
     """Yield ``values`` in slices short enough to bind as one IN (...) list."""
-    for start in range(0, len(values), _CHUNK):
-        yield values[start : start + _CHUNK]
+    for start in range(0, len(values), CHUNK):
+        yield values[start : start + CHUNK]
 
 
 def newDatasetId() -> uuid.UUID:
@@ -213,7 +213,9 @@ class DatasetRecords(DatasetTypesAndRuns):
         ]
         dimensions = [row for ref in refs for row in dimensionRows(ref.id, ref.dataId)]
         try:
-            with self._db.write() as connection:
+            # One row: if the dataset insert fails nothing was written (the dimension rows of a
+            # dataset just inserted cannot conflict), so SQLite needs no SAVEPOINT.
+            with self._db.write(atomic=len(rows) == 1) as connection:
                 connection.execute(_INSERT_DATASETS, rows)
                 if dimensions:
                     connection.execute(_INSERT_DIMENSIONS, dimensions)

@@ -37,9 +37,16 @@ from ..storage_class import StorageClassFactory
 from . import schema
 from .connections import ConnectionManager
 from .databases import ROOT_PLACEHOLDER, RegistryConfig, isSqliteUrl, makeEngine, parseUrl, sqliteFile
-from .datasets import DatasetRecords, chunks
+from .datasets import CHUNK, DatasetRecords, chunks
 
 __all__ = ["SqlRegistry"]
+
+_location = schema.datasetLocationTable
+_REMOVE_LOCATIONS = sa.delete(_location).where(
+    _location.c.datastoreName == sa.bindparam("datastoreName"),
+    _location.c.datasetId.in_(sa.bindparam("ids", expanding=True)),
+)
+_GET_LOCATIONS = sa.select(_location.c.datastoreName).where(_location.c.datasetId == sa.bindparam("id"))
 
 
 class SqlRegistry(DatasetRecords):
@@ -104,6 +111,9 @@ class SqlRegistry(DatasetRecords):
         if path is not None and create:
             path.parent.mkdir(parents=True, exist_ok=True)
         self._db = ConnectionManager(makeEngine(self.url, busyTimeout=busyTimeout), namespace)
+        self._insertLocations = self._insert(_location).on_conflict_do_nothing(
+            index_elements=[_location.c.datasetId, _location.c.datastoreName]
+        )
         try:
             if create:
                 self._createSchema()
@@ -230,13 +240,10 @@ class SqlRegistry(DatasetRecords):
         ids = list(dict.fromkeys(ref.id for ref in refs))
         if not ids:
             return
-        table = schema.datasetLocationTable
-        statement = self._insert(table).on_conflict_do_nothing(
-            index_elements=[table.c.datasetId, table.c.datastoreName]
-        )
+        rows = [{"datasetId": i, "datastoreName": datastoreName} for i in ids]
         try:
-            with self._db.write() as connection:
-                connection.execute(statement, [{"datasetId": i, "datastoreName": datastoreName} for i in ids])
+            with self._db.write(atomic=len(rows) == 1) as connection:
+                connection.execute(self._insertLocations, rows)
         except sa.exc.IntegrityError as exc:
             raise self._explainMissing(ids, datastoreName, exc) from exc
 
@@ -256,21 +263,13 @@ class SqlRegistry(DatasetRecords):
     def removeDatasetLocations(self, datastoreName: str, refs: Iterable[DatasetRef]) -> None:
         """Record that datastore ``datastoreName`` no longer holds ``refs``."""
         ids = list(dict.fromkeys(ref.id for ref in refs))
-        table = schema.datasetLocationTable
-        with self._db.write() as connection:
+        if not ids:
+            return
+        with self._db.write(atomic=len(ids) <= CHUNK) as connection:
             for chunk in chunks(ids):
-                connection.execute(
-                    sa.delete(table).where(
-                        table.c.datastoreName == datastoreName, table.c.datasetId.in_(chunk)
-                    )
-                )
+                connection.execute(_REMOVE_LOCATIONS, {"datastoreName": datastoreName, "ids": list(chunk)})
 
     def getDatasetLocations(self, ref: DatasetRef) -> set[str]:
         """Return the names of the datastores that hold ``ref``."""
-        table = schema.datasetLocationTable
         with self._db.read() as connection:
-            return set(
-                connection.execute(
-                    sa.select(table.c.datastoreName).where(table.c.datasetId == ref.id)
-                ).scalars()
-            )
+            return set(connection.execute(_GET_LOCATIONS, {"id": ref.id}).scalars())

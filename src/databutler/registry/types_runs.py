@@ -94,7 +94,7 @@ class DatasetTypesAndRuns:
             .on_conflict_do_nothing(index_elements=[table.c.name])
             .returning(table.c.id)
         )
-        with self._db.write() as connection:
+        with self._db.write(atomic=True) as connection:
             inserted = connection.execute(statement).first() is not None
             found = self._lookupDatasetType(datasetType.name)
         if found is None:
@@ -225,7 +225,7 @@ class DatasetTypesAndRuns:
             .on_conflict_do_nothing(index_elements=[table.c.name])
             .returning(table.c.id)
         )
-        with self._db.write() as connection:
+        with self._db.write(atomic=True) as connection:
             return connection.execute(statement).first() is not None
 
     def queryRuns(self) -> list[str]:

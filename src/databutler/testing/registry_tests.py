@@ -383,12 +383,24 @@ class RegistryTests:
             kept = filled.addDataset("calexp", {"visit": 1, "detector": 2}, "run1")
             with pytest.raises(ConflictingDatasetError):
                 filled.addDataset("calexp", {"visit": 1, "detector": 2}, "run1")
+            with pytest.raises(ConflictingDatasetError):  # the first two rows must not stay
+                filled.addDatasets(
+                    "calexp",
+                    [{"visit": 7, "detector": 2}, {"visit": 8, "detector": 2}, {"visit": 1, "detector": 2}],
+                    "run1",
+                )
+            with pytest.raises(MissingDatasetError):
+                filled.addDatasetLocations(
+                    "memory", [DatasetRef(CALEXP, {"visit": 9, "detector": 9}, run="run1")]
+                )
+            filled.addDatasetLocations("memory", [kept])
             with pytest.raises(RuntimeError), filled.transaction():
                 filled.registerRun("inner")
                 filled.addDataset("calexp", {"visit": 2, "detector": 2}, "run1")
                 raise RuntimeError("inner only")
             after = filled.addDataset("calexp", {"visit": 3, "detector": 2}, "run1")
         assert filled.queryDatasets("calexp") == [kept, after]
+        assert filled.getDatasetLocations(kept) == {"memory"}
         assert "inner" not in filled.queryRuns()
 
     def test_other_threads_are_not_in_the_transaction(self, filled: SqlRegistry) -> None:
