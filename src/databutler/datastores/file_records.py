@@ -68,6 +68,9 @@ def _makeEngine(url: str, busyTimeout: float) -> sa.Engine:
         raise ConfigError(
             f"datastore.records.db {url!r} is not a database URL such as 'sqlite:///path'."
         ) from exc
+    backend, _, driver = parsed.drivername.partition("+")
+    if backend in ("postgres", "postgresql"):
+        parsed = parsed.set(drivername=f"postgresql+{driver or 'psycopg'}")  # psycopg 3 by default
     if parsed.get_backend_name() != "sqlite":
         return sa.create_engine(parsed, pool_pre_ping=True)
     inMemory = parsed.database in (None, "", ":memory:")
