@@ -20,7 +20,7 @@ from databutler import (
     SqlRegistry,
 )
 from databutler.registry import RegistryConfig, schema
-from databutler.testing.registry_support import dropNamespace, newNamespace, postgresUrl
+from databutler.testing.registry_support import POSTGRES_URL_ENV, dropNamespace, newNamespace, postgresUrl
 from databutler.testing.registry_tests import RegistryTests
 
 
@@ -168,3 +168,18 @@ def test_postgres_from_config() -> None:
             assert registry.queryRuns() == ["run"]
     finally:
         dropNamespace(postgresUrl(), namespace)
+
+
+# -- the PostgreSQL test server switch --
+
+
+def test_postgres_tests_fail_in_ci_without_a_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(POSTGRES_URL_ENV, raising=False)
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI must run the PostgreSQL"):
+        postgresUrl()
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="No PostgreSQL server"):
+        postgresUrl()
+    monkeypatch.setenv(POSTGRES_URL_ENV, "postgresql://somewhere/db")
+    assert postgresUrl() == "postgresql://somewhere/db"
