@@ -8,10 +8,8 @@ write does the registry look to see why, to say which dataset was in the way.
 
 from __future__ import annotations
 
-import os
-import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -20,13 +18,19 @@ from ..dataset_ref import DatasetRef
 from ..dataset_type import DatasetType
 from ..exceptions import ConflictingDatasetError, MissingRunError, RegistryError
 from . import schema
-from .data_ids import decodeDataId, dimensionRows, encodeDataId, parseWhere, whereConditions
+from .data_ids import (
+    chunks,
+    decodeDataId,
+    dimensionRows,
+    encodeDataId,
+    newDatasetId,
+    parseWhere,
+    toUuid,
+    whereConditions,
+)
 from .types_runs import DatasetTypesAndRuns
 
-__all__ = ["CHUNK", "DatasetRecords", "chunks", "newDatasetId", "toUuid"]
-
-CHUNK = 500
-"""Most values bound in one IN (...) list."""
+__all__ = ["DatasetRecords"]
 
 # Statements on the hot paths are built once: SQLAlchemy then only binds the values.
 _dataset = schema.datasetTable
@@ -45,43 +49,6 @@ _FIND_IN_RUNS = sa.select(_dataset.c.id, _dataset.c.runId).where(
 _GET = sa.select(_dataset.c.datasetTypeId, _dataset.c.runId, _dataset.c.dataId).where(
     _dataset.c.id == sa.bindparam("id")
 )
-
-
-def chunks(values: Sequence[Any]) -> Iterator[Sequence[Any]]:
-    """Yield ``values`` in slices short enough to bind as one IN (...) list."""
-    for start in range(0, len(values), CHUNK):
-        yield values[start : start + CHUNK]
-
-
-def newDatasetId() -> uuid.UUID:
-    """Return a new time-ordered UUID (version 7, RFC 9562) for a dataset.
-
-    Its leading 48 bits are the Unix time in milliseconds and the other 74 free bits random,
-    so ids are as unique as version 4 ones but sort by creation time: new rows land at the end
-    of the id indexes instead of on a random page, which keeps inserts into a large registry
-    cheap (fewer pages dirtied per commit).
-    """
-    millis = time.time_ns() // 1_000_000 & (1 << 48) - 1
-    value = millis << 80 | int.from_bytes(os.urandom(10), "big")
-    value = value & ~(0xF << 76) | 0x7 << 76  # version 7
-    value = value & ~(0x3 << 62) | 0x2 << 62  # RFC 4122 variant
-    return uuid.UUID(int=value)
-
-
-def toUuid(value: uuid.UUID | str) -> uuid.UUID:
-    """Return ``value`` as a UUID.
-
-    Raises
-    ------
-    TypeError
-        ``value`` is not a UUID or the string of one.
-    """
-    if isinstance(value, uuid.UUID):
-        return value
-    try:
-        return uuid.UUID(str(value))
-    except ValueError:
-        raise TypeError(f"Dataset id {value!r} is not a UUID.") from None
 
 
 def _sortKey(dataId: Mapping[str, Any]) -> tuple[tuple[bool, Any], ...]:

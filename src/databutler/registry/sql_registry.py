@@ -36,8 +36,9 @@ from ..exceptions import (
 from ..storage_class import StorageClassFactory
 from . import schema
 from .connections import ConnectionManager
+from .data_ids import CHUNK, chunks
 from .databases import ROOT_PLACEHOLDER, RegistryConfig, isSqliteUrl, makeEngine, parseUrl, sqliteFile
-from .datasets import CHUNK, DatasetRecords, chunks
+from .datasets import DatasetRecords
 
 __all__ = ["SqlRegistry"]
 

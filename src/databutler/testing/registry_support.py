@@ -13,7 +13,9 @@ from __future__ import annotations
 import multiprocessing
 import os
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,7 +28,10 @@ from ..registry.databases import makeEngine, parseUrl
 from ..storage_class import StorageClassFactory
 
 __all__ = [
+    "CALEXP",
+    "CATALOG",
     "POSTGRES_URL_ENV",
+    "RegistryFixtures",
     "WriterResult",
     "concurrentWriters",
     "dropNamespace",
@@ -173,3 +178,42 @@ def forkedAdds(registry: SqlRegistry, visits: list[int]) -> dict[int, str]:
     for process in processes:
         process.join(timeout=60)
     return results
+
+
+CALEXP = makeDatasetType("calexp", ("visit", "detector"), "MaskedImage")
+"""A composite dataset type (image, mask, metadata components) the registry tests use."""
+CATALOG = makeDatasetType("catalog", ("visit", "band"), "StructuredDataDict")
+"""A dataset type with an int and a str dimension."""
+
+
+class RegistryFixtures:
+    """How to build the registries a registry test uses; subclasses implement `makeRegistry`."""
+
+    def makeRegistry(self, tmpPath: Path) -> SqlRegistry:
+        """Return a new, empty registry (created); ``tmpPath`` is a folder it may use."""
+        raise NotImplementedError("A RegistryTests subclass must say how to build its registry.")
+
+    def cleanupRegistry(self, registry: SqlRegistry) -> None:
+        """Remove what `makeRegistry` made beyond ``tmpPath`` (called after ``close``)."""
+
+    def reopen(self, registry: SqlRegistry, **kwargs: Any) -> SqlRegistry:
+        """Open another registry on the same database."""
+        return SqlRegistry(registry.url, namespace=registry.namespace, **kwargs)
+
+    @pytest.fixture
+    def registry(self, tmp_path: Path) -> Iterator[SqlRegistry]:
+        registry = self.makeRegistry(tmp_path)
+        try:
+            yield registry
+        finally:
+            registry.close()
+            self.cleanupRegistry(registry)
+
+    @pytest.fixture
+    def filled(self, registry: SqlRegistry) -> SqlRegistry:
+        """A registry with calexp and catalog types and runs ``run1`` and ``run2``."""
+        registry.registerDatasetType(CALEXP)
+        registry.registerDatasetType(CATALOG)
+        registry.registerRun("run1")
+        registry.registerRun("run2")
+        return registry

@@ -13,9 +13,7 @@ one registry at once (`RegistryTests.test_concurrent_processes`).
 
 from __future__ import annotations
 
-import threading
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +21,11 @@ import pytest
 
 from ..dataset_ref import DatasetRef
 from ..dataset_type import DatasetType
-from ..datastore.bridge import DatasetLocationRegistry
 from ..exceptions import (
     ConflictingDatasetError,
     DataIdError,
     DatasetTypeConflictError,
     DatasetTypeError,
-    MissingDatasetError,
     MissingDatasetTypeError,
     MissingRunError,
     UnknownComponentError,
@@ -37,45 +33,14 @@ from ..exceptions import (
 )
 from ..registry import SqlRegistry
 from ..storage_class import StorageClass
-from .registry_support import concurrentWriters, forkedAdds, makeDatasetType
+from .registry_support import CALEXP, CATALOG, makeDatasetType
+from .registry_transaction_tests import RegistryTransactionTests
 
 __all__ = ["RegistryTests"]
 
-CALEXP = makeDatasetType("calexp", ("visit", "detector"), "MaskedImage")
-CATALOG = makeDatasetType("catalog", ("visit", "band"), "StructuredDataDict")
 
-
-class RegistryTests:
-    """The registry contract. Subclasses implement `makeRegistry`."""
-
-    def makeRegistry(self, tmpPath: Path) -> SqlRegistry:
-        """Return a new, empty registry (created); ``tmpPath`` is a folder it may use."""
-        raise NotImplementedError("A RegistryTests subclass must say how to build its registry.")
-
-    def cleanupRegistry(self, registry: SqlRegistry) -> None:
-        """Remove what `makeRegistry` made beyond ``tmpPath`` (called after ``close``)."""
-
-    def reopen(self, registry: SqlRegistry, **kwargs: Any) -> SqlRegistry:
-        """Open another registry on the same database."""
-        return SqlRegistry(registry.url, namespace=registry.namespace, **kwargs)
-
-    @pytest.fixture
-    def registry(self, tmp_path: Path) -> Iterator[SqlRegistry]:
-        registry = self.makeRegistry(tmp_path)
-        try:
-            yield registry
-        finally:
-            registry.close()
-            self.cleanupRegistry(registry)
-
-    @pytest.fixture
-    def filled(self, registry: SqlRegistry) -> SqlRegistry:
-        """A registry with calexp and catalog types and runs ``run1`` and ``run2``."""
-        registry.registerDatasetType(CALEXP)
-        registry.registerDatasetType(CATALOG)
-        registry.registerRun("run1")
-        registry.registerRun("run2")
-        return registry
+class RegistryTests(RegistryTransactionTests):
+    """The registry contract. Subclasses implement `makeRegistry` (see `RegistryFixtures`)."""
 
     # -- dataset types --
 
@@ -333,122 +298,3 @@ class RegistryTests:
         filled.removeDatasets(refs[:1])  # already gone: nothing to do
         again = filled.addDataset("calexp", {"visit": 0, "detector": 1}, "run1")
         assert filled.findDataset("calexp", {"visit": 0, "detector": 1}, "run1") == again
-
-    # -- locations --
-
-    def test_dataset_locations(self, filled: SqlRegistry) -> None:
-        assert isinstance(filled, DatasetLocationRegistry)
-        ref = filled.addDataset("calexp", {"visit": 1, "detector": 2}, "run1")
-        assert filled.getDatasetLocations(ref) == set()
-        filled.addDatasetLocations("memory", [ref])
-        filled.addDatasetLocations("memory", [ref])
-        filled.addDatasetLocations("file", [ref.makeComponentRef("image")])
-        assert filled.getDatasetLocations(ref) == {"memory", "file"}
-        filled.removeDatasetLocations("memory", [ref])
-        filled.removeDatasetLocations("memory", [ref])
-        assert filled.getDatasetLocations(ref) == {"file"}
-        stranger = DatasetRef(CALEXP, {"visit": 5, "detector": 5}, run="run1")
-        with pytest.raises(MissingDatasetError, match=str(stranger.id)):
-            filled.addDatasetLocations("memory", [ref, stranger])
-        assert filled.getDatasetLocations(ref) == {"file"}
-
-    def test_datastore_records_locations(self, filled: SqlRegistry) -> None:
-        from ..datastores.in_memory import InMemoryDatastore
-
-        datastore = InMemoryDatastore({"datastore": {"cls": "databutler.InMemoryDatastore"}}, registry=filled)
-        catalog = filled.addDataset("catalog", {"visit": 1, "band": "r"}, "run1")
-        datastore.put({"a": 1}, catalog)
-        assert filled.getDatasetLocations(catalog) == {datastore.name}
-        datastore.remove(catalog)
-        assert filled.getDatasetLocations(catalog) == set()
-
-    # -- transactions --
-
-    def test_transaction_rolls_back_everything(self, registry: SqlRegistry) -> None:
-        with pytest.raises(RuntimeError, match="boom"), registry.transaction():
-            registry.registerDatasetType(CALEXP)
-            registry.registerRun("run1")
-            ref = registry.addDataset("calexp", {"visit": 1, "detector": 2}, "run1")
-            registry.addDatasetLocations("memory", [ref])
-            assert registry.findDataset("calexp", {"visit": 1, "detector": 2}, "run1") == ref
-            raise RuntimeError("boom")
-        assert registry.queryDatasetTypes() == [] and registry.queryRuns() == []
-        assert registry.registerDatasetType(CALEXP) is True
-        with pytest.raises(MissingRunError):  # the id cache forgot the rolled-back run too
-            registry.addDataset("calexp", {"visit": 1, "detector": 2}, "run1")
-        assert registry.registerRun("run1") is True
-
-    def test_nested_transaction_and_caught_conflict(self, filled: SqlRegistry) -> None:
-        with filled.transaction():
-            kept = filled.addDataset("calexp", {"visit": 1, "detector": 2}, "run1")
-            with pytest.raises(ConflictingDatasetError):
-                filled.addDataset("calexp", {"visit": 1, "detector": 2}, "run1")
-            with pytest.raises(ConflictingDatasetError):  # the first two rows must not stay
-                filled.addDatasets(
-                    "calexp",
-                    [{"visit": 7, "detector": 2}, {"visit": 8, "detector": 2}, {"visit": 1, "detector": 2}],
-                    "run1",
-                )
-            with pytest.raises(MissingDatasetError):
-                filled.addDatasetLocations(
-                    "memory", [DatasetRef(CALEXP, {"visit": 9, "detector": 9}, run="run1")]
-                )
-            filled.addDatasetLocations("memory", [kept])
-            with pytest.raises(RuntimeError), filled.transaction():
-                filled.registerRun("inner")
-                filled.addDataset("calexp", {"visit": 2, "detector": 2}, "run1")
-                raise RuntimeError("inner only")
-            after = filled.addDataset("calexp", {"visit": 3, "detector": 2}, "run1")
-        assert filled.queryDatasets("calexp") == [kept, after]
-        assert filled.getDatasetLocations(kept) == {"memory"}
-        assert "inner" not in filled.queryRuns()
-
-    def test_other_threads_are_not_in_the_transaction(self, filled: SqlRegistry) -> None:
-        seen: list[Any] = []
-        with filled.transaction():
-            ref = filled.addDataset("catalog", {"visit": 1, "band": "r"}, "run1")
-            thread = threading.Thread(target=lambda: seen.append(filled.getDataset(ref.id)))
-            thread.start()
-            thread.join(timeout=60)
-        assert seen == [None] and filled.getDataset(ref.id) == ref
-
-    def test_threads_share_a_registry(self, filled: SqlRegistry) -> None:
-        errors: list[BaseException] = []
-
-        def work(worker: int) -> None:
-            try:
-                for visit in range(25):
-                    filled.addDataset("calexp", {"visit": visit, "detector": worker}, "run1")
-                    assert filled.findDataset("calexp", {"visit": visit, "detector": worker}, "run1")
-            except BaseException as exc:
-                errors.append(exc)
-
-        threads = [threading.Thread(target=work, args=(w,)) for w in range(4)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=120)
-        assert errors == [] and len(filled.queryDatasets("calexp")) == 100
-
-    # -- several processes --
-
-    def test_concurrent_processes(self, registry: SqlRegistry) -> None:
-        workers, count, stride = 4, 200, 100
-        results = concurrentWriters(registry, workers=workers, count=count, stride=stride)
-        added = [e for r in results for e in r.added]
-        conflicts = [e for r in results for e in r.conflicts]
-        assert len(added) + len(conflicts) == workers * count
-        expected = set(range((workers - 1) * stride + count))
-        assert sorted(added) == sorted(expected), "each data ID added exactly once"
-        stored = registry.queryDatasets("raw")
-        assert sorted(ref.dataId["exposure"] for ref in stored) == sorted(expected)
-        assert len(conflicts) == workers * count - len(expected)
-        assert len({ref.id for ref in stored}) == len(stored)
-
-    def test_forked_children_use_their_own_connections(self, filled: SqlRegistry) -> None:
-        parent = filled.addDataset("calexp", {"visit": 0, "detector": 0}, "run1")  # pool in use
-        results = forkedAdds(filled, [1, 2, 3])
-        assert all(len(value) == 36 for value in results.values()), results
-        refs = filled.queryDatasets("calexp")
-        assert sorted(ref.dataId["visit"] for ref in refs) == [0, 1, 2, 3]
-        assert filled.getDataset(parent.id) == parent

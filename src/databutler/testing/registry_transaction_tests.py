@@ -1,0 +1,146 @@
+"""`RegistryTransactionTests`: locations, transactions, threads and processes of the registry contract.
+
+Part of `RegistryTests` (which inherits it); kept apart to keep each module readable.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+
+from ..dataset_ref import DatasetRef
+from ..datastore.bridge import DatasetLocationRegistry
+from ..exceptions import (
+    ConflictingDatasetError,
+    MissingDatasetError,
+    MissingRunError,
+)
+from ..registry import SqlRegistry
+from .registry_support import CALEXP, RegistryFixtures, concurrentWriters, forkedAdds
+
+__all__ = ["RegistryTransactionTests"]
+
+
+class RegistryTransactionTests(RegistryFixtures):
+    """Where datasets are stored, transactions, and several threads or processes at once."""
+
+    # -- locations --
+
+    def test_dataset_locations(self, filled: SqlRegistry) -> None:
+        assert isinstance(filled, DatasetLocationRegistry)
+        ref = filled.addDataset("calexp", {"visit": 1, "detector": 2}, "run1")
+        assert filled.getDatasetLocations(ref) == set()
+        filled.addDatasetLocations("memory", [ref])
+        filled.addDatasetLocations("memory", [ref])
+        filled.addDatasetLocations("file", [ref.makeComponentRef("image")])
+        assert filled.getDatasetLocations(ref) == {"memory", "file"}
+        filled.removeDatasetLocations("memory", [ref])
+        filled.removeDatasetLocations("memory", [ref])
+        assert filled.getDatasetLocations(ref) == {"file"}
+        stranger = DatasetRef(CALEXP, {"visit": 5, "detector": 5}, run="run1")
+        with pytest.raises(MissingDatasetError, match=str(stranger.id)):
+            filled.addDatasetLocations("memory", [ref, stranger])
+        assert filled.getDatasetLocations(ref) == {"file"}
+
+    def test_datastore_records_locations(self, filled: SqlRegistry) -> None:
+        from ..datastores.in_memory import InMemoryDatastore
+
+        datastore = InMemoryDatastore({"datastore": {"cls": "databutler.InMemoryDatastore"}}, registry=filled)
+        catalog = filled.addDataset("catalog", {"visit": 1, "band": "r"}, "run1")
+        datastore.put({"a": 1}, catalog)
+        assert filled.getDatasetLocations(catalog) == {datastore.name}
+        datastore.remove(catalog)
+        assert filled.getDatasetLocations(catalog) == set()
+
+    # -- transactions --
+
+    def test_transaction_rolls_back_everything(self, registry: SqlRegistry) -> None:
+        with pytest.raises(RuntimeError, match="boom"), registry.transaction():
+            registry.registerDatasetType(CALEXP)
+            registry.registerRun("run1")
+            ref = registry.addDataset("calexp", {"visit": 1, "detector": 2}, "run1")
+            registry.addDatasetLocations("memory", [ref])
+            assert registry.findDataset("calexp", {"visit": 1, "detector": 2}, "run1") == ref
+            raise RuntimeError("boom")
+        assert registry.queryDatasetTypes() == [] and registry.queryRuns() == []
+        assert registry.registerDatasetType(CALEXP) is True
+        with pytest.raises(MissingRunError):  # the id cache forgot the rolled-back run too
+            registry.addDataset("calexp", {"visit": 1, "detector": 2}, "run1")
+        assert registry.registerRun("run1") is True
+
+    def test_nested_transaction_and_caught_conflict(self, filled: SqlRegistry) -> None:
+        with filled.transaction():
+            kept = filled.addDataset("calexp", {"visit": 1, "detector": 2}, "run1")
+            with pytest.raises(ConflictingDatasetError):
+                filled.addDataset("calexp", {"visit": 1, "detector": 2}, "run1")
+            with pytest.raises(ConflictingDatasetError):  # the first two rows must not stay
+                filled.addDatasets(
+                    "calexp",
+                    [{"visit": 7, "detector": 2}, {"visit": 8, "detector": 2}, {"visit": 1, "detector": 2}],
+                    "run1",
+                )
+            with pytest.raises(MissingDatasetError):
+                filled.addDatasetLocations(
+                    "memory", [DatasetRef(CALEXP, {"visit": 9, "detector": 9}, run="run1")]
+                )
+            filled.addDatasetLocations("memory", [kept])
+            with pytest.raises(RuntimeError), filled.transaction():
+                filled.registerRun("inner")
+                filled.addDataset("calexp", {"visit": 2, "detector": 2}, "run1")
+                raise RuntimeError("inner only")
+            after = filled.addDataset("calexp", {"visit": 3, "detector": 2}, "run1")
+        assert filled.queryDatasets("calexp") == [kept, after]
+        assert filled.getDatasetLocations(kept) == {"memory"}
+        assert "inner" not in filled.queryRuns()
+
+    def test_other_threads_are_not_in_the_transaction(self, filled: SqlRegistry) -> None:
+        seen: list[Any] = []
+        with filled.transaction():
+            ref = filled.addDataset("catalog", {"visit": 1, "band": "r"}, "run1")
+            thread = threading.Thread(target=lambda: seen.append(filled.getDataset(ref.id)))
+            thread.start()
+            thread.join(timeout=60)
+        assert seen == [None] and filled.getDataset(ref.id) == ref
+
+    def test_threads_share_a_registry(self, filled: SqlRegistry) -> None:
+        errors: list[BaseException] = []
+
+        def work(worker: int) -> None:
+            try:
+                for visit in range(25):
+                    filled.addDataset("calexp", {"visit": visit, "detector": worker}, "run1")
+                    assert filled.findDataset("calexp", {"visit": visit, "detector": worker}, "run1")
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work, args=(w,)) for w in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        assert errors == [] and len(filled.queryDatasets("calexp")) == 100
+
+    # -- several processes --
+
+    def test_concurrent_processes(self, registry: SqlRegistry) -> None:
+        workers, count, stride = 4, 200, 100
+        results = concurrentWriters(registry, workers=workers, count=count, stride=stride)
+        added = [e for r in results for e in r.added]
+        conflicts = [e for r in results for e in r.conflicts]
+        assert len(added) + len(conflicts) == workers * count
+        expected = set(range((workers - 1) * stride + count))
+        assert sorted(added) == sorted(expected), "each data ID added exactly once"
+        stored = registry.queryDatasets("raw")
+        assert sorted(ref.dataId["exposure"] for ref in stored) == sorted(expected)
+        assert len(conflicts) == workers * count - len(expected)
+        assert len({ref.id for ref in stored}) == len(stored)
+
+    def test_forked_children_use_their_own_connections(self, filled: SqlRegistry) -> None:
+        parent = filled.addDataset("calexp", {"visit": 0, "detector": 0}, "run1")  # pool in use
+        results = forkedAdds(filled, [1, 2, 3])
+        assert all(len(value) == 36 for value in results.values()), results
+        refs = filled.queryDatasets("calexp")
+        assert sorted(ref.dataId["visit"] for ref in refs) == [0, 1, 2, 3]
+        assert filled.getDataset(parent.id) == parent
