@@ -184,8 +184,8 @@ class FileDatastore(Datastore):
                 f"Cannot put {type(inMemoryDataset).__module__}.{type(inMemoryDataset).__qualname__} as "
                 f"{ref}: storage class {datasetType.storageClass.name!r} expects {datasetType.storageClass.pytypeName}."
             )
-        if self._records.has(ref.id) is not None:
-            raise self.files.existsError(ref)
+        # A duplicate is caught when its record is inserted (the temporary file is then removed):
+        # no query up front, which would cost every put a round trip to the database.
         plan, folder = self.layout.plan(inMemoryDataset, ref)
         writes: list[FileWrite] = [
             (
