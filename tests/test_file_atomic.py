@@ -104,8 +104,13 @@ def test_killed_mid_put_leaves_no_partial_file_and_no_record(tmp_path: Path, mod
     assert visibleFiles(root) == []
     leftovers = [p.name for p in finalPath.parent.iterdir()]
     assert len(leftovers) == 1 and leftovers[0].startswith(f".{finalPath.name}.tmp-")  # only the temp file
-    # The datastore is fully usable afterwards.
+    # The datastore is fully usable afterwards, and the leftover can be cleaned up.
     store.put(np.arange(3.0), ref)
+    np.testing.assert_array_equal(store.get(ref), np.arange(3.0))
+    assert store.removeLeftoverFiles() == []  # too young: it could belong to a put in progress
+    removed = store.removeLeftoverFiles(olderThan=0)
+    assert [Path(uri.removeprefix("file://")).name for uri in removed] == leftovers
+    assert sorted(p.name for p in finalPath.parent.iterdir()) == [finalPath.name]
     np.testing.assert_array_equal(store.get(ref), np.arange(3.0))
 
 

@@ -405,6 +405,17 @@ def test_path_collision_never_overwrites(tmp_path: Path) -> None:
     assert len(visibleFiles(tmp_path)) == 1
 
 
+def test_leftover_files_on_memory_fs() -> None:
+    store = makeFileDatastore(f"memory://databutler-tests/{uuid.uuid4().hex}")
+    ref = makeRef("metrics", "StructuredDataDict")
+    store.put({"x": 1}, ref)
+    leftover = f"{store.rootPath}/a/.b.json.removed-{uuid.uuid4().hex}"
+    store.fs.pipe_file(leftover, b"{")
+    store.fs.pipe_file(f"{store.rootPath}/a/.not-a-leftover.tmp-123", b"{")
+    assert store.removeLeftoverFiles(olderThan=0) == [f"memory://{leftover}"]
+    assert store.get(ref) == {"x": 1}
+
+
 def test_orphan_file_without_record_is_replaced(tmp_path: Path) -> None:
     store = makeStore(tmp_path)
     ref = makeRef("metrics", "StructuredDataDict")

@@ -110,3 +110,14 @@ def test_remote_root_needs_a_records_db(s3Endpoint: str) -> None:
     }
     with pytest.raises(ConfigError, match=r"records\.db"):
         FileDatastore({"datastore": config})
+
+
+def test_leftover_temporary_objects_are_removed(s3Endpoint: str, tmp_path: Path) -> None:
+    store = makeS3Datastore(s3Endpoint, tmp_path)
+    ref = makeRef("metrics", "StructuredDataDict")
+    store.put({"x": 1}, ref)
+    leftover = f"{store.rootPath}/run/.metrics.json.tmp-{uuid.uuid4().hex}"
+    store.fs.pipe_file(leftover, b"{")
+    assert store.removeLeftoverFiles() == []
+    assert store.removeLeftoverFiles(olderThan=0) == [f"s3://{leftover}"]
+    assert store.get(ref) == {"x": 1}

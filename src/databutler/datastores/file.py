@@ -30,6 +30,7 @@ from ..exceptions import (
     StoredItemInfoNotFoundError,
 )
 from .file_access import FileAccess, FileWrite
+from .file_io import removeQuietly
 from .file_layout import FileLayout, configSection
 from .file_records import FileRecordTable, StoredFileInfo
 from .file_templates import checkRelativePath
@@ -345,6 +346,29 @@ class FileDatastore(Datastore):
             if info.formatter is not None:
                 self.files.readBytes(info, verify=True)
         return True
+
+    def removeLeftoverFiles(self, olderThan: float = 3600.0) -> list[str]:
+        """Delete temporary files left under the root by crashed puts or transactions.
+
+        A process killed in the middle of a put leaves at most a hidden temporary file beside
+        the dataset's path (never a partial file at the path itself); this removes those older
+        than ``olderThan`` seconds, so that puts still in progress elsewhere are not disturbed.
+
+        Parameters
+        ----------
+        olderThan : float
+            Only files last modified at least this many seconds ago are removed.
+
+        Returns
+        -------
+        removed : list of str
+            The URIs of the files removed.
+        """
+        removed = []
+        for path in self.files.leftoverFiles(olderThan):
+            removeQuietly(self.fs, path)
+            removed.append(str(self.fs.unstrip_protocol(path)))
+        return removed
 
     # -- remove --
 

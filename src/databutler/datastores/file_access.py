@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import posixpath
+import re
 import time
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 
 import sqlalchemy as sa
@@ -36,6 +39,8 @@ from .file_records import FileRecordTable, StoredFileInfo
 from .file_templates import checkRelativePath
 
 __all__ = ["FileAccess", "FileWrite"]
+
+_LEFTOVER = re.compile(r"^\..+\.(tmp|removed)-[0-9a-f]{32}$")
 
 FileWrite = tuple[str | None, str, str, StorageClass, Callable[[], tuple[str, int, str | None]]]
 """One file to store: ``(component, relPath, formatterName, storageClass, write)``; ``write()``
@@ -364,3 +369,21 @@ class FileAccess:
             for component, target, info in pairs
         ]
         return writes, folder
+
+    def leftoverFiles(self, olderThan: float) -> list[str]:
+        """Return the temporary and set-aside files under the root older than ``olderThan`` seconds.
+
+        These are what a crashed put (``.<name>.tmp-<hex>``) or a crashed transaction
+        (``.<name>.removed-<hex>``) leaves behind; younger ones may belong to a put in progress.
+        """
+        cutoff = datetime.now(UTC) - timedelta(seconds=olderThan)
+        found = []
+        for path in self.fs.find(self.rootPath):
+            if not _LEFTOVER.match(posixpath.basename(path)):
+                continue
+            modified = self.fs.modified(path)
+            if modified.tzinfo is None:
+                modified = modified.replace(tzinfo=UTC)
+            if modified <= cutoff:
+                found.append(path)
+        return sorted(found)
