@@ -6,8 +6,10 @@ Two back ends, chosen by the URL in ``registry.db``:
   Every connection turns on write-ahead logging (readers never block the writer), a busy
   timeout (a writer waits for the lock instead of failing), foreign keys, and
   ``synchronous=NORMAL`` (safe against corruption in WAL mode; a power cut may lose the last
-  commits). Write transactions start with ``BEGIN IMMEDIATE`` so that two processes never both
-  read under a shared lock and then deadlock upgrading it: the second simply waits its turn.
+  commits), and checkpoints the log every 10,000 pages (~40 MB) rather than 1,000, which
+  halves the cost of a small commit (each checkpoint syncs the database file). Write
+  transactions start with ``BEGIN IMMEDIATE`` so that two processes never both read under a
+  shared lock and then deadlock upgrading it: the second simply waits its turn.
   Single reads run without BEGIN, each statement in SQLite's own implicit transaction.
 - **PostgreSQL** (``postgresql://user@host:port/dbname``), for a registry shared by many
   processes and machines. The driver is psycopg 3; a plain ``postgresql://`` or
@@ -146,6 +148,7 @@ def _makeSqliteEngine(url: URL, busyTimeout: float) -> Engine:
             if not inMemory:
                 cursor.execute("PRAGMA journal_mode = WAL")
                 cursor.execute("PRAGMA synchronous = NORMAL")
+                cursor.execute("PRAGMA wal_autocheckpoint = 10000")
             cursor.execute("PRAGMA foreign_keys = ON")
         finally:
             cursor.close()
