@@ -99,6 +99,10 @@ def test_json_refuses_what_it_would_change() -> None:
         JsonFormatter().write({"a": {1: "x"}}, io.BytesIO(), sc("StructuredDataDict"))
     with pytest.raises(DatasetTypeMismatchError, match="key"):
         JsonFormatter().write([{(1, 2): 3}], io.BytesIO(), sc("StructuredDataList"))
+    with pytest.raises(DatasetTypeMismatchError, match=r"tuple at \['shape'\]"):
+        JsonFormatter().write({"shape": (4, 4)}, io.BytesIO(), sc("StructuredDataDict"))
+    with pytest.raises(DatasetTypeMismatchError, match=r"tuple at \[1\]"):
+        JsonFormatter().write((1, (2, 3)), io.BytesIO(), sc("Tuple"))
     with pytest.raises(TypeError):
         JsonFormatter().write({"a": {1, 2}}, io.BytesIO(), sc("StructuredDataDict"))
 
@@ -106,6 +110,8 @@ def test_json_refuses_what_it_would_change() -> None:
 def test_yaml_keeps_int_keys_and_never_builds_objects() -> None:
     data = {1: "one", "nested": {2: [3]}}
     assert roundTrip(YamlFormatter(), data, sc("StructuredDataDict"))[0] == data
+    with pytest.raises(DatasetTypeMismatchError, match="YAML would read the tuple"):
+        YamlFormatter().write({"a": [(1, 2)]}, io.BytesIO(), sc("StructuredDataDict"))
     hostile = b"!!python/object/apply:os.system ['echo owned']"
     with pytest.raises(Exception, match="constructor"):
         YamlFormatter().readBuffer(memoryview(bytearray(hostile)), sc("StructuredDataDict"), {})

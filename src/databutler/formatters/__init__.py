@@ -4,6 +4,6 @@ Each module imports its library at the top, so a format's library is only needed
 datastore is configured to use it. `Formatter` (in ``base``) is the contract.
 """
 
-from .base import Formatter, fromPlain, toPlain
+from .base import Formatter, checkPlain, fromPlain, toPlain
 
-__all__ = ["Formatter", "fromPlain", "toPlain"]
+__all__ = ["Formatter", "checkPlain", "fromPlain", "toPlain"]

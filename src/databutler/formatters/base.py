@@ -18,7 +18,7 @@ from typing import IO, Any, ClassVar
 from ..exceptions import DatasetTypeMismatchError
 from ..storage_class import StorageClass
 
-__all__ = ["Formatter", "fromPlain", "toPlain"]
+__all__ = ["Formatter", "checkPlain", "fromPlain", "toPlain"]
 
 _PLAIN_TYPES = (dict, list, str, int, float, bool, type(None))
 
@@ -184,3 +184,37 @@ def fromPlain(data: Any, storageClass: StorageClass) -> Any:
         f"The stored {type(data).__name__} is not the {storageClass.pytypeName} that storage class "
         f"{storageClass.name!r} expects."
     )
+
+
+def checkPlain(data: Any, formatName: str, stringKeysOnly: bool) -> None:
+    """Refuse what a text format would silently change on the way back.
+
+    A tuple inside the data would come back as a list (``(4, 4) != [4, 4]``), and with
+    ``stringKeysOnly`` (JSON) a key such as ``1`` would come back as ``"1"``.
+
+    Raises
+    ------
+    DatasetTypeMismatchError
+        Such a value is found; the message says where.
+    """
+    stack: list[tuple[Any, str]] = [(data, "")]
+    while stack:
+        node, where = stack.pop()
+        if isinstance(node, tuple):
+            raise DatasetTypeMismatchError(
+                f"{formatName} would read the tuple at {where or 'the top level'} back as a list; store a "
+                f"list, or configure a formatter that keeps tuples (PickleFormatter)."
+            )
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if stringKeysOnly and not isinstance(key, str):
+                    raise DatasetTypeMismatchError(
+                        f"{formatName} keys must be str, but {where or 'the top level'} has key {key!r} "
+                        f"({type(key).__name__}), which it would turn into a string; use YamlFormatter."
+                    )
+                if isinstance(value, dict | list | tuple):
+                    stack.append((value, f"{where}[{key!r}]"))
+        elif isinstance(node, list):
+            stack.extend(
+                (v, f"{where}[{i}]") for i, v in enumerate(node) if isinstance(v, dict | list | tuple)
+            )

@@ -8,29 +8,25 @@ from typing import IO, Any
 import yaml
 
 from ..storage_class import StorageClass
-from .base import Formatter, fromPlain, toPlain
+from .base import Formatter, checkPlain, fromPlain, toPlain
 
 __all__ = ["YamlFormatter"]
-
-
-class _Dumper(yaml.SafeDumper):
-    """The safe dumper, writing tuples as lists."""
-
-
-_Dumper.add_representer(tuple, _Dumper.represent_list)
 
 
 class YamlFormatter(Formatter):
     """Writes plain data as YAML with the safe dumper and reads it with the safe loader.
 
-    Unlike JSON, YAML keeps non-string dict keys. Nothing but plain data is ever constructed on
-    read, so a YAML file cannot run code.
+    Unlike JSON, YAML keeps non-string dict keys. Tuples inside the data are refused, as they
+    would come back as lists. Nothing but plain data is ever constructed on read, so a YAML
+    file cannot run code.
     """
 
     extension = ".yaml"
 
     def write(self, inMemoryDataset: Any, stream: IO[bytes], storageClass: StorageClass) -> None:
-        text = yaml.dump(toPlain(inMemoryDataset), Dumper=_Dumper, sort_keys=False, allow_unicode=True)
+        data = toPlain(inMemoryDataset)
+        checkPlain(data, "YAML", stringKeysOnly=False)
+        text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
         stream.write(text.encode("utf-8"))
 
     def readBuffer(
