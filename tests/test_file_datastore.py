@@ -162,6 +162,26 @@ def test_formatter_config_errors(tmp_path: Path) -> None:
     assert visibleFiles(tmp_path / "root") == []
 
 
+def test_formatters_chosen_per_dataset_type(tmp_path: Path) -> None:
+    store = makeStore(
+        tmp_path,
+        formatters={
+            "flat": "databutler.formatters.fits.FitsFormatter",
+            "config": "databutler.formatters.yaml.YamlFormatter",
+        },
+    )
+    flat, image = makeRef("flat", "NumpyArray"), makeRef("image", "NumpyArray")
+    array = np.arange(12, dtype=np.float32).reshape(3, 4)
+    store.put(array, flat)
+    store.put(array, image)
+    assert store.getUri(flat).endswith(".fits") and store.getUri(image).endswith(".npy")
+    np.testing.assert_array_equal(store.get(flat, parameters={"slice": (slice(1, 2),)}), array[1:2])
+    assert store.getStoredItemInfo(flat).formatter == "databutler.formatters.fits.FitsFormatter"
+    config = makeRef("config", "StructuredDataDict")
+    store.put({1: "int keys survive in YAML"}, config)
+    assert store.getUri(config).endswith(".yaml") and store.get(config) == {1: "int keys survive in YAML"}
+
+
 def test_pickle_only_when_configured(tmp_path: Path) -> None:
     defaults = makeStore(tmp_path / "a").layout.formatterNames
     assert not any("pickle" in str(v).lower() for v in defaults.values())
