@@ -64,9 +64,11 @@ class ParquetFormatter(Formatter):
             indexColumns = {c for c in pandasMeta.get("index_columns", []) if isinstance(c, str)}
             available = [name for name in schema.names if name not in indexColumns]
             columns = checkColumns(parameters["columns"], available, storageClass.name)
-        table = parquetFile.read(columns=columns, use_pandas_metadata=asFrame)
+        # No Arrow thread pool: a dataset is one small file, and pool threads still running when
+        # the interpreter exits can abort the process (apache/arrow#34314).
+        table = parquetFile.read(columns=columns, use_pandas_metadata=asFrame, use_threads=False)
         if asFrame:
-            return table.to_pandas()
+            return table.to_pandas(use_threads=False)
         if columns is not None:
             table = table.select(columns)
         if table.schema.metadata and b"pandas" in table.schema.metadata:

@@ -47,17 +47,15 @@ def _readNpy(path: Path) -> Any:
 
 
 def _readParquet(path: Path, storageClass: StorageClass) -> Any:
-    if storageClass.name == "DataFrame":
-        import pandas as pd
-
-        return pd.read_parquet(path)
     if storageClass.name == "AstropyTable":
         from astropy.table import Table
 
         return Table.read(path, format="parquet")
     import pyarrow.parquet as pq
 
-    return pq.read_table(path)
+    # No Arrow thread pool: its threads can abort the process at exit (apache/arrow#34314).
+    table = pq.read_table(path, use_threads=False)
+    return table.to_pandas(use_threads=False) if storageClass.name == "DataFrame" else table
 
 
 def _readFits(path: Path, storageClass: StorageClass) -> Any:
@@ -136,7 +134,7 @@ def _writeTable(obj: Any, file: Path, ext: str) -> None:
 
     table = obj if kind == "astropy" else (Table.from_pandas(obj) if kind == "pandas" else None)
     if table is None:  # a pyarrow Table to FITS goes through pandas
-        table = Table.from_pandas(obj.to_pandas())
+        table = Table.from_pandas(obj.to_pandas(use_threads=False))
     table.write(file, format="fits" if ext == ".fits" else "parquet", overwrite=True)
 
 
