@@ -120,10 +120,10 @@ def test_records_db_can_be_configured(tmp_path: Path) -> None:
     store = makeStore(tmp_path / "root", records={"db": f"sqlite:///{db}"})
     store.put({"x": 1}, makeRef("metrics", "StructuredDataDict"))
     assert db.exists() and not (tmp_path / "root" / "fileDatastore.sqlite3").exists()
-    with pytest.raises(ConfigError, match=r"records.db"):
-        makeStore(tmp_path / "r2", records={"db": 42})
-    with pytest.raises(ConfigError, match="database URL"):
-        makeStore(tmp_path / "r3", records={"db": "not a url"})
+    for bad in (42, "not a url"):
+        with pytest.raises(ConfigError, match=r"records\.db must be a database URL"):
+            makeStore(tmp_path / "r2", records={"db": bad})
+        assert not (tmp_path / "r2").exists()
 
 
 @pytest.mark.parametrize(

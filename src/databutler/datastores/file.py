@@ -133,9 +133,13 @@ class FileDatastore(Datastore):
     def _recordsUrl(self) -> str:
         url = self.config.get("records.db")
         if url is not None:
-            if not isinstance(url, str):
-                raise ConfigError(f"datastore.records.db must be a database URL, not {url!r}.")
-            return url
+            try:
+                sa.make_url(url)
+            except (sa.exc.ArgumentError, TypeError) as exc:
+                raise ConfigError(
+                    f"datastore.records.db must be a database URL such as 'sqlite:///path', not {url!r}."
+                ) from exc
+            return str(url)
         protocols = {self.fs.protocol} if isinstance(self.fs.protocol, str) else set(self.fs.protocol)
         if protocols & {"file", "local"}:
             return f"sqlite:///{self.rootPath}/{RECORDS_FILE}"
