@@ -7,6 +7,7 @@ one, except under CI, where they fail.
 from __future__ import annotations
 
 import sqlite3
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ import sqlalchemy as sa
 from databutler import (
     ConfigError,
     DatasetType,
+    MissingOptionalDependencyError,
     MissingRegistryError,
     RegistryError,
     SqlRegistry,
@@ -144,6 +146,12 @@ def test_repr_hides_the_password() -> None:
 
 
 # -- PostgreSQL specifics --
+
+
+def test_postgres_needs_psycopg(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # as if not installed
+    with pytest.raises(MissingOptionalDependencyError, match=r"databutler\[postgres\]"):
+        SqlRegistry("postgresql://localhost/db")
 
 
 def test_postgres_missing_namespace_is_an_error() -> None:

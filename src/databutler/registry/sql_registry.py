@@ -150,7 +150,8 @@ class SqlRegistry(DatasetRecords):
         Raises
         ------
         ConfigError
-            ``registry.db`` is missing or mentions ``<butlerRoot>`` and no ``root`` is given.
+            ``registry.db`` mentions ``<butlerRoot>`` and no ``root`` is given, or is not a
+            SQLite or PostgreSQL URL.
         MissingRegistryError, RegistryError
             As for `SqlRegistry`.
         """

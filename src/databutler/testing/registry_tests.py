@@ -152,6 +152,10 @@ class RegistryTests(RegistryTransactionTests):
         with pytest.raises(MissingRunError, match="'nope'") as info:
             filled.addDataset("calexp", {"visit": 1, "detector": 2}, "nope")
         assert isinstance(info.value, KeyError)
+        with pytest.raises(TypeError, match="run"):
+            filled.addDataset("calexp", {"visit": 1, "detector": 2}, None)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="DatasetType or its name"):
+            filled.addDataset(42, {"visit": 1, "detector": 2}, "run1")  # type: ignore[arg-type]
         with pytest.raises(DatasetTypeError, match="component"):
             filled.addDataset("calexp.image", {"visit": 1, "detector": 2}, "run1")
         with pytest.raises(DatasetTypeConflictError):
