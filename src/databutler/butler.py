@@ -39,7 +39,7 @@ class Butler:
     root : str or path-like
         The repository folder (or its ``butler.yaml``), made by `makeRepo`.
     run : str, optional
-        The run that `put` writes to; registered if new. Also searched first by `get`.
+        The run that `put` writes to; registered if new.
     collections : sequence of str, optional
         The runs `get` searches, in order. Defaults to ``[run]`` when a run is given; with
         neither, `get` searches every run and asks for collections if that is ambiguous.
@@ -89,12 +89,12 @@ class Butler:
         )
         try:
             self.datastore = Datastore.fromConfig(self.config["datastore"], registry=self.registry)
+            if run is not None:
+                self.registry.registerRun(run)
         except BaseException:
             self.registry.close()
             raise
         self.run = run
-        if run is not None:
-            self.registry.registerRun(run)
         if isinstance(collections, str):
             collections = [collections]
         self._lookup = DatasetLookup(self.registry, collections or ([run] if run else []), str(self.root))
@@ -113,7 +113,14 @@ class Butler:
     makeRepo = staticmethod(makeRepo)
 
     def close(self) -> None:
-        """Close the registry's database connections."""
+        """Close the registry's database connections and any the datastores hold."""
+        pending: list[Datastore] = [self.datastore]
+        while pending:
+            datastore = pending.pop()
+            pending.extend(getattr(datastore, "datastores", ()))
+            closer = getattr(datastore, "close", None)
+            if callable(closer):
+                closer()
         self.registry.close()
 
     def __enter__(self) -> Butler:
