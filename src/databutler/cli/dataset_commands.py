@@ -5,7 +5,6 @@ from __future__ import annotations
 import click
 from rich.table import Table
 
-from .. import script
 from .options import collectionsOption, repoArgument, whereOption
 from .utils import makeConsole, parseCollections, parseDataId, parseParameters, parseWhere
 
@@ -26,6 +25,8 @@ def put(repo: str, name: str, file: str, pairs: tuple[str, ...], run: str) -> No
       databutler put repo flat flat.npy visit=1 detector=2 --run night1
       databutler put repo sourceTable sources.parquet visit=1 --run night1
     """
+    from .. import script
+
     ref = script.putDataset(repo, name, file, parseDataId(pairs), run)
     click.echo(f"Put {ref} in run {ref.run}.")
 
@@ -56,6 +57,8 @@ def get(
       databutler get repo calexp.metadata visit=1 detector=2 -o metadata.yaml
       databutler get repo sourceTable visit=1 -p columns=ra,dec -o radec.parquet
     """
+    from .. import script
+
     result = script.getDataset(
         repo,
         name,
@@ -89,6 +92,8 @@ def queryDatasets(repo: str, name: str | None, collections: tuple[str, ...], whe
       databutler query-datasets repo
       databutler query-datasets repo flat -c night1 -w visit=1,2
     """
+    from .. import script
+
     refs = script.queryDatasets(
         repo, name, collections=parseCollections(collections), where=parseWhere(where) or None
     )
@@ -118,6 +123,8 @@ def remove(repo: str, name: str, pairs: tuple[str, ...], collections: tuple[str,
       databutler remove repo flat visit=1 detector=2
       databutler remove repo flat visit=1,2 -c night1 --dry-run
     """
+    from .. import script
+
     where = parseWhere(pairs) or None
     colls = parseCollections(collections)
     if dryRun:
@@ -156,6 +163,8 @@ def transfer(
       databutler transfer repo backup
       databutler transfer repo backup flat calexp -c night1 -w visit=1
     """
+    from .. import script
+
     result = script.transferDatasets(
         source,
         target,

@@ -3,6 +3,8 @@
 Each command parses its arguments, calls one function and prints what it returns. User errors
 are shown as one line (``Error: ...``) with exit status 1; see `DatabutlerGroup`. The
 repository commands live here, the dataset commands in `databutler.cli.dataset_commands`.
+Commands import `databutler.script` (and so the Butler and SQLAlchemy) when they run, so
+``databutler --help`` answers at once.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import click
 from rich.table import Table
 
-from .. import script
+from ..config import Config
 from .dataset_commands import get, put, queryDatasets, remove, transfer
 from .options import collectionsOption, repoArgument, whereOption
 from .utils import DatabutlerGroup, makeConsole, parseCollections, parseWhere
@@ -52,7 +54,7 @@ def create(repo: str, configFile: str | None, registryDb: str | None) -> None:
       databutler create repo
       databutler create shared --registry-db postgresql+psycopg://me@dbhost/butler
     """
-    from ..config import Config
+    from .. import script
 
     config = Config(configFile) if configFile else Config()
     if registryDb:
@@ -72,6 +74,8 @@ def configDump(repo: str, subset: str | None) -> None:
       databutler config-dump repo
       databutler config-dump repo --subset datastore
     """
+    from .. import script
+
     click.echo(script.dumpConfig(repo, subset), nl=False)
 
 
@@ -89,6 +93,8 @@ def registerDatasetType(repo: str, name: str, storage: str, dimensions: tuple[st
       databutler register-dataset-type repo flat NumpyArray visit detector
       databutler register-dataset-type repo sourceTable ArrowTable visit
     """
+    from .. import script
+
     inserted = script.registerDatasetType(repo, name, storage, dimensions)
     state = "Registered" if inserted else "Already registered:"
     click.echo(f"{state} dataset type {name} ({storage}; dimensions: {', '.join(sorted(dimensions))}).")
@@ -103,6 +109,8 @@ def stats(repo: str) -> None:
     Example:
       databutler stats repo
     """
+    from .. import script
+
     result = script.repoStats(repo)
     console = makeConsole()
     summary = Table(title=f"Repository {result.root}", show_header=False)
@@ -137,6 +145,8 @@ def verify(repo: str, name: str | None, collections: tuple[str, ...], where: tup
       databutler verify repo
       databutler verify repo flat -w visit=1
     """
+    from .. import script
+
     report = script.verifyDatasets(
         repo, name, collections=parseCollections(collections), where=parseWhere(where) or None
     )
