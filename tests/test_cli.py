@@ -260,6 +260,12 @@ def test_cli_user_errors_are_one_clean_line(repo: Path, files: Path, tmp_path: P
     )
     assert "UnknownStorageClass" in userError("register-dataset-type", repo, "x", "NoSuchClass", "visit")
     assert "nothing was removed" in userError("remove", repo, "flat", "visit=99")
+    assert "no config key 'nope'" in userError("config-dump", repo, "--subset", "nope")
+    (tmp_path / "bad.yaml").write_text("registry: [unclosed\n")
+    assert "not valid YAML" in userError("create", tmp_path / "new", "--config", tmp_path / "bad.yaml")
+    assert "StructuredDataDict" in userError(
+        "put", repo, "metrics", files / "flat.npy", "visit=1", "detector=1", "-r", "r"
+    )
     usage = invoke("get", repo, "flat", "visit")
     assert usage.exit_code == 2 and "KEY=VALUE" in usage.output
 
