@@ -6,8 +6,10 @@ one, except under CI, where they fail.
 
 from __future__ import annotations
 
+import gc
 import sqlite3
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -191,3 +193,26 @@ def test_postgres_tests_fail_in_ci_without_a_server(monkeypatch: pytest.MonkeyPa
         postgresUrl()
     monkeypatch.setenv(POSTGRES_URL_ENV, "postgresql://somewhere/db")
     assert postgresUrl() == "postgresql://somewhere/db"
+
+
+def test_sqlite_read_connections_per_thread(tmp_path: Path) -> None:
+    registry = SqlRegistry(f"sqlite:///{tmp_path}/r.sqlite3", create=True)
+    registry.registerDatasetType(DatasetType("raw", ("exposure",), "StructuredDataDict"))
+    registry.registerRun("run")
+    readers = registry._db._readerFinalizers
+    seen: list[object] = []
+
+    def read() -> None:
+        seen.append(registry.queryRuns())
+
+    thread = threading.Thread(target=read)
+    thread.start()
+    thread.join()
+    del thread
+    gc.collect()
+    assert seen == [["run"]]
+    assert sum(f.alive for f in registry._db._readerFinalizers) == 1  # the ended thread's is closed
+    ref = registry.addDataset("raw", {"exposure": 1}, "run")  # written on another connection...
+    assert registry.getDataset(ref.id) == ref  # ...and seen at once by this thread's reader
+    registry.close()
+    assert not any(f.alive for f in readers | registry._db._readerFinalizers)

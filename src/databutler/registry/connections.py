@@ -1,7 +1,10 @@
 """Connections, transactions and the transaction-aware cache of a `SqlRegistry`.
 
 Outside `ConnectionManager.transaction` every registry call is its own transaction: a read
-borrows a pooled connection, a write runs in ``BEGIN … COMMIT``. Inside it, every call on the
+borrows a pooled connection, a write runs in ``BEGIN … COMMIT``. A file-based SQLite registry
+instead keeps one read connection per thread, in autocommit mode, which nearly halves the cost
+of a lookup (no pool check-out, no BEGIN/ROLLBACK); it is closed when its thread ends or the
+registry closes, and lives outside the write pool, so readers never starve writers. Inside it, every call on the
 same thread uses the transaction's connection (so it sees its own uncommitted rows), and each
 write runs in a SAVEPOINT so that a failed write — a conflicting dataset, say — can be caught
 without spoiling the enclosing transaction (PostgreSQL would otherwise refuse every later
@@ -33,10 +36,22 @@ from .databases import WRITE_OPTION
 __all__ = ["ConnectionManager"]
 
 
+_inheritedReaders: list[Any] = []
+"""A forked child's copies of its parent's read connections: kept, never used or closed."""
+
+
 class _ThreadState(threading.local):
     def __init__(self) -> None:
         self.connection: sa.Connection | None = None
         self.layers: list[dict[Hashable, Any]] = []
+        self.reader: sa.Connection | None = None
+
+
+def _closeQuietly(connection: sa.Connection) -> None:
+    try:
+        connection.close()
+    except Exception:  # closing at thread or interpreter exit: nothing left to tell
+        return
 
 
 def _afterFork(managerRef: weakref.ref[ConnectionManager]) -> None:
@@ -54,10 +69,17 @@ class ConnectionManager:
         The engine (see `databases.makeEngine`).
     namespace : str, optional
         A PostgreSQL schema that every table is mapped into.
+    readerEngine : Engine, optional
+        An unpooled engine for per-thread read connections (file-based SQLite only); without
+        it each read borrows a connection from ``engine``'s pool.
     """
 
-    def __init__(self, engine: Engine, namespace: str | None = None) -> None:
+    def __init__(
+        self, engine: Engine, namespace: str | None = None, readerEngine: Engine | None = None
+    ) -> None:
         self.baseEngine = engine
+        self.readerEngine = readerEngine
+        self._readerFinalizers: set[weakref.finalize[Any, Any]] = set()
         self.engine = (
             engine.execution_options(schema_translate_map={None: namespace}) if namespace else engine
         )
@@ -78,6 +100,13 @@ class ConnectionManager:
 
     def _forgetParent(self) -> None:
         self.baseEngine.dispose(close=False)
+        if self.readerEngine is not None:
+            self.readerEngine.dispose(close=False)
+        for finalizer in self._readerFinalizers:
+            detached = finalizer.detach()
+            if detached is not None:
+                _inheritedReaders.append(detached)
+        self._readerFinalizers = set()
         self._state = _ThreadState()
         self._lock = threading.Lock()
 
@@ -125,13 +154,28 @@ class ConnectionManager:
 
     @contextmanager
     def read(self) -> Iterator[sa.Connection]:
-        """Yield this thread's transaction connection, or a pooled one for a single read."""
-        connection = self._state.connection
-        if connection is not None:
-            yield connection
+        """Yield this thread's transaction or read connection, or a pooled one for one read."""
+        state = self._state
+        if state.connection is not None:
+            yield state.connection
             return
-        with self.readEngine.connect() as connection:
-            yield connection
+        if self.readerEngine is None:
+            with self.readEngine.connect() as connection:
+                yield connection
+            return
+        reader = state.reader
+        if reader is None or reader.closed or reader.invalidated:
+            reader = state.reader = self._openReader()
+        yield reader
+
+    def _openReader(self) -> sa.Connection:
+        assert self.readerEngine is not None
+        reader = self.readerEngine.connect()
+        finalizer = weakref.finalize(threading.current_thread(), _closeQuietly, reader)
+        with self._lock:
+            self._readerFinalizers = {f for f in self._readerFinalizers if f.alive}
+            self._readerFinalizers.add(finalizer)
+        return reader
 
     @contextmanager
     def write(self, *, atomic: bool = False) -> Iterator[sa.Connection]:
@@ -171,5 +215,12 @@ class ConnectionManager:
                 self._committed[key] = value
 
     def dispose(self) -> None:
-        """Close every pooled connection."""
+        """Close every connection: the pooled ones and every thread's read connection."""
+        with self._lock:
+            finalizers, self._readerFinalizers = self._readerFinalizers, set()
+        for finalizer in finalizers:
+            finalizer()
+        self._state.reader = None
         self.baseEngine.dispose()
+        if self.readerEngine is not None:
+            self.readerEngine.dispose()

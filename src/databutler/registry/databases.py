@@ -26,7 +26,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Engine
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.pool import NullPool, StaticPool
 
 from ..config import ConfigSubset
 from ..exceptions import ConfigError, MissingOptionalDependencyError
@@ -104,7 +104,7 @@ def sqliteFile(url: URL) -> Path | None:
     return Path(database)
 
 
-def makeEngine(url: URL, *, busyTimeout: float = 30.0) -> Engine:
+def makeEngine(url: URL, *, busyTimeout: float = 30.0, pooled: bool = True) -> Engine:
     """Return an engine for ``url``, set up as the module docstring describes.
 
     Parameters
@@ -113,6 +113,9 @@ def makeEngine(url: URL, *, busyTimeout: float = 30.0) -> Engine:
         A URL from `parseUrl`.
     busyTimeout : float
         Seconds a SQLite connection waits for a lock before giving up.
+    pooled : bool
+        Pool connections; `False` (SQLite files only) opens and closes each connection
+        itself, for connections held for a long time, such as a thread's read connection.
 
     Raises
     ------
@@ -120,7 +123,7 @@ def makeEngine(url: URL, *, busyTimeout: float = 30.0) -> Engine:
         A PostgreSQL URL is given but psycopg is not installed.
     """
     if isSqliteUrl(url):
-        return _makeSqliteEngine(url, busyTimeout)
+        return _makeSqliteEngine(url, busyTimeout, pooled)
     try:
         import psycopg  # noqa: F401
     except ImportError as exc:
@@ -130,14 +133,16 @@ def makeEngine(url: URL, *, busyTimeout: float = 30.0) -> Engine:
     return sa.create_engine(url)
 
 
-def _makeSqliteEngine(url: URL, busyTimeout: float) -> Engine:
+def _makeSqliteEngine(url: URL, busyTimeout: float, pooled: bool) -> Engine:
     connectArgs: dict[str, Any] = {"timeout": busyTimeout, "check_same_thread": False}
     inMemory = sqliteFile(url) is None
     if inMemory:
         # One shared connection, or every connection would see its own empty database.
         engine = sa.create_engine(url, connect_args=connectArgs, poolclass=StaticPool)
-    else:
+    elif pooled:
         engine = sa.create_engine(url, connect_args=connectArgs)
+    else:
+        engine = sa.create_engine(url, connect_args=connectArgs, poolclass=NullPool)
 
     @event.listens_for(engine, "connect")
     def onConnect(dbapiConnection: sqlite3.Connection, connectionRecord: Any) -> None:

@@ -111,7 +111,9 @@ class SqlRegistry(DatasetRecords):
             )
         if path is not None and create:
             path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = ConnectionManager(makeEngine(self.url, busyTimeout=busyTimeout), namespace)
+        # A SQLite file gets per-thread read connections (see ConnectionManager.read).
+        readerEngine = makeEngine(self.url, busyTimeout=busyTimeout, pooled=False) if path else None
+        self._db = ConnectionManager(makeEngine(self.url, busyTimeout=busyTimeout), namespace, readerEngine)
         self._insertLocations = self._insert(_location).on_conflict_do_nothing(
             index_elements=[_location.c.datasetId, _location.c.datastoreName]
         )
