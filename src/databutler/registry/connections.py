@@ -31,7 +31,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from .databases import WRITE_OPTION
+from .databases import SQLITE_BEGIN
 
 __all__ = ["ConnectionManager"]
 
@@ -83,7 +83,6 @@ class ConnectionManager:
         self.engine = (
             engine.execution_options(schema_translate_map={None: namespace}) if namespace else engine
         )
-        self.writeEngine = self.engine.execution_options(**{WRITE_OPTION: True})
         # A lone read needs no transaction. PostgreSQL reads autocommit, saving the BEGIN and
         # ROLLBACK round trips; SQLite reads already run without BEGIN (see databases.py).
         self.isSqlite = engine.dialect.name == "sqlite"
@@ -134,8 +133,10 @@ class ConnectionManager:
             layer = state.layers.pop()
             state.layers[-1].update(layer)
             return
-        with self.writeEngine.connect() as connection:
+        with self.engine.connect() as connection:
             transaction = connection.begin()
+            if self.isSqlite:
+                connection.exec_driver_sql(SQLITE_BEGIN)
             state.connection = connection
             state.layers = [{}]
             try:

@@ -31,13 +31,21 @@ from sqlalchemy.pool import NullPool, StaticPool
 from ..config import ConfigSubset
 from ..exceptions import ConfigError, MissingOptionalDependencyError
 
-__all__ = ["ROOT_PLACEHOLDER", "RegistryConfig", "isSqliteUrl", "makeEngine", "parseUrl", "sqliteFile"]
+__all__ = [
+    "ROOT_PLACEHOLDER",
+    "SQLITE_BEGIN",
+    "RegistryConfig",
+    "isSqliteUrl",
+    "makeEngine",
+    "parseUrl",
+    "sqliteFile",
+]
 
 ROOT_PLACEHOLDER = "<butlerRoot>"
 """Stands for the repository root in ``registry.db``; replaced by ``SqlRegistry.fromConfig``."""
 
-WRITE_OPTION = "databutlerWrite"
-"""Execution option set on the engine used for writes (SQLite then begins IMMEDIATE)."""
+SQLITE_BEGIN = "BEGIN IMMEDIATE"
+"""How a SQLite write transaction starts: taking the write lock at once, waiting for it."""
 
 
 class RegistryConfig(ConfigSubset):
@@ -146,7 +154,10 @@ def _makeSqliteEngine(url: URL, busyTimeout: float, pooled: bool) -> Engine:
 
     @event.listens_for(engine, "connect")
     def onConnect(dbapiConnection: sqlite3.Connection, connectionRecord: Any) -> None:
-        # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin (see "begin").
+        # Autocommit at the driver: the sqlite3 module never begins transactions by itself.
+        # A lone read runs in SQLite's own implicit transaction; writes begin explicitly with
+        # SQLITE_BEGIN (see ConnectionManager.transaction). No SQLAlchemy "begin" listener is
+        # used: any connection event would make every execute pay for event dispatch.
         dbapiConnection.isolation_level = None
         cursor = dbapiConnection.cursor()
         try:
@@ -157,12 +168,5 @@ def _makeSqliteEngine(url: URL, busyTimeout: float, pooled: bool) -> Engine:
             cursor.execute("PRAGMA foreign_keys = ON")
         finally:
             cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def onBegin(connection: sa.Connection) -> None:
-        # A write takes the write lock at once. A lone read needs no BEGIN: SQLite runs each
-        # statement in its own implicit transaction, which saves a round of statements.
-        if connection.get_execution_options().get(WRITE_OPTION, False):
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
