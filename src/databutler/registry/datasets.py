@@ -324,7 +324,9 @@ class DatasetRecords(DatasetTypesAndRuns):
         statement = sa.select(table.c.id, table.c.runId, table.c.dataId).where(
             typeColumn == typeId, *conditions
         )
-        if collections is not None:
+        if collections is not None or not byDimension:
+            # With every run listed, the (type, run, data ID) index finds a full data ID by a
+            # few probes instead of a scan of the whole type.
             statement = statement.where(runColumn.in_(list(runs.values())))
         with self._db.read() as connection:
             rows = connection.execute(statement).all()

@@ -6,7 +6,7 @@ The schema, and why it is shaped this way::
     dataset_type        id PK, name UNIQUE, dimensions, storage_class
     run                 id PK, name UNIQUE
     dataset             id (UUID) PK, dataset_type_id FK, run_id FK, data_id
-                        UNIQUE (dataset_type_id, data_id, run_id), INDEX (run_id, dataset_type_id)
+                        UNIQUE (dataset_type_id, run_id, data_id)
     dataset_dimension   dataset_id FK PK, dimension PK, int_value, str_value
                         INDEX (dimension, int_value), INDEX (dimension, str_value)
     dataset_location    dataset_id FK PK, datastore_name PK
@@ -102,9 +102,11 @@ datasetTable = sa.Table(
     ),
     sa.Column("run_id", sa.Integer, sa.ForeignKey(runTable.c.id), nullable=False, key="runId"),
     sa.Column("data_id", sa.String(_DATA_ID_LENGTH), nullable=False, key="dataId"),
-    # Column order serves findDataset: type and data ID fixed, then the runs searched.
-    sa.UniqueConstraint("datasetTypeId", "dataId", "runId"),
-    sa.Index(None, "runId", "datasetTypeId"),
+    # One index serves every lookup: findDataset (all three columns equal, or runs IN a list),
+    # and listing a type's datasets in some runs (a prefix). A separate (run, type) index would
+    # cost every insert and, before PostgreSQL has statistics, lure its planner into scanning
+    # a whole run to find one data ID.
+    sa.UniqueConstraint("datasetTypeId", "runId", "dataId"),
 )
 
 datasetDimensionTable = sa.Table(
