@@ -341,6 +341,8 @@ def test_default_repository_persists_and_reads_through_the_file_tier(tmp_path: P
     with Butler(root, collections=["night1"]) as reopened:
         assert reopened.getUri(ref).startswith("file://")
         assert reopened.get("calexp.metadata", visit=1, detector=2) == {"exptime": 30.0}
+        reopened.get("calexp", visit=1, detector=2)  # read through: now the memory tier has it
+        assert reopened.getUri(ref).startswith("mem://")
         assert reopened.get("sources", visit=1, parameters={"columns": ["dec"]}).column_names == ["dec"]
         reopened.removeDatasets([ref])
         assert not reopened.exists("calexp", visit=1, detector=2)
