@@ -33,6 +33,9 @@ test: lint typecheck pytest
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_inmemory.py
+	$(BIN)/python benchmarks/bench_file.py
+	bash scripts/postgres.sh run -- $(BIN)/python benchmarks/bench_registry.py
+	$(BIN)/python benchmarks/bench_butler.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,20 @@
+"""The in-memory benchmark still runs (a smoke run; no timing is asserted)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).parent.parent / "benchmarks"
+
+
+def test_bench_inmemory_quick_prints_every_table() -> None:
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "bench_inmemory.py"), "--quick"],
+        capture_output=True, text=True, timeout=600, check=True,
+    )  # fmt: skip
+    out = result.stdout
+    for heading in ("copyMode reference", "copyMode freeze", "Bulk verbs", "Eviction", "memory per dataset"):
+        assert heading in out
+    assert "Traceback" not in result.stderr
