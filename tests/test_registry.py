@@ -167,6 +167,25 @@ def test_postgres_unreachable_is_an_error() -> None:
         SqlRegistry(url)
 
 
+def test_postgres_statistics_refreshed_after_bulk_load() -> None:
+    namespace = newNamespace()
+    try:
+        with SqlRegistry(postgresUrl(), namespace=namespace, create=True) as registry:
+            registry.registerDatasetType(DatasetType("raw", ("exposure",), "StructuredDataDict"))
+            registry.registerRun("run")
+            registry.addDatasets("raw", [{"exposure": i} for i in range(10_000)], "run")
+            query = sa.text(
+                "SELECT c.reltuples FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = :namespace AND c.relname = :table"
+            )
+            with registry._db.engine.connect() as connection:
+                for table in ("dataset", "dataset_dimension"):
+                    rows = connection.execute(query, {"namespace": namespace, "table": table}).scalar_one()
+                    assert rows >= 10_000, f"{table} was not analyzed"
+    finally:
+        dropNamespace(postgresUrl(), namespace)
+
+
 def test_postgres_from_config() -> None:
     namespace = newNamespace()
     config = {"registry": {"db": postgresUrl().replace("+psycopg", ""), "namespace": namespace}}

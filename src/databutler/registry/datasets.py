@@ -188,6 +188,30 @@ class DatasetRecords(DatasetTypesAndRuns):
                     connection.execute(_INSERT_DIMENSIONS, dimensions)
         except sa.exc.IntegrityError as exc:
             raise self._explainConflict(typeId, runId, seen, exc) from exc
+        self._noteInserted(len(rows))
+
+    def _noteInserted(self, count: int) -> None:
+        """Refresh PostgreSQL's statistics after the first 10,000 new datasets, 20,000 more...
+
+        A table PostgreSQL has never analyzed looks empty to its planner, which then picks
+        nested loops that take seconds on a freshly loaded registry, until autovacuum gets
+        round to it. Doubling the interval keeps the cost negligible.
+        """
+        if self.isSqlite:
+            return
+        self._insertedSinceAnalyze += count
+        if self._insertedSinceAnalyze < self._analyzeEvery or self._db.inTransaction:
+            return
+        self._insertedSinceAnalyze = 0
+        self._analyzeEvery *= 2
+        preparer = self._db.engine.dialect.identifier_preparer
+        prefix = f"{preparer.quote_schema(self.namespace)}." if self.namespace else ""
+        # Identifiers cannot be bound parameters; these are our own table names, quoted.
+        names = ", ".join(
+            prefix + preparer.quote(t.name) for t in (schema.datasetTable, schema.datasetDimensionTable)
+        )
+        with self._db.write() as connection:
+            connection.execute(sa.text(f"ANALYZE {names}"))
 
     def _explainConflict(
         self, typeId: int, runId: int, byDataId: dict[str, DatasetRef], exc: sa.exc.IntegrityError

@@ -114,6 +114,8 @@ class SqlRegistry(DatasetRecords):
         # A SQLite file gets per-thread read connections (see ConnectionManager.read).
         readerEngine = makeEngine(self.url, busyTimeout=busyTimeout, pooled=False) if path else None
         self._db = ConnectionManager(makeEngine(self.url, busyTimeout=busyTimeout), namespace, readerEngine)
+        self._insertedSinceAnalyze = 0
+        self._analyzeEvery = 10_000
         self._insertLocations = self._insert(_location).on_conflict_do_nothing(
             index_elements=[_location.c.datasetId, _location.c.datastoreName]
         )

@@ -48,6 +48,9 @@ class DatasetTypesAndRuns:
     _db: ConnectionManager
     storageClassFactory: StorageClassFactory
     isSqlite: bool
+    namespace: str | None
+    _insertedSinceAnalyze: int
+    _analyzeEvery: int
 
     def _insert(self, table: sa.Table) -> Any:
         """Return an INSERT for ``table`` with this dialect's ``on_conflict_do_nothing``."""
