@@ -173,6 +173,13 @@ class EntryTable:
         """
         entries = self.entries
         now = time.time()
+        if self.simple:  # no limits, no expiry: check, then insert
+            for item in prepared:
+                if item[1].id.int in entries:
+                    raise existsError(item[1])
+            for stored, ref, mode, size in prepared:
+                entries[ref.id.int] = (stored, ref, now, mode, size)
+            return []
         evicted: list[DatasetRef] = []
         if self._expiryQueue and self._expiryQueue[0][0] + (self.expireSeconds or 0) <= now:
             evicted.extend(self.sweepLocked(now))

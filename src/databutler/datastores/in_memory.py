@@ -171,14 +171,22 @@ class InMemoryDatastore(Datastore):
         Every pair is checked before anything is stored: a bad object, a duplicate ref (in the
         batch or in the store) or an oversized batch stores none of them.
         """
-        prepared = []
+        prepared: list[Prepared] = []
         seen: set[int] = set()
+        cache = self._putCache
+        trackSizes = self._table.trackSizes
         for obj, ref in pairs:
             key = ref.id.int
             if key in seen:
                 raise DatasetExistsError(f"Dataset {ref} appears twice in one putMany; nothing was stored.")
             seen.add(key)
-            prepared.append(self._prepare(obj, ref))
+            cached = cache.get(ref.datasetType.name)
+            if cached is None or cached[0] is not ref.datasetType or not isinstance(obj, cached[1]):
+                prepared.append(self._prepare(obj, ref))
+                continue
+            mode, delegate = cached[2], cached[3]
+            stored = obj if mode is REFERENCE else CopyPolicy.own(obj, delegate, mode)
+            prepared.append((stored, ref, mode, delegate.getSize(stored) if trackSizes else None))
         self._insert(prepared)
 
     def _insert(self, prepared: list[Prepared]) -> None:
