@@ -14,6 +14,7 @@ from databutler import (
     ConfigError,
     DatasetExistsError,
     DatasetNotFoundError,
+    DatasetTooLargeError,
     DatasetTypeNotSupportedError,
     Datastore,
     FileDatastore,
@@ -191,6 +192,30 @@ def test_memory_tier_eviction_falls_through(tmp_path: Path) -> None:
     assert not memory.exists(refs[0]) and file.exists(refs[0])
     for v, ref in enumerate(refs):
         np.testing.assert_array_equal(chain.get(ref), np.full(4, v))
+
+
+def test_too_large_for_memory_tier_goes_to_file_tier(tmp_path: Path) -> None:
+    registry = InMemoryLocationRegistry()
+    chain = makeChain(tmp_path, registry=registry, memory={"maxBytes": 1024}, readThrough=True)
+    memory, file = chain.datastores
+    big = makeRef("image", "NumpyArray")
+    chain.put(np.zeros(1000), big)  # 8000 bytes > the memory tier's maxBytes
+    assert not memory.exists(big) and file.exists(big)
+    assert registry.getDatasetLocations(big) == {"chain"}
+    np.testing.assert_array_equal(chain.get(big), np.zeros(1000))
+    assert not memory.exists(big)
+    # With no other child to store it, the put fails and nothing is stored.
+    memoryOnly = ChainedDatastore(
+        {
+            "datastore": {
+                "cls": "databutler.ChainedDatastore",
+                "datastores": [{"cls": MEMORY, "maxBytes": 1024}],
+            }
+        }
+    )
+    with pytest.raises(DatasetTooLargeError):
+        memoryOnly.put(np.zeros(1000), big)
+    assert not memoryOnly.exists(big)
 
 
 def test_read_through_refills_memory_tier(tmp_path: Path) -> None:

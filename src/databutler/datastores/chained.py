@@ -1,7 +1,8 @@
 """ChainedDatastore: an ordered list of datastores acting as one.
 
-``put`` writes to every child that accepts the dataset (all or none), ``get`` reads from the
-first child that has it. The headline use is a bounded memory tier in front of a file tier: a
+``put`` writes to every child that accepts the dataset (all or none, except that an ephemeral
+child too small for the dataset is skipped), ``get`` reads from the first child that has it.
+The headline use is a bounded memory tier in front of a file tier: a
 dataset the memory tier has evicted is read from the file tier.
 """
 
@@ -152,6 +153,9 @@ class ChainedDatastore(Datastore):
     def put(self, inMemoryDataset: Any, ref: DatasetRef) -> None:
         """Write ``inMemoryDataset`` to every child that accepts ``ref``; all or none.
 
+        The exception: an ephemeral child (a cache tier) that raises `DatasetTooLargeError` is
+        skipped, as long as another child stores the dataset.
+
         Raises
         ------
         TypeError
@@ -160,6 +164,10 @@ class ChainedDatastore(Datastore):
             A child already has ``ref``; no child is changed.
         DatasetTypeNotSupportedError
             No child accepts the dataset type or storage class.
+        DatasetTooLargeError
+            Every accepting child is an ephemeral one too small for the dataset; nothing is
+            stored. An ephemeral child that is too small is otherwise skipped (logged at INFO)
+            while the others store the dataset.
         """
         accepting = self._accepting(ref)
         if not accepting:
@@ -170,8 +178,21 @@ class ChainedDatastore(Datastore):
         with ExitStack() as stack:  # a failure in one child rolls back the puts in the others
             for child in accepting:
                 stack.enter_context(child.transaction())
+            stored = 0
+            tooLarge: list[DatasetTooLargeError] = []
             for child in accepting:
-                child.put(inMemoryDataset, ref)
+                try:
+                    child.put(inMemoryDataset, ref)
+                except DatasetTooLargeError as exc:
+                    if not child.isEphemeral:
+                        raise
+                    # A cache tier too small for this dataset is skipped; the others still store it.
+                    log.info("Put of %s into ephemeral %s skipped: %s", ref, child.name, exc)
+                    tooLarge.append(exc)
+                    continue
+                stored += 1
+            if not stored:
+                raise tooLarge[-1]
 
     def get(self, ref: DatasetRef, parameters: Mapping[str, Any] | None = None) -> Any:
         """Read ``ref`` from the first child that has it.
