@@ -161,3 +161,16 @@ def test_getMany_under_bounds_updates_recency() -> None:
     assert store.getMany([a]) == {a: {"a": 1}}
     store.put({"c": 1}, c)
     assert store.existsMany([a, b, c]) == {a: True, b: False, c: True}
+
+
+def test_failed_put_still_reports_what_it_expired(clock: FakeClock) -> None:
+    registry = InMemoryLocationRegistry()
+    store = makeStore(registry=registry, expireSeconds=10, maxBytes=10_000)
+    old = makeRef("image", "NumpyArray", visit=1)
+    store.put(np.zeros(10), old)
+    clock.now += 11
+    with pytest.raises(DatasetTooLargeError):
+        store.put(np.zeros(10_000), makeRef("image", "NumpyArray", visit=2))
+    assert not store.exists(old)
+    assert registry.getDatasetLocations(old) == frozenset()
+    assert store.stats().expirations == 1

@@ -168,3 +168,77 @@ def test_len_contains_and_uri_shape() -> None:
     assert len(store) == 1 and ref in store
     assert store.getUri(ref) == f"mem://metrics/{ref.id}"
     assert store.getUri(makeRef("metrics", "StructuredDataDict"), predict=True).startswith("mem://metrics/")
+
+
+def test_registry_failure_undoes_remove() -> None:
+    class FailingRemoves(InMemoryLocationRegistry):
+        def removeDatasetLocations(self, datastoreName: str, refs: Any) -> None:
+            raise ConnectionError("registry is down")
+
+    registry = FailingRemoves()
+    store = InMemoryDatastore({"datastore": {"cls": "databutler.InMemoryDatastore"}}, registry=registry)
+    ref = makeRef("metrics", "StructuredDataDict")
+    store.put({"x": 1}, ref)
+    with pytest.raises(ConnectionError):
+        store.remove(ref)
+    assert store.get(ref) == {"x": 1}  # the dataset is back, matching what the registry says
+    assert store.name in registry.getDatasetLocations(ref)
+    with pytest.raises(ConnectionError), store.transaction():
+        store.removeMany([ref])
+    assert store.exists(ref)
+
+
+def test_component_info_is_separate_from_the_composite() -> None:
+    store = makeStore()
+    ref = makeRef("calexp", "MaskedImage")
+    store.put(MaskedImage(image=np.zeros(2)), ref)
+    mask = ref.makeComponentRef("mask")
+    store.removeStoredItemInfo(mask)
+    assert store.getStoredItemInfo(ref).storageClass.name == "MaskedImage"
+    with pytest.raises(KeyError):
+        store.getStoredItemInfo(mask)
+    custom = StoredItemInfo(1.0, mask.datasetType.storageClass, ref.id)
+    store.addStoredItemInfo(mask, custom)
+    assert store.getStoredItemInfo(mask) == custom
+    assert store.getStoredItemInfo(ref).storageClass.name == "MaskedImage"
+
+
+def test_id_holding_another_type_is_a_miss_everywhere() -> None:
+    store = makeStore()
+    ref = makeRef("metrics", "StructuredDataDict")
+    store.put({"x": 1}, ref)
+    other = DatasetRef(
+        DatasetType("other", ref.datasetType.dimensions, "StructuredDataDict"), dict(ref.dataId), id=ref.id
+    )
+    missing: list[DatasetRef] = []
+    assert store.getMany([ref, other], missing=missing) == {ref: {"x": 1}}
+    assert missing == [other]
+    hits, misses = store.stats().hits, store.stats().misses
+    with pytest.raises(FileNotFoundError):
+        store.get(other)
+    assert (store.stats().hits, store.stats().misses) == (hits, misses + 1)
+
+
+def test_registry_ends_consistent_when_calls_arrive_out_of_order() -> None:
+    import threading
+
+    class SlowAdds(InMemoryLocationRegistry):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inAdd = threading.Event()
+
+        def addDatasetLocations(self, datastoreName: str, refs: Any) -> None:
+            self.inAdd.set()
+            time.sleep(0.05)  # a remove from another thread happens meanwhile
+            super().addDatasetLocations(datastoreName, refs)
+
+    registry = SlowAdds()
+    store = InMemoryDatastore({"datastore": {"cls": "databutler.InMemoryDatastore"}}, registry=registry)
+    ref = makeRef("metrics", "StructuredDataDict")
+    writer = threading.Thread(target=store.put, args=({"x": 1}, ref))
+    writer.start()
+    registry.inAdd.wait(5)
+    store.remove(ref)
+    writer.join()
+    assert not store.exists(ref)
+    assert store.name not in registry.getDatasetLocations(ref)

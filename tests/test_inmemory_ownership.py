@@ -236,3 +236,45 @@ def test_global_mode_and_freeze_errors() -> None:
         store.put({"a": 1}, ref)
     assert not store.exists(ref)
     assert set(COPY_MODES) == {"reference", "copy", "deepcopy", "freeze"}
+
+
+def test_frozen_array_base_cannot_be_made_writeable() -> None:
+    store = makeStore()
+    ref = makeRef("image", "NumpyArray")
+    store.put(np.arange(4.0), ref)
+    view = store.get(ref)
+    for array in (view, view.base):
+        with pytest.raises(ValueError):
+            array.setflags(write=True)
+    assert store.get(ref).tolist() == [0.0, 1.0, 2.0, 3.0]
+
+
+def test_object_arrays_hand_out_copies() -> None:
+    store = makeStore()
+    ref = makeRef("image", "NumpyArray")
+    values = np.empty(2, dtype=object)
+    values[0], values[1] = [1], {"k": "v"}
+    store.put(values, ref)
+    values[0].append(2)  # the caller's own elements
+    got = store.get(ref)
+    got[0].append(999)
+    got[1]["k"] = "changed"
+    again = store.get(ref)
+    assert again[0] == [1] and again[1] == {"k": "v"}
+
+
+class Point:
+    def __init__(self, x: int) -> None:
+        self.x = x
+
+
+def test_tuples_of_mutable_objects_are_copied() -> None:
+    store = makeStore()
+    ref = makeRef("value", "Tuple")
+    point = Point(1)
+    store.put((point, "label"), ref)  # hashable, but not immutable
+    point.x = 42
+    got = store.get(ref)
+    assert got[0].x == 1
+    got[0].x = -1
+    assert store.get(ref)[0].x == 1

@@ -115,7 +115,9 @@ class EntryTable:
         self.simple = not self.bounded and expireSeconds is None
         # Bounded entries are kept in least-recently-used order.
         self.entries: dict[int, Entry] = OrderedDict() if self.bounded else {}
-        self.infoOverrides: dict[int, StoredItemInfo | None] = {}  # None: the record was removed
+        # Stored-item info set or removed by hand, per id and component (None for the dataset
+        # itself); a value of None means the record was removed.
+        self.infoOverrides: dict[int, dict[str | None, StoredItemInfo | None]] = {}
         self.lock = threading.RLock()
         self.bytes = 0
         self._tombstones: OrderedDict[int, tuple[str, float]] = OrderedDict()
@@ -182,7 +184,7 @@ class EntryTable:
             return []
         evicted: list[DatasetRef] = []
         if self._expiryQueue and self._expiryQueue[0][0] + (self.expireSeconds or 0) <= now:
-            evicted.extend(self.sweepLocked(now))
+            self._pendingExpired.extend(self.sweepLocked(now))  # reported even if this insert fails
         for _, ref, _, size in prepared:
             existing = entries.get(ref.id.int)
             if existing is not None and not self.expireIfDueLocked(ref.id.int, existing, now):
@@ -212,9 +214,12 @@ class EntryTable:
         if self.bounded and restored:
             evicted = self._makeRoomLocked(len(restored), sum(e[SIZE] or 0 for e in restored), strict=False)
         for entry in restored:
-            self.entries[entry[REF].id.int] = entry
+            key = entry[REF].id.int
+            self.entries[key] = entry
             if entry[SIZE] is not None:
                 self.bytes += entry[SIZE]
+            if self.expireSeconds is not None:
+                self._expiryQueue.append((entry[TS], key))  # out of order: swept late, expired on access
         return [e[REF] for e in restored], evicted
 
     def _makeRoomLocked(self, items: int, nbytes: int, strict: bool = True) -> list[DatasetRef]:

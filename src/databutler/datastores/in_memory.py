@@ -12,6 +12,7 @@ through the table under its lock.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Iterable, Mapping
@@ -88,6 +89,8 @@ class InMemoryDatastore(Datastore):
         self._entries = self._table.entries
         self._lock = self._table.lock
         self._simple = self._table.simple
+        # Registry calls are made outside the table lock; this lock orders them (see _syncRegistry).
+        self._registryLock = threading.RLock()
         # dataset type name -> (datasetType, pytype, copyMode, delegate), for puts that passed once
         self._putCache: dict[str, tuple[DatasetType, type, str, StorageClassDelegate]] = {}
 
@@ -190,18 +193,21 @@ class InMemoryDatastore(Datastore):
         self._insert(prepared)
 
     def _insert(self, prepared: list[Prepared]) -> None:
-        with self._lock:
-            evicted = self._table.insertLocked(prepared, self._existsError)
+        try:
+            with self._lock:
+                evicted = self._table.insertLocked(prepared, self._existsError)
+        finally:
+            self._flushExpired()  # what the insert swept is reported even if it then failed
         self._afterInsert([p[1] for p in prepared], evicted)
 
     def _afterInsert(self, refs: list[DatasetRef], evicted: list[DatasetRef]) -> None:
         """Tell the registry and the open transaction; undo the insert if the registry fails."""
         if evicted:
             self._logGone(evicted, "evicted")
-            self._notifyRemoved(evicted)
+            self._syncRegistry(evicted)
         if self.registry is not None:
             try:
-                self.registry.addDatasetLocations(self.name, refs)
+                self._syncRegistry(refs)
             except BaseException:
                 self._dropMany(refs)
                 raise
@@ -223,7 +229,27 @@ class InMemoryDatastore(Datastore):
                 if entry is not None and entry[REF] == ref:
                     self._table.popLocked(ref.id.int)
                     dropped.append(ref)
-        self._notifyRemoved(dropped)
+        self._syncRegistry(dropped)
+
+    def _syncRegistry(self, refs: list[DatasetRef]) -> None:
+        """Tell the registry whether this datastore holds each of ``refs`` *now*.
+
+        Called after every change, outside the table lock. Under `_registryLock` the current
+        state is read and sent, so when two threads change the same dataset the last call
+        always carries the final state, whatever order the threads reach the registry in.
+        """
+        if self.registry is None or not refs:
+            return
+        with self._registryLock:
+            entries = self._entries
+            held, gone = [], []
+            for ref in refs:
+                entry = entries.get(ref.id.int)
+                (held if entry is not None and entry[REF].id == ref.id else gone).append(ref)
+            if gone:
+                self.registry.removeDatasetLocations(self.name, gone)
+            if held:
+                self.registry.addDatasetLocations(self.name, held)
 
     def _logGone(self, refs: list[DatasetRef], how: str) -> None:
         if log.isEnabledFor(logging.DEBUG):
@@ -238,20 +264,23 @@ class InMemoryDatastore(Datastore):
         expired = self._table.takePendingExpired()
         if expired:
             self._logGone(expired, "expired")
-            self._notifyRemoved(expired)
+            self._syncRegistry(expired)
 
     def sweepExpired(self) -> int:
         """Drop every expired dataset now; return how many were dropped."""
         with self._lock:
             expired = self._table.sweepLocked(time.time())
         self._logGone(expired, "expired")
-        self._notifyRemoved(expired)
+        self._syncRegistry(expired)
         return len(expired)
 
     # -- get and exists --
 
     def _notFound(self, ref: DatasetRef, verb: str) -> DatasetNotFoundError:
         why = self._table.tombstone(ref.id.int)
+        entry = self._entries.get(ref.id.int)
+        if entry is not None and not self._sameDataset(ref, entry[REF]):
+            why = f"id {ref.id} holds {entry[REF].datasetType.name!r}, not {ref.datasetType.name!r}"
         return DatasetNotFoundError(
             f"Cannot {verb} {ref}: not in datastore {self.name!r}" + (f"; {why}." if why else ".")
         )
@@ -284,13 +313,15 @@ class InMemoryDatastore(Datastore):
         """
         if self._simple:
             entry = self._entries.get(ref.id.int)
-            if entry is not None:
+            if entry is not None and (entry[REF] is ref or self._sameDataset(ref, entry[REF])):
                 self._table.countHit()
                 if parameters is None and entry[REF] is ref and entry[_MODE] is REFERENCE:
                     return entry[OBJ]
                 return self._materialize(entry, ref, parameters)
         with self._lock:
             entry = self._table.lookupLocked(ref.id.int)
+            if entry is not None and entry[REF] is not ref and not self._sameDataset(ref, entry[REF]):
+                entry = None  # the id holds another dataset type
             if entry is None:
                 self._table.misses += 1
                 error = self._notFound(ref, "get")
@@ -352,10 +383,11 @@ class InMemoryDatastore(Datastore):
         notFound: list[DatasetRef] = []
         table = self._table
         lookup = self._entries.get if self._simple else table.lookupLocked
+        same = self._sameDataset
         with self._lock:
             for ref in refs:
                 entry = lookup(ref.id.int)
-                if entry is None:
+                if entry is None or (entry[REF] is not ref and not same(ref, entry[REF])):
                     notFound.append(ref)
                 elif parameters is None and entry[REF] is ref and entry[_MODE] is REFERENCE:
                     out[ref] = entry[OBJ]
@@ -444,16 +476,11 @@ class InMemoryDatastore(Datastore):
             with self._lock:
                 entry = self._entries.get(key)
                 if entry is not None and entry[REF].datasetType.name == ref.datasetType.name:
-                    del self._entries[key]
-                    if self._table.infoOverrides:
-                        self._table.infoOverrides.pop(key, None)
+                    self._table.popLocked(key)
                 else:
                     entry = None
             if entry is not None:
-                if self.registry is not None:
-                    self.registry.removeDatasetLocations(self.name, [ref])
-                if self._openTransactions:
-                    self._registerUndo("remove of 1 dataset", self._restore, [entry])
+                self._afterRemove([entry])
                 return
         self._removeMany([ref], strict=True)
 
@@ -491,21 +518,31 @@ class InMemoryDatastore(Datastore):
                 removed.append(entry)
         self._flushExpired()
         if removed:
-            self._notifyRemoved([e[REF] for e in removed])
-            if self._openTransactions:
-                self._registerUndo(f"remove of {len(removed)} dataset(s)", self._restore, removed)
+            self._afterRemove(removed)
         if error is not None:
             raise error
         self._reportMissing(notFound, None, verb="remove")
 
-    def _restore(self, removed: list[Any]) -> None:
+    def _afterRemove(self, removed: list[Any]) -> None:
+        """Tell the registry and the open transaction; undo the removal if the registry fails."""
+        if self.registry is not None:
+            try:
+                self._syncRegistry([e[REF] for e in removed])
+            except BaseException:
+                self._restore(removed, sync=False)
+                raise
+        if self._openTransactions:
+            self._registerUndo(f"remove of {len(removed)} dataset(s)", self._restore, removed)
+
+    def _restore(self, removed: list[Any], sync: bool = True) -> None:
         """Undo removals: put the removed entries back where their ids are free."""
         with self._lock:
             restored, evicted = self._table.restoreLocked(removed)
         if evicted:
             self._logGone(evicted, "evicted")
-            self._notifyRemoved(evicted)
-        self._notifyAdded(restored)
+            self._syncRegistry(evicted)
+        if sync:
+            self._syncRegistry(restored)
 
     # -- URIs --
 
@@ -544,13 +581,11 @@ class InMemoryDatastore(Datastore):
         entry = self._entries.get(key)
         if entry is None or not self._sameDataset(ref, entry[REF]):
             return None
-        overrides = self._table.infoOverrides
-        if key in overrides:
-            info = overrides[key]
-            if info is None or "." not in ref.datasetType.name:
-                return info
-        storageClass = entry[REF].datasetType.storageClass
         component = ref.datasetType.component()
+        overrides = self._table.infoOverrides.get(key)
+        if overrides is not None and component in overrides:
+            return overrides[component]
+        storageClass = entry[REF].datasetType.storageClass
         if component is None:
             return StoredItemInfo(entry[TS], storageClass)
         return StoredItemInfo(entry[TS], storageClass.components[component], ref.id)
@@ -587,7 +622,7 @@ class InMemoryDatastore(Datastore):
                 )
             if ref.id.int not in self._entries:
                 raise self._notFound(ref, "record stored-item info for")
-            self._table.infoOverrides[ref.id.int] = info
+            self._table.infoOverrides.setdefault(ref.id.int, {})[ref.datasetType.component()] = info
 
     def getStoredItemInfo(self, ref: DatasetRef) -> StoredItemInfo:
         """Retrieve information associated with object stored in this Datastore.
@@ -633,7 +668,7 @@ class InMemoryDatastore(Datastore):
                 raise StoredItemInfoNotFoundError(
                     f"Datastore {self.name!r} has no stored-item info for {ref}."
                 )
-            self._table.infoOverrides[ref.id.int] = None
+            self._table.infoOverrides.setdefault(ref.id.int, {})[ref.datasetType.component()] = None
 
     @classmethod
     def setConfigRoot(cls, root: str, config: Config, full: Config) -> None:

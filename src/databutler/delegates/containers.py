@@ -9,7 +9,7 @@ from typing import Any
 from ..exceptions import InvalidParameterError
 from ..storage_class import StorageClassDelegate
 
-__all__ = ["ImmutableDelegate", "ListDelegate", "TupleDelegate", "toSlice"]
+__all__ = ["ImmutableDelegate", "ListDelegate", "TupleDelegate", "isDeeplyImmutable", "toSlice"]
 
 
 def toSlice(value: Any) -> slice | int | tuple[Any, ...]:
@@ -58,24 +58,31 @@ class ListDelegate(StorageClassDelegate):
         return inMemoryDataset
 
 
+_IMMUTABLE_SCALARS = (str, bytes, int, float, complex, bool, type(None), range)
+
+
+def isDeeplyImmutable(obj: Any, depth: int = 0) -> bool:
+    """Whether ``obj`` is built only from immutable builtins (str, numbers, None, tuples, frozensets)."""
+    if isinstance(obj, _IMMUTABLE_SCALARS):
+        return True
+    if depth < 32 and type(obj) in (tuple, frozenset):
+        return all(isDeeplyImmutable(item, depth + 1) for item in obj)
+    return False
+
+
 class TupleDelegate(StorageClassDelegate):
-    """Delegate for tuples: a hashable tuple is immutable and is shared, anything else is copied."""
+    """Delegate for tuples: a tuple of immutable builtins is shared, anything else is deep-copied.
+
+    (Hashability is not enough: instances of ordinary classes are hashable and mutable.)
+    """
 
     canFreeze = True
 
     def freeze(self, inMemoryDataset: Any) -> Any:
-        try:
-            hash(inMemoryDataset)
-        except TypeError:
-            return _copy.deepcopy(inMemoryDataset)
-        return inMemoryDataset
+        return inMemoryDataset if isDeeplyImmutable(inMemoryDataset) else _copy.deepcopy(inMemoryDataset)
 
     def frozenView(self, stored: Any) -> Any:
-        try:
-            hash(stored)
-        except TypeError:
-            return _copy.deepcopy(stored)
-        return stored
+        return stored if isDeeplyImmutable(stored) else _copy.deepcopy(stored)
 
 
 class ImmutableDelegate(StorageClassDelegate):

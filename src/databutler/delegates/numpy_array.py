@@ -38,10 +38,17 @@ class NumpyArrayDelegate(StorageClassDelegate):
         return inMemoryDataset.copy()
 
     def freeze(self, inMemoryDataset: Any) -> Any:
-        frozen = self.deepcopy(inMemoryDataset)
-        frozen.setflags(write=False)
-        return frozen
+        if inMemoryDataset.dtype.hasobject:
+            frozen = self.deepcopy(inMemoryDataset)
+            frozen.setflags(write=False)
+            return frozen
+        # Backed by an immutable bytes object: neither the stored array nor any view of it
+        # (nor ``view.base``) can be made writeable again.
+        return np.frombuffer(inMemoryDataset.tobytes(), dtype=inMemoryDataset.dtype).reshape(
+            inMemoryDataset.shape
+        )
 
     def frozenView(self, stored: Any) -> Any:
-        # A view of a read-only array cannot be made writeable again by its holder.
+        if stored.dtype.hasobject:
+            return self.deepcopy(stored)  # the elements themselves may be mutable objects
         return stored.view()
