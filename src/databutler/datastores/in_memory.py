@@ -242,7 +242,8 @@ class InMemoryDatastore(Datastore):
             return
         with self._registryLock:
             entries = self._entries
-            held, gone = [], []
+            held: list[DatasetRef] = []
+            gone: list[DatasetRef] = []
             for ref in refs:
                 entry = entries.get(ref.id.int)
                 (held if entry is not None and entry[REF].id == ref.id else gone).append(ref)
