@@ -73,30 +73,30 @@ class DatastoreTests:
 
     # -- basics --
 
-    def test_class_attributes(self, datastore: Datastore) -> None:
+    def testClassAttributes(self, datastore: Datastore) -> None:
         assert isinstance(type(datastore).isEphemeral, bool)
         assert datastore.defaultConfigFile is None or isinstance(datastore.defaultConfigFile, str)
         assert isinstance(datastore.name, str) and datastore.name
         assert datastore.storageClassFactory.getStorageClass("StructuredDataDict").pytype is dict
 
-    def test_fromConfig_builds_same_class(self, datastore: Datastore) -> None:
+    def testFromConfigBuildsSameClass(self, datastore: Datastore) -> None:
         again = Datastore.fromConfig(datastore.config)
         assert type(again) is type(datastore)
 
-    def test_put_get_dict(self, datastore: Datastore) -> None:
+    def testPutGetDict(self, datastore: Datastore) -> None:
         ref = makeRef("metrics", "StructuredDataDict")
         assert not datastore.exists(ref)
         datastore.put(_sampleDict(), ref)
         assert datastore.exists(ref)
         assert datastore.get(ref) == _sampleDict()
 
-    def test_put_get_list_with_slice(self, datastore: Datastore) -> None:
+    def testPutGetListWithSlice(self, datastore: Datastore) -> None:
         ref = makeRef("values", "StructuredDataList")
         datastore.put([0, 1, 2, 3, 4, 5], ref)
         assert datastore.get(ref) == [0, 1, 2, 3, 4, 5]
         assert datastore.get(ref, parameters={"slice": slice(1, 3)}) == [1, 2]
 
-    def test_put_get_numpy_with_slice(self, datastore: Datastore) -> None:
+    def testPutGetNumpyWithSlice(self, datastore: Datastore) -> None:
         np = pytest.importorskip("numpy")
         ref = makeRef("image", "NumpyArray")
         array = np.arange(20.0).reshape(4, 5)
@@ -106,7 +106,7 @@ class DatastoreTests:
             datastore.get(ref, parameters={"slice": (slice(1, 3), slice(0, 2))}), array[1:3, 0:2]
         )
 
-    def test_put_get_arrow_columns(self, datastore: Datastore) -> None:
+    def testPutGetArrowColumns(self, datastore: Datastore) -> None:
         pa = pytest.importorskip("pyarrow")
         ref = makeRef("sources", "ArrowTable")
         table = pa.table({"ra": [1.0, 2.0], "dec": [3.0, 4.0], "flux": [5.0, 6.0]})
@@ -114,7 +114,7 @@ class DatastoreTests:
         assert datastore.get(ref).equals(table)
         assert datastore.get(ref, parameters={"columns": ["dec", "ra"]}).column_names == ["dec", "ra"]
 
-    def test_put_get_dataframe_columns(self, datastore: Datastore) -> None:
+    def testPutGetDataframeColumns(self, datastore: Datastore) -> None:
         pd = pytest.importorskip("pandas")
         ref = makeRef("frame", "DataFrame")
         frame = pd.DataFrame({"ra": [1.0, 2.0], "dec": [3.0, 4.0]})
@@ -122,7 +122,7 @@ class DatastoreTests:
         pd.testing.assert_frame_equal(datastore.get(ref), frame)
         assert list(datastore.get(ref, parameters={"columns": ["dec"]}).columns) == ["dec"]
 
-    def test_put_get_astropy_columns(self, datastore: Datastore) -> None:
+    def testPutGetAstropyColumns(self, datastore: Datastore) -> None:
         table_mod = pytest.importorskip("astropy.table")
         ref = makeRef("catalog", "AstropyTable")
         table = table_mod.Table({"ra": [1.0, 2.0], "dec": [3.0, 4.0]})
@@ -133,14 +133,14 @@ class DatastoreTests:
 
     # -- the spec's errors --
 
-    def test_get_missing_raises_file_not_found(self, datastore: Datastore) -> None:
+    def testGetMissingRaisesFileNotFound(self, datastore: Datastore) -> None:
         ref = makeRef("metrics", "StructuredDataDict")
         with pytest.raises(FileNotFoundError, match="metrics"):
             datastore.get(ref)
         with pytest.raises(DatasetNotFoundError):
             datastore.get(ref)
 
-    def test_put_wrong_type_raises_type_error(self, datastore: Datastore) -> None:
+    def testPutWrongTypeRaisesTypeError(self, datastore: Datastore) -> None:
         ref = makeRef("metrics", "StructuredDataDict")
         with pytest.raises(TypeError, match="StructuredDataDict"):
             datastore.put([1, 2, 3], ref)
@@ -148,14 +148,14 @@ class DatastoreTests:
             datastore.put("not a dict", ref)
         assert not datastore.exists(ref)
 
-    def test_second_put_is_error_and_keeps_first(self, datastore: Datastore) -> None:
+    def testSecondPutIsErrorAndKeepsFirst(self, datastore: Datastore) -> None:
         ref = makeRef("metrics", "StructuredDataDict")
         datastore.put({"first": 1}, ref)
         with pytest.raises(DatasetExistsError, match="metrics"):
             datastore.put({"second": 2}, ref)
         assert datastore.get(ref) == {"first": 1}
 
-    def test_remove_twice_raises_file_not_found(self, datastore: Datastore) -> None:
+    def testRemoveTwiceRaisesFileNotFound(self, datastore: Datastore) -> None:
         ref = makeRef("metrics", "StructuredDataDict")
         datastore.put({"x": 1}, ref)
         datastore.remove(ref)
@@ -165,7 +165,7 @@ class DatastoreTests:
         with pytest.raises(FileNotFoundError):
             datastore.get(ref)
 
-    def test_unknown_parameter_is_error_and_harmless(self, datastore: Datastore) -> None:
+    def testUnknownParameterIsErrorAndHarmless(self, datastore: Datastore) -> None:
         ref = makeRef("values", "StructuredDataList")
         datastore.put([1, 2, 3], ref)
         with pytest.raises(InvalidParameterError, match="bogus"):
@@ -174,7 +174,7 @@ class DatastoreTests:
             datastore.get(ref, parameters={"slice": "not a slice"})
         assert datastore.get(ref) == [1, 2, 3]
 
-    def test_getUri(self, datastore: Datastore) -> None:
+    def testGetUri(self, datastore: Datastore) -> None:
         ref = makeRef("metrics", "StructuredDataDict")
         other = makeRef("metrics", "StructuredDataDict", visit=2)
         with pytest.raises(FileNotFoundError):
@@ -188,7 +188,7 @@ class DatastoreTests:
         assert uri != datastore.getUri(other)
         assert datastore.getUri(ref, predict=True) == uri
 
-    def test_stored_item_info(self, datastore: Datastore) -> None:
+    def testStoredItemInfo(self, datastore: Datastore) -> None:
         ref = makeRef("metrics", "StructuredDataDict")
         with pytest.raises(KeyError):
             datastore.getStoredItemInfo(ref)
@@ -202,7 +202,7 @@ class DatastoreTests:
 
     # -- components --
 
-    def test_composite_components(self, datastore: Datastore) -> None:
+    def testCompositeComponents(self, datastore: Datastore) -> None:
         np = pytest.importorskip("numpy")
         from ..composites import MaskedImage
 
@@ -228,7 +228,7 @@ class DatastoreTests:
 
     # -- transfer --
 
-    def test_transfer(self, datastore: Datastore) -> None:
+    def testTransfer(self, datastore: Datastore) -> None:
         source = self.makeDatastore()
         ref = makeRef("metrics", "StructuredDataDict")
         source.put({"x": 1}, ref)
@@ -241,7 +241,7 @@ class DatastoreTests:
 
     # -- transactions --
 
-    def test_transaction_rolls_back_puts_and_removes(self, datastore: Datastore) -> None:
+    def testTransactionRollsBackPutsAndRemoves(self, datastore: Datastore) -> None:
         kept = makeRef("metrics", "StructuredDataDict", visit=1)
         datastore.put({"kept": True}, kept)
         undone = makeRef("metrics", "StructuredDataDict", visit=2)
@@ -252,7 +252,7 @@ class DatastoreTests:
         assert not datastore.exists(undone)
         assert datastore.get(kept) == {"kept": True}
 
-    def test_nested_transactions(self, datastore: Datastore) -> None:
+    def testNestedTransactions(self, datastore: Datastore) -> None:
         outer = makeRef("metrics", "StructuredDataDict", visit=1)
         inner = makeRef("metrics", "StructuredDataDict", visit=2)
         failed = makeRef("metrics", "StructuredDataDict", visit=3)
@@ -267,7 +267,7 @@ class DatastoreTests:
             raise ValueError("outer fails")
         assert not any(datastore.exists(r) for r in (outer, inner, failed))
 
-    def test_committed_transaction_keeps_puts(self, datastore: Datastore) -> None:
+    def testCommittedTransactionKeepsPuts(self, datastore: Datastore) -> None:
         ref = makeRef("metrics", "StructuredDataDict")
         with datastore.transaction():
             datastore.put({"x": 1}, ref)
@@ -275,7 +275,7 @@ class DatastoreTests:
 
     # -- registry protocol --
 
-    def test_registry_is_told(self) -> None:
+    def testRegistryIsTold(self) -> None:
         registry = InMemoryLocationRegistry()
         datastore = self.makeDatastore(registry=registry)
         ref = makeRef("metrics", "StructuredDataDict")
@@ -290,7 +290,7 @@ class DatastoreTests:
 
     # -- bulk verbs --
 
-    def test_bulk_verbs(self, datastore: Datastore) -> None:
+    def testBulkVerbs(self, datastore: Datastore) -> None:
         refs = [makeRef("metrics", "StructuredDataDict", visit=v) for v in range(5)]
         datastore.putMany([({"v": i}, ref) for i, ref in enumerate(refs)])
         assert datastore.getMany(refs) == {ref: {"v": i} for i, ref in enumerate(refs)}
@@ -312,7 +312,7 @@ class DatastoreTests:
         datastore.removeMany(refs[2:])
         assert not any(datastore.existsMany(refs).values())
 
-    def test_putMany_is_all_or_nothing(self, datastore: Datastore) -> None:
+    def testPutManyIsAllOrNothing(self, datastore: Datastore) -> None:
         existing = makeRef("metrics", "StructuredDataDict", visit=0)
         datastore.put({"v": 0}, existing)
         fresh = makeRef("metrics", "StructuredDataDict", visit=1)
@@ -321,7 +321,7 @@ class DatastoreTests:
         assert not datastore.exists(fresh)
         assert datastore.get(existing) == {"v": 0}
 
-    def test_equal_ref_rebuilt_finds_dataset(self, datastore: Datastore) -> None:
+    def testEqualRefRebuiltFindsDataset(self, datastore: Datastore) -> None:
         ref = makeRef("metrics", "StructuredDataDict")
         datastore.put({"x": 1}, ref)
         rebuilt = DatasetRef(

@@ -8,7 +8,7 @@ to clean up after one)::
             return SqlRegistry(f"sqlite:///{tmpPath}/registry.sqlite3", create=True)
 
 Every documented error of `SqlRegistry` has a test here; so do several processes writing to
-one registry at once (`RegistryTests.test_concurrent_processes`).
+one registry at once (`RegistryTests.testConcurrentProcesses`).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ class RegistryTests(RegistryTransactionTests):
 
     # -- dataset types --
 
-    def test_register_dataset_type(self, registry: SqlRegistry) -> None:
+    def testRegisterDatasetType(self, registry: SqlRegistry) -> None:
         assert registry.registerDatasetType(CALEXP) is True
         assert (
             registry.registerDatasetType(makeDatasetType("calexp", ("detector", "visit"), "MaskedImage"))
@@ -54,7 +54,7 @@ class RegistryTests(RegistryTransactionTests):
         registry.registerDatasetType(CATALOG)
         assert [t.name for t in registry.queryDatasetTypes()] == ["calexp", "catalog"]
 
-    def test_register_conflicting_dataset_type(self, registry: SqlRegistry) -> None:
+    def testRegisterConflictingDatasetType(self, registry: SqlRegistry) -> None:
         registry.registerDatasetType(CALEXP)
         for other in (
             makeDatasetType("calexp", ("visit",), "MaskedImage"),
@@ -67,7 +67,7 @@ class RegistryTests(RegistryTransactionTests):
             assert other.storageClass.name in message and "['detector', 'visit']" in message
         assert registry.getDatasetType("calexp") == CALEXP
 
-    def test_register_bad_dataset_types(self, registry: SqlRegistry) -> None:
+    def testRegisterBadDatasetTypes(self, registry: SqlRegistry) -> None:
         with pytest.raises(DatasetTypeError, match="component"):
             registry.registerDatasetType(CALEXP.makeComponentDatasetType("image"))
         with pytest.raises(TypeError):
@@ -75,7 +75,7 @@ class RegistryTests(RegistryTransactionTests):
         with pytest.raises(UnknownStorageClassError, match="Unregistered"):
             registry.registerDatasetType(DatasetType("odd", ("visit",), StorageClass("Unregistered")))
 
-    def test_get_dataset_type_errors_and_components(self, registry: SqlRegistry) -> None:
+    def testGetDatasetTypeErrorsAndComponents(self, registry: SqlRegistry) -> None:
         with pytest.raises(MissingDatasetTypeError, match="'calexp' is not registered") as info:
             registry.getDatasetType("calexp")
         assert isinstance(info.value, KeyError)
@@ -86,7 +86,7 @@ class RegistryTests(RegistryTransactionTests):
         with pytest.raises(UnknownComponentError):
             registry.getDatasetType("calexp.nope")
 
-    def test_dataset_types_survive_reopening(self, registry: SqlRegistry) -> None:
+    def testDatasetTypesSurviveReopening(self, registry: SqlRegistry) -> None:
         registry.registerDatasetType(CALEXP)
         registry.registerRun("run1")
         ref = registry.addDataset("calexp", {"visit": 1, "detector": 2}, "run1")
@@ -97,7 +97,7 @@ class RegistryTests(RegistryTransactionTests):
 
     # -- runs --
 
-    def test_register_run(self, registry: SqlRegistry) -> None:
+    def testRegisterRun(self, registry: SqlRegistry) -> None:
         assert registry.registerRun("b") is True
         assert registry.registerRun("b") is False
         registry.registerRun("a/with/slashes")
@@ -108,7 +108,7 @@ class RegistryTests(RegistryTransactionTests):
 
     # -- adding datasets --
 
-    def test_add_and_find(self, filled: SqlRegistry) -> None:
+    def testAddAndFind(self, filled: SqlRegistry) -> None:
         ref = filled.addDataset("calexp", {"visit": 903334, "detector": 10}, "run1")
         assert ref.run == "run1" and ref.datasetType == CALEXP and isinstance(ref.id, uuid.UUID)
         assert filled.findDataset("calexp", {"detector": 10, "visit": 903334}, "run1") == ref
@@ -118,14 +118,14 @@ class RegistryTests(RegistryTransactionTests):
         assert filled.findDataset("calexp", {"detector": 10, "visit": 903334}, []) is None
         assert filled.getDataset(ref.id) == ref and filled.getDataset(str(ref.id)) == ref
 
-    def test_add_with_given_id(self, filled: SqlRegistry) -> None:
+    def testAddWithGivenId(self, filled: SqlRegistry) -> None:
         ident = uuid.uuid4()
         ref = filled.addDataset("catalog", {"visit": 1, "band": "r"}, "run1", id=str(ident))
         assert ref.id == ident and filled.getDataset(ident) == ref
         with pytest.raises(ConflictingDatasetError, match=str(ident)):
             filled.addDataset("catalog", {"visit": 2, "band": "r"}, "run1", id=ident)
 
-    def test_data_id_values_round_trip_with_their_type(self, filled: SqlRegistry) -> None:
+    def testDataIdValuesRoundTripWithTheirType(self, filled: SqlRegistry) -> None:
         asInt = filled.addDataset("catalog", {"visit": 1, "band": "r"}, "run1")
         asStr = filled.addDataset("catalog", {"visit": "1", "band": "r"}, "run1")
         assert asInt.id != asStr.id
@@ -136,7 +136,7 @@ class RegistryTests(RegistryTransactionTests):
         big = filled.addDataset("catalog", {"visit": 2**62, "band": "ünïcode"}, "run1")
         assert filled.getDataset(big.id) == big
 
-    def test_duplicate_dataset_is_an_error(self, filled: SqlRegistry) -> None:
+    def testDuplicateDatasetIsAnError(self, filled: SqlRegistry) -> None:
         first = filled.addDataset("calexp", {"visit": 1, "detector": 2}, "run1")
         with pytest.raises(ConflictingDatasetError) as info:
             filled.addDataset("calexp", {"visit": 1, "detector": 2}, "run1")
@@ -146,7 +146,7 @@ class RegistryTests(RegistryTransactionTests):
         other = filled.addDataset("calexp", {"visit": 1, "detector": 2}, "run2")
         assert other.id != first.id
 
-    def test_add_errors(self, filled: SqlRegistry) -> None:
+    def testAddErrors(self, filled: SqlRegistry) -> None:
         with pytest.raises(MissingDatasetTypeError, match="'nope'"):
             filled.addDataset("nope", {"visit": 1}, "run1")
         with pytest.raises(MissingRunError, match="'nope'") as info:
@@ -177,7 +177,7 @@ class RegistryTests(RegistryTransactionTests):
             filled.addDataset("wide", {k: "é" * 250 for k in "abcde"}, "run1")
         assert filled.queryDatasets("calexp") == []
 
-    def test_add_datasets_is_all_or_nothing(self, filled: SqlRegistry) -> None:
+    def testAddDatasetsIsAllOrNothing(self, filled: SqlRegistry) -> None:
         refs = filled.addDatasets("calexp", [{"visit": v, "detector": 1} for v in range(5)], "run1")
         assert [r.dataId["visit"] for r in refs] == list(range(5))
         with pytest.raises(ConflictingDatasetError, match="'visit': 4"):
@@ -191,7 +191,7 @@ class RegistryTests(RegistryTransactionTests):
         # ids the registry makes are time-ordered (version 7) UUIDs, all different
         assert {r.id.version for r in refs} == {7} and len({r.id for r in refs}) == 5
 
-    def test_add_dataset_refs_keeps_ids(self, filled: SqlRegistry, tmp_path: Path) -> None:
+    def testAddDatasetRefsKeepsIds(self, filled: SqlRegistry, tmp_path: Path) -> None:
         refs = filled.addDatasets("calexp", [{"visit": v, "detector": 1} for v in range(3)], "run1")
         copy = self.makeRegistry(tmp_path / "copy")
         try:
@@ -211,7 +211,7 @@ class RegistryTests(RegistryTransactionTests):
 
     # -- finding and querying --
 
-    def test_find_searches_collections_in_order(self, filled: SqlRegistry) -> None:
+    def testFindSearchesCollectionsInOrder(self, filled: SqlRegistry) -> None:
         dataId = {"visit": 1, "detector": 2}
         inRun2 = filled.addDataset("calexp", dataId, "run2")
         assert filled.findDataset("calexp", dataId, ["run1", "run2"]) == inRun2
@@ -227,14 +227,14 @@ class RegistryTests(RegistryTransactionTests):
         with pytest.raises(TypeError, match="collections"):
             filled.findDataset("calexp", dataId, None)  # type: ignore[arg-type]
 
-    def test_find_component(self, filled: SqlRegistry) -> None:
+    def testFindComponent(self, filled: SqlRegistry) -> None:
         parent = filled.addDataset("calexp", {"visit": 1, "detector": 2}, "run1")
         found = filled.findDataset("calexp.mask", {"visit": 1, "detector": 2}, "run1")
         assert found == parent.makeComponentRef("mask")
         with pytest.raises(UnknownComponentError):
             filled.findDataset("calexp.nope", {"visit": 1, "detector": 2}, "run1")
 
-    def test_query_datasets(self, filled: SqlRegistry) -> None:
+    def testQueryDatasets(self, filled: SqlRegistry) -> None:
         for run in ("run2", "run1"):
             for visit in (3, 1, 2):
                 for band in ("g", "r"):
@@ -263,7 +263,7 @@ class RegistryTests(RegistryTransactionTests):
         assert filled.queryDatasets("catalog", collections=[]) == []
         assert filled.queryDatasets("calexp") == []
 
-    def test_query_find_first_and_components(self, filled: SqlRegistry) -> None:
+    def testQueryFindFirstAndComponents(self, filled: SqlRegistry) -> None:
         old = filled.addDatasets("calexp", [{"visit": v, "detector": 1} for v in (1, 2)], "run1")
         new = filled.addDataset("calexp", {"visit": 2, "detector": 1}, "run2")
         firsts = filled.queryDatasets("calexp", ["run2", "run1"], findFirst=True)
@@ -272,7 +272,7 @@ class RegistryTests(RegistryTransactionTests):
         images = filled.queryDatasets("calexp.image", "run1")
         assert images == [ref.makeComponentRef("image") for ref in old]
 
-    def test_query_errors(self, filled: SqlRegistry) -> None:
+    def testQueryErrors(self, filled: SqlRegistry) -> None:
         with pytest.raises(DataIdError, match="'exposure', which is not a dimension") as info:
             filled.queryDatasets("calexp", where={"exposure": 1})
         assert "['detector', 'visit']" in str(info.value)
@@ -285,14 +285,14 @@ class RegistryTests(RegistryTransactionTests):
         with pytest.raises(MissingDatasetTypeError):
             filled.queryDatasets("nope")
 
-    def test_get_dataset(self, filled: SqlRegistry) -> None:
+    def testGetDataset(self, filled: SqlRegistry) -> None:
         assert filled.getDataset(uuid.uuid4()) is None
         with pytest.raises(TypeError, match="not a UUID"):
             filled.getDataset("not-a-uuid")
 
     # -- removing --
 
-    def test_remove_datasets(self, filled: SqlRegistry) -> None:
+    def testRemoveDatasets(self, filled: SqlRegistry) -> None:
         refs = filled.addDatasets("calexp", [{"visit": v, "detector": 1} for v in range(3)], "run1")
         filled.addDatasetLocations("store", refs)
         filled.removeDatasets([refs[0], refs[1], refs[1]])

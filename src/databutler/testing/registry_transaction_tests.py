@@ -28,7 +28,7 @@ class RegistryTransactionTests(RegistryFixtures):
 
     # -- locations --
 
-    def test_dataset_locations(self, filled: SqlRegistry) -> None:
+    def testDatasetLocations(self, filled: SqlRegistry) -> None:
         assert isinstance(filled, DatasetLocationRegistry)
         ref = filled.addDataset("calexp", {"visit": 1, "detector": 2}, "run1")
         assert filled.getDatasetLocations(ref) == set()
@@ -44,7 +44,7 @@ class RegistryTransactionTests(RegistryFixtures):
             filled.addDatasetLocations("memory", [ref, stranger])
         assert filled.getDatasetLocations(ref) == {"file"}
 
-    def test_datastore_records_locations(self, filled: SqlRegistry) -> None:
+    def testDatastoreRecordsLocations(self, filled: SqlRegistry) -> None:
         from ..datastores.in_memory import InMemoryDatastore
 
         datastore = InMemoryDatastore({"datastore": {"cls": "databutler.InMemoryDatastore"}}, registry=filled)
@@ -56,7 +56,7 @@ class RegistryTransactionTests(RegistryFixtures):
 
     # -- transactions --
 
-    def test_transaction_rolls_back_everything(self, registry: SqlRegistry) -> None:
+    def testTransactionRollsBackEverything(self, registry: SqlRegistry) -> None:
         with pytest.raises(RuntimeError, match="boom"), registry.transaction():
             registry.registerDatasetType(CALEXP)
             registry.registerRun("run1")
@@ -70,7 +70,7 @@ class RegistryTransactionTests(RegistryFixtures):
             registry.addDataset("calexp", {"visit": 1, "detector": 2}, "run1")
         assert registry.registerRun("run1") is True
 
-    def test_nested_transaction_and_caught_conflict(self, filled: SqlRegistry) -> None:
+    def testNestedTransactionAndCaughtConflict(self, filled: SqlRegistry) -> None:
         with filled.transaction():
             kept = filled.addDataset("calexp", {"visit": 1, "detector": 2}, "run1")
             with pytest.raises(ConflictingDatasetError):
@@ -95,7 +95,7 @@ class RegistryTransactionTests(RegistryFixtures):
         assert filled.getDatasetLocations(kept) == {"memory"}
         assert "inner" not in filled.queryRuns()
 
-    def test_other_threads_are_not_in_the_transaction(self, filled: SqlRegistry) -> None:
+    def testOtherThreadsAreNotInTheTransaction(self, filled: SqlRegistry) -> None:
         seen: list[Any] = []
         with filled.transaction():
             ref = filled.addDataset("catalog", {"visit": 1, "band": "r"}, "run1")
@@ -104,7 +104,7 @@ class RegistryTransactionTests(RegistryFixtures):
             thread.join(timeout=60)
         assert seen == [None] and filled.getDataset(ref.id) == ref
 
-    def test_threads_share_a_registry(self, filled: SqlRegistry) -> None:
+    def testThreadsShareARegistry(self, filled: SqlRegistry) -> None:
         errors: list[BaseException] = []
 
         def work(worker: int) -> None:
@@ -124,7 +124,7 @@ class RegistryTransactionTests(RegistryFixtures):
 
     # -- several processes --
 
-    def test_concurrent_processes(self, registry: SqlRegistry) -> None:
+    def testConcurrentProcesses(self, registry: SqlRegistry) -> None:
         workers, count, stride = 4, 200, 100
         results = concurrentWriters(registry, workers=workers, count=count, stride=stride)
         added = [e for r in results for e in r.added]
@@ -137,7 +137,7 @@ class RegistryTransactionTests(RegistryFixtures):
         assert len(conflicts) == workers * count - len(expected)
         assert len({ref.id for ref in stored}) == len(stored)
 
-    def test_forked_children_use_their_own_connections(self, filled: SqlRegistry) -> None:
+    def testForkedChildrenUseTheirOwnConnections(self, filled: SqlRegistry) -> None:
         parent = filled.addDataset("calexp", {"visit": 0, "detector": 0}, "run1")  # pool in use
         results = forkedAdds(filled, [1, 2, 3])
         assert all(len(value) == 36 for value in results.values()), results
