@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import posixpath
 import re
 import time
@@ -33,12 +34,14 @@ from ..exceptions import (
 )
 from ..formatters.base import Formatter
 from ..storage_class import StorageClass
-from .file_io import readWhole, removeQuietly, tempPathFor, writeTemp
+from .file_io import moveNoReplace, readWhole, removeQuietly, tempPathFor, writeTemp
 from .file_layout import FileLayout
 from .file_records import FileRecordTable, StoredFileInfo
 from .file_templates import checkRelativePath
 
 __all__ = ["FileAccess", "FileWrite"]
+
+log = logging.getLogger(__name__)
 
 _LEFTOVER = re.compile(r"^\..+\.(tmp|removed)-[0-9a-f]{32}$")
 
@@ -269,8 +272,7 @@ class FileAccess:
                 f"Dataset {ref} is already in datastore {self.datastoreName!r}; nothing was stored. "
                 f"Remove it first to replace it."
             )
-        with self.records.begin() as conn:
-            owners = {p: self.records.pathOwner(conn, p) for p in paths}
+        owners = self._owners(paths)
         taken = ", ".join(f"{self.uri(p)} (dataset {o})" for p, o in owners.items() if o)
         return DatasetExistsError(
             f"Cannot put {ref}: its file path is already used by another dataset: {taken}. The file template "
@@ -322,11 +324,64 @@ class FileAccess:
         return infos, moved
 
     def restore(self, ref: DatasetRef, infos: list[StoredFileInfo], moved: list[tuple[str, str]]) -> None:
-        """Undo `unstore`: rename the files back, then insert the records again."""
-        for path, aside in moved:
-            self.fs.mv(aside, path)
+        """Undo `unstore`: insert the records again, then rename the files back, all or nothing.
+
+        `unstore` committed, so another writer may have stored a dataset at one of the paths
+        since (templates without ``{id}`` allow it). The records go in first, in one records
+        transaction that holds the paths while the files are renamed back, and no file is ever
+        renamed over an existing one: if a path is taken, nothing is restored or overwritten.
+
+        Raises
+        ------
+        DatasetExistsError
+            A path of ``ref`` (or its id) is used again; the files moved aside are left there,
+            named in the message.
+        """
+        back: list[tuple[str, str]] = []
+        try:
+            with self.records.begin() as conn:
+                self.records.insert(conn, ref.id, ref.datasetType.name, infos)
+                for path, aside in moved:
+                    moveNoReplace(self.fs, aside, path)
+                    back.append((path, aside))
+        except (sa.exc.IntegrityError, FileExistsError) as exc:
+            self._unrestore(back)
+            raise self._restoreError(ref, infos, moved) from exc
+        except BaseException:
+            self._unrestore(back)
+            raise
+
+    def _unrestore(self, back: list[tuple[str, str]]) -> None:
+        """Move files `restore` put back aside again (their records were not committed)."""
+        for path, aside in reversed(back):
+            try:
+                self.fs.mv(path, aside)
+            except Exception as exc:  # the original error matters more
+                log.warning("Could not move %s back aside to %s: %s", path, aside, exc)
+
+    def _restoreError(
+        self, ref: DatasetRef, infos: list[StoredFileInfo], moved: list[tuple[str, str]]
+    ) -> DatasetExistsError:
+        owners = self._owners([info.path for info in infos])
+        taken = [f"{self.uri(p)} by dataset {o}" for p, o in owners.items() if o and o != str(ref.id)]
+        if self.records.has(ref.id) is not None:
+            taken.append(f"its id by a dataset stored again as {ref.id}")
+        if not taken:
+            taken = [
+                f"{self.uri(path)} by a file no dataset records" for path, _ in moved if self.fs.exists(path)
+            ]
+        kept = ", ".join(str(self.fs.unstrip_protocol(aside)) for _, aside in moved)
+        return DatasetExistsError(
+            f"Cannot restore {ref} in datastore {self.datastoreName!r} on rollback of its removal: "
+            f"since it was removed, another writer has used {'; '.join(taken) or 'its path'}. Nothing was "
+            f"overwritten: {ref} stays removed and its file(s) are left at {kept or '(no files)'} "
+            f"(copy them elsewhere to keep them; removeLeftoverFiles deletes them once old)."
+        )
+
+    def _owners(self, paths: list[str]) -> dict[str, str | None]:
+        """Return ``{path: id (as str) of the dataset recorded there, or None}``."""
         with self.records.begin() as conn:
-            self.records.insert(conn, ref.id, ref.datasetType.name, infos)
+            return {p: self.records.pathOwner(conn, p) for p in paths}
 
     def deleteAside(self, moved: list[tuple[str, str]], folders: list[StoredFileInfo]) -> None:
         """Delete the files `unstore` moved aside, then the emptied folders."""

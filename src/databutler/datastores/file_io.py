@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import os
 import posixpath
 import queue
 import threading
@@ -22,9 +23,19 @@ import uuid
 from collections.abc import Callable
 from typing import IO, Any
 
+from fsspec.implementations.local import LocalFileSystem
+
 from ..exceptions import DatasetIntegrityError, DatasetNotFoundError
 
-__all__ = ["CHECKSUM_ALGORITHM", "HashingWriter", "readWhole", "removeQuietly", "tempPathFor", "writeTemp"]
+__all__ = [
+    "CHECKSUM_ALGORITHM",
+    "HashingWriter",
+    "moveNoReplace",
+    "readWhole",
+    "removeQuietly",
+    "tempPathFor",
+    "writeTemp",
+]
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +149,36 @@ def writeTemp(
         removeQuietly(fs, tempPath)
         raise
     return tempPath, writer.size, writer.checksum
+
+
+def moveNoReplace(fs: Any, source: str, target: str) -> None:
+    """Rename ``source`` to ``target`` unless ``target`` exists; never replace a file.
+
+    On a local file system the new name is made with a hard link, which fails atomically if
+    ``target`` exists, and the old name is then unlinked. Elsewhere (or where hard links are not
+    supported) ``target`` is checked first: callers hold the records lock of ``target``'s path,
+    so no other datastore writer can move a file there in between.
+
+    Raises
+    ------
+    FileExistsError
+        ``target`` exists; nothing was moved.
+    """
+    if isinstance(fs, LocalFileSystem):
+        try:
+            os.link(source, target)
+        except FileExistsError:
+            raise
+        except OSError:  # no hard links here (some network and FUSE file systems)
+            if os.path.lexists(target):
+                raise FileExistsError(f"{target} exists; {source} was not moved there.") from None
+            os.rename(source, target)
+        else:
+            os.unlink(source)
+        return
+    if fs.exists(target):
+        raise FileExistsError(f"{target} exists; {source} was not moved there.")
+    fs.mv(source, target)
 
 
 def removeQuietly(fs: Any, path: str) -> None:

@@ -1,0 +1,63 @@
+"""FileDatastore rollbacks never lose or overwrite data, even with other writers at work."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from databutler import DatasetRef, FileDatastore
+from databutler.testing.datastore_tests import makeTestDatasetType
+
+
+def makeStore(root: Path | str, **extra: Any) -> FileDatastore:
+    return FileDatastore({"datastore": {"cls": "databutler.FileDatastore", "root": str(root), **extra}})
+
+
+def sharedPathRefs() -> tuple[DatasetRef, DatasetRef]:
+    """Two datasets the template ``{run}/{datasetType}/{visit}`` puts at the same path."""
+    datasetType = makeTestDatasetType("metrics", "StructuredDataDict", ("visit",))
+    return DatasetRef(datasetType, {"visit": 1}, run="r"), DatasetRef(datasetType, {"visit": 1}, run="r")
+
+
+@pytest.mark.parametrize("protocol", ["file", "memory"])
+def test_rollback_of_remove_never_overwrites_a_dataset_stored_since(
+    tmp_path: Path, protocol: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    extra: dict[str, Any] = {"templates": {"default": "{run}/{datasetType}/{visit}"}}  # a path can be reused
+    if protocol == "file":
+        root = str(tmp_path)
+    else:  # an object store: the records are in a database both writers share
+        root = f"memory://databutler-tests/{tmp_path.name}"
+        extra["records"] = {"db": f"sqlite:///{tmp_path}/records.sqlite3"}
+    mine, theirs = makeStore(root, **extra), makeStore(root, **extra)
+    old, new = sharedPathRefs()
+    mine.put({"who": "old"}, old)
+    uri = mine.getUri(old)
+    with caplog.at_level(logging.WARNING), pytest.raises(RuntimeError), mine.transaction():
+        mine.remove(old)
+        theirs.put({"who": "new"}, new)  # another writer commits at the freed path
+        raise RuntimeError("roll back")
+    assert theirs.get(new) == {"who": "new"}  # not overwritten by the rolled-back remove
+    assert not mine.exists(old) and mine.getUri(new) == uri
+    message = caplog.text
+    assert str(old.id) in message and str(new.id) in message and "left" in message
+    # The removed file is kept aside, not lost: removeLeftoverFiles deletes it only when old.
+    assert mine.removeLeftoverFiles() == []
+    assert len(mine.removeLeftoverFiles(olderThan=0)) == 1
+    assert theirs.get(new) == {"who": "new"}
+
+
+def test_rollback_of_remove_never_overwrites_an_unrecorded_file(tmp_path: Path) -> None:
+    store = makeStore(tmp_path, templates={"default": "{run}/{datasetType}/{visit}"})
+    ref, _ = sharedPathRefs()
+    store.put({"who": "removed"}, ref)
+    path = Path(store.getUri(ref).removeprefix("file://"))
+    with pytest.raises(RuntimeError), store.transaction():
+        store.remove(ref)
+        path.write_text("someone else's")
+        raise RuntimeError("roll back")
+    assert path.read_text() == "someone else's" and not store.exists(ref)
+    assert len(store.removeLeftoverFiles(olderThan=0)) == 1  # the removed file, kept aside
