@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import multiprocessing
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -265,6 +266,35 @@ def test_exception_in_transaction_body_undoes_both(butler: Butler) -> None:
         raise RuntimeError("abort")
     assert not butler.datastore.exists(ref)
     assert butler.queryDatasets() == []
+
+
+def test_failed_registry_commit_keeps_the_removed_dataset_readable(
+    butler: Butler, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ref = butler.put({"v": 1}, "metrics", visit=1, detector=2)
+    realTransaction = butler.registry.transaction
+    store = getattr(butler.datastore, "datastores", [butler.datastore])[-1]  # the file tier, if any
+    uri = store.getUri(ref)
+    path = Path(uri[len("file://") :]) if uri.startswith("file://") else None
+
+    @contextmanager
+    def failingCommit() -> Iterator[None]:
+        with realTransaction():
+            yield
+            raise RuntimeError("simulated registry COMMIT failure")
+
+    monkeypatch.setattr(butler.registry, "transaction", failingCommit)
+    with pytest.raises(RuntimeError, match="COMMIT failure"):
+        butler.removeDatasets([ref])
+    monkeypatch.undo()
+    assert butler.registry.getDataset(ref.id) is not None
+    assert butler.datastore.exists(ref) and store.exists(ref)
+    assert path is None or path.exists()
+    assert butler.get("metrics", visit=1, detector=2) == {"v": 1}
+    # A successful removal still deletes the file, after the registry commit.
+    butler.removeDatasets([ref])
+    assert not butler.datastore.exists(ref)
+    assert path is None or not path.exists()
 
 
 def test_datastore_records_locations_in_the_registry(butler: Butler) -> None:

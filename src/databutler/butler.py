@@ -190,10 +190,17 @@ class Butler:
     def transaction(self) -> Iterator[None]:
         """Group writes: if the body raises, registry and datastore changes are both undone.
 
-        Transactions nest; an inner one that fails is undone on its own.
+        Transactions nest; an inner one that fails is undone on its own. The datastore
+        transaction encloses the registry's, so that a failing registry commit also undoes the
+        datastore changes; the datastore's irreversible on-commit work (deleting removed
+        datasets' files) runs only after the registry has committed.
         """
-        with self.registry.transaction(), self.datastore.transaction():
+        with (
+            self.datastore.transaction(deferCommitActions=True) as datastoreTransaction,
+            self.registry.transaction(),
+        ):
             yield
+        datastoreTransaction.runCommitActions()
 
     def _runFor(self, run: str | None, what: str) -> str:
         run = run or self.run

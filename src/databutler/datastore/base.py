@@ -310,15 +310,22 @@ class Datastore(ABC):
     # -- transactions --
 
     @contextmanager
-    def transaction(self) -> Iterator[DatastoreTransaction]:
+    def transaction(self, deferCommitActions: bool = False) -> Iterator[DatastoreTransaction]:
         """Undo this thread's puts in the body if it raises; transactions nest.
 
         A nested transaction that fails is rolled back on its own; one that succeeds is undone
         too if the enclosing transaction later fails.
+
+        Parameters
+        ----------
+        deferCommitActions : bool, optional
+            If true, the outermost transaction does not run its on-commit actions (such as
+            deleting removed datasets' files) when it commits; the caller runs them with
+            ``tx.runCommitActions()`` after the ``with`` block, once nothing else can fail.
         """
         local = self._txLocal
         parent = getattr(local, "transaction", None)
-        tx = DatastoreTransaction(parent)
+        tx = DatastoreTransaction(parent, deferCommitActions=deferCommitActions)
         local.transaction = tx
         with self._openTransactionsLock:
             self._openTransactions += 1

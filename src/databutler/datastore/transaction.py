@@ -22,12 +22,19 @@ class DatastoreTransaction:
     ----------
     parent : DatastoreTransaction, optional
         The enclosing transaction.
+    deferCommitActions : bool, optional
+        If true and this is the outermost transaction, `commit` keeps the on-commit actions
+        instead of running them; the caller runs them with `runCommitActions` once everything
+        else that could still fail (such as a registry commit) has succeeded. Used by the Butler,
+        which must not delete a removed dataset's files before the registry has committed.
     """
 
-    def __init__(self, parent: DatastoreTransaction | None = None) -> None:
+    def __init__(self, parent: DatastoreTransaction | None = None, deferCommitActions: bool = False) -> None:
         self.parent = parent
+        self.deferCommitActions = deferCommitActions
         self._undo: list[tuple[str, Callable[..., Any], tuple[Any, ...]]] = []
         self._onCommit: list[tuple[str, Callable[..., Any], tuple[Any, ...]]] = []
+        self._deferred: list[tuple[str, Callable[..., Any], tuple[Any, ...]]] = []
 
     def registerUndo(self, name: str, undoFunc: Callable[..., Any], *args: Any) -> None:
         """Add an action to run if this transaction is rolled back.
@@ -66,6 +73,7 @@ class DatastoreTransaction:
         """
         failures: list[BaseException] = []
         self._onCommit.clear()
+        self._deferred.clear()
         while self._undo:
             name, func, args = self._undo.pop()
             try:
@@ -77,7 +85,11 @@ class DatastoreTransaction:
 
     def commit(self) -> None:
         """Hand undo and on-commit actions to the parent, or at the outermost level forget the
-        undo actions and run the on-commit ones (oldest first; failures are logged)."""
+        undo actions and run the on-commit ones (oldest first; failures are logged).
+
+        With ``deferCommitActions`` the outermost level keeps the on-commit actions for
+        `runCommitActions` instead of running them.
+        """
         if self.parent is not None:
             self.parent._undo.extend(self._undo)
             self.parent._onCommit.extend(self._onCommit)
@@ -86,6 +98,37 @@ class DatastoreTransaction:
             return
         self._undo.clear()
         actions, self._onCommit = self._onCommit, []
+        if self.deferCommitActions:
+            self._deferred.extend(actions)
+            return
+        self._runActions(actions)
+
+    def takeCommitActions(self, other: DatastoreTransaction) -> None:
+        """Move the on-commit actions ``other`` deferred into this transaction's deferred ones.
+
+        For a datastore made of others (a chain): after its children's transactions commit with
+        deferred actions, the chain's own transaction collects them so one `runCommitActions`
+        runs them all.
+
+        Parameters
+        ----------
+        other : DatastoreTransaction
+            A committed transaction opened with ``deferCommitActions``.
+        """
+        self._deferred.extend(other._deferred)
+        other._deferred.clear()
+
+    def runCommitActions(self) -> None:
+        """Run, oldest first, the on-commit actions a deferred commit kept, and forget them.
+
+        Does nothing if there are none (also for a nested or rolled-back transaction). Failures
+        are logged: the commit itself has happened.
+        """
+        actions, self._deferred = self._deferred, []
+        self._runActions(actions)
+
+    @staticmethod
+    def _runActions(actions: list[tuple[str, Callable[..., Any], tuple[Any, ...]]]) -> None:
         for name, func, args in actions:
             try:
                 func(*args)

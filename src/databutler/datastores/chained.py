@@ -140,13 +140,22 @@ class ChainedDatastore(Datastore):
     # -- transactions --
 
     @contextmanager
-    def transaction(self) -> Iterator[DatastoreTransaction]:
-        """Open a transaction on every child and on the chain; a failure rolls all of them back."""
+    def transaction(self, deferCommitActions: bool = False) -> Iterator[DatastoreTransaction]:
+        """Open a transaction on every child and on the chain; a failure rolls all of them back.
+
+        With ``deferCommitActions`` the children's deferred on-commit actions are collected into
+        the chain's transaction, so its ``runCommitActions`` runs them all.
+        """
+        childTransactions: list[DatastoreTransaction] = []
         with ExitStack() as stack:
             for child in self.datastores:
-                stack.enter_context(child.transaction())
-            with super().transaction() as tx:
+                childTransactions.append(
+                    stack.enter_context(child.transaction(deferCommitActions=deferCommitActions))
+                )
+            with super().transaction(deferCommitActions=deferCommitActions) as tx:
                 yield tx
+        for childTransaction in childTransactions:
+            tx.takeCommitActions(childTransaction)
 
     # -- put, get, exists, remove --
 
