@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
+import os
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from databutler import DatasetRef, FileDatastore
-from databutler.testing.datastore_tests import makeTestDatasetType
+from databutler.testing.datastore_tests import makeRef, makeTestDatasetType
 
 
 def makeStore(root: Path | str, **extra: Any) -> FileDatastore:
@@ -61,3 +63,20 @@ def test_rollback_of_remove_never_overwrites_an_unrecorded_file(tmp_path: Path) 
         raise RuntimeError("roll back")
     assert path.read_text() == "someone else's" and not store.exists(ref)
     assert len(store.removeLeftoverFiles(olderThan=0)) == 1  # the removed file, kept aside
+
+
+def test_leftover_cleanup_spares_files_set_aside_by_an_open_transaction(tmp_path: Path) -> None:
+    store, janitor = makeStore(tmp_path), makeStore(tmp_path)
+    ref = makeRef("metrics", "StructuredDataDict")
+    store.put({"a": 1}, ref)
+    path = Path(store.getUri(ref).removeprefix("file://"))
+    written = time.time() - 2 * 3600  # a dataset written two hours ago
+    os.utime(path, (written, written))
+    with pytest.raises(RuntimeError), store.transaction():
+        store.remove(ref)  # renamed aside: the file keeps its old mtime
+        assert janitor.removeLeftoverFiles(olderThan=3600) == []
+        raise RuntimeError("roll back")
+    assert store.get(ref) == {"a": 1}
+    with store.transaction():
+        store.remove(ref)
+        assert len(janitor.removeLeftoverFiles(olderThan=0)) == 1  # old enough: it goes

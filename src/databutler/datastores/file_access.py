@@ -34,7 +34,7 @@ from ..exceptions import (
 )
 from ..formatters.base import Formatter
 from ..storage_class import StorageClass
-from .file_io import moveNoReplace, readWhole, removeQuietly, tempPathFor, writeTemp
+from .file_io import asidePathFor, moveNoReplace, readWhole, removeQuietly, writeTemp
 from .file_layout import FileLayout
 from .file_records import FileRecordTable, StoredFileInfo
 from .file_templates import checkRelativePath
@@ -43,7 +43,9 @@ __all__ = ["FileAccess", "FileWrite"]
 
 log = logging.getLogger(__name__)
 
-_LEFTOVER = re.compile(r"^\..+\.(tmp|removed)-[0-9a-f]{32}$")
+_LEFTOVER = re.compile(r"^\..+\.(?:tmp-|removed-(?:(?P<setAside>[0-9]+)-)?)[0-9a-f]{32}$")
+"""A temporary file (``.<name>.tmp-<hex>``) or a file set aside by a remove
+(``.<name>.removed-<seconds>-<hex>``; ``.<name>.removed-<hex>`` from older versions)."""
 
 FileWrite = tuple[str | None, str, str, StorageClass, Callable[[], tuple[str, int, str | None]]]
 """One file to store: ``(component, relPath, formatterName, storageClass, write)``; ``write()``
@@ -179,7 +181,7 @@ class FileAccess:
     def moveAside(self, relPath: str) -> tuple[str, str]:
         """Rename ``relPath`` to a hidden name beside it; return ``(path, asidePath)`` to undo it."""
         path = self.fullPath(relPath)
-        aside = tempPathFor(path).replace(".tmp-", ".removed-")
+        aside = asidePathFor(path)
         self.fs.mv(path, aside)
         return path, aside
 
@@ -429,16 +431,24 @@ class FileAccess:
         """Return the temporary and set-aside files under the root older than ``olderThan`` seconds.
 
         These are what a crashed put (``.<name>.tmp-<hex>``) or a crashed transaction
-        (``.<name>.removed-<hex>``) leaves behind; younger ones may belong to a put in progress.
+        (``.<name>.removed-<seconds>-<hex>``) leaves behind; younger ones may belong to a put or
+        a transaction in progress. A temporary file is aged by its modification time, a file
+        set aside by the time in its name (it kept the modification time of the dataset's file).
         """
         cutoff = datetime.now(UTC) - timedelta(seconds=olderThan)
         found = []
         for path in self.fs.find(self.rootPath):
-            if not _LEFTOVER.match(posixpath.basename(path)):
+            match = _LEFTOVER.match(posixpath.basename(path))
+            if match is None:
                 continue
-            modified = self.fs.modified(path)
-            if modified.tzinfo is None:
-                modified = modified.replace(tzinfo=UTC)
+            modified = None
+            if match["setAside"] is not None:
+                with contextlib.suppress(OverflowError, ValueError, OSError):  # not a time after all
+                    modified = datetime.fromtimestamp(int(match["setAside"]), UTC)
+            if modified is None:
+                modified = self.fs.modified(path)
+                if modified.tzinfo is None:
+                    modified = modified.replace(tzinfo=UTC)
             if modified <= cutoff:
                 found.append(path)
         return sorted(found)

@@ -19,6 +19,7 @@ import os
 import posixpath
 import queue
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from typing import IO, Any
@@ -30,6 +31,7 @@ from ..exceptions import DatasetIntegrityError, DatasetNotFoundError
 __all__ = [
     "CHECKSUM_ALGORITHM",
     "HashingWriter",
+    "asidePathFor",
     "moveNoReplace",
     "readWhole",
     "removeQuietly",
@@ -126,6 +128,16 @@ def tempPathFor(path: str) -> str:
     """Return a fresh temporary path in the same folder as ``path`` (so a rename is atomic)."""
     folder, name = posixpath.split(path)
     return posixpath.join(folder, f".{name}.tmp-{uuid.uuid4().hex}")
+
+
+def asidePathFor(path: str) -> str:
+    """Return a fresh hidden path beside ``path`` to set it aside in, naming the time it is set aside.
+
+    The name is ``.<name>.removed-<seconds since the epoch>-<random>``: a rename keeps the
+    file's old modification time, so leftover cleanup ages a set-aside file by its name.
+    """
+    folder, name = posixpath.split(path)
+    return posixpath.join(folder, f".{name}.removed-{int(time.time())}-{uuid.uuid4().hex}")
 
 
 def writeTemp(
