@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pytest
+import yaml
 
 from databutler import (
     AmbiguousDatasetError,
@@ -378,6 +379,21 @@ def test_default_repository_persists_and_reads_through_the_file_tier(tmp_path: P
         assert not reopened.exists("calexp", visit=1, detector=2)
     with Butler(root, collections=["night1"]) as again:
         assert [r.datasetType.name for r in again.queryDatasets()] == ["sources"]
+
+
+def test_reader_on_a_read_only_registry_can_read_through(tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    Butler.makeRepo(root)
+    with Butler(root, run="r") as butler:
+        butler.registerDatasetType("metrics", ("visit",), "StructuredDataDict")
+        butler.put({"a": 1}, "metrics", visit=1)
+    config = yaml.safe_load((root / "butler.yaml").read_text())
+    config["registry"]["db"] = f"sqlite:///file:{root}/registry.sqlite3?mode=ro&uri=true"
+    (root / "readonly.yaml").write_text(yaml.safe_dump(config))
+    with Butler(root / "readonly.yaml", collections=["r"]) as reader:
+        assert reader.getUri("metrics", visit=1).startswith("file://")
+        assert reader.get("metrics", visit=1) == {"a": 1}
+        assert reader.getUri("metrics", visit=1).startswith("mem://")  # read through, no registry write
 
 
 # -- shared repositories: several processes, and a PostgreSQL registry --

@@ -230,6 +230,45 @@ def test_read_through_refills_memory_tier(tmp_path: Path) -> None:
         makeChain(tmp_path, readThrough="yes")
 
 
+class ReadOnlyLocationRegistry(InMemoryLocationRegistry):
+    """Refuses writes once ``readOnly`` is set, like a reader's read-only registry."""
+
+    readOnly = False
+
+    def addDatasetLocations(self, datastoreName: str, refs: Any) -> None:
+        if self.readOnly:
+            raise PermissionError("attempt to write a readonly database")
+        super().addDatasetLocations(datastoreName, refs)
+
+
+def test_read_through_does_not_write_to_the_registry(tmp_path: Path) -> None:
+    registry = ReadOnlyLocationRegistry()
+    chain = makeChain(tmp_path, registry=registry, readThrough=True)
+    memory, _ = chain.datastores
+    ref = makeRef("metrics", "StructuredDataDict")
+    chain.put({"x": 1}, ref)
+    memory.remove(ref)  # cold: only the file tier has it
+    registry.readOnly = True
+    assert chain.get(ref) == {"x": 1}
+    assert memory.exists(ref)  # the chain already held it: nothing to tell the registry
+    assert registry.getDatasetLocations(ref) == {"chain"}
+
+
+def test_read_through_is_best_effort(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    chain = makeChain(tmp_path, readThrough=True)
+    memory, _ = chain.datastores
+    ref = makeRef("metrics", "StructuredDataDict")
+    chain.put({"x": 1}, ref)
+    memory.remove(ref)
+
+    def failingPut(obj: Any, ref: Any) -> None:
+        raise OSError("cache broken")
+
+    monkeypatch.setattr(memory, "put", failingPut)
+    assert chain.get(ref) == {"x": 1}
+    assert not memory.exists(ref)
+
+
 def test_tiers_do_not_alias(tmp_path: Path) -> None:
     chain = makeChain(tmp_path)
     memory, file = chain.datastores

@@ -57,8 +57,10 @@ def _childConfigs(value: Any) -> list[dict[str, Any]]:
 class _ChainRelay:
     """Passes the children's location news to the real registry under the chain's name.
 
-    The chain holds a dataset while any child does: a child's add is the chain's add, and a
-    child's removal (including an eviction) is the chain's only when no child has it any more.
+    The chain holds a dataset while any child does: a child's add is the chain's add only when
+    no other child has it already (so a read-through copy into a cache tier writes nothing to
+    the registry), and a child's removal (including an eviction) is the chain's only when no
+    child has it any more.
     """
 
     def __init__(self, chain: ChainedDatastore, registry: DatasetLocationRegistry) -> None:
@@ -66,7 +68,15 @@ class _ChainRelay:
         self.registry = registry
 
     def addDatasetLocations(self, datastoreName: str, refs: Iterable[DatasetRef]) -> None:
-        self.registry.addDatasetLocations(self.chain.name, refs)
+        new = list(refs)
+        for child in self.chain.datastores:
+            if not new:
+                return
+            if child.name != datastoreName:
+                held = child.existsMany(new)
+                new = [ref for ref in new if not held.get(ref, False)]
+        if new:
+            self.registry.addDatasetLocations(self.chain.name, new)
 
     def removeDatasetLocations(self, datastoreName: str, refs: Iterable[DatasetRef]) -> None:
         gone = [ref for ref in refs if not self.chain.exists(ref)]
@@ -226,12 +236,20 @@ class ChainedDatastore(Datastore):
         raise self._notFound(ref, "get")
 
     def _fillEarlier(self, found: int, ref: DatasetRef, obj: Any) -> None:
+        """Copy ``obj`` into the earlier ephemeral children that accept ``ref``; best effort.
+
+        A failure (the child is full or already has it, or anything else) is logged and the
+        copy skipped: the read itself has succeeded.
+        """
         for child, constraints in zip(self.datastores[:found], self.constraints[:found], strict=True):
             if child.isEphemeral and constraints.isAcceptable(ref.datasetType):
                 try:
-                    child.put(obj, ref)
+                    with child.transaction():  # a failed copy leaves nothing behind
+                        child.put(obj, ref)
                 except (DatasetExistsError, DatasetTooLargeError) as exc:
                     log.debug("Read-through of %s into %s skipped: %s", ref, child.name, exc)
+                except Exception as exc:  # the read succeeded; the cache copy is optional
+                    log.warning("Read-through of %s into %s failed, skipped: %s", ref, child.name, exc)
 
     def _notFound(self, ref: DatasetRef, verb: str) -> DatasetNotFoundError:
         names = ", ".join(child.name for child in self.datastores)
