@@ -237,6 +237,16 @@ def test_remove_datasets_from_registry_and_datastore(butler: Butler) -> None:
         butler.removeDatasets([ref])
 
 
+def test_remove_of_a_component_is_refused_and_removes_nothing(butler: Butler) -> None:
+    ref = butler.put(_calexp(), "calexp", visit=1, detector=2)
+    other = butler.put({"v": 1}, "metrics", visit=1, detector=2)
+    with pytest.raises(DatasetTypeError, match=r"component 'calexp.mask'.*remove the composite 'calexp'"):
+        butler.removeDatasets([other, ref.makeComponentRef("mask")])
+    assert butler.exists(ref) and butler.exists(other)
+    butler.removeDatasets([ref])
+    assert not butler.exists(ref)
+
+
 # -- transactions spanning registry and datastore --
 
 

@@ -264,8 +264,20 @@ class Butler:
         ------
         DatasetNotFoundError
             A ref is not in the registry; nothing was removed.
+        DatasetTypeError
+            A ref is a component ref: a component cannot be removed on its own, remove the
+            composite; nothing was removed.
         """
-        parents = list({(ref.makeCompositeRef() if ref.isComponent() else ref) for ref in refs})
+        refs = list(refs)
+        components = [ref for ref in refs if ref.isComponent()]
+        if components:
+            ref = components[0]
+            more = f" (and {len(components) - 1} more)" if len(components) > 1 else ""
+            raise DatasetTypeError(
+                f"Cannot remove component {ref.datasetType.name!r} of {ref}{more} on its own; remove "
+                f"the composite {ref.datasetType.nameAndComponent()[0]!r} instead; nothing was removed."
+            )
+        parents = list(dict.fromkeys(refs))
         unknown = [ref for ref in parents if self.registry.getDataset(ref.id) is None]
         if unknown:
             shown = ", ".join(str(r) for r in unknown[:5])
