@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from databutler import DatasetRef, FileDatastore
+from databutler.datastore.bridge import InMemoryLocationRegistry
 from databutler.testing.datastore_tests import makeRef, makeTestDatasetType
 
 
@@ -80,3 +82,38 @@ def test_leftover_cleanup_spares_files_set_aside_by_an_open_transaction(tmp_path
     with store.transaction():
         store.remove(ref)
         assert len(janitor.removeLeftoverFiles(olderThan=0)) == 1  # old enough: it goes
+
+
+class FlakyRegistry(InMemoryLocationRegistry):
+    """Fails to record removals while ``fail`` is set."""
+
+    fail = False
+
+    def removeDatasetLocations(self, datastoreName: str, refs: Iterable[DatasetRef]) -> None:
+        if self.fail:
+            raise ConnectionError("registry connection lost")
+        super().removeDatasetLocations(datastoreName, refs)
+
+
+@pytest.mark.parametrize("where", ["transaction", "committed transaction", "no transaction"])
+def test_remove_the_registry_is_not_told_of_changes_nothing(tmp_path: Path, where: str) -> None:
+    registry = FlakyRegistry()
+    store = FileDatastore({"datastore": {"cls": "databutler.FileDatastore", "root": str(tmp_path)}}, registry)
+    ref = makeRef("metrics", "StructuredDataDict")
+    store.put({"a": 1}, ref)
+    registry.fail = True
+    if where == "no transaction":
+        with pytest.raises(ConnectionError):
+            store.remove(ref)
+    elif where == "transaction":
+        with pytest.raises(ConnectionError), store.transaction():
+            store.remove(ref)
+    else:  # the caller carries on and commits: the dataset must still be whole
+        with store.transaction(), pytest.raises(ConnectionError):
+            store.remove(ref)
+    registry.fail = False
+    assert store.exists(ref) and store.get(ref) == {"a": 1}
+    assert registry.getDatasetLocations(ref) == {store.name}
+    assert store.removeLeftoverFiles(olderThan=0) == []
+    store.remove(ref)
+    assert not store.exists(ref) and not registry.getDatasetLocations(ref)

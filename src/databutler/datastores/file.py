@@ -383,7 +383,8 @@ class FileDatastore(Datastore):
         """Remove the dataset ``ref``: its record, then its file(s).
 
         Inside a transaction the files are moved aside and only deleted when the outermost
-        transaction commits, so a rollback restores them.
+        transaction commits, so a rollback restores them. If the registry cannot be told, the
+        dataset is restored at once and the registry's error is raised.
 
         Parameters
         ----------
@@ -404,7 +405,11 @@ class FileDatastore(Datastore):
         if removed is None:
             raise self._notFound(ref, "remove")
         infos, moved = removed
-        self._notifyRemoved([ref])
+        try:
+            self._notifyRemoved([ref])
+        except BaseException:
+            self._undoUnstore(ref, infos, moved)  # the remove fails as a whole, as a put does
+            raise
         if tx is None:
             self.files.deleteFiles(infos)
             return
@@ -413,9 +418,27 @@ class FileDatastore(Datastore):
         tx.registerOnCommit(f"delete the files of removed {ref}", self.files.deleteAside, moved, folders)
 
     def _restore(self, ref: DatasetRef, infos: list[StoredFileInfo], moved: list[tuple[str, str]]) -> None:
-        """Undo a remove: put the files back, then the records."""
+        """Undo a remove: put the records back, then the files."""
         self.files.restore(ref, infos, moved)
         self._notifyAdded([ref])
+
+    def _undoUnstore(
+        self, ref: DatasetRef, infos: list[StoredFileInfo], moved: list[tuple[str, str]]
+    ) -> None:
+        """Put back what a remove took out, when telling the registry failed (it still lists ``ref``).
+
+        A failure is logged, not raised: the caller re-raises the registry's error.
+        """
+        try:
+            self.files.restore(ref, infos, moved)
+        except Exception as exc:
+            log.warning(
+                "Removing %s from datastore %r failed (the registry could not be told) and it could not "
+                "be restored: %s",
+                ref,
+                self.name,
+                exc,
+            )
 
     # -- URIs and stored-item info --
 
