@@ -148,6 +148,21 @@ def test_get_to_files_round_trips(repo: Path, files: Path, tmp_path: Path) -> No
         script.getDataset(repo, "flat", {"visit": 1, "detector": 2}, output=tmp_path / "c.txt")
 
 
+def test_get_refuses_to_overwrite_unless_asked(repo: Path, files: Path, tmp_path: Path) -> None:
+    script.putDataset(repo, "metrics", files / "metrics.json", {"visit": 1, "detector": 2}, "run1")
+    out = tmp_path / "m.yaml"
+    out.write_text("precious: user data\n")
+    with pytest.raises(FileExistsError, match=r"already exists.*--overwrite"):
+        script.getDataset(repo, "metrics", {"visit": 1, "detector": 2}, output=out)
+    assert out.read_text() == "precious: user data\n"
+    error = userError("get", repo, "metrics", "visit=1", "detector=2", "-o", out)
+    assert "already exists" in error and "--overwrite" in error and "FileExistsError" in error
+    assert out.read_text() == "precious: user data\n"
+    ok("get", repo, "metrics", "visit=1", "detector=2", "-o", out, "--overwrite")
+    assert "seeing: 0.7" in out.read_text()
+    script.getDataset(repo, "metrics", {"visit": 1, "detector": 2}, output=out, overwrite=True)
+
+
 def test_put_errors(repo: Path, files: Path) -> None:
     with pytest.raises(FormatterError, match=r"'\.txt' is not one of"):
         script.putDataset(repo, "metrics", files / "notes.txt", {"visit": 1, "detector": 2}, "run1")

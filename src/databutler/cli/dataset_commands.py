@@ -40,6 +40,7 @@ def put(repo: str, name: str, file: str, pairs: tuple[str, ...], run: str) -> No
 @click.option(
     "-o", "--output", type=click.Path(dir_okay=False), help="Write it to this file instead of a summary."
 )
+@click.option("--overwrite", is_flag=True, help="Replace the --output file if it exists (refused otherwise).")
 def get(
     repo: str,
     name: str,
@@ -47,6 +48,7 @@ def get(
     collections: tuple[str, ...],
     parameters: tuple[str, ...],
     output: str | None,
+    overwrite: bool,
 ) -> None:
     """Get DATASET_TYPE (or TYPE.COMPONENT) with a data ID: show a summary or write a file.
 
@@ -66,6 +68,7 @@ def get(
         collections=parseCollections(collections),
         parameters=parseParameters(parameters),
         output=output,
+        overwrite=overwrite,
     )
     if result.output is not None:
         click.echo(f"Wrote {result.ref} to {result.output}.")

@@ -78,11 +78,20 @@ def getDataset(
     collections: Sequence[str] | None = None,
     parameters: Mapping[str, Any] | None = None,
     output: PathLike | None = None,
+    overwrite: bool = False,
 ) -> GetResult:
     """Get a dataset (``"type.component"`` for a component), write it to ``output`` if given.
 
+    Parameters
+    ----------
+    overwrite : bool, optional
+        Replace ``output`` if it already exists; by default an existing file is refused
+        before the repository is read.
+
     Raises
     ------
+    FileExistsError
+        ``output`` already exists and ``overwrite`` is false; nothing was written.
     DatasetNotFoundError
         No such dataset in the collections.
     DataIdError
@@ -92,6 +101,11 @@ def getDataset(
     FormatterError
         The dataset cannot be written in the format ``output``'s extension names.
     """
+    if output is not None and not overwrite and os.path.lexists(output):
+        raise FileExistsError(
+            f"Output file {str(output)!r} already exists; not overwriting it "
+            f"(pass --overwrite, or overwrite=True, to replace it)."
+        )
     with Butler(root, collections=collections) as butler:
         ref = butler.findDataset(datasetType, dataId)
         if ref is None:
