@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -13,6 +14,7 @@ import pytest
 
 from databutler import DatasetRef, FileDatastore
 from databutler.datastore.bridge import InMemoryLocationRegistry
+from databutler.datastores.file_access import FileAccess
 from databutler.testing.datastore_tests import makeRef, makeTestDatasetType
 
 
@@ -117,3 +119,63 @@ def test_remove_the_registry_is_not_told_of_changes_nothing(tmp_path: Path, wher
     assert store.removeLeftoverFiles(olderThan=0) == []
     store.remove(ref)
     assert not store.exists(ref) and not registry.getDatasetLocations(ref)
+
+
+class PuttingRegistry(InMemoryLocationRegistry):
+    """Runs ``onRemove`` (another writer's put) while a removal is being recorded."""
+
+    onRemove: Any = None
+
+    def removeDatasetLocations(self, datastoreName: str, refs: Iterable[DatasetRef]) -> None:
+        super().removeDatasetLocations(datastoreName, refs)
+        if self.onRemove is not None:
+            self.onRemove()
+
+
+def test_remove_never_deletes_a_file_stored_at_the_freed_path(tmp_path: Path) -> None:
+    registry = PuttingRegistry()
+    config = {
+        "cls": "databutler.FileDatastore",
+        "root": str(tmp_path),
+        "templates": {"default": "{run}/{visit}"},
+    }
+    mine, theirs = FileDatastore({"datastore": config}, registry), FileDatastore({"datastore": config})
+    old, new = sharedPathRefs()
+    mine.put({"who": "old"}, old)
+    registry.onRemove = lambda: theirs.put({"who": "new"}, new)  # between the records and the files
+    mine.remove(old)
+    assert not mine.exists(old) and theirs.get(new) == {"who": "new"}
+    assert mine.removeLeftoverFiles(olderThan=0) == []
+
+
+def test_undoing_a_put_never_deletes_a_file_stored_at_the_freed_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    templates = {"default": "{run}/{visit}"}
+    mine, theirs = makeStore(tmp_path, templates=templates), makeStore(tmp_path, templates=templates)
+    undone, new = sharedPathRefs()
+    deleteFiles = FileAccess.deleteFiles
+
+    def putThenDelete(self: FileAccess, infos: list[Any]) -> None:
+        if not theirs.exists(new):  # another writer stores at the freed path in between
+            theirs.put({"who": "new"}, new)
+        deleteFiles(self, infos)
+
+    with pytest.raises(RuntimeError), mine.transaction():
+        mine.put({"who": "undone"}, undone)
+        monkeypatch.setattr(FileAccess, "deleteFiles", putThenDelete)
+        raise RuntimeError("roll back")
+    assert not mine.exists(undone) and theirs.get(new) == {"who": "new"}
+
+
+@pytest.mark.parametrize("protocol", ["file", "memory"])
+@pytest.mark.parametrize("inTransaction", [False, True])
+def test_remove_of_a_dataset_whose_file_is_gone(tmp_path: Path, protocol: str, inTransaction: bool) -> None:
+    root = str(tmp_path) if protocol == "file" else f"memory://databutler-tests/{tmp_path.name}"
+    store = makeStore(root)
+    ref = makeRef("metrics", "StructuredDataDict")
+    store.put({"a": 1}, ref)
+    store.fs.rm_file(store.files.fullPath(store.getStoredItemInfo(ref).path))
+    with store.transaction() if inTransaction else contextlib.nullcontext():
+        store.remove(ref)
+    assert not store.exists(ref) and len(store) == 0

@@ -400,8 +400,9 @@ class FileDatastore(Datastore):
         """
         if ref.isComponent():
             raise DatasetTypeError(f"Cannot remove component {ref} on its own; remove the composite.")
-        tx = self._currentTransaction()
-        removed = self.files.unstore(ref, moveAside=tx is not None)
+        # The files are moved aside with the records deleted, never deleted at their paths
+        # afterwards: once the records are committed another writer may store a file there.
+        removed = self.files.unstore(ref, moveAside=True)
         if removed is None:
             raise self._notFound(ref, "remove")
         infos, moved = removed
@@ -410,11 +411,12 @@ class FileDatastore(Datastore):
         except BaseException:
             self._undoUnstore(ref, infos, moved)  # the remove fails as a whole, as a put does
             raise
+        folders = [info for info in infos if info.formatter is None]
+        tx = self._currentTransaction()
         if tx is None:
-            self.files.deleteFiles(infos)
+            self.files.deleteAside(moved, folders)
             return
         tx.registerUndo(f"remove of {ref}", self._restore, ref, infos, moved)
-        folders = [info for info in infos if info.formatter is None]
         tx.registerOnCommit(f"delete the files of removed {ref}", self.files.deleteAside, moved, folders)
 
     def _restore(self, ref: DatasetRef, infos: list[StoredFileInfo], moved: list[tuple[str, str]]) -> None:

@@ -282,11 +282,15 @@ class FileAccess:
         )
 
     def drop(self, ref: DatasetRef) -> None:
-        """Forget ``ref`` and delete its files."""
-        with self.records.begin() as conn:
-            rows = self.records.fetch(ref.id, conn)
-            self.records.delete(conn, ref.id)
-        self.deleteFiles([info for _, info in rows.values()])
+        """Forget ``ref`` and delete its files.
+
+        The files are moved aside in the records transaction and deleted after it: once it is
+        committed, another writer may store a file at one of their paths.
+        """
+        removed = self.unstore(ref, moveAside=True)
+        if removed is not None:
+            infos, moved = removed
+            self.deleteAside(moved, [info for info in infos if info.formatter is None])
 
     def lookup(self, ref: DatasetRef) -> dict[str, StoredFileInfo] | None:
         """Return ``{component or "": info}`` of the stored dataset ``ref`` belongs to, or `None`
@@ -317,8 +321,10 @@ class FileAccess:
                     return None
                 self.records.delete(conn, ref.id)
                 infos = [info for _, info in rows.values()]
-                if moveAside:
-                    moved.extend(self.moveAside(i.path) for i in infos if i.formatter is not None)
+                for info in infos if moveAside else []:
+                    if info.formatter is not None:
+                        with contextlib.suppress(FileNotFoundError):  # already gone: nothing to keep
+                            moved.append(self.moveAside(info.path))
         except BaseException:
             for path, aside in reversed(moved):
                 self.fs.mv(aside, path)
