@@ -85,6 +85,26 @@ class FailingFormatter(JsonFormatter):
         raise OSError("disk full")
 
 
+def test_records_cannot_make_a_read_unpickle(tmp_path: Path) -> None:
+    pickling = makeStore(tmp_path, formatters={"Object": "databutler.formatters.pickle.PickleFormatter"})
+    ref = makeRef("thing", "Object")
+    pickling.put(complex(1, 2), ref)
+    reader = makeStore(tmp_path)  # the same files, but this configuration does not use pickle
+    with pytest.raises(FormatterError, match="can run code"):
+        reader.get(ref)
+    assert pickling.get(ref) == complex(1, 2)
+
+
+def test_records_cannot_name_an_arbitrary_formatter(tmp_path: Path) -> None:
+    store = makeStore(tmp_path)
+    ref = makeRef("metrics", "StructuredDataDict")
+    store.put({"x": 1}, ref)
+    with contextlib.closing(sqlite3.connect(tmp_path / "fileDatastore.sqlite3")) as db, db:
+        db.execute("UPDATE fileDatastoreRecords SET formatter = 'someones.module.Reader'")
+    with pytest.raises(FormatterError, match=r"someones\.module\.Reader"):
+        makeStore(tmp_path).get(ref)
+
+
 def test_records_live_in_sqlite_in_the_root(tmp_path: Path) -> None:
     store = makeStore(tmp_path)
     ref = makeRef("metrics", "StructuredDataDict")

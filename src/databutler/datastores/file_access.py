@@ -143,7 +143,7 @@ class FileAccess:
     ) -> Any:
         """Read one file with its recorded formatter; push down what parameters it can."""
         assert info.formatter is not None
-        formatter = self.layout.getFormatter(info.formatter)
+        formatter = self.layout.getRecordedFormatter(info.formatter)
         pushed = {k: v for k, v in (parameters or {}).items() if k in formatter.pushdownParameters}
         rest = {k: v for k, v in (parameters or {}).items() if k not in formatter.pushdownParameters}
         fullPath, uri = self.fullPath(info.path), self.uri(info.path)

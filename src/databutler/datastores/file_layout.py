@@ -14,7 +14,7 @@ from typing import Any
 from ..config import Config
 from ..dataset_ref import DatasetRef
 from ..dataset_type import DatasetType
-from ..exceptions import ConfigError, DatasetTypeMismatchError, StorageClassError
+from ..exceptions import ConfigError, DatasetTypeMismatchError, FormatterError, StorageClassError
 from ..formatters.base import Formatter
 from ..storage_class import StorageClass, importDottedName
 from .file_templates import FileTemplates
@@ -87,6 +87,36 @@ class FileLayout:
                     f"Datastore {self.datastoreName!r}: {where} {className!r} is not a Formatter subclass."
                 )
             formatter = self._formatters[className] = cls()
+        return formatter
+
+    def getRecordedFormatter(self, className: str) -> Formatter:
+        """Return the formatter a record names, if this datastore may read with it.
+
+        A record can name a formatter class only if this datastore's configuration names it,
+        or it is one of databutler's own formatters that cannot run code (not pickle). So a
+        changed or hostile records database can neither make a read unpickle nor import an
+        arbitrary module.
+
+        Raises
+        ------
+        FormatterError
+            The recorded formatter is not allowed here.
+        ConfigError
+            It cannot be imported or is not a Formatter subclass.
+        """
+        configured = className in self.formatterNames.values()
+        if not configured and not className.startswith("databutler.formatters."):
+            raise FormatterError(
+                f"Datastore {self.datastoreName!r}: a record names formatter {className!r}, which its "
+                f"configuration does not; add it under datastore.formatters to read these files."
+            )
+        formatter = self.getFormatter(className)
+        if formatter.canRunCode and not configured:
+            raise FormatterError(
+                f"Datastore {self.datastoreName!r}: a record names {className!r}, which can run code when "
+                f"reading, but this datastore's configuration does not use it; name it under "
+                f"datastore.formatters only if you trust these files."
+            )
         return formatter
 
     def formatterFor(self, datasetType: DatasetType) -> Formatter | None:

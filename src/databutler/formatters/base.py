@@ -51,6 +51,10 @@ class Formatter(ABC):
     extension: ClassVar[str] = ""
     """File name extension, with its dot (``".json"``)."""
 
+    canRunCode: ClassVar[bool] = False
+    """Whether reading a file could run code from it (pickle). Such a formatter reads only
+    when the datastore's own configuration names it, never because a record says so."""
+
     pushdownParameters: ClassVar[frozenset[str]] = frozenset()
     """Read parameters this formatter applies itself while reading (e.g. Parquet ``columns``).
 

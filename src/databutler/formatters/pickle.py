@@ -23,6 +23,7 @@ class PickleFormatter(Formatter):
     """
 
     extension = ".pickle"
+    canRunCode = True
 
     def write(self, inMemoryDataset: Any, stream: IO[bytes], storageClass: StorageClass) -> None:
         pickle.dump(inMemoryDataset, stream, protocol=pickle.HIGHEST_PROTOCOL)
