@@ -389,6 +389,10 @@ class StorageClassDelegate:
         """Return a deep copy."""
         return _copy.deepcopy(inMemoryDataset)
 
+    def canFreezeInstance(self, inMemoryDataset: Any) -> bool:
+        """Whether this object can be frozen; others of a freezing type are deep-copied instead."""
+        return self.canFreeze
+
     def freeze(self, inMemoryDataset: Any) -> Any:
         """Return an owned, read-only copy to store; only for types with ``canFreeze``."""
         raise StorageClassError(

@@ -34,7 +34,7 @@ from ..exceptions import (
 )
 from ..storage_class import StorageClass, StorageClassDelegate
 from .entry_table import OBJ, REF, TS, EntryTable, InMemoryDatastoreStats, Prepared, parseBytes, parsePositive
-from .ownership import REFERENCE, CopyPolicy
+from .ownership import FREEZE, REFERENCE, CopyPolicy
 
 __all__ = ["InMemoryDatastore", "InMemoryDatastoreStats"]
 
@@ -123,7 +123,9 @@ class InMemoryDatastore(Datastore):
         mode = self.copyPolicy.modeFor(datasetType)
         delegate = storageClass.delegate()
         self._putCache[datasetType.name] = (datasetType, storageClass.pytype, mode, delegate)
-        stored = inMemoryDataset if mode is REFERENCE else CopyPolicy.own(inMemoryDataset, delegate, mode)
+        if mode is not REFERENCE:
+            inMemoryDataset, mode = CopyPolicy.own(inMemoryDataset, delegate, mode)
+        stored = inMemoryDataset
         size = delegate.getSize(stored) if self._table.trackSizes else None
         return stored, ref, mode, size
 
@@ -159,7 +161,9 @@ class InMemoryDatastore(Datastore):
             return
         # The fast path: a dataset type seen before, no limits, no expiry.
         mode = cached[2]
-        stored = inMemoryDataset if mode is REFERENCE else CopyPolicy.own(inMemoryDataset, cached[3], mode)
+        stored = inMemoryDataset
+        if mode is not REFERENCE:
+            stored, mode = CopyPolicy.own(inMemoryDataset, cached[3], mode)
         key = ref.id.int
         with self._lock:
             if key in self._entries:
@@ -188,7 +192,9 @@ class InMemoryDatastore(Datastore):
                 prepared.append(self._prepare(obj, ref))
                 continue
             mode, delegate = cached[2], cached[3]
-            stored = obj if mode is REFERENCE else CopyPolicy.own(obj, delegate, mode)
+            stored = obj
+            if mode is not REFERENCE:
+                stored, mode = CopyPolicy.own(obj, delegate, mode)
             prepared.append((stored, ref, mode, delegate.getSize(stored) if trackSizes else None))
         self._insert(prepared)
 
@@ -316,8 +322,12 @@ class InMemoryDatastore(Datastore):
             entry = self._entries.get(ref.id.int)
             if entry is not None and (entry[REF] is ref or self._sameDataset(ref, entry[REF])):
                 self._table.countHit()
-                if parameters is None and entry[REF] is ref and entry[_MODE] is REFERENCE:
-                    return entry[OBJ]
+                if parameters is None and entry[REF] is ref:
+                    mode = entry[_MODE]
+                    if mode is REFERENCE:
+                        return entry[OBJ]
+                    if mode is FREEZE:
+                        return ref.datasetType.storageClass.delegate().frozenView(entry[OBJ])
                 return self._materialize(entry, ref, parameters)
         with self._lock:
             entry = self._table.lookupLocked(ref.id.int)

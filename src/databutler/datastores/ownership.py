@@ -85,15 +85,19 @@ class CopyPolicy:
         return mode
 
     @staticmethod
-    def own(obj: Any, delegate: StorageClassDelegate, mode: str) -> Any:
-        """Return what to store for a caller's ``obj`` under ``mode``."""
+    def own(obj: Any, delegate: StorageClassDelegate, mode: str) -> tuple[Any, str]:
+        """Return what to store for a caller's ``obj`` under ``mode``, and the mode it is held in.
+
+        An object of a freezing type that cannot itself be frozen (a NumPy object array, a
+        tuple holding mutable objects) is held in ``deepcopy`` mode instead.
+        """
         if mode is REFERENCE:
-            return obj
+            return obj, mode
         if mode is COPY:
-            return delegate.copy(obj)
-        if mode is DEEPCOPY:
-            return delegate.deepcopy(obj)
-        return delegate.freeze(obj)
+            return delegate.copy(obj), mode
+        if mode is DEEPCOPY or not delegate.canFreezeInstance(obj):
+            return delegate.deepcopy(obj), DEEPCOPY
+        return delegate.freeze(obj), mode
 
     @staticmethod
     def handOut(obj: Any, delegate: StorageClassDelegate, mode: str) -> Any:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy as _copy
 from collections.abc import Mapping
 from typing import Any
 
@@ -78,11 +77,11 @@ class TupleDelegate(StorageClassDelegate):
 
     canFreeze = True
 
-    def freeze(self, inMemoryDataset: Any) -> Any:
-        return inMemoryDataset if isDeeplyImmutable(inMemoryDataset) else _copy.deepcopy(inMemoryDataset)
+    def canFreezeInstance(self, inMemoryDataset: Any) -> bool:
+        return isDeeplyImmutable(inMemoryDataset)
 
-    def frozenView(self, stored: Any) -> Any:
-        return stored if isDeeplyImmutable(stored) else _copy.deepcopy(stored)
+    def freeze(self, inMemoryDataset: Any) -> Any:
+        return inMemoryDataset
 
 
 class ImmutableDelegate(StorageClassDelegate):

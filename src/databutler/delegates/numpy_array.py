@@ -37,11 +37,11 @@ class NumpyArrayDelegate(StorageClassDelegate):
             return super().deepcopy(inMemoryDataset)
         return inMemoryDataset.copy()
 
+    def canFreezeInstance(self, inMemoryDataset: Any) -> bool:
+        # The elements of an object array are Python objects that a view would share.
+        return not inMemoryDataset.dtype.hasobject
+
     def freeze(self, inMemoryDataset: Any) -> Any:
-        if inMemoryDataset.dtype.hasobject:
-            frozen = self.deepcopy(inMemoryDataset)
-            frozen.setflags(write=False)
-            return frozen
         # Backed by an immutable bytes object: neither the stored array nor any view of it
         # (nor ``view.base``) can be made writeable again.
         return np.frombuffer(inMemoryDataset.tobytes(), dtype=inMemoryDataset.dtype).reshape(
@@ -49,6 +49,4 @@ class NumpyArrayDelegate(StorageClassDelegate):
         )
 
     def frozenView(self, stored: Any) -> Any:
-        if stored.dtype.hasobject:
-            return self.deepcopy(stored)  # the elements themselves may be mutable objects
         return stored.view()
