@@ -3,7 +3,10 @@ over them (through CliRunner) and the installed entry point."""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -211,6 +214,40 @@ def test_stats_and_verify(repo: Path, files: Path) -> None:
     result = invoke("verify", repo)
     assert result.exit_code == 1 and "2 of 3 dataset(s) failed verification" in result.stderr
     assert "CORRUPTED flat@" in result.stderr and "MISSING   flat@" in result.stderr
+
+
+def test_verify_with_mixed_checksum_algorithms(repo: Path, files: Path) -> None:
+    """Files recorded with xxh3_128 (the default), blake2b, and unprefixed (legacy) blake2b
+    checksums are each verified with their own algorithm."""
+    refs = [
+        script.putDataset(repo, "flat", files / "flat.npy", {"visit": v, "detector": 1}, "run1")
+        for v in (1, 2, 3)
+    ]
+    with Butler(repo) as butler:
+        paths = [Path(urlparse(butler.getUri(ref)).path) for ref in refs]
+    digests = [hashlib.blake2b(p.read_bytes(), digest_size=32).hexdigest() for p in paths]
+    with contextlib.closing(sqlite3.connect(repo / "fileDatastore.sqlite3")) as db, db:
+        (recorded,) = db.execute(
+            "SELECT checksum FROM fileDatastoreRecords WHERE datasetId = ?", (str(refs[0].id),)
+        ).fetchone()
+        for ref, checksum in ((refs[1], f"blake2b:{digests[1]}"), (refs[2], digests[2])):
+            db.execute(
+                "UPDATE fileDatastoreRecords SET checksum = ? WHERE datasetId = ?", (checksum, str(ref.id))
+            )
+    assert recorded.startswith("xxh3_128:")
+    assert script.verifyDatasets(repo).isOk
+    assert "Verified 3 dataset(s): all present and intact" in ok("verify", repo)
+    for path in (paths[0], paths[2]):  # an xxh3_128 and a legacy blake2b file
+        data = bytearray(path.read_bytes())
+        data[-1] ^= 1
+        path.write_bytes(bytes(data))
+    report = script.verifyDatasets(repo, "flat")
+    assert sorted(str(r.id) for r in report.corrupted) == sorted(str(r.id) for r in (refs[0], refs[2]))
+    assert (
+        "xxh3_128 checksum" in report.corrupted[refs[0]] and "blake2b checksum" in report.corrupted[refs[2]]
+    )
+    result = invoke("verify", repo, "flat")
+    assert result.exit_code == 1 and "2 of 3 dataset(s) failed verification" in result.stderr
 
 
 # -- the click commands --

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import xxhash
 
 from databutler import (
     Config,
@@ -126,7 +127,7 @@ def test_records_live_in_sqlite_in_the_root(tmp_path: Path) -> None:
             "databutler.formatters.json.JsonFormatter",
             "StructuredDataDict",
             len(data),
-            "blake2b:" + hashlib.blake2b(data, digest_size=32).hexdigest(),
+            "xxh3_128:" + xxhash.xxh3_128(data).hexdigest(),  # the default algorithm
         )
     ]
     info = store.getStoredItemInfo(ref)
@@ -153,6 +154,8 @@ def test_records_db_can_be_configured(tmp_path: Path) -> None:
         ({"root": ""}, "root"),
         ({"rot": "/x"}, "Unknown FileDatastore config key"),
         ({"checksum": "yes"}, "checksum"),
+        ({"checksum": "sha1"}, r"checksum must be one of true, false, none, xxh3_128, blake2b"),
+        ({"checksum": 1}, "checksum"),
         ({"templates": ["{id}"]}, "templates"),
         ({"formatters": "json"}, "formatters"),
         ({"storageOptions": 3}, "storageOptions"),
@@ -239,7 +242,7 @@ def test_changed_file_is_an_integrity_error_and_nothing_is_touched(tmp_path: Pat
 
 
 def test_big_files_are_hashed_while_written_and_read(tmp_path: Path) -> None:
-    store = makeStore(tmp_path)
+    store = makeStore(tmp_path, checksum="blake2b")
     ref = makeRef("image", "NumpyArray")
     array = np.random.default_rng(0).random(3_000_000)  # 24 MB: hashed in a second thread
     store.put(array, ref)

@@ -30,7 +30,7 @@ from ..exceptions import (
     StoredItemInfoNotFoundError,
 )
 from .file_access import FileAccess, FileWrite
-from .file_io import removeQuietly
+from .file_io import CHECKSUM_ALGORITHMS, DEFAULT_CHECKSUM_ALGORITHM, newHasher, removeQuietly
 from .file_layout import FileLayout, configSection
 from .file_records import FileRecordTable, StoredFileInfo
 from .file_templates import checkRelativePath
@@ -85,7 +85,10 @@ class FileDatastore(Datastore):
     layout : FileLayout
         Its templates and formatters: where and how each dataset is written.
     checksum : bool
-        Whether blake2b checksums are recorded on put and verified on get.
+        Whether checksums are recorded on put and verified on get.
+    checksumAlgorithm : str or None
+        What new checksums are computed with (``"xxh3_128"``, ``"blake2b"``), `None` if off.
+        A file is always verified with the algorithm recorded with its checksum.
     """
 
     defaultConfigFile = "datastores/fileDatastore.yaml"
@@ -116,10 +119,8 @@ class FileDatastore(Datastore):
             raise ConfigError(f"FileDatastore root {root!r} cannot be opened: {exc}") from exc
         self.rootPath: str = rootPath.rstrip("/") or "/"
         self.root: str = self.fs.unstrip_protocol(self.rootPath)
-        checksum = cfg.get("checksum", True)
-        if not isinstance(checksum, bool):
-            raise ConfigError(f"datastore.checksum must be true or false, not {checksum!r}.")
-        self.checksum = checksum
+        self.checksumAlgorithm: str | None = _checksumAlgorithm(cfg.get("checksum", True))
+        self.checksum: bool = self.checksumAlgorithm is not None
         self.layout = FileLayout(
             configSection(cfg.get("templates"), "templates"),
             configSection(cfg.get("formatters"), "formatters"),
@@ -128,7 +129,9 @@ class FileDatastore(Datastore):
         recordsUrl = self._recordsUrl()  # every config check before anything is created
         self.fs.makedirs(self.rootPath, exist_ok=True)
         self._records = FileRecordTable(recordsUrl, self.name, self.storageClassFactory)
-        self.files = FileAccess(self.fs, self.rootPath, checksum, self.layout, self._records, self.name)
+        self.files = FileAccess(
+            self.fs, self.rootPath, self.checksumAlgorithm, self.layout, self._records, self.name
+        )
 
     def _recordsUrl(self) -> str:
         url = self.config.get("records.db")
@@ -561,6 +564,35 @@ class FileDatastore(Datastore):
 
     def __len__(self) -> int:
         return self._records.count()
+
+
+def _checksumAlgorithm(value: Any) -> str | None:
+    """Return the algorithm the ``checksum`` config value names, or `None` for checksums off.
+
+    Raises
+    ------
+    ConfigError
+        ``value`` is neither a boolean, ``none`` nor a known algorithm, or the package the
+        algorithm needs is not installed.
+    """
+    if value is True:
+        value = DEFAULT_CHECKSUM_ALGORITHM
+    elif value is False or value is None or value == "none":
+        return None
+    choices = ", ".join(["true", "false", "none", *CHECKSUM_ALGORITHMS])
+    if not isinstance(value, str) or value not in CHECKSUM_ALGORITHMS:
+        raise ConfigError(
+            f"datastore.checksum must be one of {choices} (true means {DEFAULT_CHECKSUM_ALGORITHM}), "
+            f"not {value!r}."
+        )
+    try:
+        newHasher(value)
+    except ImportError as exc:
+        raise ConfigError(
+            f"datastore.checksum {value!r} needs a package that is not installed ({exc}); install it "
+            f"(pip install xxhash) or choose another of {choices}."
+        ) from exc
+    return value
 
 
 def _withComponent(info: StoredFileInfo, component: str | None) -> StoredFileInfo:

@@ -61,8 +61,9 @@ class FileAccess:
         The file system.
     rootPath : str
         The root, as a path in ``fs``.
-    checksum : bool
-        Whether to hash files as they are written and verify them when read.
+    checksumAlgorithm : str or None
+        What to hash files with as they are written (`None`: not at all); whether to verify
+        them when read (with the algorithm recorded for each file).
     layout : FileLayout
         Gives the formatter recorded for each file.
     records : FileRecordTable
@@ -75,14 +76,15 @@ class FileAccess:
         self,
         fs: Any,
         rootPath: str,
-        checksum: bool,
+        checksumAlgorithm: str | None,
         layout: FileLayout,
         records: FileRecordTable,
         datastoreName: str,
     ) -> None:
         self.fs = fs
         self.rootPath = rootPath
-        self.checksum = checksum
+        self.checksumAlgorithm = checksumAlgorithm
+        self.checksum = checksumAlgorithm is not None
         self.layout = layout
         self.records = records
         self.datastoreName = datastoreName
@@ -123,7 +125,7 @@ class FileAccess:
                 self.fs,
                 self.fullPath(relPath),
                 lambda s: formatter.write(obj, s, storageClass),
-                self.checksum,
+                self.checksumAlgorithm,
             )
         except DatasetTypeMismatchError as exc:
             raise DatasetTypeMismatchError(
@@ -191,7 +193,7 @@ class FileAccess:
         def write(stream: IO[bytes]) -> None:
             stream.write(data)
 
-        return writeTemp(self.fs, self.fullPath(relPath), write, self.checksum)
+        return writeTemp(self.fs, self.fullPath(relPath), write, self.checksumAlgorithm)
 
     def readBytes(self, info: StoredFileInfo, verify: bool | None = None) -> memoryview:
         """Return the whole of a recorded file, size- and (if ``verify``) checksum-checked.

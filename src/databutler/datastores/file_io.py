@@ -1,23 +1,41 @@
 """Low-level file work for FileDatastore: atomic writes with checksums, verified reads.
 
 Every write goes to a temporary file beside its target (``.<name>.tmp-<random>``), hashed as
-it is written, and is renamed into place only once complete; a crash leaves at worst a
-temporary file, never a partial file at a dataset's path. Reads either take the whole file
-into one buffer and check its size and blake2b checksum, or open it as a stream.
+it is written (over the very buffers handed to the file, in the same pass), and is renamed
+into place only once complete; a crash leaves at worst a temporary file, never a partial file
+at a dataset's path. Reads either take the whole file into one buffer (the formatter's, read
+into in place) and check its size and checksum, or open it as a stream.
 
-Hashing a big file runs in a second thread while the file is written or read (both release the
-GIL), so a checksum costs about ``max(I/O, hashing)`` rather than their sum. The digest is the
-plain sequential BLAKE2b-256 of the file, the same as ``b2sum -l 256``.
+A checksum is recorded as ``"<algorithm>:<hex digest>"``; a value without a prefix (written
+by early versions) is BLAKE2b-256. A file is always verified with the algorithm its record
+names, whatever the datastore is configured to write now. The algorithms
+(`CHECKSUM_ALGORITHMS`):
+
+``xxh3_128`` (the default)
+    XXH3-128 from the ``xxhash`` package (``xxhsum -H2``), about 20 GB/s: detects corruption,
+    truncation and accidental changes, not deliberate tampering.
+``blake2b``
+    BLAKE2b with a 32-byte digest (``b2sum -l 256``): cryptographic, but about 0.5-1 GB/s.
+
+A big file is hashed in a second thread, piece by piece, while the next piece is written or
+read, so a checksum costs about ``max(I/O, hashing)`` rather than their sum.
+
+Two things make big local files as fast as `numpy.save` / `numpy.load`: a write of a big
+buffer first reserves its disk blocks (``fallocate``, as ``ndarray.tofile`` does), and a
+whole-file read goes into a page-aligned buffer (the kernel copies a file's pages much
+faster into memory at the same offset within a page).
 """
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import io
 import logging
 import os
 import posixpath
 import queue
+import sys
 import threading
 import time
 import uuid
@@ -29,28 +47,103 @@ from fsspec.implementations.local import LocalFileSystem
 from ..exceptions import DatasetIntegrityError, DatasetNotFoundError
 
 __all__ = [
-    "CHECKSUM_ALGORITHM",
+    "CHECKSUM_ALGORITHMS",
+    "DEFAULT_CHECKSUM_ALGORITHM",
+    "LEGACY_CHECKSUM_ALGORITHM",
     "HashingWriter",
     "asidePathFor",
     "moveNoReplace",
+    "newHasher",
     "readWhole",
     "removeQuietly",
+    "splitChecksum",
     "tempPathFor",
     "writeTemp",
 ]
 
 log = logging.getLogger(__name__)
 
-CHECKSUM_ALGORITHM = "blake2b"
-"""Recorded checksums are ``"blake2b:<hex>"`` of a 32-byte BLAKE2b digest."""
 
-_CHUNK = 8 * 1024 * 1024
-_OVERLAP_MIN = 4 * 1024 * 1024
-"""Hash in a second thread, overlapping the I/O, from this many bytes."""
+def _xxh3_128() -> Any:
+    import xxhash  # imported on first use: only datastores that hash with it need it
+
+    return xxhash.xxh3_128()
 
 
-def _newHasher() -> Any:
+def _blake2b() -> Any:
     return hashlib.blake2b(digest_size=32)
+
+
+_HASHERS: dict[str, Callable[[], Any]] = {"xxh3_128": _xxh3_128, "blake2b": _blake2b}
+
+CHECKSUM_ALGORITHMS: tuple[str, ...] = tuple(_HASHERS)
+"""The algorithms a FileDatastore can record checksums with (its ``checksum`` config)."""
+
+DEFAULT_CHECKSUM_ALGORITHM = "xxh3_128"
+"""What ``checksum: true`` means."""
+
+LEGACY_CHECKSUM_ALGORITHM = "blake2b"
+"""The algorithm of a recorded checksum with no ``<algorithm>:`` prefix."""
+
+_CHUNK = 4 * 1024 * 1024
+"""Big buffers are written, read and hashed in pieces of this size."""
+
+_OVERLAP_MIN = 4 * 1024 * 1024
+"""Hash in a second thread, overlapping the I/O, from this many bytes. The I/O releases the
+GIL, so this pays even for a hash that holds it (xxhash): it hashes one piece while the next
+is written or read."""
+
+_BIG = 1024 * 1024
+"""From this many bytes, space is preallocated before a write and read buffers are aligned."""
+
+_PAGE = 4096
+
+
+def _findFallocate() -> Any:
+    """Return Linux's ``fallocate(fd, mode, offset, len)`` from the C library, or `None`."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        fallocate = ctypes.CDLL(None, use_errno=True).fallocate
+    except (OSError, AttributeError):
+        return None
+    fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    fallocate.restype = ctypes.c_int
+    return fallocate
+
+
+_FALLOCATE = _findFallocate()
+_FALLOC_FL_KEEP_SIZE = 1
+"""Allocate blocks without changing the file's size (what `numpy.ndarray.tofile` does, too)."""
+
+
+def newHasher(algorithm: str) -> Any:
+    """Return a new hashlib-style hasher (``update``, ``hexdigest``) for ``algorithm``.
+
+    Raises
+    ------
+    ValueError
+        ``algorithm`` is not one of `CHECKSUM_ALGORITHMS`.
+    """
+    try:
+        factory = _HASHERS[algorithm]
+    except KeyError:
+        raise ValueError(
+            f"unknown checksum algorithm {algorithm!r}; known: {', '.join(CHECKSUM_ALGORITHMS)}"
+        ) from None
+    return factory()
+
+
+def splitChecksum(checksum: str) -> tuple[str, str]:
+    """Return ``(algorithm, hexdigest)`` of a recorded checksum.
+
+    ``"xxh3_128:<hex>"`` gives ``("xxh3_128", "<hex>")``; a bare ``"<hex>"`` (records written
+    before the algorithm was recorded) is `LEGACY_CHECKSUM_ALGORITHM`.
+    """
+    algorithm, sep, digest = checksum.partition(":")
+    if not sep:
+        return LEGACY_CHECKSUM_ALGORITHM, checksum
+    return algorithm, digest
 
 
 class _HashWorker:
@@ -77,18 +170,22 @@ class _HashWorker:
 class HashingWriter(io.RawIOBase):
     """A write-only stream that passes bytes on to ``stream``, counting and hashing them.
 
+    Each buffer written is hashed as it is (no copy), in the same pass as it is written.
+
     Parameters
     ----------
     stream : binary file
         Where the bytes go.
-    checksum : bool
-        Whether to hash them.
+    algorithm : str or None
+        What to hash them with (one of `CHECKSUM_ALGORITHMS`), or `None` not to hash.
     """
 
-    def __init__(self, stream: IO[bytes], checksum: bool) -> None:
+    def __init__(self, stream: IO[bytes], algorithm: str | None) -> None:
         super().__init__()
         self._stream = stream
-        self._hasher = _newHasher() if checksum else None
+        self._algorithm = algorithm
+        self._hasher = newHasher(algorithm) if algorithm is not None else None
+        self._fd: int | None = -1  # -1: not looked up yet; None: no file descriptor
         self.size = 0
 
     def writable(self) -> bool:
@@ -96,21 +193,41 @@ class HashingWriter(io.RawIOBase):
 
     def write(self, data: Any) -> int:
         view = memoryview(data).cast("B")
+        size = view.nbytes
+        if size >= _BIG:
+            self._preallocate(size)
         hasher = self._hasher
-        if hasher is not None and view.nbytes >= _OVERLAP_MIN:
-            # Hash while writing; both finish before returning, as the caller may reuse ``data``.
+        if hasher is not None and size >= _OVERLAP_MIN:
+            # Hash each piece while it is written; all done before returning (``data`` may be reused).
             worker = _HashWorker(hasher)
-            worker.feed(view)
             try:
-                self._stream.write(view)
+                for start in range(0, size, _CHUNK):
+                    piece = view[start : start + _CHUNK]
+                    worker.feed(piece)
+                    self._stream.write(piece)
             finally:
                 worker.finish()
         else:
             self._stream.write(view)
             if hasher is not None:
                 hasher.update(view)
-        self.size += view.nbytes
-        return view.nbytes
+        self.size += size
+        return size
+
+    def _preallocate(self, size: int) -> None:
+        """Reserve disk blocks for the next ``size`` bytes of a local file, if the OS can.
+
+        Writing into blocks allocated up front is much faster (about a third, for 100 MB on
+        ext4) than letting the file system extend the file page by page. The file's size is
+        not changed; where this is not supported nothing happens.
+        """
+        if self._fd == -1:
+            try:
+                self._fd = self._stream.fileno()
+            except (AttributeError, OSError, ValueError):  # memory://, object stores
+                self._fd = None
+        if self._fd is not None and _FALLOCATE is not None:
+            _FALLOCATE(self._fd, _FALLOC_FL_KEEP_SIZE, self.size, size)  # failure: just not preallocated
 
     def tell(self) -> int:
         return self.size
@@ -120,8 +237,8 @@ class HashingWriter(io.RawIOBase):
 
     @property
     def checksum(self) -> str | None:
-        """``"blake2b:<hex>"`` of everything written, or `None` when not hashing."""
-        return None if self._hasher is None else f"{CHECKSUM_ALGORITHM}:{self._hasher.hexdigest()}"
+        """``"<algorithm>:<hex>"`` of everything written, or `None` when not hashing."""
+        return None if self._hasher is None else f"{self._algorithm}:{self._hasher.hexdigest()}"
 
 
 def tempPathFor(path: str) -> str:
@@ -141,11 +258,13 @@ def asidePathFor(path: str) -> str:
 
 
 def writeTemp(
-    fs: Any, path: str, writeFunc: Callable[[IO[bytes]], None], checksum: bool
+    fs: Any, path: str, writeFunc: Callable[[IO[bytes]], None], algorithm: str | None
 ) -> tuple[str, int, str | None]:
     """Write a temporary file beside ``path`` with ``writeFunc``; return ``(tempPath, size, checksum)``.
 
-    The temporary file is removed if ``writeFunc`` raises (the exception propagates).
+    The bytes are hashed with ``algorithm`` (`None`: not hashed, ``checksum`` is `None`) as
+    they are written. The temporary file is removed if ``writeFunc`` raises (the exception
+    propagates).
     """
     tempPath = tempPathFor(path)
     try:
@@ -155,7 +274,7 @@ def writeTemp(
             fs.makedirs(posixpath.dirname(path), exist_ok=True)
             raw = fs.open(tempPath, "wb")
         with raw:
-            writer = HashingWriter(raw, checksum)
+            writer = HashingWriter(raw, algorithm)
             writeFunc(writer)  # type: ignore[arg-type]
     except BaseException:
         removeQuietly(fs, tempPath)
@@ -203,6 +322,25 @@ def removeQuietly(fs: Any, path: str) -> None:
         log.warning("Could not remove %s: %s", path, exc)
 
 
+def _alignedBuffer(newBuffer: Callable[[int], memoryview], size: int) -> memoryview:
+    """Return a buffer of ``size`` bytes from ``newBuffer`` that starts at a page boundary.
+
+    The file is read into it from offset 0, so the kernel copies between addresses with the
+    same offset in a page, which is much faster (for 100 MB, ~18 ms instead of ~30 ms) than
+    into a buffer a few bytes off (``malloc`` returns page + 16, for instance). Costs at most
+    one page more memory; small buffers are used as they are.
+    """
+    if size < _BIG:
+        return newBuffer(size)
+    raw = newBuffer(size + _PAGE - 1).cast("B")
+    try:
+        address = ctypes.addressof(ctypes.c_char.from_buffer(raw))
+    except (TypeError, ValueError):  # read-only: the read will say so
+        return raw[:size]
+    start = -address % _PAGE
+    return raw[start : start + size]
+
+
 def readWhole(
     fs: Any,
     path: str,
@@ -235,8 +373,17 @@ def readWhole(
     DatasetIntegrityError
         The file is shorter or longer than recorded, or its checksum differs.
     """
-    view = newBuffer(fileSize)
-    hasher = _newHasher() if checksum is not None else None
+    hasher = None
+    if checksum is not None:
+        algorithm, expected = splitChecksum(checksum)
+        try:
+            hasher = newHasher(algorithm)
+        except ValueError:
+            raise DatasetIntegrityError(
+                f"File {uri} has a recorded checksum of unknown algorithm {algorithm!r} (known: "
+                f"{', '.join(CHECKSUM_ALGORITHMS)}); it cannot be verified."
+            ) from None
+    view = _alignedBuffer(newBuffer, fileSize)
     worker = _HashWorker(hasher) if hasher is not None and fileSize >= _OVERLAP_MIN else None
     got = 0
     try:
@@ -262,15 +409,12 @@ def readWhole(
             f"File {uri} is {actual} bytes but {fileSize} were written: it was truncated or changed "
             f"on disk. Nothing was modified; restore the file or remove the dataset."
         )
-    if checksum is not None and hasher is not None:
-        algorithm, _, expected = checksum.partition(":")
-        if algorithm != CHECKSUM_ALGORITHM:
-            raise DatasetIntegrityError(f"File {uri} has a checksum of unknown algorithm {algorithm!r}.")
+    if hasher is not None:
         if worker is None:
             hasher.update(view)
         if hasher.hexdigest() != expected:
             raise DatasetIntegrityError(
-                f"File {uri} does not match the blake2b checksum recorded when it was written: it was "
-                f"changed on disk. Nothing was modified; restore the file or remove the dataset."
+                f"File {uri} does not match the {algorithm} checksum recorded when it was written: it "
+                f"was changed on disk. Nothing was modified; restore the file or remove the dataset."
             )
     return view
