@@ -17,8 +17,9 @@ names, whatever the datastore is configured to write now. The algorithms
 ``blake2b``
     BLAKE2b with a 32-byte digest (``b2sum -l 256``): cryptographic, but about 0.5-1 GB/s.
 
-A big file is hashed in a second thread, piece by piece, while the next piece is written or
-read, so a checksum costs about ``max(I/O, hashing)`` rather than their sum.
+Big files are written, read and hashed in 4 MB pieces: with xxh3 each piece is hashed right
+after it is written or read, while it is still in the CPU cache; blake2b hashes in a second
+thread while the next piece is written or read, so it costs about ``max(I/O, hashing)``.
 
 Two things make big local files as fast as `numpy.save` / `numpy.load`: a write of a big
 buffer first reserves its disk blocks (``fallocate``, as ``ndarray.tofile`` does), and a
@@ -86,12 +87,17 @@ LEGACY_CHECKSUM_ALGORITHM = "blake2b"
 """The algorithm of a recorded checksum with no ``<algorithm>:`` prefix."""
 
 _CHUNK = 4 * 1024 * 1024
-"""Big buffers are written, read and hashed in pieces of this size."""
+"""Big buffers are written, read and hashed in pieces of this size (small enough to be still
+in the CPU cache when hashed right after being written or read)."""
+
+_THREADED = frozenset({"blake2b"})
+"""Algorithms slow enough to hash in a second thread, overlapping the I/O (hashlib releases
+the GIL). xxh3 is faster than the page cache: a piece is hashed right after it is written or
+read, while it is in the CPU cache, which measured faster than a second thread competing for
+memory bandwidth (and for the GIL, which xxhash holds)."""
 
 _OVERLAP_MIN = 4 * 1024 * 1024
-"""Hash in a second thread, overlapping the I/O, from this many bytes. The I/O releases the
-GIL, so this pays even for a hash that holds it (xxhash): it hashes one piece while the next
-is written or read."""
+"""With a `_THREADED` algorithm, hash in a second thread from this many bytes."""
 
 _BIG = 1024 * 1024
 """From this many bytes, space is preallocated before a write and read buffers are aligned."""
@@ -185,6 +191,7 @@ class HashingWriter(io.RawIOBase):
         self._stream = stream
         self._algorithm = algorithm
         self._hasher = newHasher(algorithm) if algorithm is not None else None
+        self._threaded = algorithm in _THREADED
         self._fd: int | None = -1  # -1: not looked up yet; None: no file descriptor
         self.size = 0
 
@@ -197,7 +204,7 @@ class HashingWriter(io.RawIOBase):
         if size >= _BIG:
             self._preallocate(size)
         hasher = self._hasher
-        if hasher is not None and size >= _OVERLAP_MIN:
+        if hasher is not None and self._threaded and size >= _OVERLAP_MIN:
             # Hash each piece while it is written; all done before returning (``data`` may be reused).
             worker = _HashWorker(hasher)
             try:
@@ -207,6 +214,11 @@ class HashingWriter(io.RawIOBase):
                     self._stream.write(piece)
             finally:
                 worker.finish()
+        elif hasher is not None and size > _CHUNK:
+            for start in range(0, size, _CHUNK):  # each piece hashed while in the CPU cache
+                piece = view[start : start + _CHUNK]
+                self._stream.write(piece)
+                hasher.update(piece)
         else:
             self._stream.write(view)
             if hasher is not None:
@@ -384,7 +396,8 @@ def readWhole(
                 f"{', '.join(CHECKSUM_ALGORITHMS)}); it cannot be verified."
             ) from None
     view = _alignedBuffer(newBuffer, fileSize)
-    worker = _HashWorker(hasher) if hasher is not None and fileSize >= _OVERLAP_MIN else None
+    threaded = hasher is not None and algorithm in _THREADED and fileSize >= _OVERLAP_MIN
+    worker = _HashWorker(hasher) if threaded else None
     got = 0
     try:
         with fs.open(path, "rb") as stream:
@@ -393,7 +406,9 @@ def readWhole(
                 if not n:
                     break
                 if worker is not None:
-                    worker.feed(view[got : got + n])  # hashed while the next chunk is read
+                    worker.feed(view[got : got + n])  # hashed while the next piece is read
+                elif hasher is not None:
+                    hasher.update(view[got : got + n])  # hashed while in the CPU cache
                 got += n
             extra = stream.read(1)
     except FileNotFoundError as exc:
@@ -409,12 +424,9 @@ def readWhole(
             f"File {uri} is {actual} bytes but {fileSize} were written: it was truncated or changed "
             f"on disk. Nothing was modified; restore the file or remove the dataset."
         )
-    if hasher is not None:
-        if worker is None:
-            hasher.update(view)
-        if hasher.hexdigest() != expected:
-            raise DatasetIntegrityError(
-                f"File {uri} does not match the {algorithm} checksum recorded when it was written: it "
-                f"was changed on disk. Nothing was modified; restore the file or remove the dataset."
-            )
+    if hasher is not None and hasher.hexdigest() != expected:
+        raise DatasetIntegrityError(
+            f"File {uri} does not match the {algorithm} checksum recorded when it was written: it "
+            f"was changed on disk. Nothing was modified; restore the file or remove the dataset."
+        )
     return view
