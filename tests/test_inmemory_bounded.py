@@ -153,6 +153,17 @@ def test_stats_counts_and_bytes_without_limits() -> None:
     assert (stats.evictions, stats.expirations, stats.maxBytes, stats.maxItems) == (0, 0, None, None)
 
 
+@pytest.mark.parametrize("copyMode", ["reference", "deepcopy"])
+def test_getMany_counts_a_hit_or_miss_per_ref_even_when_repeated(copyMode: str) -> None:
+    store = makeStore(copyMode=copyMode)
+    ref, absent = makeRef("m", "StructuredDataDict", visit=1), makeRef("m", "StructuredDataDict", visit=2)
+    store.put({"a": 1}, ref)
+    missing: list[Any] = []
+    assert store.getMany([ref, ref, absent, absent], missing=missing) == {ref: {"a": 1}}
+    assert missing == [absent, absent]
+    assert (store.stats().hits, store.stats().misses) == (2, 2)
+
+
 def test_getMany_under_bounds_updates_recency() -> None:
     store = makeStore(maxItems=2)
     a, b, c = (makeRef("m", "StructuredDataDict", visit=v) for v in range(3))

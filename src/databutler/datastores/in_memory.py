@@ -389,6 +389,7 @@ class InMemoryDatastore(Datastore):
             Some refs are not stored (all are named) and ``missing`` was not given; otherwise
             they are appended to ``missing``.
         """
+        refs = list(refs)
         out: dict[DatasetRef, Any] = {}
         slow: list[tuple[DatasetRef, tuple[Any, ...]]] = []
         notFound: list[DatasetRef] = []
@@ -404,7 +405,7 @@ class InMemoryDatastore(Datastore):
                     out[ref] = entry[OBJ]
                 else:
                     slow.append((ref, entry))
-            table.hits += len(out) + len(slow)
+            table.hits += len(refs) - len(notFound)  # per ref, as get counts: a repeated ref counts again
             table.misses += len(notFound)
         self._flushExpired()
         self._reportMissing(notFound, missing)
