@@ -17,9 +17,10 @@ names, whatever the datastore is configured to write now. The algorithms
 ``blake2b``
     BLAKE2b with a 32-byte digest (``b2sum -l 256``): cryptographic, but about 0.5-1 GB/s.
 
-Big files are written, read and hashed in 4 MB pieces: with xxh3 each piece is hashed right
-after it is written or read, while it is still in the CPU cache; blake2b hashes in a second
-thread while the next piece is written or read, so it costs about ``max(I/O, hashing)``.
+A big write is hashed in a second thread while the kernel copies the same bytes into the file.
+A big read is read in 4 MB pieces: with xxh3 each piece is hashed right after it is read,
+while it is still in the CPU cache; blake2b hashes in a second thread while the next piece is
+read, so it costs about ``max(I/O, hashing)``.
 
 Two things make big local files as fast as `numpy.save` / `numpy.load`: a write of a big
 buffer first reserves its disk blocks (``fallocate``, as ``ndarray.tofile`` does), and a
@@ -87,17 +88,21 @@ LEGACY_CHECKSUM_ALGORITHM = "blake2b"
 """The algorithm of a recorded checksum with no ``<algorithm>:`` prefix."""
 
 _CHUNK = 4 * 1024 * 1024
-"""Big buffers are written, read and hashed in pieces of this size (small enough to be still
-in the CPU cache when hashed right after being written or read)."""
+"""Big files are read (and hashed) in pieces of this size (small enough to be still in the
+CPU cache when hashed right after being read)."""
 
-_THREADED = frozenset({"blake2b"})
-"""Algorithms slow enough to hash in a second thread, overlapping the I/O (hashlib releases
-the GIL). xxh3 is faster than the page cache: a piece is hashed right after it is written or
-read, while it is in the CPU cache, which measured faster than a second thread competing for
-memory bandwidth (and for the GIL, which xxhash holds)."""
+_WRITE_PIECE = 16 * 1024 * 1024
+"""A big write is handed to the file and to the hashing thread in pieces of this size."""
+
+_THREADED_READS = frozenset({"blake2b"})
+"""Algorithms slow enough to hash in a second thread while the next piece is read (hashlib
+releases the GIL). An xxh3 read hashes each piece right after reading it, while it is in the
+CPU cache: that measured faster than a second thread, which must hand the GIL (xxhash holds
+it) back to the reader between pieces."""
 
 _OVERLAP_MIN = 4 * 1024 * 1024
-"""With a `_THREADED` algorithm, hash in a second thread from this many bytes."""
+"""Hash in a second thread from this many bytes: always on write (the thread hashes a piece
+while the kernel copies that same piece into the file), for `_THREADED_READS` on read."""
 
 _BIG = 1024 * 1024
 """From this many bytes, space is preallocated before a write and read buffers are aligned."""
@@ -191,7 +196,6 @@ class HashingWriter(io.RawIOBase):
         self._stream = stream
         self._algorithm = algorithm
         self._hasher = newHasher(algorithm) if algorithm is not None else None
-        self._threaded = algorithm in _THREADED
         self._fd: int | None = -1  # -1: not looked up yet; None: no file descriptor
         self.size = 0
 
@@ -204,21 +208,16 @@ class HashingWriter(io.RawIOBase):
         if size >= _BIG:
             self._preallocate(size)
         hasher = self._hasher
-        if hasher is not None and self._threaded and size >= _OVERLAP_MIN:
+        if hasher is not None and size >= _OVERLAP_MIN:
             # Hash each piece while it is written; all done before returning (``data`` may be reused).
             worker = _HashWorker(hasher)
             try:
-                for start in range(0, size, _CHUNK):
-                    piece = view[start : start + _CHUNK]
+                for start in range(0, size, _WRITE_PIECE):
+                    piece = view[start : start + _WRITE_PIECE]
                     worker.feed(piece)
                     self._stream.write(piece)
             finally:
                 worker.finish()
-        elif hasher is not None and size > _CHUNK:
-            for start in range(0, size, _CHUNK):  # each piece hashed while in the CPU cache
-                piece = view[start : start + _CHUNK]
-                self._stream.write(piece)
-                hasher.update(piece)
         else:
             self._stream.write(view)
             if hasher is not None:
@@ -396,7 +395,7 @@ def readWhole(
                 f"{', '.join(CHECKSUM_ALGORITHMS)}); it cannot be verified."
             ) from None
     view = _alignedBuffer(newBuffer, fileSize)
-    threaded = hasher is not None and algorithm in _THREADED and fileSize >= _OVERLAP_MIN
+    threaded = hasher is not None and algorithm in _THREADED_READS and fileSize >= _OVERLAP_MIN
     worker = _HashWorker(hasher) if threaded else None
     got = 0
     try:
