@@ -9,6 +9,7 @@ dataset the memory tier has evicted is read from the file tier.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from typing import Any
@@ -60,15 +61,32 @@ class _ChainRelay:
     The chain holds a dataset while any child does: a child's add is the chain's add only when
     no other child has it already (so a read-through copy into a cache tier writes nothing to
     the registry), and a child's removal (including an eviction) is the chain's only when no
-    child has it any more.
+    child has it any more. While the chain itself puts a dataset it tells the registry once,
+    after every child has stored it, so the children's adds of that dataset are not passed on.
     """
 
     def __init__(self, chain: ChainedDatastore, registry: DatasetLocationRegistry) -> None:
         self.chain = chain
         self.registry = registry
+        self._putting = threading.local()
+
+    @property
+    def putting(self) -> DatasetRef | None:
+        """The dataset this thread's chain `put` is storing, whose adds wait for the chain."""
+        return getattr(self._putting, "ref", None)
+
+    @putting.setter
+    def putting(self, ref: DatasetRef | None) -> None:
+        self._putting.ref = ref
+
+    def recordsDatabase(self) -> Any:
+        """The registry's database for datastore records, if it offers one (else `None`)."""
+        getter = getattr(self.registry, "recordsDatabase", None)
+        return getter() if getter is not None else None
 
     def addDatasetLocations(self, datastoreName: str, refs: Iterable[DatasetRef]) -> None:
-        new = list(refs)
+        putting = self.putting
+        new = [ref for ref in refs if ref != putting]
         for child in self.chain.datastores:
             if not new:
                 return
@@ -132,6 +150,7 @@ class ChainedDatastore(Datastore):
         self.datastores: list[Datastore] = []
         self.constraints: list[Constraints] = []
         relay = _ChainRelay(self, registry) if registry is not None else None
+        self._relay = relay
         for section in _childConfigs(self.config.get("datastores")):
             self.constraints.append(Constraints.fromConfig(section.get("constraints")))
             self.datastores.append(Datastore.fromConfig({"datastore": section}, registry=relay))
@@ -194,9 +213,13 @@ class ChainedDatastore(Datastore):
                 f"No datastore in chain {self.name!r} accepts {ref} (dataset type {ref.datasetType.name!r}, "
                 f"storage class {ref.datasetType.storageClass.name!r}); check the children's constraints."
             )
+        relay = self._relay
         with ExitStack() as stack:  # a failure in one child rolls back the puts in the others
             for child in accepting:
                 stack.enter_context(child.transaction())
+            if relay is not None:
+                relay.putting = ref
+                stack.callback(setattr, relay, "putting", None)
             stored = 0
             tooLarge: list[DatasetTooLargeError] = []
             for child in accepting:
@@ -212,6 +235,10 @@ class ChainedDatastore(Datastore):
                 stored += 1
             if not stored:
                 raise tooLarge[-1]
+            if relay is not None:  # once, not once per child; if it fails the children are undone
+                relay.registry.addDatasetLocations(self.name, [ref])
+            if relay is not None:  # once, not once per child; if it fails the children are undone
+                relay.registry.addDatasetLocations(self.name, [ref])
 
     def get(self, ref: DatasetRef, parameters: Mapping[str, Any] | None = None) -> Any:
         """Read ``ref`` from the first child that has it.
