@@ -4,6 +4,7 @@ transactions spanning registry and datastore, and the errors users see."""
 from __future__ import annotations
 
 import multiprocessing
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,6 +32,7 @@ from databutler import (
     RepositoryExistsError,
     UnknownComponentError,
 )
+from databutler.datastores.file import RECORDS_FILE, FileDatastore
 from databutler.testing.registry_support import dropNamespace, newNamespace, postgresUrl
 
 MEMORY = {"datastore": {"cls": "databutler.datastores.in_memory.InMemoryDatastore", "name": "mem"}}
@@ -311,6 +313,94 @@ def test_failed_registry_commit_keeps_the_removed_dataset_readable(
 def test_datastore_records_locations_in_the_registry(butler: Butler) -> None:
     ref = butler.put({"v": 1}, "metrics", visit=1, detector=2)
     assert butler.registry.getDatasetLocations(ref) == {butler.datastore.name}
+
+
+def _fileRecordRows(database: Path) -> int:
+    with sqlite3.connect(database) as connection:
+        return int(connection.execute("SELECT count(*) FROM fileDatastoreRecords").fetchone()[0])
+
+
+def _datasetFiles(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*.json") if p.parent != root)
+
+
+def test_new_repository_keeps_file_records_in_the_registry_database(tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    with _makeButler(root, None) as butler:
+        ref = butler.put({"v": 1}, "metrics", visit=1, detector=2)
+        assert not (root / RECORDS_FILE).exists()
+        assert _fileRecordRows(root / "registry.sqlite3") == 1
+        assert butler.datastore.datastores[1].getStoredItemInfo(ref).path.endswith(".json")
+    with Butler(root, collections=["run1"]) as reader:  # a new process reads from the file tier
+        assert reader.datastore.datastores[1].get(ref) == {"v": 1}
+
+
+def test_repository_with_a_records_file_keeps_using_it(tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    Butler.makeRepo(root)
+    FileDatastore(
+        {"cls": "databutler.datastores.file.FileDatastore", "root": str(root), "name": "file"}
+    ).close()
+    with Butler(root, run="run1") as butler:
+        butler.registerDatasetType("metrics", DIMS, "StructuredDataDict")
+        butler.put({"v": 1}, "metrics", visit=1, detector=2)
+    assert _fileRecordRows(root / RECORDS_FILE) == 1
+    with sqlite3.connect(root / "registry.sqlite3") as connection:
+        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert "fileDatastoreRecords" not in tables
+
+
+def test_rolled_back_put_leaves_no_file_and_no_record(tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    with _makeButler(root, None) as butler:
+        kept = butler.put({"v": 0}, "metrics", visit=9, detector=9)
+        with pytest.raises(RuntimeError, match="abort"), butler.transaction():
+            ref = butler.put({"v": 1}, "metrics", visit=1, detector=2)
+            assert butler.get(ref) == {"v": 1}
+            raise RuntimeError("abort")
+        assert _fileRecordRows(root / "registry.sqlite3") == 1
+        assert [p.name for p in _datasetFiles(root)] == [
+            Path(butler.datastore.datastores[1].getUri(kept)).name
+        ]
+        assert not butler.exists("metrics", visit=1, detector=2)
+
+
+def test_rolled_back_remove_restores_file_and_record(tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    with _makeButler(root, None) as butler:
+        ref = butler.put({"v": 1}, "metrics", visit=1, detector=2)
+        with pytest.raises(RuntimeError, match="abort"), butler.transaction():
+            butler.removeDatasets([ref])
+            assert not butler.exists(ref)
+            raise RuntimeError("abort")
+        assert len(_datasetFiles(root)) == 1
+        assert _fileRecordRows(root / "registry.sqlite3") == 1
+    with Butler(root, collections=["run1"]) as reader:
+        assert reader.get("metrics", visit=1, detector=2) == {"v": 1}
+
+
+def test_failed_move_into_place_in_a_transaction_leaves_no_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "repo"
+    with _makeButler(root, None) as butler:
+        fileTier = butler.datastore.datastores[1]
+
+        def failingMove(*args: Any, **kwargs: Any) -> None:
+            raise OSError("rename failed")
+
+        with butler.transaction():  # the failed put is caught; the transaction goes on and commits
+            monkeypatch.setattr(fileTier.fs, "mv", failingMove)
+            with pytest.raises(OSError, match="rename failed"):
+                butler.put({"v": 1}, "metrics", visit=1, detector=2)
+            monkeypatch.undo()
+            kept = butler.put({"v": 2}, "metrics", visit=3, detector=4)
+        assert _fileRecordRows(root / "registry.sqlite3") == 1
+        assert [p.name for p in _datasetFiles(root)] == [
+            Path(butler.datastore.datastores[1].getUri(kept)).name
+        ]
+        assert butler.queryDatasets() == [kept]
+        assert not butler.exists("metrics", visit=1, detector=2)
 
 
 # -- transfers --

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -126,14 +127,20 @@ class FileDatastore(Datastore):
             configSection(cfg.get("formatters"), "formatters"),
             self.name,
         )
-        recordsUrl = self._recordsUrl()  # every config check before anything is created
+        recordsUrl, database = self._recordsDatabase()  # every config check before anything is created
         self.fs.makedirs(self.rootPath, exist_ok=True)
-        self._records = FileRecordTable(recordsUrl, self.name, self.storageClassFactory)
+        self._records = FileRecordTable(recordsUrl, self.name, self.storageClassFactory, database=database)
         self.files = FileAccess(
             self.fs, self.rootPath, self.checksumAlgorithm, self.layout, self._records, self.name
         )
 
-    def _recordsUrl(self) -> str:
+    def _recordsDatabase(self) -> tuple[str | None, Any]:
+        """Return where the records live: ``(url, None)``, or ``(None, registry database)``.
+
+        In order: ``records.db`` if set; the SQLite file of a local root if it already exists;
+        the registry's database if the registry offers one (`SqlRegistry.recordsDatabase`);
+        otherwise a new SQLite file in a local root, or in-memory SQLite for ``memory://``.
+        """
         url = self.config.get("records.db")
         if url is not None:
             try:
@@ -142,12 +149,20 @@ class FileDatastore(Datastore):
                 raise ConfigError(
                     f"datastore.records.db must be a database URL such as 'sqlite:///path', not {url!r}."
                 ) from exc
-            return str(url)
+            return str(url), None
         protocols = {self.fs.protocol} if isinstance(self.fs.protocol, str) else set(self.fs.protocol)
-        if protocols & {"file", "local"}:
-            return f"sqlite:///{self.rootPath}/{RECORDS_FILE}"
+        local = bool(protocols & {"file", "local"})
+        recordsFile = f"{self.rootPath}/{RECORDS_FILE}"
+        if local and os.path.exists(recordsFile):
+            return f"sqlite:///{recordsFile}", None
+        getter = getattr(self.registry, "recordsDatabase", None)
+        database = getter() if getter is not None else None
+        if database is not None:
+            return None, database
+        if local:
+            return f"sqlite:///{recordsFile}", None
         if "memory" in protocols:
-            return "sqlite://"  # as ephemeral as the memory file system itself
+            return "sqlite://", None  # as ephemeral as the memory file system itself
         raise ConfigError(
             f"FileDatastore {self.name!r} at {self.root} cannot keep a SQLite file in a remote root; set "
             f"datastore.records.db to a database URL (e.g. 'sqlite:////local/path/records.sqlite3')."
@@ -208,17 +223,17 @@ class FileDatastore(Datastore):
         self._store(ref, writes, folder)
 
     def _store(self, ref: DatasetRef, writes: list[FileWrite], folder: str | None) -> None:
-        self.files.store(ref, writes, folder)
+        infos = self.files.store(ref, writes, folder)
         try:
             self._notifyAdded([ref])
         except BaseException:
-            self._drop(ref)
+            self._drop(ref, infos)
             raise
-        self._registerUndo(f"put of {ref}", self._drop, ref)
+        self._registerUndo(f"put of {ref}", self._drop, ref, infos)
 
-    def _drop(self, ref: DatasetRef) -> None:
-        """Forget ``ref`` and delete its files (undo of a put)."""
-        self.files.drop(ref)
+    def _drop(self, ref: DatasetRef, infos: list[StoredFileInfo] | None = None) -> None:
+        """Forget ``ref`` and delete its files (undo of a put that recorded ``infos``)."""
+        self.files.drop(ref, infos)
         self._notifyRemoved([ref])
 
     def transfer(self, inputDatastore: Datastore, ref: DatasetRef) -> None:

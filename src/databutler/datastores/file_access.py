@@ -212,8 +212,13 @@ class FileAccess:
 
     # -- files and records together --
 
-    def store(self, ref: DatasetRef, writes: list[FileWrite], folder: str | None) -> None:
+    def store(self, ref: DatasetRef, writes: list[FileWrite], folder: str | None) -> list[StoredFileInfo]:
         """Write every file of ``ref``, then record them and move them into place, all or nothing.
+
+        Returns
+        -------
+        infos : list of StoredFileInfo
+            What was recorded (the folder of a disassembled composite first).
 
         Raises
         ------
@@ -253,12 +258,12 @@ class FileAccess:
             for tempPath, _ in temps:
                 removeQuietly(self.fs, tempPath)
             raise
+        return infos
 
     def _commit(self, ref: DatasetRef, infos: list[StoredFileInfo], temps: list[tuple[str, str]]) -> None:
         moved: list[str] = []
         try:
-            with self.records.begin() as conn:
-                self.records.insert(conn, ref.id, ref.datasetType.name, infos)
+            with self.records.recording(ref.id, ref.datasetType.name, infos):
                 for tempPath, finalPath in temps:
                     self.fs.mv(tempPath, finalPath)
                     moved.append(finalPath)
@@ -283,16 +288,34 @@ class FileAccess:
             f"for {ref.datasetType.name!r} must give every dataset its own path (e.g. include {{id}} or {{run}})."
         )
 
-    def drop(self, ref: DatasetRef) -> None:
+    def drop(self, ref: DatasetRef, stored: list[StoredFileInfo] | None = None) -> None:
         """Forget ``ref`` and delete its files.
 
         The files are moved aside in the records transaction and deleted after it: once it is
         committed, another writer may store a file at one of their paths.
+
+        ``stored`` (what a put recorded) covers records that are already gone because the
+        registry transaction they were written in rolled back: the files the put moved into
+        place are then deleted too, unless another dataset's record holds their path now.
         """
         removed = self.unstore(ref, moveAside=True)
         if removed is not None:
             infos, moved = removed
-            self.deleteAside(moved, [info for info in infos if info.formatter is None])
+        elif stored:
+            infos, moved = stored, self._unclaimedAside(stored)
+        else:
+            return
+        self.deleteAside(moved, [info for info in infos if info.formatter is None])
+
+    def _unclaimedAside(self, infos: list[StoredFileInfo]) -> list[tuple[str, str]]:
+        """Move aside the files of ``infos`` whose paths no record holds; return the renames."""
+        moved: list[tuple[str, str]] = []
+        with self.records.begin() as conn:  # holds the paths while the files are moved
+            for info in infos:
+                if info.formatter is not None and self.records.pathOwner(conn, info.path) is None:
+                    with contextlib.suppress(FileNotFoundError):
+                        moved.append(self.moveAside(info.path))
+        return moved
 
     def lookup(self, ref: DatasetRef) -> dict[str, StoredFileInfo] | None:
         """Return ``{component or "": info}`` of the stored dataset ``ref`` belongs to, or `None`
@@ -350,7 +373,10 @@ class FileAccess:
         back: list[tuple[str, str]] = []
         try:
             with self.records.begin() as conn:
-                self.records.insert(conn, ref.id, ref.datasetType.name, infos)
+                # Records kept in a registry's database come back by themselves when the
+                # registry transaction that deleted them rolls back.
+                if not self.records.fetch(ref.id, conn):
+                    self.records.insert(conn, ref.id, ref.datasetType.name, infos)
                 for path, aside in moved:
                     moveNoReplace(self.fs, aside, path)
                     back.append((path, aside))

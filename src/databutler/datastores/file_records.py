@@ -3,7 +3,9 @@
 One row per file: a dataset written whole has one row (``component`` empty); a composite
 that is disassembled has a row for its folder (no formatter) and one per component file. Rows
 live in a table ``fileDatastoreRecords`` of any SQLAlchemy database; by default a SQLite file
-in the datastore's root. Rows are keyed by datastore name, dataset id and component, and
+in the datastore's root, or the registry's own database when the datastore is given a SQL
+registry: then a Butler put writes the dataset row, its location and its file records in one
+transaction, with one commit. Rows are keyed by datastore name, dataset id and component, and
 paths are unique per datastore, so no two datasets can ever share a file.
 """
 
@@ -14,7 +16,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -23,6 +25,9 @@ from sqlalchemy.pool import StaticPool
 from ..datastore.records import StoredItemInfo
 from ..exceptions import ConfigError, UnknownStorageClassError
 from ..storage_class import StorageClass, StorageClassFactory
+
+if TYPE_CHECKING:
+    from ..registry.connections import ConnectionManager
 
 __all__ = ["FileRecordTable", "StoredFileInfo"]
 
@@ -100,14 +105,17 @@ class FileRecordTable:
 
     Parameters
     ----------
-    url : str
-        SQLAlchemy database URL.
+    url : str or None
+        SQLAlchemy database URL; `None` when ``database`` is given.
     datastoreName : str
         Rows are scoped to this name, so datastores may share a database.
     storageClassFactory : StorageClassFactory
         Turns recorded storage class names back into storage classes.
     busyTimeout : float
         Seconds a SQLite writer waits for another process's lock.
+    database : ConnectionManager, optional
+        A registry's connections: the table is kept in the registry's database and every
+        write joins this thread's registry transaction, if one is open.
 
     Raises
     ------
@@ -117,20 +125,27 @@ class FileRecordTable:
 
     def __init__(
         self,
-        url: str,
+        url: str | None,
         datastoreName: str,
         storageClassFactory: StorageClassFactory,
         busyTimeout: float = 30.0,
+        database: ConnectionManager | None = None,
     ) -> None:
-        self.url = url
         self.datastoreName = datastoreName
         self._factory = storageClassFactory
-        self._engine = _makeEngine(url, busyTimeout)
-        self._writeEngine = self._engine.execution_options(**{_WRITE: True})
-        # One shared connection (in-memory SQLite) must not be used by two threads at once.
-        self._lock: threading.RLock | None = (
-            threading.RLock() if isinstance(self._engine.pool, StaticPool) else None
-        )
+        self._shared = database
+        self._lock: threading.RLock | None = None
+        if database is not None:
+            self.url = database.engine.url.render_as_string(hide_password=True)
+        elif url is None:
+            raise ConfigError("FileRecordTable needs a database URL or a registry's database.")
+        else:
+            self.url = url
+            self._engine = _makeEngine(url, busyTimeout)
+            self._writeEngine = self._engine.execution_options(**{_WRITE: True})
+            # One shared connection (in-memory SQLite) must not be used by two threads at once.
+            if isinstance(self._engine.pool, StaticPool):
+                self._lock = threading.RLock()
         metadata = sa.MetaData()
         self.table = sa.Table(
             "fileDatastoreRecords",
@@ -168,10 +183,22 @@ class FileRecordTable:
             .where(table.c.datastoreName == sa.bindparam("name"), table.c.component == "")
         )
 
+    @property
+    def isShared(self) -> bool:
+        """Whether the records live in a registry's database and join its transactions."""
+        return self._shared is not None
+
     @contextmanager
     def begin(self) -> Iterator[sa.Connection]:
-        """A write transaction: committed if the body succeeds, rolled back if it raises."""
-        if self._lock is None:
+        """A write transaction: committed if the body succeeds, rolled back if it raises.
+
+        In a registry's database, inside this thread's registry transaction, it is a SAVEPOINT
+        of that transaction, committed only with it.
+        """
+        if self._shared is not None:
+            with self._shared.transaction() as conn:
+                yield conn
+        elif self._lock is None:
             with self._writeEngine.begin() as conn:
                 yield conn
         else:
@@ -179,8 +206,37 @@ class FileRecordTable:
                 yield conn
 
     @contextmanager
+    def recording(
+        self, datasetId: uuid.UUID, datasetType: str, infos: list[StoredFileInfo]
+    ) -> Iterator[None]:
+        """Insert the rows of ``infos``; they stay only if the body (moving the files into place)
+        succeeds. Raises `sqlalchemy.exc.IntegrityError` on a duplicate, before the body runs.
+
+        Inside a registry transaction the rows are written in it without a SAVEPOINT of their
+        own where one statement suffices (a lone SQLite insert is atomic), and deleted again if
+        the body raises; they are committed with the registry's rows.
+        """
+        shared = self._shared
+        if shared is None or not shared.inTransaction:
+            with self.begin() as conn:
+                self.insert(conn, datasetId, datasetType, infos)
+                yield
+            return
+        with shared.write(atomic=len(infos) == 1) as conn:
+            self.insert(conn, datasetId, datasetType, infos)
+        try:
+            yield
+        except BaseException:
+            with shared.write(atomic=True) as conn:
+                self.delete(conn, datasetId)
+            raise
+
+    @contextmanager
     def _read(self) -> Iterator[sa.Connection]:
-        if self._lock is None:
+        if self._shared is not None:
+            with self._shared.read() as conn:
+                yield conn
+        elif self._lock is None:
             with self._engine.connect() as conn:
                 yield conn
         else:
@@ -188,8 +244,9 @@ class FileRecordTable:
                 yield conn
 
     def dispose(self) -> None:
-        """Close the database connections."""
-        self._engine.dispose()
+        """Close the database connections (a registry's are left to the registry)."""
+        if self._shared is None:
+            self._engine.dispose()
 
     # -- rows --
 

@@ -235,6 +235,14 @@ class SqlRegistry(DatasetRecords):
 
     # -- where datasets are stored: the DatasetLocationRegistry protocol --
 
+    def recordsDatabase(self) -> ConnectionManager:
+        """The registry's connections, for a datastore to keep its own records table in.
+
+        A datastore's writes through it join this thread's registry `transaction`, so a
+        dataset's row, its location and the datastore's records are committed together.
+        """
+        return self._db
+
     def addDatasetLocations(self, datastoreName: str, refs: Iterable[DatasetRef]) -> None:
         """Record that datastore ``datastoreName`` holds ``refs`` (already-recorded ones are fine).
 
