@@ -9,7 +9,7 @@ datastore, so a failure in either leaves neither changed.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -202,11 +202,11 @@ class Butler:
             yield
         datastoreTransaction.runCommitActions()
 
-    def _runFor(self, run: str | None, what: str) -> str:
+    def _runFor(self, run: str | None, what: Callable[[], str]) -> str:
         run = run or self.run
         if run is None:
             raise NoDefaultRunError(
-                f"Cannot {what}: no run given and this Butler has none; "
+                f"Cannot {what()}: no run given and this Butler has none; "
                 f"open it as Butler(root, run='...') or pass run='...'."
             )
         if run != self.run:
@@ -249,7 +249,7 @@ class Butler:
                 f"{datasetType.nameAndComponent()[0]!r} and get components from it."
             )
         normalized = mergeDataId(datasetType, dataId, dataIdKwargs)
-        runName = self._runFor(run, f"put {datasetType.name!r} {dict(normalized)}")
+        runName = self._runFor(run, lambda: f"put {datasetType.name!r} {dict(normalized)}")
         with self.transaction():
             ref = self.registry.addDataset(datasetType, normalized, runName)
             self.datastore.put(obj, ref)

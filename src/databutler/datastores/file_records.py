@@ -170,7 +170,17 @@ class FileRecordTable:
             table.c.datastoreName == sa.bindparam("name"), table.c.datasetId == sa.bindparam("datasetId")
         )
         ofComponent = sa.and_(ofDataset, table.c.component == sa.bindparam("component"))
-        self._selectRows = sa.select(table).where(ofDataset)
+        self._insert = table.insert()
+        self._selectRows = sa.select(
+            table.c.component,
+            table.c.datasetType,
+            table.c.path,
+            table.c.formatter,
+            table.c.storageClass,
+            table.c.fileSize,
+            table.c.checksum,
+            table.c.timestamp,
+        ).where(ofDataset)
         self._selectType = sa.select(table.c.datasetType).where(ofComponent)
         self._deleteRows = sa.delete(table).where(ofDataset)
         self._deleteComponent = sa.delete(table).where(ofComponent)
@@ -269,8 +279,10 @@ class FileRecordTable:
             }
             for info in infos
         ]
-        if rows:
-            conn.execute(self.table.insert(), rows)
+        if self._shared is not None:
+            self._shared.insertRows(conn, self._insert, rows)
+        elif rows:
+            conn.execute(self._insert, rows)
 
     def _key(self, datasetId: uuid.UUID, component: str | None = None) -> dict[str, str]:
         key = {"name": self.datastoreName, "datasetId": str(datasetId)}
@@ -283,16 +295,22 @@ class FileRecordTable:
     ) -> dict[str, tuple[str, StoredFileInfo]]:
         """Return ``{component or "": (datasetTypeName, info)}`` for every row of ``datasetId``."""
         if conn is not None:
-            rows = conn.execute(self._selectRows, self._key(datasetId)).all()
+            rows = self._select(conn, self._selectRows, self._key(datasetId))
         else:
             with self._read() as readConn:
-                rows = readConn.execute(self._selectRows, self._key(datasetId)).all()
-        return {row.component: (row.datasetType, self._toInfo(row, datasetId)) for row in rows}
+                rows = self._select(readConn, self._selectRows, self._key(datasetId))
+        return {row[0]: (row[1], self._toInfo(row, datasetId)) for row in rows}
 
     def has(self, datasetId: uuid.UUID) -> str | None:
         """Return the dataset type name recorded for ``datasetId``'s whole-dataset row, or `None`."""
         with self._read() as conn:
-            return conn.execute(self._selectType, self._key(datasetId, "")).scalar_one_or_none()
+            rows = self._select(conn, self._selectType, self._key(datasetId, ""))
+        return rows[0][0] if rows else None
+
+    def _select(self, conn: sa.Connection, statement: Any, params: dict[str, str]) -> list[tuple[Any, ...]]:
+        if self._shared is not None:
+            return self._shared.selectRows(conn, statement, params)
+        return [tuple(row) for row in conn.execute(statement, params)]
 
     def pathOwner(self, conn: sa.Connection, path: str) -> str | None:
         """Return the dataset id (as str) whose row holds ``path``, or `None`."""
@@ -308,18 +326,20 @@ class FileRecordTable:
         with self._read() as conn:
             return int(conn.execute(self._count, {"name": self.datastoreName}).scalar_one())
 
-    def _toInfo(self, row: Any, datasetId: uuid.UUID) -> StoredFileInfo:
+    def _toInfo(self, row: tuple[Any, ...], datasetId: uuid.UUID) -> StoredFileInfo:
+        """``row`` holds the columns of ``_selectRows``, in order."""
+        component, _, path, formatter, storageClassName, fileSize, checksum, timestamp = row
         try:
-            storageClass = self._factory.getStorageClass(row.storageClass)
+            storageClass = self._factory.getStorageClass(storageClassName)
         except UnknownStorageClassError:
-            storageClass = StorageClass(row.storageClass)
+            storageClass = StorageClass(storageClassName)
         return StoredFileInfo(
-            row.timestamp,
+            timestamp,
             storageClass,
-            datasetId if row.component else None,
-            path=row.path,
-            formatter=row.formatter,
-            component=row.component or None,
-            fileSize=row.fileSize,
-            checksum=row.checksum,
+            datasetId if component else None,
+            path=path,
+            formatter=formatter,
+            component=component or None,
+            fileSize=fileSize,
+            checksum=checksum,
         )

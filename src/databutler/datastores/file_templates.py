@@ -23,6 +23,7 @@ rewritten, so two different values can never map to the same file.
 
 from __future__ import annotations
 
+import functools
 import posixpath
 import string
 import unicodedata
@@ -44,29 +45,50 @@ MAX_SEGMENT = 200
 _ALLOWED_PUNCTUATION = frozenset("-_.+=,@~")
 
 
-def _checkValue(value: str, what: str, ref: DatasetRef | None) -> None:
-    """Raise `UnsafePathError` unless ``value`` is safe as (part of) one path segment."""
-    where = f" of {ref}" if ref is not None else ""
+@functools.lru_cache(maxsize=256)
+def _splitTemplate(template: str) -> tuple[str, ...]:
+    return tuple(template.split("/"))
 
-    def fail(reason: str) -> UnsafePathError:
-        return UnsafePathError(
-            f"{what} {value!r}{where} cannot be used in a file path: {reason}. Use letters, digits "
-            f"and '-_.+=,@~', or a file template that does not use this field."
-        )
 
+@functools.lru_cache(maxsize=1024)
+def _parseSegment(segment: str) -> tuple[tuple[str, str | None, str | None, str | None], ...]:
+    """``string.Formatter().parse(segment)``, parsed once per template segment."""
+    return tuple(string.Formatter().parse(segment))
+
+
+@functools.lru_cache(maxsize=4096)
+def _unsafeReason(value: str) -> str | None:
+    """Why ``value`` is not safe as (part of) one path segment, or `None` if it is (memoized:
+    the same runs and data ID values recur in put after put)."""
     if not value:
-        raise fail("it is empty")
+        return "it is empty"
     if len(value) > MAX_SEGMENT:
-        raise fail(f"it is longer than {MAX_SEGMENT} characters")
+        return f"it is longer than {MAX_SEGMENT} characters"
     if unicodedata.normalize("NFKC", value) != value:
-        raise fail("it is not in Unicode NFKC form (it may hold look-alike characters)")
+        return "it is not in Unicode NFKC form (it may hold look-alike characters)"
     for char in value:
         if char in _ALLOWED_PUNCTUATION:
             continue
         if unicodedata.category(char)[0] not in "LN":
-            raise fail(f"it contains {unicodedata.name(char, repr(char))} ({char!r})")
+            return f"it contains {unicodedata.name(char, repr(char))} ({char!r})"
     if value.startswith("."):
-        raise fail("it starts with '.'")
+        return "it starts with '.'"
+    return None
+
+
+def _checkValue(value: Any, what: str, ref: DatasetRef | None) -> str:
+    """Return ``value`` as text; raise `UnsafePathError` unless it is safe as (part of) one path segment."""
+    if type(value) is int:
+        return str(value)  # digits and perhaps '-': always safe
+    text = str(value)
+    reason = _unsafeReason(text)
+    if reason is not None:
+        where = f" of {ref}" if ref is not None else ""
+        raise UnsafePathError(
+            f"{what} {text!r}{where} cannot be used in a file path: {reason}. Use letters, digits "
+            f"and '-_.+=,@~', or a file template that does not use this field."
+        )
+    return text
 
 
 def checkRelativePath(path: str) -> str:
@@ -164,9 +186,9 @@ class FileTemplate:
         values: dict[str, Any] = {"datasetType": parentName, "id": str(ref.id)}
         dataId = ref.dataId
         parts = []
-        for segment in self.template.split("/"):
+        for segment in _splitTemplate(self.template):
             rendered = []
-            for literal, field, spec, conversion in string.Formatter().parse(segment):
+            for literal, field, spec, conversion in _parseSegment(segment):
                 rendered.append(literal)
                 if field is None:
                     continue
@@ -178,11 +200,12 @@ class FileTemplate:
                     rendered.append(self._renderRun(ref))
                     continue
                 if field == "dataId":
-                    pairs = []
-                    for key, value in dataId.items():
-                        _checkValue(str(value), f"Data ID value {key}=", ref)
-                        pairs.append(f"{key}-{value}")
-                    rendered.append("_".join(pairs))
+                    rendered.append(
+                        "_".join(
+                            f"{key}-{_checkValue(value, f'Data ID value {key}=', ref)}"
+                            for key, value in dataId.items()
+                        )
+                    )
                     continue
                 if field in values:
                     value = values[field]

@@ -183,9 +183,8 @@ class DatasetRecords(DatasetTypesAndRuns):
             # One row: if the dataset insert fails nothing was written (the dimension rows of a
             # dataset just inserted cannot conflict), so SQLite needs no SAVEPOINT.
             with self._db.write(atomic=len(rows) == 1) as connection:
-                connection.execute(_INSERT_DATASETS, rows)
-                if dimensions:
-                    connection.execute(_INSERT_DIMENSIONS, dimensions)
+                self._db.insertRows(connection, _INSERT_DATASETS, rows)
+                self._db.insertRows(connection, _INSERT_DIMENSIONS, dimensions)
         except sa.exc.IntegrityError as exc:
             raise self._explainConflict(typeId, runId, seen, exc) from exc
         self._noteInserted(len(rows))
@@ -285,11 +284,11 @@ class DatasetRecords(DatasetTypesAndRuns):
         with self._db.read() as connection:
             if len(runIds) == 1:
                 params = {"typeId": typeId, "dataId": text, "runId": runIds[0]}
-                rows = connection.execute(_FIND_IN_RUN, params).all()
+                rows = self._db.selectRows(connection, _FIND_IN_RUN, params)
             else:
                 params = {"typeId": typeId, "dataId": text, "runIds": runIds}
-                rows = connection.execute(_FIND_IN_RUNS, params).all()
-        found = {row.runId: row.id for row in rows}
+                rows = [tuple(row) for row in connection.execute(_FIND_IN_RUNS, params)]
+        found = {runId: ident for ident, runId in rows}
         for name, runId in runs.items():
             if runId in found:
                 ref = DatasetRef._trusted(datasetType, normalized, found[runId], name)
@@ -379,11 +378,13 @@ class DatasetRecords(DatasetTypesAndRuns):
         """
         ident = toUuid(id)
         with self._db.read() as connection:
-            row = connection.execute(_GET, {"id": ident}).first()
-        if row is None:
+            rows = self._db.selectRows(connection, _GET, {"id": ident})
+        if not rows:
             return None
-        datasetType = self._datasetTypeById(row.datasetTypeId)
-        return DatasetRef._trusted(datasetType, decodeDataId(row.dataId), ident, self._runName(row.runId))
+        typeId, runId, text = rows[0]
+        return DatasetRef._trusted(
+            self._datasetTypeById(typeId), decodeDataId(text), ident, self._runName(runId)
+        )
 
     def removeDatasets(self, refs: Iterable[DatasetRef]) -> None:
         """Remove datasets, and the record of where they are stored; unknown refs are ignored.

@@ -257,7 +257,7 @@ class SqlRegistry(DatasetRecords):
         rows = [{"datasetId": i, "datastoreName": datastoreName} for i in ids]
         try:
             with self._db.write(atomic=len(rows) == 1) as connection:
-                connection.execute(self._insertLocations, rows)
+                self._db.insertRows(connection, self._insertLocations, rows)
         except sa.exc.IntegrityError as exc:
             raise self._explainMissing(ids, datastoreName, exc) from exc
 
