@@ -268,11 +268,18 @@ class ChainedDatastore(Datastore):
         A failure (the child is full or already has it, or anything else) is logged and the
         copy skipped: the read itself has succeeded.
         """
+        relay = self._relay
         for child, constraints in zip(self.datastores[:found], self.constraints[:found], strict=True):
             if child.isEphemeral and constraints.isAcceptable(ref.datasetType):
                 try:
                     with child.transaction():  # a failed copy leaves nothing behind
-                        child.put(obj, ref)
+                        if relay is not None:  # the chain already holds ref: nothing to tell
+                            relay.putting = ref
+                        try:
+                            child.put(obj, ref)
+                        finally:
+                            if relay is not None:
+                                relay.putting = None
                 except (DatasetExistsError, DatasetTooLargeError) as exc:
                     log.debug("Read-through of %s into %s skipped: %s", ref, child.name, exc)
                 except Exception as exc:  # the read succeeded; the cache copy is optional
