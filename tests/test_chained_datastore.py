@@ -352,3 +352,44 @@ def test_setConfigRoot(tmp_path: Path) -> None:
     )
     ChainedDatastore.setConfigRoot("/r", two, two.copy())
     assert [c["datastore"]["root"] for c in two["datastore.datastores"]] == ["/r/a", "/r/1"]
+
+
+class CountingLocationRegistry(InMemoryLocationRegistry):
+    """Counts the location calls it gets, as ``(verb, datastoreName, number of refs)``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[str, str, int]] = []
+
+    def addDatasetLocations(self, datastoreName: str, refs: Any) -> None:
+        refs = list(refs)
+        self.calls.append(("add", datastoreName, len(refs)))
+        super().addDatasetLocations(datastoreName, refs)
+
+    def removeDatasetLocations(self, datastoreName: str, refs: Any) -> None:
+        refs = list(refs)
+        self.calls.append(("remove", datastoreName, len(refs)))
+        super().removeDatasetLocations(datastoreName, refs)
+
+
+def test_a_chain_put_tells_the_registry_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    registry = CountingLocationRegistry()
+    chain = makeChain(tmp_path, registry=registry, readThrough=True)
+    memory, file = chain.datastores
+    ref = makeRef("metrics", "StructuredDataDict")
+    chain.put({"x": 1}, ref)
+    assert registry.calls == [("add", "chain", 1)]
+    memory.remove(ref)
+    assert chain.get(ref) == {"x": 1} and memory.exists(ref)  # read through: nothing to tell
+    assert registry.calls == [("add", "chain", 1)]
+
+    # A put that fails in the second child is undone in the first; the registry hears nothing.
+    def failingPut(obj: Any, ref: Any) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(file, "put", failingPut)
+    other = makeRef("metrics", "StructuredDataDict")
+    with pytest.raises(OSError, match="disk full"):
+        chain.put({"y": 2}, other)
+    assert not chain.exists(other) and not memory.exists(other)
+    assert [call for call in registry.calls if call[0] == "add"] == [("add", "chain", 1)]

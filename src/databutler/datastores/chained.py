@@ -237,8 +237,6 @@ class ChainedDatastore(Datastore):
                 raise tooLarge[-1]
             if relay is not None:  # once, not once per child; if it fails the children are undone
                 relay.registry.addDatasetLocations(self.name, [ref])
-            if relay is not None:  # once, not once per child; if it fails the children are undone
-                relay.registry.addDatasetLocations(self.name, [ref])
 
     def get(self, ref: DatasetRef, parameters: Mapping[str, Any] | None = None) -> Any:
         """Read ``ref`` from the first child that has it.
