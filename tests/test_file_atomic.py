@@ -48,7 +48,7 @@ class StallingFormatter(NpyFormatter):
 formatters = {"NumpyArray": "__main__.StallingFormatter"} if mode == "formatter" else {}
 store = FileDatastore({"datastore": {"cls": "databutler.FileDatastore", "root": root, "formatters": formatters}})
 if mode == "rename":
-    store.files.fs.mv = lambda *args, **kwargs: stall()  # record inserted, transaction not committed
+    store.files.rename = lambda *args, **kwargs: stall()  # record inserted, transaction not committed
 if mode == "loop":
     open(signalPath, "w").close()
     for visit in range(10_000):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import os
 import posixpath
 import re
 import time
@@ -22,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 
 import sqlalchemy as sa
+from fsspec.implementations.local import LocalFileSystem
 
 from ..dataset_ref import DatasetRef
 from ..exceptions import (
@@ -88,6 +90,7 @@ class FileAccess:
         self.layout = layout
         self.records = records
         self.datastoreName = datastoreName
+        self.isLocal = isinstance(fs, LocalFileSystem)
 
     def fullPath(self, relPath: str) -> str:
         """Return the path in ``fs`` of ``relPath``.
@@ -180,6 +183,18 @@ class FileAccess:
                 with contextlib.suppress(Exception):  # object stores have no folders
                     self.fs.rmdir(path)
 
+    def rename(self, source: str, target: str) -> None:
+        """Rename ``source`` to ``target`` (paths in ``fs``), replacing a file there.
+
+        Callers rename into a path that the records make theirs. On a local file system this
+        is one ``rename`` system call; fsspec's ``mv`` would first check whether the target is
+        a folder.
+        """
+        if self.isLocal:
+            os.replace(source, target)
+        else:
+            self.fs.mv(source, target)
+
     def moveAside(self, relPath: str) -> tuple[str, str]:
         """Rename ``relPath`` to a hidden name beside it; return ``(path, asidePath)`` to undo it."""
         path = self.fullPath(relPath)
@@ -265,7 +280,7 @@ class FileAccess:
         try:
             with self.records.recording(ref.id, ref.datasetType.name, infos):
                 for tempPath, finalPath in temps:
-                    self.fs.mv(tempPath, finalPath)
+                    self.rename(tempPath, finalPath)
                     moved.append(finalPath)
         except sa.exc.IntegrityError as exc:
             raise self.existsError(ref, [info.path for info in infos]) from exc
