@@ -2,9 +2,10 @@
 
 Outside `ConnectionManager.transaction` every registry call is its own transaction: a read
 borrows a pooled connection, a write runs in ``BEGIN … COMMIT``. A file-based SQLite registry
-instead keeps one read connection per thread, in autocommit mode, which nearly halves the cost
-of a lookup (no pool check-out, no BEGIN/ROLLBACK); it is closed when its thread ends or the
-registry closes, and lives outside the write pool, so readers never starve writers. Inside it, every call on the
+instead keeps one connection per thread, in autocommit mode, for its reads and its write
+transactions alike: no pool check-out and reset per call, no BEGIN/ROLLBACK around a read,
+which cuts an empty write transaction from about 60 µs to 16 µs and nearly halves a lookup. It
+is closed when its thread ends or the registry closes. Inside a transaction, every call on the
 same thread uses the transaction's connection (so it sees its own uncommitted rows), and each
 write runs in a SAVEPOINT so that a failed write — a conflicting dataset, say — can be caught
 without spoiling the enclosing transaction (PostgreSQL would otherwise refuse every later
@@ -178,25 +179,44 @@ class ConnectionManager:
             layer = state.layers.pop()
             state.layers[-1].update(layer)
             return
-        with self.engine.connect() as connection:
-            transaction = connection.begin()
-            if self.isSqlite:
-                connection.exec_driver_sql(SQLITE_BEGIN)
-            state.connection = connection
-            state.layers = [{}]
+        if self.readerEngine is None:
+            with self.engine.connect() as connection:
+                yield from self._runTransaction(connection)
+            return
+        # A SQLite file: the thread's own connection, which its reads use too (no pool
+        # check-out and reset per transaction). A read may have left SQLAlchemy's implicit
+        # transaction open on it; in autocommit SQLite that holds nothing, so end it first.
+        connection = self._threadConnection()
+        if connection.in_transaction():
+            connection.rollback()
+        yield from self._runTransaction(connection)
+
+    def _runTransaction(self, connection: sa.Connection) -> Iterator[sa.Connection]:
+        state = self._state
+        transaction = connection.begin()
+        if self.isSqlite:  # BEGIN IMMEDIATE (see databases.py), straight to the driver
+            driver = connection.connection.driver_connection
+            assert isinstance(driver, sqlite3.Connection)
             try:
-                try:
-                    yield connection
-                except BaseException:
-                    if transaction.is_active:
-                        transaction.rollback()
-                    raise
-                transaction.commit()
-                with self._lock:
-                    self._committed.update(state.layers[0])
-            finally:
-                state.connection = None
-                state.layers = []
+                driver.execute(SQLITE_BEGIN)
+            except BaseException:
+                transaction.rollback()
+                raise
+        state.connection = connection
+        state.layers = [{}]
+        try:
+            try:
+                yield connection
+            except BaseException:
+                if transaction.is_active:
+                    transaction.rollback()
+                raise
+            transaction.commit()
+            with self._lock:
+                self._committed.update(state.layers[0])
+        finally:
+            state.connection = None
+            state.layers = []
 
     @contextmanager
     def read(self) -> Iterator[sa.Connection]:
@@ -209,10 +229,15 @@ class ConnectionManager:
             with self.readEngine.connect() as connection:
                 yield connection
             return
+        yield self._threadConnection()
+
+    def _threadConnection(self) -> sa.Connection:
+        """This thread's connection to a SQLite file, for its reads and write transactions."""
+        state = self._state
         reader = state.reader
         if reader is None or reader.closed or reader.invalidated:
             reader = state.reader = self._openReader()
-        yield reader
+        return reader
 
     def _openReader(self) -> sa.Connection:
         assert self.readerEngine is not None
