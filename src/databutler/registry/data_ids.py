@@ -60,10 +60,14 @@ def encodeDataId(
         2000 bytes as JSON.
     """
     normalized = normalizeDataId(datasetType, dataId)
-    for key, value in normalized.items():
+    parts = []
+    for key, value in sorted(normalized.items()):
         _checkStorable(datasetType, key, value)
-    encoded = json.dumps(dict(normalized), separators=(",", ":"), ensure_ascii=False, sort_keys=True)
-    size = len(encoded.encode())
+        # Keys are dimension names (identifiers: nothing to escape); ints print as JSON does.
+        text = str(value) if type(value) is int else json.dumps(value, ensure_ascii=False)
+        parts.append(f'"{key}":{text}')
+    encoded = "{" + ",".join(parts) + "}"
+    size = len(encoded) if encoded.isascii() else len(encoded.encode())
     if size > _MAX_ENCODED:
         raise DataIdError(
             f"Data ID {dict(normalized)!r} of {datasetType.name!r} is {size} bytes as JSON; the "
