@@ -226,7 +226,7 @@ def test_verify_with_mixed_checksum_algorithms(repo: Path, files: Path) -> None:
     with Butler(repo) as butler:
         paths = [Path(urlparse(butler.getUri(ref)).path) for ref in refs]
     digests = [hashlib.blake2b(p.read_bytes(), digest_size=32).hexdigest() for p in paths]
-    with contextlib.closing(sqlite3.connect(repo / "fileDatastore.sqlite3")) as db, db:
+    with contextlib.closing(sqlite3.connect(repo / "registry.sqlite3")) as db, db:  # records live there
         (recorded,) = db.execute(
             "SELECT checksum FROM fileDatastoreRecords WHERE datasetId = ?", (str(refs[0].id),)
         ).fetchone()
