@@ -20,16 +20,23 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
+import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
+from sqlalchemy.dialects import sqlite
+
 from databutler import Butler, DatasetType, SqlRegistry
+from databutler.registry import schema
 
 DIMS = ("visit", "detector")
 MEMORY_ONLY = {"datastore": {"cls": "databutler.datastores.in_memory.InMemoryDatastore"}}
@@ -121,6 +128,72 @@ def benchFileFloor(folder: Path, n: int) -> list[Row]:
     return [(f"  file system floor: write + rename a small file ({n:,})", timed(writes, n), "µs/op", "")]
 
 
+def benchSqliteFloor(root: Path, n: int) -> list[Row]:
+    """What SQLite alone costs for the rows one put writes, in one transaction per dataset.
+
+    A default-repository put writes a dataset row, one row per dimension, a location row and a
+    file record, and commits. Here the same rows go into a repository's own registry database
+    through the sqlite3 module directly (SQL text compiled from the registry's tables), so the
+    difference to ``Butler.put`` is databutler's Python, not the database.
+    """
+    Butler.makeRepo(root)
+    with Butler(root, run="bench") as butler:
+        butler.registerDatasetType("metrics", DIMS, "StructuredDataDict")
+        butler.put({"seeing": 0.71}, "metrics", dataId(n))  # creates every table
+    dialect = sqlite.dialect()
+
+    def sql(table: sa.Table) -> str:
+        return str(sa.insert(table).compile(dialect=dialect))
+
+    datasetSql, dimensionSql, locationSql = (
+        sql(t) for t in (schema.datasetTable, schema.datasetDimensionTable, schema.datasetLocationTable)
+    )
+    connection = sqlite3.connect(root / "registry.sqlite3", isolation_level=None)
+    try:
+        connection.execute("PRAGMA synchronous = NORMAL")
+        connection.execute("PRAGMA wal_autocheckpoint = 10000")
+        typeId, runId = connection.execute("SELECT dataset_type_id, run_id FROM dataset").fetchone()
+        recordColumns = [row[1] for row in connection.execute("PRAGMA table_info(fileDatastoreRecords)")]
+        recordSql = (
+            f"INSERT INTO fileDatastoreRecords ({', '.join(recordColumns)}) "
+            f"VALUES ({', '.join('?' for _ in recordColumns)})"
+        )
+
+        def inserts() -> None:
+            for i in range(n):
+                ident = uuid.uuid4().hex
+                ids = dataId(i)
+                connection.execute("BEGIN IMMEDIATE")
+                connection.execute(datasetSql, (ident, typeId, runId, json.dumps(ids, sort_keys=True)))
+                connection.executemany(dimensionSql, [(ident, k, v, None) for k, v in ids.items()])
+                connection.execute(locationSql, (ident, "chain"))
+                record = {
+                    "datastoreName": "file",
+                    "datasetId": ident,
+                    "component": "",
+                    "datasetType": "metrics",
+                    "path": f"bench/metrics/metrics_{i}_{ident}.json",
+                    "formatter": "databutler.formatters.json.JsonFormatter",
+                    "storageClass": "StructuredDataDict",
+                    "fileSize": 60,
+                    "checksum": "xxh3_128:" + "0" * 32,
+                    "timestamp": time.time(),
+                }
+                connection.execute(recordSql, [record[c] for c in recordColumns])
+                connection.execute("COMMIT")
+
+        return [
+            (
+                f"  SQLite floor: a put's rows with sqlite3 itself + commit ({n:,})",
+                timed(inserts, n),
+                "µs/op",
+                "",
+            )
+        ]
+    finally:
+        connection.close()
+
+
 def benchRegistry(root: Path, m: int) -> list[Row]:
     rows: list[Row] = []
     url = f"sqlite:///{root / 'registry.sqlite3'}"
@@ -201,6 +274,7 @@ def main() -> None:
         if config is None:
             rows += benchMemoryOnly(Path(tmp) / "memory-repo", n)
             rows += benchFileFloor(Path(tmp) / "floor", min(n, 2000))
+            rows += benchSqliteFloor(Path(tmp) / "sqlite-floor", min(n, 2000))
         rows += benchRegistry(Path(tmp) / "registry", m)
     rows += benchImport(runs)
     label = "memory-only datastore" if config else "default repository: memory tier + file tier"
