@@ -24,6 +24,7 @@ from sqlalchemy.pool import StaticPool
 
 from ..datastore.records import StoredItemInfo
 from ..exceptions import ConfigError, UnknownStorageClassError
+from ..registry import schema
 from ..storage_class import StorageClass, StorageClassFactory
 
 if TYPE_CHECKING:
@@ -146,25 +147,9 @@ class FileRecordTable:
             # One shared connection (in-memory SQLite) must not be used by two threads at once.
             if isinstance(self._engine.pool, StaticPool):
                 self._lock = threading.RLock()
-        metadata = sa.MetaData()
-        self.table = sa.Table(
-            "fileDatastoreRecords",
-            metadata,
-            sa.Column("datastoreName", sa.String(128), primary_key=True),
-            sa.Column("datasetId", sa.String(36), primary_key=True),
-            sa.Column("component", sa.String(64), primary_key=True),
-            sa.Column("datasetType", sa.String(128), nullable=False),
-            sa.Column("path", sa.String(1024), nullable=False),
-            sa.Column("formatter", sa.String(256), nullable=True),
-            sa.Column("storageClass", sa.String(128), nullable=False),
-            sa.Column("fileSize", sa.BigInteger, nullable=False),
-            sa.Column("checksum", sa.String(160), nullable=True),
-            sa.Column("timestamp", sa.Float, nullable=False),
-            sa.UniqueConstraint("datastoreName", "path", name="fileDatastoreRecordsPath"),
-            sqlite_with_rowid=False,  # rows live in the primary key's B-tree: a page less per put
-        )
+        self.table = schema.fileDatastoreRecordsTable
         with self.begin() as conn:
-            metadata.create_all(conn, checkfirst=True)
+            self.table.create(conn, checkfirst=True)
         # Statements built once: SQLAlchemy then reuses their compiled form.
         table = self.table
         ofDataset = sa.and_(
