@@ -139,3 +139,69 @@ def test_killed_at_any_moment_never_leaves_a_partial_file(tmp_path: Path, delay:
     assert len(store) == stored
     assert len(visibleFiles(root)) in (stored, stored + 1)  # +1: renamed, not yet committed
     print(f"killed after {stored} complete puts")
+
+
+def test_temporary_names_are_fresh_hidden_and_recognised_as_leftovers() -> None:
+    from databutler.datastores.file_access import _LEFTOVER
+    from databutler.datastores.file_io import asidePathFor, tempPathFor
+
+    names = {tempPathFor("/r/run/a.npy") for _ in range(1000)}
+    assert len(names) == 1000
+    for name in [*list(names)[:10], asidePathFor("/r/run/a.npy")]:
+        folder, base = os.path.split(name)
+        assert folder == "/r/run" and base.startswith(".a.npy.") and _LEFTOVER.match(base)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_does_not_repeat_its_parents_temporary_names() -> None:
+    import random
+
+    from databutler.datastores.file_io import tempPathFor
+
+    state = random.getstate()
+    random.seed(0)  # a user seeding the global generator must not matter either
+    try:
+        readFd, writeFd = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child
+            os.write(writeFd, tempPathFor("/r/a").encode())
+            os._exit(0)
+    finally:
+        random.setstate(state)
+    os.close(writeFd)
+    os.waitpid(pid, 0)
+    with os.fdopen(readFd, "rb") as pipe:
+        childName = pipe.read().decode()
+    assert childName != tempPathFor("/r/a")
+
+
+def test_a_temporary_file_is_created_exclusively_and_an_existing_one_is_left_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fsspec
+
+    from databutler.datastores import file_io
+
+    taken = tmp_path / ".a.npy.tmp-0"
+    taken.write_bytes(b"someone else's")
+    monkeypatch.setattr(file_io, "tempPathFor", lambda path: str(taken))
+    with pytest.raises(FileExistsError):
+        file_io.writeTemp(fsspec.filesystem("file"), str(tmp_path / "a.npy"), lambda s: None, None)
+    assert taken.read_bytes() == b"someone else's"
+
+
+def test_local_writes_use_the_builtin_open_and_make_new_folders(tmp_path: Path) -> None:
+    store = FileDatastore({"datastore": {"cls": "databutler.FileDatastore", "root": str(tmp_path)}})
+
+    def noFsspecOpen(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a local write went through fsspec's open")
+
+    store.fs.open = noFsspecOpen
+    try:
+        ref = DatasetRef(IMAGE, {"visit": 1}, run="new/deeply/nested")
+        store.put(np.arange(5.0), ref)
+    finally:
+        del store.fs.open
+    np.testing.assert_array_equal(store.get(ref), np.arange(5.0))
+    assert not [p for p in tmp_path.rglob(".*") if ".tmp-" in p.name]
+    store.close()

@@ -160,14 +160,18 @@ def test_splitChecksum() -> None:
     assert file_io.splitChecksum("ef56") == ("blake2b", "ef56")
 
 
+@pytest.mark.parametrize("spareCpu", [True, False])  # hashed in a second thread, or in the writer's
 @pytest.mark.parametrize("algorithm", [None, "xxh3_128", "blake2b"])
-def test_hashing_writer_hashes_every_piece_once_in_order(tmp_path: Path, algorithm: str | None) -> None:
+def test_hashing_writer_hashes_every_piece_once_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, algorithm: str | None, spareCpu: bool
+) -> None:
+    monkeypatch.setattr(file_io, "_SPARE_CPU", spareCpu)
     data = np.random.default_rng(1).integers(0, 256, 9 * 1024 * 1024 + 17, dtype=np.uint8)
     path = tmp_path / "out"
     with open(path, "wb") as fh:
         writer = file_io.HashingWriter(fh, algorithm)
         writer.write(b"head")
-        writer.write(data)  # big: space reserved, hashed in pieces in a second thread
+        writer.write(data)  # big: space reserved, hashed in pieces
         writer.write(memoryview(data)[:5])
     whole = b"head" + data.tobytes() + data[:5].tobytes()
     assert path.read_bytes() == whole and writer.size == len(whole)
