@@ -3,6 +3,7 @@ transactions spanning registry and datastore, and the errors users see."""
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import sqlite3
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pytest
+import sqlalchemy as sa
 import yaml
 
 from databutler import (
@@ -399,6 +401,60 @@ def test_failed_move_into_place_in_a_transaction_leaves_no_record(
         ]
         assert butler.queryDatasets() == [kept]
         assert not butler.exists("metrics", visit=1, detector=2)
+
+
+def _armFailingCommit(database: Path) -> None:
+    """Make the COMMIT of any transaction that adds a dataset with 666 in its data ID fail (a
+    deferred foreign key, checked at COMMIT, as a full disk or an I/O error would fail it)."""
+    with contextlib.closing(sqlite3.connect(database, isolation_level=None)) as connection:
+        connection.executescript(
+            """
+            CREATE TABLE parent(id INTEGER PRIMARY KEY);
+            CREATE TABLE boom(x INTEGER REFERENCES parent(id) DEFERRABLE INITIALLY DEFERRED);
+            CREATE TRIGGER failcommit AFTER INSERT ON dataset WHEN NEW.data_id LIKE '%666%'
+            BEGIN INSERT INTO boom VALUES (42); END;
+            """
+        )
+
+
+def test_failed_registry_commit_leaves_nothing_and_the_next_put_works(tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    Butler.makeRepo(root, {"registry": {"busyTimeout": 0.5}})
+    _armFailingCommit(root / "registry.sqlite3")
+    with Butler(root, run="run1") as butler:
+        butler.registerDatasetType("metrics", ("visit",), "StructuredDataDict")
+        kept = butler.put({"a": 1}, "metrics", visit=1)
+        with pytest.raises(sa.exc.IntegrityError):
+            butler.put({"a": 666}, "metrics", visit=666)  # its COMMIT fails
+        assert butler.findDataset("metrics", visit=666) is None
+        assert [p.name for p in _datasetFiles(root)] == [
+            Path(butler.datastore.datastores[1].getUri(kept)).name
+        ]
+        # The write lock was released: another process can write, and so can this thread.
+        with contextlib.closing(sqlite3.connect(root / "registry.sqlite3", timeout=0.2)) as other:
+            other.execute("BEGIN IMMEDIATE")
+            other.execute("ROLLBACK")
+        butler.put({"a": 2}, "metrics", visit=2)
+    with Butler(root, collections=["run1"]) as reader:
+        assert [r.dataId["visit"] for r in reader.queryDatasets("metrics")] == [1, 2]
+
+
+def test_a_locked_registry_raises_a_database_error(tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    Butler.makeRepo(root, {"registry": {"busyTimeout": 0.2}})
+    with Butler(root, run="run1") as butler:
+        butler.registerDatasetType("metrics", ("visit",), "StructuredDataDict")
+        butler.put({"a": 1}, "metrics", visit=1)
+        with contextlib.closing(sqlite3.connect(root / "registry.sqlite3", isolation_level=None)) as other:
+            other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+            try:
+                with pytest.raises(sa.exc.OperationalError, match="locked"):
+                    butler.put({"a": 2}, "metrics", visit=2)
+            finally:
+                other.execute("ROLLBACK")
+        butler.put({"a": 3}, "metrics", visit=3)  # nothing was left half-done
+        assert butler.findDataset("metrics", visit=2) is None
+        assert butler.get("metrics", visit=3) == {"a": 3}
 
 
 # -- transfers --

@@ -187,9 +187,27 @@ class ConnectionManager:
         # check-out and reset per transaction). A read may have left SQLAlchemy's implicit
         # transaction open on it; in autocommit SQLite that holds nothing, so end it first.
         connection = self._threadConnection()
-        if connection.in_transaction():
+        if connection.get_transaction() is not None:
             connection.rollback()
-        yield from self._runTransaction(connection)
+        try:
+            yield from self._runTransaction(connection)
+        except BaseException:
+            self._settle(connection)
+            raise
+
+    def _settle(self, connection: sa.Connection) -> None:
+        """After a failed transaction on this thread's connection, make sure neither SQLAlchemy
+        nor SQLite is still inside it (a failed COMMIT can leave SQLite's transaction open and
+        its write lock held); a connection that cannot be brought back is discarded."""
+        try:
+            if connection.get_transaction() is not None:
+                connection.rollback()
+            driver = connection.connection.driver_connection
+            if isinstance(driver, sqlite3.Connection) and driver.in_transaction:
+                driver.rollback()
+        except Exception:  # the original error is what the caller must see
+            self._state.reader = None
+            connection.invalidate()
 
     def _runTransaction(self, connection: sa.Connection) -> Iterator[sa.Connection]:
         state = self._state
@@ -199,6 +217,9 @@ class ConnectionManager:
             assert isinstance(driver, sqlite3.Connection)
             try:
                 driver.execute(SQLITE_BEGIN)
+            except sqlite3.Error as exc:
+                transaction.rollback()
+                raise _translated(SQLITE_BEGIN, (), exc) from exc
             except BaseException:
                 transaction.rollback()
                 raise
