@@ -20,6 +20,7 @@ import yaml
 from databutler import (
     AmbiguousDatasetError,
     Butler,
+    ConfigError,
     ConfigFileNotFoundError,
     ConflictingDatasetError,
     DataIdError,
@@ -34,7 +35,8 @@ from databutler import (
     RepositoryExistsError,
     UnknownComponentError,
 )
-from databutler.datastores.file import RECORDS_FILE, FileDatastore
+from databutler.datastore.base import Datastore
+from databutler.datastores.file import RECORDS_FILE
 from databutler.testing.registry_support import dropNamespace, newNamespace, postgresUrl
 
 MEMORY = {"datastore": {"cls": "databutler.datastores.in_memory.InMemoryDatastore", "name": "mem"}}
@@ -337,17 +339,33 @@ def test_new_repository_keeps_file_records_in_the_registry_database(tmp_path: Pa
         assert reader.datastore.datastores[1].get(ref) == {"v": 1}
 
 
-def test_repository_with_a_records_file_keeps_using_it(tmp_path: Path) -> None:
+def test_repository_made_before_records_in_the_registry_keeps_its_records_file(tmp_path: Path) -> None:
     root = tmp_path / "repo"
     Butler.makeRepo(root)
-    FileDatastore(
-        {"cls": "databutler.datastores.file.FileDatastore", "root": str(root), "name": "file"}
-    ).close()
+    config = yaml.safe_load((root / "butler.yaml").read_text())
+    del config["datastore"]["datastores"][1]["datastore"]["records"]  # as earlier releases wrote it
+    (root / "butler.yaml").write_text(yaml.safe_dump(config))
     with Butler(root, run="run1") as butler:
         butler.registerDatasetType("metrics", DIMS, "StructuredDataDict")
         butler.put({"v": 1}, "metrics", visit=1, detector=2)
     assert _fileRecordRows(root / RECORDS_FILE) == 1
     assert _fileRecordRows(root / "registry.sqlite3") == 0
+    with Butler(root, collections=["run1"]) as reader:
+        assert reader.datastore.datastores[1].get(reader.findDataset("metrics", visit=1, detector=2)) == {
+            "v": 1
+        }
+
+
+def test_file_tier_keeping_records_in_the_registry_refuses_to_open_without_it(tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    with _makeButler(root, None) as butler:
+        ref = butler.put({"v": 1}, "metrics", visit=1, detector=2)
+        config = butler.config["datastore"]
+    with pytest.raises(ConfigError, match="opened without a SQL registry"):
+        Datastore.fromConfig(config)  # no registry: its records are not in the root
+    assert not (root / RECORDS_FILE).exists()
+    with Butler(root, collections=["run1"]) as reader:  # nothing was stranded
+        assert reader.datastore.datastores[1].get(ref) == {"v": 1}
 
 
 def test_rolled_back_put_leaves_no_file_and_no_record(tmp_path: Path) -> None:

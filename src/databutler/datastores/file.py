@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -42,6 +41,10 @@ log = logging.getLogger(__name__)
 
 RECORDS_FILE = "fileDatastore.sqlite3"
 """Name of the SQLite records file made in a local root when ``records.db`` is not set."""
+
+REGISTRY_RECORDS = "registry"
+"""``records.db`` value: keep the records in the registry's own database (as a Butler
+repository's file tier does), so they commit in the registry's transactions."""
 
 _KNOWN_KEYS = frozenset(
     {
@@ -137,35 +140,40 @@ class FileDatastore(Datastore):
     def _recordsDatabase(self) -> tuple[str | None, Any]:
         """Return where the records live: ``(url, None)``, or ``(None, registry database)``.
 
-        In order: ``records.db`` if set; the SQLite file of a local root if it already exists;
-        the registry's database if the registry offers one (`SqlRegistry.recordsDatabase`);
-        otherwise a new SQLite file in a local root, or in-memory SQLite for ``memory://``.
+        ``records.db: registry`` (what `Butler.makeRepo` writes) means the registry's database
+        (`SqlRegistry.recordsDatabase`); a datastore so configured refuses to open without such
+        a registry rather than start an empty records file. A URL is used as it is; unset, the
+        records are a SQLite file in a local root, or in-memory SQLite for ``memory://``.
         """
         url = self.config.get("records.db")
+        if url == REGISTRY_RECORDS:
+            getter = getattr(self.registry, "recordsDatabase", None)
+            database = getter() if getter is not None else None
+            if database is None:
+                raise ConfigError(
+                    f"FileDatastore {self.name!r} at {self.root} keeps its records in the registry's "
+                    f"database (records.db: {REGISTRY_RECORDS}) but was opened without a SQL registry; "
+                    f"open it through its Butler, or pass registry=SqlRegistry.fromConfig(...)."
+                )
+            return None, database
         if url is not None:
             try:
                 sa.make_url(url)
             except (sa.exc.ArgumentError, TypeError) as exc:
                 raise ConfigError(
-                    f"datastore.records.db must be a database URL such as 'sqlite:///path', not {url!r}."
+                    f"datastore.records.db must be a database URL such as 'sqlite:///path' or "
+                    f"{REGISTRY_RECORDS!r}, not {url!r}."
                 ) from exc
             return str(url), None
         protocols = {self.fs.protocol} if isinstance(self.fs.protocol, str) else set(self.fs.protocol)
-        local = bool(protocols & {"file", "local"})
-        recordsFile = f"{self.rootPath}/{RECORDS_FILE}"
-        if local and os.path.exists(recordsFile):
-            return f"sqlite:///{recordsFile}", None
-        getter = getattr(self.registry, "recordsDatabase", None)
-        database = getter() if getter is not None else None
-        if database is not None:
-            return None, database
-        if local:
-            return f"sqlite:///{recordsFile}", None
+        if protocols & {"file", "local"}:
+            return f"sqlite:///{self.rootPath}/{RECORDS_FILE}", None
         if "memory" in protocols:
             return "sqlite://", None  # as ephemeral as the memory file system itself
         raise ConfigError(
             f"FileDatastore {self.name!r} at {self.root} cannot keep a SQLite file in a remote root; set "
-            f"datastore.records.db to a database URL (e.g. 'sqlite:////local/path/records.sqlite3')."
+            f"datastore.records.db to a database URL (e.g. 'sqlite:////local/path/records.sqlite3'), or to "
+            f"{REGISTRY_RECORDS!r} to keep them in the registry's database."
         )
 
     def close(self) -> None:

@@ -387,9 +387,15 @@ class FileAccess:
         """
         back: list[tuple[str, str]] = []
         try:
+            if self.records.fetch(ref.id):
+                # Records kept in a registry's database came back by themselves when the
+                # registry transaction that deleted them rolled back; they hold the paths, so
+                # the files go back without waiting for the write lock.
+                for path, aside in moved:
+                    moveNoReplace(self.fs, aside, path)
+                    back.append((path, aside))
+                return
             with self.records.begin() as conn:
-                # Records kept in a registry's database come back by themselves when the
-                # registry transaction that deleted them rolls back.
                 if not self.records.fetch(ref.id, conn):
                     self.records.insert(conn, ref.id, ref.datasetType.name, infos)
                 for path, aside in moved:

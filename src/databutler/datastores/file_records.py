@@ -35,6 +35,36 @@ __all__ = ["FileRecordTable", "StoredFileInfo"]
 _WRITE = "databutlerFileWrite"
 
 
+_table = schema.fileDatastoreRecordsTable
+_ofDataset = sa.and_(
+    _table.c.datastoreName == sa.bindparam("name"), _table.c.datasetId == sa.bindparam("datasetId")
+)
+_ofComponent = sa.and_(_ofDataset, _table.c.component == sa.bindparam("component"))
+_INSERT = _table.insert()
+_SELECT_ROWS = sa.select(
+    _table.c.component,
+    _table.c.datasetType,
+    _table.c.path,
+    _table.c.formatter,
+    _table.c.storageClass,
+    _table.c.fileSize,
+    _table.c.checksum,
+    _table.c.timestamp,
+).where(_ofDataset)
+"""The columns `FileRecordTable._toInfo` reads, in its order."""
+_SELECT_TYPE = sa.select(_table.c.datasetType).where(_ofComponent)
+_DELETE_ROWS = sa.delete(_table).where(_ofDataset)
+_DELETE_COMPONENT = sa.delete(_table).where(_ofComponent)
+_SELECT_OWNER = sa.select(_table.c.datasetId).where(
+    _table.c.datastoreName == sa.bindparam("name"), _table.c.path == sa.bindparam("path")
+)
+_COUNT = (
+    sa.select(sa.func.count())
+    .select_from(_table)
+    .where(_table.c.datastoreName == sa.bindparam("name"), _table.c.component == "")
+)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StoredFileInfo(StoredItemInfo):
     """What a FileDatastore records about one stored file.
@@ -150,34 +180,15 @@ class FileRecordTable:
         self.table = schema.fileDatastoreRecordsTable
         with self.begin() as conn:
             self.table.create(conn, checkfirst=True)
-        # Statements built once: SQLAlchemy then reuses their compiled form.
-        table = self.table
-        ofDataset = sa.and_(
-            table.c.datastoreName == sa.bindparam("name"), table.c.datasetId == sa.bindparam("datasetId")
-        )
-        ofComponent = sa.and_(ofDataset, table.c.component == sa.bindparam("component"))
-        self._insert = table.insert()
-        self._selectRows = sa.select(
-            table.c.component,
-            table.c.datasetType,
-            table.c.path,
-            table.c.formatter,
-            table.c.storageClass,
-            table.c.fileSize,
-            table.c.checksum,
-            table.c.timestamp,
-        ).where(ofDataset)
-        self._selectType = sa.select(table.c.datasetType).where(ofComponent)
-        self._deleteRows = sa.delete(table).where(ofDataset)
-        self._deleteComponent = sa.delete(table).where(ofComponent)
-        self._selectOwner = sa.select(table.c.datasetId).where(
-            table.c.datastoreName == sa.bindparam("name"), table.c.path == sa.bindparam("path")
-        )
-        self._count = (
-            sa.select(sa.func.count())
-            .select_from(table)
-            .where(table.c.datastoreName == sa.bindparam("name"), table.c.component == "")
-        )
+        # Statements built once per process (the module's): SQLAlchemy, and a registry's
+        # driver-statement cache, reuse their compiled form.
+        self._insert = _INSERT
+        self._selectRows = _SELECT_ROWS
+        self._selectType = _SELECT_TYPE
+        self._deleteRows = _DELETE_ROWS
+        self._deleteComponent = _DELETE_COMPONENT
+        self._selectOwner = _SELECT_OWNER
+        self._count = _COUNT
 
     @property
     def isShared(self) -> bool:
