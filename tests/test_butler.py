@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -473,6 +474,39 @@ def test_a_locked_registry_raises_a_database_error(tmp_path: Path) -> None:
         butler.put({"a": 3}, "metrics", visit=3)  # nothing was left half-done
         assert butler.findDataset("metrics", visit=2) is None
         assert butler.get("metrics", visit=3) == {"a": 3}
+
+
+def test_threads_putting_removing_and_rolling_back_through_one_butler(tmp_path: Path) -> None:
+    """8 threads on one Butler (memory tier + file tier), some transactions rolled back: no
+    thread waits on another's registry transaction while holding a datastore lock."""
+    root = tmp_path / "repo"
+    errors: list[tuple[int, str]] = []
+    with _makeButler(root, {"registry": {"busyTimeout": 5.0}}) as butler:
+
+        def work(thread: int) -> None:
+            try:
+                for visit in range(30):
+                    ref = butler.put({"t": thread, "v": visit}, "metrics", visit=visit, detector=thread)
+                    if visit % 3 == 0:
+                        with contextlib.suppress(KeyError), butler.transaction():
+                            butler.removeDatasets([ref])
+                            raise KeyError("roll back the removal")
+                    if visit % 5 == 0:
+                        with contextlib.suppress(KeyError), butler.transaction():
+                            butler.put({"x": 1}, "metrics", visit=1000 + visit, detector=thread)
+                            raise KeyError("roll back the put")
+                    assert butler.get(ref) == {"t": thread, "v": visit}
+            except Exception as exc:
+                errors.append((thread, repr(exc)))
+
+        threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+        assert len(_datasetFiles(root)) == 8 * 30
+        assert len(butler.queryDatasets("metrics")) == 8 * 30
 
 
 # -- transfers --

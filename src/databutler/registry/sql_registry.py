@@ -47,6 +47,10 @@ _REMOVE_LOCATIONS = sa.delete(_location).where(
     _location.c.datastoreName == sa.bindparam("datastoreName"),
     _location.c.datasetId.in_(sa.bindparam("ids", expanding=True)),
 )
+_HELD_LOCATIONS = sa.select(_location.c.datasetId).where(
+    _location.c.datastoreName == sa.bindparam("datastoreName"),
+    _location.c.datasetId.in_(sa.bindparam("ids", expanding=True)),
+)
 _GET_LOCATIONS = sa.select(_location.c.datastoreName).where(_location.c.datasetId == sa.bindparam("id"))
 
 
@@ -279,6 +283,22 @@ class SqlRegistry(DatasetRecords):
         ids = list(dict.fromkeys(ref.id for ref in refs))
         if not ids:
             return
+        if not self._db.inTransaction:
+            # Look before taking the write lock: undoing a put whose registry transaction has
+            # already rolled back (and most evictions) has nothing to remove. A caller that
+            # holds a lock of its own while telling the registry (a datastore keeping its
+            # notifications in order) then never waits here for another thread's transaction.
+            with self._db.read() as connection:
+                held = {
+                    ident
+                    for chunk in chunks(ids)
+                    for ident in connection.execute(
+                        _HELD_LOCATIONS, {"datastoreName": datastoreName, "ids": list(chunk)}
+                    ).scalars()
+                }
+            ids = [ident for ident in ids if ident in held]
+            if not ids:
+                return
         with self._db.write(atomic=len(ids) <= CHUNK) as connection:
             for chunk in chunks(ids):
                 connection.execute(_REMOVE_LOCATIONS, {"datastoreName": datastoreName, "ids": list(chunk)})
