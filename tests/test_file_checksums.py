@@ -166,6 +166,8 @@ def test_hashing_writer_hashes_every_piece_once_in_order(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, algorithm: str | None, spareCpu: bool
 ) -> None:
     monkeypatch.setattr(file_io, "_SPARE_CPU", spareCpu)
+    monkeypatch.setattr(file_io, "_WRITE_PIECE", 4 * 1024 * 1024)  # 9 MB: three pieces, the last short
+    monkeypatch.setattr(file_io, "_CACHED_PIECE", 4 * 1024 * 1024)
     data = np.random.default_rng(1).integers(0, 256, 9 * 1024 * 1024 + 17, dtype=np.uint8)
     path = tmp_path / "out"
     with open(path, "wb") as fh:
