@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import hashlib
 import re
@@ -34,6 +35,7 @@ from databutler import (
     StoredItemInfoExistsError,
     StoredItemInfoNotFoundError,
 )
+from databutler.datastores import file_io
 from databutler.testing import DatastoreTests, makeRef
 
 
@@ -396,11 +398,18 @@ def test_columns_are_pushed_down(tmp_path: Path) -> None:
             handle = _opened(path, mode, **kwargs)
             return CountingReader(handle, _counted)
 
+        def countingLocalOpen(
+            path: str, mode: str = "rb", _counted: list[int] = counted, **kwargs: Any
+        ) -> Any:
+            return CountingReader(builtins.open(path, mode, **kwargs), _counted)
+
         store.fs.open = countingOpen  # type: ignore[method-assign]
+        file_io.open = countingLocalOpen  # type: ignore[attr-defined]  # local whole-file reads
         try:
             got = store.get(ref, parameters={"columns": ["c3"]})
         finally:
             del store.fs.open
+            del file_io.open  # type: ignore[attr-defined]
         assert got.column_names == ["c3"] and got.equals(table.select(["c3"]))
         if checksum:
             assert sum(counted) == size  # verifying the checksum needs the whole file

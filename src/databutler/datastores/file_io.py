@@ -459,7 +459,12 @@ def readWhole(
     worker = _HashWorker(hasher) if threaded else None
     got = 0
     try:
-        with fs.open(path, "rb") as stream:
+        stream = (
+            open(path, "rb", buffering=0)  # noqa: SIM115
+            if isinstance(fs, LocalFileSystem)
+            else fs.open(path, "rb")
+        )
+        with stream:
             while got < fileSize:
                 n = stream.readinto(view[got : got + _CHUNK])
                 if not n:
