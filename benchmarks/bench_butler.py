@@ -13,7 +13,9 @@ a file tier):
 For context it also measures put and get on a memory-only repository (the registry's share)
 and the file system's own cost of writing one small file atomically (the floor under any file
 tier's put). Targets: put ≤ 300 µs, get by data ID ≤ 100 µs, import ≤ 0.3 s. The script prints
-a table and asserts nothing. Usage: ``python benchmarks/bench_butler.py [--quick] [--datastore memory]``.
+a table and asserts nothing. Usage: ``python benchmarks/bench_butler.py [--quick] [--datastore memory]
+[--dir FOLDER]`` (file creation costs differ a lot between folders of one disk on some machines:
+compare the floor rows).
 """
 
 from __future__ import annotations
@@ -263,13 +265,19 @@ def main() -> None:
     parser.add_argument(
         "--datastore", choices=["default", "memory"], default="default", help="the repository's datastore"
     )
+    parser.add_argument(
+        "--dir",
+        default=None,
+        help="folder to make the repositories in (default: the system's temporary folder); the "
+        "file-system floor is measured there too",
+    )
     args = parser.parse_args()
     n, m, runs = args.datasets, args.registry_datasets, args.import_runs
     if args.quick:
         n, m, runs = 1_000, 10_000, 3
     config = MEMORY_ONLY if args.datastore == "memory" else None
     rows: list[Row] = []
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         rows += benchButler(Path(tmp) / "repo", n, config)
         if config is None:
             rows += benchMemoryOnly(Path(tmp) / "memory-repo", n)
@@ -278,7 +286,7 @@ def main() -> None:
         rows += benchRegistry(Path(tmp) / "registry", m)
     rows += benchImport(runs)
     label = "memory-only datastore" if config else "default repository: memory tier + file tier"
-    print(f"databutler benchmark — SQLite registry, {label}")
+    print(f"databutler benchmark — SQLite registry, {label}, in {args.dir or tempfile.gettempdir()}")
     printTable(rows)
 
 
