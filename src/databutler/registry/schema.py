@@ -122,6 +122,13 @@ datasetTable = sa.Table(
     **_CLUSTERED,
 )
 
+
+def _valueIndex(key: str, column: str) -> sa.Index:
+    """An index on (dimension, ``column``) holding only the rows whose ``column`` is set."""
+    condition = sa.text(f"{column} IS NOT NULL")
+    return sa.Index(None, "dimension", key, sqlite_where=condition, postgresql_where=condition)
+
+
 datasetDimensionTable = sa.Table(
     "dataset_dimension",
     metadata,
@@ -138,20 +145,8 @@ datasetDimensionTable = sa.Table(
     sa.CheckConstraint("(int_value IS NULL) <> (str_value IS NULL)", name="one_value"),
     # Partial: a row is in the index of its value's type only (a query for int_value = ...
     # implies int_value IS NOT NULL, so both databases use them), one index page per row.
-    sa.Index(
-        None,
-        "dimension",
-        "intValue",
-        sqlite_where=sa.text("int_value IS NOT NULL"),
-        postgresql_where=sa.text("int_value IS NOT NULL"),
-    ),
-    sa.Index(
-        None,
-        "dimension",
-        "strValue",
-        sqlite_where=sa.text("str_value IS NOT NULL"),
-        postgresql_where=sa.text("str_value IS NOT NULL"),
-    ),
+    _valueIndex("intValue", "int_value"),
+    _valueIndex("strValue", "str_value"),
     **_CLUSTERED,
 )
 
