@@ -35,6 +35,8 @@ __all__ = ["FileRecordTable", "StoredFileInfo"]
 _WRITE = "databutlerFileWrite"
 
 
+# Statements built once per process: SQLAlchemy, and a registry's driver-statement cache,
+# reuse their compiled form.
 _table = schema.fileDatastoreRecordsTable
 _ofDataset = sa.and_(
     _table.c.datastoreName == sa.bindparam("name"), _table.c.datasetId == sa.bindparam("datasetId")
@@ -180,15 +182,6 @@ class FileRecordTable:
         self.table = schema.fileDatastoreRecordsTable
         with self.begin() as conn:
             self.table.create(conn, checkfirst=True)
-        # Statements built once per process (the module's): SQLAlchemy, and a registry's
-        # driver-statement cache, reuse their compiled form.
-        self._insert = _INSERT
-        self._selectRows = _SELECT_ROWS
-        self._selectType = _SELECT_TYPE
-        self._deleteRows = _DELETE_ROWS
-        self._deleteComponent = _DELETE_COMPONENT
-        self._selectOwner = _SELECT_OWNER
-        self._count = _COUNT
 
     @property
     def isShared(self) -> bool:
@@ -277,9 +270,9 @@ class FileRecordTable:
             for info in infos
         ]
         if self._shared is not None:
-            self._shared.insertRows(conn, self._insert, rows)
+            self._shared.insertRows(conn, _INSERT, rows)
         elif rows:
-            conn.execute(self._insert, rows)
+            conn.execute(_INSERT, rows)
 
     def _key(self, datasetId: uuid.UUID, component: str | None = None) -> dict[str, str]:
         key = {"name": self.datastoreName, "datasetId": str(datasetId)}
@@ -292,16 +285,16 @@ class FileRecordTable:
     ) -> dict[str, tuple[str, StoredFileInfo]]:
         """Return ``{component or "": (datasetTypeName, info)}`` for every row of ``datasetId``."""
         if conn is not None:
-            rows = self._select(conn, self._selectRows, self._key(datasetId))
+            rows = self._select(conn, _SELECT_ROWS, self._key(datasetId))
         else:
             with self._read() as readConn:
-                rows = self._select(readConn, self._selectRows, self._key(datasetId))
+                rows = self._select(readConn, _SELECT_ROWS, self._key(datasetId))
         return {row[0]: (row[1], self._toInfo(row, datasetId)) for row in rows}
 
     def has(self, datasetId: uuid.UUID) -> str | None:
         """Return the dataset type name recorded for ``datasetId``'s whole-dataset row, or `None`."""
         with self._read() as conn:
-            rows = self._select(conn, self._selectType, self._key(datasetId, ""))
+            rows = self._select(conn, _SELECT_TYPE, self._key(datasetId, ""))
         return rows[0][0] if rows else None
 
     def _select(self, conn: sa.Connection, statement: Any, params: dict[str, str]) -> list[tuple[Any, ...]]:
@@ -311,17 +304,17 @@ class FileRecordTable:
 
     def pathOwner(self, conn: sa.Connection, path: str) -> str | None:
         """Return the dataset id (as str) whose row holds ``path``, or `None`."""
-        return conn.execute(self._selectOwner, {"name": self.datastoreName, "path": path}).scalars().first()
+        return conn.execute(_SELECT_OWNER, {"name": self.datastoreName, "path": path}).scalars().first()
 
     def delete(self, conn: sa.Connection, datasetId: uuid.UUID, component: str | None = None) -> int:
         """Delete the rows of ``datasetId`` (only ``component``'s if given); return how many."""
-        statement = self._deleteRows if component is None else self._deleteComponent
+        statement = _DELETE_ROWS if component is None else _DELETE_COMPONENT
         return conn.execute(statement, self._key(datasetId, component)).rowcount
 
     def count(self) -> int:
         """Return how many datasets this datastore has (component files are not counted)."""
         with self._read() as conn:
-            return int(conn.execute(self._count, {"name": self.datastoreName}).scalar_one())
+            return int(conn.execute(_COUNT, {"name": self.datastoreName}).scalar_one())
 
     def _toInfo(self, row: tuple[Any, ...], datasetId: uuid.UUID) -> StoredFileInfo:
         """``row`` holds the columns of ``_selectRows``, in order."""
