@@ -242,3 +242,50 @@ def test_registry_ends_consistent_when_calls_arrive_out_of_order() -> None:
     writer.join()
     assert not store.exists(ref)
     assert store.name not in registry.getDatasetLocations(ref)
+
+
+def test_registry_calls_hold_no_datastore_lock() -> None:
+    """A registry call may wait for a database lock held by a thread that is itself about to
+    tell the registry something (a Butler transaction): the datastore must not be holding a
+    lock of its own while it waits, or the two threads deadlock."""
+    import threading
+
+    class TransactionalRegistry(InMemoryLocationRegistry):
+        """Writes wait for ``database``, which the thread in a transaction holds (re-entrantly)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.database = threading.RLock()
+            self.waiting = threading.Event()
+
+        def removeDatasetLocations(self, datastoreName: str, refs: Any) -> None:
+            self.waiting.set()
+            with self.database:
+                super().removeDatasetLocations(datastoreName, refs)
+
+        def addDatasetLocations(self, datastoreName: str, refs: Any) -> None:
+            with self.database:
+                super().addDatasetLocations(datastoreName, refs)
+
+    registry = TransactionalRegistry()
+    store = InMemoryDatastore({"datastore": {"cls": "databutler.InMemoryDatastore"}}, registry=registry)
+    first, second = makeRef("metrics", "StructuredDataDict"), makeRef("metrics", "StructuredDataDict")
+    store.put({"x": 1}, first)
+    done = threading.Event()
+
+    def inTransaction() -> None:
+        with registry.database:  # like a thread inside a registry transaction
+            registry.waiting.wait(5)  # another thread's remove now waits for the database
+            store.put({"y": 2}, second)
+            done.set()
+
+    transaction = threading.Thread(target=inTransaction)
+    remover = threading.Thread(target=store.remove, args=(first,))
+    transaction.start()
+    remover.start()
+    finished = done.wait(5)
+    transaction.join(10)
+    remover.join(10)
+    assert finished, "the put waited for the other thread's registry call: deadlock"
+    assert registry.getDatasetLocations(second) == {store.name}
+    assert registry.getDatasetLocations(first) == frozenset()

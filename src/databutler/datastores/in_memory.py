@@ -12,7 +12,6 @@ through the table under its lock.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 import uuid
 from collections.abc import Iterable, Mapping
@@ -89,8 +88,7 @@ class InMemoryDatastore(Datastore):
         self._entries = self._table.entries
         self._lock = self._table.lock
         self._simple = self._table.simple
-        # Registry calls are made outside the table lock; this lock orders them (see _syncRegistry).
-        self._registryLock = threading.RLock()
+        # Registry calls are made outside every lock of this datastore (see _syncRegistry).
         # dataset type name -> (datasetType, pytype, copyMode, delegate), for puts that passed once
         self._putCache: dict[str, tuple[DatasetType, type, str, StorageClassDelegate]] = {}
 
@@ -240,23 +238,36 @@ class InMemoryDatastore(Datastore):
     def _syncRegistry(self, refs: list[DatasetRef]) -> None:
         """Tell the registry whether this datastore holds each of ``refs`` *now*.
 
-        Called after every change, outside the table lock. Under `_registryLock` the current
-        state is read and sent, so when two threads change the same dataset the last call
-        always carries the final state, whatever order the threads reach the registry in.
+        Called after every change, holding no lock of this datastore: a registry call may wait
+        for a database lock that another thread holds while it waits for this datastore, so
+        waiting under a lock here could deadlock. Instead, when two threads change the same
+        dataset their registry calls may land in either order, so after its calls each thread
+        reads the state again and sends once more whatever changed meanwhile; the call that
+        lands last therefore always carries the final state.
         """
         if self.registry is None or not refs:
             return
-        with self._registryLock:
-            entries = self._entries
-            held: list[DatasetRef] = []
-            gone: list[DatasetRef] = []
-            for ref in refs:
-                entry = entries.get(ref.id.int)
-                (held if entry is not None and entry[REF].id == ref.id else gone).append(ref)
+        pending = refs
+        while pending:
+            held, gone = self._holding(pending)
             if gone:
                 self.registry.removeDatasetLocations(self.name, gone)
             if held:
                 self.registry.addDatasetLocations(self.name, held)
+            heldNow, _ = self._holding(pending)
+            sent = {ref.id for ref in held}
+            now = {ref.id for ref in heldNow}
+            pending = [ref for ref in pending if (ref.id in sent) != (ref.id in now)]
+
+    def _holding(self, refs: list[DatasetRef]) -> tuple[list[DatasetRef], list[DatasetRef]]:
+        """Split ``refs`` into those this datastore holds and those it does not."""
+        entries = self._entries
+        held: list[DatasetRef] = []
+        gone: list[DatasetRef] = []
+        for ref in refs:
+            entry = entries.get(ref.id.int)
+            (held if entry is not None and entry[REF].id == ref.id else gone).append(ref)
+        return held, gone
 
     def _logGone(self, refs: list[DatasetRef], how: str) -> None:
         if log.isEnabledFor(logging.DEBUG):
