@@ -183,11 +183,6 @@ class FileRecordTable:
         with self.begin() as conn:
             self.table.create(conn, checkfirst=True)
 
-    @property
-    def isShared(self) -> bool:
-        """Whether the records live in a registry's database and join its transactions."""
-        return self._shared is not None
-
     @contextmanager
     def begin(self) -> Iterator[sa.Connection]:
         """A write transaction: committed if the body succeeds, rolled back if it raises.
