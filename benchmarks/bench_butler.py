@@ -41,7 +41,7 @@ from databutler import Butler, DatasetType, SqlRegistry
 from databutler.registry import schema
 
 DIMS = ("visit", "detector")
-MEMORY_ONLY = {"datastore": {"cls": "databutler.datastores.in_memory.InMemoryDatastore"}}
+MEMORY_ONLY = {"datastore": {"cls": "databutler.datastores.memory.InMemoryDatastore"}}
 Row = tuple[str, float, str, str]  # what, value, unit, target
 
 

@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from databutler import DatasetRef, DatasetType, FileDatastore
-from databutler.datastores.file_io import DEFAULT_CHECKSUM_ALGORITHM, newHasher
+from databutler.datastores.file._io import DEFAULT_CHECKSUM_ALGORITHM, newHasher
 
 Row = tuple[str, float, float | None, float | None]  # operation, value, baseline, target ratio
 

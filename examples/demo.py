@@ -11,9 +11,7 @@ from databutler import Config, DatasetRef, DatasetType, Datastore, MaskedImage
 
 
 def main() -> None:
-    config = Config(
-        {"datastore": {"cls": "databutler.datastores.in_memory.InMemoryDatastore", "name": "demo"}}
-    )
+    config = Config({"datastore": {"cls": "databutler.datastores.memory.InMemoryDatastore", "name": "demo"}})
     store = Datastore.fromConfig(config)
     print(f"Built {store!r} from config (isEphemeral={store.isEphemeral}).")
 

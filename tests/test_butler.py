@@ -40,7 +40,7 @@ from databutler.datastore.base import Datastore
 from databutler.datastores.file import RECORDS_FILE
 from databutler.testing.registry_support import dropNamespace, newNamespace, postgresUrl
 
-MEMORY = {"datastore": {"cls": "databutler.datastores.in_memory.InMemoryDatastore", "name": "mem"}}
+MEMORY = {"datastore": {"cls": "databutler.datastores.memory.InMemoryDatastore", "name": "mem"}}
 DIMS = ("visit", "detector")
 
 

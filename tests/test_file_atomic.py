@@ -142,8 +142,8 @@ def test_killed_at_any_moment_never_leaves_a_partial_file(tmp_path: Path, delay:
 
 
 def test_temporary_names_are_fresh_hidden_and_recognised_as_leftovers() -> None:
-    from databutler.datastores.file_access import _LEFTOVER
-    from databutler.datastores.file_io import asidePathFor, tempPathFor
+    from databutler.datastores.file._access import _LEFTOVER
+    from databutler.datastores.file._io import asidePathFor, tempPathFor
 
     names = {tempPathFor("/r/run/a.npy") for _ in range(1000)}
     assert len(names) == 1000
@@ -156,7 +156,7 @@ def test_temporary_names_are_fresh_hidden_and_recognised_as_leftovers() -> None:
 def test_a_forked_child_does_not_repeat_its_parents_temporary_names() -> None:
     import random
 
-    from databutler.datastores.file_io import tempPathFor
+    from databutler.datastores.file._io import tempPathFor
 
     state = random.getstate()
     random.seed(0)  # a user seeding the global generator must not matter either
@@ -180,7 +180,7 @@ def test_a_temporary_file_is_created_exclusively_and_an_existing_one_is_left_alo
 ) -> None:
     import fsspec
 
-    from databutler.datastores import file_io
+    from databutler.datastores.file import _io as file_io
 
     taken = tmp_path / ".a.npy.tmp-0"
     taken.write_bytes(b"someone else's")

@@ -14,7 +14,7 @@ import pytest
 import xxhash
 
 from databutler import ConfigError, DatasetIntegrityError, DatasetRef, FileDatastore
-from databutler.datastores import file_io
+from databutler.datastores.file import _io as file_io
 from databutler.testing import makeRef
 
 

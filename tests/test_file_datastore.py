@@ -35,7 +35,7 @@ from databutler import (
     StoredItemInfoExistsError,
     StoredItemInfoNotFoundError,
 )
-from databutler.datastores import file_io
+from databutler.datastores.file import _io as file_io
 from databutler.testing import DatastoreTests, makeRef
 
 

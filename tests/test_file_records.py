@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from databutler import FileDatastore, MaskedImage
-from databutler.datastores.file_records import FileRecordTable
+from databutler.datastores.file._records import FileRecordTable
 from databutler.testing import makeRef
 from databutler.testing.registry_support import postgresUrl
 
@@ -59,7 +59,7 @@ def test_records_in_postgresql(tmp_path: Path) -> None:
 
 def test_postgres_urls_get_psycopg3(tmp_path: Path) -> None:
     from databutler import StorageClassFactory
-    from databutler.datastores.file_records import _makeEngine
+    from databutler.datastores.file._records import _makeEngine
 
     assert _makeEngine("postgresql://u@localhost/db", 1.0).url.drivername == "postgresql+psycopg"
     assert _makeEngine("postgres://u@localhost/db", 1.0).url.drivername == "postgresql+psycopg"

@@ -14,7 +14,7 @@ import pytest
 
 from databutler import DatasetRef, FileDatastore
 from databutler.datastore.bridge import InMemoryLocationRegistry
-from databutler.datastores.file_access import FileAccess
+from databutler.datastores.file._access import FileAccess
 from databutler.testing.datastore_tests import makeRef, makeTestDatasetType
 
 

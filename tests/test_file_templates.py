@@ -21,7 +21,7 @@ from databutler import (
     StoredFileInfo,
     UnsafePathError,
 )
-from databutler.datastores.file_templates import FileTemplate, FileTemplates, checkRelativePath
+from databutler.datastores.file._templates import FileTemplate, FileTemplates, checkRelativePath
 from databutler.testing import makeRef
 
 FACTORY = StorageClassFactory.fromDefaults()

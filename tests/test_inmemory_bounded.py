@@ -15,7 +15,8 @@ from databutler import (
     InMemoryLocationRegistry,
     MaskedImage,
 )
-from databutler.datastores import entry_table, in_memory
+from databutler.datastores.memory import _datastore as in_memory
+from databutler.datastores.memory import _entries as entry_table
 from databutler.testing import makeRef
 
 
@@ -48,7 +49,7 @@ def test_maxItems_evicts_least_recently_used(caplog: pytest.LogCaptureFixture) -
     for i, ref in enumerate(refs[:3]):
         store.put({"v": i}, ref)
     store.get(refs[0])  # refs[1] is now the least recently used
-    with caplog.at_level(logging.DEBUG, logger="databutler.datastores.in_memory"):
+    with caplog.at_level(logging.DEBUG, logger="databutler.datastores.memory"):
         store.put({"v": 3}, refs[3])
     assert len(store) == 3
     assert not store.exists(refs[1])

@@ -25,7 +25,7 @@ from databutler import (
 )
 from databutler.testing import makeRef
 
-MEMORY = "databutler.datastores.in_memory.InMemoryDatastore"
+MEMORY = "databutler.datastores.memory.InMemoryDatastore"
 FILE = "databutler.datastores.file.FileDatastore"
 
 

@@ -65,8 +65,7 @@ if TYPE_CHECKING:
     from .butler import Butler
     from .butler_config import ButlerConfig
     from .datastores.chained import ChainedDatastore
-    from .datastores.file import FileDatastore
-    from .datastores.file_records import StoredFileInfo
+    from .datastores.file import FileDatastore, StoredFileInfo
     from .formatters.base import Formatter
     from .formatters.fits import FitsFormatter
     from .formatters.json import JsonFormatter
@@ -87,7 +86,7 @@ _LAZY = {
     "NpyFormatter": ".formatters.npy",
     "ParquetFormatter": ".formatters.parquet",
     "PickleFormatter": ".formatters.pickle",
-    "StoredFileInfo": ".datastores.file_records",
+    "StoredFileInfo": ".datastores.file",
     "YamlFormatter": ".formatters.yaml",
     "RegistryConfig": ".registry",
     "SqlRegistry": ".registry",

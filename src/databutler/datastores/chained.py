@@ -18,6 +18,7 @@ from ..config import Config
 from ..dataset_ref import DatasetRef
 from ..datastore.base import Datastore, DatastoreConfig
 from ..datastore.bridge import DatasetLocationRegistry
+from ..datastore.constraints import Constraints
 from ..datastore.transaction import DatastoreTransaction
 from ..exceptions import (
     ConfigError,
@@ -28,7 +29,6 @@ from ..exceptions import (
     StoredItemInfoNotFoundError,
 )
 from ..storage_class import importDottedName
-from .constraints import Constraints
 
 __all__ = ["ChainedDatastore"]
 

@@ -165,7 +165,7 @@ datasetLocationTable = sa.Table(
 )
 
 fileDatastoreRecordsTable = sa.Table(
-    # A FileDatastore's records (datastores/file_records.py): in the registry's database when
+    # A FileDatastore's records (datastores/file/_records.py): in the registry's database when
     # the datastore is given the registry, else in a database of the datastore's own. Its names
     # are camelCase, as in the separate records files made before it moved here.
     "fileDatastoreRecords",

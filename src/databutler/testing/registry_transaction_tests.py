@@ -45,7 +45,7 @@ class RegistryTransactionTests(RegistryFixtures):
         assert filled.getDatasetLocations(ref) == {"file"}
 
     def testDatastoreRecordsLocations(self, filled: SqlRegistry) -> None:
-        from ..datastores.in_memory import InMemoryDatastore
+        from ..datastores.memory import InMemoryDatastore
 
         datastore = InMemoryDatastore({"datastore": {"cls": "databutler.InMemoryDatastore"}}, registry=filled)
         catalog = filled.addDataset("catalog", {"visit": 1, "band": "r"}, "run1")

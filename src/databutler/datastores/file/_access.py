@@ -25,8 +25,8 @@ from typing import IO, Any
 import sqlalchemy as sa
 from fsspec.implementations.local import LocalFileSystem
 
-from ..dataset_ref import DatasetRef
-from ..exceptions import (
+from ...dataset_ref import DatasetRef
+from ...exceptions import (
     DatasetExistsError,
     DatasetIntegrityError,
     DatasetNotFoundError,
@@ -34,12 +34,12 @@ from ..exceptions import (
     FormatterError,
     InvalidParameterError,
 )
-from ..formatters.base import Formatter
-from ..storage_class import StorageClass
-from .file_io import asidePathFor, moveNoReplace, readWhole, removeQuietly, writeTemp
-from .file_layout import FileLayout
-from .file_records import FileRecordTable, StoredFileInfo
-from .file_templates import checkRelativePath
+from ...formatters.base import Formatter
+from ...storage_class import StorageClass
+from ._io import asidePathFor, moveNoReplace, readWhole, removeQuietly, writeTemp
+from ._layout import FileLayout
+from ._records import FileRecordTable, StoredFileInfo
+from ._templates import checkRelativePath
 
 __all__ = ["FileAccess", "FileWrite"]
 

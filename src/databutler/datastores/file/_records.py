@@ -22,13 +22,13 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.pool import StaticPool
 
-from ..datastore.records import StoredItemInfo
-from ..exceptions import ConfigError, UnknownStorageClassError
-from ..registry import schema
-from ..storage_class import StorageClass, StorageClassFactory
+from ...datastore.records import StoredItemInfo
+from ...exceptions import ConfigError, UnknownStorageClassError
+from ...registry import schema
+from ...storage_class import StorageClass, StorageClassFactory
 
 if TYPE_CHECKING:
-    from ..registry.connections import ConnectionManager
+    from ...registry.connections import ConnectionManager
 
 __all__ = ["FileRecordTable", "StoredFileInfo"]
 

@@ -11,13 +11,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..config import Config
-from ..dataset_ref import DatasetRef
-from ..dataset_type import DatasetType
-from ..exceptions import ConfigError, DatasetTypeMismatchError, FormatterError, StorageClassError
-from ..formatters.base import Formatter
-from ..storage_class import StorageClass, importDottedName
-from .file_templates import FileTemplates
+from ...config import Config
+from ...dataset_ref import DatasetRef
+from ...dataset_type import DatasetType
+from ...exceptions import ConfigError, DatasetTypeMismatchError, FormatterError, StorageClassError
+from ...formatters.base import Formatter
+from ...storage_class import StorageClass, importDottedName
+from ._templates import FileTemplates
 
 __all__ = ["FileLayout", "FilePlan", "configSection"]
 

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from ..dataset_ref import DatasetRef
-from ..datastore.records import StoredItemInfo
-from ..exceptions import ConfigError, DatasetTooLargeError
+from ...dataset_ref import DatasetRef
+from ...datastore.records import StoredItemInfo
+from ...exceptions import ConfigError, DatasetTooLargeError
 
 __all__ = ["OBJ", "REF", "SIZE", "TS", "EntryTable", "InMemoryDatastoreStats", "Prepared"]
 

@@ -51,7 +51,7 @@ from typing import IO, Any
 
 from fsspec.implementations.local import LocalFileSystem
 
-from ..exceptions import DatasetIntegrityError, DatasetNotFoundError
+from ...exceptions import DatasetIntegrityError, DatasetNotFoundError
 
 __all__ = [
     "CHECKSUM_ALGORITHMS",

@@ -16,12 +16,12 @@ from typing import Any
 import fsspec
 import sqlalchemy as sa
 
-from ..config import Config
-from ..dataset_ref import DatasetRef
-from ..datastore.base import Datastore, DatastoreConfig
-from ..datastore.bridge import DatasetLocationRegistry
-from ..datastore.transaction import DatastoreTransaction
-from ..exceptions import (
+from ...config import Config
+from ...dataset_ref import DatasetRef
+from ...datastore.base import Datastore, DatastoreConfig
+from ...datastore.bridge import DatasetLocationRegistry
+from ...datastore.transaction import DatastoreTransaction
+from ...exceptions import (
     ConfigError,
     DatasetNotFoundError,
     DatasetTypeError,
@@ -29,11 +29,11 @@ from ..exceptions import (
     StoredItemInfoExistsError,
     StoredItemInfoNotFoundError,
 )
-from .file_access import FileAccess, FileWrite
-from .file_io import CHECKSUM_ALGORITHMS, DEFAULT_CHECKSUM_ALGORITHM, newHasher, removeQuietly
-from .file_layout import FileLayout, configSection
-from .file_records import FileRecordTable, StoredFileInfo
-from .file_templates import checkRelativePath
+from ._access import FileAccess, FileWrite
+from ._io import CHECKSUM_ALGORITHMS, DEFAULT_CHECKSUM_ALGORITHM, newHasher, removeQuietly
+from ._layout import FileLayout, configSection
+from ._records import FileRecordTable, StoredFileInfo
+from ._templates import checkRelativePath
 
 __all__ = ["FileDatastore"]
 

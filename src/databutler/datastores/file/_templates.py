@@ -31,8 +31,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..dataset_ref import DatasetRef
-from ..exceptions import FileTemplateError, UnsafePathError
+from ...dataset_ref import DatasetRef
+from ...exceptions import FileTemplateError, UnsafePathError
 
 __all__ = ["DEFAULT_TEMPLATE", "MAX_SEGMENT", "FileTemplate", "FileTemplates", "checkRelativePath"]
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..config import Config
-from ..dataset_type import DatasetType
-from ..exceptions import ConfigError, StorageClassError
-from ..storage_class import COPY_MODES, StorageClassDelegate
+from ...config import Config
+from ...dataset_type import DatasetType
+from ...exceptions import ConfigError, StorageClassError
+from ...storage_class import COPY_MODES, StorageClassDelegate
 
 __all__ = ["COPY", "DEEPCOPY", "FREEZE", "REFERENCE", "CopyPolicy"]
 

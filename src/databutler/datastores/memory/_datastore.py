@@ -1,0 +1,715 @@
+"""InMemoryDatastore: a process-local store, also the fast tier of a chain.
+
+Datasets live in an `EntryTable` keyed by the integer value of their UUID. A component ref
+shares its parent's id, so a component is read out of the parent's entry by the storage class
+delegate. `CopyPolicy` decides who owns each stored object.
+
+With no limits and no expiry, reads take no lock (entries are immutable tuples and dict reads
+are atomic) and puts of a dataset type seen before skip re-validation; everything else goes
+through the table under its lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from ...config import Config
+from ...dataset_ref import DatasetRef
+from ...dataset_type import DatasetType
+from ...datastore.base import Datastore, DatastoreConfig
+from ...datastore.bridge import DatasetLocationRegistry
+from ...datastore.records import StoredItemInfo
+from ...exceptions import (
+    DatasetExistsError,
+    DatasetNotFoundError,
+    DatasetTypeError,
+    DatasetTypeMismatchError,
+    StoredItemInfoExistsError,
+    StoredItemInfoNotFoundError,
+)
+from ...storage_class import StorageClass, StorageClassDelegate
+from ._entries import OBJ, REF, TS, EntryTable, InMemoryDatastoreStats, Prepared, parseBytes, parsePositive
+from ._ownership import FREEZE, REFERENCE, CopyPolicy
+
+__all__ = ["InMemoryDatastore", "InMemoryDatastoreStats"]
+
+log = logging.getLogger(__name__)
+_MODE = 3
+
+
+class InMemoryDatastore(Datastore):
+    """Basic Datastore for writing to an in-memory cache.
+
+    This datastore is ephemeral: its contents disappear when the Python process ends, and
+    other processes cannot see them.
+
+    Parameters
+    ----------
+    config : DatastoreConfig or str
+        Configuration (a path is read as YAML). Keys under ``datastore``: ``name``,
+        ``maxBytes``, ``maxItems``, ``expireSeconds``, ``copyMode``, ``storageClasses``.
+    registry : DatasetLocationRegistry, optional
+        Told which datasets this datastore holds and no longer holds.
+
+    Attributes
+    ----------
+    config : DatastoreConfig
+        Configuration used to create Datastore.
+    storageClassFactory : StorageClassFactory
+        Factory for creating storage class instances from name.
+    name : str
+        Label associated with this Datastore, unique per instance.
+    """
+
+    defaultConfigFile = "datastores/inMemoryDatastore.yaml"
+    """Path to configuration defaults, relative to the config search path."""
+
+    isEphemeral = True
+    """A new datastore is created every time and datasets disappear when the process shuts down."""
+
+    def __init__(
+        self,
+        config: DatastoreConfig | Config | Mapping[str, Any] | str,
+        registry: DatasetLocationRegistry | None = None,
+    ) -> None:
+        super().__init__(config, registry)
+        self.name = f"{self.config.get('name') or type(self).__name__}@{uuid.uuid4().hex[:8]}"
+        cfg = self.config
+        self.maxBytes: int | None = parseBytes(cfg.get("maxBytes"), "maxBytes")
+        self.maxItems: int | None = parsePositive(cfg.get("maxItems"), "maxItems", int)
+        self.expireSeconds: float | None = parsePositive(cfg.get("expireSeconds"), "expireSeconds", float)
+        self.copyPolicy = CopyPolicy(cfg.get("copyMode"))
+        self._table = EntryTable(self.name, self.maxBytes, self.maxItems, self.expireSeconds)
+        # Aliases for the hot paths.
+        self._entries = self._table.entries
+        self._lock = self._table.lock
+        self._simple = self._table.simple
+        # Registry calls are made outside every lock of this datastore (see _syncRegistry).
+        # dataset type name -> (datasetType, pytype, copyMode, delegate), for puts that passed once
+        self._putCache: dict[str, tuple[DatasetType, type, str, StorageClassDelegate]] = {}
+
+    def copyModeFor(self, datasetType: DatasetType) -> str:
+        """Return the copy mode used for datasets of ``datasetType``.
+
+        Raises
+        ------
+        StorageClassError
+            ``freeze`` is configured by name for a storage class that cannot be frozen.
+        """
+        return self.copyPolicy.modeFor(datasetType)
+
+    # -- put --
+
+    def _prepare(self, inMemoryDataset: Any, ref: DatasetRef) -> Prepared:
+        """Validate a put and return ``(storedObject, ref, mode, size)``; does not touch the entries."""
+        datasetType = ref.datasetType
+        storageClass = datasetType.storageClass
+        if not storageClass.validateInstance(inMemoryDataset):
+            raise DatasetTypeMismatchError(
+                f"Cannot put {type(inMemoryDataset).__module__}.{type(inMemoryDataset).__qualname__} as "
+                f"{ref}: storage class {storageClass.name!r} expects {storageClass.pytypeName}."
+            )
+        if "." in datasetType.name:
+            raise DatasetTypeError(
+                f"Cannot put component {ref} on its own; put the composite "
+                f"{datasetType.nameAndComponent()[0]!r} and read components from it."
+            )
+        mode = self.copyPolicy.modeFor(datasetType)
+        delegate = storageClass.delegate()
+        self._putCache[datasetType.name] = (datasetType, storageClass.pytype, mode, delegate)
+        if mode is not REFERENCE:
+            inMemoryDataset, mode = CopyPolicy.own(inMemoryDataset, delegate, mode)
+        stored = inMemoryDataset
+        size = delegate.getSize(stored) if self._table.trackSizes else None
+        return stored, ref, mode, size
+
+    def put(self, inMemoryDataset: Any, ref: DatasetRef) -> None:
+        """Write a InMemoryDataset with a given DatasetRef to the store.
+
+        Parameters
+        ----------
+        inMemoryDataset : object
+            The Dataset to store.
+        ref : DatasetRef
+            Reference to the associated Dataset.
+
+        Raises
+        ------
+        TypeError
+            Supplied object and storage class are inconsistent (`DatasetTypeMismatchError`).
+        DatasetExistsError
+            ``ref`` is already stored; the stored dataset is left in place.
+        DatasetTypeError
+            ``ref`` is a component ref.
+        DatasetTooLargeError
+            The dataset alone is larger than ``maxBytes``; nothing is evicted.
+        """
+        cached = self._putCache.get(ref.datasetType.name)
+        if (
+            not self._simple
+            or cached is None
+            or cached[0] is not ref.datasetType
+            or not isinstance(inMemoryDataset, cached[1])
+        ):
+            self._insert([self._prepare(inMemoryDataset, ref)])
+            return
+        # The fast path: a dataset type seen before, no limits, no expiry.
+        mode = cached[2]
+        stored = inMemoryDataset
+        if mode is not REFERENCE:
+            stored, mode = CopyPolicy.own(inMemoryDataset, cached[3], mode)
+        key = ref.id.int
+        with self._lock:
+            if key in self._entries:
+                raise self._existsError(ref)
+            self._entries[key] = (stored, ref, time.time(), mode, None)
+        if self.registry is not None or self._openTransactions:
+            self._afterInsert([ref], [])
+
+    def putMany(self, pairs: Iterable[tuple[Any, DatasetRef]]) -> None:
+        """Put every ``(inMemoryDataset, ref)`` pair, all or none.
+
+        Every pair is checked before anything is stored: a bad object, a duplicate ref (in the
+        batch or in the store) or an oversized batch stores none of them.
+        """
+        prepared: list[Prepared] = []
+        seen: set[int] = set()
+        cache = self._putCache
+        trackSizes = self._table.trackSizes
+        for obj, ref in pairs:
+            key = ref.id.int
+            if key in seen:
+                raise DatasetExistsError(f"Dataset {ref} appears twice in one putMany; nothing was stored.")
+            seen.add(key)
+            cached = cache.get(ref.datasetType.name)
+            if cached is None or cached[0] is not ref.datasetType or not isinstance(obj, cached[1]):
+                prepared.append(self._prepare(obj, ref))
+                continue
+            mode, delegate = cached[2], cached[3]
+            stored = obj
+            if mode is not REFERENCE:
+                stored, mode = CopyPolicy.own(obj, delegate, mode)
+            prepared.append((stored, ref, mode, delegate.getSize(stored) if trackSizes else None))
+        self._insert(prepared)
+
+    def _insert(self, prepared: list[Prepared]) -> None:
+        try:
+            with self._lock:
+                evicted = self._table.insertLocked(prepared, self._existsError)
+        finally:
+            self._flushExpired()  # what the insert swept is reported even if it then failed
+        self._afterInsert([p[1] for p in prepared], evicted)
+
+    def _afterInsert(self, refs: list[DatasetRef], evicted: list[DatasetRef]) -> None:
+        """Tell the registry and the open transaction; undo the insert if the registry fails."""
+        if evicted:
+            self._logGone(evicted, "evicted")
+            self._syncRegistry(evicted)
+        if self.registry is not None:
+            try:
+                self._syncRegistry(refs)
+            except BaseException:
+                self._dropMany(refs)
+                raise
+        if self._openTransactions:
+            self._registerUndo(f"put of {len(refs)} dataset(s)", self._dropMany, refs)
+
+    def _existsError(self, ref: DatasetRef) -> DatasetExistsError:
+        return DatasetExistsError(
+            f"Dataset {ref} is already in datastore {self.name!r}; nothing was stored. "
+            f"Remove it first to replace it."
+        )
+
+    def _dropMany(self, refs: list[DatasetRef]) -> None:
+        """Undo puts: drop these refs' entries if present (no error if already gone)."""
+        dropped = []
+        with self._lock:
+            for ref in refs:
+                entry = self._entries.get(ref.id.int)
+                if entry is not None and entry[REF] == ref:
+                    self._table.popLocked(ref.id.int)
+                    dropped.append(ref)
+        self._syncRegistry(dropped)
+
+    def _syncRegistry(self, refs: list[DatasetRef]) -> None:
+        """Tell the registry whether this datastore holds each of ``refs`` *now*.
+
+        Called after every change, holding no lock of this datastore: a registry call may wait
+        for a database lock that another thread holds while it waits for this datastore, so
+        waiting under a lock here could deadlock. Instead, when two threads change the same
+        dataset their registry calls may land in either order, so after its calls each thread
+        reads the state again and sends once more whatever changed meanwhile; the call that
+        lands last therefore always carries the final state.
+        """
+        if self.registry is None or not refs:
+            return
+        pending = refs
+        while pending:
+            held, gone = self._holding(pending)
+            if gone:
+                self.registry.removeDatasetLocations(self.name, gone)
+            if held:
+                self.registry.addDatasetLocations(self.name, held)
+            heldNow, _ = self._holding(pending)
+            sent = {ref.id for ref in held}
+            now = {ref.id for ref in heldNow}
+            pending = [ref for ref in pending if (ref.id in sent) != (ref.id in now)]
+
+    def _holding(self, refs: list[DatasetRef]) -> tuple[list[DatasetRef], list[DatasetRef]]:
+        """Split ``refs`` into those this datastore holds and those it does not."""
+        entries = self._entries
+        held: list[DatasetRef] = []
+        gone: list[DatasetRef] = []
+        for ref in refs:
+            entry = entries.get(ref.id.int)
+            (held if entry is not None and entry[REF].id == ref.id else gone).append(ref)
+        return held, gone
+
+    def _logGone(self, refs: list[DatasetRef], how: str) -> None:
+        if log.isEnabledFor(logging.DEBUG):
+            for ref in refs:
+                log.debug(
+                    "Datastore %s %s %s (maxBytes=%s, maxItems=%s, expireSeconds=%s).",
+                    self.name, how, ref, self.maxBytes, self.maxItems, self.expireSeconds,
+                )  # fmt: skip
+
+    def _flushExpired(self) -> None:
+        """Tell the registry about datasets that expired while being looked up."""
+        expired = self._table.takePendingExpired()
+        if expired:
+            self._logGone(expired, "expired")
+            self._syncRegistry(expired)
+
+    def sweepExpired(self) -> int:
+        """Drop every expired dataset now; return how many were dropped."""
+        with self._lock:
+            expired = self._table.sweepLocked(time.time())
+        self._logGone(expired, "expired")
+        self._syncRegistry(expired)
+        return len(expired)
+
+    # -- get and exists --
+
+    def _notFound(self, ref: DatasetRef, verb: str) -> DatasetNotFoundError:
+        why = self._table.tombstone(ref.id.int)
+        entry = self._entries.get(ref.id.int)
+        if entry is not None and not self._sameDataset(ref, entry[REF]):
+            why = f"id {ref.id} holds {entry[REF].datasetType.name!r}, not {ref.datasetType.name!r}"
+        return DatasetNotFoundError(
+            f"Cannot {verb} {ref}: not in datastore {self.name!r}" + (f"; {why}." if why else ".")
+        )
+
+    def get(self, ref: DatasetRef, parameters: Mapping[str, Any] | None = None) -> Any:
+        """Load an InMemoryDataset from the store.
+
+        Parameters
+        ----------
+        ref : DatasetRef
+            Reference to the required Dataset (a component ref reads that component).
+        parameters : dict, optional
+            StorageClass-specific parameters that specify, for example, a slice of the Dataset
+            to be loaded.
+
+        Returns
+        -------
+        inMemoryDataset : object
+            Requested Dataset or slice thereof as an InMemoryDataset.
+
+        Raises
+        ------
+        FileNotFoundError
+            Requested dataset can not be retrieved (`DatasetNotFoundError`; says when and why
+            if it was evicted or expired).
+        TypeError
+            The stored object is not of the type the ref's storage class expects.
+        ValueError
+            A parameter is unknown or unusable (`InvalidParameterError`).
+        """
+        if self._simple:
+            entry = self._entries.get(ref.id.int)
+            if entry is not None and (entry[REF] is ref or self._sameDataset(ref, entry[REF])):
+                self._table.countHit()
+                if parameters is None and entry[REF] is ref:
+                    mode = entry[_MODE]
+                    if mode is REFERENCE:
+                        return entry[OBJ]
+                    if mode is FREEZE:
+                        return ref.datasetType.storageClass.delegate().frozenView(entry[OBJ])
+                return self._materialize(entry, ref, parameters)
+        with self._lock:
+            entry = self._table.lookupLocked(ref.id.int)
+            if entry is not None and entry[REF] is not ref and not self._sameDataset(ref, entry[REF]):
+                entry = None  # the id holds another dataset type
+            if entry is None:
+                self._table.misses += 1
+                error = self._notFound(ref, "get")
+            else:
+                self._table.hits += 1
+        if entry is None:
+            self._flushExpired()
+            raise error
+        if parameters is None and entry[REF] is ref and entry[_MODE] is REFERENCE:
+            return entry[OBJ]
+        return self._materialize(entry, ref, parameters)
+
+    def _materialize(
+        self, entry: tuple[Any, ...], ref: DatasetRef, parameters: Mapping[str, Any] | None
+    ) -> Any:
+        """Extract a component, apply parameters, check the type and hand out per the copy mode."""
+        storedRef: DatasetRef = entry[REF]
+        obj = entry[OBJ]
+        target = ref.datasetType.storageClass
+        stored = storedRef.datasetType.storageClass
+        if ref is not storedRef and ref.datasetType.name != storedRef.datasetType.name:
+            parentName, component = ref.datasetType.nameAndComponent()
+            if component is None or parentName != storedRef.datasetType.name:
+                raise DatasetNotFoundError(
+                    f"No dataset {ref} in datastore {self.name!r}: id {ref.id} holds "
+                    f"{storedRef.datasetType.name!r}, not {ref.datasetType.name!r}."
+                )
+            obj = stored.delegate().getComponent(obj, component)
+            if obj is None:
+                return None  # the composite was stored without this component
+            stored = stored.components[component]
+        delegate = target.delegate()
+        if parameters:
+            obj = delegate.handleParameters(obj, parameters)
+        if target is not stored and not target.validateInstance(obj):
+            raise DatasetTypeMismatchError(
+                f"Dataset {ref} is stored as {type(obj).__qualname__} (storage class {stored.name!r}), "
+                f"which is not the {target.pytypeName} that storage class {target.name!r} expects."
+            )
+        return CopyPolicy.handOut(obj, delegate, entry[_MODE])
+
+    def getMany(
+        self,
+        refs: Iterable[DatasetRef],
+        parameters: Mapping[str, Any] | None = None,
+        *,
+        missing: list[DatasetRef] | None = None,
+    ) -> dict[DatasetRef, Any]:
+        """Return ``{ref: dataset}`` for every ref, looking them all up under one lock.
+
+        Raises
+        ------
+        DatasetNotFoundError
+            Some refs are not stored (all are named) and ``missing`` was not given; otherwise
+            they are appended to ``missing``.
+        """
+        refs = list(refs)
+        out: dict[DatasetRef, Any] = {}
+        slow: list[tuple[DatasetRef, tuple[Any, ...]]] = []
+        notFound: list[DatasetRef] = []
+        table = self._table
+        lookup = self._entries.get if self._simple else table.lookupLocked
+        same = self._sameDataset
+        with self._lock:
+            for ref in refs:
+                entry = lookup(ref.id.int)
+                if entry is None or (entry[REF] is not ref and not same(ref, entry[REF])):
+                    notFound.append(ref)
+                elif parameters is None and entry[REF] is ref and entry[_MODE] is REFERENCE:
+                    out[ref] = entry[OBJ]
+                else:
+                    slow.append((ref, entry))
+            table.hits += len(refs) - len(notFound)  # per ref, as get counts: a repeated ref counts again
+            table.misses += len(notFound)
+        self._flushExpired()
+        self._reportMissing(notFound, missing)
+        for ref, entry in slow:
+            out[ref] = self._materialize(entry, ref, parameters)
+        return out
+
+    @staticmethod
+    def _sameDataset(ref: DatasetRef, storedRef: DatasetRef) -> bool:
+        """Whether ``ref`` (same id as ``storedRef``) names that dataset or one of its components."""
+        if ref.datasetType.name == storedRef.datasetType.name:
+            return True
+        parentName, component = ref.datasetType.nameAndComponent()
+        return (
+            parentName == storedRef.datasetType.name
+            and component in storedRef.datasetType.storageClass.components
+        )
+
+    def exists(self, ref: DatasetRef) -> bool:
+        """Check if the dataset exists in the datastore.
+
+        Parameters
+        ----------
+        ref : DatasetRef
+            Reference to the required dataset.
+
+        Returns
+        -------
+        exists : bool
+            True if the entity exists in the Datastore.
+        """
+        entry = self._entries.get(ref.id.int)
+        if entry is None:
+            return False
+        if entry[REF] is not ref and not self._sameDataset(ref, entry[REF]):
+            return False
+        if self.expireSeconds is None:
+            return True
+        with self._lock:
+            live = self._table.lookupLocked(ref.id.int)
+        self._flushExpired()
+        return live is not None
+
+    def existsMany(self, refs: Iterable[DatasetRef]) -> dict[DatasetRef, bool]:
+        """Return ``{ref: exists}`` for every ref."""
+        if self.expireSeconds is not None:
+            return {ref: self.exists(ref) for ref in refs}
+        get = self._entries.get
+        same = self._sameDataset
+        return {
+            ref: (entry := get(ref.id.int)) is not None and (entry[REF] is ref or same(ref, entry[REF]))
+            for ref in refs
+        }
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, ref: object) -> bool:
+        return isinstance(ref, DatasetRef) and self.exists(ref)
+
+    # -- remove --
+
+    def remove(self, ref: DatasetRef) -> None:
+        """Remove the dataset ``ref`` (and with it the records of its components).
+
+        Parameters
+        ----------
+        ref : DatasetRef
+            Reference to the required Dataset.
+
+        Raises
+        ------
+        FileNotFoundError
+            Attempt to remove a dataset that does not exist (`DatasetNotFoundError`).
+        DatasetTypeError
+            ``ref`` is a component ref: remove the composite instead.
+        """
+        if self._simple:  # the fast path: no limits, no expiry, the ref's own dataset type
+            key = ref.id.int
+            with self._lock:
+                entry = self._entries.get(key)
+                if entry is not None and entry[REF].datasetType.name == ref.datasetType.name:
+                    self._table.popLocked(key)
+                else:
+                    entry = None
+            if entry is not None:
+                self._afterRemove([entry])
+                return
+        self._removeMany([ref], strict=True)
+
+    def removeMany(self, refs: Iterable[DatasetRef]) -> None:
+        """Remove every ref under one lock; missing refs are named together afterwards.
+
+        Raises
+        ------
+        DatasetNotFoundError
+            Some refs were not stored; all the others were removed.
+        """
+        self._removeMany(list(refs), strict=False)
+
+    def _removeMany(self, refs: list[DatasetRef], strict: bool) -> None:
+        for ref in refs:
+            if "." in ref.datasetType.name:
+                raise DatasetTypeError(f"Cannot remove component {ref} on its own; remove the composite.")
+        removed: list[tuple[Any, ...]] = []
+        notFound: list[DatasetRef] = []
+        error = None
+        table = self._table
+        with self._lock:
+            for ref in refs:
+                key = ref.id.int
+                entry = self._entries.get(key) if self._simple else table.lookupLocked(key)
+                if entry is None or (
+                    entry[REF] is not ref and entry[REF].datasetType.name != ref.datasetType.name
+                ):
+                    if strict:
+                        error = self._notFound(ref, "remove")
+                        break
+                    notFound.append(ref)
+                    continue
+                table.popLocked(key)
+                removed.append(entry)
+        self._flushExpired()
+        if removed:
+            self._afterRemove(removed)
+        if error is not None:
+            raise error
+        self._reportMissing(notFound, None, verb="remove")
+
+    def _afterRemove(self, removed: list[Any]) -> None:
+        """Tell the registry and the open transaction; undo the removal if the registry fails."""
+        if self.registry is not None:
+            try:
+                self._syncRegistry([e[REF] for e in removed])
+            except BaseException:
+                self._restore(removed, sync=False)
+                raise
+        if self._openTransactions:
+            self._registerUndo(f"remove of {len(removed)} dataset(s)", self._restore, removed)
+
+    def _restore(self, removed: list[Any], sync: bool = True) -> None:
+        """Undo removals: put the removed entries back where their ids are free."""
+        with self._lock:
+            restored, evicted = self._table.restoreLocked(removed)
+        if evicted:
+            self._logGone(evicted, "evicted")
+            self._syncRegistry(evicted)
+        if sync:
+            self._syncRegistry(restored)
+
+    # -- URIs --
+
+    def getUri(self, ref: DatasetRef, predict: bool = False) -> str:
+        """URI to the Dataset; always uses the ``mem://`` prefix.
+
+        Parameters
+        ----------
+        ref : DatasetRef
+            Reference to the required Dataset.
+        predict : bool
+            If True, allow URIs to be returned of datasets that have not been written.
+
+        Returns
+        -------
+        uri : str
+            ``mem://<datasetType>/<id>``, unique per dataset; with ``#predicted`` appended when
+            the dataset is not stored and ``predict`` is true.
+
+        Raises
+        ------
+        FileNotFoundError
+            A URI has been requested for a dataset that does not exist and guessing is not allowed.
+        """
+        uri = f"mem://{ref.datasetType.name}/{ref.id}"
+        if self.exists(ref):
+            return uri
+        if predict:
+            return uri + "#predicted"
+        raise self._notFound(ref, "get a URI for")
+
+    # -- stored item info --
+
+    def _infoFor(self, ref: DatasetRef) -> StoredItemInfo | None:
+        key = ref.id.int
+        entry = self._entries.get(key)
+        if entry is None or not self._sameDataset(ref, entry[REF]):
+            return None
+        component = ref.datasetType.component()
+        overrides = self._table.infoOverrides.get(key)
+        if overrides is not None and component in overrides:
+            return overrides[component]
+        storageClass = entry[REF].datasetType.storageClass
+        if component is None:
+            return StoredItemInfo(entry[TS], storageClass)
+        return StoredItemInfo(entry[TS], storageClass.components[component], ref.id)
+
+    def addStoredItemInfo(self, ref: DatasetRef, info: StoredItemInfo) -> None:
+        """Record internal storage information associated with this DatasetRef.
+
+        Parameters
+        ----------
+        ref : DatasetRef
+            The Dataset that has been stored.
+        info : StoredItemInfo
+            Metadata associated with the stored Dataset.
+
+        Raises
+        ------
+        KeyError
+            An entry with this DatasetRef already exists (`StoredItemInfoExistsError`); `put`
+            records one for every dataset it stores.
+        DatasetNotFoundError
+            The dataset itself is not stored.
+        TypeError
+            ``info`` is not a StoredItemInfo.
+        """
+        if not isinstance(info, StoredItemInfo):
+            raise TypeError(f"addStoredItemInfo takes a StoredItemInfo, not {type(info).__name__}.")
+        if not isinstance(info.storageClass, StorageClass):
+            raise TypeError(f"StoredItemInfo.storageClass must be a StorageClass, not {info.storageClass!r}.")
+        with self._lock:
+            if self._infoFor(ref) is not None:
+                raise StoredItemInfoExistsError(
+                    f"Datastore {self.name!r} already has stored-item info for {ref}; "
+                    f"remove it with removeStoredItemInfo first."
+                )
+            if ref.id.int not in self._entries:
+                raise self._notFound(ref, "record stored-item info for")
+            self._table.infoOverrides.setdefault(ref.id.int, {})[ref.datasetType.component()] = info
+
+    def getStoredItemInfo(self, ref: DatasetRef) -> StoredItemInfo:
+        """Retrieve information associated with object stored in this Datastore.
+
+        Parameters
+        ----------
+        ref : DatasetRef
+            The Dataset that is to be queried.
+
+        Returns
+        -------
+        info : StoredItemInfo
+            When it was stored, its storage class and, for a component, the parent's id.
+
+        Raises
+        ------
+        KeyError
+            Dataset with that id can not be found (`StoredItemInfoNotFoundError`).
+        """
+        with self._lock:
+            info = self._infoFor(ref)
+        if info is None:
+            raise StoredItemInfoNotFoundError(f"Datastore {self.name!r} has no stored-item info for {ref}.")
+        return info
+
+    def removeStoredItemInfo(self, ref: DatasetRef) -> None:
+        """Remove information about the object associated with this dataset.
+
+        This is low-level bookkeeping: the dataset itself stays; use `remove` to remove it.
+
+        Parameters
+        ----------
+        ref : DatasetRef
+            The Dataset that has been removed.
+
+        Raises
+        ------
+        KeyError
+            No information is recorded for ``ref`` (`StoredItemInfoNotFoundError`).
+        """
+        with self._lock:
+            if self._infoFor(ref) is None:
+                raise StoredItemInfoNotFoundError(
+                    f"Datastore {self.name!r} has no stored-item info for {ref}."
+                )
+            self._table.infoOverrides.setdefault(ref.id.int, {})[ref.datasetType.component()] = None
+
+    @classmethod
+    def setConfigRoot(cls, root: str, config: Config, full: Config) -> None:
+        """Set any filesystem-dependent config options for a new repository at ``root``.
+
+        Does nothing in this implementation: an in-memory datastore has no files.
+        """
+        return None
+
+    def stats(self) -> InMemoryDatastoreStats:
+        """Return counts, bytes held, hits, misses, evictions and expirations."""
+        with self._lock:
+            count, held, hits, misses, evictions, expirations = self._table.statsLocked()
+            snapshot = None if self._table.trackSizes else list(self._entries.values())
+        if snapshot is not None:
+            held = sum(e[REF].datasetType.storageClass.delegate().getSize(e[OBJ]) for e in snapshot)
+        return InMemoryDatastoreStats(
+            count=count, bytesHeld=held, hits=hits, misses=misses, evictions=evictions,
+            expirations=expirations, maxBytes=self.maxBytes, maxItems=self.maxItems,
+            expireSeconds=self.expireSeconds,
+        )  # fmt: skip
