@@ -39,6 +39,7 @@ EXPECTED = [
     "InMemoryDatastoreStats",
     "InMemoryLocationRegistry",
     "InvalidParameterError",
+    "InvalidQueryError",
     "JsonFormatter",
     "MaskedImage",
     "MissingDatasetError",

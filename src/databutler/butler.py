@@ -25,6 +25,8 @@ from .exceptions import (
     NoDefaultRunError,
 )
 from .registry import SqlRegistry
+from .registry.queries import parseExpression
+from .registry.queries.expressions import elementsOf
 from .storage_class import StorageClassFactory
 from .transfer import transferFrom
 
@@ -409,7 +411,8 @@ class Butler:
         self,
         datasetType: DatasetType | str | None = None,
         collections: Sequence[str] | None = None,
-        where: Mapping[str, Any] | None = None,
+        where: Mapping[str, Any] | str | None = None,
+        bind: Mapping[str, Any] | None = None,
         **whereKwargs: Any,
     ) -> list[DatasetRef]:
         """Return the datasets of a type (or of every type) whose data IDs match ``where``.
@@ -420,25 +423,51 @@ class Butler:
             The type (``"type.component"`` gives component refs); every type when omitted.
         collections : sequence of str, optional
             Runs to search (default: the Butler's collections, or every run if it has none).
-        where : mapping, optional
-            Required data-ID values, e.g. ``{"visit": 12}``; keyword arguments add to it.
+        where : mapping or str, optional
+            Required data-ID values, e.g. ``{"visit": 12}``, or an expression such as
+            ``"visit > 100 AND detector IN (1..8)"``; keyword arguments add to it.
+        bind : mapping, optional
+            Values for the ``:name`` parameters of a ``where`` expression.
 
         Raises
         ------
         MissingDatasetTypeError
             The dataset type is not registered.
+        InvalidQueryError
+            A ``where`` expression does not parse or names an unknown dimension.
         """
         searched = self._lookup.collectionsFor(collections) or None
-        condition = {**(where or {}), **whereKwargs} or None
+        condition: Mapping[str, Any] | str | None
+        if isinstance(where, str):
+            condition, bind = _withKeywords(where, bind, whereKwargs)
+            needed = elementsOf(parseExpression(condition))
+        else:
+            condition = {**(where or {}), **whereKwargs} or None
+            needed = set(condition or ())
         if datasetType is None:
             types = [t for t in self.registry.queryDatasetTypes() if not t.isComponent()]
         else:
             types = [self._lookup.resolveType(datasetType)]
         out: list[DatasetRef] = []
         for datasetTypeHere in types:
-            if datasetType is None and condition and not set(condition) <= set(datasetTypeHere.dimensions):
+            if datasetType is None and not needed <= set(datasetTypeHere.dimensions):
                 continue  # a type without these dimensions has no matches
             parentName, component = datasetTypeHere.nameAndComponent()
-            refs = self.registry.queryDatasets(parentName, collections=searched, where=condition)
+            refs = self.registry.queryDatasets(parentName, collections=searched, where=condition, bind=bind)
             out.extend([r.makeComponentRef(component) for r in refs] if component else refs)
         return out
+
+
+def _withKeywords(
+    where: str, bind: Mapping[str, Any] | None, keywords: Mapping[str, Any]
+) -> tuple[str, Mapping[str, Any] | None]:
+    """Return ``where`` AND ``key = value`` for each keyword, the values passed as bind parameters."""
+    if not keywords:
+        return where, bind
+    merged = dict(bind or {})
+    terms = [f"({where})"]
+    for key, value in keywords.items():
+        name = f"_keyword_{key}"
+        merged[name] = value
+        terms.append(f"{key} IN (:{name})" if isinstance(value, list | tuple | set) else f"{key} = :{name}")
+    return " AND ".join(terms), merged

@@ -32,7 +32,8 @@ either the databutler name or the builtin::
     │   ├── MissingRunError (KeyError)
     │   ├── MissingDatasetError (KeyError)
     │   ├── MissingRegistryError (FileNotFoundError)
-    │   └── ConflictingDatasetError (ValueError)
+    │   ├── ConflictingDatasetError (ValueError)
+    │   └── InvalidQueryError (ValueError)
     ├── UnsafePathError (ValueError)
     ├── RepositoryExistsError (FileExistsError)
     ├── NoDefaultRunError (TypeError)
@@ -63,6 +64,7 @@ __all__ = [
     "FileTemplateError",
     "FormatterError",
     "InvalidParameterError",
+    "InvalidQueryError",
     "MissingDatasetError",
     "MissingDatasetTypeError",
     "MissingOptionalDependencyError",
@@ -229,6 +231,10 @@ class ConflictingDatasetError(RegistryError, ValueError):
 
 
 # -- butler ----------------------------------------------------------------------------------
+
+
+class InvalidQueryError(RegistryError, ValueError):
+    """A query expression does not parse, names something that does not exist, or misses a bind value."""
 
 
 class RepositoryExistsError(DatabutlerError, FileExistsError):

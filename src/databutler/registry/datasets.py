@@ -28,6 +28,7 @@ from .data_ids import (
     toUuid,
     whereConditions,
 )
+from .queries import compileDatasetWhere
 from .types_runs import DatasetTypesAndRuns
 
 __all__ = ["DatasetRecords"]
@@ -299,8 +300,9 @@ class DatasetRecords(DatasetTypesAndRuns):
         self,
         datasetTypeOrName: DatasetType | str,
         collections: str | Sequence[str] | None = None,
-        where: Mapping[str, Any] | None = None,
+        where: Mapping[str, Any] | str | None = None,
         *,
+        bind: Mapping[str, Any] | None = None,
         findFirst: bool = False,
     ) -> list[DatasetRef]:
         """Return the datasets of one type in ``collections`` whose data IDs match ``where``.
@@ -311,8 +313,12 @@ class DatasetRecords(DatasetTypesAndRuns):
             The dataset type (a component type gives component refs) or its name.
         collections : str or sequence of str, optional
             Runs to search; `None` searches every run.
-        where : mapping, optional
-            Dimension → a value or a list of values, e.g. ``{"visit": [1, 2], "band": "r"}``.
+        where : mapping or str, optional
+            Dimension → a value or a list of values, e.g. ``{"visit": [1, 2], "band": "r"}``;
+            or an expression such as ``"visit > 100 AND detector IN (1..8)"`` (see
+            `databutler.registry.queries.parser` for the grammar).
+        bind : mapping, optional
+            Values for the ``:name`` parameters of a ``where`` expression.
         findFirst : bool
             Keep, for each data ID, only the dataset in the earliest of ``collections``.
 
@@ -327,14 +333,21 @@ class DatasetRecords(DatasetTypesAndRuns):
             As for `findDataset`.
         DataIdError
             ``where`` names a dimension the dataset type does not have, or a bad value.
+        InvalidQueryError
+            A ``where`` expression does not parse, names an unknown dimension, has a value of
+            the wrong type or a bind parameter without a value.
         """
         typeId, datasetType, component = self._resolveDatasetType(datasetTypeOrName)
-        terms = parseWhere(datasetType, where)
+        fromClause: sa.FromClause = schema.datasetTable
+        if isinstance(where, str):
+            fromClause, condition, byDimension = compileDatasetWhere(datasetType, where, bind)
+            conditions = [condition]
+        else:
+            conditions, byDimension = whereConditions(datasetType, parseWhere(datasetType, where))
         runs = self._resolveRuns(collections) if collections is not None else self._allRuns()
         if not runs:
             return []
         table = schema.datasetTable
-        conditions, byDimension = whereConditions(datasetType, terms)
         typeColumn: sa.ColumnElement[int] = table.c.datasetTypeId
         runColumn: sa.ColumnElement[int] = table.c.runId
         if byDimension and self.isSqlite:
@@ -344,8 +357,10 @@ class DatasetRecords(DatasetTypesAndRuns):
             # statistics, and the hint would only spoil its estimates.
             typeColumn = typeColumn + 0
             runColumn = runColumn + 0
-        statement = sa.select(table.c.id, table.c.runId, table.c.dataId).where(
-            typeColumn == typeId, *conditions
+        statement = (
+            sa.select(table.c.id, table.c.runId, table.c.dataId)
+            .select_from(fromClause)
+            .where(typeColumn == typeId, *conditions)
         )
         if collections is not None or not byDimension:
             # With every run listed, the (type, run, data ID) index finds a full data ID by a

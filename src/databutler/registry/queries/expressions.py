@@ -1,0 +1,158 @@
+"""The abstract syntax tree of a ``where`` expression: small frozen value types, no SQL.
+
+`databutler.registry.queries.parser` builds these from text; the compiler
+(`databutler.registry.queries.compiler`) turns them into SQLAlchemy expressions. Every node
+keeps the ``column`` (1-based) where it starts in the text, for error messages.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+from typing import TypeAlias
+
+__all__ = [
+    "And",
+    "Bind",
+    "Compare",
+    "Expression",
+    "Glob",
+    "In",
+    "Literal",
+    "LiteralValue",
+    "Name",
+    "Not",
+    "Operand",
+    "Or",
+    "Overlaps",
+    "Range",
+    "TimespanLiteral",
+    "elementsOf",
+]
+
+LiteralValue: TypeAlias = int | float | str | datetime.datetime
+"""A literal's Python value: times are timezone-aware UTC datetimes."""
+
+
+@dataclass(frozen=True, slots=True)
+class Literal:
+    """A number, a string (``'r'``) or a time (``T'2024-01-01T00:00:00'``)."""
+
+    value: LiteralValue
+    column: int
+
+
+@dataclass(frozen=True, slots=True)
+class TimespanLiteral:
+    """``(T'begin', T'end')``: the half-open interval [begin, end); either end may be `None`."""
+
+    begin: datetime.datetime | None
+    end: datetime.datetime | None
+    column: int
+
+
+@dataclass(frozen=True, slots=True)
+class Name:
+    """A dimension (``visit``) or a record field of one (``visit.band``)."""
+
+    element: str
+    field: str | None
+    column: int
+
+    def __str__(self) -> str:
+        return self.element if self.field is None else f"{self.element}.{self.field}"
+
+
+@dataclass(frozen=True, slots=True)
+class Bind:
+    """``:name``: a value taken from the query's ``bind`` mapping."""
+
+    name: str
+    column: int
+
+
+@dataclass(frozen=True, slots=True)
+class Range:
+    """``start..stop`` or ``start..stop:step`` inside ``IN (...)``: both ends included."""
+
+    start: int
+    stop: int
+    step: int
+    column: int
+
+
+Operand: TypeAlias = Literal | TimespanLiteral | Name | Bind
+
+
+@dataclass(frozen=True, slots=True)
+class Compare:
+    """``left op right`` with ``op`` one of ``= != < <= > >=``."""
+
+    op: str
+    left: Operand
+    right: Operand
+    column: int
+
+
+@dataclass(frozen=True, slots=True)
+class In:
+    """``operand [NOT] IN (item, ...)``; items are literals, ranges or binds (a bind may be a list)."""
+
+    operand: Operand
+    items: tuple[Literal | Range | Bind, ...]
+    negated: bool
+    column: int
+
+
+@dataclass(frozen=True, slots=True)
+class Glob:
+    """``GLOB(name, 'pattern')``: ``*`` matches any run of characters, ``?`` one character."""
+
+    operand: Name
+    pattern: Literal | Bind
+    column: int
+
+
+@dataclass(frozen=True, slots=True)
+class Overlaps:
+    """``left OVERLAPS right``: two timespans, or a timespan and a time, share an instant."""
+
+    left: Operand
+    right: Operand
+    column: int
+
+
+@dataclass(frozen=True, slots=True)
+class Not:
+    operand: Expression
+    column: int
+
+
+@dataclass(frozen=True, slots=True)
+class And:
+    operands: tuple[Expression, ...]
+    column: int
+
+
+@dataclass(frozen=True, slots=True)
+class Or:
+    operands: tuple[Expression, ...]
+    column: int
+
+
+Expression: TypeAlias = Compare | In | Glob | Overlaps | Not | And | Or
+
+
+def elementsOf(node: Expression | Operand) -> set[str]:
+    """Return the dimension names (``visit`` of ``visit.band`` too) that ``node`` mentions."""
+    if isinstance(node, Name):
+        return {node.element}
+    if isinstance(node, And | Or):
+        return set().union(*(elementsOf(item) for item in node.operands))
+    if isinstance(node, Not):
+        return elementsOf(node.operand)
+    if isinstance(node, Compare | Overlaps):
+        return elementsOf(node.left) | elementsOf(node.right)
+    if isinstance(node, In | Glob):
+        return elementsOf(node.operand)
+    return set()

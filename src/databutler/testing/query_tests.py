@@ -1,0 +1,206 @@
+"""`QueryTests`: the query contract (``where`` strings, bind values), run on every registry back end.
+
+A back end's test class says only how to build an empty registry, as for `RegistryTests`.
+Hostile inputs (SQL in strings and bind values, quotes) are tested here, so every back end
+proves that no query value can reach the SQL text.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ..exceptions import InvalidQueryError
+from ..registry import SqlRegistry
+from .registry_support import RegistryFixtures, makeDatasetType
+
+__all__ = ["QueryTests"]
+
+RAW = makeDatasetType("raw", ("instrument", "visit", "detector"), "StructuredDataDict")
+NAMED = makeDatasetType("named", ("visit", "name"), "StructuredDataDict")
+
+HOSTILE = [
+    "1; DROP TABLE dataset --",
+    "'; DROP TABLE dataset; --",
+    "x' OR '1'='1",
+    'a"b',
+    "O'Brien",
+    "\\",
+    "%",
+    "_",
+    "*",
+    "[a]",
+    "--",
+    "/* */",
+    "\x00",
+    "é\u2028",
+]
+
+
+class QueryTests(RegistryFixtures):
+    """The query contract. Subclasses implement `makeRegistry` (see `RegistryFixtures`)."""
+
+    @pytest.fixture
+    def raws(self, registry: SqlRegistry) -> SqlRegistry:
+        """Visits 100..109 x detectors 1..10 of instrument 'HSC' in run1; visit 100 again in run2."""
+        registry.registerDatasetType(RAW)
+        registry.registerRun("run1")
+        registry.registerRun("run2")
+        registry.addDatasets(
+            "raw",
+            [{"instrument": "HSC", "visit": v, "detector": d} for v in range(100, 110) for d in range(1, 11)],
+            "run1",
+        )
+        registry.addDatasets(
+            "raw", [{"instrument": "HSC", "visit": 100, "detector": d} for d in range(1, 11)], "run2"
+        )
+        return registry
+
+    @staticmethod
+    def pairs(registry: SqlRegistry, where: Any, **kwargs: Any) -> set[tuple[int, int]]:
+        refs = registry.queryDatasets("raw", collections=["run1"], where=where, **kwargs)
+        return {(int(ref.dataId["visit"]), int(ref.dataId["detector"])) for ref in refs}
+
+    def testComparisons(self, raws: SqlRegistry) -> None:
+        everything = {(v, d) for v in range(100, 110) for d in range(1, 11)}
+        cases = {
+            "visit = 101": {p for p in everything if p[0] == 101},
+            "visit != 101": {p for p in everything if p[0] != 101},
+            "visit < 102": {p for p in everything if p[0] < 102},
+            "visit <= 102": {p for p in everything if p[0] <= 102},
+            "visit > 107": {p for p in everything if p[0] > 107},
+            "108 <= visit": {p for p in everything if p[0] >= 108},
+            "visit >= 107 AND detector = 3": {p for p in everything if p[0] >= 107 and p[1] == 3},
+            "visit = 100 or visit = 109": {p for p in everything if p[0] in (100, 109)},
+            "NOT (visit > 100) AND detector <= 2": {p for p in everything if p[0] <= 100 and p[1] <= 2},
+            "visit = 101 AND (detector = 1 OR detector = 2)": {(101, 1), (101, 2)},
+            "visit = 101 AND detector = 1 OR detector = 2": {(101, 1)} | {p for p in everything if p[1] == 2},
+            "instrument = 'HSC' AND visit = 105 AND detector = 5": {(105, 5)},
+            "instrument = 'LSST'": set(),
+        }
+        for where, expected in cases.items():
+            assert self.pairs(raws, where) == expected, where
+
+    def testInRangesAndStrides(self, raws: SqlRegistry) -> None:
+        assert self.pairs(raws, "visit = 101 AND detector IN (1..3)") == {(101, 1), (101, 2), (101, 3)}
+        assert self.pairs(raws, "visit = 101 AND detector IN (2..9:3, 10)") == {
+            (101, 2),
+            (101, 5),
+            (101, 8),
+            (101, 10),
+        }
+        assert self.pairs(raws, "visit IN (101, 103) AND detector = 1") == {(101, 1), (103, 1)}
+        assert self.pairs(raws, "visit NOT IN (100..108) AND detector = 1") == {(109, 1)}
+        with pytest.raises(InvalidQueryError, match="empty"):
+            self.pairs(raws, "detector IN (5..1)")
+
+    def testBindParameters(self, raws: SqlRegistry) -> None:
+        bind = {"visits": [101, 102], "det": 4, "inst": "HSC"}
+        where = "visit IN (:visits) AND detector = :det AND instrument = :inst"
+        assert self.pairs(raws, where, bind=bind) == {(101, 4), (102, 4)}
+        assert self.pairs(raws, "visit IN (:none)", bind={"none": []}) == set()
+        with pytest.raises(InvalidQueryError, match=r":det has no value.*given: inst"):
+            self.pairs(raws, "detector = :det", bind={"inst": "HSC"})
+        with pytest.raises(InvalidQueryError, match="only allowed in IN"):
+            self.pairs(raws, "detector = :d", bind={"d": [1, 2]})
+
+    def testValuesAreCoercedOrRefused(self, raws: SqlRegistry) -> None:
+        # Without a declared type, a value is compared with the values of its own type.
+        assert self.pairs(raws, "visit = '101' AND detector = 1") == set()
+        assert self.pairs(raws, "visit = 101 AND detector = 1") == {(101, 1)}
+        with pytest.raises(InvalidQueryError, match="int or a str"):
+            self.pairs(raws, "visit = 1.5")
+
+    def testUnknownNamesListWhatExists(self, raws: SqlRegistry) -> None:
+        with pytest.raises(InvalidQueryError, match="'visti'"):
+            self.pairs(raws, "visti = 1")
+        with pytest.raises(InvalidQueryError) as info:
+            self.pairs(raws, "visti = 1")
+        assert "detector" in str(info.value) and "visit" in str(info.value)
+
+    def testSyntaxErrorsNamePositionAndExpected(self, raws: SqlRegistry) -> None:
+        with pytest.raises(InvalidQueryError, match="column 14") as info:
+            self.pairs(raws, "visit > 1 AND")
+        assert "expected" in str(info.value)
+        with pytest.raises(InvalidQueryError, match=r"column 7.*expected"):
+            self.pairs(raws, "visit 100")
+
+    def testGlobAndStrings(self, registry: SqlRegistry) -> None:
+        registry.registerDatasetType(NAMED)
+        registry.registerRun("run")
+        names = ["HSC-R", "HSC-G", "hsc-r", "DECam-r", "O'Brien", "50%_off", "a*b"]
+        registry.addDatasets("named", [{"visit": 1, "name": n} for n in names], "run")
+
+        def found(where: str, **kwargs: Any) -> set[str]:
+            refs = registry.queryDatasets("named", collections="run", where=where, **kwargs)
+            return {str(ref.dataId["name"]) for ref in refs}
+
+        assert found("GLOB(name, 'HSC-*')") == {"HSC-R", "HSC-G"}  # case-sensitive on every back end
+        assert found("GLOB(name, '???-r')") == {"hsc-r"}
+        assert found("GLOB(name, '50%*')") == {"50%_off"}
+        assert found("GLOB(name, '50_*')") == set()  # % and _ are literal characters
+        assert found("name = 'O''Brien'") == {"O'Brien"}
+        assert found("GLOB(name, :p)", bind={"p": "*'*"}) == {"O'Brien"}
+        assert found("NOT GLOB(name, '*-*')") == {"O'Brien", "50%_off", "a*b"}
+
+    def testHostileStringsAreOnlyValues(self, registry: SqlRegistry) -> None:
+        registry.registerDatasetType(NAMED)
+        registry.registerRun("run")
+        values = [v for v in HOSTILE if "\x00" not in v] + ["plain"]
+        registry.addDatasets("named", [{"visit": 1, "name": v} for v in values], "run")
+        for value in values:
+            quoted = "'" + value.replace("'", "''") + "'"
+            for where, bind in (
+                (f"name = {quoted}", None),
+                ("name = :v", {"v": value}),
+                ("name IN (:v)", {"v": [value]}),
+            ):
+                refs = registry.queryDatasets("named", collections="run", where=where, bind=bind)
+                assert [ref.dataId["name"] for ref in refs] == [value], where
+        # The tables are all still there, with every row.
+        assert len(registry.queryDatasets("named", collections="run")) == len(values)
+        assert registry.queryDatasetTypes()[0].name == "named"
+
+    def testHostileExpressionsNeverRunSql(self, raws: SqlRegistry) -> None:
+        attacks = [
+            "visit = 1; DROP TABLE dataset",
+            "visit = 1 -- comment",
+            "visit = 1 /* x */",
+            "visit = 1 UNION SELECT * FROM dataset",
+            'visit = "1"',
+            "visit = 1) OR (1 = 1",
+            "dataset.id = 1",
+            "visit = :x",
+        ]
+        for where in attacks:
+            with pytest.raises(InvalidQueryError):
+                self.pairs(raws, where, bind={"y": 1})
+        assert len(self.pairs(raws, None)) == 100
+
+    @settings(
+        max_examples=40,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.differing_executors],
+    )
+    @given(value=st.text(max_size=30).filter(lambda v: "\x00" not in v))
+    def testAnyTextIsAValue(self, raws: SqlRegistry, value: str) -> None:
+        # Any text, as a literal or a bind value, is compared as a value: never an error, never a match.
+        quoted = "'" + value.replace("'", "''") + "'"
+        assert self.pairs(raws, f"instrument = {quoted} AND visit = 100", bind=None) == (
+            {(100, d) for d in range(1, 11)} if value == "HSC" else set()
+        )
+        assert self.pairs(raws, "instrument IN (:v)", bind={"v": [value, "nothing"]}) == (
+            {(v, d) for v in range(100, 110) for d in range(1, 11)} if value == "HSC" else set()
+        )
+
+    def testDictWhereStillWorks(self, raws: SqlRegistry) -> None:
+        assert self.pairs(raws, {"visit": [101, 102], "detector": 1}) == {(101, 1), (102, 1)}
+
+    def testFindFirstWithExpression(self, raws: SqlRegistry) -> None:
+        refs = raws.queryDatasets(
+            "raw", collections=["run2", "run1"], where="visit <= 101 AND detector = 1", findFirst=True
+        )
+        assert sorted((ref.dataId["visit"], ref.run) for ref in refs) == [(100, "run2"), (101, "run1")]

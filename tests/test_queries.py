@@ -1,0 +1,177 @@
+"""The query contract (`QueryTests`) on SQLite and PostgreSQL, and the parser on its own."""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from databutler import InvalidQueryError, SqlRegistry
+from databutler.registry.queries import ResolvedColumn, compileExpression, parseExpression
+from databutler.registry.queries.expressions import (
+    And,
+    Bind,
+    Compare,
+    Glob,
+    In,
+    Literal,
+    Name,
+    Not,
+    Or,
+    Overlaps,
+    Range,
+)
+from databutler.testing.query_tests import QueryTests
+from databutler.testing.registry_support import dropNamespace, newNamespace, postgresUrl
+
+
+class TestSqliteQueries(QueryTests):
+    def makeRegistry(self, tmpPath: Path) -> SqlRegistry:
+        return SqlRegistry(f"sqlite:///{tmpPath}/registry.sqlite3", create=True)
+
+
+class TestPostgresQueries(QueryTests):
+    def makeRegistry(self, tmpPath: Path) -> SqlRegistry:
+        return SqlRegistry(postgresUrl(), namespace=newNamespace(), create=True)
+
+    def cleanupRegistry(self, registry: SqlRegistry) -> None:
+        assert registry.namespace is not None
+        dropNamespace(registry.url, registry.namespace)
+
+
+# -- the parser --
+
+
+def test_parse_precedence_and_nodes() -> None:
+    tree = parseExpression("visit > 100 AND detector IN (1..8:2, 12) OR NOT band = 'r'")
+    assert isinstance(tree, Or)
+    first, second = tree.operands
+    assert isinstance(first, And) and isinstance(second, Not)
+    compare, inList = first.operands
+    assert compare == Compare(">", Name("visit", None, 1), Literal(100, 9), 1)
+    assert isinstance(inList, In) and inList.items == (Range(1, 8, 2, 30), Literal(12, 38))
+    assert second.operand == Compare("=", Name("band", None, 49), Literal("r", 56), 49)
+
+
+def test_parse_keywords_any_case_and_names_that_start_like_keywords() -> None:
+    tree = parseExpression("android = 1 and NOTE = 2 Or index not in (:xs)")
+    assert isinstance(tree, Or)
+    assert tree.operands[0] == And(
+        (
+            Compare("=", Name("android", None, 1), Literal(1, 11), 1),
+            Compare("=", Name("NOTE", None, 17), Literal(2, 24), 17),
+        ),
+        1,
+    )
+    assert tree.operands[1] == In(Name("index", None, 29), (Bind("xs", 43),), True, 29)
+
+
+def test_parse_strings_fields_glob_and_times() -> None:
+    assert parseExpression("visit.band = 'it''s'") == Compare(
+        "=", Name("visit", "band", 1), Literal("it's", 14), 1
+    )
+    assert parseExpression("GLOB(physical_filter, 'HSC-*')") == Glob(
+        Name("physical_filter", None, 6), Literal("HSC-*", 23), 1
+    )
+    tree = parseExpression("visit.timespan OVERLAPS (T'2024-01-01', T'2024-01-02T12:00:00+02:00')")
+    assert isinstance(tree, Overlaps)
+    assert tree.right.begin == datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC)  # type: ignore[union-attr]
+    assert tree.right.end == datetime.datetime(2024, 1, 2, 10, tzinfo=datetime.UTC)  # type: ignore[union-attr]
+    assert parseExpression("exposureTime >= 1.5e1").right == Literal(15.0, 17)  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("text", "pieces"),
+    [
+        ("visit >", ["column 8", "found the end", "a number", "a string", "a name"]),
+        ("visit = 1 AND", ["column 14", "expected", "NOT"]),
+        ("visit == 1", ["column 8", "found '='"]),
+        ("visit = 1 $", ["column 11", "unexpected character '$'"]),
+        ("(visit = 1", ["found the end", "')'"]),
+        ("visit IN 1..3", ["column 10", "'('"]),
+        ("", ["empty"]),
+        ("visit", ["column 6", "expected IN", "a comparison"]),
+        ("visit = T'yesterday'", ["not a time", "ISO 8601"]),
+        ("visit IN (1..3:0)", ["stride", "at least 1"]),
+    ],
+)
+def test_syntax_errors(text: str, pieces: list[str]) -> None:
+    with pytest.raises(InvalidQueryError) as info:
+        parseExpression(text)
+    for piece in pieces:
+        assert piece in str(info.value), (piece, str(info.value))
+
+
+# -- the compiler, on a table of its own --
+
+
+class _Resolver:
+    def __init__(self, table: sa.Table) -> None:
+        self.table = table
+
+    def resolve(self, name: Name) -> ResolvedColumn:
+        c = self.table.c
+        if name.element == "visit" and name.field is None:
+            return ResolvedColumn("int", column=c.visit)
+        if str(name) == "visit.band":
+            return ResolvedColumn("str", column=c.band)
+        if str(name) == "visit.timespan":
+            return ResolvedColumn("timespan", begin=c.begin, end=c.end)
+        raise InvalidQueryError(f"unknown {name}")
+
+
+def _compiled(where: str, bind: dict[str, object] | None = None) -> tuple[str, dict[str, object]]:
+    table = sa.Table(
+        "t",
+        sa.MetaData(),
+        sa.Column("visit", sa.Integer),
+        sa.Column("band", sa.String),
+        sa.Column("begin", sa.BigInteger),
+        sa.Column("end", sa.BigInteger),
+    )
+    condition = compileExpression(where, parseExpression(where), _Resolver(table), bind)
+    compiled = condition.compile(dialect=sa.dialects.sqlite.dialect())
+    return str(compiled), dict(compiled.params)
+
+
+def test_values_are_bound_never_formatted() -> None:
+    hostile = "x'); DROP TABLE dataset; --"
+    sql, params = _compiled("visit.band = :b OR GLOB(visit.band, :b)", {"b": hostile})
+    assert "DROP" not in sql and hostile in params.values()
+    sql, params = _compiled("visit = '101'")  # coerced to the declared int type
+    assert params == {"visit_1": 101} and "101" not in sql
+
+
+def test_type_errors_name_the_column() -> None:
+    for where, message in [
+        ("visit = 'abc'", "column 9: visit holds integers; 'abc' is not one"),
+        ("visit.band = 3", "column 14: visit.band holds strings"),
+        ("visit.timespan = 3", "timespan; compare it with OVERLAPS"),
+        ("visit.band IN (1..3)", "does not hold integers"),
+        ("visit OVERLAPS T'2024-01-01'", "not a time or timespan"),
+        ("GLOB(visit, 'a*')", "GLOB needs a string column"),
+        ("1 = 1", "dimension or record field on one side"),
+    ]:
+        with pytest.raises(InvalidQueryError, match=message):
+            _compiled(where)
+
+
+def test_overlaps_conditions() -> None:
+    sql, params = _compiled("visit.timespan OVERLAPS (T'1970-01-01T00:00:01', NULL)")
+    assert sql.count("<") == 1 and 1_000_000_000 in params.values()
+    sql, params = _compiled("visit.timespan OVERLAPS :t", {"t": datetime.datetime(1970, 1, 1, 0, 0, 2)})
+    assert "<=" in sql and 2_000_000_000 in params.values()
+
+
+def test_docs_queries_examples_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import re
+
+    text = (Path(__file__).parent.parent / "docs" / "queries.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.DOTALL)
+    assert len(blocks) >= 3
+    monkeypatch.chdir(tmp_path)
+    namespace: dict[str, object] = {}
+    for block in blocks:
+        exec(compile(block, "docs/queries.md", "exec"), namespace)
