@@ -208,7 +208,8 @@ class Config(MutableMapping[str, Any]):
         if isinstance(other, Config):
             return self._data == other._data
         if isinstance(other, Mapping):
-            return self._data == _toPlain(other)
+            plain: dict[str, Any] = _toPlain(other)
+            return self._data == plain
         return NotImplemented
 
     __hash__ = None  # type: ignore[assignment]
@@ -312,8 +313,10 @@ class ConfigSubset(Config):
 
     @classmethod
     def _extractComponent(cls, data: dict[str, Any]) -> dict[str, Any]:
-        if cls.component is not None and isinstance(data.get(cls.component), dict):
-            return data[cls.component]
+        if cls.component is not None:
+            section = data.get(cls.component)
+            if isinstance(section, dict):
+                return section
         return data
 
     def mergeDefaultsFile(

@@ -7,7 +7,7 @@ ids are cached (see `ConnectionManager.cacheGet`) and most dataset calls cost no
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -114,7 +114,7 @@ class DatasetTypesAndRuns:
 
     def _lookupDatasetType(self, name: str) -> tuple[int, DatasetType] | None:
         key = ("datasetType", name)
-        cached = self._db.cacheGet(key)
+        cached = cast("tuple[int, DatasetType] | None", self._db.cacheGet(key))
         if cached is not None:
             return cached
         table = schema.datasetTypeTable
@@ -133,7 +133,7 @@ class DatasetTypesAndRuns:
         return DatasetType(row.name, dimensions, storageClass, storageClassFactory=self.storageClassFactory)
 
     def _datasetTypeById(self, typeId: int) -> DatasetType:
-        cached = self._db.cacheGet(("datasetTypeId", typeId))
+        cached = cast("DatasetType | None", self._db.cacheGet(("datasetTypeId", typeId)))
         if cached is not None:
             return cached
         table = schema.datasetTypeTable
@@ -245,7 +245,7 @@ class DatasetTypesAndRuns:
         if not isinstance(name, str) or not name:
             raise TypeError(f"A run is named by a non-empty str, not {name!r}.")
         key = ("run", name)
-        cached = self._db.cacheGet(key)
+        cached = cast("int | None", self._db.cacheGet(key))
         if cached is not None:
             return cached
         table = schema.runTable
@@ -261,7 +261,7 @@ class DatasetTypesAndRuns:
         return int(runId)
 
     def _runName(self, runId: int) -> str:
-        cached = self._db.cacheGet(("runId", runId))
+        cached = cast("str | None", self._db.cacheGet(("runId", runId)))
         if cached is not None:
             return cached
         table = schema.runTable

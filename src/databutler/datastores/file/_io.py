@@ -47,7 +47,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from fsspec.implementations.local import LocalFileSystem
 
@@ -314,7 +314,7 @@ def _openNew(fs: Any, path: str, local: bool) -> IO[bytes]:
     """Open a new file for writing: locally with the builtin `open`, failing if it exists."""
     if local:
         return open(path, "xb")
-    return fs.open(path, "wb")
+    return cast(IO[bytes], fs.open(path, "wb"))
 
 
 def writeTemp(
