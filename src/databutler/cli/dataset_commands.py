@@ -6,12 +6,12 @@ import click
 from rich.table import Table
 
 from .options import collectionsOption, repoArgument, whereOption
-from .utils import makeConsole, parseCollections, parseDataId, parseParameters, parseWhere
+from .utils import DatabutlerCommand, makeConsole, parseCollections, parseDataId, parseParameters, parseWhere
 
 __all__ = ["get", "put", "queryDatasets", "remove", "transfer"]
 
 
-@click.command()
+@click.command(cls=DatabutlerCommand)
 @repoArgument
 @click.argument("name", metavar="DATASET_TYPE")
 @click.argument("file", type=click.Path(dir_okay=False))
@@ -20,8 +20,10 @@ __all__ = ["get", "put", "queryDatasets", "remove", "transfer"]
 def put(repo: str, name: str, file: str, pairs: tuple[str, ...], run: str) -> None:
     """Put FILE (.json, .yaml, .npy, .parquet or .fits) into REPO as DATASET_TYPE.
 
-    \b
-    The data ID follows as KEY=VALUE pairs, one per dimension. Examples:
+    The data ID follows as KEY=VALUE pairs, one per dimension.
+
+    Examples
+    --------
       databutler put repo flat flat.npy visit=1 detector=2 --run night1
       databutler put repo sourceTable sources.parquet visit=1 --run night1
     """
@@ -31,7 +33,7 @@ def put(repo: str, name: str, file: str, pairs: tuple[str, ...], run: str) -> No
     click.echo(f"Put {ref} in run {ref.run}.")
 
 
-@click.command()
+@click.command(cls=DatabutlerCommand)
 @repoArgument
 @click.argument("name", metavar="DATASET_TYPE")
 @click.argument("pairs", metavar="[KEY=VALUE]...", nargs=-1)
@@ -52,8 +54,8 @@ def get(
 ) -> None:
     """Get DATASET_TYPE (or TYPE.COMPONENT) with a data ID: show a summary or write a file.
 
-    \b
-    Examples:
+    Examples
+    --------
       databutler get repo flat visit=1 detector=2
       databutler get repo flat visit=1 detector=2 -p slice=0:2,0:3 -o corner.npy
       databutler get repo calexp.metadata visit=1 detector=2 -o metadata.yaml
@@ -82,7 +84,7 @@ def get(
     makeConsole().print(table)
 
 
-@click.command("query-datasets")
+@click.command("query-datasets", cls=DatabutlerCommand)
 @repoArgument
 @click.argument("name", metavar="[DATASET_TYPE]", required=False)
 @collectionsOption
@@ -90,8 +92,8 @@ def get(
 def queryDatasets(repo: str, name: str | None, collections: tuple[str, ...], where: tuple[str, ...]) -> None:
     """List the datasets in REPO (of DATASET_TYPE only, if given) as a table.
 
-    \b
-    Examples:
+    Examples
+    --------
       databutler query-datasets repo
       databutler query-datasets repo flat -c night1 -w visit=1,2
     """
@@ -111,7 +113,7 @@ def queryDatasets(repo: str, name: str | None, collections: tuple[str, ...], whe
     makeConsole().print(table)
 
 
-@click.command()
+@click.command(cls=DatabutlerCommand)
 @repoArgument
 @click.argument("name", metavar="DATASET_TYPE")
 @click.argument("pairs", metavar="[KEY=VALUE[,VALUE...]]...", nargs=-1)
@@ -120,9 +122,10 @@ def queryDatasets(repo: str, name: str | None, collections: tuple[str, ...], whe
 def remove(repo: str, name: str, pairs: tuple[str, ...], collections: tuple[str, ...], dryRun: bool) -> None:
     """Remove the datasets of DATASET_TYPE whose data IDs match, from registry and datastore.
 
-    \b
     Without KEY=VALUE pairs every dataset of the type (in the collections) is removed.
-    Examples:
+
+    Examples
+    --------
       databutler remove repo flat visit=1 detector=2
       databutler remove repo flat visit=1,2 -c night1 --dry-run
     """
@@ -141,7 +144,7 @@ def remove(repo: str, name: str, pairs: tuple[str, ...], collections: tuple[str,
     click.echo(f"{verb} {len(refs)} dataset(s).")
 
 
-@click.command()
+@click.command(cls=DatabutlerCommand)
 @click.argument("source", type=click.Path(file_okay=False))
 @click.argument("target", type=click.Path(file_okay=False))
 @click.argument("names", metavar="[DATASET_TYPE]...", nargs=-1)
@@ -160,9 +163,10 @@ def transfer(
 ) -> None:
     """Copy datasets from repository SOURCE into TARGET, keeping their ids and runs.
 
-    \b
     Every dataset type unless some are named; datasets already in TARGET are skipped.
-    Examples:
+
+    Examples
+    --------
       databutler transfer repo backup
       databutler transfer repo backup flat calexp -c night1 -w visit=1
     """

@@ -25,8 +25,8 @@ __all__ = ["cli"]
 def cli() -> None:
     """Store and find datasets by what they are: a dataset type plus a data ID.
 
-    \b
-    A typical session:
+    Examples
+    --------
       databutler create repo
       databutler register-dataset-type repo flat NumpyArray visit detector
       databutler put repo flat flat.npy visit=1 detector=2 --run night1
@@ -48,9 +48,10 @@ def cli() -> None:
 def create(repo: str, configFile: str | None, registryDb: str | None) -> None:
     """Create a data repository in folder REPO.
 
-    \b
     By default: an SQLite registry in REPO and a memory tier in front of a file tier.
-    Examples:
+
+    Examples
+    --------
       databutler create repo
       databutler create shared --registry-db postgresql+psycopg://me@dbhost/butler
     """
@@ -69,8 +70,8 @@ def create(repo: str, configFile: str | None, registryDb: str | None) -> None:
 def configDump(repo: str, subset: str | None) -> None:
     """Print the configuration of REPO as YAML.
 
-    \b
-    Examples:
+    Examples
+    --------
       databutler config-dump repo
       databutler config-dump repo --subset datastore
     """
@@ -87,9 +88,11 @@ def configDump(repo: str, subset: str | None) -> None:
 def registerDatasetType(repo: str, name: str, storage: str, dimensions: tuple[str, ...]) -> None:
     """Register dataset type NAME with a STORAGE_CLASS and data-ID DIMENSIONS.
 
-    \b
     Storage classes include StructuredDataDict, StructuredDataList, NumpyArray, ArrowTable,
-    DataFrame, AstropyTable and MaskedImage. Examples:
+    DataFrame, AstropyTable and MaskedImage.
+
+    Examples
+    --------
       databutler register-dataset-type repo flat NumpyArray visit detector
       databutler register-dataset-type repo sourceTable ArrowTable visit
     """
@@ -105,8 +108,8 @@ def registerDatasetType(repo: str, name: str, storage: str, dimensions: tuple[st
 def stats(repo: str) -> None:
     """Show what REPO holds: datasets per dataset type and per run, files and bytes on disk.
 
-    \b
-    Example:
+    Examples
+    --------
       databutler stats repo
     """
     from .. import script
@@ -140,8 +143,8 @@ def verify(repo: str, name: str | None, collections: tuple[str, ...], where: tup
 
     Exits with status 1 if any dataset is missing or corrupted.
 
-    \b
-    Examples:
+    Examples
+    --------
       databutler verify repo
       databutler verify repo flat -w visit=1
     """

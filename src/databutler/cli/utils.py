@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
 import sys
@@ -14,6 +15,7 @@ from rich.console import Console
 from ..exceptions import DatabutlerError
 
 __all__ = [
+    "DatabutlerCommand",
     "DatabutlerGroup",
     "makeConsole",
     "parseCollections",
@@ -121,13 +123,45 @@ def makeConsole(stderr: bool = False) -> Console:
     return Console(file=stream, width=None if isTerminal else 200, highlight=False, soft_wrap=not isTerminal)
 
 
+def _formatHelpText(command: click.Command, formatter: click.HelpFormatter) -> None:
+    """Write a command's docstring as help, keeping paragraphs with indented lines as written.
+
+    click rewraps every paragraph unless it opens with a line holding only its backspace marker;
+    databutler's docstrings stay plain numpydoc instead, and this adds the marker to each
+    paragraph with indented lines (the command lines of an ``Examples`` section).
+    """
+    text = inspect.cleandoc(command.help or "").partition("\f")[0]
+    if not text:
+        return
+    paragraphs = text.split("\n\n")
+    kept = ["\b\n" + p if any(line[:1].isspace() for line in p.splitlines()) else p for p in paragraphs]
+    formatter.write_paragraph()
+    with formatter.indentation():
+        formatter.write_text("\n\n".join(kept))
+
+
+class DatabutlerCommand(click.Command):
+    """A click command whose help keeps the indented example lines of its docstring."""
+
+    def format_help_text(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """Write the docstring as help, examples line by line."""
+        _formatHelpText(self, formatter)
+
+
 class DatabutlerGroup(click.Group):
     """A click group that shows databutler's user errors as one line, without a traceback.
 
     Errors in the `DatabutlerError` tree and operating-system errors (a missing input file,
     a folder that cannot be written) become `click.ClickException`: ``Error: <message>`` on
-    stderr and exit status 1. Anything else is a bug and keeps its traceback.
+    stderr and exit status 1. Anything else is a bug and keeps its traceback. Its own help and
+    that of its commands (`DatabutlerCommand`) keep the indented example lines of the docstrings.
     """
+
+    command_class = DatabutlerCommand
+
+    def format_help_text(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """Write the docstring as help, examples line by line."""
+        _formatHelpText(self, formatter)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
