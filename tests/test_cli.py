@@ -331,6 +331,18 @@ def test_every_command_has_help_with_examples() -> None:
         assert "Example" in ok(command, "--help"), command
 
 
+def test_help_keeps_example_lines_and_wraps_prose() -> None:
+    # Docstrings are numpydoc without click's backspace marker; the help keeps each indented
+    # example on its own line and still wraps the prose paragraphs to the terminal width.
+    lines = ok("create", "--help").splitlines()
+    assert "    databutler create repo" in lines
+    assert "    databutler create shared --registry-db postgresql+psycopg://me@dbhost/butler" in lines
+    assert "\b" not in "\n".join(lines)
+    assert max(len(line) for line in lines if "databutler create" not in line) <= 80
+    top = ok("--help").splitlines()
+    assert "    databutler verify other-repo" in top
+
+
 def test_installed_entry_point_runs(tmp_path: Path) -> None:
     exe = Path(sys.executable).with_name("databutler")
     result = subprocess.run([str(exe), "create", str(tmp_path / "r")], capture_output=True, text=True)

@@ -126,12 +126,15 @@ class Butler:
         self.registry.close()
 
     def __enter__(self) -> Butler:
+        """Return this butler, to be closed when the ``with`` block ends."""
         return self
 
     def __exit__(self, *exc: object) -> None:
+        """Close the butler (`close`) when the ``with`` block ends, whether or not it raised."""
         self.close()
 
     def __repr__(self) -> str:
+        """Show the repository root, the default run and the default collections."""
         return f"Butler({str(self.root)!r}, run={self.run!r}, collections={list(self.collections)!r})"
 
     # -- dataset types --

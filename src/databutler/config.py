@@ -169,10 +169,12 @@ class Config(MutableMapping[str, Any]):
         return node
 
     def __getitem__(self, key: Key) -> Any:
+        """Return the value at a dotted or tuple key; a nested mapping comes back as a `Config` view."""
         value = self._find(key)
         return Config._view(value) if isinstance(value, dict) else value
 
     def __setitem__(self, key: Key, value: Any) -> None:
+        """Set the value at a dotted or tuple key, creating the mappings on the way."""
         parts = _splitKey(key)
         node = self._data
         for part in parts[:-1]:
@@ -183,6 +185,7 @@ class Config(MutableMapping[str, Any]):
         node[parts[-1]] = _toPlain(value)
 
     def __delitem__(self, key: Key) -> None:
+        """Delete the value at a dotted or tuple key; `KeyError` if nothing is there."""
         parts = _splitKey(key)
         parent = self._find(parts[:-1]) if len(parts) > 1 else self._data
         if not isinstance(parent, dict) or parts[-1] not in parent:
@@ -190,6 +193,7 @@ class Config(MutableMapping[str, Any]):
         del parent[parts[-1]]
 
     def __contains__(self, key: object) -> bool:
+        """Return `True` if a dotted or tuple key names a value (a leaf or a nested mapping)."""
         if not isinstance(key, str | tuple):
             return False
         try:
@@ -199,12 +203,15 @@ class Config(MutableMapping[str, Any]):
         return True
 
     def __iter__(self) -> Iterator[str]:
+        """Iterate over the top-level keys."""
         return iter(self._data)
 
     def __len__(self) -> int:
+        """Return the number of top-level keys."""
         return len(self._data)
 
     def __eq__(self, other: object) -> bool:
+        """Compare the content with another `Config` or with any mapping, as plain data."""
         if isinstance(other, Config):
             return self._data == other._data
         if isinstance(other, Mapping):
@@ -215,6 +222,7 @@ class Config(MutableMapping[str, Any]):
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
+        """Show the class and the plain data it holds."""
         return f"{type(self).__name__}({self._data!r})"
 
     # -- the rest --

@@ -105,6 +105,7 @@ class DatasetRef:
     _hash: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        """Normalize the data ID, make or parse the id, check the run and cache the hash."""
         if not isinstance(self.datasetType, DatasetType):
             raise TypeError(f"DatasetRef needs a DatasetType, not {type(self.datasetType).__name__}.")
         object.__setattr__(self, "dataId", normalizeDataId(self.datasetType, self.dataId))
@@ -137,6 +138,7 @@ class DatasetRef:
         return ref
 
     def __eq__(self, other: object) -> bool:
+        """Return `True` if both refs have the same id, dataset type, run and data ID."""
         if self is other:
             return True
         if not isinstance(other, DatasetRef):
@@ -149,17 +151,21 @@ class DatasetRef:
         )
 
     def __hash__(self) -> int:
+        """Hash the id and the dataset type name (computed once, in ``__post_init__``)."""
         return self._hash
 
     def __repr__(self) -> str:
+        """Show the dataset type name, the data ID, the id and the run, if any."""
         run = f", run={self.run!r}" if self.run else ""
         return f"DatasetRef({self.datasetType.name!r}, {dict(self.dataId)!r}, id={self.id}{run})"
 
     def __str__(self) -> str:
+        """Show the ref briefly as ``type@{dataId} [id]``, for messages."""
         dataId = ", ".join(f"{k}={v!r}" for k, v in self.dataId.items())
         return f"{self.datasetType.name}@{{{dataId}}} [{self.id}]"
 
     def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle the ref by its fields, so that unpickling validates it again."""
         return (DatasetRef, (self.datasetType, dict(self.dataId), self.id, self.run))
 
     def isComponent(self) -> bool:

@@ -65,6 +65,7 @@ class DatasetType:
     _hash: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        """Check the name and dimensions, sort the dimensions and resolve the storage classes by name."""
         name = self.name
         if not isinstance(name, str):
             raise DatasetTypeError(f"Dataset type name must be a str, not {type(name).__name__}.")
@@ -92,6 +93,7 @@ class DatasetType:
         object.__setattr__(self, "_hash", hash((name, dimTuple, self.storageClass.name)))
 
     def __eq__(self, other: object) -> bool:
+        """Return `True` if name, dimensions, storage class and parent storage class all match."""
         if self is other:
             return True
         if not isinstance(other, DatasetType):
@@ -104,12 +106,15 @@ class DatasetType:
         )
 
     def __hash__(self) -> int:
+        """Hash the name, the dimensions and the storage class name (computed once)."""
         return self._hash
 
     def __repr__(self) -> str:
+        """Show the name, the dimensions and the storage class name."""
         return f"DatasetType({self.name!r}, {self.dimensions!r}, {self.storageClass.name!r})"
 
     def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle the dataset type by its fields; the storage class factory is not pickled."""
         return (DatasetType, (self.name, self.dimensions, self.storageClass, self.parentStorageClass))
 
     def nameAndComponent(self) -> tuple[str, str | None]:

@@ -207,6 +207,7 @@ class StorageClass:
         return (self.name, self.pytypeName, comps, self.parameters, self.delegateName, self.copyMode)
 
     def __eq__(self, other: object) -> bool:
+        """Return `True` if both have the same name, type, components, parameters, delegate and copy mode."""
         if self is other:
             return True
         if not isinstance(other, StorageClass):
@@ -214,12 +215,15 @@ class StorageClass:
         return self._key() == other._key()
 
     def __hash__(self) -> int:
+        """Hash the name, which equal storage classes share."""
         return hash(self.name)
 
     def __repr__(self) -> str:
+        """Show the name and the Python type's name."""
         return f"StorageClass({self.name!r}, pytype={self.pytypeName!r})"
 
     def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle the storage class by its definition, so it rebuilds without a factory."""
         return (
             StorageClass,
             (
@@ -440,11 +444,13 @@ class StorageClassFactory:
         return new
 
     def __contains__(self, storageClassOrName: object) -> bool:
+        """Return `True` if the name is registered, or the storage class is registered as it is."""
         if isinstance(storageClassOrName, StorageClass):
             return self._storageClasses.get(storageClassOrName.name) == storageClassOrName
         return storageClassOrName in self._storageClasses
 
     def __len__(self) -> int:
+        """Return the number of registered storage classes."""
         return len(self._storageClasses)
 
     def keys(self) -> list[str]:

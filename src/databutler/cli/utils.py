@@ -164,6 +164,7 @@ class DatabutlerGroup(click.Group):
         _formatHelpText(self, formatter)
 
     def invoke(self, ctx: click.Context) -> Any:
+        """Run the command; a `DatabutlerError` or `OSError` becomes a one-line `click.ClickException`."""
         try:
             return super().invoke(ctx)
         except (DatabutlerError, OSError) as exc:

@@ -125,6 +125,7 @@ class Datastore(ABC):
         return cls(cfg, registry=registry)
 
     def __repr__(self) -> str:
+        """Show the datastore class and its name."""
         return f"{type(self).__name__}(name={self.name!r})"
 
     # -- the spec's verbs --
@@ -359,4 +360,5 @@ class Datastore(ABC):
             self.registry.removeDatasetLocations(self.name, refs)
 
     def __contains__(self, ref: object) -> bool:
+        """Return `True` if ``ref`` is a `DatasetRef` that this datastore holds (see `exists`)."""
         return isinstance(ref, DatasetRef) and self.exists(ref)

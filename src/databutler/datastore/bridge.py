@@ -58,5 +58,6 @@ class InMemoryLocationRegistry:
             return frozenset(self._locations.get(ref.id, ()))
 
     def __len__(self) -> int:
+        """Return the number of datasets stored in at least one datastore."""
         with self._lock:
             return len(self._locations)

@@ -84,9 +84,10 @@ class DatastoreTransaction:
         return failures
 
     def commit(self) -> None:
-        """Hand undo and on-commit actions to the parent, or at the outermost level forget the
-        undo actions and run the on-commit ones (oldest first; failures are logged).
+        """End this level successfully: a nested level hands its actions to its parent.
 
+        At the outermost level the undo actions are forgotten and the on-commit ones run
+        (oldest first; failures are logged).
         With ``deferCommitActions`` the outermost level keeps the on-commit actions for
         `runCommitActions` instead of running them.
         """
@@ -136,4 +137,5 @@ class DatastoreTransaction:
                 log.warning("Could not %s after commit: %s", name, exc)
 
     def __len__(self) -> int:
+        """Return the number of undo actions recorded at this level."""
         return len(self._undo)

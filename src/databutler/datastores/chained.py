@@ -80,7 +80,7 @@ class _ChainRelay:
         self._putting.ref = ref
 
     def recordsDatabase(self) -> Any:
-        """The registry's database for datastore records, if it offers one (else `None`)."""
+        """Return the registry's database for datastore records, if it offers one (else `None`)."""
         getter = getattr(self.registry, "recordsDatabase", None)
         return getter() if getter is not None else None
 
@@ -157,6 +157,7 @@ class ChainedDatastore(Datastore):
         self.__dict__["isEphemeral"] = all(child.isEphemeral for child in self.datastores)
 
     def __repr__(self) -> str:
+        """Show the chain's name and its child datastores."""
         return f"ChainedDatastore(name={self.name!r}, datastores={self.datastores!r})"
 
     def _accepting(self, ref: DatasetRef) -> list[Datastore]:

@@ -48,6 +48,13 @@ class ListDelegate(StorageClassDelegate):
     """Delegate for lists; ``slice`` selects part of the list."""
 
     def applyParameters(self, inMemoryDataset: Any, parameters: Mapping[str, Any]) -> Any:
+        """Return the list sliced by the ``slice`` parameter (an int index gives a one-item list).
+
+        Raises
+        ------
+        InvalidParameterError
+            The ``slice`` is multi-dimensional or not a slice at all.
+        """
         if "slice" in parameters:
             index = toSlice(parameters["slice"])
             if not isinstance(index, slice | int):
@@ -78,9 +85,11 @@ class TupleDelegate(StorageClassDelegate):
     canFreeze = True
 
     def canFreezeInstance(self, inMemoryDataset: Any) -> bool:
+        """Return `True` if the tuple holds only immutable builtins, so it can be shared."""
         return isDeeplyImmutable(inMemoryDataset)
 
     def freeze(self, inMemoryDataset: Any) -> Any:
+        """Return the tuple itself: it holds only immutable builtins."""
         return inMemoryDataset
 
 
@@ -90,10 +99,13 @@ class ImmutableDelegate(StorageClassDelegate):
     canFreeze = True
 
     def copy(self, inMemoryDataset: Any) -> Any:
+        """Return the value itself: it is immutable."""
         return inMemoryDataset
 
     def deepcopy(self, inMemoryDataset: Any) -> Any:
+        """Return the value itself: it is immutable."""
         return inMemoryDataset
 
     def freeze(self, inMemoryDataset: Any) -> Any:
+        """Return the value itself: it is immutable, so sharing it is freezing it."""
         return inMemoryDataset

@@ -20,28 +20,40 @@ class NumpyArrayDelegate(StorageClassDelegate):
     canFreeze = True
 
     def applyParameters(self, inMemoryDataset: Any, parameters: Mapping[str, Any]) -> Any:
+        """Return the array indexed by the ``slice`` parameter (a slice, an int or one per axis).
+
+        Raises
+        ------
+        InvalidParameterError
+            The ``slice`` value cannot be used as an index.
+        """
         if "slice" in parameters:
             return inMemoryDataset[toSlice(parameters["slice"])]
         return inMemoryDataset
 
     def getSize(self, inMemoryDataset: Any) -> int:
+        """Return the bytes of the array's data plus its header; object arrays also count their elements."""
         if inMemoryDataset.dtype == object:
             return super().getSize(inMemoryDataset.tolist()) + sys.getsizeof(inMemoryDataset)
         return int(inMemoryDataset.nbytes) + sys.getsizeof(np.empty(0))
 
     def copy(self, inMemoryDataset: Any) -> Any:
+        """Return a copy of the array's data."""
         return inMemoryDataset.copy()
 
     def deepcopy(self, inMemoryDataset: Any) -> Any:
+        """Return a copy of the array; an object array also copies its elements."""
         if inMemoryDataset.dtype == object:
             return super().deepcopy(inMemoryDataset)
         return inMemoryDataset.copy()
 
     def canFreezeInstance(self, inMemoryDataset: Any) -> bool:
+        """Return `True` unless the array holds Python objects, which a read-only view would share."""
         # The elements of an object array are Python objects that a view would share.
         return not inMemoryDataset.dtype.hasobject
 
     def freeze(self, inMemoryDataset: Any) -> Any:
+        """Return a read-only array backed by an immutable bytes copy of the data."""
         # Backed by an immutable bytes object: neither the stored array nor any view of it
         # (nor ``view.base``) can be made writeable again.
         return np.frombuffer(inMemoryDataset.tobytes(), dtype=inMemoryDataset.dtype).reshape(
@@ -49,4 +61,5 @@ class NumpyArrayDelegate(StorageClassDelegate):
         )
 
     def frozenView(self, stored: Any) -> Any:
+        """Return a new read-only view of the frozen array, so callers cannot change each other's shape."""
         return stored.view()

@@ -44,6 +44,13 @@ class DataFrameDelegate(StorageClassDelegate):
     """pandas.DataFrame: shallow copies are safe under copy-on-write (always on in pandas 3)."""
 
     def applyParameters(self, inMemoryDataset: Any, parameters: Mapping[str, Any]) -> Any:
+        """Return the DataFrame restricted to the ``columns`` parameter, in the order given.
+
+        Raises
+        ------
+        InvalidParameterError
+            ``columns`` is not a name or list of names, or names a column the DataFrame lacks.
+        """
         if "columns" in parameters:
             cols = checkColumns(
                 parameters["columns"], list(map(str, inMemoryDataset.columns)), self.storageClass.name
@@ -52,15 +59,18 @@ class DataFrameDelegate(StorageClassDelegate):
         return inMemoryDataset
 
     def getSize(self, inMemoryDataset: Any) -> int:
+        """Return the memory used by the DataFrame, its index and object contents included."""
         return int(inMemoryDataset.memory_usage(deep=True, index=True).sum())
 
     def copy(self, inMemoryDataset: Any) -> Any:
+        """Return a shallow copy under copy-on-write, else a deep copy."""
         import pandas as pd
 
         copyOnWrite = int(pd.__version__.split(".")[0]) >= 3 or bool(pd.options.mode.copy_on_write)
         return inMemoryDataset.copy(deep=not copyOnWrite)
 
     def deepcopy(self, inMemoryDataset: Any) -> Any:
+        """Return a deep copy of the DataFrame."""
         return inMemoryDataset.copy(deep=True)
 
 
@@ -68,12 +78,20 @@ class ArrowTableDelegate(ImmutableDelegate):
     """pyarrow.Table: immutable, so copying and freezing are sharing."""
 
     def applyParameters(self, inMemoryDataset: Any, parameters: Mapping[str, Any]) -> Any:
+        """Return the table restricted to the ``columns`` parameter, in the order given.
+
+        Raises
+        ------
+        InvalidParameterError
+            ``columns`` is not a name or list of names, or names a column the table lacks.
+        """
         if "columns" in parameters:
             cols = checkColumns(parameters["columns"], inMemoryDataset.column_names, self.storageClass.name)
             return inMemoryDataset.select(cols)
         return inMemoryDataset
 
     def getSize(self, inMemoryDataset: Any) -> int:
+        """Return the bytes held by the table's buffers."""
         return int(inMemoryDataset.nbytes)
 
 
@@ -81,16 +99,26 @@ class AstropyTableDelegate(StorageClassDelegate):
     """astropy.table.Table: copies copy the column data."""
 
     def applyParameters(self, inMemoryDataset: Any, parameters: Mapping[str, Any]) -> Any:
+        """Return the table restricted to the ``columns`` parameter, in the order given.
+
+        Raises
+        ------
+        InvalidParameterError
+            ``columns`` is not a name or list of names, or names a column the table lacks.
+        """
         if "columns" in parameters:
             cols = checkColumns(parameters["columns"], inMemoryDataset.colnames, self.storageClass.name)
             return inMemoryDataset[cols]
         return inMemoryDataset
 
     def getSize(self, inMemoryDataset: Any) -> int:
+        """Return the bytes of the column data plus a fixed allowance for the table object."""
         return int(sum(col.nbytes for col in inMemoryDataset.itercols())) + 1024
 
     def copy(self, inMemoryDataset: Any) -> Any:
+        """Return a copy of the table with its column data copied."""
         return inMemoryDataset.copy(copy_data=True)
 
     def deepcopy(self, inMemoryDataset: Any) -> Any:
+        """Return a copy of the table with its column data copied."""
         return inMemoryDataset.copy(copy_data=True)

@@ -122,6 +122,7 @@ class Formatter(ABC):
         return self.readBuffer(memoryview(bytearray(stream.read())), storageClass, parameters)
 
     def __repr__(self) -> str:
+        """Show the formatter class."""
         return f"{type(self).__name__}()"
 
 

@@ -35,6 +35,13 @@ class FitsFormatter(Formatter):
     extension = ".fits"
 
     def write(self, inMemoryDataset: Any, stream: IO[bytes], storageClass: StorageClass) -> None:
+        """Write a Table as a binary-table extension or an array as the primary image.
+
+        Raises
+        ------
+        DatasetTypeMismatchError
+            The object is neither a Table nor an array, or the array holds Python objects.
+        """
         if isinstance(inMemoryDataset, Table):
             hdus = fits.HDUList([fits.PrimaryHDU(), fits.table_to_hdu(inMemoryDataset)])
         elif isinstance(inMemoryDataset, np.ndarray):
@@ -53,6 +60,13 @@ class FitsFormatter(Formatter):
     def readBuffer(
         self, buffer: memoryview, storageClass: StorageClass, parameters: Mapping[str, Any]
     ) -> Any:
+        """Read the first table extension for a Table storage class, else the primary image.
+
+        Raises
+        ------
+        ValueError
+            The file has no table extension (Table) or no primary image (array).
+        """
         with fits.open(io.BytesIO(buffer), memmap=False, lazy_load_hdus=False) as hdus:
             if issubclass(storageClass.pytype, Table):
                 for hdu in hdus:

@@ -24,6 +24,13 @@ class JsonFormatter(Formatter):
     extension = ".json"
 
     def write(self, inMemoryDataset: Any, stream: IO[bytes], storageClass: StorageClass) -> None:
+        """Write the object as plain data in UTF-8 JSON.
+
+        Raises
+        ------
+        DatasetTypeMismatchError
+            The data holds what JSON would change: non-string keys, tuples, objects that are not plain data.
+        """
         data = toPlain(inMemoryDataset)
         checkPlain(data, "JSON", stringKeysOnly=True)
         stream.write(json.dumps(data, ensure_ascii=False).encode("utf-8"))
@@ -31,4 +38,5 @@ class JsonFormatter(Formatter):
     def readBuffer(
         self, buffer: memoryview, storageClass: StorageClass, parameters: Mapping[str, Any]
     ) -> Any:
+        """Parse the JSON and rebuild the storage class's type from the plain data."""
         return fromPlain(json.loads(bytes(buffer)), storageClass)

@@ -40,6 +40,13 @@ class NpyFormatter(Formatter):
     extension = ".npy"
 
     def write(self, inMemoryDataset: Any, stream: IO[bytes], storageClass: StorageClass) -> None:
+        """Write the ``.npy`` header, then the array's memory (copied only if not contiguous).
+
+        Raises
+        ------
+        DatasetTypeMismatchError
+            The array holds Python objects, which ``.npy`` stores only with pickle.
+        """
         array = np.asanyarray(inMemoryDataset)
         if array.dtype.hasobject:
             raise DatasetTypeMismatchError(
@@ -58,11 +65,21 @@ class NpyFormatter(Formatter):
             stream.write(np.ascontiguousarray(data).data.cast("B"))
 
     def newBuffer(self, size: int) -> memoryview:
+        """Return an uninitialized byte buffer that the array read from it can own."""
         return np.empty(size, dtype=np.uint8).data
 
     def readBuffer(
         self, buffer: memoryview, storageClass: StorageClass, parameters: Mapping[str, Any]
     ) -> Any:
+        """Return the array as a writeable view of ``buffer`` (no copy), after checking the header.
+
+        Raises
+        ------
+        DatasetTypeMismatchError
+            The file holds an object array, which would need pickle.
+        ValueError
+            The data is not as long as its header says.
+        """
         reader = _BufferReader(buffer)
         version = npformat.read_magic(reader)
         if version == (1, 0):

@@ -33,6 +33,13 @@ class ParquetFormatter(Formatter):
     prefersStream = True
 
     def write(self, inMemoryDataset: Any, stream: IO[bytes], storageClass: StorageClass) -> None:
+        """Write a pyarrow Table, or a DataFrame with its index, as one Parquet file.
+
+        Raises
+        ------
+        DatasetTypeMismatchError
+            The object is neither a pyarrow Table nor a pandas DataFrame.
+        """
         if isinstance(inMemoryDataset, pa.Table):
             table = inMemoryDataset
         elif _isDataFrameType(type(inMemoryDataset)):
@@ -44,14 +51,29 @@ class ParquetFormatter(Formatter):
         pq.write_table(table, stream)
 
     def newBuffer(self, size: int) -> memoryview:
+        """Return a pyarrow-allocated buffer, which pyarrow reads without copying."""
         return memoryview(pa.allocate_buffer(size))
 
     def readBuffer(
         self, buffer: memoryview, storageClass: StorageClass, parameters: Mapping[str, Any]
     ) -> Any:
+        """Read the Parquet file held in ``buffer``, decoding only the requested ``columns``.
+
+        Raises
+        ------
+        InvalidParameterError
+            ``columns`` names a column that the file does not hold.
+        """
         return self._read(pa.BufferReader(pa.py_buffer(buffer)), storageClass, parameters)
 
     def readStream(self, stream: IO[bytes], storageClass: StorageClass, parameters: Mapping[str, Any]) -> Any:
+        """Read the Parquet file from ``stream``, fetching only the requested ``columns``.
+
+        Raises
+        ------
+        InvalidParameterError
+            ``columns`` names a column that the file does not hold.
+        """
         return self._read(stream, storageClass, parameters)
 
     def _read(self, source: Any, storageClass: StorageClass, parameters: Mapping[str, Any]) -> Any:

@@ -26,9 +26,11 @@ class PickleFormatter(Formatter):
     canRunCode = True
 
     def write(self, inMemoryDataset: Any, stream: IO[bytes], storageClass: StorageClass) -> None:
+        """Pickle the object with the highest protocol."""
         pickle.dump(inMemoryDataset, stream, protocol=pickle.HIGHEST_PROTOCOL)
 
     def readBuffer(
         self, buffer: memoryview, storageClass: StorageClass, parameters: Mapping[str, Any]
     ) -> Any:
+        """Unpickle the object (this runs code from the file: opt-in only)."""
         return pickle.loads(buffer)

@@ -24,6 +24,13 @@ class YamlFormatter(Formatter):
     extension = ".yaml"
 
     def write(self, inMemoryDataset: Any, stream: IO[bytes], storageClass: StorageClass) -> None:
+        """Write the object as plain data with YAML's safe dumper.
+
+        Raises
+        ------
+        DatasetTypeMismatchError
+            The data holds tuples or objects that are not plain data.
+        """
         data = toPlain(inMemoryDataset)
         checkPlain(data, "YAML", stringKeysOnly=False)
         text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
@@ -32,4 +39,5 @@ class YamlFormatter(Formatter):
     def readBuffer(
         self, buffer: memoryview, storageClass: StorageClass, parameters: Mapping[str, Any]
     ) -> Any:
+        """Parse the YAML with the safe loader and rebuild the storage class's type from it."""
         return fromPlain(yaml.safe_load(bytes(buffer).decode("utf-8")), storageClass)

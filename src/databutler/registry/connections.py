@@ -196,9 +196,11 @@ class ConnectionManager:
             raise
 
     def _settle(self, connection: sa.Connection) -> None:
-        """After a failed transaction on this thread's connection, make sure neither SQLAlchemy
-        nor SQLite is still inside it (a failed COMMIT can leave SQLite's transaction open and
-        its write lock held); a connection that cannot be brought back is discarded."""
+        """Leave a failed transaction fully: neither SQLAlchemy nor SQLite may still be inside it.
+
+        A failed COMMIT can leave SQLite's transaction open and its write lock held; a
+        connection that cannot be brought back is discarded.
+        """
         try:
             if connection.get_transaction() is not None:
                 connection.rollback()
@@ -253,7 +255,7 @@ class ConnectionManager:
         yield self._threadConnection()
 
     def _threadConnection(self) -> sa.Connection:
-        """This thread's connection to a SQLite file, for its reads and write transactions."""
+        """Return this thread's connection to a SQLite file, for its reads and write transactions."""
         state = self._state
         reader = state.reader
         if reader is None or reader.closed or reader.invalidated:

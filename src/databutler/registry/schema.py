@@ -124,7 +124,7 @@ datasetTable = sa.Table(
 
 
 def _valueIndex(key: str, column: str) -> sa.Index:
-    """An index on (dimension, ``column``) holding only the rows whose ``column`` is set."""
+    """Return an index on (dimension, ``column``) holding only the rows whose ``column`` is set."""
     condition = sa.text(f"{column} IS NOT NULL")
     return sa.Index(None, "dimension", key, sqlite_where=condition, postgresql_where=condition)
 

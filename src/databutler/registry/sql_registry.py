@@ -216,14 +216,17 @@ class SqlRegistry(DatasetRecords):
         self._db.dispose()
 
     def __enter__(self) -> SqlRegistry:
+        """Return this registry, to be closed when the ``with`` block ends."""
         return self
 
     def __exit__(
         self, excType: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        """Close the registry (`close`) when the ``with`` block ends, whether or not it raised."""
         self.close()
 
     def __repr__(self) -> str:
+        """Show the database URL (password hidden) and the namespace, if any."""
         where = f", namespace={self.namespace!r}" if self.namespace else ""
         return f"SqlRegistry({self.url.render_as_string(hide_password=True)!r}{where})"
 
@@ -240,7 +243,7 @@ class SqlRegistry(DatasetRecords):
     # -- where datasets are stored: the DatasetLocationRegistry protocol --
 
     def recordsDatabase(self) -> ConnectionManager:
-        """The registry's connections, for a datastore to keep its own records table in.
+        """Return the registry's connections, for a datastore to keep its own records table in.
 
         A datastore's writes through it join this thread's registry `transaction`, so a
         dataset's row, its location and the datastore's records are committed together.

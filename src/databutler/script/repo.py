@@ -1,5 +1,6 @@
-"""Plain functions behind the repository commands: create, config-dump, register-dataset-type,
-stats and verify.
+"""Plain functions behind the repository commands.
+
+They are create, config-dump, register-dataset-type, stats and verify.
 """
 
 from __future__ import annotations
@@ -143,7 +144,7 @@ class VerifyReport:
 
 
 def _persistentTiers(datastore: Datastore) -> list[Datastore]:
-    """The datastores that keep files: a chain's non-ephemeral children, or the datastore itself."""
+    """Return the datastores that keep files: a chain's non-ephemeral children, or the datastore itself."""
     children = getattr(datastore, "datastores", None)
     if not children:
         return [datastore]

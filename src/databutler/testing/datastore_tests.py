@@ -55,16 +55,19 @@ class DatastoreTests:
     """The datastore contract. Subclasses implement `makeDatastore`."""
 
     def makeDatastore(self, registry: Any = None) -> Datastore:
+        """Return a new, empty datastore of the class under test, telling ``registry`` if given."""
         raise NotImplementedError("A DatastoreTests subclass must say how to build its datastore.")
 
     # -- helpers --
 
     @pytest.fixture
     def datastore(self) -> Datastore:
+        """Provide a fresh datastore from `makeDatastore` for one test."""
         return self.makeDatastore()
 
     @staticmethod
     def assertSameData(a: Any, b: Any) -> None:
+        """Assert that two datasets are equal, comparing arrays element by element."""
         np = pytest.importorskip("numpy")
         if isinstance(a, np.ndarray):
             np.testing.assert_array_equal(a, b)
@@ -74,16 +77,19 @@ class DatastoreTests:
     # -- basics --
 
     def testClassAttributes(self, datastore: Datastore) -> None:
+        """Check the class attributes the contract requires: isEphemeral, defaultConfigFile, name, factory."""
         assert isinstance(type(datastore).isEphemeral, bool)
         assert datastore.defaultConfigFile is None or isinstance(datastore.defaultConfigFile, str)
         assert isinstance(datastore.name, str) and datastore.name
         assert datastore.storageClassFactory.getStorageClass("StructuredDataDict").pytype is dict
 
     def testFromConfigBuildsSameClass(self, datastore: Datastore) -> None:
+        """Check that `Datastore.fromConfig` on the datastore's config builds the same class."""
         again = Datastore.fromConfig(datastore.config)
         assert type(again) is type(datastore)
 
     def testPutGetDict(self, datastore: Datastore) -> None:
+        """Check that a dict put is reported by exists and read back equal."""
         ref = makeRef("metrics", "StructuredDataDict")
         assert not datastore.exists(ref)
         datastore.put(_sampleDict(), ref)
@@ -91,12 +97,14 @@ class DatastoreTests:
         assert datastore.get(ref) == _sampleDict()
 
     def testPutGetListWithSlice(self, datastore: Datastore) -> None:
+        """Check that a list reads back whole and that the ``slice`` parameter selects part of it."""
         ref = makeRef("values", "StructuredDataList")
         datastore.put([0, 1, 2, 3, 4, 5], ref)
         assert datastore.get(ref) == [0, 1, 2, 3, 4, 5]
         assert datastore.get(ref, parameters={"slice": slice(1, 3)}) == [1, 2]
 
     def testPutGetNumpyWithSlice(self, datastore: Datastore) -> None:
+        """Check that an array reads back equal and that a two-axis ``slice`` selects a block."""
         np = pytest.importorskip("numpy")
         ref = makeRef("image", "NumpyArray")
         array = np.arange(20.0).reshape(4, 5)
@@ -107,6 +115,7 @@ class DatastoreTests:
         )
 
     def testPutGetArrowColumns(self, datastore: Datastore) -> None:
+        """Check that an Arrow table reads back equal and that ``columns`` selects columns in order."""
         pa = pytest.importorskip("pyarrow")
         ref = makeRef("sources", "ArrowTable")
         table = pa.table({"ra": [1.0, 2.0], "dec": [3.0, 4.0], "flux": [5.0, 6.0]})
@@ -115,6 +124,7 @@ class DatastoreTests:
         assert datastore.get(ref, parameters={"columns": ["dec", "ra"]}).column_names == ["dec", "ra"]
 
     def testPutGetDataframeColumns(self, datastore: Datastore) -> None:
+        """Check that a DataFrame reads back equal and that ``columns`` selects columns."""
         pd = pytest.importorskip("pandas")
         ref = makeRef("frame", "DataFrame")
         frame = pd.DataFrame({"ra": [1.0, 2.0], "dec": [3.0, 4.0]})
@@ -123,6 +133,7 @@ class DatastoreTests:
         assert list(datastore.get(ref, parameters={"columns": ["dec"]}).columns) == ["dec"]
 
     def testPutGetAstropyColumns(self, datastore: Datastore) -> None:
+        """Check that an astropy Table reads back and that ``columns`` selects columns."""
         table_mod = pytest.importorskip("astropy.table")
         ref = makeRef("catalog", "AstropyTable")
         table = table_mod.Table({"ra": [1.0, 2.0], "dec": [3.0, 4.0]})
@@ -134,6 +145,7 @@ class DatastoreTests:
     # -- the spec's errors --
 
     def testGetMissingRaisesFileNotFound(self, datastore: Datastore) -> None:
+        """Check that getting an unknown dataset raises `DatasetNotFoundError`, a FileNotFoundError."""
         ref = makeRef("metrics", "StructuredDataDict")
         with pytest.raises(FileNotFoundError, match="metrics"):
             datastore.get(ref)
@@ -141,6 +153,7 @@ class DatastoreTests:
             datastore.get(ref)
 
     def testPutWrongTypeRaisesTypeError(self, datastore: Datastore) -> None:
+        """Check that putting the wrong Python type raises `DatasetTypeMismatchError` and stores nothing."""
         ref = makeRef("metrics", "StructuredDataDict")
         with pytest.raises(TypeError, match="StructuredDataDict"):
             datastore.put([1, 2, 3], ref)
@@ -149,6 +162,7 @@ class DatastoreTests:
         assert not datastore.exists(ref)
 
     def testSecondPutIsErrorAndKeepsFirst(self, datastore: Datastore) -> None:
+        """Check that a second put of the same ref raises `DatasetExistsError` and keeps the first data."""
         ref = makeRef("metrics", "StructuredDataDict")
         datastore.put({"first": 1}, ref)
         with pytest.raises(DatasetExistsError, match="metrics"):
@@ -156,6 +170,7 @@ class DatastoreTests:
         assert datastore.get(ref) == {"first": 1}
 
     def testRemoveTwiceRaisesFileNotFound(self, datastore: Datastore) -> None:
+        """Check that removing a dataset twice, or getting it after removal, raises FileNotFoundError."""
         ref = makeRef("metrics", "StructuredDataDict")
         datastore.put({"x": 1}, ref)
         datastore.remove(ref)
@@ -166,6 +181,7 @@ class DatastoreTests:
             datastore.get(ref)
 
     def testUnknownParameterIsErrorAndHarmless(self, datastore: Datastore) -> None:
+        """Check that an unknown or malformed read parameter raises and leaves the dataset readable."""
         ref = makeRef("values", "StructuredDataList")
         datastore.put([1, 2, 3], ref)
         with pytest.raises(InvalidParameterError, match="bogus"):
@@ -175,6 +191,7 @@ class DatastoreTests:
         assert datastore.get(ref) == [1, 2, 3]
 
     def testGetUri(self, datastore: Datastore) -> None:
+        """Check getUri: missing raises, predicted URIs are marked, real URIs are distinct and stable."""
         ref = makeRef("metrics", "StructuredDataDict")
         other = makeRef("metrics", "StructuredDataDict", visit=2)
         with pytest.raises(FileNotFoundError):
@@ -189,6 +206,7 @@ class DatastoreTests:
         assert datastore.getUri(ref, predict=True) == uri
 
     def testStoredItemInfo(self, datastore: Datastore) -> None:
+        """Check that stored item info exists only while the dataset does and cannot be added twice."""
         ref = makeRef("metrics", "StructuredDataDict")
         with pytest.raises(KeyError):
             datastore.getStoredItemInfo(ref)
@@ -203,6 +221,7 @@ class DatastoreTests:
     # -- components --
 
     def testCompositeComponents(self, datastore: Datastore) -> None:
+        """Check that a composite's components exist, read (with parameters) and go with the composite."""
         np = pytest.importorskip("numpy")
         from ..composites import MaskedImage
 
@@ -229,6 +248,7 @@ class DatastoreTests:
     # -- transfer --
 
     def testTransfer(self, datastore: Datastore) -> None:
+        """Check that transfer copies a dataset from another datastore and fails for a missing one."""
         source = self.makeDatastore()
         ref = makeRef("metrics", "StructuredDataDict")
         source.put({"x": 1}, ref)
@@ -242,6 +262,7 @@ class DatastoreTests:
     # -- transactions --
 
     def testTransactionRollsBackPutsAndRemoves(self, datastore: Datastore) -> None:
+        """Check that a failed transaction undoes its puts and its removes."""
         kept = makeRef("metrics", "StructuredDataDict", visit=1)
         datastore.put({"kept": True}, kept)
         undone = makeRef("metrics", "StructuredDataDict", visit=2)
@@ -253,6 +274,7 @@ class DatastoreTests:
         assert datastore.get(kept) == {"kept": True}
 
     def testNestedTransactions(self, datastore: Datastore) -> None:
+        """Check that a failed inner transaction undoes only its own puts and a failed outer one all."""
         outer = makeRef("metrics", "StructuredDataDict", visit=1)
         inner = makeRef("metrics", "StructuredDataDict", visit=2)
         failed = makeRef("metrics", "StructuredDataDict", visit=3)
@@ -268,6 +290,7 @@ class DatastoreTests:
         assert not any(datastore.exists(r) for r in (outer, inner, failed))
 
     def testCommittedTransactionKeepsPuts(self, datastore: Datastore) -> None:
+        """Check that a committed transaction keeps its puts."""
         ref = makeRef("metrics", "StructuredDataDict")
         with datastore.transaction():
             datastore.put({"x": 1}, ref)
@@ -276,6 +299,7 @@ class DatastoreTests:
     # -- registry protocol --
 
     def testRegistryIsTold(self) -> None:
+        """Check that the registry is told of puts and removes, and not of rolled-back puts."""
         registry = InMemoryLocationRegistry()
         datastore = self.makeDatastore(registry=registry)
         ref = makeRef("metrics", "StructuredDataDict")
@@ -291,6 +315,7 @@ class DatastoreTests:
     # -- bulk verbs --
 
     def testBulkVerbs(self, datastore: Datastore) -> None:
+        """Check putMany, getMany (missing refs raise or are collected), existsMany and removeMany."""
         refs = [makeRef("metrics", "StructuredDataDict", visit=v) for v in range(5)]
         datastore.putMany([({"v": i}, ref) for i, ref in enumerate(refs)])
         assert datastore.getMany(refs) == {ref: {"v": i} for i, ref in enumerate(refs)}
@@ -313,6 +338,7 @@ class DatastoreTests:
         assert not any(datastore.existsMany(refs).values())
 
     def testPutManyIsAllOrNothing(self, datastore: Datastore) -> None:
+        """Check that putMany stores nothing when one of its refs is already stored."""
         existing = makeRef("metrics", "StructuredDataDict", visit=0)
         datastore.put({"v": 0}, existing)
         fresh = makeRef("metrics", "StructuredDataDict", visit=1)
@@ -322,6 +348,7 @@ class DatastoreTests:
         assert datastore.get(existing) == {"v": 0}
 
     def testEqualRefRebuiltFindsDataset(self, datastore: Datastore) -> None:
+        """Check that a ref rebuilt from the same dataset type, data ID, id and run finds the dataset."""
         ref = makeRef("metrics", "StructuredDataDict")
         datastore.put({"x": 1}, ref)
         rebuilt = DatasetRef(

@@ -202,6 +202,7 @@ class RegistryFixtures:
 
     @pytest.fixture
     def registry(self, tmp_path: Path) -> Iterator[SqlRegistry]:
+        """Provide a new, empty registry from `makeRegistry` for one test; close and clean it up after."""
         registry = self.makeRegistry(tmp_path)
         try:
             yield registry
@@ -211,7 +212,7 @@ class RegistryFixtures:
 
     @pytest.fixture
     def filled(self, registry: SqlRegistry) -> SqlRegistry:
-        """A registry with calexp and catalog types and runs ``run1`` and ``run2``."""
+        """Provide a registry with calexp and catalog types and runs ``run1`` and ``run2``."""
         registry.registerDatasetType(CALEXP)
         registry.registerDatasetType(CATALOG)
         registry.registerRun("run1")

@@ -45,6 +45,7 @@ class RegistryTests(RegistryTransactionTests):
     # -- dataset types --
 
     def testRegisterDatasetType(self, registry: SqlRegistry) -> None:
+        """Check that registering a dataset type reports whether it was new and lists it afterwards."""
         assert registry.registerDatasetType(CALEXP) is True
         assert (
             registry.registerDatasetType(makeDatasetType("calexp", ("detector", "visit"), "MaskedImage"))
@@ -55,6 +56,7 @@ class RegistryTests(RegistryTransactionTests):
         assert [t.name for t in registry.queryDatasetTypes()] == ["calexp", "catalog"]
 
     def testRegisterConflictingDatasetType(self, registry: SqlRegistry) -> None:
+        """Check that redefining a dataset type raises `DatasetTypeConflictError` naming both definitions."""
         registry.registerDatasetType(CALEXP)
         for other in (
             makeDatasetType("calexp", ("visit",), "MaskedImage"),
@@ -68,6 +70,7 @@ class RegistryTests(RegistryTransactionTests):
         assert registry.getDatasetType("calexp") == CALEXP
 
     def testRegisterBadDatasetTypes(self, registry: SqlRegistry) -> None:
+        """Check that component types, names and unknown storage classes cannot be registered."""
         with pytest.raises(DatasetTypeError, match="component"):
             registry.registerDatasetType(CALEXP.makeComponentDatasetType("image"))
         with pytest.raises(TypeError):
@@ -76,6 +79,7 @@ class RegistryTests(RegistryTransactionTests):
             registry.registerDatasetType(DatasetType("odd", ("visit",), StorageClass("Unregistered")))
 
     def testGetDatasetTypeErrorsAndComponents(self, registry: SqlRegistry) -> None:
+        """Check that an unknown type raises `MissingDatasetTypeError` and that components resolve."""
         with pytest.raises(MissingDatasetTypeError, match="'calexp' is not registered") as info:
             registry.getDatasetType("calexp")
         assert isinstance(info.value, KeyError)
@@ -87,6 +91,7 @@ class RegistryTests(RegistryTransactionTests):
             registry.getDatasetType("calexp.nope")
 
     def testDatasetTypesSurviveReopening(self, registry: SqlRegistry) -> None:
+        """Check that dataset types, runs and datasets are found again by a reopened registry."""
         registry.registerDatasetType(CALEXP)
         registry.registerRun("run1")
         ref = registry.addDataset("calexp", {"visit": 1, "detector": 2}, "run1")
@@ -98,6 +103,7 @@ class RegistryTests(RegistryTransactionTests):
     # -- runs --
 
     def testRegisterRun(self, registry: SqlRegistry) -> None:
+        """Check that registering a run reports whether it was new and that bad run names raise."""
         assert registry.registerRun("b") is True
         assert registry.registerRun("b") is False
         registry.registerRun("a/with/slashes")
@@ -109,6 +115,7 @@ class RegistryTests(RegistryTransactionTests):
     # -- adding datasets --
 
     def testAddAndFind(self, filled: SqlRegistry) -> None:
+        """Check that an added dataset is found by data ID, run and id, and not elsewhere."""
         ref = filled.addDataset("calexp", {"visit": 903334, "detector": 10}, "run1")
         assert ref.run == "run1" and ref.datasetType == CALEXP and isinstance(ref.id, uuid.UUID)
         assert filled.findDataset("calexp", {"detector": 10, "visit": 903334}, "run1") == ref
@@ -119,6 +126,7 @@ class RegistryTests(RegistryTransactionTests):
         assert filled.getDataset(ref.id) == ref and filled.getDataset(str(ref.id)) == ref
 
     def testAddWithGivenId(self, filled: SqlRegistry) -> None:
+        """Check that a dataset can be added with a given id and that reusing the id raises."""
         ident = uuid.uuid4()
         ref = filled.addDataset("catalog", {"visit": 1, "band": "r"}, "run1", id=str(ident))
         assert ref.id == ident and filled.getDataset(ident) == ref
@@ -126,6 +134,7 @@ class RegistryTests(RegistryTransactionTests):
             filled.addDataset("catalog", {"visit": 2, "band": "r"}, "run1", id=ident)
 
     def testDataIdValuesRoundTripWithTheirType(self, filled: SqlRegistry) -> None:
+        """Check that int and str data ID values stay distinct and come back with their type."""
         asInt = filled.addDataset("catalog", {"visit": 1, "band": "r"}, "run1")
         asStr = filled.addDataset("catalog", {"visit": "1", "band": "r"}, "run1")
         assert asInt.id != asStr.id
@@ -137,6 +146,7 @@ class RegistryTests(RegistryTransactionTests):
         assert filled.getDataset(big.id) == big
 
     def testDuplicateDatasetIsAnError(self, filled: SqlRegistry) -> None:
+        """Check that the same data ID twice in one run raises `ConflictingDatasetError` naming it."""
         first = filled.addDataset("calexp", {"visit": 1, "detector": 2}, "run1")
         with pytest.raises(ConflictingDatasetError) as info:
             filled.addDataset("calexp", {"visit": 1, "detector": 2}, "run1")
@@ -147,6 +157,7 @@ class RegistryTests(RegistryTransactionTests):
         assert other.id != first.id
 
     def testAddErrors(self, filled: SqlRegistry) -> None:
+        """Check that bad types, runs, components and data IDs raise and add nothing."""
         with pytest.raises(MissingDatasetTypeError, match="'nope'"):
             filled.addDataset("nope", {"visit": 1}, "run1")
         with pytest.raises(MissingRunError, match="'nope'") as info:
@@ -178,6 +189,7 @@ class RegistryTests(RegistryTransactionTests):
         assert filled.queryDatasets("calexp") == []
 
     def testAddDatasetsIsAllOrNothing(self, filled: SqlRegistry) -> None:
+        """Check that addDatasets adds all data IDs or none, with distinct time-ordered ids."""
         refs = filled.addDatasets("calexp", [{"visit": v, "detector": 1} for v in range(5)], "run1")
         assert [r.dataId["visit"] for r in refs] == list(range(5))
         with pytest.raises(ConflictingDatasetError, match="'visit': 4"):
@@ -192,6 +204,7 @@ class RegistryTests(RegistryTransactionTests):
         assert {r.id.version for r in refs} == {7} and len({r.id for r in refs}) == 5
 
     def testAddDatasetRefsKeepsIds(self, filled: SqlRegistry, tmp_path: Path) -> None:
+        """Check that addDatasetRefs copies refs with their ids into another registry."""
         refs = filled.addDatasets("calexp", [{"visit": v, "detector": 1} for v in range(3)], "run1")
         copy = self.makeRegistry(tmp_path / "copy")
         try:
@@ -212,6 +225,7 @@ class RegistryTests(RegistryTransactionTests):
     # -- finding and querying --
 
     def testFindSearchesCollectionsInOrder(self, filled: SqlRegistry) -> None:
+        """Check that findDataset returns the match in the first collection that has one."""
         dataId = {"visit": 1, "detector": 2}
         inRun2 = filled.addDataset("calexp", dataId, "run2")
         assert filled.findDataset("calexp", dataId, ["run1", "run2"]) == inRun2
@@ -228,6 +242,7 @@ class RegistryTests(RegistryTransactionTests):
             filled.findDataset("calexp", dataId, None)  # type: ignore[arg-type]
 
     def testFindComponent(self, filled: SqlRegistry) -> None:
+        """Check that finding a component returns the parent's component ref."""
         parent = filled.addDataset("calexp", {"visit": 1, "detector": 2}, "run1")
         found = filled.findDataset("calexp.mask", {"visit": 1, "detector": 2}, "run1")
         assert found == parent.makeComponentRef("mask")
@@ -235,6 +250,7 @@ class RegistryTests(RegistryTransactionTests):
             filled.findDataset("calexp.nope", {"visit": 1, "detector": 2}, "run1")
 
     def testQueryDatasets(self, filled: SqlRegistry) -> None:
+        """Check queryDatasets' order (run, then data ID) and its collection and where filters."""
         for run in ("run2", "run1"):
             for visit in (3, 1, 2):
                 for band in ("g", "r"):
@@ -264,6 +280,7 @@ class RegistryTests(RegistryTransactionTests):
         assert filled.queryDatasets("calexp") == []
 
     def testQueryFindFirstAndComponents(self, filled: SqlRegistry) -> None:
+        """Check that findFirst keeps the first collection's match and that components can be queried."""
         old = filled.addDatasets("calexp", [{"visit": v, "detector": 1} for v in (1, 2)], "run1")
         new = filled.addDataset("calexp", {"visit": 2, "detector": 1}, "run2")
         firsts = filled.queryDatasets("calexp", ["run2", "run1"], findFirst=True)
@@ -273,6 +290,7 @@ class RegistryTests(RegistryTransactionTests):
         assert images == [ref.makeComponentRef("image") for ref in old]
 
     def testQueryErrors(self, filled: SqlRegistry) -> None:
+        """Check that bad where clauses, unknown runs and unknown dataset types raise."""
         with pytest.raises(DataIdError, match="'exposure', which is not a dimension") as info:
             filled.queryDatasets("calexp", where={"exposure": 1})
         assert "['detector', 'visit']" in str(info.value)
@@ -286,6 +304,7 @@ class RegistryTests(RegistryTransactionTests):
             filled.queryDatasets("nope")
 
     def testGetDataset(self, filled: SqlRegistry) -> None:
+        """Check that getDataset returns `None` for an unknown id and raises for one that is not a UUID."""
         assert filled.getDataset(uuid.uuid4()) is None
         with pytest.raises(TypeError, match="not a UUID"):
             filled.getDataset("not-a-uuid")
@@ -293,6 +312,7 @@ class RegistryTests(RegistryTransactionTests):
     # -- removing --
 
     def testRemoveDatasets(self, filled: SqlRegistry) -> None:
+        """Check that removed datasets and their locations are gone and can be added again."""
         refs = filled.addDatasets("calexp", [{"visit": v, "detector": 1} for v in range(3)], "run1")
         filled.addDatasetLocations("store", refs)
         filled.removeDatasets([refs[0], refs[1], refs[1]])

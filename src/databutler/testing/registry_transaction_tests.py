@@ -29,6 +29,7 @@ class RegistryTransactionTests(RegistryFixtures):
     # -- locations --
 
     def testDatasetLocations(self, filled: SqlRegistry) -> None:
+        """Check that dataset locations are added, removed and refused for unknown datasets."""
         assert isinstance(filled, DatasetLocationRegistry)
         ref = filled.addDataset("calexp", {"visit": 1, "detector": 2}, "run1")
         assert filled.getDatasetLocations(ref) == set()
@@ -45,6 +46,7 @@ class RegistryTransactionTests(RegistryFixtures):
         assert filled.getDatasetLocations(ref) == {"file"}
 
     def testDatastoreRecordsLocations(self, filled: SqlRegistry) -> None:
+        """Check that a datastore with this registry records its puts and removes as locations."""
         from ..datastores.memory import InMemoryDatastore
 
         datastore = InMemoryDatastore({"datastore": {"cls": "databutler.InMemoryDatastore"}}, registry=filled)
@@ -57,6 +59,7 @@ class RegistryTransactionTests(RegistryFixtures):
     # -- transactions --
 
     def testTransactionRollsBackEverything(self, registry: SqlRegistry) -> None:
+        """Check that a failed transaction undoes dataset types, runs, datasets and the id cache."""
         with pytest.raises(RuntimeError, match="boom"), registry.transaction():
             registry.registerDatasetType(CALEXP)
             registry.registerRun("run1")
@@ -71,6 +74,7 @@ class RegistryTransactionTests(RegistryFixtures):
         assert registry.registerRun("run1") is True
 
     def testNestedTransactionAndCaughtConflict(self, filled: SqlRegistry) -> None:
+        """Check that caught conflicts and a failed inner transaction leave the outer one's rows intact."""
         with filled.transaction():
             kept = filled.addDataset("calexp", {"visit": 1, "detector": 2}, "run1")
             with pytest.raises(ConflictingDatasetError):
@@ -96,6 +100,7 @@ class RegistryTransactionTests(RegistryFixtures):
         assert "inner" not in filled.queryRuns()
 
     def testOtherThreadsAreNotInTheTransaction(self, filled: SqlRegistry) -> None:
+        """Check that another thread does not see a transaction's uncommitted rows."""
         seen: list[Any] = []
         with filled.transaction():
             ref = filled.addDataset("catalog", {"visit": 1, "band": "r"}, "run1")
@@ -105,6 +110,7 @@ class RegistryTransactionTests(RegistryFixtures):
         assert seen == [None] and filled.getDataset(ref.id) == ref
 
     def testThreadsShareARegistry(self, filled: SqlRegistry) -> None:
+        """Check that threads adding datasets through one registry all succeed."""
         errors: list[BaseException] = []
 
         def work(worker: int) -> None:
@@ -125,6 +131,7 @@ class RegistryTransactionTests(RegistryFixtures):
     # -- several processes --
 
     def testConcurrentProcesses(self, registry: SqlRegistry) -> None:
+        """Check that processes adding overlapping data IDs add each exactly once, the rest conflicting."""
         workers, count, stride = 4, 200, 100
         results = concurrentWriters(registry, workers=workers, count=count, stride=stride)
         added = [e for r in results for e in r.added]
@@ -138,6 +145,7 @@ class RegistryTransactionTests(RegistryFixtures):
         assert len({ref.id for ref in stored}) == len(stored)
 
     def testForkedChildrenUseTheirOwnConnections(self, filled: SqlRegistry) -> None:
+        """Check that forked children open their own connections and their adds all arrive."""
         parent = filled.addDataset("calexp", {"visit": 0, "detector": 0}, "run1")  # pool in use
         results = forkedAdds(filled, [1, 2, 3])
         assert all(len(value) == 36 for value in results.values()), results

@@ -333,8 +333,10 @@ class FileAccess:
         return moved
 
     def lookup(self, ref: DatasetRef) -> dict[str, StoredFileInfo] | None:
-        """Return ``{component or "": info}`` of the stored dataset ``ref`` belongs to, or `None`
-        if nothing is stored under its id with its (parent) dataset type."""
+        """Return ``{component or "": info}`` of the stored dataset ``ref`` belongs to, or `None`.
+
+        `None` means that nothing is stored under its id with its (parent) dataset type.
+        """
         rows = self.records.fetch(ref.id)
         whole = rows.get("")
         if whole is None or whole[0] != ref.datasetType.nameAndComponent()[0]:
@@ -449,8 +451,10 @@ class FileAccess:
     def copyPlan(
         self, source: FileAccess, ref: DatasetRef, sourceInfos: dict[str, StoredFileInfo]
     ) -> tuple[list[FileWrite], str | None] | None:
-        """Return the writes (and folder) that copy ``ref``'s files from ``source`` byte for byte,
-        or `None` if this layout would use other formatters than the ones that wrote them."""
+        """Return the writes (and folder) that copy ``ref``'s files from ``source`` byte for byte.
+
+        `None` means that this layout would use other formatters than the ones that wrote them.
+        """
         whole = sourceInfos[""]
         relPath = self.layout.templates.render(ref)
         mine = self.layout.formatterFor(ref.datasetType)

@@ -185,7 +185,7 @@ class FileRecordTable:
 
     @contextmanager
     def begin(self) -> Iterator[sa.Connection]:
-        """A write transaction: committed if the body succeeds, rolled back if it raises.
+        """Open a write transaction: committed if the body succeeds, rolled back if it raises.
 
         In a registry's database, inside this thread's registry transaction, it is a SAVEPOINT
         of that transaction, committed only with it.
@@ -204,12 +204,16 @@ class FileRecordTable:
     def recording(
         self, datasetId: uuid.UUID, datasetType: str, infos: list[StoredFileInfo]
     ) -> Iterator[None]:
-        """Insert the rows of ``infos``; they stay only if the body (moving the files into place)
-        succeeds. Raises `sqlalchemy.exc.IntegrityError` on a duplicate, before the body runs.
+        """Insert the rows of ``infos``; they stay only if the body (moving the files into place) succeeds.
 
         Inside a registry transaction the rows are written in it without a SAVEPOINT of their
         own where one statement suffices (a lone SQLite insert is atomic), and deleted again if
         the body raises; they are committed with the registry's rows.
+
+        Raises
+        ------
+        sqlalchemy.exc.IntegrityError
+            A row for this dataset is already there; raised before the body runs.
         """
         shared = self._shared
         if shared is None or not shared.inTransaction:

@@ -58,8 +58,10 @@ def _parseSegment(segment: str) -> tuple[tuple[str, str | None, str | None, str 
 
 @functools.lru_cache(maxsize=4096)
 def _unsafeReason(value: str) -> str | None:
-    """Why ``value`` is not safe as (part of) one path segment, or `None` if it is (memoized:
-    the same runs and data ID values recur in put after put)."""
+    """Return why ``value`` is not safe as (part of) one path segment, or `None` if it is.
+
+    Memoized: the same runs and data ID values recur in put after put.
+    """
     if not value:
         return "it is empty"
     if len(value) > MAX_SEGMENT:
