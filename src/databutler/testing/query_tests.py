@@ -61,10 +61,12 @@ class QueryTests(RegistryFixtures):
 
     @staticmethod
     def pairs(registry: SqlRegistry, where: Any, **kwargs: Any) -> set[tuple[int, int]]:
+        """Return the ``(visit, detector)`` pairs of the run1 raws that ``where`` selects."""
         refs = registry.queryDatasets("raw", collections=["run1"], where=where, **kwargs)
         return {(int(ref.dataId["visit"]), int(ref.dataId["detector"])) for ref in refs}
 
     def testComparisons(self, raws: SqlRegistry) -> None:
+        """Check =, !=, <, <=, >, >=, with the literal on either side, and AND/OR/NOT precedence."""
         everything = {(v, d) for v in range(100, 110) for d in range(1, 11)}
         cases = {
             "visit = 101": {p for p in everything if p[0] == 101},
@@ -85,6 +87,7 @@ class QueryTests(RegistryFixtures):
             assert self.pairs(raws, where) == expected, where
 
     def testInRangesAndStrides(self, raws: SqlRegistry) -> None:
+        """Check IN with lists, ranges and strided ranges, NOT IN, and that an empty range is refused."""
         assert self.pairs(raws, "visit = 101 AND detector IN (1..3)") == {(101, 1), (101, 2), (101, 3)}
         assert self.pairs(raws, "visit = 101 AND detector IN (2..9:3, 10)") == {
             (101, 2),
@@ -98,6 +101,7 @@ class QueryTests(RegistryFixtures):
             self.pairs(raws, "detector IN (5..1)")
 
     def testBindParameters(self, raws: SqlRegistry) -> None:
+        """Check that :name values (lists in IN) are bound, and that a missing or misplaced one raises."""
         bind = {"visits": [101, 102], "det": 4, "inst": "HSC"}
         where = "visit IN (:visits) AND detector = :det AND instrument = :inst"
         assert self.pairs(raws, where, bind=bind) == {(101, 4), (102, 4)}
@@ -108,6 +112,7 @@ class QueryTests(RegistryFixtures):
             self.pairs(raws, "detector = :d", bind={"d": [1, 2]})
 
     def testValuesAreCoercedOrRefused(self, raws: SqlRegistry) -> None:
+        """Check that a str literal does not match int values and that a float is refused."""
         # Without a declared type, a value is compared with the values of its own type.
         assert self.pairs(raws, "visit = '101' AND detector = 1") == set()
         assert self.pairs(raws, "visit = 101 AND detector = 1") == {(101, 1)}
@@ -115,6 +120,7 @@ class QueryTests(RegistryFixtures):
             self.pairs(raws, "visit = 1.5")
 
     def testUnknownNamesListWhatExists(self, raws: SqlRegistry) -> None:
+        """Check that an unknown name raises `InvalidQueryError` listing the dimensions that exist."""
         with pytest.raises(InvalidQueryError, match="'visti'"):
             self.pairs(raws, "visti = 1")
         with pytest.raises(InvalidQueryError) as info:
@@ -122,6 +128,7 @@ class QueryTests(RegistryFixtures):
         assert "detector" in str(info.value) and "visit" in str(info.value)
 
     def testSyntaxErrorsNamePositionAndExpected(self, raws: SqlRegistry) -> None:
+        """Check that a syntax error names its column and what was expected there."""
         with pytest.raises(InvalidQueryError, match="column 14") as info:
             self.pairs(raws, "visit > 1 AND")
         assert "expected" in str(info.value)
@@ -129,6 +136,7 @@ class QueryTests(RegistryFixtures):
             self.pairs(raws, "visit 100")
 
     def testGlobAndStrings(self, registry: SqlRegistry) -> None:
+        """Check that GLOB is case-sensitive, treats % and _ literally, and that quotes escape by doubling."""
         registry.registerDatasetType(NAMED)
         registry.registerRun("run")
         names = ["HSC-R", "HSC-G", "hsc-r", "DECam-r", "O'Brien", "50%_off", "a*b"]
@@ -147,6 +155,7 @@ class QueryTests(RegistryFixtures):
         assert found("NOT GLOB(name, '*-*')") == {"O'Brien", "50%_off", "a*b"}
 
     def testHostileStringsAreOnlyValues(self, registry: SqlRegistry) -> None:
+        """Check that hostile strings, as literals or bind values, only ever match themselves."""
         registry.registerDatasetType(NAMED)
         registry.registerRun("run")
         values = [v for v in HOSTILE if "\x00" not in v] + ["plain"]
@@ -165,6 +174,7 @@ class QueryTests(RegistryFixtures):
         assert registry.queryDatasetTypes()[0].name == "named"
 
     def testHostileExpressionsNeverRunSql(self, raws: SqlRegistry) -> None:
+        """Check that SQL fragments in an expression raise `InvalidQueryError` and leave the data intact."""
         attacks = [
             "visit = 1; DROP TABLE dataset",
             "visit = 1 -- comment",
@@ -187,6 +197,7 @@ class QueryTests(RegistryFixtures):
     )
     @given(value=st.text(max_size=30).filter(lambda v: "\x00" not in v))
     def testAnyTextIsAValue(self, raws: SqlRegistry, value: str) -> None:
+        """Check with generated text that any string literal or bind value is compared as a value."""
         # Any text, as a literal or a bind value, is compared as a value: never an error, never a match.
         quoted = "'" + value.replace("'", "''") + "'"
         assert self.pairs(raws, f"instrument = {quoted} AND visit = 100", bind=None) == (
@@ -197,9 +208,11 @@ class QueryTests(RegistryFixtures):
         )
 
     def testDictWhereStillWorks(self, raws: SqlRegistry) -> None:
+        """Check that a dict ``where`` still selects as before."""
         assert self.pairs(raws, {"visit": [101, 102], "detector": 1}) == {(101, 1), (102, 1)}
 
     def testFindFirstWithExpression(self, raws: SqlRegistry) -> None:
+        """Check that findFirst combines with an expression: each data ID from the first run that has it."""
         refs = raws.queryDatasets(
             "raw", collections=["run2", "run1"], where="visit <= 101 AND detector = 1", findFirst=True
         )

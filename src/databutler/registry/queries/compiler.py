@@ -49,7 +49,7 @@ __all__ = [
 
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 
-_OPS: dict[str, Callable[[Any, Any], Any]] = {
+_OPS: dict[str, Callable[[Any, Any], ColumnElement[bool]]] = {
     "=": operator.eq,
     "!=": operator.ne,
     "<": operator.lt,
@@ -85,6 +85,7 @@ class ResolvedColumn:
     byType: Mapping[str, ColumnElement[Any]] = field(default_factory=dict)
 
     def columnFor(self, valueType: str) -> ColumnElement[Any]:
+        """Return the column holding values of ``valueType`` (the one column, if there is only one)."""
         if self.column is not None:
             return self.column
         return self.byType[valueType]
@@ -93,7 +94,14 @@ class ResolvedColumn:
 class ColumnResolver(Protocol):
     """Says what the names of an expression stand for; raises `InvalidQueryError` for unknown ones."""
 
-    def resolve(self, name: Name) -> ResolvedColumn: ...
+    def resolve(self, name: Name) -> ResolvedColumn:
+        """Return the column(s) ``name`` stands for and the type of value it holds.
+
+        Raises
+        ------
+        InvalidQueryError
+            ``name`` is not a dimension or record field that this resolver knows.
+        """
 
 
 class _Glob(ColumnElement[bool]):

@@ -41,6 +41,13 @@ class DatasetWhere:
         self.aliases: dict[str, Any] = {}
 
     def resolve(self, name: Name) -> ResolvedColumn:
+        """Return the value columns of dimension ``name`` in the dataset's data ID, joining its row once.
+
+        Raises
+        ------
+        InvalidQueryError
+            ``name`` is not a dimension of the dataset type, or names a record field.
+        """
         if name.element not in self.datasetType.dimensions:
             raise InvalidQueryError(
                 f"The where expression names {str(name)!r} (column {name.column}), which is not a "

@@ -60,6 +60,7 @@ class Name:
     column: int
 
     def __str__(self) -> str:
+        """Show the name as written: ``element`` or ``element.field``."""
         return self.element if self.field is None else f"{self.element}.{self.field}"
 
 
@@ -124,18 +125,24 @@ class Overlaps:
 
 @dataclass(frozen=True, slots=True)
 class Not:
+    """``NOT operand``; ``column`` is where the ``NOT`` starts in the expression text."""
+
     operand: Expression
     column: int
 
 
 @dataclass(frozen=True, slots=True)
 class And:
+    """``a AND b AND ...``, flattened; ``column`` is where the first operand starts."""
+
     operands: tuple[Expression, ...]
     column: int
 
 
 @dataclass(frozen=True, slots=True)
 class Or:
+    """``a OR b OR ...``, flattened; ``column`` is where the first operand starts."""
+
     operands: tuple[Expression, ...]
     column: int
 
