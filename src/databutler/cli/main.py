@@ -123,6 +123,7 @@ def stats(repo: str) -> None:
     summary.add_row("datastore", result.datastore)
     summary.add_row("datasets", str(result.datasets))
     summary.add_row("files on disk", f"{result.files} ({result.bytesOnDisk:,} bytes)")
+    summary.add_row("orphan files", f"{result.orphans} (no record names them; see databutler cleanup)")
     console.print(summary)
     for title, counts in (("dataset type", result.datasetTypes), ("run", result.runs)):
         table = Table()
@@ -157,10 +158,47 @@ def verify(repo: str, name: str | None, collections: tuple[str, ...], where: tup
         click.echo(f"MISSING   {ref}", err=True)
     for ref, problem in report.corrupted.items():
         click.echo(f"CORRUPTED {ref}: {problem}", err=True)
+    for uri in report.orphans:
+        click.echo(f"ORPHAN    {uri}", err=True)
     if not report.isOk:
         bad = len(report.missing) + len(report.corrupted)
         raise click.ClickException(f"{bad} of {report.checked} dataset(s) failed verification.")
-    click.echo(f"Verified {report.checked} dataset(s): all present and intact.")
+    orphans = (
+        f"; {len(report.orphans)} file(s) no record names (databutler cleanup removes them)"
+        if report.orphans
+        else ""
+    )
+    click.echo(f"Verified {report.checked} dataset(s): all present and intact{orphans}.")
+
+
+@cli.command()
+@repoArgument
+@click.option(
+    "--older-than",
+    "olderThan",
+    type=click.FloatRange(min=0),
+    default=3600.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Only files at least this old (spares puts in progress elsewhere).",
+)
+@click.option("--dry-run", "dryRun", is_flag=True, help="Only list what would be removed.")
+def cleanup(repo: str, olderThan: float, dryRun: bool) -> None:
+    """Remove the files no record names: left by writers killed mid-put or mid-remove.
+
+    \b
+    Examples:
+      databutler cleanup repo --dry-run
+      databutler cleanup repo --older-than 0     # only when nothing else writes to REPO
+    """
+    from .. import script
+
+    report = script.cleanupRepo(repo, olderThan=olderThan, dryRun=dryRun)
+    for uri in report.removed:
+        click.echo(f"{'WOULD REMOVE' if dryRun else 'REMOVED'} {uri}")
+    verb = "Would remove" if dryRun else "Removed"
+    kept = f"; {report.kept} younger than {olderThan:g} s kept" if report.kept else ""
+    click.echo(f"{verb} {len(report.removed)} file(s) no record names{kept}.")
 
 
 for _command in (put, get, queryDatasets, remove, transfer):

@@ -14,22 +14,28 @@ from .datasets import (
     transferDatasets,
 )
 from .repo import (
+    CleanupReport,
     RepoStats,
     VerifyReport,
+    cleanupRepo,
     createRepo,
     dumpConfig,
+    findOrphans,
     registerDatasetType,
     repoStats,
     verifyDatasets,
 )
 
 __all__ = [
+    "CleanupReport",
     "GetResult",
     "RepoStats",
     "TransferResult",
     "VerifyReport",
+    "cleanupRepo",
     "createRepo",
     "dumpConfig",
+    "findOrphans",
     "getDataset",
     "putDataset",
     "queryDatasets",

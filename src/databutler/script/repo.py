@@ -16,13 +16,17 @@ from ..butler_config import ButlerConfig
 from ..config import Config
 from ..dataset_ref import DatasetRef
 from ..datastore.base import Datastore
+from ..datastores.file import FileDatastore
 from ..exceptions import ConfigError, DatasetIntegrityError, DatasetNotFoundError, FormatterError
 
 __all__ = [
+    "CleanupReport",
     "RepoStats",
     "VerifyReport",
+    "cleanupRepo",
     "createRepo",
     "dumpConfig",
+    "findOrphans",
     "registerDatasetType",
     "repoStats",
     "verifyDatasets",
@@ -98,6 +102,8 @@ class RepoStats:
     datasets: int
     files: int
     bytesOnDisk: int
+    orphans: int = 0
+    """Files no record names (left by crashed writers): see `cleanupRepo`."""
 
 
 def repoStats(root: PathLike) -> RepoStats:
@@ -126,6 +132,7 @@ def repoStats(root: PathLike) -> RepoStats:
             datasets=len(refs),
             files=len(sizes),
             bytesOnDisk=sum(sizes),
+            orphans=len(_orphans(butler.datastore, 0.0)),
         )
 
 
@@ -136,10 +143,13 @@ class VerifyReport:
     checked: int
     missing: list[DatasetRef] = field(default_factory=list)
     corrupted: dict[DatasetRef, str] = field(default_factory=dict)
+    orphans: list[str] = field(default_factory=list)
+    """URIs of files under the root that no record names (only when every dataset is checked);
+    they hold no registered data: `cleanupRepo` removes them."""
 
     @property
     def isOk(self) -> bool:
-        """`True` if every dataset checked is present and intact."""
+        """`True` if every dataset checked is present and intact (orphans do not count)."""
         return not self.missing and not self.corrupted
 
 
@@ -183,6 +193,7 @@ def verifyDatasets(
     """
     missing: list[DatasetRef] = []
     corrupted: dict[DatasetRef, str] = {}
+    orphans: list[str] = []
     with Butler(root) as butler:
         refs = butler.queryDatasets(datasetType, collections=collections or None, where=where)
         tiers = _persistentTiers(butler.datastore)
@@ -194,4 +205,69 @@ def verifyDatasets(
                 missing.append(ref)
             except (DatasetIntegrityError, FormatterError) as exc:
                 corrupted[ref] = str(exc)
-    return VerifyReport(len(refs), missing, corrupted)
+        if datasetType is None and not collections and not where:
+            orphans = _orphans(butler.datastore, 0.0)
+    return VerifyReport(len(refs), missing, corrupted, orphans)
+
+
+def _fileTiers(datastore: Datastore) -> list[FileDatastore]:
+    return [tier for tier in _persistentTiers(datastore) if isinstance(tier, FileDatastore)]
+
+
+def _orphans(datastore: Datastore, olderThan: float) -> list[str]:
+    """URIs of the unrecorded and leftover files of every file tier."""
+    found: list[str] = []
+    for tier in _fileTiers(datastore):
+        found += tier.findOrphanFiles(olderThan) + tier.removeLeftoverFiles(olderThan, dryRun=True)
+    return sorted(found)
+
+
+def findOrphans(root: PathLike, olderThan: float = 0.0) -> list[str]:
+    """Return the URIs of files in the repository that no record names, older than ``olderThan`` s.
+
+    These are complete files left by writers killed between moving a file into place and
+    committing its record, and hidden temporary or set-aside files of crashed puts and removes.
+
+    Raises
+    ------
+    ConfigFileNotFoundError
+        There is no repository at ``root``.
+    """
+    with Butler(root) as butler:
+        return _orphans(butler.datastore, olderThan)
+
+
+@dataclass(frozen=True)
+class CleanupReport:
+    """What `cleanupRepo` did (or, with ``dryRun``, would do)."""
+
+    removed: list[str]
+    """URIs of the files removed: unrecorded, temporary and set-aside ones."""
+    kept: int
+    """Such files younger than the age guard, left alone."""
+    dryRun: bool
+
+
+def cleanupRepo(root: PathLike, olderThan: float = 3600.0, dryRun: bool = False) -> CleanupReport:
+    """Remove the files no record names, once they are ``olderThan`` seconds old.
+
+    Opening the repository first finishes the removals a crashed process committed (see
+    `FileDatastore.recover`). Then, in every file tier: set-aside files that a record still
+    names are moved back, and unrecorded complete files, temporary files and set-aside files
+    older than ``olderThan`` are deleted, each only while no record names its path. The age
+    guard spares the files of puts in progress in other processes; use ``olderThan=0`` only
+    when no other process is writing.
+
+    Raises
+    ------
+    ConfigFileNotFoundError
+        There is no repository at ``root``.
+    """
+    removed: list[str] = []
+    total = 0
+    with Butler(root) as butler:
+        for tier in _fileTiers(butler.datastore):
+            total += len(tier.findOrphanFiles(0.0)) + len(tier.removeLeftoverFiles(0.0, dryRun=True))
+            removed += tier.removeOrphanFiles(olderThan, dryRun=dryRun)
+            removed += tier.removeLeftoverFiles(olderThan, dryRun=dryRun)
+    return CleanupReport(sorted(removed), max(0, total - len(removed)), dryRun)

@@ -17,7 +17,9 @@ import logging
 import os
 import posixpath
 import re
+import stat
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import IO, Any
@@ -48,6 +50,18 @@ log = logging.getLogger(__name__)
 _LEFTOVER = re.compile(r"^\..+\.(?:tmp-|removed-(?:(?P<setAside>[0-9]+)-)?)[0-9a-f]{32}$")
 """A temporary file (``.<name>.tmp-<hex>``) or a file set aside by a remove
 (``.<name>.removed-<seconds>-<hex>``; ``.<name>.removed-<hex>`` from older versions)."""
+
+_ASIDE_OF = re.compile(r"^\.(?P<name>.+)\.removed-(?:[0-9]+-)?[0-9a-f]{32}$")
+"""The name a set-aside file had (``.<name>.removed-...`` → ``<name>``)."""
+
+_DATA_EXTENSIONS = (".json", ".yaml", ".yml", ".npy", ".parquet", ".fits", ".pickle")
+"""What a file at the top of the root must end with to be taken for a dataset's file (the
+rest there is the repository's own: ``butler.yaml``, the registry and records databases)."""
+
+_REPOSITORY_FILES = frozenset({"butler.yaml"})
+
+_PURGE_CHUNK = 500
+"""Removed datasets whose files are deleted in one records transaction."""
 
 FileWrite = tuple[str | None, str, str, StorageClass, Callable[[], tuple[str, int, str | None]]]
 """One file to store: ``(component, relPath, formatterName, storageClass, write)``; ``write()``
@@ -303,33 +317,101 @@ class FileAccess:
             f"for {ref.datasetType.name!r} must give every dataset its own path (e.g. include {{id}} or {{run}})."
         )
 
-    def drop(self, ref: DatasetRef, stored: list[StoredFileInfo] | None = None) -> None:
-        """Forget ``ref`` and delete its files.
-
-        The files are moved aside in the records transaction and deleted after it: once it is
-        committed, another writer may store a file at one of their paths.
+    def drop(self, ref: DatasetRef, stored: list[StoredFileInfo] | None = None) -> bool:
+        """Forget ``ref`` and delete its files (the undo of a put).
 
         ``stored`` (what a put recorded) covers records that are already gone because the
         registry transaction they were written in rolled back: the files the put moved into
         place are then deleted too, unless another dataset's record holds their path now.
-        """
-        removed = self.unstore(ref, moveAside=True)
-        if removed is not None:
-            infos, moved = removed
-        elif stored:
-            infos, moved = stored, self._unclaimedAside(stored)
-        else:
-            return
-        self.deleteAside(moved, [info for info in infos if info.formatter is None])
 
-    def _unclaimedAside(self, infos: list[StoredFileInfo]) -> list[tuple[str, str]]:
-        """Move aside the files of ``infos`` whose paths no record holds; return the renames."""
+        Returns
+        -------
+        pending : bool
+            `True` if the records were deleted inside a registry transaction: the files are in
+            the trash, deleted once it commits (by `purge` or the next `recover`).
+        """
+        infos = self.unstore(ref)
+        if infos is not None:
+            if not self.records.commitsOnExit:
+                return True
+            self.purge([(ref.id, infos)])
+        elif stored:
+            self.purge([(ref.id, stored)], trash=False, now=True)
+        return False
+
+    def purge(
+        self,
+        removals: list[tuple[uuid.UUID, list[StoredFileInfo]]],
+        trash: bool = True,
+        now: bool = False,
+    ) -> None:
+        """Delete the files of removed datasets, then (if ``trash``) their trash rows.
+
+        Called once the removals are committed. Each file is deleted only while its path is held
+        (`FileRecordTable.holdPaths`), so never when another dataset's record names the path by
+        then, and only if it still has its recorded size (it is not some other file put there).
+        Inside a registry transaction nothing is done (the removals may still roll back; the
+        trash rows commit with them and `recover` finishes them), unless ``now``: the records are
+        known to be gone for good.
+        """
+        if not (now or self.records.commitsOnExit):
+            return
+        for start in range(0, len(removals), _PURGE_CHUNK):
+            chunk = removals[start : start + _PURGE_CHUNK]
+            files = [info for _, infos in chunk for info in infos if info.formatter is not None]
+            with self.records.begin() as conn:
+                held = self.records.holdPaths(conn, [info.path for info in files])
+                for info in files:
+                    if info.path in held:
+                        self._deleteIfUnchanged(info)
+                self.records.releasePaths(conn, held)
+                if trash:
+                    for datasetId, _ in chunk:
+                        self.records.delete(conn, datasetId, trash=True)
+            self.deleteFiles([info for _, infos in chunk for info in infos if info.formatter is None])
+
+    def _deleteIfUnchanged(self, info: StoredFileInfo) -> None:
+        """Delete the file of ``info`` if it has the recorded size (log anything else)."""
+        path = self.fullPath(info.path)
+        try:
+            size = os.lstat(path).st_size if self.isLocal else self.fs.size(path)
+        except FileNotFoundError:
+            return
+        except Exception as exc:
+            log.warning("Could not check %s before deleting it: %s", self.uri(info.path), exc)
+            return
+        if size != info.fileSize:
+            log.warning(
+                "Not deleting %s: it is %s bytes, not the %s of the removed dataset's file; another "
+                "file was put there.",
+                self.uri(info.path),
+                size,
+                info.fileSize,
+            )
+            return
+        removeQuietly(self.fs, path)
+
+    def recover(self) -> int:
+        """Finish the removals a crashed process committed but did not finish; return how many."""
+        trashed = self.records.trashed()
+        if trashed:
+            self.purge(list(trashed.items()))
+        return len(trashed)
+
+    def moveAsideHeld(self, infos: list[StoredFileInfo]) -> list[tuple[str, str]]:
+        """Move aside the files of committed-removed ``infos`` whose paths no record holds.
+
+        Returns the ``(path, asidePath)`` renames, for `restore` or `deleteAside`.
+        """
         moved: list[tuple[str, str]] = []
+        files = [info for info in infos if info.formatter is not None]
         with self.records.begin() as conn:  # holds the paths while the files are moved
-            for info in infos:
-                if info.formatter is not None and self.records.pathOwner(conn, info.path) is None:
-                    with contextlib.suppress(FileNotFoundError):
+            held = self.records.holdPaths(conn, [info.path for info in files])
+            for info in files:
+                if info.path in held:
+                    with contextlib.suppress(FileNotFoundError):  # already gone: nothing to keep
                         moved.append(self.moveAside(info.path))
+            self.records.releasePaths(conn, held)
         return moved
 
     def lookup(self, ref: DatasetRef) -> dict[str, StoredFileInfo] | None:
@@ -343,35 +425,27 @@ class FileAccess:
             return None
         return {component: info for component, (_, info) in rows.items()}
 
-    def unstore(
-        self, ref: DatasetRef, moveAside: bool
-    ) -> tuple[list[StoredFileInfo], list[tuple[str, str]]] | None:
-        """Delete the records of ``ref`` and, if ``moveAside``, rename its files to hidden names.
+    def unstore(self, ref: DatasetRef) -> list[StoredFileInfo] | None:
+        """Delete the records of ``ref``, noting its files in the trash; no file is touched.
+
+        Both happen in one records transaction (inside a registry transaction, in it), so the
+        files are deleted (`purge`) only once the removal is committed, and a crash at any
+        point leaves either the dataset whole or a trash row that `recover` finishes.
 
         Returns
         -------
-        removed : tuple or None
-            ``(infos, moved)`` — the records deleted and the ``(path, asidePath)`` renames — or
-            `None` if ``ref`` is not stored.
+        infos : list of StoredFileInfo or None
+            The records deleted, or `None` if ``ref`` is not stored.
         """
-        moved: list[tuple[str, str]] = []
-        try:
-            with self.records.begin() as conn:
-                rows = self.records.fetch(ref.id, conn)
-                whole = rows.get("")
-                if whole is None or whole[0] != ref.datasetType.name:
-                    return None
-                self.records.delete(conn, ref.id)
-                infos = [info for _, info in rows.values()]
-                for info in infos if moveAside else []:
-                    if info.formatter is not None:
-                        with contextlib.suppress(FileNotFoundError):  # already gone: nothing to keep
-                            moved.append(self.moveAside(info.path))
-        except BaseException:
-            for path, aside in reversed(moved):
-                self.fs.mv(aside, path)
-            raise
-        return infos, moved
+        with self.records.begin() as conn:
+            rows = self.records.fetch(ref.id, conn)
+            whole = rows.get("")
+            if whole is None or whole[0] != ref.datasetType.name:
+                return None
+            self.records.delete(conn, ref.id)
+            infos = [info for _, info in rows.values()]
+            self.records.trash(conn, ref.id, ref.datasetType.name, infos)
+        return infos
 
     def restore(self, ref: DatasetRef, infos: list[StoredFileInfo], moved: list[tuple[str, str]]) -> None:
         """Undo `unstore`: insert the records again, then rename the files back, all or nothing.
@@ -391,8 +465,8 @@ class FileAccess:
         try:
             if self.records.fetch(ref.id):
                 # Records kept in a registry's database came back by themselves when the
-                # registry transaction that deleted them rolled back; they hold the paths, so
-                # the files go back without waiting for the write lock.
+                # registry transaction that deleted them rolled back (their trash rows went
+                # with it); they hold the paths, so the files go back without the write lock.
                 for path, aside in moved:
                     moveNoReplace(self.fs, aside, path)
                     back.append((path, aside))
@@ -403,12 +477,24 @@ class FileAccess:
                 for path, aside in moved:
                     moveNoReplace(self.fs, aside, path)
                     back.append((path, aside))
+                self._checkPresent(ref, infos)
+                self.records.delete(conn, ref.id, trash=True)
         except (sa.exc.IntegrityError, FileExistsError) as exc:
             self._unrestore(back)
             raise self._restoreError(ref, infos, moved) from exc
         except BaseException:
             self._unrestore(back)
             raise
+
+    def _checkPresent(self, ref: DatasetRef, infos: list[StoredFileInfo]) -> None:
+        """Raise if a file of ``infos`` is not at its path (a records row must never name a
+        missing file: another process's `recover` may have deleted it)."""
+        for info in infos:
+            if info.formatter is not None and not self.fs.exists(self.fullPath(info.path)):
+                raise DatasetNotFoundError(
+                    f"Cannot restore {ref}: its file {self.uri(info.path)} is gone (its removal had been "
+                    f"committed, and another process finished it); {ref} stays removed."
+                )
 
     def _unrestore(self, back: list[tuple[str, str]]) -> None:
         """Move files `restore` put back aside again (their records were not committed)."""
@@ -442,11 +528,15 @@ class FileAccess:
         with self.records.begin() as conn:
             return {p: self.records.pathOwner(conn, p) for p in paths}
 
-    def deleteAside(self, moved: list[tuple[str, str]], folders: list[StoredFileInfo]) -> None:
-        """Delete the files `unstore` moved aside, then the emptied folders."""
+    def deleteAside(
+        self, datasetId: uuid.UUID, moved: list[tuple[str, str]], folders: list[StoredFileInfo]
+    ) -> None:
+        """Delete the files `moveAsideHeld` moved aside, then the emptied folders and the trash rows."""
         for _, aside in moved:
             removeQuietly(self.fs, aside)
         self.deleteFiles(folders)
+        with self.records.begin() as conn:
+            self.records.delete(conn, datasetId, trash=True)
 
     def copyPlan(
         self, source: FileAccess, ref: DatasetRef, sourceInfos: dict[str, StoredFileInfo]
@@ -486,6 +576,102 @@ class FileAccess:
         ]
         return writes, folder
 
+    def _walk(self) -> list[str]:
+        """Every regular file under the root (paths in ``fs``); symbolic links are not followed
+        and not listed (a link planted in the root must never lead a cleanup outside it)."""
+        if not self.isLocal:
+            return [str(p) for p in self.fs.find(self.rootPath)]
+        found = []
+        for folder, _, names in os.walk(self.rootPath, followlinks=False):
+            for name in names:
+                path = os.path.join(folder, name)
+                with contextlib.suppress(OSError):
+                    if stat.S_ISREG(os.lstat(path).st_mode):
+                        found.append(path)
+        return found
+
+    def _age(self, path: str) -> float:
+        """Seconds since ``path`` was last modified."""
+        if self.isLocal:
+            return time.time() - os.lstat(path).st_mtime
+        modified = self.fs.modified(path)
+        if modified.tzinfo is None:
+            modified = modified.replace(tzinfo=UTC)
+        return (datetime.now(UTC) - modified).total_seconds()
+
+    def orphanFiles(self, olderThan: float) -> list[str]:
+        """Return the complete files under the root that no record names, older than ``olderThan`` s.
+
+        A process killed after moving a put's file into place but before the records commit
+        leaves such a file (with ``{id}`` in the template, a retry writes another path, so
+        nothing ever replaces it). Hidden files (temporary and set-aside ones, see
+        `leftoverFiles`) are not included, nor the repository's own files at the top of the root.
+        """
+        recorded = self.records.paths()
+        prefix = self.rootPath.rstrip("/") + "/"
+        found = []
+        for path in self._walk():
+            if not path.startswith(prefix):
+                continue
+            relPath = path[len(prefix) :]
+            parts = relPath.split("/")
+            if any(part.startswith(".") for part in parts) or relPath in recorded:
+                continue
+            if len(parts) == 1 and (relPath in _REPOSITORY_FILES or not relPath.endswith(_DATA_EXTENSIONS)):
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                if self._age(path) >= olderThan:
+                    found.append(path)
+        return sorted(found)
+
+    def removeUnrecorded(self, paths: list[str]) -> list[str]:
+        """Delete each of ``paths`` (in ``fs``) while no record names it; return those deleted."""
+        prefix = self.rootPath.rstrip("/") + "/"
+        removed: list[str] = []
+        for start in range(0, len(paths), _PURGE_CHUNK):
+            chunk = {path[len(prefix) :]: path for path in paths[start : start + _PURGE_CHUNK]}
+            with self.records.begin() as conn:
+                held = self.records.holdPaths(conn, list(chunk))
+                for relPath in held:
+                    removeQuietly(self.fs, chunk[relPath])
+                    removed.append(chunk[relPath])
+                self.records.releasePaths(conn, held)
+        return sorted(removed)
+
+    def restoreClaimed(self, asides: list[str]) -> list[str]:
+        """Move back each set-aside file whose original path a record still names while the
+        file there is missing (and that has the recorded size); return those moved back.
+
+        Earlier versions set a removed file aside before the removal committed, so a crash
+        could leave a record naming a hidden file: this gives such datasets their file back
+        instead of letting the leftover cleanup delete it.
+        """
+        prefix = self.rootPath.rstrip("/") + "/"
+        restored = []
+        for aside in asides:
+            match = _ASIDE_OF.match(posixpath.basename(aside))
+            if match is None or not aside.startswith(prefix):
+                continue
+            relPath = posixpath.join(posixpath.dirname(aside[len(prefix) :]), match["name"])
+            owner = self._owners([relPath])[relPath]
+            if owner is None:
+                continue
+            infos = [
+                info for _, info in self.records.fetch(uuid.UUID(owner)).values() if info.path == relPath
+            ]
+            try:
+                size = os.lstat(aside).st_size if self.isLocal else self.fs.size(aside)
+                if not infos or size != infos[0].fileSize:
+                    continue
+                moveNoReplace(self.fs, aside, self.fullPath(relPath))
+            except (FileExistsError, FileNotFoundError):
+                continue
+            log.warning(
+                "Restored %s (set aside by a crashed removal) for dataset %s.", self.uri(relPath), owner
+            )
+            restored.append(aside)
+        return restored
+
     def leftoverFiles(self, olderThan: float) -> list[str]:
         """Return the temporary and set-aside files under the root older than ``olderThan`` seconds.
 
@@ -496,7 +682,7 @@ class FileAccess:
         """
         cutoff = datetime.now(UTC) - timedelta(seconds=olderThan)
         found = []
-        for path in self.fs.find(self.rootPath):
+        for path in self._walk():
             match = _LEFTOVER.match(posixpath.basename(path))
             if match is None:
                 continue

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import posixpath
 from collections.abc import Mapping
 from typing import Any
 
@@ -136,6 +137,26 @@ class FileDatastore(Datastore):
         self.files = FileAccess(
             self.fs, self.rootPath, self.checksumAlgorithm, self.layout, self._records, self.name
         )
+        self.recover()
+
+    def recover(self) -> int:
+        """Finish what a crashed process left half-done: delete the files of committed removals.
+
+        Run when the datastore is opened. A removal deletes the records and notes the files in
+        the trash in one transaction and deletes the files only after it commits; this deletes
+        the files of trash rows left by a process killed in between (each file only if no record
+        names its path by then). A failure (a read-only repository, say) is logged, not raised.
+
+        Returns
+        -------
+        finished : int
+            How many removals were finished.
+        """
+        try:
+            return self.files.recover()
+        except Exception as exc:
+            log.warning("FileDatastore %r could not finish earlier removals: %s", self.name, exc)
+            return 0
 
     def _recordsDatabase(self) -> tuple[str | None, Any]:
         """Return where the records live: ``(url, None)``, or ``(None, registry database)``.
@@ -241,7 +262,11 @@ class FileDatastore(Datastore):
 
     def _drop(self, ref: DatasetRef, infos: list[StoredFileInfo] | None = None) -> None:
         """Forget ``ref`` and delete its files (undo of a put that recorded ``infos``)."""
-        self.files.drop(ref, infos)
+        if self.files.drop(ref, infos):  # in the trash until the registry transaction commits
+            tx = self._currentTransaction()
+            parent = tx.parent if tx is not None else None
+            if parent is not None:
+                parent.registerOnCommit(f"delete the files of undone {ref}", self.files.recover)
         self._notifyRemoved([ref])
 
     def transfer(self, inputDatastore: Datastore, ref: DatasetRef) -> None:
@@ -377,28 +402,71 @@ class FileDatastore(Datastore):
                 self.files.readBytes(info, verify=True)
         return True
 
-    def removeLeftoverFiles(self, olderThan: float = 3600.0) -> list[str]:
+    def removeLeftoverFiles(self, olderThan: float = 3600.0, dryRun: bool = False) -> list[str]:
         """Delete temporary files left under the root by crashed puts or transactions.
 
         A process killed in the middle of a put leaves at most a hidden temporary file beside
         the dataset's path (never a partial file at the path itself); this removes those older
         than ``olderThan`` seconds, so that puts still in progress elsewhere are not disturbed.
+        A set-aside file (``.<name>.removed-...``) whose original path a record still names,
+        with no file there, is moved back instead of deleted (an earlier version's crashed
+        removal left it so).
 
         Parameters
         ----------
         olderThan : float
             Only files last modified at least this many seconds ago are removed.
+        dryRun : bool
+            Only return what would be removed; change nothing.
 
         Returns
         -------
         removed : list of str
-            The URIs of the files removed.
+            The URIs of the files removed (or that would be).
         """
+        found = self.files.leftoverFiles(olderThan)
+        if dryRun:
+            return [str(self.fs.unstrip_protocol(path)) for path in found]
+        restored = set(self.files.restoreClaimed([p for p in found if ".removed-" in posixpath.basename(p)]))
         removed = []
-        for path in self.files.leftoverFiles(olderThan):
-            removeQuietly(self.fs, path)
-            removed.append(str(self.fs.unstrip_protocol(path)))
+        for path in found:
+            if path not in restored:
+                removeQuietly(self.fs, path)
+                removed.append(str(self.fs.unstrip_protocol(path)))
         return removed
+
+    def findOrphanFiles(self, olderThan: float = 0.0) -> list[str]:
+        """Return the URIs of complete files under the root that no record names.
+
+        A process killed between moving a put's file into place and committing its records
+        leaves one (the default template has ``{id}``, so a retry writes another path). Hidden
+        temporary and set-aside files are `removeLeftoverFiles`'s; the repository's own files
+        at the top of the root (``butler.yaml``, databases) are never included.
+
+        Parameters
+        ----------
+        olderThan : float
+            Only files last modified at least this many seconds ago.
+        """
+        return [str(self.fs.unstrip_protocol(p)) for p in self.files.orphanFiles(olderThan)]
+
+    def removeOrphanFiles(self, olderThan: float = 3600.0, dryRun: bool = False) -> list[str]:
+        """Delete the files `findOrphanFiles` finds; return their URIs.
+
+        Each file is deleted while its path is held in the records, so never one whose put
+        commits meanwhile; ``olderThan`` spares files of puts still in progress elsewhere.
+
+        Parameters
+        ----------
+        olderThan : float
+            Only files last modified at least this many seconds ago are removed.
+        dryRun : bool
+            Only return what would be removed; change nothing.
+        """
+        found = self.files.orphanFiles(olderThan)
+        if not dryRun:
+            found = self.files.removeUnrecorded(found)
+        return [str(self.fs.unstrip_protocol(p)) for p in found]
 
     # -- remove --
 
@@ -426,24 +494,37 @@ class FileDatastore(Datastore):
         """
         if ref.isComponent():
             raise DatasetTypeError(f"Cannot remove component {ref} on its own; remove the composite.")
-        # The files are moved aside with the records deleted, never deleted at their paths
-        # afterwards: once the records are committed another writer may store a file there.
-        removed = self.files.unstore(ref, moveAside=True)
-        if removed is None:
+        infos = self.files.unstore(ref)  # records deleted, files noted in the trash: no file touched
+        if infos is None:
             raise self._notFound(ref, "remove")
-        infos, moved = removed
         try:
             self._notifyRemoved([ref])
         except BaseException:
-            self._undoUnstore(ref, infos, moved)  # the remove fails as a whole, as a put does
+            self._undoUnstore(ref, infos, [])  # the remove fails as a whole, as a put does
             raise
-        folders = [info for info in infos if info.formatter is None]
+        committed = self._records.commitsOnExit
         tx = self._currentTransaction()
         if tx is None:
-            self.files.deleteAside(moved, folders)
+            # Inside a registry transaction the files stay until it commits; the trash rows
+            # commit with it and the next `recover` (on open) deletes them.
+            if committed:
+                self.files.purge([(ref.id, infos)])
             return
+        if not committed:
+            # Records in the registry's database: its rollback brings them back, and no file
+            # has been touched; once it commits, the files go (a crash in between: `recover`).
+            tx.registerUndo(f"remove of {ref}", self._restore, ref, infos, [])
+            tx.registerOnCommit(f"delete the files of removed {ref}", self.files.purge, [(ref.id, infos)])
+            return
+        # The removal is committed in a records database of our own: the files are set aside
+        # (never deleted at their paths, where another writer may store a file now), so that a
+        # rollback can bring them back.
+        moved = self.files.moveAsideHeld(infos)
+        folders = [info for info in infos if info.formatter is None]
         tx.registerUndo(f"remove of {ref}", self._restore, ref, infos, moved)
-        tx.registerOnCommit(f"delete the files of removed {ref}", self.files.deleteAside, moved, folders)
+        tx.registerOnCommit(
+            f"delete the files of removed {ref}", self.files.deleteAside, ref.id, moved, folders
+        )
 
     def _restore(self, ref: DatasetRef, infos: list[StoredFileInfo], moved: list[tuple[str, str]]) -> None:
         """Undo a remove: put the records back, then the files."""

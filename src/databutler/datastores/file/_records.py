@@ -65,6 +65,22 @@ _COUNT = (
     .select_from(_table)
     .where(_table.c.datastoreName == sa.bindparam("name"), _table.c.component == "")
 )
+_SELECT_NAMED = sa.select(_table.c.datasetId, *_SELECT_ROWS.selected_columns).where(
+    _table.c.datastoreName == sa.bindparam("name")
+)
+_SELECT_IDS = sa.select(_table.c.datasetId).where(_table.c.datastoreName == sa.bindparam("name")).distinct()
+_SELECT_PATHS = sa.select(_table.c.path).where(_table.c.datastoreName == sa.bindparam("name"))
+_DELETE_HOLDS = sa.delete(_table).where(
+    _table.c.datastoreName == sa.bindparam("name"),
+    _table.c.datasetId.in_(sa.bindparam("ids", expanding=True)),
+)
+
+_NAME_LENGTH = 128
+"""Length of the ``datastoreName`` column."""
+
+TRASH_SUFFIX = "#trash"
+"""Rows of removed files still to delete are kept under ``<datastore name>#trash``: an intent
+written in the same transaction as the removal (see `FileRecordTable.trash`)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -165,6 +181,9 @@ class FileRecordTable:
         database: ConnectionManager | None = None,
     ) -> None:
         self.datastoreName = datastoreName
+        self.trashName = datastoreName + TRASH_SUFFIX
+        if len(self.trashName) > _NAME_LENGTH:
+            raise ConfigError(f"FileDatastore name {datastoreName!r} is too long (at most 120 characters).")
         self._factory = storageClassFactory
         self._shared = database
         self._lock: threading.RLock | None = None
@@ -230,6 +249,12 @@ class FileRecordTable:
                 self.delete(conn, datasetId)
             raise
 
+    @property
+    def commitsOnExit(self) -> bool:
+        """Whether a `begin` block commits when it ends (`False` inside a registry transaction,
+        which commits it later, or rolls it back)."""
+        return self._shared is None or not self._shared.inTransaction
+
     @contextmanager
     def _read(self) -> Iterator[sa.Connection]:
         if self._shared is not None:
@@ -250,12 +275,18 @@ class FileRecordTable:
     # -- rows --
 
     def insert(
-        self, conn: sa.Connection, datasetId: uuid.UUID, datasetType: str, infos: Iterable[StoredFileInfo]
+        self,
+        conn: sa.Connection,
+        datasetId: uuid.UUID,
+        datasetType: str,
+        infos: Iterable[StoredFileInfo],
+        trash: bool = False,
     ) -> None:
-        """Insert one row per info; raises `sqlalchemy.exc.IntegrityError` on a duplicate."""
+        """Insert one row per info (in the trash if ``trash``); raises
+        `sqlalchemy.exc.IntegrityError` on a duplicate."""
         rows = [
             {
-                "datastoreName": self.datastoreName,
+                "datastoreName": self.trashName if trash else self.datastoreName,
                 "datasetId": str(datasetId),
                 "component": info.component or "",
                 "datasetType": datasetType,
@@ -273,8 +304,8 @@ class FileRecordTable:
         elif rows:
             conn.execute(_INSERT, rows)
 
-    def _key(self, datasetId: uuid.UUID, component: str | None = None) -> dict[str, str]:
-        key = {"name": self.datastoreName, "datasetId": str(datasetId)}
+    def _key(self, datasetId: uuid.UUID, component: str | None = None, trash: bool = False) -> dict[str, str]:
+        key = {"name": self.trashName if trash else self.datastoreName, "datasetId": str(datasetId)}
         if component is not None:
             key["component"] = component
         return key
@@ -305,10 +336,84 @@ class FileRecordTable:
         """Return the dataset id (as str) whose row holds ``path``, or `None`."""
         return conn.execute(_SELECT_OWNER, {"name": self.datastoreName, "path": path}).scalars().first()
 
-    def delete(self, conn: sa.Connection, datasetId: uuid.UUID, component: str | None = None) -> int:
-        """Delete the rows of ``datasetId`` (only ``component``'s if given); return how many."""
+    def delete(
+        self, conn: sa.Connection, datasetId: uuid.UUID, component: str | None = None, trash: bool = False
+    ) -> int:
+        """Delete the rows of ``datasetId`` (only ``component``'s if given; in the trash if
+        ``trash``); return how many."""
         statement = _DELETE_ROWS if component is None else _DELETE_COMPONENT
-        return conn.execute(statement, self._key(datasetId, component)).rowcount
+        return conn.execute(statement, self._key(datasetId, component, trash)).rowcount
+
+    # -- removals still to finish, and paths --
+
+    def trash(
+        self, conn: sa.Connection, datasetId: uuid.UUID, datasetType: str, infos: list[StoredFileInfo]
+    ) -> None:
+        """Record, in the transaction that deletes ``datasetId``'s rows, that its files are to be
+        deleted once it commits. Rows a crash left for the same dataset are kept (not doubled)."""
+        old = {row[0] for row in self._select(conn, _SELECT_ROWS, self._key(datasetId, trash=True))}
+        new = [info for info in infos if (info.component or "") not in old]
+        self.insert(conn, datasetId, datasetType, new, trash=True)
+
+    def trashed(self, conn: sa.Connection | None = None) -> dict[uuid.UUID, list[StoredFileInfo]]:
+        """Return the files of committed removals still to delete, by dataset id."""
+        if conn is None:
+            with self._read() as readConn:
+                rows = [tuple(r) for r in readConn.execute(_SELECT_NAMED, {"name": self.trashName})]
+        else:
+            rows = [tuple(r) for r in conn.execute(_SELECT_NAMED, {"name": self.trashName})]
+        out: dict[uuid.UUID, list[StoredFileInfo]] = {}
+        for row in rows:
+            datasetId = uuid.UUID(row[0])
+            out.setdefault(datasetId, []).append(self._toInfo(row[1:], datasetId))
+        return out
+
+    def datasetIds(self) -> set[str]:
+        """Return the id (as str) of every dataset this datastore has records of."""
+        with self._read() as conn:
+            return {row[0] for row in conn.execute(_SELECT_IDS, {"name": self.datastoreName})}
+
+    def paths(self) -> set[str]:
+        """Return every path this datastore's records name."""
+        with self._read() as conn:
+            return {row[0] for row in conn.execute(_SELECT_PATHS, {"name": self.datastoreName})}
+
+    def holdPaths(self, conn: sa.Connection, paths: Iterable[str]) -> dict[str, str]:
+        """Hold each free path of ``paths`` for the rest of the transaction ``conn``.
+
+        A placeholder row is inserted at each path: the unique path index makes any other
+        writer's insert at that path wait until this transaction ends (and a path another
+        transaction holds makes this one wait for it). Returns ``{path: placeholder id}`` of
+        the paths held; a path recorded (committed) for a dataset is not held. Release them
+        with `releasePaths` before committing.
+        """
+        held: dict[str, str] = {}
+        for path in paths:
+            placeholder = str(uuid.uuid4())
+            row = {
+                "datastoreName": self.datastoreName,
+                "datasetId": placeholder,
+                "component": "",
+                "datasetType": "",
+                "path": path,
+                "formatter": None,
+                "storageClass": "",
+                "fileSize": 0,
+                "checksum": None,
+                "timestamp": 0.0,
+            }
+            try:
+                with conn.begin_nested():
+                    conn.execute(_INSERT, row)
+            except sa.exc.IntegrityError:
+                continue
+            held[path] = placeholder
+        return held
+
+    def releasePaths(self, conn: sa.Connection, held: dict[str, str]) -> None:
+        """Delete the placeholder rows of `holdPaths`."""
+        if held:
+            conn.execute(_DELETE_HOLDS, {"name": self.datastoreName, "ids": list(held.values())})
 
     def count(self) -> int:
         """Return how many datasets this datastore has (component files are not counted)."""

@@ -1,0 +1,235 @@
+"""Crashes lose nothing: real child processes are SIGKILLed during removes, puts and transfers.
+
+Each deterministic test stops a child at a chosen point (it signals through a file, then
+sleeps), kills it with SIGKILL and reopens the repository, on SQLite and on PostgreSQL. The
+random kill loop (`databutler.testing.crash_support`) runs here in a bounded form; the full
+one (>= 200 kills per backend) is ``benchmarks/bench_crash.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from databutler import Butler, DatasetRef
+from databutler.cli import cli
+from databutler.script import cleanupRepo, findOrphans, repoStats, verifyDatasets
+from databutler.testing.crash_support import checkRepository, killLoop, makeRepositories
+from databutler.testing.registry_support import dropNamespace, newNamespace, postgresUrl
+
+CHILD = r"""
+import sys, time
+from databutler import Butler, DatasetRef
+from databutler.datastore.transaction import DatastoreTransaction
+
+root, mode, signalPath = sys.argv[1:4]
+
+
+def stall(*args, **kwargs):
+    open(signalPath, "w").close()
+    time.sleep(120)
+
+
+butler = Butler(root, run="run")
+ref = butler.queryDatasets("metrics")[0]
+if mode == "before commit":  # the remove is done, the registry transaction not committed
+    with butler.transaction():
+        butler.removeDatasets([ref])
+        stall()
+elif mode == "after commit":  # the registry has committed, the files are not deleted yet
+    DatastoreTransaction.runCommitActions = stall
+    butler.removeDatasets([ref])
+elif mode == "transfer before commit":
+    source = Butler(sys.argv[4])
+    with butler.transaction():
+        butler.removeDatasets([ref])
+        butler.transferFrom(source, source.queryDatasets("metrics"))
+        stall()
+"""
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def registryConfig(request: pytest.FixtureRequest) -> Iterator[dict[str, str] | None]:
+    if request.param == "sqlite":
+        yield None
+        return
+    url, namespace = postgresUrl(), newNamespace()
+    yield {"db": url, "namespace": namespace}
+    dropNamespace(url, namespace)
+
+
+def makeRepo(root: Path, registryConfig: dict[str, str] | None) -> Butler:
+    Butler.makeRepo(root, {"registry": registryConfig} if registryConfig else None)
+    butler = Butler(root, run="run")
+    butler.registerDatasetType("metrics", ("visit",), "StructuredDataDict")
+    return butler
+
+
+def killAt(root: Path, mode: str, tmp_path: Path, *extra: str) -> None:
+    signalPath = tmp_path / "signal"
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(root), mode, str(signalPath), *extra])
+    try:
+        deadline = time.monotonic() + 120
+        while not signalPath.exists():
+            assert child.poll() is None, f"child exited early with {child.returncode}"
+            assert time.monotonic() < deadline, "child never reached the point to kill it at"
+            time.sleep(0.01)
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        assert child.wait(timeout=30) == -signal.SIGKILL
+
+
+def filePath(butler: Butler, ref: DatasetRef) -> Path:
+    """The dataset's file in the file tier (the chain answers with the memory tier's URI)."""
+    return Path(butler.datastore.datastores[-1].getUri(ref).removeprefix("file://"))  # type: ignore[attr-defined]
+
+
+def datasetFiles(root: Path) -> list[Path]:
+    """Every file under the run's folder, hidden (set-aside, temporary) ones too."""
+    return sorted(p for p in (root / "run").rglob("*") if p.is_file())
+
+
+def test_killed_between_remove_and_commit_loses_nothing(
+    tmp_path: Path, registryConfig: dict[str, str] | None
+) -> None:
+    root = tmp_path / "repo"
+    with makeRepo(root, registryConfig) as butler:
+        ref = butler.put({"a": 1}, "metrics", visit=1)
+        before = datasetFiles(root)
+    killAt(root, "before commit", tmp_path)
+    assert datasetFiles(root) == before  # the file was never touched
+    with Butler(root, run="run") as butler:
+        assert butler.exists(ref) and butler.get(ref) == {"a": 1}
+    assert verifyDatasets(root).isOk
+    cleanupRepo(root, olderThan=0)  # the leftover cleanup must not take it either
+    with Butler(root, run="run") as butler:
+        assert butler.get(ref) == {"a": 1}
+        butler.removeDatasets([ref])  # and it can still be removed
+        assert not butler.exists(ref)
+    assert datasetFiles(root) == []
+
+
+def test_killed_after_the_remove_committed_recovery_deletes_the_files(
+    tmp_path: Path, registryConfig: dict[str, str] | None
+) -> None:
+    root = tmp_path / "repo"
+    with makeRepo(root, registryConfig) as butler:
+        ref = butler.put({"a": 1}, "metrics", visit=1)
+        kept = butler.put({"b": 2}, "metrics", visit=2)
+    killAt(root, "after commit", tmp_path)
+    with Butler(root, run="run") as butler:  # opening finishes the committed removal
+        assert not butler.exists(ref) and butler.get(kept) == {"b": 2}
+        assert datasetFiles(root) == [filePath(butler, kept)]
+    assert findOrphans(root) == []
+
+
+def test_killed_during_a_transfer_then_remove_loses_nothing(
+    tmp_path: Path, registryConfig: dict[str, str] | None
+) -> None:
+    source = tmp_path / "source"
+    with makeRepo(source, None) as butler:
+        transferred = [butler.put({"v": v}, "metrics", visit=v) for v in (5, 6)]
+    root = tmp_path / "repo"
+    with makeRepo(root, registryConfig) as butler:
+        butler.transferFrom(Butler(source), transferred)
+        butler.removeDatasets(transferred[:1])
+        ref = butler.queryDatasets("metrics")[0]
+    killAt(root, "transfer before commit", tmp_path, str(source))
+    with Butler(root, run="run") as butler:
+        assert butler.get(ref) == {"v": ref.dataId["visit"]}
+        assert sorted(r.id for r in butler.queryDatasets("metrics")) == [transferred[1].id]
+    report = verifyDatasets(root)
+    assert report.isOk
+    # The transfer had moved the removed dataset's file back into place, uncommitted: an orphan,
+    # found and cleaned (the dataset's own file is never mistaken for one).
+    assert len(report.orphans) == 1 and "visit-5" in report.orphans[0]
+    assert cleanupRepo(root, olderThan=0).removed == report.orphans
+    assert findOrphans(root) == []
+    with Butler(root, run="run") as butler:
+        assert butler.get(transferred[1]) == {"v": 6}
+
+
+def test_random_kills_of_mixed_work_lose_nothing(
+    tmp_path: Path, registryConfig: dict[str, str] | None
+) -> None:
+    target, source = makeRepositories(tmp_path, registryConfig)
+    logPath = tmp_path / "work.log"
+    killed = killLoop(target, source, logPath, kills=40, maxDelay=0.2, seed=1)
+    report = checkRepository(target, logPath)
+    assert report.childErrors == []
+    assert killed == 40
+    assert report.lost == []
+    assert report.strayRecords == 0 and report.orphansAfter == 0
+    assert report.datasets > 0
+
+
+def test_orphans_are_reported_counted_and_cleaned_with_an_age_guard(tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    with makeRepo(root, None) as butler:
+        ref = butler.put({"a": 1}, "metrics", visit=1)
+        recorded = filePath(butler, ref)
+    orphan = recorded.with_name("metrics_visit-9_0123.json")  # a put killed before its commit
+    orphan.write_text('{"lost": true}')
+    old = time.time() - 7200
+    os.utime(orphan, (old, old))
+    young = recorded.with_name("metrics_visit-8_4567.json")  # a put in progress elsewhere
+    young.write_text("{}")
+    assert findOrphans(root) == sorted([orphan.as_uri(), young.as_uri()])
+    report = verifyDatasets(root)
+    assert report.isOk and report.orphans == sorted([orphan.as_uri(), young.as_uri()])
+    assert repoStats(root).orphans == 2
+    dry = cleanupRepo(root, dryRun=True)
+    assert dry.removed == [orphan.as_uri()] and dry.kept == 1 and orphan.exists()
+    done = cleanupRepo(root)
+    assert done.removed == [orphan.as_uri()] and not orphan.exists() and young.exists()
+    assert recorded.exists() and (root / "butler.yaml").exists()
+    assert cleanupRepo(root, olderThan=0).removed == [young.as_uri()]
+    with Butler(root) as butler:
+        assert butler.get(ref) == {"a": 1}
+    assert repoStats(root).orphans == 0
+
+
+def test_a_file_set_aside_by_an_older_version_is_given_back_not_deleted(tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    with makeRepo(root, None) as butler:
+        ref = butler.put({"a": 1}, "metrics", visit=1)
+        path = filePath(butler, ref)
+    # What a crash between the old remove's rename and the registry commit left behind:
+    aside = path.with_name(f".{path.name}.removed-{int(time.time()) - 7200}-{'ab' * 16}")
+    path.rename(aside)
+    assert not verifyDatasets(root).isOk
+    assert cleanupRepo(root, olderThan=0).removed == []
+    assert path.exists() and not aside.exists()
+    with Butler(root) as butler:
+        assert butler.get(ref) == {"a": 1}
+
+
+def test_cli_verify_stats_and_cleanup_show_and_remove_orphans(tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    with makeRepo(root, None) as butler:
+        recorded = filePath(butler, butler.put({"a": 1}, "metrics", visit=1))
+    orphan = recorded.with_name("metrics_visit-9_0123.json")
+    orphan.write_text("{}")
+    runner = CliRunner()
+    verify = runner.invoke(cli, ["verify", str(root)])
+    assert verify.exit_code == 0 and f"ORPHAN    {orphan.as_uri()}" in verify.output
+    assert "1 file(s) no record names" in verify.output
+    stats = runner.invoke(cli, ["stats", str(root)])
+    assert stats.exit_code == 0 and "orphan files" in stats.output
+    guarded = runner.invoke(cli, ["cleanup", str(root)])
+    assert guarded.exit_code == 0 and "Removed 0 file(s)" in guarded.output and "1 younger" in guarded.output
+    dry = runner.invoke(cli, ["cleanup", str(root), "--older-than", "0", "--dry-run"])
+    assert dry.exit_code == 0 and f"WOULD REMOVE {orphan.as_uri()}" in dry.output and orphan.exists()
+    done = runner.invoke(cli, ["cleanup", str(root), "--older-than", "0"])
+    assert done.exit_code == 0 and f"REMOVED {orphan.as_uri()}" in done.output
+    assert not orphan.exists() and recorded.exists()
+    bad = runner.invoke(cli, ["cleanup", str(root), "--older-than", "-1"])
+    assert bad.exit_code == 2
