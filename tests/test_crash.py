@@ -233,3 +233,36 @@ def test_cli_verify_stats_and_cleanup_show_and_remove_orphans(tmp_path: Path) ->
     assert not orphan.exists() and recorded.exists()
     bad = runner.invoke(cli, ["cleanup", str(root), "--older-than", "-1"])
     assert bad.exit_code == 2
+
+
+def test_files_of_many_removed_datasets_are_deleted_in_one_records_transaction(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from databutler.datastores.file._access import FileAccess
+
+    root = tmp_path / "repo"
+    with makeRepo(root, None) as butler:
+        refs = [butler.put({"v": v}, "metrics", visit=v) for v in range(6)]
+        calls: list[int] = []
+        purge = FileAccess.purge
+
+        def counting(self: FileAccess, removals: list, *args: object, **kwargs: object) -> None:
+            calls.append(len(removals))
+            purge(self, removals, *args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(FileAccess, "purge", counting)
+        with butler.transaction():
+            butler.removeDatasets(refs[:2])
+            with butler.transaction():
+                butler.removeDatasets(refs[2:4])
+            with pytest.raises(RuntimeError), butler.transaction():
+                butler.removeDatasets(refs[4:5])  # rolled back: its files stay
+                raise RuntimeError("roll back")
+        assert calls == [4]
+        assert [butler.exists(r) for r in refs] == [False] * 4 + [True] * 2
+        assert butler.get(refs[4]) == {"v": 4}
+    assert (
+        datasetFiles(root)
+        == sorted(p for p in datasetFiles(root) if "visit-4" in p.name or "visit-5" in p.name)
+        and len(datasetFiles(root)) == 2
+    )

@@ -35,6 +35,7 @@ class DatastoreTransaction:
         self._undo: list[tuple[str, Callable[..., Any], tuple[Any, ...]]] = []
         self._onCommit: list[tuple[str, Callable[..., Any], tuple[Any, ...]]] = []
         self._deferred: list[tuple[str, Callable[..., Any], tuple[Any, ...]]] = []
+        self._batches: dict[Any, list[Any]] = {}
 
     def registerUndo(self, name: str, undoFunc: Callable[..., Any], *args: Any) -> None:
         """Add an action to run if this transaction is rolled back.
@@ -63,6 +64,19 @@ class DatastoreTransaction:
         """
         self._onCommit.append((name, func, args))
 
+    def registerOnCommitBatch(self, key: Any, name: str, func: Callable[[list[Any]], Any], item: Any) -> None:
+        """Add ``item`` to the batch ``key``: after the outermost commit, ``func(items)`` runs
+        once with every item added to that batch in this transaction and the nested ones.
+
+        For work that is cheaper done at once, such as deleting the files of many removed
+        datasets in one records transaction. Dropped on rollback, like `registerOnCommit`.
+        """
+        items = self._batches.get(key)
+        if items is None:
+            items = self._batches[key] = []
+            self._onCommit.append((name, func, (items,)))
+        items.append(item)
+
     def rollback(self) -> list[BaseException]:
         """Run every undo action, newest first, and forget them.
 
@@ -73,6 +87,7 @@ class DatastoreTransaction:
         """
         failures: list[BaseException] = []
         self._onCommit.clear()
+        self._batches.clear()
         self._deferred.clear()
         while self._undo:
             name, func, args = self._undo.pop()
@@ -92,12 +107,22 @@ class DatastoreTransaction:
         `runCommitActions` instead of running them.
         """
         if self.parent is not None:
-            self.parent._undo.extend(self._undo)
-            self.parent._onCommit.extend(self._onCommit)
+            parent = self.parent
+            parent._undo.extend(self._undo)
+            for key, items in self._batches.items():  # a batch the parent has too joins it
+                theirs = parent._batches.get(key)
+                if theirs is not None:
+                    theirs.extend(items)
+                    self._onCommit = [a for a in self._onCommit if not (len(a[2]) == 1 and a[2][0] is items)]
+                else:
+                    parent._batches[key] = items
+            parent._onCommit.extend(self._onCommit)
             self._undo.clear()
             self._onCommit.clear()
+            self._batches.clear()
             return
         self._undo.clear()
+        self._batches.clear()
         actions, self._onCommit = self._onCommit, []
         if self.deferCommitActions:
             self._deferred.extend(actions)

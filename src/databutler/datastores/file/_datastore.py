@@ -514,7 +514,9 @@ class FileDatastore(Datastore):
             # Records in the registry's database: its rollback brings them back, and no file
             # has been touched; once it commits, the files go (a crash in between: `recover`).
             tx.registerUndo(f"remove of {ref}", self._restore, ref, infos, [])
-            tx.registerOnCommit(f"delete the files of removed {ref}", self.files.purge, [(ref.id, infos)])
+            tx.registerOnCommitBatch(
+                (id(self), "purge"), "delete the files of removed datasets", self.files.purge, (ref.id, infos)
+            )
             return
         # The removal is committed in a records database of our own: the files are set aside
         # (never deleted at their paths, where another writer may store a file now), so that a
