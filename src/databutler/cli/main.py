@@ -186,8 +186,8 @@ def verify(repo: str, name: str | None, collections: tuple[str, ...], where: tup
 def cleanup(repo: str, olderThan: float, dryRun: bool) -> None:
     """Remove the files no record names: left by writers killed mid-put or mid-remove.
 
-    \b
-    Examples:
+    Examples
+    --------
       databutler cleanup repo --dry-run
       databutler cleanup repo --older-than 0     # only when nothing else writes to REPO
     """

@@ -65,8 +65,10 @@ class DatastoreTransaction:
         self._onCommit.append((name, func, args))
 
     def registerOnCommitBatch(self, key: Any, name: str, func: Callable[[list[Any]], Any], item: Any) -> None:
-        """Add ``item`` to the batch ``key``: after the outermost commit, ``func(items)`` runs
-        once with every item added to that batch in this transaction and the nested ones.
+        """Add ``item`` to the batch ``key``, run as one ``func(items)`` call after the commit.
+
+        After the outermost commit, ``func(items)`` runs once with every item added to that
+        batch in this transaction and the nested ones.
 
         For work that is cheaper done at once, such as deleting the files of many removed
         datasets in one records transaction. Dropped on rollback, like `registerOnCommit`.

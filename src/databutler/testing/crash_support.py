@@ -42,7 +42,7 @@ SOURCE_COUNT = 40
 
 
 def expectedValue(datasetType: str, visit: int) -> Any:
-    """The value a dataset of ``datasetType`` with this visit is put with."""
+    """Return the value a dataset of ``datasetType`` with this visit is put with."""
     if datasetType == "image":
         return np.full(1000 + (visit * 7919) % 60_000, float(visit))
     return {"visit": visit, "pad": "x" * ((visit * 104729) % 3000)}
@@ -68,7 +68,7 @@ def makeRepositories(folder: Path, registryConfig: dict[str, Any] | None = None)
 
 
 def _work(target: Path, source: Path, logPath: Path, seed: int) -> None:
-    """The child: work on ``target`` until killed; log each operation before and after."""
+    """Work on ``target`` until killed (the child); log each operation before and after."""
     rng = random.Random(seed)
     log = open(logPath, "a", buffering=1)  # noqa: SIM115  # one write per line; killed, never closed
     butler = Butler(target, run=RUN)

@@ -487,8 +487,11 @@ class FileAccess:
             raise
 
     def _checkPresent(self, ref: DatasetRef, infos: list[StoredFileInfo]) -> None:
-        """Raise if a file of ``infos`` is not at its path (a records row must never name a
-        missing file: another process's `recover` may have deleted it)."""
+        """Raise if a file of ``infos`` is not at its path.
+
+        A records row must never name a missing file, and another process's `recover` may
+        have deleted it.
+        """
         for info in infos:
             if info.formatter is not None and not self.fs.exists(self.fullPath(info.path)):
                 raise DatasetNotFoundError(
@@ -577,8 +580,11 @@ class FileAccess:
         return writes, folder
 
     def _walk(self) -> list[str]:
-        """Every regular file under the root (paths in ``fs``); symbolic links are not followed
-        and not listed (a link planted in the root must never lead a cleanup outside it)."""
+        """Return every regular file under the root (paths in ``fs``).
+
+        Symbolic links are not followed and not listed: a link planted in the root must
+        never lead a cleanup outside it.
+        """
         if not self.isLocal:
             return [str(p) for p in self.fs.find(self.rootPath)]
         found = []
@@ -591,13 +597,13 @@ class FileAccess:
         return found
 
     def _age(self, path: str) -> float:
-        """Seconds since ``path`` was last modified."""
+        """Return the seconds since ``path`` was last modified."""
         if self.isLocal:
             return time.time() - os.lstat(path).st_mtime
         modified = self.fs.modified(path)
         if modified.tzinfo is None:
             modified = modified.replace(tzinfo=UTC)
-        return (datetime.now(UTC) - modified).total_seconds()
+        return float((datetime.now(UTC) - modified).total_seconds())
 
     def orphanFiles(self, olderThan: float) -> list[str]:
         """Return the complete files under the root that no record names, older than ``olderThan`` s.
@@ -639,8 +645,10 @@ class FileAccess:
         return sorted(removed)
 
     def restoreClaimed(self, asides: list[str]) -> list[str]:
-        """Move back each set-aside file whose original path a record still names while the
-        file there is missing (and that has the recorded size); return those moved back.
+        """Move back set-aside files that a record still names; return those moved back.
+
+        A file is moved back if a record names its original path, no file is there and it
+        has the recorded size.
 
         Earlier versions set a removed file aside before the removal committed, so a crash
         could leave a record naming a hidden file: this gives such datasets their file back

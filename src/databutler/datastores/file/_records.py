@@ -251,8 +251,10 @@ class FileRecordTable:
 
     @property
     def commitsOnExit(self) -> bool:
-        """Whether a `begin` block commits when it ends (`False` inside a registry transaction,
-        which commits it later, or rolls it back)."""
+        """Whether a `begin` block commits when it ends.
+
+        `False` inside a registry transaction, which commits it later (or rolls it back).
+        """
         return self._shared is None or not self._shared.inTransaction
 
     @contextmanager
@@ -282,8 +284,10 @@ class FileRecordTable:
         infos: Iterable[StoredFileInfo],
         trash: bool = False,
     ) -> None:
-        """Insert one row per info (in the trash if ``trash``); raises
-        `sqlalchemy.exc.IntegrityError` on a duplicate."""
+        """Insert one row per info (in the trash if ``trash``).
+
+        Raises `sqlalchemy.exc.IntegrityError` on a duplicate.
+        """
         rows = [
             {
                 "datastoreName": self.trashName if trash else self.datastoreName,
@@ -339,8 +343,10 @@ class FileRecordTable:
     def delete(
         self, conn: sa.Connection, datasetId: uuid.UUID, component: str | None = None, trash: bool = False
     ) -> int:
-        """Delete the rows of ``datasetId`` (only ``component``'s if given; in the trash if
-        ``trash``); return how many."""
+        """Delete the rows of ``datasetId``; return how many.
+
+        Only ``component``'s if given; those in the trash if ``trash``.
+        """
         statement = _DELETE_ROWS if component is None else _DELETE_COMPONENT
         return conn.execute(statement, self._key(datasetId, component, trash)).rowcount
 
@@ -349,8 +355,11 @@ class FileRecordTable:
     def trash(
         self, conn: sa.Connection, datasetId: uuid.UUID, datasetType: str, infos: list[StoredFileInfo]
     ) -> None:
-        """Record, in the transaction that deletes ``datasetId``'s rows, that its files are to be
-        deleted once it commits. Rows a crash left for the same dataset are kept (not doubled)."""
+        """Note the files of ``infos`` as to be deleted once this transaction commits.
+
+        Called in the transaction that deletes ``datasetId``'s rows. Rows a crash left for the
+        same dataset are kept (not doubled).
+        """
         old = {row[0] for row in self._select(conn, _SELECT_ROWS, self._key(datasetId, trash=True))}
         new = [info for info in infos if (info.component or "") not in old]
         self.insert(conn, datasetId, datasetType, new, trash=True)
