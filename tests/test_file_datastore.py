@@ -154,7 +154,7 @@ def test_records_db_can_be_configured(tmp_path: Path) -> None:
     [
         ({"root": None}, "root"),
         ({"root": ""}, "root"),
-        ({"rot": "/x"}, "Unknown FileDatastore config key"),
+        ({"rot": "/x"}, r"does not accept config key\(s\) \[.rot.\]"),
         ({"checksum": "yes"}, "checksum"),
         ({"checksum": "sha1"}, r"checksum must be one of true, false, none, xxh3_128, blake2b"),
         ({"checksum": 1}, "checksum"),

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from .butler_config import ButlerConfig, makeRepo, repoConfigPath
+from .butler_config import REPOSITORY_ID_KEY, ButlerConfig, makeRepo, repoConfigPath
 from .config import Config
 from .dataset_lookup import DatasetLookup, mergeDataId
 from .dataset_ref import DatasetRef
@@ -23,6 +23,7 @@ from .exceptions import (
     DatasetNotFoundError,
     DatasetTypeError,
     NoDefaultRunError,
+    ReadOnlyRepositoryError,
 )
 from .registry import SqlRegistry
 from .registry.queries import parseExpression
@@ -45,6 +46,12 @@ class Butler:
     collections : sequence of str, optional
         The runs `get` searches, in order. Defaults to ``[run]`` when a run is given; with
         neither, `get` searches every run and asks for collections if that is ambiguous.
+    writeable : bool
+        `False` opens the repository for reading only: nothing is ever written (the registry
+        database is opened read-only, see `databutler.registry.databases`), and `put`,
+        `removeDatasets`, `registerDatasetType`, `transferFrom` and `transaction` raise
+        `ReadOnlyRepositoryError`. A repository on a read-only mount, or in a folder its user
+        cannot write, opens this way.
 
     Attributes
     ----------
@@ -56,6 +63,8 @@ class Butler:
         What exists: dataset types, runs, datasets and their locations.
     datastore : Datastore
         Where the datasets are; told to record locations in ``registry``.
+    isWriteable : bool
+        Whether this Butler may write.
 
     Raises
     ------
@@ -63,6 +72,8 @@ class Butler:
         There is no repository at ``root``.
     ConfigError
         The repository config is malformed.
+    ForeignRegistryError
+        The registry the config names belongs to another repository.
 
     Examples
     --------
@@ -79,19 +90,28 @@ class Butler:
         root: str | os.PathLike[str],
         run: str | None = None,
         collections: Sequence[str] | None = None,
+        *,
+        writeable: bool = True,
     ) -> None:
         path = repoConfigPath(root)
         self.root = path.parent.absolute()
+        self.isWriteable = writeable
         self.config: Config = ButlerConfig.fromRepo(path).resolved(self.root)
         self.storageClassFactory = StorageClassFactory.fromDefaults()
         if "storageClasses" in self.config:
             self.storageClassFactory.addFromConfig({"storageClasses": self.config["storageClasses"]})
         self.registry = SqlRegistry.fromConfig(
-            self.config, root=str(self.root), storageClassFactory=self.storageClassFactory
+            self.config,
+            root=str(self.root),
+            storageClassFactory=self.storageClassFactory,
+            readOnly=not writeable,
         )
         try:
+            repositoryId = self.config.get(REPOSITORY_ID_KEY)
+            if repositoryId is not None:
+                self.registry.checkOwner(str(repositoryId), str(self.root))
             self.datastore = Datastore.fromConfig(self.config["datastore"], registry=self.registry)
-            if run is not None:
+            if run is not None and writeable:
                 self.registry.registerRun(run)
         except BaseException:
             self.registry.close()
@@ -135,7 +155,17 @@ class Butler:
 
     def __repr__(self) -> str:
         """Show the repository root, the default run and the default collections."""
-        return f"Butler({str(self.root)!r}, run={self.run!r}, collections={list(self.collections)!r})"
+        readOnly = "" if self.isWriteable else ", writeable=False"
+        return (
+            f"Butler({str(self.root)!r}, run={self.run!r}, collections={list(self.collections)!r}{readOnly})"
+        )
+
+    def _requireWriteable(self, what: str) -> None:
+        if not self.isWriteable:
+            raise ReadOnlyRepositoryError(
+                f"Cannot {what}: repository {str(self.root)!r} was opened read-only "
+                f"(writeable=False); open it with Butler({str(self.root)!r}) to write."
+            )
 
     # -- dataset types --
 
@@ -173,6 +203,7 @@ class Butler:
             datasetType = DatasetType(
                 datasetTypeOrName, tuple(dimensions), self.storageClassFactory.getStorageClass(storageClass)
             )
+        self._requireWriteable(f"register dataset type {datasetType.name!r}")
         inserted = self.registry.registerDatasetType(datasetType)
         self._lookup.forget(datasetType.name)
         return inserted
@@ -199,7 +230,13 @@ class Butler:
         transaction encloses the registry's, so that a failing registry commit also undoes the
         datastore changes; the datastore's irreversible on-commit work (deleting removed
         datasets' files) runs only after the registry has committed.
+
+        Raises
+        ------
+        ReadOnlyRepositoryError
+            The Butler was opened with ``writeable=False``.
         """
+        self._requireWriteable("begin a transaction")
         with (
             self.datastore.transaction(deferCommitActions=True) as datastoreTransaction,
             self.registry.transaction(),
@@ -246,6 +283,8 @@ class Butler:
             ``obj`` is not of the storage class's Python type; nothing was written.
         NoDefaultRunError
             No run was given and the Butler has none.
+        ReadOnlyRepositoryError
+            The Butler was opened with ``writeable=False``; nothing was written.
         """
         datasetType = self._lookup.resolveType(datasetTypeOrName)
         if datasetType.isComponent():
@@ -254,6 +293,7 @@ class Butler:
                 f"{datasetType.nameAndComponent()[0]!r} and get components from it."
             )
         normalized = mergeDataId(datasetType, dataId, dataIdKwargs)
+        self._requireWriteable(f"put {datasetType.name!r} {dict(normalized)}")
         runName = self._runFor(run, lambda: f"put {datasetType.name!r} {dict(normalized)}")
         with self.transaction():
             ref = self.registry.addDataset(datasetType, normalized, runName)
@@ -272,8 +312,11 @@ class Butler:
         DatasetTypeError
             A ref is a component ref: a component cannot be removed on its own, remove the
             composite; nothing was removed.
+        ReadOnlyRepositoryError
+            The Butler was opened with ``writeable=False``; nothing was removed.
         """
         refs = list(refs)
+        self._requireWriteable(f"remove {len(refs)} dataset(s)")
         components = [ref for ref in refs if ref.isComponent()]
         if components:
             ref = components[0]
@@ -307,7 +350,8 @@ class Butler:
         collections: Sequence[str] | None = None,
         **dataIdKwargs: Any,
     ) -> DatasetRef | None:
-        """Return the ref of the dataset of this type and data ID, or `None` if there is none.
+        """Return the ref of the dataset of this type and data ID, or `None` if there is none
+        (with an ephemeral datastore: none that this process holds).
 
         ``collections`` (default: the Butler's) are searched in order; with none at all, every
         run is searched.
@@ -321,7 +365,23 @@ class Butler:
         AmbiguousDatasetError
             No collections were given and several runs hold such a dataset.
         """
-        return self._lookup.find(datasetTypeOrName, dataId, collections, dataIdKwargs)
+        found = self._lookup.find(datasetTypeOrName, dataId, collections, dataIdKwargs)
+        if found is not None and not self._heldIfEphemeral([found]):
+            return None
+        return found
+
+    def _heldIfEphemeral(self, refs: list[DatasetRef]) -> list[DatasetRef]:
+        """``refs``, less those an ephemeral datastore does not hold (all of them otherwise).
+
+        A datastore that keeps datasets only in this process's memory loses them when the
+        process ends, while the registry keeps their rows: what this process does not hold is
+        gone and is not reported.
+        """
+        if not self.datastore.isEphemeral or not refs:
+            return refs
+        parents = [ref.makeCompositeRef() if ref.isComponent() else ref for ref in refs]
+        held = self.datastore.existsMany(parents)
+        return [ref for ref, parent in zip(refs, parents, strict=True) if held.get(parent, False)]
 
     def get(
         self,
@@ -420,6 +480,8 @@ class Butler:
     ) -> list[DatasetRef]:
         """Return the datasets of a type (or of every type) whose data IDs match ``where``.
 
+        With an ephemeral datastore (memory only), only the datasets this process holds.
+
         Parameters
         ----------
         datasetType : DatasetType or str, optional
@@ -458,7 +520,7 @@ class Butler:
             parentName, component = datasetTypeHere.nameAndComponent()
             refs = self.registry.queryDatasets(parentName, collections=searched, where=condition, bind=bind)
             out.extend([r.makeComponentRef(component) for r in refs] if component else refs)
-        return out
+        return self._heldIfEphemeral(out)
 
 
 def _withKeywords(

@@ -1,14 +1,22 @@
 """ButlerConfig: the configuration of a data repository, kept in its ``butler.yaml``; makeRepo.
 
 A repository's config has two sections: ``registry`` (``db``: an SQLAlchemy URL) and
-``datastore`` (``cls`` and that datastore's own keys). Values may contain ``<butlerRoot>``,
-which stands for the repository's folder wherever it is when opened, so a repository can be
-moved or copied whole.
+``datastore`` (``cls`` and that datastore's own keys), beside ``storageClasses`` and the
+``repositoryId`` that `makeRepo` writes (the registry stores it too, so a registry belongs to one
+repository). Values may contain ``<butlerRoot>``, which stands for the repository's folder
+wherever it is when opened, so a repository can be moved or copied whole.
+
+Every key is checked against what its component accepts: a misspelt key is a `ConfigError`
+naming it and the accepted ones, never silently ignored. A ``datastore`` section without its
+own ``cls`` adjusts the default chain: keys the chain takes (``readThrough``, ``name``) stay on
+it, keys only its file tier takes (``templates``, ``formatters``, ``root``, ``checksum``...) go to
+the file tier.
 """
 
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,7 +32,16 @@ from .exceptions import (
 )
 from .storage_class import importDottedName
 
-__all__ = ["BUTLER_ROOT_TOKEN", "REPO_CONFIG_NAME", "ButlerConfig", "makeRepo", "repoConfigPath"]
+__all__ = [
+    "BUTLER_ROOT_TOKEN",
+    "REPOSITORY_ID_KEY",
+    "REPO_CONFIG_NAME",
+    "TOP_LEVEL_KEYS",
+    "ButlerConfig",
+    "makeRepo",
+    "repoConfigPath",
+    "validateRepoConfig",
+]
 
 BUTLER_ROOT_TOKEN = "<butlerRoot>"
 """Stands for the repository folder in config values; replaced when the repository is opened."""
@@ -34,6 +51,103 @@ REPO_CONFIG_NAME = "butler.yaml"
 
 DEFAULTS_FILE = "butler.yaml"
 """Name of the defaults file on the config search path."""
+
+REPOSITORY_ID_KEY = "repositoryId"
+"""Top-level key: the repository's id, also stored in its registry and checked at open."""
+
+TOP_LEVEL_KEYS = frozenset({"registry", "datastore", "storageClasses", REPOSITORY_ID_KEY})
+"""The keys a repository config may have at its top."""
+
+REGISTRY_KEYS = frozenset({"db", "busyTimeout", "namespace"})
+"""The keys of the ``registry`` section (see `databutler.registry.RegistryConfig`)."""
+
+
+def _datastoreClass(clsName: Any, where: str) -> type[Datastore]:
+    if not isinstance(clsName, str):
+        raise DatastoreClassError(f"{where} must be a dotted class name, not {clsName!r}.")
+    try:
+        datastoreClass = importDottedName(clsName, where)
+    except DatabutlerError as exc:
+        raise DatastoreClassError(f"{where}: cannot import {clsName!r}: {exc}") from exc
+    if not (isinstance(datastoreClass, type) and issubclass(datastoreClass, Datastore)):
+        raise DatastoreClassError(f"{where}: {clsName!r} is not a Datastore subclass.")
+    return datastoreClass
+
+
+def validateRepoConfig(config: Mapping[str, Any], where: str = "") -> None:
+    """Check every key of a repository config against what its component accepts.
+
+    Parameters
+    ----------
+    config : mapping
+        A full repository config (defaults merged).
+    where : str
+        Where it comes from, for messages (e.g. the file's path).
+
+    Raises
+    ------
+    ConfigError
+        A top-level, ``registry`` or datastore key is not accepted (the message names it and
+        the accepted ones), or a section is not a mapping.
+    DatastoreClassError
+        A datastore ``cls`` cannot be imported or is not a Datastore.
+    """
+    data = config.toDict() if isinstance(config, Config) else dict(config)
+    at = f" {where!r}" if where else ""
+    unknown = sorted(set(data) - TOP_LEVEL_KEYS)
+    if unknown:
+        raise ConfigError(
+            f"Butler config{at} has unknown top-level key(s) {unknown}; accepted: {sorted(TOP_LEVEL_KEYS)}."
+        )
+    for section in ("registry", "datastore"):
+        if section in data and not isinstance(data[section], dict):
+            raise ConfigError(
+                f"Butler config{at} section {section!r} must be a mapping, not {data[section]!r}."
+            )
+    unknown = sorted(set(data.get("registry", {})) - REGISTRY_KEYS)
+    if unknown:
+        raise ConfigError(
+            f"Butler config{at}: the registry does not accept key(s) {unknown}; it accepts {sorted(REGISTRY_KEYS)}."
+        )
+    datastore = data.get("datastore", {})
+    if "cls" in datastore:
+        _datastoreClass(datastore["cls"], "datastore.cls").validateConfig(datastore)
+
+
+def _routeDatastoreKeys(defaults: dict[str, Any], given: dict[str, Any]) -> None:
+    """Move the keys of a ``datastore`` section without ``cls`` to where they take effect.
+
+    Over a default chain, keys the chain accepts stay on it; keys its children accept go to
+    each non-ephemeral child that accepts them (the file tier); any other key is an error.
+    """
+    section = defaults.get("datastore")
+    if not isinstance(section, dict) or "cls" not in section:
+        return
+    chainClass = _datastoreClass(section["cls"], "datastore.cls")
+    children = section.get("datastores")
+    if chainClass.configKeys is None or not isinstance(children, list):
+        return
+    targets: list[tuple[dict[str, Any], type[Datastore]]] = []
+    for child in children:
+        inner = child.get("datastore", child) if isinstance(child, dict) else None
+        if isinstance(inner, dict) and "cls" in inner:
+            childClass = _datastoreClass(inner["cls"], "datastore.datastores[].cls")
+            if not childClass.isEphemeral:
+                targets.append((inner, childClass))
+    for key in [k for k in given if k not in chainClass.configKeys]:
+        accepting = [inner for inner, c in targets if c.configKeys is None or key in c.configKeys]
+        if not accepting:
+            childKeys = set().union(*(c.configKeys or () for _, c in targets))
+            raise ConfigError(
+                f"datastore.{key}: neither the default {chainClass.__name__} nor its persistent tiers "
+                f"accept it; the chain accepts {sorted(chainClass.configKeys)}, its tiers "
+                f"{sorted(childKeys)}."
+            )
+        value = given.pop(key)
+        for inner in accepting:
+            merged = Config({key: inner[key]}) if isinstance(inner.get(key), dict) else Config()
+            merged.update({key: value})
+            inner[key] = merged[key].toDict() if isinstance(merged[key], Config) else merged[key]
 
 
 def _substitute(value: Any, root: str) -> Any:
@@ -71,7 +185,8 @@ class ButlerConfig(Config):
     ConfigFileNotFoundError
         ``other`` names a file that does not exist, or no defaults file is found.
     ConfigError
-        A section is not a mapping, or ``datastore.cls`` is missing.
+        A section is not a mapping, ``datastore.cls`` is missing, or a key is not accepted by
+        its component (see `validateRepoConfig`).
     """
 
     def __init__(
@@ -91,9 +206,12 @@ class ButlerConfig(Config):
                 )
         if isinstance(data.get("datastore"), dict) and "cls" in data["datastore"]:
             defaults.pop("datastore", None)
+        elif isinstance(data.get("datastore"), dict):
+            _routeDatastoreKeys(defaults, data["datastore"])
         self.update(defaults)
         self.update(data)
         self.validate()
+        validateRepoConfig(self, str(self.configFile or ""))
 
     @staticmethod
     def _readDefaults(searchPaths: Sequence[str | os.PathLike[str]]) -> dict[str, Any]:
@@ -169,8 +287,19 @@ def makeRepo(root: str | os.PathLike[str], config: Config | Mapping[str, Any] | 
     RepositoryExistsError
         ``root`` already holds a repository.
     ConfigError
-        The configuration is malformed.
+        The configuration is malformed or has a key its component does not accept, or
+        ``root`` is a URI (``s3://...``, ``memory://...``) rather than a local folder.
+    ForeignRegistryError
+        The registry database it names already belongs to another repository.
     """
+    text = os.fspath(root)
+    if "://" in text:
+        raise ConfigError(
+            f"Cannot make a repository at {text!r}: a repository root is a local folder (its "
+            "butler.yaml lives there). To keep the datasets at that URI, make a local repository "
+            f"whose datastore is there, with a registry database of its own: makeRepo('repo', "
+            f"{{'datastore': {{'root': {text!r}}}, 'registry': {{'db': 'postgresql://...'}}}})."
+        )
     folder = Path(root)
     configPath = folder / REPO_CONFIG_NAME
     if configPath.exists():
@@ -179,19 +308,19 @@ def makeRepo(root: str | os.PathLike[str], config: Config | Mapping[str, Any] | 
             f"open it with Butler({str(folder)!r}) or choose another folder."
         )
     full = ButlerConfig(config)
+    if REPOSITORY_ID_KEY in full:
+        raise ConfigError(
+            f"Config for a new repository gives {REPOSITORY_ID_KEY!r}; makeRepo chooses the id itself."
+        )
+    datastoreClass = _datastoreClass(full["datastore.cls"], "datastore.cls")
     folder.mkdir(parents=True, exist_ok=True)
     resolvedRoot = str(folder.absolute())
-    clsName = str(full["datastore.cls"])
-    try:
-        datastoreClass = importDottedName(clsName, "datastore.cls")
-    except DatabutlerError as exc:
-        raise DatastoreClassError(f"datastore.cls: cannot import {clsName!r}: {exc}") from exc
-    if not (isinstance(datastoreClass, type) and issubclass(datastoreClass, Datastore)):
-        raise DatastoreClassError(f"datastore.cls: {clsName!r} is not a Datastore subclass.")
     datastoreClass.setConfigRoot(BUTLER_ROOT_TOKEN, full, full.copy())
+    repositoryId = str(uuid.uuid4())
+    full[REPOSITORY_ID_KEY] = repositoryId
     from .registry import SqlRegistry  # SQLAlchemy is imported only when needed
 
-    registry = SqlRegistry.fromConfig(full.resolved(folder), root=resolvedRoot, create=True)
-    registry.close()
+    with SqlRegistry.fromConfig(full.resolved(folder), root=resolvedRoot, create=True) as registry:
+        registry.claim(repositoryId, resolvedRoot)
     full.dumpToFile(configPath)
     return full

@@ -32,10 +32,12 @@ either the databutler name or the builtin::
     │   ├── MissingRunError (KeyError)
     │   ├── MissingDatasetError (KeyError)
     │   ├── MissingRegistryError (FileNotFoundError)
+    │   ├── ForeignRegistryError (ValueError)
     │   ├── ConflictingDatasetError (ValueError)
     │   └── InvalidQueryError (ValueError)
     ├── UnsafePathError (ValueError)
     ├── RepositoryExistsError (FileExistsError)
+    ├── ReadOnlyRepositoryError (PermissionError)
     ├── NoDefaultRunError (TypeError)
     └── AmbiguousDatasetError (LookupError)
 
@@ -62,6 +64,7 @@ __all__ = [
     "DatasetTypeNotSupportedError",
     "DatastoreClassError",
     "FileTemplateError",
+    "ForeignRegistryError",
     "FormatterError",
     "InvalidParameterError",
     "InvalidQueryError",
@@ -71,6 +74,7 @@ __all__ = [
     "MissingRegistryError",
     "MissingRunError",
     "NoDefaultRunError",
+    "ReadOnlyRepositoryError",
     "RegistryError",
     "RepositoryExistsError",
     "StorageClassConflictError",
@@ -226,6 +230,10 @@ class MissingRegistryError(RegistryError, FileNotFoundError):
     """The database does not exist or holds no registry (open it with ``create=True`` to make one)."""
 
 
+class ForeignRegistryError(RegistryError, ValueError):
+    """A registry already belongs to another data repository (their ids differ)."""
+
+
 class ConflictingDatasetError(RegistryError, ValueError):
     """A dataset with the same type, data ID and run already exists."""
 
@@ -239,6 +247,10 @@ class InvalidQueryError(RegistryError, ValueError):
 
 class RepositoryExistsError(DatabutlerError, FileExistsError):
     """A data repository (its ``butler.yaml``) already exists where a new one was to be made."""
+
+
+class ReadOnlyRepositoryError(DatabutlerError, PermissionError):
+    """A write was asked of a repository, registry or datastore opened read-only."""
 
 
 class NoDefaultRunError(DatabutlerError, TypeError):

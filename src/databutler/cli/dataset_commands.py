@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 from rich.table import Table
 
-from .options import collectionsOption, repoArgument, whereOption
+from .options import collectionsOption, readOnlyOption, repoArgument, whereOption
 from .utils import DatabutlerCommand, makeConsole, parseCollections, parseDataId, parseParameters, parseWhere
 
 __all__ = ["get", "put", "queryDatasets", "remove", "transfer"]
@@ -43,6 +43,7 @@ def put(repo: str, name: str, file: str, pairs: tuple[str, ...], run: str) -> No
     "-o", "--output", type=click.Path(dir_okay=False), help="Write it to this file instead of a summary."
 )
 @click.option("--overwrite", is_flag=True, help="Replace the --output file if it exists (refused otherwise).")
+@readOnlyOption
 def get(
     repo: str,
     name: str,
@@ -51,6 +52,7 @@ def get(
     parameters: tuple[str, ...],
     output: str | None,
     overwrite: bool,
+    readOnly: bool,
 ) -> None:
     """Get DATASET_TYPE (or TYPE.COMPONENT) with a data ID: show a summary or write a file.
 
@@ -71,6 +73,7 @@ def get(
         parameters=parseParameters(parameters),
         output=output,
         overwrite=overwrite,
+        writeable=not readOnly,
     )
     if result.output is not None:
         click.echo(f"Wrote {result.ref} to {result.output}.")
@@ -89,7 +92,10 @@ def get(
 @click.argument("name", metavar="[DATASET_TYPE]", required=False)
 @collectionsOption
 @whereOption
-def queryDatasets(repo: str, name: str | None, collections: tuple[str, ...], where: tuple[str, ...]) -> None:
+@readOnlyOption
+def queryDatasets(
+    repo: str, name: str | None, collections: tuple[str, ...], where: tuple[str, ...], readOnly: bool
+) -> None:
     """List the datasets in REPO (of DATASET_TYPE only, if given) as a table.
 
     Examples
@@ -100,7 +106,11 @@ def queryDatasets(repo: str, name: str | None, collections: tuple[str, ...], whe
     from .. import script
 
     refs = script.queryDatasets(
-        repo, name, collections=parseCollections(collections), where=parseWhere(where) or None
+        repo,
+        name,
+        collections=parseCollections(collections),
+        where=parseWhere(where) or None,
+        writeable=not readOnly,
     )
     table = Table(title=f"{len(refs)} dataset(s) in {repo}")
     for column in ("dataset type", "run", "data ID", "storage class", "id"):

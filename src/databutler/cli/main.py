@@ -14,7 +14,7 @@ from rich.table import Table
 
 from ..config import Config
 from .dataset_commands import get, put, queryDatasets, remove, transfer
-from .options import collectionsOption, repoArgument, whereOption
+from .options import collectionsOption, readOnlyOption, repoArgument, whereOption
 from .utils import DatabutlerGroup, makeConsole, parseCollections, parseWhere
 
 __all__ = ["cli"]
@@ -80,6 +80,23 @@ def configDump(repo: str, subset: str | None) -> None:
     click.echo(script.dumpConfig(repo, subset), nl=False)
 
 
+@cli.command("config-validate")
+@repoArgument
+def configValidate(repo: str) -> None:
+    """Check REPO's butler.yaml: every key accepted by its component, every class importable.
+
+    Exits with status 1 and names the first problem found.
+
+    \b
+    Example:
+      databutler config-validate repo
+    """
+    from .. import script
+
+    script.validateConfig(repo)
+    click.echo(f"Configuration of {repo} is valid.")
+
+
 @cli.command("register-dataset-type")
 @repoArgument
 @click.argument("name")
@@ -105,8 +122,9 @@ def registerDatasetType(repo: str, name: str, storage: str, dimensions: tuple[st
 
 @cli.command()
 @repoArgument
-def stats(repo: str) -> None:
-    """Show what REPO holds: datasets per dataset type and per run, files and bytes on disk.
+@readOnlyOption
+def stats(repo: str, readOnly: bool) -> None:
+    """Show what REPO holds: datasets per dataset type and per run, and their files and bytes.
 
     Examples
     --------
@@ -114,7 +132,7 @@ def stats(repo: str) -> None:
     """
     from .. import script
 
-    result = script.repoStats(repo)
+    result = script.repoStats(repo, writeable=not readOnly)
     console = makeConsole()
     summary = Table(title=f"Repository {result.root}", show_header=False)
     summary.add_column("what", style="bold")
@@ -122,7 +140,7 @@ def stats(repo: str) -> None:
     summary.add_row("registry", result.registry)
     summary.add_row("datastore", result.datastore)
     summary.add_row("datasets", str(result.datasets))
-    summary.add_row("files on disk", f"{result.files} ({result.bytesOnDisk:,} bytes)")
+    summary.add_row("dataset files", f"{result.files} ({result.bytesOnDisk:,} bytes)")
     summary.add_row("orphan files", f"{result.orphans} (no record names them; see databutler cleanup)")
     console.print(summary)
     for title, counts in (("dataset type", result.datasetTypes), ("run", result.runs)):
@@ -139,7 +157,10 @@ def stats(repo: str) -> None:
 @click.argument("name", metavar="[DATASET_TYPE]", required=False)
 @collectionsOption
 @whereOption
-def verify(repo: str, name: str | None, collections: tuple[str, ...], where: tuple[str, ...]) -> None:
+@readOnlyOption
+def verify(
+    repo: str, name: str | None, collections: tuple[str, ...], where: tuple[str, ...], readOnly: bool
+) -> None:
     """Re-check stored datasets against the checksums recorded when they were written.
 
     Exits with status 1 if any dataset is missing or corrupted.
@@ -152,7 +173,11 @@ def verify(repo: str, name: str | None, collections: tuple[str, ...], where: tup
     from .. import script
 
     report = script.verifyDatasets(
-        repo, name, collections=parseCollections(collections), where=parseWhere(where) or None
+        repo,
+        name,
+        collections=parseCollections(collections),
+        where=parseWhere(where) or None,
+        writeable=not readOnly,
     )
     for ref in report.missing:
         click.echo(f"MISSING   {ref}", err=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-__all__ = ["collectionsOption", "repoArgument", "whereOption"]
+__all__ = ["collectionsOption", "readOnlyOption", "repoArgument", "whereOption"]
 
 repoArgument = click.argument("repo", type=click.Path(file_okay=False))
 """The data repository folder."""
@@ -26,3 +26,12 @@ whereOption = click.option(
     help="Only data IDs with one of these values (repeatable), e.g. -w visit=1,2 -w detector=3.",
 )
 """Constraints on data-ID values."""
+
+readOnlyOption = click.option(
+    "--read-only/--writeable",
+    "readOnly",
+    default=True,
+    show_default=True,
+    help="Open the repository read-only (nothing written; works on a read-only mount).",
+)
+"""How a reading command opens the repository: read-only unless --writeable."""

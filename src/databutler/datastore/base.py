@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 
 from ..config import Config, ConfigSubset
 from ..dataset_ref import DatasetRef
-from ..exceptions import DatasetNotFoundError, DatastoreClassError
+from ..exceptions import ConfigError, DatasetNotFoundError, DatastoreClassError
 from ..storage_class import StorageClassFactory, importDottedName
 from .bridge import DatasetLocationRegistry
 from .transaction import DatastoreTransaction
@@ -74,12 +74,19 @@ class Datastore(ABC):
     isEphemeral: ClassVar[bool] = False
     """Whether datasets disappear when the process shuts down."""
 
+    configKeys: ClassVar[frozenset[str] | None] = None
+    """The keys this class accepts in its ``datastore`` section (`None`: not declared, any key).
+
+    A datastore that declares them refuses a section with any other key (a misspelt
+    ``templatse:`` is a `ConfigError` naming the key and the accepted ones, not ignored)."""
+
     def __init__(
         self,
         config: DatastoreConfig | Config | Mapping[str, Any] | str,
         registry: DatasetLocationRegistry | None = None,
     ) -> None:
         self.config = self.makeConfig(config)
+        self.validateConfig(self.config)
         self.registry = registry
         self.name: str = str(self.config.get("name") or type(self).__name__)
         self.storageClassFactory = StorageClassFactory.fromDefaults()
@@ -96,6 +103,29 @@ class Datastore(ABC):
         if cls.defaultConfigFile is not None:
             cfg.mergeDefaultsFile(cls.defaultConfigFile)
         return cfg
+
+    @classmethod
+    def validateConfig(cls, config: Config | Mapping[str, Any]) -> None:
+        """Check that ``config`` (a ``datastore`` section, or a config holding one) has only
+        keys this class accepts (`configKeys`); a chain checks its children too.
+
+        Raises
+        ------
+        ConfigError
+            A key is not accepted.
+        """
+        section = config.get("datastore", config) if "cls" not in config else config
+        if isinstance(section, Config):
+            section = section.toDict()
+        if cls.configKeys is None or not isinstance(section, Mapping):
+            return
+        unknown = sorted(set(section) - cls.configKeys)
+        if unknown:
+            name = section.get("name") or cls.__name__
+            raise ConfigError(
+                f"{cls.__name__} {name!r} does not accept config key(s) {unknown}; it accepts "
+                f"{sorted(cls.configKeys)}."
+            )
 
     @staticmethod
     def fromConfig(

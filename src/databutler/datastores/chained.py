@@ -137,6 +137,43 @@ class ChainedDatastore(Datastore):
     isEphemeral = False
     """A chain is ephemeral only if all its children are; each instance says which."""
 
+    configKeys = frozenset({"cls", "name", "datastores", "readThrough", "storageClasses"})
+    """The keys of its section; ``constraints`` belong on a child, not on the chain."""
+
+    @classmethod
+    def validateConfig(cls, config: Config | Mapping[str, Any]) -> None:
+        """Check the chain's own keys, then each child's against its own class.
+
+        Raises
+        ------
+        ConfigError
+            A key is not accepted (``constraints`` on the chain itself included), or a child
+            list item has keys beside its ``datastore`` section.
+        """
+        super().validateConfig(config)
+        section = config.get("datastore", config) if "cls" not in config else config
+        children = section.get("datastores")
+        if isinstance(children, Config):
+            children = children.toDict()
+        if not isinstance(children, list):
+            return
+        for i, item in enumerate(children):
+            if isinstance(item, Mapping) and "datastore" in item and len(item) > 1:
+                extra = sorted(set(item) - {"datastore"})
+                raise ConfigError(
+                    f"datastore.datastores[{i}] has key(s) {extra} beside its datastore section; "
+                    "put them inside it (e.g. constraints go under datastore:)."
+                )
+        for i, child in enumerate(_childConfigs(children)):
+            try:
+                childClass = importDottedName(str(child["cls"]), f"datastore.datastores[{i}].cls")
+            except Exception as exc:
+                raise ConfigError(
+                    f"datastore.datastores[{i}].cls: cannot import {child['cls']!r}: {exc}"
+                ) from exc
+            if isinstance(childClass, type) and issubclass(childClass, Datastore):
+                childClass.validateConfig(child)
+
     def __init__(
         self,
         config: DatastoreConfig | Config | Mapping[str, Any] | str,
@@ -316,17 +353,22 @@ class ChainedDatastore(Datastore):
             raise self._notFound(ref, "remove")
 
     def getUri(self, ref: DatasetRef, predict: bool = False) -> str:
-        """URI from the first child that has ``ref``; predicted by the first child that accepts it.
+        """URI from the first persistent child that has ``ref``, else the first ephemeral one;
+        predicted by the first child that accepts it.
+
+        The answer does not depend on which tier happens to hold a copy: a dataset in the file
+        tier has its file URI whether or not the memory tier has read it.
 
         Raises
         ------
         FileNotFoundError
             No child has it and ``predict`` is false.
         """
-        for child in self.datastores:
+        persistentFirst = sorted(self.datastores, key=lambda child: child.isEphemeral)
+        for child in persistentFirst:
             if child.exists(ref):
                 return child.getUri(ref)
-        accepting = self._accepting(ref)
+        accepting = sorted(self._accepting(ref), key=lambda child: child.isEphemeral)
         if predict and accepting:
             return accepting[0].getUri(ref, predict=True)
         raise self._notFound(ref, "get a URI for")

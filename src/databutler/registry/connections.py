@@ -33,6 +33,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from ..exceptions import ReadOnlyRepositoryError
 from .databases import SQLITE_BEGIN
 
 __all__ = ["ConnectionManager"]
@@ -116,11 +117,19 @@ class ConnectionManager:
     readerEngine : Engine, optional
         An unpooled engine for per-thread read connections (file-based SQLite only); without
         it each read borrows a connection from ``engine``'s pool.
+    readOnlyWhat : str, optional
+        Set when the database was opened read-only: what to name (``"registry 'sqlite:///…'"``)
+        when `transaction` refuses to begin a write.
     """
 
     def __init__(
-        self, engine: Engine, namespace: str | None = None, readerEngine: Engine | None = None
+        self,
+        engine: Engine,
+        namespace: str | None = None,
+        readerEngine: Engine | None = None,
+        readOnlyWhat: str | None = None,
     ) -> None:
+        self.readOnlyWhat = readOnlyWhat
         self.baseEngine = engine
         self.readerEngine = readerEngine
         self._readerFinalizers: set[weakref.finalize[Any, Any]] = set()
@@ -162,7 +171,18 @@ class ConnectionManager:
 
     @contextmanager
     def transaction(self) -> Iterator[sa.Connection]:
-        """Run the block in a transaction (a SAVEPOINT when nested); roll back on exception."""
+        """Run the block in a transaction (a SAVEPOINT when nested); roll back on exception.
+
+        Raises
+        ------
+        ReadOnlyRepositoryError
+            The database was opened read-only: no write transaction is begun.
+        """
+        if self.readOnlyWhat is not None:
+            raise ReadOnlyRepositoryError(
+                f"Cannot write to {self.readOnlyWhat}: it was opened read-only; "
+                "open the repository with Butler(root, writeable=True) to change it."
+            )
         state = self._state
         outer = state.connection
         if outer is not None:

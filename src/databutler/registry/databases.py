@@ -15,18 +15,27 @@ Two back ends, chosen by the URL in ``registry.db``:
   processes and machines. The driver is psycopg 3; a plain ``postgresql://`` or
   ``postgres://`` URL is given the ``+psycopg`` driver. ``namespace`` picks a PostgreSQL
   schema, so several registries can live in one database.
+
+A registry opened **read-only** never writes. SQLite is opened with ``mode=ro``; where its
+folder cannot be written (a read-only mount, a folder without write permission) and no process
+has the database open (no ``-wal``/``-shm`` files, which a reader could not create), it is
+opened ``immutable=1``: SQLite then takes no locks and reads the file as it is. Such a reader
+does not see commits made after it opened; reopen it to see them. PostgreSQL connections are
+opened with ``default_transaction_read_only`` on, so the server refuses any write.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Engine
-from sqlalchemy.pool import NullPool, StaticPool
+from sqlalchemy.pool import NullPool, QueuePool, StaticPool
 
 from ..config import ConfigSubset
 from ..exceptions import ConfigError, MissingOptionalDependencyError
@@ -39,6 +48,7 @@ __all__ = [
     "makeEngine",
     "parseUrl",
     "sqliteFile",
+    "sqliteReadOnlyUri",
 ]
 
 ROOT_PLACEHOLDER = "<butlerRoot>"
@@ -112,7 +122,23 @@ def sqliteFile(url: URL) -> Path | None:
     return Path(database)
 
 
-def makeEngine(url: URL, *, busyTimeout: float = 30.0, pooled: bool = True) -> Engine:
+def sqliteReadOnlyUri(path: Path) -> str:
+    """Return the SQLite URI that opens the database file ``path`` for reading only.
+
+    ``mode=ro`` where SQLite can make or use the write-ahead log's ``-shm`` index (the folder
+    is writable, or a process has the database open, so the files are there); otherwise
+    ``immutable=1`` (see the module docstring).
+    """
+    absolute = path.absolute()
+    uri = "file:" + quote(absolute.as_posix())
+    folder = absolute.parent
+    inUse = Path(f"{absolute}-shm").exists() and Path(f"{absolute}-wal").exists()
+    if inUse or os.access(folder, os.W_OK):
+        return uri + "?mode=ro"
+    return uri + "?immutable=1"
+
+
+def makeEngine(url: URL, *, busyTimeout: float = 30.0, pooled: bool = True, readOnly: bool = False) -> Engine:
     """Return an engine for ``url``, set up as the module docstring describes.
 
     Parameters
@@ -124,6 +150,8 @@ def makeEngine(url: URL, *, busyTimeout: float = 30.0, pooled: bool = True) -> E
     pooled : bool
         Pool connections; `False` (SQLite files only) opens and closes each connection
         itself, for connections held for a long time, such as a thread's read connection.
+    readOnly : bool
+        Open the database for reading only (see the module docstring).
 
     Raises
     ------
@@ -131,20 +159,32 @@ def makeEngine(url: URL, *, busyTimeout: float = 30.0, pooled: bool = True) -> E
         A PostgreSQL URL is given but psycopg is not installed.
     """
     if isSqliteUrl(url):
-        return _makeSqliteEngine(url, busyTimeout, pooled)
+        return _makeSqliteEngine(url, busyTimeout, pooled, readOnly)
     try:
         import psycopg  # noqa: F401
     except ImportError as exc:
         raise MissingOptionalDependencyError(
             "A PostgreSQL registry needs psycopg 3; pip install 'databutler[postgres]'."
         ) from exc
+    if readOnly:
+        return sa.create_engine(url, connect_args={"options": "-c default_transaction_read_only=on"})
     return sa.create_engine(url)
 
 
-def _makeSqliteEngine(url: URL, busyTimeout: float, pooled: bool) -> Engine:
+def _makeSqliteEngine(url: URL, busyTimeout: float, pooled: bool, readOnly: bool) -> Engine:
     connectArgs: dict[str, Any] = {"timeout": busyTimeout, "check_same_thread": False}
-    inMemory = sqliteFile(url) is None
-    if inMemory:
+    path = sqliteFile(url)
+    inMemory = path is None
+    readOnly = readOnly and path is not None
+    if readOnly:
+        assert path is not None
+        uri = sqliteReadOnlyUri(path)
+        engine = sa.create_engine(
+            "sqlite://",
+            creator=lambda: sqlite3.connect(uri, uri=True, timeout=busyTimeout, check_same_thread=False),
+            poolclass=QueuePool if pooled else NullPool,
+        )
+    elif inMemory:
         # One shared connection, or every connection would see its own empty database.
         engine = sa.create_engine(url, connect_args=connectArgs, poolclass=StaticPool)
     elif pooled:
@@ -161,7 +201,7 @@ def _makeSqliteEngine(url: URL, busyTimeout: float, pooled: bool) -> Engine:
         dbapiConnection.isolation_level = None
         cursor = dbapiConnection.cursor()
         try:
-            if not inMemory:
+            if not inMemory and not readOnly:
                 cursor.execute("PRAGMA journal_mode = WAL")
                 cursor.execute("PRAGMA synchronous = NORMAL")
                 cursor.execute("PRAGMA wal_autocheckpoint = 10000")

@@ -29,6 +29,7 @@ from ..config import Config
 from ..dataset_ref import DatasetRef
 from ..exceptions import (
     ConfigError,
+    ForeignRegistryError,
     MissingDatasetError,
     MissingRegistryError,
     RegistryError,
@@ -51,6 +52,8 @@ _HELD_LOCATIONS = sa.select(_location.c.datasetId).where(
     _location.c.datastoreName == sa.bindparam("datastoreName"),
     _location.c.datasetId.in_(sa.bindparam("ids", expanding=True)),
 )
+_REPOSITORY_ID = "repositoryId"
+_REPOSITORY_ROOT = "repositoryRoot"
 _GET_LOCATIONS = sa.select(_location.c.datastoreName).where(_location.c.datasetId == sa.bindparam("id"))
 
 
@@ -71,11 +74,16 @@ class SqlRegistry(DatasetRecords):
         PostgreSQL only: the schema holding the tables.
     busyTimeout : float
         SQLite only: seconds a writer waits for another writer's lock.
+    readOnly : bool
+        Never write: every write is refused with `ReadOnlyRepositoryError`, and the database
+        itself is opened read-only (see `databutler.registry.databases`), so a registry on a
+        read-only mount or in a folder without write permission opens and reads.
 
     Raises
     ------
     ConfigError
-        ``url`` is not a SQLite or PostgreSQL URL, or ``namespace`` is given for SQLite.
+        ``url`` is not a SQLite or PostgreSQL URL, ``namespace`` is given for SQLite, or both
+        ``create`` and ``readOnly`` are given.
     MissingRegistryError
         ``create`` is false and the database does not exist or holds no registry.
     RegistryError
@@ -97,8 +105,10 @@ class SqlRegistry(DatasetRecords):
         storageClassFactory: StorageClassFactory | None = None,
         namespace: str | None = None,
         busyTimeout: float = 30.0,
+        readOnly: bool = False,
     ) -> None:
         self.url = parseUrl(url)
+        self.isReadOnly = readOnly
         self.namespace = namespace
         self.storageClassFactory = storageClassFactory or StorageClassFactory.fromDefaults()
         self.isSqlite = isSqliteUrl(self.url)
@@ -107,6 +117,8 @@ class SqlRegistry(DatasetRecords):
             shown += f" (namespace {namespace!r})"
         if self.isSqlite and namespace:
             raise ConfigError(f"Registry {shown!r}: namespace is for PostgreSQL, not SQLite.")
+        if create and readOnly:
+            raise ConfigError(f"Registry {shown!r}: cannot be created read-only; drop create or readOnly.")
         path = sqliteFile(self.url) if self.isSqlite else None
         if path is not None and not create and not path.exists():
             raise MissingRegistryError(
@@ -116,8 +128,15 @@ class SqlRegistry(DatasetRecords):
         if path is not None and create:
             path.parent.mkdir(parents=True, exist_ok=True)
         # A SQLite file gets per-thread read connections (see ConnectionManager.read).
-        readerEngine = makeEngine(self.url, busyTimeout=busyTimeout, pooled=False) if path else None
-        self._db = ConnectionManager(makeEngine(self.url, busyTimeout=busyTimeout), namespace, readerEngine)
+        readerEngine = (
+            makeEngine(self.url, busyTimeout=busyTimeout, pooled=False, readOnly=readOnly) if path else None
+        )
+        self._db = ConnectionManager(
+            makeEngine(self.url, busyTimeout=busyTimeout, readOnly=readOnly),
+            namespace,
+            readerEngine,
+            readOnlyWhat=f"registry {shown!r}" if readOnly else None,
+        )
         self._insertedSinceAnalyze = 0
         self._analyzeEvery = 10_000
         self._insertLocations = self._insert(_location).on_conflict_do_nothing(
@@ -142,6 +161,7 @@ class SqlRegistry(DatasetRecords):
         root: str | os.PathLike[str] | None = None,
         create: bool = False,
         storageClassFactory: StorageClassFactory | None = None,
+        readOnly: bool = False,
     ) -> SqlRegistry:
         """Open (or with ``create``, create) the registry a configuration describes.
 
@@ -152,7 +172,7 @@ class SqlRegistry(DatasetRecords):
             over the defaults in ``configs/registry.yaml``.
         root : str or path-like, optional
             The repository root, put in place of ``<butlerRoot>`` in ``registry.db``.
-        create, storageClassFactory
+        create, storageClassFactory, readOnly
             As for `SqlRegistry`.
 
         Raises
@@ -179,6 +199,7 @@ class SqlRegistry(DatasetRecords):
             storageClassFactory=storageClassFactory,
             namespace=str(namespace) if namespace else None,
             busyTimeout=float(registryConfig.get("busyTimeout", 30.0)),
+            readOnly=readOnly,
         )
 
     def _createSchema(self) -> None:
@@ -208,6 +229,70 @@ class SqlRegistry(DatasetRecords):
                 f"Registry {shown!r} has schema version {version!r}; this databutler reads version "
                 f"{schema.SCHEMA_VERSION!r}. Use a matching databutler, or migrate the registry."
             )
+
+    # -- which repository the registry belongs to --
+
+    def getRepositoryId(self) -> str | None:
+        """The id of the data repository this registry belongs to, or `None` if it is unclaimed."""
+        table = schema.attributeTable
+        with self._db.read() as connection:
+            value = connection.execute(
+                sa.select(table.c.value).where(table.c.name == _REPOSITORY_ID)
+            ).scalar_one_or_none()
+        return None if value is None else str(value)
+
+    def claim(self, repositoryId: str, where: str) -> None:
+        """Make this registry belong to the repository ``repositoryId`` (made at ``where``).
+
+        A registry belongs to one repository: its datastores' locations and records are kept
+        under names only that repository gives meaning to.
+
+        Raises
+        ------
+        ForeignRegistryError
+            The registry already belongs to another repository.
+        """
+        table = schema.attributeTable
+        with self._db.write() as connection:
+            selected = sa.select(table.c.name, table.c.value).where(
+                table.c.name.in_([_REPOSITORY_ID, _REPOSITORY_ROOT])
+            )
+            rows = {str(name): str(value) for name, value in connection.execute(selected)}
+            owner = rows.get(_REPOSITORY_ID)
+            if owner is not None and owner != repositoryId:
+                raise ForeignRegistryError(
+                    f"Registry {self._shown()!r} already belongs to the data repository made at "
+                    f"{rows.get(_REPOSITORY_ROOT)!r} (id {owner}); give this repository a registry of its "
+                    "own: another database, or for PostgreSQL another registry.namespace."
+                )
+            if owner is None:
+                connection.execute(
+                    sa.insert(table),
+                    [
+                        {"name": _REPOSITORY_ID, "value": repositoryId},
+                        {"name": _REPOSITORY_ROOT, "value": where},
+                    ],
+                )
+
+    def checkOwner(self, repositoryId: str, where: str) -> None:
+        """Check that this registry belongs to the repository ``repositoryId`` at ``where``.
+
+        Raises
+        ------
+        ForeignRegistryError
+            The registry belongs to another repository, or to none.
+        """
+        owner = self.getRepositoryId()
+        if owner != repositoryId:
+            whose = f"repository id {owner}" if owner else "no repository"
+            raise ForeignRegistryError(
+                f"Data repository {where!r} (id {repositoryId}) names registry {self._shown()!r}, which "
+                f"belongs to {whose}; its butler.yaml points at the wrong registry.db (or namespace)."
+            )
+
+    def _shown(self) -> str:
+        shown = self.url.render_as_string(hide_password=True)
+        return f"{shown} (namespace {self.namespace!r})" if self.namespace else shown
 
     # -- life cycle --
 

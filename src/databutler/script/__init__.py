@@ -23,6 +23,7 @@ from .repo import (
     findOrphans,
     registerDatasetType,
     repoStats,
+    validateConfig,
     verifyDatasets,
 )
 
@@ -43,5 +44,6 @@ __all__ = [
     "removeDatasets",
     "repoStats",
     "transferDatasets",
+    "validateConfig",
     "verifyDatasets",
 ]

@@ -79,6 +79,7 @@ def getDataset(
     parameters: Mapping[str, Any] | None = None,
     output: PathLike | None = None,
     overwrite: bool = False,
+    writeable: bool = False,
 ) -> GetResult:
     """Get a dataset (``"type.component"`` for a component), write it to ``output`` if given.
 
@@ -87,6 +88,9 @@ def getDataset(
     overwrite : bool, optional
         Replace ``output`` if it already exists; by default an existing file is refused
         before the repository is read.
+    writeable : bool, optional
+        Open the repository writeable; by default it is opened read-only (nothing is written,
+        and a repository on a read-only mount can be read).
 
     Raises
     ------
@@ -106,7 +110,7 @@ def getDataset(
             f"Output file {str(output)!r} already exists; not overwriting it "
             f"(pass --overwrite, or overwrite=True, to replace it)."
         )
-    with Butler(root, collections=collections) as butler:
+    with Butler(root, collections=collections, writeable=writeable) as butler:
         ref = butler.findDataset(datasetType, dataId)
         if ref is None:
             searched = list(collections) if collections else "any run"
@@ -124,15 +128,18 @@ def queryDatasets(
     *,
     collections: Sequence[str] | None = None,
     where: Mapping[str, Any] | None = None,
+    writeable: bool = False,
 ) -> list[DatasetRef]:
     """Return the datasets of ``datasetType`` (or of every type) matching ``where``, sorted.
+
+    The repository is opened read-only unless ``writeable``.
 
     Raises
     ------
     MissingDatasetTypeError
         The dataset type is not registered.
     """
-    with Butler(root) as butler:
+    with Butler(root, writeable=writeable) as butler:
         refs = butler.queryDatasets(datasetType, collections=collections or None, where=where)
     return sorted(refs, key=lambda r: (r.datasetType.name, str(r.run), sorted(r.dataId.items())))
 

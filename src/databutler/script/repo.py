@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..butler import Butler
-from ..butler_config import ButlerConfig
+from ..butler_config import ButlerConfig, validateRepoConfig
 from ..config import Config
 from ..dataset_ref import DatasetRef
 from ..datastore.base import Datastore
@@ -29,6 +29,7 @@ __all__ = [
     "findOrphans",
     "registerDatasetType",
     "repoStats",
+    "validateConfig",
     "verifyDatasets",
 ]
 
@@ -74,6 +75,23 @@ def dumpConfig(root: PathLike, subset: str | None = None) -> str:
     return str(Config({subset: value.toDict() if isinstance(value, Config) else value}).dump())
 
 
+def validateConfig(root: PathLike) -> None:
+    """Check the repository's configuration: every key accepted by its component, every
+    datastore class importable (see `databutler.butler_config.validateRepoConfig`).
+
+    Raises
+    ------
+    ConfigFileNotFoundError
+        There is no repository at ``root``.
+    ConfigError
+        A key is not accepted; the message names it and the accepted ones.
+    DatastoreClassError
+        A datastore class cannot be imported or is not a Datastore.
+    """
+    config = ButlerConfig.fromRepo(root)
+    validateRepoConfig(config, str(config.configFile or root))
+
+
 def registerDatasetType(root: PathLike, name: str, storageClass: str, dimensions: Sequence[str]) -> bool:
     """Register dataset type ``name``; return `False` if the same definition was already there.
 
@@ -106,15 +124,28 @@ class RepoStats:
     """Files no record names (left by crashed writers): see `cleanupRepo`."""
 
 
-def repoStats(root: PathLike) -> RepoStats:
-    """Count the repository's datasets by type and run, and its files and bytes on disk.
+def _datasetFileSizes(datastore: Datastore, refs: list[DatasetRef]) -> list[int]:
+    """The sizes of the files the persistent tiers hold for ``refs``, from their records (the
+    registry's own files and anything else in the folder are not the datasets')."""
+    sizes: list[int] = []
+    for tier in _fileTiers(datastore):
+        for ref in refs:
+            infos = tier.files.lookup(ref) or {}
+            sizes.extend(info.fileSize for info in infos.values() if info.formatter is not None)
+    return sizes
+
+
+def repoStats(root: PathLike, *, writeable: bool = False) -> RepoStats:
+    """Count the repository's datasets by type and run, and the files (and bytes) that hold them.
+
+    The repository is opened read-only unless ``writeable``.
 
     Raises
     ------
     ConfigFileNotFoundError
         There is no repository at ``root``.
     """
-    with Butler(root) as butler:
+    with Butler(root, writeable=writeable) as butler:
         byType = {t.name: 0 for t in butler.registry.queryDatasetTypes() if not t.isComponent()}
         byRun: Counter[str] = Counter({run: 0 for run in butler.registry.queryRuns()})
         refs = butler.queryDatasets()
@@ -122,7 +153,7 @@ def repoStats(root: PathLike) -> RepoStats:
             byType[ref.datasetType.name] = byType.get(ref.datasetType.name, 0) + 1
             byRun[str(ref.run)] += 1
         folder = butler.root
-        sizes = [p.stat().st_size for p in folder.rglob("*") if p.is_file()]
+        sizes = _datasetFileSizes(butler.datastore, refs)
         return RepoStats(
             root=str(folder),
             registry=str(butler.config.get("registry.db", "")),
@@ -178,11 +209,13 @@ def verifyDatasets(
     *,
     collections: Sequence[str] | None = None,
     where: Mapping[str, Any] | None = None,
+    writeable: bool = False,
 ) -> VerifyReport:
     """Re-check every matching dataset against the checksum and size recorded when it was written.
 
     Each dataset is read back from every persistent datastore (the file tier of the default
-    chain), bypassing memory tiers, so what is checked is what is on disk.
+    chain), bypassing memory tiers, so what is checked is what is on disk. The repository is
+    opened read-only unless ``writeable``.
 
     Raises
     ------
@@ -194,7 +227,7 @@ def verifyDatasets(
     missing: list[DatasetRef] = []
     corrupted: dict[DatasetRef, str] = {}
     orphans: list[str] = []
-    with Butler(root) as butler:
+    with Butler(root, writeable=writeable) as butler:
         refs = butler.queryDatasets(datasetType, collections=collections or None, where=where)
         tiers = _persistentTiers(butler.datastore)
         for ref in refs:

@@ -100,6 +100,9 @@ class FileDatastore(Datastore):
     """Path to configuration defaults, relative to the config search path."""
 
     isEphemeral = False
+
+    configKeys = _KNOWN_KEYS
+    """The keys of its ``datastore`` section (``constraints`` is read by an enclosing chain)."""
     """Files outlive the process."""
 
     def __init__(
@@ -109,9 +112,6 @@ class FileDatastore(Datastore):
     ) -> None:
         super().__init__(config, registry)
         cfg = self.config
-        unknown = sorted(set(cfg) - _KNOWN_KEYS)
-        if unknown:
-            raise ConfigError(f"Unknown FileDatastore config key(s) {unknown}; known: {sorted(_KNOWN_KEYS)}.")
         root = cfg.get("root")
         if not isinstance(root, str) or not root:
             raise ConfigError(
@@ -657,7 +657,7 @@ class FileDatastore(Datastore):
             Folder or URI of the new repository's files.
         config : Config
             Updated in place: ``datastore.root`` (or ``root`` if it has no ``datastore``
-            section) and ``templates``, copied from ``full`` so that the layout of an existing
+            section) unless it names a root of its own, and ``templates``, copied from ``full`` so that the layout of an existing
             repository does not change with the packaged defaults.
         full : Config
             The complete configuration; read only.
@@ -665,7 +665,8 @@ class FileDatastore(Datastore):
         section = config.get("datastore", config)
         fullSection = full.get("datastore", full)
         expanded = cls.makeConfig(fullSection)
-        section["root"] = root
+        if section.get("root") in (None, "", "<butlerRoot>"):  # a root the user gave is kept
+            section["root"] = root
         section["templates"] = configSection(expanded.get("templates"), "templates")
 
     def __len__(self) -> int:

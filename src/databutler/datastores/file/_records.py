@@ -199,8 +199,9 @@ class FileRecordTable:
             if isinstance(self._engine.pool, StaticPool):
                 self._lock = threading.RLock()
         self.table = schema.fileDatastoreRecordsTable
-        with self.begin() as conn:
-            self.table.create(conn, checkfirst=True)
+        if database is None or database.readOnlyWhat is None:  # a read-only registry is not changed
+            with self.begin() as conn:
+                self.table.create(conn, checkfirst=True)
 
     @contextmanager
     def begin(self) -> Iterator[sa.Connection]:

@@ -71,6 +71,11 @@ class InMemoryDatastore(Datastore):
     isEphemeral = True
     """A new datastore is created every time and datasets disappear when the process shuts down."""
 
+    configKeys = frozenset(
+        {"cls", "name", "maxBytes", "maxItems", "expireSeconds", "copyMode", "constraints", "storageClasses"}
+    )
+    """The keys of its ``datastore`` section (``constraints`` is read by an enclosing chain)."""
+
     def __init__(
         self,
         config: DatastoreConfig | Config | Mapping[str, Any] | str,
