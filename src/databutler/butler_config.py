@@ -136,6 +136,8 @@ def _routeDatastoreKeys(defaults: dict[str, Any], given: dict[str, Any]) -> None
                 targets.append((inner, childClass))
     for key in [k for k in given if k not in chainClass.configKeys]:
         accepting = [inner for inner, c in targets if c.configKeys is None or key in c.configKeys]
+        if key == "constraints":  # which tier? a dataset kept only in memory would be lost
+            accepting = []
         if not accepting:
             childKeys = set().union(*(c.configKeys or () for _, c in targets))
             raise ConfigError(

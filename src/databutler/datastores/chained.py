@@ -161,8 +161,8 @@ class ChainedDatastore(Datastore):
             if isinstance(item, Mapping) and "datastore" in item and len(item) > 1:
                 extra = sorted(set(item) - {"datastore"})
                 raise ConfigError(
-                    f"datastore.datastores[{i}] has key(s) {extra} beside its datastore section; "
-                    "put them inside it (e.g. constraints go under datastore:)."
+                    f"datastore.datastores[{i}] has key(s) {extra} beside its datastore section; a chain "
+                    "item accepts only 'datastore': put them inside it (constraints go under datastore:)."
                 )
         for i, child in enumerate(_childConfigs(children)):
             try:
