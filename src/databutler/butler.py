@@ -350,8 +350,9 @@ class Butler:
         collections: Sequence[str] | None = None,
         **dataIdKwargs: Any,
     ) -> DatasetRef | None:
-        """Return the ref of the dataset of this type and data ID, or `None` if there is none
-        (with an ephemeral datastore: none that this process holds).
+        """Return the ref of the dataset of this type and data ID, or `None` if there is none.
+
+        With an ephemeral datastore, `None` also when this process does not hold it.
 
         ``collections`` (default: the Butler's) are searched in order; with none at all, every
         run is searched.
@@ -371,7 +372,7 @@ class Butler:
         return found
 
     def _heldIfEphemeral(self, refs: list[DatasetRef]) -> list[DatasetRef]:
-        """``refs``, less those an ephemeral datastore does not hold (all of them otherwise).
+        """Return ``refs``, less those an ephemeral datastore does not hold (all of them otherwise).
 
         A datastore that keeps datasets only in this process's memory loses them when the
         process ends, while the registry keeps their rows: what this process does not hold is

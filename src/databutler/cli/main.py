@@ -87,8 +87,8 @@ def configValidate(repo: str) -> None:
 
     Exits with status 1 and names the first problem found.
 
-    \b
-    Example:
+    Examples
+    --------
       databutler config-validate repo
     """
     from .. import script

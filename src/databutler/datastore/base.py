@@ -106,8 +106,10 @@ class Datastore(ABC):
 
     @classmethod
     def validateConfig(cls, config: Config | Mapping[str, Any]) -> None:
-        """Check that ``config`` (a ``datastore`` section, or a config holding one) has only
-        keys this class accepts (`configKeys`); a chain checks its children too.
+        """Check that ``config`` has only keys this class accepts (`configKeys`).
+
+        ``config`` is a ``datastore`` section, or a config holding one; a chain checks its
+        children too.
 
         Raises
         ------

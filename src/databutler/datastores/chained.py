@@ -353,8 +353,9 @@ class ChainedDatastore(Datastore):
             raise self._notFound(ref, "remove")
 
     def getUri(self, ref: DatasetRef, predict: bool = False) -> str:
-        """URI from the first persistent child that has ``ref``, else the first ephemeral one;
-        predicted by the first child that accepts it.
+        """Return the URI from the first persistent child that has ``ref``, else an ephemeral one.
+
+        A predicted URI comes from the first persistent child that accepts it (else an ephemeral one).
 
         The answer does not depend on which tier happens to hold a copy: a dataset in the file
         tier has its file URI whether or not the memory tier has read it.

@@ -233,7 +233,7 @@ class SqlRegistry(DatasetRecords):
     # -- which repository the registry belongs to --
 
     def getRepositoryId(self) -> str | None:
-        """The id of the data repository this registry belongs to, or `None` if it is unclaimed."""
+        """Return the id of the data repository this registry belongs to (`None`: unclaimed)."""
         table = schema.attributeTable
         with self._db.read() as connection:
             value = connection.execute(

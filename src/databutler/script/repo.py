@@ -76,8 +76,9 @@ def dumpConfig(root: PathLike, subset: str | None = None) -> str:
 
 
 def validateConfig(root: PathLike) -> None:
-    """Check the repository's configuration: every key accepted by its component, every
-    datastore class importable (see `databutler.butler_config.validateRepoConfig`).
+    """Check the repository's configuration: every key accepted, every datastore class importable.
+
+    See `databutler.butler_config.validateRepoConfig`.
 
     Raises
     ------
@@ -125,8 +126,10 @@ class RepoStats:
 
 
 def _datasetFileSizes(datastore: Datastore, refs: list[DatasetRef]) -> list[int]:
-    """The sizes of the files the persistent tiers hold for ``refs``, from their records (the
-    registry's own files and anything else in the folder are not the datasets')."""
+    """Return the sizes of the files the persistent tiers hold for ``refs``, from their records.
+
+    The registry's own files, and anything else in the folder, are not the datasets'.
+    """
     sizes: list[int] = []
     for tier in _fileTiers(datastore):
         for ref in refs:
