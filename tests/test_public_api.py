@@ -70,6 +70,7 @@ EXPECTED = [
     "UnknownComponentError",
     "UnknownStorageClassError",
     "UnsafePathError",
+    "UnstorableDatasetError",
     "YamlFormatter",
 ]
 

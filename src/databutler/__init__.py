@@ -59,6 +59,7 @@ from .exceptions import (
     UnknownComponentError,
     UnknownStorageClassError,
     UnsafePathError,
+    UnstorableDatasetError,
 )
 from .storage_class import COPY_MODES, StorageClass, StorageClassDelegate, StorageClassFactory
 
@@ -179,5 +180,6 @@ __all__ = [  # noqa: RUF022
     "UnknownComponentError",
     "UnknownStorageClassError",
     "UnsafePathError",
+    "UnstorableDatasetError",
     "YamlFormatter",
 ]

@@ -281,6 +281,9 @@ class Butler:
             A dataset of this type and data ID already exists in the run; nothing was written.
         DatasetTypeMismatchError
             ``obj`` is not of the storage class's Python type; nothing was written.
+        UnstorableDatasetError
+            The storage class or a formatter cannot store ``obj`` exactly; refused before the
+            registry is touched, nothing was written.
         NoDefaultRunError
             No run was given and the Butler has none.
         ReadOnlyRepositoryError
@@ -294,6 +297,9 @@ class Butler:
             )
         normalized = mergeDataId(datasetType, dataId, dataIdKwargs)
         self._requireWriteable(f"put {datasetType.name!r} {dict(normalized)}")
+        # Refused objects are refused here, before the registry's write lock is taken: a slow or
+        # failing check must not keep other writers of the repository waiting.
+        self.datastore.checkPut(obj, datasetType)
         runName = self._runFor(run, lambda: f"put {datasetType.name!r} {dict(normalized)}")
         with self.transaction():
             ref = self.registry.addDataset(datasetType, normalized, runName)

@@ -17,6 +17,7 @@ either the databutler name or the builtin::
     ├── DatasetTypeError (ValueError)
     │   └── DataIdError (ValueError)
     ├── DatasetTypeMismatchError (TypeError)
+    │   └── UnstorableDatasetError (TypeError)
     ├── DatasetNotFoundError (FileNotFoundError)
     ├── DatasetExistsError (ValueError)
     ├── StoredItemInfoExistsError (KeyError)
@@ -85,6 +86,7 @@ __all__ = [
     "UnknownComponentError",
     "UnknownStorageClassError",
     "UnsafePathError",
+    "UnstorableDatasetError",
 ]
 
 
@@ -158,6 +160,14 @@ class DataIdError(DatasetTypeError):
 
 class DatasetTypeMismatchError(DatabutlerError, TypeError):
     """An object does not match the storage class of the dataset it is stored as."""
+
+
+class UnstorableDatasetError(DatasetTypeMismatchError):
+    """A storage class or file format cannot hold this object exactly, so it is refused at put.
+
+    Raised before anything is written or registered; the message names the part (column,
+    key, dtype) that would not come back as it is and what to do instead.
+    """
 
 
 # -- datastores ------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 
 from .config import Config, configSearchPath
 from .exceptions import (
+    DatasetTypeMismatchError,
     InvalidParameterError,
     MissingOptionalDependencyError,
     StorageClassConflictError,
@@ -202,6 +203,34 @@ class StorageClass:
         """
         return isinstance(instance, self._pytype or self.pytype)
 
+    def checkInstance(self, instance: Any, what: str) -> None:
+        """Refuse ``instance`` unless it is of ``pytype`` and the delegate can hold it exactly.
+
+        Every datastore calls this on put, so every tier gives the same answer.
+
+        Parameters
+        ----------
+        instance : object
+            The object to be stored.
+        what : str
+            The dataset, for the message (``"calexp@{visit: 1}"``).
+
+        Raises
+        ------
+        DatasetTypeMismatchError
+            ``instance`` is not of ``pytype``.
+        UnstorableDatasetError
+            The delegate cannot hold it exactly (`StorageClassDelegate.checkStorable`).
+        MissingOptionalDependencyError
+            ``pytype`` lives in an optional library that is not installed.
+        """
+        if not isinstance(instance, self._pytype or self.pytype):
+            raise DatasetTypeMismatchError(
+                f"Cannot put {type(instance).__module__}.{type(instance).__qualname__} as {what}: storage "
+                f"class {self.name!r} expects {self.pytypeName}."
+            )
+        self.delegate().checkStorable(instance)
+
     def _key(self) -> tuple[Any, ...]:
         comps = tuple(sorted((k, v._key()) for k, v in self.components.items()))
         return (self.name, self.pytypeName, comps, self.parameters, self.delegateName, self.copyMode)
@@ -259,6 +288,20 @@ class StorageClassDelegate:
 
     def __init__(self, storageClass: StorageClass) -> None:
         self.storageClass = storageClass
+
+    def checkStorable(self, inMemoryDataset: Any) -> None:
+        """Refuse an instance of ``pytype`` that this storage class cannot hold exactly.
+
+        For example a masked array is an `numpy.ndarray`, but the ``NumpyArray`` storage class
+        would drop its mask. A delegate refuses by type only (the in-memory datastore asks once
+        per concrete type of a dataset type); what depends on the content is for formatters to
+        refuse (`Formatter.validate`). The default accepts every instance.
+
+        Raises
+        ------
+        UnstorableDatasetError
+            ``inMemoryDataset`` would not come back as it is; the message says what to do.
+        """
 
     # -- components --
 

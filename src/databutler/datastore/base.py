@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 
 from ..config import Config, ConfigSubset
 from ..dataset_ref import DatasetRef
+from ..dataset_type import DatasetType
 from ..exceptions import ConfigError, DatasetNotFoundError, DatastoreClassError
 from ..storage_class import StorageClassFactory, importDottedName
 from .bridge import DatasetLocationRegistry
@@ -173,6 +174,24 @@ class Datastore(ABC):
         DatasetExistsError
             ``ref`` is already stored (the stored dataset is left in place).
         """
+
+    def checkPut(self, inMemoryDataset: Any, datasetType: DatasetType) -> None:
+        """Refuse, before anything is written, a dataset that `put` would refuse as a bad object.
+
+        A `Butler` calls this before it opens the registry transaction, so slow or failing
+        checks (a formatter walking the data) never run while the registry's write lock is
+        held. `put` checks again. The default checks the storage class
+        (`StorageClass.checkInstance`); a datastore with formatters also asks them
+        (`Formatter.validate`).
+
+        Raises
+        ------
+        DatasetTypeMismatchError
+            ``inMemoryDataset`` is not of the storage class's type.
+        UnstorableDatasetError
+            It cannot be stored exactly (by the storage class or a formatter).
+        """
+        datasetType.storageClass.checkInstance(inMemoryDataset, f"dataset type {datasetType.name!r}")
 
     @abstractmethod
     def get(self, ref: DatasetRef, parameters: Mapping[str, Any] | None = None) -> Any:

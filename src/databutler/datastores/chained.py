@@ -16,6 +16,7 @@ from typing import Any
 
 from ..config import Config
 from ..dataset_ref import DatasetRef
+from ..dataset_type import DatasetType
 from ..datastore.base import Datastore, DatastoreConfig
 from ..datastore.bridge import DatasetLocationRegistry
 from ..datastore.constraints import Constraints
@@ -203,6 +204,12 @@ class ChainedDatastore(Datastore):
             for c, k in zip(self.datastores, self.constraints, strict=True)
             if k.isAcceptable(ref.datasetType)
         ]
+
+    def checkPut(self, inMemoryDataset: Any, datasetType: DatasetType) -> None:
+        """Ask every child that accepts ``datasetType`` (see `Datastore.checkPut`)."""
+        for child, constraints in zip(self.datastores, self.constraints, strict=True):
+            if constraints.isAcceptable(datasetType):
+                child.checkPut(inMemoryDataset, datasetType)
 
     # -- transactions --
 

@@ -8,16 +8,44 @@ from typing import Any
 
 import numpy as np
 
+from ..exceptions import DatasetTypeMismatchError, UnstorableDatasetError
 from ..storage_class import StorageClassDelegate
 from .containers import toSlice
 
-__all__ = ["NumpyArrayDelegate"]
+__all__ = ["NumpyArrayDelegate", "checkPlainArray"]
 
+
+def checkPlainArray(obj: Any, formatName: str) -> None:
+    """Refuse anything but a plain `numpy.ndarray`: a subclass would come back as a plain array.
+
+    Raises
+    ------
+    UnstorableDatasetError
+        ``obj`` is a masked array, a matrix or another subclass.
+    DatasetTypeMismatchError
+        ``obj`` is not an array at all.
+    """
+    kind = type(obj)
+    if kind is np.ndarray:
+        return
+    if isinstance(obj, np.ndarray):
+        lost = "its mask" if isinstance(obj, np.ma.MaskedArray) else f"its type ({kind.__module__}.{kind.__qualname__})"
+        raise UnstorableDatasetError(
+            f"{formatName} would lose {lost}: it holds plain numpy.ndarray only. Store the data and the "
+            f"mask as two arrays (or a MaskedImage), or give this dataset type a storage class of its own "
+            f"with PickleFormatter."
+        )
+    raise DatasetTypeMismatchError(f"{formatName} holds numpy.ndarray, not {kind.__module__}.{kind.__qualname__}.")
 
 class NumpyArrayDelegate(StorageClassDelegate):
     """Arrays are copied once on put when frozen and handed out as read-only views."""
 
     canFreeze = True
+
+    def checkStorable(self, inMemoryDataset: Any) -> None:
+        # Every tier must give back what was put: a frozen copy, a .npy or a FITS image would
+        # all drop a mask or a subclass.
+        checkPlainArray(inMemoryDataset, f"Storage class {self.storageClass.name!r}")
 
     def applyParameters(self, inMemoryDataset: Any, parameters: Mapping[str, Any]) -> Any:
         """Return the array indexed by the ``slice`` parameter (a slice, an int or one per axis).

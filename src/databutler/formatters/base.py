@@ -15,10 +15,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import IO, Any, ClassVar
 
-from ..exceptions import DatasetTypeMismatchError
+from ..exceptions import DatasetTypeMismatchError, UnstorableDatasetError
 from ..storage_class import StorageClass
 
-__all__ = ["Formatter", "checkPlain", "fromPlain", "toPlain"]
+__all__ = ["MAX_PLAIN_DEPTH", "Formatter", "checkPlain", "fromPlain", "toCheckedPlain", "toPlain"]
 
 _PLAIN_TYPES = (dict, list, str, int, float, bool, type(None))
 
@@ -74,9 +74,25 @@ class Formatter(ABC):
         cls = type(self)
         return f"{cls.__module__}.{cls.__qualname__}"
 
+    def validate(self, inMemoryDataset: Any, storageClass: StorageClass) -> None:
+        """Refuse ``inMemoryDataset`` if this format cannot store it exactly.
+
+        Called before anything is written or registered (a Butler calls it before it takes
+        the registry's write lock), and by `write` itself. What would come back changed (a
+        value, a dtype, a mask, metadata, the type) must be refused here, never written. The
+        default accepts everything; a formatter overrides it.
+
+        Raises
+        ------
+        UnstorableDatasetError
+            The format cannot hold the object exactly; the message says what and what to do.
+        DatasetTypeMismatchError
+            The formatter does not write this type at all.
+        """
+
     @abstractmethod
     def write(self, inMemoryDataset: Any, stream: IO[bytes], storageClass: StorageClass) -> None:
-        """Write ``inMemoryDataset`` to the binary ``stream``.
+        """Write ``inMemoryDataset`` to the binary ``stream``, after `validate` accepted it.
 
         Raises
         ------
@@ -191,35 +207,167 @@ def fromPlain(data: Any, storageClass: StorageClass) -> Any:
     )
 
 
-def checkPlain(data: Any, formatName: str, stringKeysOnly: bool) -> None:
-    """Refuse what a text format would silently change on the way back.
+def toCheckedPlain(obj: Any, storageClass: StorageClass, formatName: str, stringKeysOnly: bool) -> Any:
+    """Return `toPlain` of ``obj`` after `checkPlain`, refusing what would not come back as ``obj``.
 
-    A tuple inside the data would come back as a list (``(4, 4) != [4, 4]``), and with
-    ``stringKeysOnly`` (JSON) a key such as ``1`` would come back as ``"1"``.
+    Besides what `checkPlain` refuses, a dataset that is itself a tuple or exports a dict is
+    refused when ``storageClass`` could not make it again from plain data (its ``pytype`` is
+    ``object``, or not a tuple type for a tuple).
 
     Raises
     ------
+    UnstorableDatasetError
+        ``obj`` would not come back as it is.
     DatasetTypeMismatchError
-        Such a value is found; the message says where.
+        ``obj`` is not plain data and exports no dict.
     """
-    stack: list[tuple[Any, str]] = [(data, "")]
+    data = toPlain(obj)
+    if data is not obj:
+        pytype = storageClass.pytype
+        if pytype is object or (isinstance(obj, tuple) and not issubclass(pytype, tuple)):
+            raise UnstorableDatasetError(
+                f"{formatName} would read this {type(obj).__qualname__} back as a plain "
+                f"{type(data).__name__}: storage class {storageClass.name!r} ({storageClass.pytypeName}) "
+                f"cannot make it again; use a storage class whose pytype is its type."
+            )
+    checkPlain(data, formatName, stringKeysOnly)
+    return data
+
+
+MAX_PLAIN_DEPTH = 100
+"""Deepest nesting of dicts and lists that the text formats accept; deeper data is refused."""
+
+
+def checkPlain(data: Any, formatName: str, stringKeysOnly: bool) -> None:
+    """Refuse what a text format would silently change on the way back, or could not write at all.
+
+    Refused: a tuple inside the data (it would come back as a list: ``(4, 4) != [4, 4]``); with
+    ``stringKeysOnly`` (JSON) a key such as ``1``, which would come back as ``"1"``; a value whose
+    type is a subclass of a plain type (an `~collections.OrderedDict`, an `enum.IntEnum`, a
+    ``numpy.float64``), which would come back as the plain type; text that is not valid
+    Unicode (a lone surrogate); a dict or list that contains itself; nesting deeper than
+    `MAX_PLAIN_DEPTH`. The walk visits each container once per path, so it always ends.
+
+    Raises
+    ------
+    UnstorableDatasetError
+        Such a value is found; the message says where and what to do.
+    """
+    # Depth-first. The containers on the current path are in ``onPath`` (by id), so a container
+    # inside itself is found at once; an exit marker (depth -1) takes one off the path and adds
+    # its expanded size (what the text would hold: a shared container is written once per
+    # reference) to its parent's. A shared container is walked again only when it is reached
+    # at a greater depth, so the walk is linear in the distinct containers times the depth bound.
+    onPath: set[int] = set()
+    sizes: dict[int, tuple[int, int]] = {}  # id -> (deepest depth walked at, expanded size)
+    counts: dict[int, int] = {}
+    stack: list[tuple[Any, Any, int, int]] = [(data, None, 0, 0)]
     while stack:
-        node, where = stack.pop()
-        if isinstance(node, tuple):
-            raise DatasetTypeMismatchError(
-                f"{formatName} would read the tuple at {where or 'the top level'} back as a list; store a "
-                f"list, or configure a formatter that keeps tuples (PickleFormatter)."
+        node, where, depth, parent = stack.pop()
+        if depth < 0:
+            onPath.discard(id(node))
+            size = counts.pop(id(node))
+            sizes[id(node)] = (-depth - 1, size)
+            counts[parent] = counts.get(parent, 0) + size
+            if size > MAX_PLAIN_ITEMS:
+                raise _tooBig(formatName, size)
+            continue
+        kind = type(node)
+        if kind in _SCALAR_TYPES:
+            if kind is str:
+                _checkText(node, formatName, where)
+            counts[parent] = counts.get(parent, 0) + 1
+            continue
+        if kind is tuple:
+            raise UnstorableDatasetError(
+                f"{formatName} would read the tuple at {_render(where)} back as a list; store a list, or "
+                f"configure a formatter that keeps tuples (PickleFormatter)."
             )
-        if isinstance(node, dict):
+        elif kind is not dict and kind is not list:
+            raise _notPlain(node, formatName, _render(where))
+        if depth >= MAX_PLAIN_DEPTH:
+            raise UnstorableDatasetError(
+                f"{formatName}: the data are nested more than {MAX_PLAIN_DEPTH} levels deep at {_render(where)}; "
+                f"flatten them or configure PickleFormatter."
+            )
+        key_ = id(node)
+        if key_ in onPath:
+            raise UnstorableDatasetError(
+                f"{formatName} cannot write the {kind.__name__} at {_render(where)}: it contains itself (a "
+                f"reference cycle); break the cycle or configure PickleFormatter."
+            )
+        walked = sizes.get(key_)
+        if walked is not None and walked[0] >= depth:
+            counts[parent] = counts.get(parent, 0) + walked[1]
+            continue
+        onPath.add(key_)
+        counts[key_] = 1
+        stack.append((node, where, -depth - 1, parent))
+        if kind is dict:
             for key, value in node.items():
-                if stringKeysOnly and not isinstance(key, str):
-                    raise DatasetTypeMismatchError(
-                        f"{formatName} keys must be str, but {where or 'the top level'} has key {key!r} "
-                        f"({type(key).__name__}), which it would turn into a string; use YamlFormatter."
+                keyType = type(key)
+                if stringKeysOnly and keyType is not str:
+                    raise UnstorableDatasetError(
+                        f"{formatName} keys must be str, but {_render(where)} has key {key!r} "
+                        f"({keyType.__name__}), which it would turn into a string; use YamlFormatter."
                     )
-                if isinstance(value, dict | list | tuple):
-                    stack.append((value, f"{where}[{key!r}]"))
-        elif isinstance(node, list):
-            stack.extend(
-                (v, f"{where}[{i}]") for i, v in enumerate(node) if isinstance(v, dict | list | tuple)
+                if keyType not in _SCALAR_TYPES:
+                    raise UnstorableDatasetError(
+                        f"{formatName} cannot keep the key {key!r} ({keyType.__qualname__}) at {_render(where)} as it "
+                        f"is; use str, int, float, bool or None keys, or configure PickleFormatter."
+                    )
+                if keyType is str:
+                    _checkText(key, formatName, (where, key), isKey=True)
+                stack.append((value, (where, key), depth + 1, key_))
+        else:
+            stack.extend((value, (where, i), depth + 1, key_) for i, value in enumerate(node))
+
+
+def _render(where: Any) -> str:
+    """Turn a path chain ``(parentChain, key)`` into ``[key1][key2]`` (or "the top level")."""
+    keys = []
+    while where is not None:
+        where, key = where
+        keys.append(f"[{key!r}]")
+    return "".join(reversed(keys)) or "the top level"
+
+
+MAX_PLAIN_ITEMS = 100_000_000
+"""Most values a text dataset may hold once shared containers are counted once per reference."""
+
+
+def _tooBig(formatName: str, size: int) -> UnstorableDatasetError:
+    return UnstorableDatasetError(
+        f"{formatName}: the data would be written as more than {MAX_PLAIN_ITEMS:,} values ({size:,} "
+        f"counting a container shared by several references once per reference); store less, "
+        f"or configure PickleFormatter, which keeps sharing."
+    )
+
+
+_SCALAR_TYPES = frozenset({str, int, float, bool, type(None)})
+
+
+def _notPlain(node: Any, formatName: str, where: str) -> UnstorableDatasetError:
+    kind = type(node)
+    name = f"{kind.__module__}.{kind.__qualname__}"
+    for base in (bool, int, float, str, dict, list, tuple):
+        if isinstance(node, base):
+            return UnstorableDatasetError(
+                f"{formatName} would read the {name} at {where} back as a plain {base.__name__}; "
+                f"convert it to one before the put, or configure PickleFormatter for this dataset type."
             )
+    return UnstorableDatasetError(
+        f"{formatName} cannot write the {name} at {where}: it is not plain data (dict, list, str, "
+        f"int, float, bool, None); convert it (an array with .tolist()), or configure PickleFormatter."
+    )
+
+
+def _checkText(text: str, formatName: str, where: Any, isKey: bool = False) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        what = f"the key {text!r} at {_render(where[0])}" if isKey else f"the text at {_render(where)}"
+        raise UnstorableDatasetError(
+            f"{formatName} cannot write {what}: it holds {text[exc.start : exc.end]!r}, "
+            f"which is not valid Unicode (a lone surrogate); store bytes or valid text."
+        ) from None

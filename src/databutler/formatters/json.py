@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import IO, Any
 
 from ..storage_class import StorageClass
-from .base import Formatter, checkPlain, fromPlain, toPlain
+from .base import Formatter, fromPlain, toCheckedPlain
 
 __all__ = ["JsonFormatter"]
 
@@ -23,20 +23,18 @@ class JsonFormatter(Formatter):
 
     extension = ".json"
 
-    def write(self, inMemoryDataset: Any, stream: IO[bytes], storageClass: StorageClass) -> None:
-        """Write the object as plain data in UTF-8 JSON.
+    def validate(self, inMemoryDataset: Any, storageClass: StorageClass) -> None:
+        self._plain(inMemoryDataset, storageClass)
 
-        Raises
-        ------
-        DatasetTypeMismatchError
-            The data holds what JSON would change: non-string keys, tuples, objects that are not plain data.
-        """
-        data = toPlain(inMemoryDataset)
-        checkPlain(data, "JSON", stringKeysOnly=True)
+    @staticmethod
+    def _plain(inMemoryDataset: Any, storageClass: StorageClass) -> Any:
+        return toCheckedPlain(inMemoryDataset, storageClass, "JSON", stringKeysOnly=True)
+
+    def write(self, inMemoryDataset: Any, stream: IO[bytes], storageClass: StorageClass) -> None:
+        data = self._plain(inMemoryDataset, storageClass)
         stream.write(json.dumps(data, ensure_ascii=False).encode("utf-8"))
 
     def readBuffer(
         self, buffer: memoryview, storageClass: StorageClass, parameters: Mapping[str, Any]
     ) -> Any:
-        """Parse the JSON and rebuild the storage class's type from the plain data."""
         return fromPlain(json.loads(bytes(buffer)), storageClass)

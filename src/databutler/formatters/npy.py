@@ -8,6 +8,7 @@ from typing import IO, Any
 import numpy as np
 from numpy.lib import format as npformat
 
+from ..delegates.numpy_array import checkPlainArray
 from ..exceptions import DatasetTypeMismatchError
 from ..storage_class import StorageClass
 from .base import Formatter
@@ -39,20 +40,17 @@ class NpyFormatter(Formatter):
 
     extension = ".npy"
 
-    def write(self, inMemoryDataset: Any, stream: IO[bytes], storageClass: StorageClass) -> None:
-        """Write the ``.npy`` header, then the array's memory (copied only if not contiguous).
-
-        Raises
-        ------
-        DatasetTypeMismatchError
-            The array holds Python objects, which ``.npy`` stores only with pickle.
-        """
-        array = np.asanyarray(inMemoryDataset)
-        if array.dtype.hasobject:
+    def validate(self, inMemoryDataset: Any, storageClass: StorageClass) -> None:
+        checkPlainArray(inMemoryDataset, ".npy")
+        if inMemoryDataset.dtype.hasobject:
             raise DatasetTypeMismatchError(
-                f"Cannot write an array of dtype {array.dtype} as .npy without pickle; "
+                f"Cannot write an array of dtype {inMemoryDataset.dtype} as .npy without pickle; "
                 f"configure PickleFormatter for it or store a numeric dtype."
             )
+
+    def write(self, inMemoryDataset: Any, stream: IO[bytes], storageClass: StorageClass) -> None:
+        self.validate(inMemoryDataset, storageClass)
+        array = inMemoryDataset
         if not (array.flags.c_contiguous or array.flags.f_contiguous):
             array = np.ascontiguousarray(array)
         header = npformat.header_data_from_array_1_0(array)
@@ -65,21 +63,11 @@ class NpyFormatter(Formatter):
             stream.write(np.ascontiguousarray(data).data.cast("B"))
 
     def newBuffer(self, size: int) -> memoryview:
-        """Return an uninitialized byte buffer that the array read from it can own."""
         return np.empty(size, dtype=np.uint8).data
 
     def readBuffer(
         self, buffer: memoryview, storageClass: StorageClass, parameters: Mapping[str, Any]
     ) -> Any:
-        """Return the array as a writeable view of ``buffer`` (no copy), after checking the header.
-
-        Raises
-        ------
-        DatasetTypeMismatchError
-            The file holds an object array, which would need pickle.
-        ValueError
-            The data is not as long as its header says.
-        """
         reader = _BufferReader(buffer)
         version = npformat.read_magic(reader)
         if version == (1, 0):

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..delegates.tables import checkColumns
-from ..exceptions import DatasetTypeMismatchError
+from ..exceptions import DatasetTypeMismatchError, UnstorableDatasetError
 from ..storage_class import StorageClass
 from .base import Formatter
 
@@ -18,6 +18,78 @@ __all__ = ["ParquetFormatter"]
 
 def _isDataFrameType(pytype: type) -> bool:
     return pytype.__module__.split(".")[0] == "pandas"
+
+
+_KEEP_PANDAS = b"databutler:keepPandasMetadata"
+"""Schema metadata key marking a pyarrow Table whose own ``pandas`` metadata is to be kept on read.
+
+Without it, the ``pandas`` metadata is the one `pyarrow.Table.from_pandas` added when a
+DataFrame was written, and a read as a table drops it."""
+
+
+def _refuse(what: str) -> UnstorableDatasetError:
+    why = ""
+    if what.endswith(")") and " (" in what:
+        what, why = what.split(" (", 1)
+        why = f" ({why}"
+    return UnstorableDatasetError(
+        f"Parquet cannot hold {what} exactly{why}; nothing was written: convert it, or configure "
+        f"PickleFormatter for this dataset type."
+    )
+
+
+def _checkType(name: str, kind: pa.DataType) -> None:
+    """Refuse Arrow types that Parquet reads back as another type."""
+    if pa.types.is_time32(kind) and kind.unit == "s":
+        raise _refuse(f"column {name!r} of type {kind} (it would read back as time32[ms])")
+    if pa.types.is_timestamp(kind) and kind.unit == "s":
+        raise _refuse(f"column {name!r} of type {kind} (it would read back with unit ms)")
+    if pa.types.is_date64(kind):
+        raise _refuse(f"column {name!r} of type {kind} (it would read back as date32; store date32)")
+    if pa.types.is_map(kind):
+        raise _refuse(f"column {name!r} of type {kind} (its entry fields would be renamed)")
+    if pa.types.is_dictionary(kind):
+        _checkType(name, kind.value_type)
+    elif pa.types.is_struct(kind):
+        for i in range(kind.num_fields):
+            _checkType(f"{name}.{kind.field(i).name}", kind.field(i).type)
+    elif pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind):
+        _checkType(f"{name}[]", kind.value_type)
+
+
+def _checkSchema(schema: pa.Schema) -> None:
+    if schema.metadata and _KEEP_PANDAS in schema.metadata:
+        raise _refuse(f"schema metadata key {_KEEP_PANDAS!r}, which this formatter uses itself")
+    for field in schema:
+        _checkType(field.name, field.type)
+
+
+def _checkFrame(frame: Any) -> None:
+    """Refuse a DataFrame whose Parquet form would read back different."""
+    import pandas as pd
+
+    if type(frame) is not pd.DataFrame:
+        raise _refuse(f"a {type(frame).__qualname__} (it would read back as a pandas.DataFrame)")
+    for label in frame.columns:
+        column = frame[label]
+        if not isinstance(column, pd.Series) or column.dtype != object:
+            continue
+        inferred = pd.api.types.infer_dtype(column, skipna=True)
+        if inferred not in ("string", "bytes", "boolean", "empty"):
+            raise _refuse(
+                f"column {label!r} of Python objects (they are {inferred}; Parquet holds an object column "
+                f"only of str, bytes or bool, with None for missing values: list cells, for example, "
+                f"would read back as arrays)"
+            )
+        missing = column[column.isna()]
+        if any(value is not None for value in missing):
+            raise _refuse(f"column {label!r}: its missing values other than None (they would read back as None)")
+    try:
+        schema = pa.Schema.from_pandas(frame)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as exc:
+        raise _refuse(f"this DataFrame ({exc})") from exc
+    for field in schema:
+        _checkType(field.name, field.type)
 
 
 class ParquetFormatter(Formatter):
@@ -32,48 +104,37 @@ class ParquetFormatter(Formatter):
     pushdownParameters = frozenset({"columns"})
     prefersStream = True
 
-    def write(self, inMemoryDataset: Any, stream: IO[bytes], storageClass: StorageClass) -> None:
-        """Write a pyarrow Table, or a DataFrame with its index, as one Parquet file.
-
-        Raises
-        ------
-        DatasetTypeMismatchError
-            The object is neither a pyarrow Table nor a pandas DataFrame.
-        """
-        if isinstance(inMemoryDataset, pa.Table):
-            table = inMemoryDataset
+    def validate(self, inMemoryDataset: Any, storageClass: StorageClass) -> None:
+        if type(inMemoryDataset) is pa.Table:
+            _checkSchema(inMemoryDataset.schema)
         elif _isDataFrameType(type(inMemoryDataset)):
-            table = pa.Table.from_pandas(inMemoryDataset)
+            _checkFrame(inMemoryDataset)
         else:
             raise DatasetTypeMismatchError(
                 f"ParquetFormatter writes pyarrow.Table or pandas.DataFrame, not {type(inMemoryDataset).__qualname__}."
             )
-        pq.write_table(table, stream)
+
+    def write(self, inMemoryDataset: Any, stream: IO[bytes], storageClass: StorageClass) -> None:
+        self.validate(inMemoryDataset, storageClass)
+        if isinstance(inMemoryDataset, pa.Table):
+            table = inMemoryDataset
+            if table.schema.metadata and b"pandas" in table.schema.metadata:
+                # The table's own pandas metadata: kept when it is read back as a table.
+                table = table.replace_schema_metadata({**table.schema.metadata, _KEEP_PANDAS: b"1"})
+        else:
+            table = pa.Table.from_pandas(inMemoryDataset)
+        # Non-compliant nested names keep a list's child field called "item", as Arrow names it.
+        pq.write_table(table, stream, use_compliant_nested_type=False)
 
     def newBuffer(self, size: int) -> memoryview:
-        """Return a pyarrow-allocated buffer, which pyarrow reads without copying."""
         return memoryview(pa.allocate_buffer(size))
 
     def readBuffer(
         self, buffer: memoryview, storageClass: StorageClass, parameters: Mapping[str, Any]
     ) -> Any:
-        """Read the Parquet file held in ``buffer``, decoding only the requested ``columns``.
-
-        Raises
-        ------
-        InvalidParameterError
-            ``columns`` names a column that the file does not hold.
-        """
         return self._read(pa.BufferReader(pa.py_buffer(buffer)), storageClass, parameters)
 
     def readStream(self, stream: IO[bytes], storageClass: StorageClass, parameters: Mapping[str, Any]) -> Any:
-        """Read the Parquet file from ``stream``, fetching only the requested ``columns``.
-
-        Raises
-        ------
-        InvalidParameterError
-            ``columns`` names a column that the file does not hold.
-        """
         return self._read(stream, storageClass, parameters)
 
     def _read(self, source: Any, storageClass: StorageClass, parameters: Mapping[str, Any]) -> Any:
@@ -90,11 +151,15 @@ class ParquetFormatter(Formatter):
         # the interpreter exits can abort the process (apache/arrow#34314).
         table = parquetFile.read(columns=columns, use_pandas_metadata=asFrame, use_threads=False)
         if asFrame:
+            if table.schema.metadata and _KEEP_PANDAS in table.schema.metadata:
+                table = table.replace_schema_metadata(
+                    {k: v for k, v in table.schema.metadata.items() if k != _KEEP_PANDAS}
+                )
             return table.to_pandas(use_threads=False)
         if columns is not None:
             table = table.select(columns)
-        if table.schema.metadata and b"pandas" in table.schema.metadata:
-            table = table.replace_schema_metadata(
-                {k: v for k, v in table.schema.metadata.items() if k != b"pandas"} or None
-            )
+        metadata = table.schema.metadata
+        if metadata and (b"pandas" in metadata or _KEEP_PANDAS in metadata):
+            drop = {_KEEP_PANDAS} if _KEEP_PANDAS in metadata else {b"pandas"}
+            table = table.replace_schema_metadata({k: v for k, v in metadata.items() if k not in drop} or None)
         return table

@@ -8,7 +8,7 @@ from typing import IO, Any
 import yaml
 
 from ..storage_class import StorageClass
-from .base import Formatter, checkPlain, fromPlain, toPlain
+from .base import Formatter, fromPlain, toCheckedPlain
 
 __all__ = ["YamlFormatter"]
 
@@ -23,21 +23,19 @@ class YamlFormatter(Formatter):
 
     extension = ".yaml"
 
-    def write(self, inMemoryDataset: Any, stream: IO[bytes], storageClass: StorageClass) -> None:
-        """Write the object as plain data with YAML's safe dumper.
+    def validate(self, inMemoryDataset: Any, storageClass: StorageClass) -> None:
+        self._plain(inMemoryDataset, storageClass)
 
-        Raises
-        ------
-        DatasetTypeMismatchError
-            The data holds tuples or objects that are not plain data.
-        """
-        data = toPlain(inMemoryDataset)
-        checkPlain(data, "YAML", stringKeysOnly=False)
+    @staticmethod
+    def _plain(inMemoryDataset: Any, storageClass: StorageClass) -> Any:
+        return toCheckedPlain(inMemoryDataset, storageClass, "YAML", stringKeysOnly=False)
+
+    def write(self, inMemoryDataset: Any, stream: IO[bytes], storageClass: StorageClass) -> None:
+        data = self._plain(inMemoryDataset, storageClass)
         text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
         stream.write(text.encode("utf-8"))
 
     def readBuffer(
         self, buffer: memoryview, storageClass: StorageClass, parameters: Mapping[str, Any]
     ) -> Any:
-        """Parse the YAML with the safe loader and rebuild the storage class's type from it."""
         return fromPlain(yaml.safe_load(bytes(buffer).decode("utf-8")), storageClass)

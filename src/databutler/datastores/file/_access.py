@@ -144,10 +144,8 @@ class FileAccess:
                 lambda s: formatter.write(obj, s, storageClass),
                 self.checksumAlgorithm,
             )
-        except DatasetTypeMismatchError as exc:
-            raise DatasetTypeMismatchError(
-                f"{formatter.name} cannot write {ref} to {self.uri(relPath)}: {exc}"
-            ) from exc
+        except DatasetTypeMismatchError as exc:  # also UnstorableDatasetError, kept as it is
+            raise type(exc)(f"{formatter.name} cannot write {ref} to {self.uri(relPath)}: {exc}") from exc
         except Exception as exc:
             raise FormatterError(
                 f"{formatter.name} failed to write {ref} to {self.uri(relPath)}; nothing was stored: {exc}"

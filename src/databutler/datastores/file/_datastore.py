@@ -19,6 +19,7 @@ import sqlalchemy as sa
 
 from ...config import Config
 from ...dataset_ref import DatasetRef
+from ...dataset_type import DatasetType
 from ...datastore.base import Datastore, DatastoreConfig
 from ...datastore.bridge import DatasetLocationRegistry
 from ...datastore.transaction import DatastoreTransaction
@@ -231,11 +232,7 @@ class FileDatastore(Datastore):
         datasetType = ref.datasetType
         if ref.isComponent():
             raise DatasetTypeError(f"Cannot put component {ref} on its own; put the composite.")
-        if not datasetType.storageClass.validateInstance(inMemoryDataset):
-            raise DatasetTypeMismatchError(
-                f"Cannot put {type(inMemoryDataset).__module__}.{type(inMemoryDataset).__qualname__} as "
-                f"{ref}: storage class {datasetType.storageClass.name!r} expects {datasetType.storageClass.pytypeName}."
-            )
+        datasetType.storageClass.checkInstance(inMemoryDataset, str(ref))
         # A duplicate is caught when its record is inserted (the temporary file is then removed):
         # no query up front, which would cost every put a round trip to the database.
         plan, folder = self.layout.plan(inMemoryDataset, ref)
@@ -250,6 +247,21 @@ class FileDatastore(Datastore):
             for component, relPath, formatter, obj, storageClass in plan
         ]
         self._store(ref, writes, folder)
+
+    def checkPut(self, inMemoryDataset: Any, datasetType: DatasetType) -> None:
+        """Check the storage class, then ask the formatter(s) `put` would use to validate the object.
+
+        Raises
+        ------
+        DatasetTypeMismatchError
+            ``inMemoryDataset`` is not of the storage class's type.
+        UnstorableDatasetError
+            The storage class or a formatter cannot store it exactly.
+        ConfigError
+            No formatter is configured for it.
+        """
+        datasetType.storageClass.checkInstance(inMemoryDataset, f"dataset type {datasetType.name!r}")
+        self.layout.validate(inMemoryDataset, datasetType)
 
     def _store(self, ref: DatasetRef, writes: list[FileWrite], folder: str | None) -> None:
         infos = self.files.store(ref, writes, folder)

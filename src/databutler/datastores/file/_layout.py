@@ -171,17 +171,38 @@ class FileLayout:
             componentFormatter = self.formatterFor(componentType)
             if componentFormatter is None:
                 raise self.noFormatter(componentType)
-            if not componentType.storageClass.validateInstance(value):
-                raise DatasetTypeMismatchError(
-                    f"Component {component!r} of {ref} is a {type(value).__qualname__}, not the "
-                    f"{componentType.storageClass.pytypeName} of storage class "
-                    f"{componentType.storageClass.name!r}."
-                )
+            componentType.storageClass.checkInstance(value, f"component {component!r} of {ref}")
             fileName = f"{relPath}/{component}{componentFormatter.extension}"
             plan.append((component, fileName, componentFormatter, value, componentType.storageClass))
         if not plan:
             raise DatasetTypeMismatchError(f"Composite {ref} has no components to write.")
         return plan, relPath
+
+    def validate(self, inMemoryDataset: Any, datasetType: DatasetType) -> None:
+        """Ask the formatter(s) that `plan` would choose to validate ``inMemoryDataset``.
+
+        Raises
+        ------
+        ConfigError
+            No formatter for the dataset (or one of its components).
+        DatasetTypeMismatchError
+            A component is not of its storage class's type.
+        UnstorableDatasetError
+            A formatter cannot store it exactly.
+        """
+        formatter = self.formatterFor(datasetType)
+        if formatter is not None:
+            formatter.validate(inMemoryDataset, datasetType.storageClass)
+            return
+        if not datasetType.storageClass.isComposite():
+            raise self.noFormatter(datasetType)
+        for component, value in datasetType.storageClass.delegate().disassemble(inMemoryDataset).items():
+            componentType = datasetType.makeComponentDatasetType(component)
+            componentFormatter = self.formatterFor(componentType)
+            if componentFormatter is None:
+                raise self.noFormatter(componentType)
+            componentType.storageClass.checkInstance(value, f"component {component!r} of {datasetType.name!r}")
+            componentFormatter.validate(value, componentType.storageClass)
 
     def predictPath(self, ref: DatasetRef) -> str:
         """Return the relative path ``ref`` would be written to (a component's file or its parent's).

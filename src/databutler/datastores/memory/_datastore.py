@@ -113,11 +113,7 @@ class InMemoryDatastore(Datastore):
         """Validate a put and return ``(storedObject, ref, mode, size)``; does not touch the entries."""
         datasetType = ref.datasetType
         storageClass = datasetType.storageClass
-        if not storageClass.validateInstance(inMemoryDataset):
-            raise DatasetTypeMismatchError(
-                f"Cannot put {type(inMemoryDataset).__module__}.{type(inMemoryDataset).__qualname__} as "
-                f"{ref}: storage class {storageClass.name!r} expects {storageClass.pytypeName}."
-            )
+        storageClass.checkInstance(inMemoryDataset, str(ref))
         if "." in datasetType.name:
             raise DatasetTypeError(
                 f"Cannot put component {ref} on its own; put the composite "
@@ -125,7 +121,7 @@ class InMemoryDatastore(Datastore):
             )
         mode = self.copyPolicy.modeFor(datasetType)
         delegate = storageClass.delegate()
-        self._putCache[datasetType.name] = (datasetType, storageClass.pytype, mode, delegate)
+        self._putCache[datasetType.name] = (datasetType, type(inMemoryDataset), mode, delegate)
         if mode is not REFERENCE:
             inMemoryDataset, mode = CopyPolicy.own(inMemoryDataset, delegate, mode)
         stored = inMemoryDataset
@@ -158,7 +154,7 @@ class InMemoryDatastore(Datastore):
             not self._simple
             or cached is None
             or cached[0] is not ref.datasetType
-            or not isinstance(inMemoryDataset, cached[1])
+            or type(inMemoryDataset) is not cached[1]  # a new type is checked by _prepare
         ):
             self._insert([self._prepare(inMemoryDataset, ref)])
             return
@@ -191,7 +187,7 @@ class InMemoryDatastore(Datastore):
                 raise DatasetExistsError(f"Dataset {ref} appears twice in one putMany; nothing was stored.")
             seen.add(key)
             cached = cache.get(ref.datasetType.name)
-            if cached is None or cached[0] is not ref.datasetType or not isinstance(obj, cached[1]):
+            if cached is None or cached[0] is not ref.datasetType or type(obj) is not cached[1]:
                 prepared.append(self._prepare(obj, ref))
                 continue
             mode, delegate = cached[2], cached[3]
