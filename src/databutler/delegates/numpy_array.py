@@ -29,13 +29,20 @@ def checkPlainArray(obj: Any, formatName: str) -> None:
     if kind is np.ndarray:
         return
     if isinstance(obj, np.ndarray):
-        lost = "its mask" if isinstance(obj, np.ma.MaskedArray) else f"its type ({kind.__module__}.{kind.__qualname__})"
+        lost = (
+            "its mask"
+            if isinstance(obj, np.ma.MaskedArray)
+            else f"its type ({kind.__module__}.{kind.__qualname__})"
+        )
         raise UnstorableDatasetError(
             f"{formatName} would lose {lost}: it holds plain numpy.ndarray only. Store the data and the "
             f"mask as two arrays (or a MaskedImage), or give this dataset type a storage class of its own "
             f"with PickleFormatter."
         )
-    raise DatasetTypeMismatchError(f"{formatName} holds numpy.ndarray, not {kind.__module__}.{kind.__qualname__}.")
+    raise DatasetTypeMismatchError(
+        f"{formatName} holds numpy.ndarray, not {kind.__module__}.{kind.__qualname__}."
+    )
+
 
 class NumpyArrayDelegate(StorageClassDelegate):
     """Arrays are copied once on put when frozen and handed out as read-only views."""

@@ -89,6 +89,7 @@ class Formatter(ABC):
         DatasetTypeMismatchError
             The formatter does not write this type at all.
         """
+        return None
 
     @abstractmethod
     def write(self, inMemoryDataset: Any, stream: IO[bytes], storageClass: StorageClass) -> None:

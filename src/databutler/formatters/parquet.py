@@ -64,6 +64,18 @@ def _checkSchema(schema: pa.Schema) -> None:
         _checkType(field.name, field.type)
 
 
+def _pandasReadsStr() -> bool:
+    try:
+        import pandas as pd
+    except ImportError:
+        return False
+    return int(pd.__version__.split(".")[0]) >= 3
+
+
+_PANDAS_STR_DEFAULT = _pandasReadsStr()
+"""Whether pandas reads Parquet text back with its ``str`` dtype (pandas 3), not as objects."""
+
+
 def _checkFrame(frame: Any) -> None:
     """Refuse a DataFrame whose Parquet form would read back different."""
     import pandas as pd
@@ -72,18 +84,31 @@ def _checkFrame(frame: Any) -> None:
         raise _refuse(f"a {type(frame).__qualname__} (it would read back as a pandas.DataFrame)")
     for label in frame.columns:
         column = frame[label]
-        if not isinstance(column, pd.Series) or column.dtype != object:
+        if not isinstance(column, pd.Series):
+            continue
+        if isinstance(column.dtype, pd.CategoricalDtype) and len(column.dtype.categories) == 0:
+            raise _refuse(
+                f"column {label!r}, a categorical with no categories (it would read back as object)"
+            )
+        if column.dtype != object:
             continue
         inferred = pd.api.types.infer_dtype(column, skipna=True)
-        if inferred not in ("string", "bytes", "boolean", "empty"):
+        if inferred == "string" and _PANDAS_STR_DEFAULT:
+            raise _refuse(
+                f"column {label!r}, an object column of str (pandas {pd.__version__} reads text back "
+                f"with the str dtype; convert it with .astype('str'))"
+            )
+        if inferred not in ("string", "bytes", "empty"):
             raise _refuse(
                 f"column {label!r} of Python objects (they are {inferred}; Parquet holds an object column "
-                f"only of str, bytes or bool, with None for missing values: list cells, for example, "
+                f"only of str or bytes, with None for missing values: list cells, for example, "
                 f"would read back as arrays)"
             )
         missing = column[column.isna()]
         if any(value is not None for value in missing):
-            raise _refuse(f"column {label!r}: its missing values other than None (they would read back as None)")
+            raise _refuse(
+                f"column {label!r}: its missing values other than None (they would read back as None)"
+            )
     try:
         schema = pa.Schema.from_pandas(frame)
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as exc:
@@ -161,5 +186,7 @@ class ParquetFormatter(Formatter):
         metadata = table.schema.metadata
         if metadata and (b"pandas" in metadata or _KEEP_PANDAS in metadata):
             drop = {_KEEP_PANDAS} if _KEEP_PANDAS in metadata else {b"pandas"}
-            table = table.replace_schema_metadata({k: v for k, v in metadata.items() if k not in drop} or None)
+            table = table.replace_schema_metadata(
+                {k: v for k, v in metadata.items() if k not in drop} or None
+            )
         return table

@@ -201,7 +201,9 @@ class FileLayout:
             componentFormatter = self.formatterFor(componentType)
             if componentFormatter is None:
                 raise self.noFormatter(componentType)
-            componentType.storageClass.checkInstance(value, f"component {component!r} of {datasetType.name!r}")
+            componentType.storageClass.checkInstance(
+                value, f"component {component!r} of {datasetType.name!r}"
+            )
             componentFormatter.validate(value, componentType.storageClass)
 
     def predictPath(self, ref: DatasetRef) -> str:
