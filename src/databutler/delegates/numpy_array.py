@@ -50,6 +50,13 @@ class NumpyArrayDelegate(StorageClassDelegate):
     canFreeze = True
 
     def checkStorable(self, inMemoryDataset: Any) -> None:
+        """Refuse a masked array, a matrix or any other subclass of `numpy.ndarray`.
+
+        Raises
+        ------
+        UnstorableDatasetError
+            ``inMemoryDataset`` is a subclass, whose mask or type no tier would give back.
+        """
         # Every tier must give back what was put: a frozen copy, a .npy or a FITS image would
         # all drop a mask or a subclass.
         checkPlainArray(inMemoryDataset, f"Storage class {self.storageClass.name!r}")

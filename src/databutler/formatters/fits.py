@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import IO, Any
 
 import numpy as np
@@ -154,9 +154,27 @@ class FitsFormatter(Formatter):
     extension = ".fits"
 
     def validate(self, inMemoryDataset: Any, storageClass: StorageClass) -> None:
+        """Encode, decode and compare: refuse what would not read back exactly.
+
+        Raises
+        ------
+        UnstorableDatasetError
+            Names the column, metadata key or dtype that FITS would change.
+        DatasetTypeMismatchError
+            The object is neither a Table nor an array.
+        """
         self._encode(inMemoryDataset, storageClass)
 
     def write(self, inMemoryDataset: Any, stream: IO[bytes], storageClass: StorageClass) -> None:
+        """Write a Table as a binary-table extension or an array as the primary image, once checked.
+
+        Raises
+        ------
+        UnstorableDatasetError
+            FITS would change it (see `validate`).
+        DatasetTypeMismatchError
+            The object is neither a Table nor an array.
+        """
         stream.write(self._encode(inMemoryDataset, storageClass))
 
     def _encode(self, inMemoryDataset: Any, storageClass: StorageClass) -> bytes:
@@ -164,7 +182,9 @@ class FitsFormatter(Formatter):
         if type(inMemoryDataset) is Table:
             if any(str(key).upper() == _BIG_ENDIAN for key in inMemoryDataset.meta):
                 raise _refuse(f"the table metadata key {_BIG_ENDIAN!r} (this formatter uses it itself)")
-            makeHdus = lambda: fits.HDUList([fits.PrimaryHDU(), _tableHdu(inMemoryDataset)])  # noqa: E731
+            makeHdus: Callable[[], fits.HDUList] = lambda: fits.HDUList(  # noqa: E731
+                [fits.PrimaryHDU(), _tableHdu(inMemoryDataset)]
+            )
         elif isinstance(inMemoryDataset, Table):
             raise _refuse(f"a {type(inMemoryDataset).__qualname__} (it would read back as a Table)")
         elif isinstance(inMemoryDataset, np.ndarray):
@@ -220,4 +240,11 @@ class FitsFormatter(Formatter):
     def readBuffer(
         self, buffer: memoryview, storageClass: StorageClass, parameters: Mapping[str, Any]
     ) -> Any:
+        """Read the first table extension for a Table storage class, else the primary image.
+
+        Raises
+        ------
+        ValueError
+            The file has no table extension (Table) or no primary image (array).
+        """
         return self._decode(buffer, issubclass(storageClass.pytype, Table))

@@ -24,6 +24,15 @@ class JsonFormatter(Formatter):
     extension = ".json"
 
     def validate(self, inMemoryDataset: Any, storageClass: StorageClass) -> None:
+        """Refuse what JSON would change (see `toCheckedPlain`).
+
+        Raises
+        ------
+        UnstorableDatasetError
+            Non-string keys, tuples inside the data, subclasses of plain types, cycles, absurd nesting.
+        DatasetTypeMismatchError
+            The object is not plain data and exports no dict.
+        """
         self._plain(inMemoryDataset, storageClass)
 
     @staticmethod
@@ -31,10 +40,18 @@ class JsonFormatter(Formatter):
         return toCheckedPlain(inMemoryDataset, storageClass, "JSON", stringKeysOnly=True)
 
     def write(self, inMemoryDataset: Any, stream: IO[bytes], storageClass: StorageClass) -> None:
+        """Write the object as plain data in UTF-8 JSON, after `validate`.
+
+        Raises
+        ------
+        UnstorableDatasetError
+            The data holds what JSON would change (see `validate`).
+        """
         data = self._plain(inMemoryDataset, storageClass)
         stream.write(json.dumps(data, ensure_ascii=False).encode("utf-8"))
 
     def readBuffer(
         self, buffer: memoryview, storageClass: StorageClass, parameters: Mapping[str, Any]
     ) -> Any:
+        """Parse the JSON and rebuild the storage class's type from the plain data."""
         return fromPlain(json.loads(bytes(buffer)), storageClass)

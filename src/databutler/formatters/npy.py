@@ -41,6 +41,15 @@ class NpyFormatter(Formatter):
     extension = ".npy"
 
     def validate(self, inMemoryDataset: Any, storageClass: StorageClass) -> None:
+        """Refuse anything but a plain `numpy.ndarray` of a dtype ``.npy`` holds without pickle.
+
+        Raises
+        ------
+        UnstorableDatasetError
+            A masked array, a matrix or another subclass.
+        DatasetTypeMismatchError
+            Not an array, or an array holding Python objects.
+        """
         checkPlainArray(inMemoryDataset, ".npy")
         if inMemoryDataset.dtype.hasobject:
             raise DatasetTypeMismatchError(
@@ -49,6 +58,15 @@ class NpyFormatter(Formatter):
             )
 
     def write(self, inMemoryDataset: Any, stream: IO[bytes], storageClass: StorageClass) -> None:
+        """Write the ``.npy`` header, then the array's memory (copied only if not contiguous).
+
+        Raises
+        ------
+        UnstorableDatasetError
+            The array is a subclass (see `validate`).
+        DatasetTypeMismatchError
+            The array holds Python objects, which ``.npy`` stores only with pickle.
+        """
         self.validate(inMemoryDataset, storageClass)
         array = inMemoryDataset
         if not (array.flags.c_contiguous or array.flags.f_contiguous):
@@ -63,11 +81,21 @@ class NpyFormatter(Formatter):
             stream.write(np.ascontiguousarray(data).data.cast("B"))
 
     def newBuffer(self, size: int) -> memoryview:
+        """Return an uninitialized byte buffer that the array read from it can own."""
         return np.empty(size, dtype=np.uint8).data
 
     def readBuffer(
         self, buffer: memoryview, storageClass: StorageClass, parameters: Mapping[str, Any]
     ) -> Any:
+        """Return the array as a writeable view of ``buffer`` (no copy), after checking the header.
+
+        Raises
+        ------
+        DatasetTypeMismatchError
+            The file holds an object array, which would need pickle.
+        ValueError
+            The file is shorter or longer than its header says.
+        """
         reader = _BufferReader(buffer)
         version = npformat.read_magic(reader)
         if version == (1, 0):

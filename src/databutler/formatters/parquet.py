@@ -130,6 +130,15 @@ class ParquetFormatter(Formatter):
     prefersStream = True
 
     def validate(self, inMemoryDataset: Any, storageClass: StorageClass) -> None:
+        """Refuse a table or DataFrame whose Parquet form would read back different.
+
+        Raises
+        ------
+        UnstorableDatasetError
+            A column type or object column that Parquet would change, or a DataFrame subclass.
+        DatasetTypeMismatchError
+            The object is neither a pyarrow Table nor a pandas DataFrame.
+        """
         if type(inMemoryDataset) is pa.Table:
             _checkSchema(inMemoryDataset.schema)
         elif _isDataFrameType(type(inMemoryDataset)):
@@ -140,6 +149,15 @@ class ParquetFormatter(Formatter):
             )
 
     def write(self, inMemoryDataset: Any, stream: IO[bytes], storageClass: StorageClass) -> None:
+        """Write a pyarrow Table, or a DataFrame with its index, as one Parquet file, after `validate`.
+
+        Raises
+        ------
+        UnstorableDatasetError
+            Parquet would change it (see `validate`).
+        DatasetTypeMismatchError
+            The object is neither a pyarrow Table nor a pandas DataFrame.
+        """
         self.validate(inMemoryDataset, storageClass)
         if isinstance(inMemoryDataset, pa.Table):
             table = inMemoryDataset
@@ -152,14 +170,29 @@ class ParquetFormatter(Formatter):
         pq.write_table(table, stream, use_compliant_nested_type=False)
 
     def newBuffer(self, size: int) -> memoryview:
+        """Return a pyarrow-allocated buffer, which pyarrow reads without copying."""
         return memoryview(pa.allocate_buffer(size))
 
     def readBuffer(
         self, buffer: memoryview, storageClass: StorageClass, parameters: Mapping[str, Any]
     ) -> Any:
+        """Read the Parquet file held in ``buffer``, decoding only the requested ``columns``.
+
+        Raises
+        ------
+        InvalidParameterError
+            ``columns`` names a column that the file does not hold.
+        """
         return self._read(pa.BufferReader(pa.py_buffer(buffer)), storageClass, parameters)
 
     def readStream(self, stream: IO[bytes], storageClass: StorageClass, parameters: Mapping[str, Any]) -> Any:
+        """Read the Parquet file from ``stream``, fetching only the requested ``columns``.
+
+        Raises
+        ------
+        InvalidParameterError
+            ``columns`` names a column that the file does not hold.
+        """
         return self._read(stream, storageClass, parameters)
 
     def _read(self, source: Any, storageClass: StorageClass, parameters: Mapping[str, Any]) -> Any:

@@ -24,6 +24,15 @@ class YamlFormatter(Formatter):
     extension = ".yaml"
 
     def validate(self, inMemoryDataset: Any, storageClass: StorageClass) -> None:
+        """Refuse what YAML would change (see `toCheckedPlain`).
+
+        Raises
+        ------
+        UnstorableDatasetError
+            Tuples inside the data, subclasses of plain types, cycles, absurd nesting.
+        DatasetTypeMismatchError
+            The object is not plain data and exports no dict.
+        """
         self._plain(inMemoryDataset, storageClass)
 
     @staticmethod
@@ -31,6 +40,13 @@ class YamlFormatter(Formatter):
         return toCheckedPlain(inMemoryDataset, storageClass, "YAML", stringKeysOnly=False)
 
     def write(self, inMemoryDataset: Any, stream: IO[bytes], storageClass: StorageClass) -> None:
+        """Write the object as plain data with YAML's safe dumper, after `validate`.
+
+        Raises
+        ------
+        UnstorableDatasetError
+            The data holds what YAML would change (see `validate`).
+        """
         data = self._plain(inMemoryDataset, storageClass)
         text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
         stream.write(text.encode("utf-8"))
@@ -38,4 +54,5 @@ class YamlFormatter(Formatter):
     def readBuffer(
         self, buffer: memoryview, storageClass: StorageClass, parameters: Mapping[str, Any]
     ) -> Any:
+        """Parse the YAML with the safe loader and rebuild the storage class's type from it."""
         return fromPlain(yaml.safe_load(bytes(buffer).decode("utf-8")), storageClass)
