@@ -415,7 +415,8 @@ class Butler:
         Raises
         ------
         DatasetNotFoundError
-            No such dataset in the collections, or the datastore no longer holds it.
+            No such dataset in the collections, a ref the registry no longer lists (removed,
+            perhaps by another process), or the datastore no longer holds it.
         MissingDatasetTypeError
             The dataset type is not registered.
         DataIdError
@@ -428,7 +429,21 @@ class Butler:
             No collections were given and several runs hold such a dataset.
         """
         ref = self._lookup.require(datasetTypeOrRef, dataId, collections, dataIdKwargs)
+        if isinstance(datasetTypeOrRef, DatasetRef):
+            self._requireListed(ref, "get")
         return self.datastore.get(ref, parameters)
+
+    def _requireListed(self, ref: DatasetRef, verb: str) -> None:
+        """Raise unless the registry lists ``ref`` now (a lookup by data ID has asked it already).
+
+        The memory tier is this process's own: without asking, it would answer for a dataset
+        another process has removed, while `exists` says it is not there.
+        """
+        if self.registry.getDataset(ref.id) is None:
+            raise DatasetNotFoundError(
+                f"Cannot {verb} {ref}: it is not in repository {str(self.root)!r} (it was removed, "
+                f"perhaps by another process, or never stored here)."
+            )
 
     def exists(
         self,
@@ -475,6 +490,8 @@ class Butler:
             No such dataset, or the datastore does not hold it and ``predict`` is false.
         """
         ref = self._lookup.require(datasetTypeOrRef, dataId, collections, dataIdKwargs)
+        if isinstance(datasetTypeOrRef, DatasetRef) and not predict:
+            self._requireListed(ref, "get a URI for")
         return self.datastore.getUri(ref, predict=predict)
 
     def queryDatasets(

@@ -35,6 +35,7 @@ from ...exceptions import (
     DatasetTypeMismatchError,
     FormatterError,
     InvalidParameterError,
+    UnsafePathError,
 )
 from ...formatters.base import Formatter
 from ...storage_class import StorageClass
@@ -105,6 +106,7 @@ class FileAccess:
         self.records = records
         self.datastoreName = datastoreName
         self.isLocal = isinstance(fs, LocalFileSystem)
+        self.realRoot = os.path.realpath(rootPath) if self.isLocal else rootPath
 
     def fullPath(self, relPath: str) -> str:
         """Return the path in ``fs`` of ``relPath``.
@@ -115,6 +117,39 @@ class FileAccess:
             ``relPath`` is not a safe relative path.
         """
         return f"{self.rootPath}/{checkRelativePath(relPath)}"
+
+    def insidePath(self, relPath: str) -> str:
+        """Return the path in ``fs`` of ``relPath``, to be written, renamed or deleted.
+
+        Raises
+        ------
+        UnsafePathError
+            ``relPath`` is unsafe, or its folder resolves outside the root (see `checkInside`).
+        """
+        return self.checkInside(self.fullPath(relPath))
+
+    def checkInside(self, path: str) -> str:
+        """Return ``path`` (in ``fs``) if its folder, with every symbolic link resolved, is in the root.
+
+        A symbolic link planted inside the root (``run -> /elsewhere``) would otherwise make a
+        write, rename or delete land outside it. Only local roots have links; the root itself
+        may be one (it is resolved once, when the datastore is opened). The file itself may be
+        a link: it is replaced or unlinked, never followed, by writes and deletes.
+
+        Raises
+        ------
+        UnsafePathError
+            The folder of ``path`` resolves outside the root.
+        """
+        if self.isLocal:
+            folder = os.path.realpath(os.path.dirname(path))
+            if folder != self.realRoot and not folder.startswith(self.realRoot + os.sep):
+                raise UnsafePathError(
+                    f"Refusing to change {path}: its folder resolves to {folder}, outside the root "
+                    f"{self.realRoot} of datastore {self.datastoreName!r} (a symbolic link inside the "
+                    f"root points out of it). Replace the link with a real folder."
+                )
+        return path
 
     def uri(self, relPath: str) -> str:
         """Return the URI of ``relPath`` (``file:///...``, ``s3://...``)."""
@@ -138,9 +173,13 @@ class FileAccess:
             The formatter (or the file system) failed; no file is left behind.
         """
         try:
+            target = self.insidePath(relPath)
+        except UnsafePathError as exc:
+            raise UnsafePathError(f"Cannot put {ref}: {exc}") from exc
+        try:
             return writeTemp(
                 self.fs,
-                self.fullPath(relPath),
+                target,
                 lambda s: formatter.write(obj, s, storageClass),
                 self.checksumAlgorithm,
             )
@@ -188,7 +227,11 @@ class FileAccess:
     def deleteFiles(self, infos: list[StoredFileInfo]) -> None:
         """Delete the files of ``infos``, then their folders if empty; failures are logged."""
         for info in sorted(infos, key=lambda i: i.formatter is None):  # files before their folder
-            path = self.fullPath(info.path)
+            try:
+                path = self.insidePath(info.path)
+            except UnsafePathError as exc:
+                log.warning("Not deleting %s: %s", info.path, exc)
+                continue
             if info.formatter is not None:
                 removeQuietly(self.fs, path)
             else:
@@ -209,7 +252,7 @@ class FileAccess:
 
     def moveAside(self, relPath: str) -> tuple[str, str]:
         """Rename ``relPath`` to a hidden name beside it; return ``(path, asidePath)`` to undo it."""
-        path = self.fullPath(relPath)
+        path = self.insidePath(relPath)
         aside = asidePathFor(path)
         self.fs.mv(path, aside)
         return path, aside
@@ -220,7 +263,7 @@ class FileAccess:
         def write(stream: IO[bytes]) -> None:
             stream.write(data)
 
-        return writeTemp(self.fs, self.fullPath(relPath), write, self.checksumAlgorithm)
+        return writeTemp(self.fs, self.insidePath(relPath), write, self.checksumAlgorithm)
 
     def readBytes(self, info: StoredFileInfo, verify: bool | None = None) -> memoryview:
         """Return the whole of a recorded file, size- and (if ``verify``) checksum-checked.
@@ -370,8 +413,8 @@ class FileAccess:
 
     def _deleteIfUnchanged(self, info: StoredFileInfo) -> None:
         """Delete the file of ``info`` if it has the recorded size (log anything else)."""
-        path = self.fullPath(info.path)
         try:
+            path = self.insidePath(info.path)
             size = os.lstat(path).st_size if self.isLocal else self.fs.size(path)
         except FileNotFoundError:
             return
@@ -440,8 +483,13 @@ class FileAccess:
             whole = rows.get("")
             if whole is None or whole[0] != ref.datasetType.name:
                 return None
-            self.records.delete(conn, ref.id)
             infos = [info for _, info in rows.values()]
+            for info in infos:  # refused before anything changes
+                try:
+                    self.insidePath(info.path)
+                except UnsafePathError as exc:
+                    raise UnsafePathError(f"Cannot remove {ref}: {exc}") from exc
+            self.records.delete(conn, ref.id)
             self.records.trash(conn, ref.id, ref.datasetType.name, infos)
         return infos
 
@@ -473,6 +521,7 @@ class FileAccess:
                 if not self.records.fetch(ref.id, conn):
                     self.records.insert(conn, ref.id, ref.datasetType.name, infos)
                 for path, aside in moved:
+                    self.checkInside(path)
                     moveNoReplace(self.fs, aside, path)
                     back.append((path, aside))
                 self._checkPresent(ref, infos)
@@ -534,7 +583,10 @@ class FileAccess:
     ) -> None:
         """Delete the files `moveAsideHeld` moved aside, then the emptied folders and the trash rows."""
         for _, aside in moved:
-            removeQuietly(self.fs, aside)
+            try:
+                removeQuietly(self.fs, self.checkInside(aside))
+            except UnsafePathError as exc:
+                log.warning("Not deleting %s: %s", aside, exc)
         self.deleteFiles(folders)
         with self.records.begin() as conn:
             self.records.delete(conn, datasetId, trash=True)
@@ -637,7 +689,11 @@ class FileAccess:
             with self.records.begin() as conn:
                 held = self.records.holdPaths(conn, list(chunk))
                 for relPath in held:
-                    removeQuietly(self.fs, chunk[relPath])
+                    try:
+                        removeQuietly(self.fs, self.checkInside(chunk[relPath]))
+                    except UnsafePathError as exc:
+                        log.warning("Not deleting %s: %s", chunk[relPath], exc)
+                        continue
                     removed.append(chunk[relPath])
                 self.records.releasePaths(conn, held)
         return sorted(removed)
@@ -669,8 +725,8 @@ class FileAccess:
                 size = os.lstat(aside).st_size if self.isLocal else self.fs.size(aside)
                 if not infos or size != infos[0].fileSize:
                     continue
-                moveNoReplace(self.fs, aside, self.fullPath(relPath))
-            except (FileExistsError, FileNotFoundError):
+                moveNoReplace(self.fs, self.checkInside(aside), self.insidePath(relPath))
+            except (FileExistsError, FileNotFoundError, UnsafePathError):
                 continue
             log.warning(
                 "Restored %s (set aside by a crashed removal) for dataset %s.", self.uri(relPath), owner

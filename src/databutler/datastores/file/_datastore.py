@@ -30,6 +30,7 @@ from ...exceptions import (
     DatasetTypeMismatchError,
     StoredItemInfoExistsError,
     StoredItemInfoNotFoundError,
+    UnsafePathError,
 )
 from ._access import FileAccess, FileWrite
 from ._io import CHECKSUM_ALGORITHMS, DEFAULT_CHECKSUM_ALGORITHM, newHasher, removeQuietly
@@ -443,7 +444,11 @@ class FileDatastore(Datastore):
         removed = []
         for path in found:
             if path not in restored:
-                removeQuietly(self.fs, path)
+                try:
+                    removeQuietly(self.fs, self.files.checkInside(path))
+                except UnsafePathError as exc:
+                    log.warning("Not deleting %s: %s", path, exc)
+                    continue
                 removed.append(str(self.fs.unstrip_protocol(path)))
         return removed
 
