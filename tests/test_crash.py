@@ -266,3 +266,16 @@ def test_files_of_many_removed_datasets_are_deleted_in_one_records_transaction(
         == sorted(p for p in datasetFiles(root) if "visit-4" in p.name or "visit-5" in p.name)
         and len(datasetFiles(root)) == 2
     )
+
+
+def test_the_crash_benchmark_runs_and_prints_its_table() -> None:
+    script = Path(__file__).parent.parent / "benchmarks" / "bench_crash.py"
+    env = {k: v for k, v in os.environ.items() if k != "DATABUTLER_TEST_POSTGRES_URL"}
+    result = subprocess.run(
+        [sys.executable, str(script), "--kills", "3", "--max-delay", "0.1"],
+        capture_output=True, text=True, timeout=600, check=True, env=env,
+    )  # fmt: skip
+    row = next(line for line in result.stdout.splitlines() if "sqlite" in line)
+    cells = [cell.strip() for cell in row.strip("│ ").split("│")]
+    assert cells[0] == "sqlite" and cells[1] == "3" and cells[5] == "0" and cells[8] == "0"
+    assert "Traceback" not in result.stderr

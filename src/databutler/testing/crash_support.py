@@ -193,8 +193,10 @@ class CrashReport:
     """Datasets the registry lists, all read and verified."""
     lost: list[str] = field(default_factory=list)
     """Datasets listed but unreadable or wrong, and puts the child saw return that are gone."""
+    unfinishedRemovals: int = 0
+    """Removals committed but with files still to delete (trash rows), before reopening."""
     orphansBefore: int = 0
-    """Files under the root no record names (and leftovers), after reopening, before cleanup."""
+    """Files under the root no record names (temporary and set-aside ones too), before reopening."""
     orphansAfter: int = 0
     """The same after `cleanupRepo`: must be 0."""
     strayRecords: int = 0
@@ -218,13 +220,47 @@ def _logged(logPath: Path) -> tuple[set[str], set[str], list[str]]:
     return put, removing, errors
 
 
+def _rawCounts(target: Path) -> tuple[int, int]:
+    """Count trash rows and unrecorded files straight from the database and the folder.
+
+    Nothing is opened that would recover: only the registry (which holds the file records).
+    """
+    import sqlalchemy as sa
+
+    from ..butler_config import ButlerConfig, repoConfigPath
+    from ..registry import SqlRegistry, schema
+
+    table = schema.fileDatastoreRecordsTable
+    path = repoConfigPath(target)
+    config = ButlerConfig.fromRepo(path).resolved(path.parent.absolute())
+    with (
+        SqlRegistry.fromConfig(config, root=str(target)) as registry,
+        registry.recordsDatabase().read() as conn,
+    ):
+        trash = conn.execute(
+            sa.select(sa.func.count(sa.distinct(table.c.datasetId))).where(
+                table.c.datastoreName.like("%#trash")
+            )
+        ).scalar_one()
+        recorded = {
+            row[0] for row in conn.execute(sa.select(table.c.path).where(table.c.datastoreName == "file"))
+        }
+    unrecorded = 0
+    for folder, _, names in os.walk(target):
+        for name in names:
+            relPath = os.path.relpath(os.path.join(folder, name), target)
+            if "/" in relPath and relPath not in recorded:
+                unrecorded += 1
+    return int(trash), unrecorded
+
+
 def checkRepository(target: Path, logPath: Path) -> CrashReport:
     """Reopen ``target``, recover, and check it (see the module docstring)."""
     from ..script.repo import cleanupRepo, findOrphans
 
     report = CrashReport()
     put, removing, report.childErrors = _logged(logPath)
-    report.orphansBefore = len(findOrphans(target, olderThan=0.0))
+    report.unfinishedRemovals, report.orphansBefore = _rawCounts(target)
     cleanupRepo(target, olderThan=0.0)
     with Butler(target) as butler:
         refs = butler.queryDatasets()
