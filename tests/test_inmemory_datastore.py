@@ -12,7 +12,6 @@ import pytest
 import databutler
 from databutler import (
     Config,
-    DatasetNotFoundError,
     DatasetRef,
     DatasetType,
     DatasetTypeError,
@@ -83,8 +82,6 @@ def test_stored_item_info_verbs() -> None:
     store = makeStore()
     ref = makeRef("metrics", "StructuredDataDict")
     info = StoredItemInfo(123.0, ref.datasetType.storageClass)
-    with pytest.raises(DatasetNotFoundError):
-        store.addStoredItemInfo(ref, info)  # no record for a dataset that is not stored
     with pytest.raises(KeyError):
         store.removeStoredItemInfo(ref)
     store.put({"x": 1}, ref)

@@ -15,11 +15,12 @@ from typing import Any
 
 from .butler_config import REPOSITORY_ID_KEY, ButlerConfig, makeRepo, repoConfigPath
 from .config import Config
-from .dataset_lookup import DatasetLookup, mergeDataId
-from .dataset_ref import DatasetRef
+from .dataset_lookup import DatasetLookup, collectionNames, mergeDataId
+from .dataset_ref import DatasetRef, checkRunName
 from .dataset_type import DatasetType
 from .datastore.base import Datastore
 from .exceptions import (
+    ArgumentTypeError,
     DatasetNotFoundError,
     DatasetTypeError,
     NoDefaultRunError,
@@ -74,6 +75,10 @@ class Butler:
         The repository config is malformed.
     ForeignRegistryError
         The registry the config names belongs to another repository.
+    RunNameError
+        ``run`` is not a name the registry can store; nothing was opened or registered.
+    ArgumentTypeError
+        ``collections`` is not a str or a sequence of str.
 
     Examples
     --------
@@ -93,6 +98,9 @@ class Butler:
         *,
         writeable: bool = True,
     ) -> None:
+        searched = collectionNames(collections, "Butler(collections=...)")
+        if run is not None:
+            checkRunName(run)
         path = repoConfigPath(root)
         self.root = path.parent.absolute()
         self.isWriteable = writeable
@@ -117,9 +125,7 @@ class Butler:
             self.registry.close()
             raise
         self.run = run
-        if isinstance(collections, str):
-            collections = [collections]
-        self._lookup = DatasetLookup(self.registry, collections or ([run] if run else []), str(self.root))
+        self._lookup = DatasetLookup(self.registry, searched or ([run] if run else []), str(self.root))
 
     @property
     def collections(self) -> tuple[str, ...]:
@@ -128,7 +134,7 @@ class Butler:
 
     @collections.setter
     def collections(self, value: Sequence[str]) -> None:
-        self._lookup.collections = (value,) if isinstance(value, str) else tuple(value)
+        self._lookup.collections = collectionNames(value, "Butler.collections")
 
     # -- repositories --
 
@@ -167,6 +173,12 @@ class Butler:
                 f"(writeable=False); open it with Butler({str(self.root)!r}) to write."
             )
 
+    def __str__(self) -> str:
+        return (
+            f"Butler({str(self.root)!r}, run={self.run!r}, collections={list(self.collections)!r}, "
+            f"datastore={self.datastore}, registry={self.registry})"
+        )
+
     # -- dataset types --
 
     def registerDatasetType(
@@ -199,6 +211,11 @@ class Butler:
                 raise DatasetTypeError(
                     f"Registering dataset type {datasetTypeOrName!r} needs dimensions and a storage class, "
                     f"e.g. registerDatasetType({datasetTypeOrName!r}, ('visit',), 'StructuredDataDict')."
+                )
+            if isinstance(dimensions, str):  # a str is iterable, but "visit" is not ("i", "s", "t", "v")
+                raise DatasetTypeError(
+                    f"Dataset type {datasetTypeOrName!r}: dimensions must be a sequence of names such as "
+                    f"({dimensions!r},), not the bare str {dimensions!r}."
                 )
             datasetType = DatasetType(
                 datasetTypeOrName, tuple(dimensions), self.storageClassFactory.getStorageClass(storageClass)
@@ -237,11 +254,16 @@ class Butler:
             The Butler was opened with ``writeable=False``.
         """
         self._requireWriteable("begin a transaction")
-        with (
-            self.datastore.transaction(deferCommitActions=True) as datastoreTransaction,
-            self.registry.transaction(),
-        ):
-            yield
+        try:
+            with (
+                self.datastore.transaction(deferCommitActions=True) as datastoreTransaction,
+                self.registry.transaction(),
+            ):
+                yield
+        except BaseException:
+            # Dataset types looked up inside the block may be ones it registered, now undone.
+            self._lookup.forgetAll()
+            raise
         datastoreTransaction.runCommitActions()
 
     def _runFor(self, run: str | None, what: Callable[[], str]) -> str:
@@ -313,6 +335,8 @@ class Butler:
 
         Raises
         ------
+        ArgumentTypeError
+            ``refs`` is a str, or holds something other than DatasetRefs; nothing was removed.
         DatasetNotFoundError
             A ref is not in the registry; nothing was removed.
         DatasetTypeError
@@ -321,8 +345,19 @@ class Butler:
         ReadOnlyRepositoryError
             The Butler was opened with ``writeable=False``; nothing was removed.
         """
+        if isinstance(refs, str | DatasetRef):
+            raise ArgumentTypeError(
+                f"removeDatasets takes an iterable of DatasetRefs, not {type(refs).__name__} {refs!r}; "
+                "nothing was removed."
+            )
         refs = list(refs)
         self._requireWriteable(f"remove {len(refs)} dataset(s)")
+        notRefs = [ref for ref in refs if not isinstance(ref, DatasetRef)]
+        if notRefs:
+            raise ArgumentTypeError(
+                f"removeDatasets takes DatasetRefs (from put, findDataset or queryDatasets), not "
+                f"{type(notRefs[0]).__name__} {notRefs[0]!r}; nothing was removed."
+            )
         components = [ref for ref in refs if ref.isComponent()]
         if components:
             ref = components[0]

@@ -8,17 +8,42 @@ too much" into errors that name what was asked for.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .dataset_ref import DataIdValue, DatasetRef, normalizeDataId
 from .dataset_type import DatasetType
-from .exceptions import AmbiguousDatasetError, DataIdError, DatasetNotFoundError
+from .exceptions import AmbiguousDatasetError, ArgumentTypeError, DataIdError, DatasetNotFoundError
 
 if TYPE_CHECKING:
     from .registry import SqlRegistry
 
-__all__ = ["DatasetLookup", "mergeDataId"]
+__all__ = ["DatasetLookup", "collectionNames", "mergeDataId"]
+
+
+def collectionNames(collections: object, what: str) -> tuple[str, ...]:
+    """Return ``collections`` (`None`, one name, or a sequence of names) as a tuple of names.
+
+    Raises
+    ------
+    ArgumentTypeError
+        ``collections`` is neither a str nor an iterable of str.
+    """
+    if collections is None:
+        return ()
+    if isinstance(collections, str):
+        return (collections,)
+    if isinstance(collections, Iterable) and not isinstance(collections, Mapping | bytes):
+        names = tuple(collections)
+        wrong = [name for name in names if not isinstance(name, str)]
+        if not wrong:
+            return names
+        shown = f"{type(wrong[0]).__name__} {wrong[0]!r}"
+    else:
+        shown = f"{type(collections).__name__} {collections!r}"
+    raise ArgumentTypeError(
+        f"{what}: collections are a run name or a list of run names, such as ['night1'], not {shown}."
+    )
 
 
 def mergeDataId(
@@ -73,7 +98,14 @@ class DatasetLookup:
             No such dataset type is registered.
         UnknownComponentError
             The parent type has no such component.
+        ArgumentTypeError
+            ``name`` is not a str.
         """
+        if not isinstance(name, str):
+            raise ArgumentTypeError(
+                f"A dataset type is given as a DatasetType or its name (a str), not "
+                f"{type(name).__name__} {name!r}."
+            )
         datasetType = self._datasetTypes.get(name)
         if datasetType is None:
             datasetType = self.registry.getDatasetType(name)
@@ -86,6 +118,10 @@ class DatasetLookup:
             return datasetTypeOrName
         return self.getDatasetType(datasetTypeOrName)
 
+    def forgetAll(self) -> None:
+        """Drop every cached dataset type (after a transaction that may have registered some rolled back)."""
+        self._datasetTypes.clear()
+
     def forget(self, name: str) -> None:
         """Drop the cached dataset type ``name`` and its components."""
         for key in [k for k in self._datasetTypes if k == name or k.startswith(name + ".")]:
@@ -95,7 +131,7 @@ class DatasetLookup:
         """Return the runs to search: ``collections`` if given, else the defaults."""
         if collections is None:
             return self.collections
-        return (collections,) if isinstance(collections, str) else tuple(collections)
+        return collectionNames(collections, "collections=")
 
     def find(
         self,

@@ -10,11 +10,62 @@ from types import MappingProxyType
 from typing import Any
 
 from .dataset_type import DatasetType
-from .exceptions import DataIdError
+from .exceptions import DataIdError, RunNameError
 
-__all__ = ["DataIdValue", "DatasetRef", "normalizeDataId"]
+__all__ = ["MAX_RUN_NAME", "DataIdValue", "DatasetRef", "checkRunName", "normalizeDataId", "unstorableText"]
 
 DataIdValue = int | str
+
+MAX_RUN_NAME = 128
+"""The longest run name a registry stores, in characters."""
+
+
+def unstorableText(text: str) -> str | None:
+    """Say why ``text`` cannot be stored in a registry, or return `None` if it can.
+
+    A registry keeps text as UTF-8, and PostgreSQL refuses the NUL character; a lone surrogate
+    (which is what bytes that are not UTF-8 become in a command-line argument) has no UTF-8
+    form at all.
+    """
+    if text.isascii():
+        return "it contains the NUL character" if "\x00" in text else None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return (
+            f"it is not valid Unicode text ({text[exc.start : exc.end]!r} at position {exc.start} is a "
+            "lone surrogate, which is what bytes that are not UTF-8 become)"
+        )
+    return "it contains the NUL character" if "\x00" in text else None
+
+
+def checkRunName(name: object) -> str:
+    """Return ``name`` if a registry can store it as a run name.
+
+    Raises
+    ------
+    RunNameError
+        ``name`` is not a str, is empty or longer than `MAX_RUN_NAME` characters, or holds text
+        a registry cannot store (see `unstorableText`).
+    """
+    if not isinstance(name, str):
+        raise RunNameError(f"A run name is a str, not {type(name).__name__} {name!r}.")
+    if not name:
+        raise RunNameError("A run name cannot be empty; use e.g. 'night1' or 'u/alice/test'.")
+    if len(name) > MAX_RUN_NAME:
+        raise RunNameError(
+            f"Run name {name[:40]!r}... is {len(name)} characters; a registry stores at most "
+            f"{MAX_RUN_NAME}. Use a shorter name."
+        )
+    problem = unstorableText(name)
+    if problem is not None:
+        raise RunNameError(f"Run name {name!r} cannot be stored: {problem}. Use a name of plain text.")
+    return name
+
+
+def _dataIdSortKey(dataId: Mapping[str, DataIdValue]) -> tuple[tuple[str, bool, int | str], ...]:
+    # ints before strs for the same key, so mixed values never compare an int with a str
+    return tuple((key, isinstance(value, str), value) for key, value in dataId.items())
 
 
 def normalizeDataId(
@@ -77,7 +128,8 @@ class DatasetRef:
     """A reference to one dataset: ``datasetType``, ``dataId``, ``id`` (UUID) and ``run``.
 
     Component refs (from `makeComponentRef`) share their parent's ``id``; refs compare and hash
-    by ``id`` and dataset type name.
+    by ``id`` and dataset type name. Refs sort by dataset type name, then data ID (key by key,
+    integers before strings), then run and id.
 
     Parameters
     ----------
@@ -153,6 +205,29 @@ class DatasetRef:
     def __hash__(self) -> int:
         """Hash the id and the dataset type name (computed once, in ``__post_init__``)."""
         return self._hash
+
+    def _sortKey(self) -> tuple[Any, ...]:
+        return (self.datasetType.name, _dataIdSortKey(self.dataId), self.run or "", self.id.int)
+
+    def __lt__(self, other: object) -> bool:
+        if not isinstance(other, DatasetRef):
+            return NotImplemented
+        return self._sortKey() < other._sortKey()
+
+    def __le__(self, other: object) -> bool:
+        if not isinstance(other, DatasetRef):
+            return NotImplemented
+        return self._sortKey() <= other._sortKey()
+
+    def __gt__(self, other: object) -> bool:
+        if not isinstance(other, DatasetRef):
+            return NotImplemented
+        return self._sortKey() > other._sortKey()
+
+    def __ge__(self, other: object) -> bool:
+        if not isinstance(other, DatasetRef):
+            return NotImplemented
+        return self._sortKey() >= other._sortKey()
 
     def __repr__(self) -> str:
         """Show the dataset type name, the data ID, the id and the run, if any."""

@@ -19,6 +19,7 @@ either the databutler name or the builtin::
     ├── DatasetTypeMismatchError (TypeError)
     │   └── UnstorableDatasetError (TypeError)
     ├── DatasetNotFoundError (FileNotFoundError)
+    │   └── DatasetFileMissingError
     ├── DatasetExistsError (ValueError)
     ├── StoredItemInfoExistsError (KeyError)
     ├── StoredItemInfoNotFoundError (KeyError)
@@ -35,11 +36,17 @@ either the databutler name or the builtin::
     │   ├── MissingRegistryError (FileNotFoundError)
     │   ├── ForeignRegistryError (ValueError)
     │   ├── ConflictingDatasetError (ValueError)
-    │   └── InvalidQueryError (ValueError)
+    │   ├── InvalidQueryError (ValueError)
+    │   ├── DatabaseLockedError (TimeoutError)
+    │   ├── DatabaseFullError (OSError)
+    │   ├── DatabaseDamagedError
+    │   └── DatabaseValueError (ValueError)
     ├── UnsafePathError (ValueError)
     ├── RepositoryExistsError (FileExistsError)
     ├── ReadOnlyRepositoryError (PermissionError)
     ├── NoDefaultRunError (TypeError)
+    ├── RunNameError (ValueError, TypeError)
+    ├── ArgumentTypeError (TypeError)
     └── AmbiguousDatasetError (LookupError)
 
 `KeyError` subclasses override ``__str__`` so their message is printed as
@@ -50,12 +57,18 @@ from __future__ import annotations
 
 __all__ = [
     "AmbiguousDatasetError",
+    "ArgumentTypeError",
     "ConfigError",
     "ConfigFileNotFoundError",
     "ConflictingDatasetError",
     "DataIdError",
+    "DatabaseDamagedError",
+    "DatabaseFullError",
+    "DatabaseLockedError",
+    "DatabaseValueError",
     "DatabutlerError",
     "DatasetExistsError",
+    "DatasetFileMissingError",
     "DatasetIntegrityError",
     "DatasetNotFoundError",
     "DatasetTooLargeError",
@@ -78,6 +91,7 @@ __all__ = [
     "ReadOnlyRepositoryError",
     "RegistryError",
     "RepositoryExistsError",
+    "RunNameError",
     "StorageClassConflictError",
     "StorageClassError",
     "StoredItemInfoExistsError",
@@ -177,6 +191,11 @@ class DatasetNotFoundError(DatabutlerError, FileNotFoundError):
     """The requested dataset is not in the datastore (never stored, removed, evicted or expired)."""
 
 
+class DatasetFileMissingError(DatasetNotFoundError):
+    """A dataset is recorded in the datastore, but its file is gone (deleted or moved behind
+    the datastore's back); the message names the file."""
+
+
 class DatasetExistsError(DatabutlerError, ValueError):
     """A dataset with this id is already stored; remove it first to replace it."""
 
@@ -248,6 +267,25 @@ class ConflictingDatasetError(RegistryError, ValueError):
     """A dataset with the same type, data ID and run already exists."""
 
 
+class DatabaseLockedError(RegistryError, TimeoutError):
+    """The registry database stayed locked by another writer for longer than the busy timeout.
+
+    The message names the database and, where the database can tell, who holds the lock.
+    """
+
+
+class DatabaseFullError(RegistryError, OSError):
+    """The disk holding the registry database is full (or the database reached a size limit)."""
+
+
+class DatabaseDamagedError(RegistryError):
+    """The registry database file is damaged, or is not a database at all."""
+
+
+class DatabaseValueError(RegistryError, ValueError):
+    """The registry database refused a value it cannot store (e.g. a NUL character on PostgreSQL)."""
+
+
 # -- butler ----------------------------------------------------------------------------------
 
 
@@ -265,6 +303,14 @@ class ReadOnlyRepositoryError(DatabutlerError, PermissionError):
 
 class NoDefaultRunError(DatabutlerError, TypeError):
     """A write needs a run, but none was given and the Butler was opened without one."""
+
+
+class RunNameError(DatabutlerError, ValueError, TypeError):
+    """A run name is not a non-empty str of storable text (UTF-8, no NUL) of at most 128 characters."""
+
+
+class ArgumentTypeError(DatabutlerError, TypeError):
+    """An argument is not of a type the call accepts (a DatasetRef, a dataset type name, ...)."""
 
 
 class AmbiguousDatasetError(DatabutlerError, LookupError):

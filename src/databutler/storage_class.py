@@ -37,6 +37,9 @@ copies; ``deepcopy`` stores and hands out deep copies; ``freeze`` stores one own
 copy and hands out read-only views of it.
 """
 
+_ENTRY_KEYS = frozenset({"pytype", "delegate", "parameters", "components", "copyMode", "inheritsFrom"})
+"""The keys a ``storageClasses`` entry may have."""
+
 _EXTRA_FOR_MODULE = {"numpy": "numpy", "pandas": "pandas", "pyarrow": "arrow", "astropy": "astropy"}
 
 
@@ -490,7 +493,7 @@ class StorageClassFactory:
         """Return `True` if the name is registered, or the storage class is registered as it is."""
         if isinstance(storageClassOrName, StorageClass):
             return self._storageClasses.get(storageClassOrName.name) == storageClassOrName
-        return storageClassOrName in self._storageClasses
+        return isinstance(storageClassOrName, str) and storageClassOrName in self._storageClasses
 
     def __len__(self) -> int:
         """Return the number of registered storage classes."""
@@ -543,8 +546,11 @@ class StorageClassFactory:
 
         ``config`` is a path, mapping or Config holding a ``storageClasses`` mapping (or that
         mapping itself). Each entry may give ``pytype``, ``delegate``, ``parameters``,
-        ``components`` (name → storage class name, defined here or already registered) and
-        ``copyMode``.
+        ``components`` (name → storage class name, defined here or already registered),
+        ``copyMode`` and ``inheritsFrom``: the name of another storage class (defined here or
+        already registered) whose definition this one starts from. Its ``pytype``, ``delegate``
+        and ``copyMode`` are kept unless the entry gives its own; its ``parameters`` and
+        ``components`` are extended by the entry's.
 
         Raises
         ------
@@ -564,7 +570,8 @@ class StorageClassFactory:
                 return self.getStorageClass(name)
             if name in building:
                 raise StorageClassError(
-                    f"Storage class {name!r}{where} contains itself through its components."
+                    f"Storage class {name!r}{where} contains itself through its components, "
+                    "or inherits from itself through inheritsFrom."
                 )
             entry = definitions[name]
             if entry is None:
@@ -573,27 +580,49 @@ class StorageClassFactory:
                 entry = {"pytype": entry}
             if not isinstance(entry, dict):
                 raise StorageClassError(f"Storage class {name!r}{where} must be a mapping, not {entry!r}.")
-            unknownKeys = set(entry) - {"pytype", "delegate", "parameters", "components", "copyMode"}
+            unknownKeys = set(entry) - _ENTRY_KEYS
             if unknownKeys:
                 raise StorageClassError(
                     f"Storage class {name!r}{where} has unknown key(s) {sorted(unknownKeys)}; "
-                    f"expected pytype, delegate, parameters, components, copyMode."
+                    f"expected {', '.join(sorted(_ENTRY_KEYS))}."
+                )
+            parentName = entry.get("inheritsFrom")
+            if parentName is not None and not isinstance(parentName, str):
+                raise StorageClassError(
+                    f"Storage class {name!r}{where}: inheritsFrom names one storage class, not {parentName!r}."
                 )
             building.add(name)
             try:
+                parent = build(parentName) if parentName is not None else None
                 comps = {c: build(scName) for c, scName in (entry.get("components") or {}).items()}
             except UnknownStorageClassError as exc:
-                raise StorageClassError(f"Storage class {name!r}{where}: component {exc}") from exc
+                what = "inheritsFrom" if parentName is not None and parentName not in self else "component"
+                raise StorageClassError(f"Storage class {name!r}{where}: {what} {exc}") from exc
             finally:
                 building.discard(name)
-            storageClass = StorageClass(
-                name,
-                pytype=entry.get("pytype"),
-                components=comps,
-                parameters=entry.get("parameters") or (),
-                delegate=entry.get("delegate"),
-                copyMode=entry.get("copyMode", "deepcopy"),
-            )
+            parameters = entry.get("parameters") or ()
+            if isinstance(parameters, str):
+                raise StorageClassError(
+                    f"Storage class {name!r}{where}: parameters must be a list of names, not a str."
+                )
+            if parent is None:
+                storageClass = StorageClass(
+                    name,
+                    pytype=entry.get("pytype"),
+                    components=comps,
+                    parameters=parameters,
+                    delegate=entry.get("delegate"),
+                    copyMode=entry.get("copyMode", "deepcopy"),
+                )
+            else:  # the parent's definition, with this entry's keys over it
+                storageClass = StorageClass(
+                    name,
+                    pytype=entry.get("pytype", parent._pytypeSpec),
+                    components={**parent.components, **comps},
+                    parameters=parent.parameters | set(parameters),
+                    delegate=entry.get("delegate", parent._delegateSpec),
+                    copyMode=entry.get("copyMode", parent.copyMode),
+                )
             self.registerStorageClass(storageClass, replace=replace)
             return self._storageClasses[name]
 

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from .dataset_ref import DatasetRef
+from .dataset_ref import DatasetRef, checkRunName
 from .exceptions import ConflictingDatasetError
 
 if TYPE_CHECKING:
@@ -87,16 +87,21 @@ def transferFrom(
         A different dataset of the same type, data ID and run exists here.
     DatasetNotFoundError
         A dataset is not in ``source``'s datastore.
+    RunNameError
+        A ref's run is not a name this registry can store; nothing was registered.
     """
     parents: dict[DatasetRef, None] = {}
     for ref in refs:
         parents[ref.makeCompositeRef() if ref.isComponent() else ref] = None
     wanted = list(parents)
     registry = target.registry
+    runs = sorted({str(ref.run) for ref in wanted if ref.run})
+    for run in runs:  # refused before anything is registered
+        checkRunName(run)
     with target.transaction():
         for datasetType in {ref.datasetType for ref in wanted}:
             target.registerDatasetType(datasetType)
-        for run in sorted({str(ref.run) for ref in wanted if ref.run}):
+        for run in runs:
             registry.registerRun(run)
         new: list[DatasetRef] = []
         for ref in wanted:

@@ -169,4 +169,7 @@ class DatabutlerGroup(click.Group):
             return super().invoke(ctx)
         except (DatabutlerError, OSError) as exc:
             message = " ".join(str(exc).split()) or type(exc).__name__
+            # Text from the command line may hold lone surrogates (bytes that are not UTF-8):
+            # printed as escapes, so that writing the message cannot fail in turn.
+            message = message.encode("utf-8", "backslashreplace").decode("utf-8")
             raise click.ClickException(f"{message} [{type(exc).__name__}]") from exc

@@ -17,7 +17,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from ..dataset_ref import DataIdValue, normalizeDataId
+from ..dataset_ref import DataIdValue, normalizeDataId, unstorableText
 from ..dataset_type import DatasetType
 from ..exceptions import DataIdError
 from . import schema
@@ -56,8 +56,8 @@ def encodeDataId(
     ------
     DataIdError
         Keys differ from the dimensions, a value is not an int or str, an int does not fit
-        in 64 bits, a string is longer than 512 characters, or the whole data ID is more than
-        2000 bytes as JSON.
+        in 64 bits, a string is longer than 512 characters or holds text a registry cannot
+        store (a lone surrogate, a NUL), or the whole data ID is more than 2000 bytes as JSON.
     """
     normalized = normalizeDataId(datasetType, dataId)
     parts = []
@@ -88,6 +88,12 @@ def _checkStorable(datasetType: DatasetType, key: str, value: DataIdValue) -> No
             f"Data ID value {key}={value[:40]!r}... of {datasetType.name!r} is {len(value)} characters; "
             f"the registry stores at most {_MAX_STR}."
         )
+    else:
+        problem = unstorableText(value)
+        if problem is not None:
+            raise DataIdError(
+                f"Data ID value {key}={value!r} of {datasetType.name!r} cannot be stored: {problem}."
+            )
 
 
 def decodeDataId(encoded: str) -> Mapping[str, DataIdValue]:
@@ -112,7 +118,8 @@ def parseWhere(datasetType: DatasetType, where: Mapping[str, Any] | None) -> lis
     Raises
     ------
     DataIdError
-        A key is not a dimension of ``datasetType``, or a value is not an int or str.
+        A key is not a dimension of ``datasetType``, a value is not an int or str, an int does
+        not fit in 64 bits, or a str is not text a registry can store (see `unstorableText`).
     """
     if where is None:
         return []
@@ -134,17 +141,29 @@ def parseWhere(datasetType: DatasetType, where: Mapping[str, Any] | None) -> lis
         strs: list[str] = []
         for value in values:
             if isinstance(value, str):
+                problem = unstorableText(value)
+                if problem is not None:
+                    raise DataIdError(
+                        f"where value {dimension}={value!r} for {datasetType.name!r} cannot be "
+                        f"matched: {problem}, so no data ID has it."
+                    )
                 strs.append(value)
                 continue
             try:
                 if isinstance(value, bool):
                     raise TypeError(value)
-                ints.append(operator.index(value))
+                number = operator.index(value)
             except TypeError:
                 raise DataIdError(
                     f"where value {dimension}={value!r} for {datasetType.name!r} must be an int or "
                     f"str (or a list of them), not {type(value).__name__}."
                 ) from None
+            if not _MIN_INT <= number <= _MAX_INT:
+                raise DataIdError(
+                    f"where value {dimension}={number} for {datasetType.name!r} does not fit in a signed "
+                    "64-bit integer, so no data ID has it (use a str for larger identifiers)."
+                )
+            ints.append(number)
         terms.append((dimension, ints, strs))
     return terms
 

@@ -12,8 +12,10 @@ from typing import Any, cast
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from ..dataset_ref import checkRunName
 from ..dataset_type import DatasetType
 from ..exceptions import (
+    ArgumentTypeError,
     DatasetTypeConflictError,
     DatasetTypeError,
     MissingDatasetTypeError,
@@ -27,7 +29,6 @@ from .connections import ConnectionManager
 
 __all__ = ["DatasetTypesAndRuns"]
 
-_MAX_RUN_NAME = 128
 _LISTED = 10
 
 
@@ -74,7 +75,9 @@ class DatasetTypesAndRuns:
             ``datasetType`` is not a DatasetType.
         """
         if not isinstance(datasetType, DatasetType):
-            raise TypeError(f"registerDatasetType needs a DatasetType, not {type(datasetType).__name__}.")
+            raise ArgumentTypeError(
+                f"registerDatasetType needs a DatasetType, not {type(datasetType).__name__}."
+            )
         if datasetType.isComponent():
             raise DatasetTypeError(
                 f"Dataset type {datasetType.name!r} is a component; register its parent "
@@ -186,7 +189,9 @@ class DatasetTypesAndRuns:
             parentName, componentOrNone = given.nameAndComponent()
             component = componentOrNone or ""
         else:
-            raise TypeError(f"Expected a DatasetType or its name, not {type(datasetTypeOrName).__name__}.")
+            raise ArgumentTypeError(
+                f"Expected a DatasetType or its name, not {type(datasetTypeOrName).__name__}."
+            )
         typeId, parent = self._requireDatasetType(parentName)
         resolved = parent.makeComponentDatasetType(component) if component else parent
         if given is not None and (
@@ -214,13 +219,11 @@ class DatasetTypesAndRuns:
 
         Raises
         ------
-        TypeError
-            ``name`` is not a non-empty str of at most 128 characters.
+        RunNameError
+            ``name`` is not a non-empty str of at most 128 characters of storable text (also a
+            TypeError and a ValueError).
         """
-        if not isinstance(name, str) or not name or len(name) > _MAX_RUN_NAME:
-            raise TypeError(
-                f"A run name is a non-empty str of at most {_MAX_RUN_NAME} characters, not {name!r}."
-            )
+        checkRunName(name)
         table = schema.runTable
         statement = (
             self._insert(table)
@@ -242,12 +245,11 @@ class DatasetTypesAndRuns:
         return {row.name: row.id for row in rows}
 
     def _runId(self, name: str) -> int:
-        if not isinstance(name, str) or not name:
-            raise TypeError(f"A run is named by a non-empty str, not {name!r}.")
         key = ("run", name)
         cached = cast("int | None", self._db.cacheGet(key))
         if cached is not None:
             return cached
+        checkRunName(name)
         table = schema.runTable
         with self._db.read() as connection:
             runId = connection.execute(sa.select(table.c.id).where(table.c.name == name)).scalar()
@@ -281,6 +283,6 @@ class DatasetTypesAndRuns:
             ``collections`` is `None`.
         """
         if collections is None:
-            raise TypeError("No collections to search: give a run name or a list of run names.")
+            raise ArgumentTypeError("No collections to search: give a run name or a list of run names.")
         names = [collections] if isinstance(collections, str) else list(collections)
         return {name: self._runId(name) for name in names}

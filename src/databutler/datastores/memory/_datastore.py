@@ -603,10 +603,12 @@ class InMemoryDatastore(Datastore):
     def _infoFor(self, ref: DatasetRef) -> StoredItemInfo | None:
         key = ref.id.int
         entry = self._entries.get(key)
-        if entry is None or not self._sameDataset(ref, entry[REF]):
-            return None
         component = ref.datasetType.component()
         overrides = self._table.infoOverrides.get(key)
+        if entry is None:  # only what addStoredItemInfo recorded for a dataset not held
+            return overrides.get(component) if overrides is not None else None
+        if not self._sameDataset(ref, entry[REF]):
+            return None
         if overrides is not None and component in overrides:
             return overrides[component]
         storageClass = entry[REF].datasetType.storageClass
@@ -624,13 +626,14 @@ class InMemoryDatastore(Datastore):
         info : StoredItemInfo
             Metadata associated with the stored Dataset.
 
+        Info may be recorded for a dataset this datastore does not hold (as the spec allows);
+        it is kept until `removeStoredItemInfo`, or until the dataset is put and then removed.
+
         Raises
         ------
         KeyError
             An entry with this DatasetRef already exists (`StoredItemInfoExistsError`); `put`
             records one for every dataset it stores.
-        DatasetNotFoundError
-            The dataset itself is not stored.
         TypeError
             ``info`` is not a StoredItemInfo.
         """
@@ -644,8 +647,6 @@ class InMemoryDatastore(Datastore):
                     f"Datastore {self.name!r} already has stored-item info for {ref}; "
                     f"remove it with removeStoredItemInfo first."
                 )
-            if ref.id.int not in self._entries:
-                raise self._notFound(ref, "record stored-item info for")
             self._table.infoOverrides.setdefault(ref.id.int, {})[ref.datasetType.component()] = info
 
     def getStoredItemInfo(self, ref: DatasetRef) -> StoredItemInfo:
