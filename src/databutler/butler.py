@@ -174,6 +174,7 @@ class Butler:
             )
 
     def __str__(self) -> str:
+        """Show the root, run and collections, and the datastore and registry in use."""
         return (
             f"Butler({str(self.root)!r}, run={self.run!r}, collections={list(self.collections)!r}, "
             f"datastore={self.datastore}, registry={self.registry})"

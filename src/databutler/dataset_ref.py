@@ -210,21 +210,25 @@ class DatasetRef:
         return (self.datasetType.name, _dataIdSortKey(self.dataId), self.run or "", self.id.int)
 
     def __lt__(self, other: object) -> bool:
+        """Sort before ``other``: by dataset type name, data ID, run, then id."""
         if not isinstance(other, DatasetRef):
             return NotImplemented
         return self._sortKey() < other._sortKey()
 
     def __le__(self, other: object) -> bool:
+        """Sort before or equal to ``other``: by dataset type name, data ID, run, then id."""
         if not isinstance(other, DatasetRef):
             return NotImplemented
         return self._sortKey() <= other._sortKey()
 
     def __gt__(self, other: object) -> bool:
+        """Sort after ``other``: by dataset type name, data ID, run, then id."""
         if not isinstance(other, DatasetRef):
             return NotImplemented
         return self._sortKey() > other._sortKey()
 
     def __ge__(self, other: object) -> bool:
+        """Sort after or equal to ``other``: by dataset type name, data ID, run, then id."""
         if not isinstance(other, DatasetRef):
             return NotImplemented
         return self._sortKey() >= other._sortKey()

@@ -192,8 +192,10 @@ class DatasetNotFoundError(DatabutlerError, FileNotFoundError):
 
 
 class DatasetFileMissingError(DatasetNotFoundError):
-    """A dataset is recorded in the datastore, but its file is gone (deleted or moved behind
-    the datastore's back); the message names the file."""
+    """A dataset is recorded in the datastore, but its file is gone.
+
+    The file was deleted or moved behind the datastore's back; the message names it.
+    """
 
 
 class DatasetExistsError(DatabutlerError, ValueError):
