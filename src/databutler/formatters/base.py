@@ -254,74 +254,92 @@ def checkPlain(data: Any, formatName: str, stringKeysOnly: bool) -> None:
     UnstorableDatasetError
         Such a value is found; the message says where and what to do.
     """
-    # Depth-first. The containers on the current path are in ``onPath`` (by id), so a container
-    # inside itself is found at once; an exit marker (depth -1) takes one off the path and adds
-    # its expanded size (what the text would hold: a shared container is written once per
-    # reference) to its parent's. A shared container is walked again only when it is reached
-    # at a greater depth, so the walk is linear in the distinct containers times the depth bound.
+    # Depth-first over the containers; scalars are checked where they are met. The containers
+    # on the current path are in ``onPath`` (by id), so a container inside itself is found at
+    # once; an exit marker (negative depth) takes one off the path and adds its expanded size
+    # (what the text would hold: a shared container is written once per reference) to its
+    # parent's. A shared container is walked again only when met at a greater depth, so the walk
+    # is linear in the distinct containers times the depth bound.
+    kind = type(data)
+    if kind in _SCALAR_TYPES:
+        if kind is str and not data.isascii():
+            _checkText(data, formatName, None)
+        return
+    if kind is not dict and kind is not list:
+        raise _misfit(data, formatName, None)
     onPath: set[int] = set()
-    sizes: dict[int, tuple[int, int]] = {}  # id -> (deepest depth walked at, expanded size)
-    counts: dict[int, int] = {}
+    walked: dict[int, tuple[int, int]] = {}  # id -> (depth walked at, expanded size)
+    sizes: dict[int, int] = {}  # id -> expanded size so far, for the containers on the path
     stack: list[tuple[Any, Any, int, int]] = [(data, None, 0, 0)]
     while stack:
         node, where, depth, parent = stack.pop()
+        key = id(node)
         if depth < 0:
-            onPath.discard(id(node))
-            size = counts.pop(id(node))
-            sizes[id(node)] = (-depth - 1, size)
-            counts[parent] = counts.get(parent, 0) + size
+            onPath.discard(key)
+            size = sizes.pop(key)
+            walked[key] = (-depth - 1, size)
             if size > MAX_PLAIN_ITEMS:
                 raise _tooBig(formatName, size)
+            if parent:
+                sizes[parent] += size
             continue
-        kind = type(node)
-        if kind in _SCALAR_TYPES:
-            if kind is str:
-                _checkText(node, formatName, where)
-            counts[parent] = counts.get(parent, 0) + 1
-            continue
-        if kind is tuple:
+        if key in onPath:
             raise UnstorableDatasetError(
-                f"{formatName} would read the tuple at {_render(where)} back as a list; store a list, or "
-                f"configure a formatter that keeps tuples (PickleFormatter)."
+                f"{formatName} cannot write the {type(node).__name__} at {_render(where)}: it contains "
+                f"itself (a reference cycle); break the cycle or configure PickleFormatter."
             )
-        elif kind is not dict and kind is not list:
-            raise _notPlain(node, formatName, _render(where))
+        seen = walked.get(key)
+        if seen is not None and seen[0] >= depth:
+            if parent:
+                sizes[parent] += seen[1]
+            continue
         if depth >= MAX_PLAIN_DEPTH:
             raise UnstorableDatasetError(
-                f"{formatName}: the data are nested more than {MAX_PLAIN_DEPTH} levels deep at {_render(where)}; "
-                f"flatten them or configure PickleFormatter."
+                f"{formatName}: the data are nested more than {MAX_PLAIN_DEPTH} levels deep at "
+                f"{_render(where)}; flatten them or configure PickleFormatter."
             )
-        key_ = id(node)
-        if key_ in onPath:
-            raise UnstorableDatasetError(
-                f"{formatName} cannot write the {kind.__name__} at {_render(where)}: it contains itself (a "
-                f"reference cycle); break the cycle or configure PickleFormatter."
-            )
-        walked = sizes.get(key_)
-        if walked is not None and walked[0] >= depth:
-            counts[parent] = counts.get(parent, 0) + walked[1]
-            continue
-        onPath.add(key_)
-        counts[key_] = 1
+        onPath.add(key)
         stack.append((node, where, -depth - 1, parent))
-        if kind is dict:
-            for key, value in node.items():
-                keyType = type(key)
-                if stringKeysOnly and keyType is not str:
+        count = 1
+        children = node.items() if type(node) is dict else enumerate(node)
+        isDict = type(node) is dict
+        for name, value in children:
+            if isDict:
+                nameType = type(name)
+                if nameType is str:
+                    if not name.isascii():
+                        _checkText(name, formatName, (where, name), isKey=True)
+                elif stringKeysOnly:
                     raise UnstorableDatasetError(
-                        f"{formatName} keys must be str, but {_render(where)} has key {key!r} "
-                        f"({keyType.__name__}), which it would turn into a string; use YamlFormatter."
+                        f"{formatName} keys must be str, but {_render(where)} has key {name!r} "
+                        f"({nameType.__name__}), which it would turn into a string; use YamlFormatter."
                     )
-                if keyType not in _SCALAR_TYPES:
+                elif nameType not in _SCALAR_TYPES:
                     raise UnstorableDatasetError(
-                        f"{formatName} cannot keep the key {key!r} ({keyType.__qualname__}) at {_render(where)} as it "
-                        f"is; use str, int, float, bool or None keys, or configure PickleFormatter."
+                        f"{formatName} cannot keep the key {name!r} ({nameType.__qualname__}) at "
+                        f"{_render(where)} as it is; use str, int, float, bool or None keys, or "
+                        f"configure PickleFormatter."
                     )
-                if keyType is str:
-                    _checkText(key, formatName, (where, key), isKey=True)
-                stack.append((value, (where, key), depth + 1, key_))
-        else:
-            stack.extend((value, (where, i), depth + 1, key_) for i, value in enumerate(node))
+            valueType = type(value)
+            if valueType in _SCALAR_TYPES:
+                count += 1
+                if valueType is str and not value.isascii():
+                    _checkText(value, formatName, (where, name))
+            elif valueType is dict or valueType is list:
+                stack.append((value, (where, name), depth + 1, key))
+            else:
+                raise _misfit(value, formatName, (where, name))
+        sizes[key] = count
+
+
+def _misfit(node: Any, formatName: str, where: Any) -> UnstorableDatasetError:
+    """Return the error for a value that is neither a plain scalar nor a dict or list."""
+    if type(node) is tuple:
+        return UnstorableDatasetError(
+            f"{formatName} would read the tuple at {_render(where)} back as a list; store a list, or "
+            f"configure a formatter that keeps tuples (PickleFormatter)."
+        )
+    return _notPlain(node, formatName, _render(where))
 
 
 def _render(where: Any) -> str:
