@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import io
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import IO, Any, ClassVar
 
 from ..exceptions import DatasetTypeMismatchError, UnstorableDatasetError
@@ -301,8 +301,8 @@ def checkPlain(data: Any, formatName: str, stringKeysOnly: bool) -> None:
         onPath.add(key)
         stack.append((node, where, -depth - 1, parent))
         count = 1
-        children = node.items() if type(node) is dict else enumerate(node)
         isDict = type(node) is dict
+        children: Iterable[tuple[Any, Any]] = node.items() if isDict else enumerate(node)
         for name, value in children:
             if isDict:
                 nameType = type(name)
