@@ -6,6 +6,7 @@ import dataclasses
 import io
 from collections import namedtuple
 from collections.abc import Mapping
+from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
@@ -15,9 +16,11 @@ import pytest
 from astropy.table import Table
 
 from databutler import (
+    ConfigError,
     DatasetTypeMismatchError,
     FitsFormatter,
     Formatter,
+    FormatterError,
     InvalidParameterError,
     JsonFormatter,
     NpyFormatter,
@@ -246,3 +249,51 @@ def test_formatter_needs_a_read_method() -> None:
     with pytest.raises(NotImplementedError, match="neither"):
         WriteOnly().readStream(io.BytesIO(b"x"), sc("Bytes"), {})
     assert WriteOnly().name.endswith("WriteOnly") and repr(WriteOnly()) == "WriteOnly()"
+
+
+def test_file_formats_by_extension_come_from_config() -> None:
+    from databutler.formatters.extensions import FormatterRegistry
+
+    formats = FormatterRegistry.fromDefaults()
+    assert formats.extensions == (".json", ".yaml", ".yml", ".npy", ".parquet", ".fits")
+    assert isinstance(formats.formatterFor("a/B.PARQUET"), ParquetFormatter)
+    assert formats.formatterFor("x.yml") is formats.formatterFor("y.yaml")
+    with pytest.raises(FormatterError, match=r"'\.txt' is not one of \.json.*fileFormats\.yaml"):
+        formats.formatterFor("notes.txt")
+    with pytest.raises(ConfigError, match="not a Formatter"):
+        FormatterRegistry({"txt": "databutler.storage_class.StorageClass"}).formatterFor("a.txt")
+
+
+class TextFormatter(Formatter):
+    """A format added by one module and one config line."""
+
+    extension = ".txt"
+
+    def write(self, inMemoryDataset: Any, stream: IO[bytes], storageClass: StorageClass) -> None:
+        """Write the text as UTF-8."""
+        stream.write(inMemoryDataset.encode())
+
+    def readBuffer(
+        self, buffer: memoryview, storageClass: StorageClass, parameters: Mapping[str, Any]
+    ) -> Any:
+        """Read UTF-8 text."""
+        return bytes(buffer).decode()
+
+
+def test_a_new_file_format_is_one_module_and_one_config_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from databutler.script import files
+
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    (configs / "fileFormats.yaml").write_text(f"fileFormats:\n  txt: {__name__}.TextFormatter\n")
+    monkeypatch.setenv("DATABUTLER_CONFIG_PATH", str(configs))
+    files.fileFormats.cache_clear()
+    try:
+        written = files.writeDataFile("hello", tmp_path / "note.txt")
+        assert written.read_text() == "hello"
+        assert files.readDataFile(written, sc("String")) == "hello"
+        assert ".txt" in files.fileFormats().extensions and ".json" in files.fileFormats().extensions
+    finally:
+        files.fileFormats.cache_clear()

@@ -13,6 +13,7 @@ import dataclasses
 import io
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import IO, Any, ClassVar
 
 from ..exceptions import DatasetTypeMismatchError, UnstorableDatasetError
@@ -137,6 +138,39 @@ class Formatter(ABC):
         if type(self).readBuffer is Formatter.readBuffer:
             raise NotImplementedError(f"{self.name} implements neither readBuffer nor readStream.")
         return self.readBuffer(memoryview(bytearray(stream.read())), storageClass, parameters)
+
+    # -- files outside any datastore (``databutler put`` and ``get -o``) --
+
+    def importFile(self, path: Path, storageClass: StorageClass) -> Any:
+        """Read ``path``, a file outside any datastore, as an object of ``storageClass``'s type.
+
+        The default reads the whole file and hands it to `readBuffer`; a formatter overrides
+        this to read files that other programs wrote, or as more types than it writes.
+
+        Raises
+        ------
+        Exception
+            Anything; the caller reports it as a `FormatterError` naming the file.
+        """
+        with open(path, "rb") as fh:
+            data = bytearray(fh.read())
+        return self.readBuffer(memoryview(data), storageClass, {})
+
+    def exportFile(self, inMemoryDataset: Any, path: Path) -> None:
+        """Write ``inMemoryDataset`` to ``path``, a file outside any datastore, for other programs.
+
+        The default writes what `write` would, as a storage class of the object's own type; the
+        file is only created once the whole dataset is encoded. A formatter overrides this to
+        write more types than it stores (an array as JSON, any table as FITS).
+
+        Raises
+        ------
+        Exception
+            Anything; the caller reports it as a `FormatterError` naming the file.
+        """
+        memory = io.BytesIO()
+        self.write(inMemoryDataset, memory, StorageClass("Exported", type(inMemoryDataset)))
+        path.write_bytes(memory.getbuffer())
 
     def __repr__(self) -> str:
         """Show the formatter class."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import warnings
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
@@ -236,6 +237,33 @@ class FitsFormatter(Formatter):
             if data is None:
                 raise ValueError("the FITS file has no primary image")
             return np.array(data) if hdus[0].header.get(_BIG_ENDIAN) else _native(np.array(data))
+
+    def importFile(self, path: Path, storageClass: StorageClass) -> Any:
+        """Read any FITS file: the primary image for an array type, else the first table.
+
+        A table is read by astropy as it stands (FITS's big-endian dtypes, NaN as masked) and
+        handed over as a DataFrame for a pandas storage class.
+        """
+        if issubclass(storageClass.pytype, np.ndarray):
+            return fits.getdata(path)
+        table = Table.read(path)
+        return table.to_pandas() if storageClass.pytype.__module__.split(".")[0] == "pandas" else table
+
+    def exportFile(self, inMemoryDataset: Any, path: Path) -> None:
+        """Write an array as the primary image, or any table (astropy, pandas, pyarrow) as a table."""
+        kind = type(inMemoryDataset).__module__.split(".")[0]
+        if isinstance(inMemoryDataset, np.ndarray):
+            fits.writeto(path, inMemoryDataset, overwrite=True)
+            return
+        if kind == "astropy" and isinstance(inMemoryDataset, Table):
+            table = inMemoryDataset
+        elif kind == "pandas" and getattr(inMemoryDataset, "ndim", 0) == 2:
+            table = Table.from_pandas(inMemoryDataset)
+        elif kind == "pyarrow" and hasattr(inMemoryDataset, "column_names"):
+            table = Table.from_pandas(inMemoryDataset.to_pandas(use_threads=False))
+        else:
+            raise TypeError(f"a {type(inMemoryDataset).__name__} has no .fits form")
+        table.write(path, format="fits", overwrite=True)
 
     def readBuffer(
         self, buffer: memoryview, storageClass: StorageClass, parameters: Mapping[str, Any]

@@ -4,12 +4,27 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import IO, Any
 
 from ..storage_class import StorageClass
 from .base import Formatter, fromPlain, toCheckedPlain
 
-__all__ = ["JsonFormatter"]
+__all__ = ["JsonFormatter", "exportDefault"]
+
+
+def exportDefault(obj: Any) -> Any:
+    """Turn what JSON cannot write into lists for an exported file: arrays and NumPy scalars.
+
+    Raises
+    ------
+    TypeError
+        ``obj`` has no ``tolist()``.
+    """
+    tolist = getattr(obj, "tolist", None)
+    if callable(tolist):
+        return tolist()
+    raise TypeError(f"{type(obj).__name__} is not JSON serializable")
 
 
 class JsonFormatter(Formatter):
@@ -49,6 +64,11 @@ class JsonFormatter(Formatter):
         """
         data = self._plain(inMemoryDataset, storageClass)
         stream.write(json.dumps(data, ensure_ascii=False).encode("utf-8"))
+
+    def exportFile(self, inMemoryDataset: Any, path: Path) -> None:
+        """Write indented JSON for people and other programs; arrays are written as lists."""
+        text = json.dumps(inMemoryDataset, default=exportDefault, indent=2) + "\n"
+        path.write_text(text, encoding="utf-8")
 
     def readBuffer(
         self, buffer: memoryview, storageClass: StorageClass, parameters: Mapping[str, Any]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
@@ -79,6 +80,10 @@ class NpyFormatter(Formatter):
         if array.size:
             data = array.T if header["fortran_order"] else array
             stream.write(np.ascontiguousarray(data).data.cast("B"))
+
+    def exportFile(self, inMemoryDataset: Any, path: Path) -> None:
+        """Write ``numpy.save``'s format; anything array-like is written as an array."""
+        np.save(path, np.asarray(inMemoryDataset), allow_pickle=False)
 
     def newBuffer(self, size: int) -> memoryview:
         """Return an uninitialized byte buffer that the array read from it can own."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import IO, Any
 
 import pyarrow as pa
@@ -18,6 +19,10 @@ __all__ = ["ParquetFormatter"]
 
 def _isDataFrameType(pytype: type) -> bool:
     return pytype.__module__.split(".")[0] == "pandas"
+
+
+def _isAstropyType(pytype: type) -> bool:
+    return pytype.__module__.split(".")[0] == "astropy"
 
 
 _KEEP_PANDAS = b"databutler:keepPandasMetadata"
@@ -168,6 +173,27 @@ class ParquetFormatter(Formatter):
             table = pa.Table.from_pandas(inMemoryDataset)
         # Non-compliant nested names keep a list's child field called "item", as Arrow names it.
         pq.write_table(table, stream, use_compliant_nested_type=False)
+
+    def importFile(self, path: Path, storageClass: StorageClass) -> Any:
+        """Read any Parquet file as a pyarrow Table, a DataFrame or (by astropy) an astropy Table."""
+        if _isAstropyType(storageClass.pytype):
+            from astropy.table import Table
+
+            return Table.read(path, format="parquet")
+        # No Arrow thread pool: its threads can abort the process at exit (apache/arrow#34314).
+        table = pq.read_table(path, use_threads=False)
+        return table.to_pandas(use_threads=False) if _isDataFrameType(storageClass.pytype) else table
+
+    def exportFile(self, inMemoryDataset: Any, path: Path) -> None:
+        """Write a pyarrow Table, a DataFrame (with pandas) or an astropy Table (with astropy)."""
+        if isinstance(inMemoryDataset, pa.Table):
+            pq.write_table(inMemoryDataset, path)
+        elif _isDataFrameType(type(inMemoryDataset)):
+            inMemoryDataset.to_parquet(path)
+        elif _isAstropyType(type(inMemoryDataset)):
+            inMemoryDataset.write(path, format="parquet", overwrite=True)
+        else:
+            raise TypeError(f"a {type(inMemoryDataset).__name__} has no .parquet form")
 
     def newBuffer(self, size: int) -> memoryview:
         """Return a pyarrow-allocated buffer, which pyarrow reads without copying."""

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import IO, Any
 
 import yaml
 
 from ..storage_class import StorageClass
 from .base import Formatter, fromPlain, toCheckedPlain
+from .json import exportDefault
 
 __all__ = ["YamlFormatter"]
 
@@ -50,6 +53,11 @@ class YamlFormatter(Formatter):
         data = self._plain(inMemoryDataset, storageClass)
         text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
         stream.write(text.encode("utf-8"))
+
+    def exportFile(self, inMemoryDataset: Any, path: Path) -> None:
+        """Write YAML for people and other programs; arrays are written as lists, tuples as lists."""
+        plain = json.loads(json.dumps(inMemoryDataset, default=exportDefault))
+        path.write_text(yaml.safe_dump(plain, sort_keys=False), encoding="utf-8")
 
     def readBuffer(
         self, buffer: memoryview, storageClass: StorageClass, parameters: Mapping[str, Any]
