@@ -17,8 +17,8 @@ demo: $(STAMP)
 	$(BIN)/python examples/butler_demo.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks examples
-	$(BIN)/ruff format --check src tests benchmarks examples
+	$(BIN)/ruff check src tests benchmarks examples conftest.py
+	$(BIN)/ruff format --check src tests benchmarks examples conftest.py
 
 typecheck: $(STAMP)
 	$(BIN)/mypy src
