@@ -14,6 +14,7 @@ EXPECTED = [
     "ConfigFileNotFoundError",
     "ConfigSubset",
     "ConflictingDatasetError",
+    "ConflictingRecordError",
     "DataIdError",
     "DatabaseDamagedError",
     "DatabaseFullError",

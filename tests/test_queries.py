@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime
+import json
+import uuid
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
-from databutler import InvalidQueryError, SqlRegistry
+from databutler import ConfigError, DatasetType, InvalidQueryError, RegistryError, SqlRegistry
 from databutler.registry.queries import ResolvedColumn, compileExpression, parseExpression
 from databutler.registry.queries.expressions import (
     And,
@@ -23,16 +25,16 @@ from databutler.registry.queries.expressions import (
     Overlaps,
     Range,
 )
-from databutler.testing.query_tests import QueryTests
+from databutler.testing.query_tests import DimensionTests, QueryTests
 from databutler.testing.registry_support import dropNamespace, newNamespace, postgresUrl
 
 
-class TestSqliteQueries(QueryTests):
+class TestSqliteQueries(QueryTests, DimensionTests):
     def makeRegistry(self, tmpPath: Path) -> SqlRegistry:
         return SqlRegistry(f"sqlite:///{tmpPath}/registry.sqlite3", create=True)
 
 
-class TestPostgresQueries(QueryTests):
+class TestPostgresQueries(QueryTests, DimensionTests):
     def makeRegistry(self, tmpPath: Path) -> SqlRegistry:
         return SqlRegistry(postgresUrl(), namespace=newNamespace(), create=True)
 
@@ -175,3 +177,102 @@ def test_docs_queries_examples_run(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     namespace: dict[str, object] = {}
     for block in blocks:
         exec(compile(block, "docs/queries.md", "exec"), namespace)
+
+
+# -- registries made before dimension universes --
+
+
+def _makeOldRegistry(path: Path) -> None:
+    """Write what the previous release wrote: its tables and rows, no universe, no record tables."""
+    from databutler.registry import schema
+
+    engine = sa.create_engine(f"sqlite:///{path}")
+    with engine.begin() as connection:
+        schema.metadata.create_all(connection)
+        connection.execute(sa.insert(schema.attributeTable).values(name="schemaVersion", value="1"))
+        connection.execute(
+            sa.insert(schema.datasetTypeTable),
+            [
+                {"id": 1, "name": "old", "dimensions": "ccd,visit", "storageClass": "StructuredDataDict"},
+                {"id": 2, "name": "named", "dimensions": "exposure", "storageClass": "StructuredDataDict"},
+            ],
+        )
+        connection.execute(sa.insert(schema.runTable).values(id=1, name="night1"))
+        rows = [(1, {"ccd": "A", "visit": 7}), (1, {"ccd": "B", "visit": 8}), (2, {"exposure": "e1"})]
+        for typeId, dataId in rows:
+            ident = uuid.uuid4()
+            text = json.dumps(dataId, sort_keys=True, separators=(",", ":"))
+            connection.execute(
+                sa.insert(schema.datasetTable).values(id=ident, datasetTypeId=typeId, runId=1, dataId=text)
+            )
+            for key, value in dataId.items():
+                isInt = isinstance(value, int)
+                connection.execute(
+                    sa.insert(schema.datasetDimensionTable).values(
+                        datasetId=ident,
+                        dimension=key,
+                        intValue=value if isInt else None,
+                        strValue=None if isInt else value,
+                    )
+                )
+    engine.dispose()
+
+
+def test_registry_made_before_universes_is_migrated_on_open(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite3"
+    _makeOldRegistry(path)
+    with SqlRegistry(f"sqlite:///{path}") as registry:
+        universe = registry.dimensions
+        assert universe["ccd"].valueType == "str"  # not in the defaults: typed by what is stored
+        assert universe["exposure"].valueType == "str"  # stored as strings: kept readable
+        assert universe["visit"].valueType == "int" and "band" in universe
+        refs = registry.queryDatasets("old", collections="night1", where="visit = '8'")
+        assert [dict(r.dataId) for r in refs] == [{"ccd": "B", "visit": 8}]
+        assert registry.findDataset("named", {"exposure": "e1"}, "night1") is not None
+        assert len(registry.queryDatasets("old", collections="night1")) == 2  # nothing lost
+        registry.insertDimensionData("visit", {"instrument": "HSC", "visit": 7, "band": "r"})
+    with SqlRegistry(f"sqlite:///{path}") as again:  # the migration was stored, records kept
+        assert again.dimensions == universe
+        assert [r.visit for r in again.queryDimensionRecords("visit")] == [7]
+
+
+def test_old_registry_with_mixed_value_types_is_refused_with_advice(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite3"
+    _makeOldRegistry(path)
+    engine = sa.create_engine(f"sqlite:///{path}")
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text("UPDATE dataset_dimension SET int_value = NULL, str_value = '7' WHERE int_value = 7")
+        )
+    engine.dispose()
+    with pytest.raises(RegistryError, match="both int and str values of dimension 'visit'"):
+        SqlRegistry(f"sqlite:///{path}")
+
+
+def test_universe_declared_when_made(tmp_path: Path) -> None:
+    extra = {"ccd": {"type": "str", "requires": ["instrument"], "fields": {"gain": "float"}}}
+    with SqlRegistry(f"sqlite:///{tmp_path}/r.sqlite3", create=True, dimensions=extra) as registry:
+        registry.registerDatasetType(DatasetType("flat", ("instrument", "ccd"), "StructuredDataDict"))
+        registry.insertDimensionData("ccd", {"instrument": "HSC", "ccd": "S1", "gain": 1.5})
+        assert registry.queryDimensionRecords("ccd", "gain > 1")[0].ccd == "S1"
+    with SqlRegistry(f"sqlite:///{tmp_path}/r.sqlite3", dimensions={"other": {}}) as reopened:
+        assert "ccd" in reopened.dimensions and "other" not in reopened.dimensions  # kept as made
+    with pytest.raises(ConfigError, match="type 'float'"):
+        SqlRegistry("sqlite://", create=True, dimensions={"bad": {"type": "float"}})
+    with pytest.raises(ConfigError, match="'nowhere', which is not a dimension"):
+        SqlRegistry("sqlite://", create=True, dimensions={"bad": {"requires": ["nowhere"]}})
+
+
+def test_butler_coerces_data_ids(tmp_path: Path) -> None:
+    from databutler import Butler, DataIdError
+
+    Butler.makeRepo(tmp_path / "repo")
+    with Butler(tmp_path / "repo", run="run") as butler:
+        butler.registerDatasetType("m", ("visit",), "StructuredDataDict")
+        ref = butler.put({"a": 1}, "m", visit="101")
+        assert ref.dataId["visit"] == 101
+        assert butler.get("m", visit=101) == {"a": 1} and butler.get("m", visit="101") == {"a": 1}
+        with pytest.raises(
+            DataIdError, match="visit='abc' is not an integer; dimension 'visit' has type int"
+        ):
+            butler.put({"a": 2}, "m", visit="abc")

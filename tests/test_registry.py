@@ -23,6 +23,7 @@ from databutler import (
     RegistryError,
     SqlRegistry,
 )
+from databutler.dimensions import DimensionUniverse
 from databutler.registry import RegistryConfig, schema
 from databutler.testing.registry_support import POSTGRES_URL_ENV, dropNamespace, newNamespace, postgresUrl
 from databutler.testing.registry_tests import RegistryTests
@@ -52,7 +53,8 @@ def test_sqlite_settings(tmp_path: Path) -> None:
     try:
         assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        assert tables == set(schema.metadata.tables)
+        records = {f"dimension_{name}" for name in DimensionUniverse.default()}
+        assert tables == set(schema.metadata.tables) | records
     finally:
         connection.close()
 

@@ -36,6 +36,7 @@ either the databutler name or the builtin::
     │   ├── MissingRegistryError (FileNotFoundError)
     │   ├── ForeignRegistryError (ValueError)
     │   ├── ConflictingDatasetError (ValueError)
+    │   ├── ConflictingRecordError (ValueError)
     │   ├── InvalidQueryError (ValueError)
     │   ├── DatabaseLockedError (TimeoutError)
     │   ├── DatabaseFullError (OSError)
@@ -61,6 +62,7 @@ __all__ = [
     "ConfigError",
     "ConfigFileNotFoundError",
     "ConflictingDatasetError",
+    "ConflictingRecordError",
     "DataIdError",
     "DatabaseDamagedError",
     "DatabaseFullError",
@@ -289,6 +291,10 @@ class DatabaseValueError(RegistryError, ValueError):
 
 
 # -- butler ----------------------------------------------------------------------------------
+
+
+class ConflictingRecordError(RegistryError, ValueError):
+    """A dimension record with the same key but other values exists."""
 
 
 class InvalidQueryError(RegistryError, ValueError):

@@ -133,7 +133,7 @@ class DatasetRecords(DatasetTypesAndRuns):
         refs = []
         encoded = []
         for dataId, ident in zip(dataIdList, idList, strict=True):
-            normalized, text = encodeDataId(datasetType, dataId)
+            normalized, text = encodeDataId(datasetType, self._coerceDataId(datasetType, dataId))
             refs.append(DatasetRef._trusted(datasetType, normalized, ident, run))
             encoded.append(text)
         self._insertDatasets(typeId, runId, refs, encoded)
@@ -160,9 +160,15 @@ class DatasetRecords(DatasetTypesAndRuns):
         with self._db.write():
             for (_, run), group in groups.items():
                 typeId, datasetType = self._resolveParentType(group[0].datasetType, "add")
-                encoded = [encodeDataId(datasetType, ref.dataId)[1] for ref in group]
+                encoded = []
+                for index, ref in enumerate(group):
+                    normalized, text = encodeDataId(datasetType, self._coerceDataId(datasetType, ref.dataId))
+                    if normalized != ref.dataId:
+                        group[index] = DatasetRef._trusted(datasetType, normalized, ref.id, ref.run)
+                    encoded.append(text)
                 self._insertDatasets(typeId, self._runId(run), group, encoded)
-        return refList
+        stored = {ref.id: ref for group in groups.values() for ref in group}
+        return [stored[ref.id] for ref in refList]
 
     def _insertDatasets(self, typeId: int, runId: int, refs: list[DatasetRef], encoded: list[str]) -> None:
         if not refs:
@@ -277,7 +283,7 @@ class DatasetRecords(DatasetTypesAndRuns):
             ``collections`` is `None`: say which runs to search.
         """
         typeId, datasetType, component = self._resolveDatasetType(datasetTypeOrName)
-        normalized, text = encodeDataId(datasetType, dataId)
+        normalized, text = encodeDataId(datasetType, self._coerceDataId(datasetType, dataId))
         runs = self._resolveRuns(collections)
         if not runs:
             return None
@@ -339,11 +345,15 @@ class DatasetRecords(DatasetTypesAndRuns):
         """
         typeId, datasetType, component = self._resolveDatasetType(datasetTypeOrName)
         fromClause: sa.FromClause = schema.datasetTable
+        distinct = False
         if isinstance(where, str):
-            fromClause, condition, byDimension = compileDatasetWhere(datasetType, where, bind)
-            conditions = [condition]
+            fromClause, condition, resolver = compileDatasetWhere(
+                datasetType, where, bind, self.universe, self._dimensionRecords.tables
+            )
+            conditions, byDimension, distinct = [condition], bool(resolver.aliases), resolver.needsDistinct
         else:
-            conditions, byDimension = whereConditions(datasetType, parseWhere(datasetType, where))
+            coerced: Mapping[str, Any] | None = self._coerceWhere(datasetType, where)
+            conditions, byDimension = whereConditions(datasetType, parseWhere(datasetType, coerced))
         runs = self._resolveRuns(collections) if collections is not None else self._allRuns()
         if not runs:
             return []
@@ -362,6 +372,8 @@ class DatasetRecords(DatasetTypesAndRuns):
             .select_from(fromClause)
             .where(typeColumn == typeId, *conditions)
         )
+        if distinct:
+            statement = statement.distinct()
         if collections is not None or not byDimension:
             # With every run listed, the (type, run, data ID) index finds a full data ID by a
             # few probes instead of a scan of the whole type.

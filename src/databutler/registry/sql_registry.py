@@ -27,6 +27,7 @@ from sqlalchemy.engine import URL
 
 from ..config import Config
 from ..dataset_ref import DatasetRef
+from ..dimensions import DimensionRecord, DimensionUniverse
 from ..exceptions import (
     ConfigError,
     ForeignRegistryError,
@@ -40,8 +41,28 @@ from .connections import ConnectionManager
 from .data_ids import CHUNK, chunks
 from .databases import ROOT_PLACEHOLDER, RegistryConfig, isSqliteUrl, makeEngine, parseUrl, sqliteFile
 from .datasets import DatasetRecords
+from .dimension_records import DimensionRecordStorage
 
 __all__ = ["SqlRegistry"]
+
+_UNIVERSE_KEY = "dimensionUniverse"
+
+
+def _plain(value: Any) -> Any:
+    """A config section as plain dicts (or `None`)."""
+    if value is None:
+        return None
+    return value.toDict() if isinstance(value, Config) else dict(value)
+
+
+def _universeFrom(dimensions: DimensionUniverse | Mapping[str, Any] | None) -> DimensionUniverse:
+    if isinstance(dimensions, DimensionUniverse):
+        return dimensions
+    default = DimensionUniverse.default()
+    if not dimensions:
+        return default
+    return DimensionUniverse.fromConfig({**default.toConfig(), **dict(dimensions)})
+
 
 _location = schema.datasetLocationTable
 _REMOVE_LOCATIONS = sa.delete(_location).where(
@@ -78,6 +99,10 @@ class SqlRegistry(DatasetRecords):
         Never write: every write is refused with `ReadOnlyRepositoryError`, and the database
         itself is opened read-only (see `databutler.registry.databases`), so a registry on a
         read-only mount or in a folder without write permission opens and reads.
+    dimensions : DimensionUniverse or mapping, optional
+        With ``create``, the dimension universe of a new registry: a universe, or a mapping in
+        the form of ``configs/dimensions.yaml`` whose entries add to (or replace) the default
+        dimensions. A registry keeps the universe it was made with.
 
     Raises
     ------
@@ -106,6 +131,7 @@ class SqlRegistry(DatasetRecords):
         namespace: str | None = None,
         busyTimeout: float = 30.0,
         readOnly: bool = False,
+        dimensions: DimensionUniverse | Mapping[str, Any] | None = None,
     ) -> None:
         self.url = parseUrl(url)
         self.isReadOnly = readOnly
@@ -144,8 +170,10 @@ class SqlRegistry(DatasetRecords):
         )
         try:
             if create:
-                self._createSchema()
+                self._createSchema(_universeFrom(dimensions))
             self._checkSchema(shown)
+            self.universe = self._openUniverse(create)
+            self._dimensionRecords = DimensionRecordStorage(self._db, self.universe, self.isSqlite)
         except sa.exc.OperationalError as exc:
             self._db.dispose()
             raise RegistryError(f"Could not open registry {shown!r}: {exc.orig or exc}") from exc
@@ -200,19 +228,89 @@ class SqlRegistry(DatasetRecords):
             namespace=str(namespace) if namespace else None,
             busyTimeout=float(registryConfig.get("busyTimeout", 30.0)),
             readOnly=readOnly,
+            dimensions=_plain(registryConfig.get("dimensions")),
         )
 
-    def _createSchema(self) -> None:
+    def _createSchema(self, universe: DimensionUniverse) -> None:
         if self.namespace:
             with self._db.baseEngine.begin() as connection:
                 connection.execute(sa.schema.CreateSchema(self.namespace, if_not_exists=True))
         with self._db.write() as connection:
             schema.metadata.create_all(connection)
-            connection.execute(
-                self._insert(schema.attributeTable)
-                .values(name="schemaVersion", value=schema.SCHEMA_VERSION)
-                .on_conflict_do_nothing(index_elements=[schema.attributeTable.c.name])
+            for name, value in (("schemaVersion", schema.SCHEMA_VERSION), (_UNIVERSE_KEY, universe.toJson())):
+                connection.execute(
+                    self._insert(schema.attributeTable)
+                    .values(name=name, value=value)
+                    .on_conflict_do_nothing(index_elements=[schema.attributeTable.c.name])
+                )
+
+    def _storedUniverse(self) -> DimensionUniverse | None:
+        table = schema.attributeTable
+        with self._db.read() as connection:
+            stored = connection.execute(
+                sa.select(table.c.value).where(table.c.name == _UNIVERSE_KEY)
+            ).scalar_one_or_none()
+        return None if stored is None else DimensionUniverse.fromJson(stored)
+
+    def _openUniverse(self, create: bool) -> DimensionUniverse:
+        """Return the stored universe; a registry made before universes existed gets one (migration).
+
+        The migration adds what older registries lack and changes nothing they hold: the default
+        universe, plus each dimension their dataset types use that it lacks, typed by the values
+        stored (a default dimension whose stored values are all of the other type takes that
+        type), and the empty record tables. A registry that cannot be written keeps the
+        universe in memory only.
+        """
+        stored = self._storedUniverse()
+        if stored is not None:
+            if create:
+                with self._db.write() as connection:
+                    DimensionRecordStorage(self._db, stored, self.isSqlite).createTables(connection)
+            return stored
+        universe = self._inferUniverse()
+        table = schema.attributeTable
+        try:
+            with self._db.write() as connection:
+                connection.execute(
+                    self._insert(table)
+                    .values(name=_UNIVERSE_KEY, value=universe.toJson())
+                    .on_conflict_do_nothing(index_elements=[table.c.name])
+                )
+                DimensionRecordStorage(self._db, universe, self.isSqlite).createTables(connection)
+        except (sa.exc.OperationalError, sa.exc.ProgrammingError, sa.exc.InternalError):
+            return universe  # read-only: the universe lives in this process only
+        return self._storedUniverse() or universe
+
+    def _inferUniverse(self) -> DimensionUniverse:
+        default = DimensionUniverse.default()
+        values = schema.datasetDimensionTable
+        with self._db.read() as connection:
+            used = {
+                name
+                for text in connection.execute(sa.select(schema.datasetTypeTable.c.dimensions)).scalars()
+                for name in text.split(",")
+                if name
+            }
+            kinds: dict[str, set[str]] = {}
+            rows = connection.execute(
+                sa.select(values.c.dimension, values.c.intValue.is_(None).label("isStr")).distinct()
             )
+            for name, isStr in rows:
+                kinds.setdefault(name, set()).add("str" if isStr else "int")
+        config = default.toConfig()
+        for name in sorted(used | set(kinds)):
+            found = kinds.get(name, set())
+            if len(found) > 1:
+                raise RegistryError(
+                    f"Registry {self!r} was made before dimension types existed and holds both int and "
+                    f"str values of dimension {name!r}; give {name!r} one type by removing or re-adding "
+                    "the datasets of one kind with an older databutler, then open it again."
+                )
+            if name not in config:
+                config[name] = {"type": found.pop() if found else "int"}
+            elif found and found != {config[name]["type"]}:
+                config[name] = {"type": found.pop()}  # keep what is stored readable; no records for it
+        return DimensionUniverse.fromConfig(config)
 
     def _checkSchema(self, shown: str) -> None:
         with self._db.read() as connection:
@@ -395,3 +493,67 @@ class SqlRegistry(DatasetRecords):
         """Return the names of the datastores that hold ``ref``."""
         with self._db.read() as connection:
             return set(connection.execute(_GET_LOCATIONS, {"id": ref.id}).scalars())
+
+    # -- dimension records --
+
+    @property
+    def dimensions(self) -> DimensionUniverse:
+        """The registry's dimension universe."""
+        return self.universe
+
+    def insertDimensionData(
+        self, element: str, *records: Mapping[str, Any] | Iterable[Mapping[str, Any]]
+    ) -> None:
+        """Insert records of dimension ``element`` (mappings of key, implied and field values), all or none.
+
+        ``registry.insertDimensionData("visit", {"instrument": "HSC", "visit": 1, "band": "r"})``;
+        a list of records may be given instead. A timespan is a ``(begin, end)`` pair of datetimes.
+
+        Raises
+        ------
+        DataIdError
+            ``element`` is not a dimension, or a record has an unknown field, lacks a key or
+            has a value of the wrong type.
+        ConflictingRecordError
+            A record with one of these keys exists.
+        """
+        rows: list[Mapping[str, Any]] = []
+        for item in records:
+            if isinstance(item, Mapping | DimensionRecord):
+                rows.append(item)  # type: ignore[arg-type]
+            else:
+                rows.extend(item)
+        self._dimensionRecords.insert(element, rows)
+
+    def syncDimensionData(
+        self, element: str, record: Mapping[str, Any] | DimensionRecord, update: bool = False
+    ) -> bool:
+        """Insert ``record`` unless an identical one exists; return `True` if it was written.
+
+        Raises
+        ------
+        DataIdError
+            As for `insertDimensionData`.
+        ConflictingRecordError
+            A record with this key and other values exists, and ``update`` is false.
+        """
+        return self._dimensionRecords.sync(element, record, update)
+
+    def queryDimensionRecords(
+        self,
+        element: str,
+        where: str | None = None,
+        *,
+        bind: Mapping[str, Any] | None = None,
+        dataId: Mapping[str, Any] | None = None,
+    ) -> list[DimensionRecord]:
+        """Return the records of ``element`` matching ``where`` (e.g. ``"band = 'r'"``) and ``dataId``.
+
+        Raises
+        ------
+        DataIdError
+            ``element`` is not a dimension, or ``dataId`` names something its records lack.
+        InvalidQueryError
+            ``where`` does not parse or names a field the records do not have.
+        """
+        return self._dimensionRecords.query(element, where, bind, dataId)

@@ -6,7 +6,7 @@ ids are cached (see `ConnectionManager.cacheGet`) and most dataset calls cost no
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 import sqlalchemy as sa
@@ -14,6 +14,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from ..dataset_ref import checkRunName
 from ..dataset_type import DatasetType
+from ..dimensions import DimensionUniverse
 from ..exceptions import (
     ArgumentTypeError,
     DatasetTypeConflictError,
@@ -26,6 +27,7 @@ from ..exceptions import (
 from ..storage_class import StorageClassFactory
 from . import schema
 from .connections import ConnectionManager
+from .dimension_records import DimensionRecordStorage
 
 __all__ = ["DatasetTypesAndRuns"]
 
@@ -52,6 +54,36 @@ class DatasetTypesAndRuns:
     namespace: str | None
     _insertedSinceAnalyze: int
     _analyzeEvery: int
+    universe: DimensionUniverse
+    _dimensionRecords: DimensionRecordStorage
+
+    def _coerceDataId(self, datasetType: DatasetType, dataId: Any) -> Any:
+        """Return ``dataId`` with its values coerced to their dimensions' types (``"101"`` → 101).
+
+        Raises
+        ------
+        DataIdError
+            A value cannot be read as its dimension's type; the message names both.
+        """
+        if not isinstance(dataId, Mapping):
+            return dataId  # encodeDataId says what is wrong
+        return self.universe.coerceDataId(dataId, f"Data ID of {datasetType.name!r}:")
+
+    def _coerceWhere(self, datasetType: DatasetType, where: Any) -> Any:
+        """Return a ``where`` mapping with its values coerced as in `_coerceDataId`."""
+        if not isinstance(where, Mapping):
+            return where
+        out: dict[str, Any] = {}
+        for key, given in where.items():
+            if key not in self.universe:
+                out[key] = given
+            elif isinstance(given, list | tuple | set | frozenset):
+                out[key] = [
+                    self.universe.coerceValue(key, v, f"where of {datasetType.name!r}:") for v in given
+                ]
+            else:
+                out[key] = self.universe.coerceValue(key, given, f"where of {datasetType.name!r}:")
+        return out
 
     def _insert(self, table: sa.Table) -> Any:
         """Return an INSERT for ``table`` with this dialect's ``on_conflict_do_nothing``."""
@@ -71,6 +103,8 @@ class DatasetTypesAndRuns:
         UnknownStorageClassError
             The registry's storage class factory does not know the storage class, so it could
             not read the dataset type back.
+        DataIdError
+            A dimension of ``datasetType`` is not in the registry's dimension universe.
         TypeError
             ``datasetType`` is not a DatasetType.
         """
@@ -83,6 +117,7 @@ class DatasetTypesAndRuns:
                 f"Dataset type {datasetType.name!r} is a component; register its parent "
                 f"{datasetType.nameAndComponent()[0]!r} and its components come with it."
             )
+        self.universe.checkDimensions(datasetType.dimensions, f"Dataset type {datasetType.name!r}")
         storageClassName = datasetType.storageClass.name
         if storageClassName not in self.storageClassFactory:
             raise UnknownStorageClassError(

@@ -7,20 +7,21 @@ proves that no query value can reach the SQL text.
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ..exceptions import InvalidQueryError
+from ..exceptions import ConflictingRecordError, DataIdError, InvalidQueryError
 from ..registry import SqlRegistry
 from .registry_support import RegistryFixtures, makeDatasetType
 
-__all__ = ["QueryTests"]
+__all__ = ["DimensionTests", "QueryTests"]
 
 RAW = makeDatasetType("raw", ("instrument", "visit", "detector"), "StructuredDataDict")
-NAMED = makeDatasetType("named", ("visit", "name"), "StructuredDataDict")
+NAMED = makeDatasetType("named", ("visit", "physical_filter"), "StructuredDataDict")
 
 HOSTILE = [
     "1; DROP TABLE dataset --",
@@ -112,12 +113,17 @@ class QueryTests(RegistryFixtures):
             self.pairs(raws, "detector = :d", bind={"d": [1, 2]})
 
     def testValuesAreCoercedOrRefused(self, raws: SqlRegistry) -> None:
-        """Check that a str literal does not match int values and that a float is refused."""
-        # Without a declared type, a value is compared with the values of its own type.
-        assert self.pairs(raws, "visit = '101' AND detector = 1") == set()
-        assert self.pairs(raws, "visit = 101 AND detector = 1") == {(101, 1)}
-        with pytest.raises(InvalidQueryError, match="int or a str"):
-            self.pairs(raws, "visit = 1.5")
+        """Check that values are coerced to the dimension's type, or refused naming it."""
+        # visit is an int dimension: '101' is 101, 'abc' is an error naming the dimension and type.
+        assert self.pairs(raws, "visit = '101' AND detector = 1") == {(101, 1)}
+        assert self.pairs(raws, "visit IN (:v) AND detector = 1", bind={"v": ["101", 102]}) == {
+            (101, 1),
+            (102, 1),
+        }
+        assert self.pairs(raws, {"visit": "101", "detector": "1"}) == {(101, 1)}
+        for where in ("visit = 'abc'", "visit = 1.5", "instrument = 3"):
+            with pytest.raises(InvalidQueryError, match=r"visit holds integers|instrument holds strings"):
+                self.pairs(raws, where)
 
     def testUnknownNamesListWhatExists(self, raws: SqlRegistry) -> None:
         """Check that an unknown name raises `InvalidQueryError` listing the dimensions that exist."""
@@ -140,35 +146,38 @@ class QueryTests(RegistryFixtures):
         registry.registerDatasetType(NAMED)
         registry.registerRun("run")
         names = ["HSC-R", "HSC-G", "hsc-r", "DECam-r", "O'Brien", "50%_off", "a*b"]
-        registry.addDatasets("named", [{"visit": 1, "name": n} for n in names], "run")
+        registry.addDatasets("named", [{"visit": 1, "physical_filter": n} for n in names], "run")
 
         def found(where: str, **kwargs: Any) -> set[str]:
             refs = registry.queryDatasets("named", collections="run", where=where, **kwargs)
-            return {str(ref.dataId["name"]) for ref in refs}
+            return {str(ref.dataId["physical_filter"]) for ref in refs}
 
-        assert found("GLOB(name, 'HSC-*')") == {"HSC-R", "HSC-G"}  # case-sensitive on every back end
-        assert found("GLOB(name, '???-r')") == {"hsc-r"}
-        assert found("GLOB(name, '50%*')") == {"50%_off"}
-        assert found("GLOB(name, '50_*')") == set()  # % and _ are literal characters
-        assert found("name = 'O''Brien'") == {"O'Brien"}
-        assert found("GLOB(name, :p)", bind={"p": "*'*"}) == {"O'Brien"}
-        assert found("NOT GLOB(name, '*-*')") == {"O'Brien", "50%_off", "a*b"}
+        assert found("GLOB(physical_filter, 'HSC-*')") == {
+            "HSC-R",
+            "HSC-G",
+        }  # case-sensitive on every back end
+        assert found("GLOB(physical_filter, '???-r')") == {"hsc-r"}
+        assert found("GLOB(physical_filter, '50%*')") == {"50%_off"}
+        assert found("GLOB(physical_filter, '50_*')") == set()  # % and _ are literal characters
+        assert found("physical_filter = 'O''Brien'") == {"O'Brien"}
+        assert found("GLOB(physical_filter, :p)", bind={"p": "*'*"}) == {"O'Brien"}
+        assert found("NOT GLOB(physical_filter, '*-*')") == {"O'Brien", "50%_off", "a*b"}
 
     def testHostileStringsAreOnlyValues(self, registry: SqlRegistry) -> None:
         """Check that hostile strings, as literals or bind values, only ever match themselves."""
         registry.registerDatasetType(NAMED)
         registry.registerRun("run")
         values = [v for v in HOSTILE if "\x00" not in v] + ["plain"]
-        registry.addDatasets("named", [{"visit": 1, "name": v} for v in values], "run")
+        registry.addDatasets("named", [{"visit": 1, "physical_filter": v} for v in values], "run")
         for value in values:
             quoted = "'" + value.replace("'", "''") + "'"
             for where, bind in (
-                (f"name = {quoted}", None),
-                ("name = :v", {"v": value}),
-                ("name IN (:v)", {"v": [value]}),
+                (f"physical_filter = {quoted}", None),
+                ("physical_filter = :v", {"v": value}),
+                ("physical_filter IN (:v)", {"v": [value]}),
             ):
                 refs = registry.queryDatasets("named", collections="run", where=where, bind=bind)
-                assert [ref.dataId["name"] for ref in refs] == [value], where
+                assert [ref.dataId["physical_filter"] for ref in refs] == [value], where
         # The tables are all still there, with every row.
         assert len(registry.queryDatasets("named", collections="run")) == len(values)
         assert registry.queryDatasetTypes()[0].name == "named"
@@ -217,3 +226,112 @@ class QueryTests(RegistryFixtures):
             "raw", collections=["run2", "run1"], where="visit <= 101 AND detector = 1", findFirst=True
         )
         assert sorted((ref.dataId["visit"], ref.run) for ref in refs) == [(100, "run2"), (101, "run1")]
+
+
+def _utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime.datetime:
+    return datetime.datetime(year, month, day, hour, minute, tzinfo=datetime.UTC)
+
+
+VISITS = [
+    {
+        "instrument": "HSC",
+        "visit": v,
+        "band": "r" if v % 2 else "g",
+        "physical_filter": "HSC-R" if v % 2 else "HSC-G",
+        "exposureTime": 30.0 + v - 100,
+        "timespan": (_utc(2024, 1, 1, v - 100), _utc(2024, 1, 1, v - 100, 30)),
+    }
+    for v in range(100, 110)
+]
+
+
+class DimensionTests(RegistryFixtures):
+    """Dimension universe, coercion and records: the contract of every registry back end."""
+
+    @pytest.fixture
+    def withRecords(self, registry: SqlRegistry) -> SqlRegistry:
+        registry.registerDatasetType(RAW)
+        registry.registerRun("run1")
+        registry.addDatasets(
+            "raw",
+            [{"instrument": "HSC", "visit": v, "detector": d} for v in range(100, 110) for d in range(1, 4)],
+            "run1",
+        )
+        registry.insertDimensionData("instrument", {"instrument": "HSC", "detectorMax": 3})
+        registry.insertDimensionData("visit", VISITS)
+        return registry
+
+    def testDefaultUniverse(self, registry: SqlRegistry) -> None:
+        universe = registry.dimensions
+        assert universe["visit"].valueType == "int" and universe["band"].valueType == "str"
+        assert universe["visit"].implies == ("physical_filter", "band")
+        assert universe.requiredKeys("detector") == ("instrument", "detector")
+        assert universe["visit"].fields["timespan"] == "timespan"
+
+    def testRecordsRoundTrip(self, withRecords: SqlRegistry) -> None:
+        records = withRecords.queryDimensionRecords("visit")
+        assert len(records) == 10 and records[0].visit == 100 and records[0].band == "g"
+        assert records[1].timespan.begin == _utc(2024, 1, 1, 1)
+        assert records[1].timespan.end == _utc(2024, 1, 1, 1, 30)
+        assert records[1].exposureTime == 31.0 and records[1].name is None
+        assert [
+            r.visit for r in withRecords.queryDimensionRecords("visit", "band = 'r' AND exposureTime > 35")
+        ] == [
+            107,
+            109,
+        ]
+        assert [r.visit for r in withRecords.queryDimensionRecords("visit", dataId={"visit": "103"})] == [103]
+        overlapping = withRecords.queryDimensionRecords(
+            "visit", "visit.timespan OVERLAPS (T'2024-01-01T02:15:00', T'2024-01-01T03:10:00')"
+        )
+        assert [r.visit for r in overlapping] == [102, 103]
+        at = withRecords.queryDimensionRecords(
+            "visit", "timespan OVERLAPS :t", bind={"t": _utc(2024, 1, 1, 4, 29)}
+        )
+        assert [r.visit for r in at] == [104]
+        assert withRecords.queryDimensionRecords("detector") == []  # records are optional
+
+    def testRecordErrors(self, withRecords: SqlRegistry) -> None:
+        with pytest.raises(ConflictingRecordError, match="syncDimensionData"):
+            withRecords.insertDimensionData("visit", VISITS[0])
+        with pytest.raises(DataIdError, match=r"unknown fields \['colour'\]"):
+            withRecords.insertDimensionData("visit", {"instrument": "HSC", "visit": 1, "colour": "red"})
+        with pytest.raises(DataIdError, match=r"lacks \['instrument'\]"):
+            withRecords.insertDimensionData("visit", {"visit": 1})
+        with pytest.raises(DataIdError, match="visit='abc' is not an integer"):
+            withRecords.insertDimensionData("visit", {"instrument": "HSC", "visit": "abc"})
+        with pytest.raises(DataIdError, match="not a dimension of this repository"):
+            withRecords.queryDimensionRecords("nope")
+        with pytest.raises(InvalidQueryError, match=r"do not have; they have \['instrument', 'visit'"):
+            withRecords.queryDimensionRecords("visit", "seeing < 1")
+
+    def testSync(self, withRecords: SqlRegistry) -> None:
+        assert withRecords.syncDimensionData("visit", VISITS[0]) is False
+        assert withRecords.syncDimensionData("visit", {**VISITS[0], "visit": 200}) is True
+        changed = {**VISITS[0], "band": "z"}
+        with pytest.raises(ConflictingRecordError, match=r"other values of \['band'\].*update=True"):
+            withRecords.syncDimensionData("visit", changed)
+        assert withRecords.syncDimensionData("visit", changed, update=True) is True
+        assert withRecords.queryDimensionRecords("visit", dataId={"visit": 100})[0].band == "z"
+
+    def testRecordFieldsInDatasetQueries(self, withRecords: SqlRegistry) -> None:
+        def visits(where: str, **kwargs: Any) -> list[int]:
+            refs = withRecords.queryDatasets("raw", collections="run1", where=where, **kwargs)
+            return sorted({int(ref.dataId["visit"]) for ref in refs})
+
+        assert visits("visit.band = 'r' AND visit < 104") == [101, 103]
+        assert visits("band = 'g' AND visit > 105") == [106, 108]  # band implied by the visit
+        assert visits("visit.exposureTime >= 38") == [108, 109]
+        assert visits("GLOB(visit.physical_filter, 'HSC-?') AND detector = 1 AND visit <= 101") == [100, 101]
+        assert visits("visit.timespan OVERLAPS (T'2024-01-01T05:45', NULL)") == [106, 107, 108, 109]
+        refs = withRecords.queryDatasets("raw", collections="run1", where="visit.band = 'r' AND visit = 101")
+        assert len(refs) == 3  # one per detector, no duplicates from the join
+        with pytest.raises(InvalidQueryError, match=r"record fields \[.*'visit.band'"):
+            visits("visit.seeing < 1")
+
+    def testDatasetsWithoutRecordsDoNotMatchRecordConditions(self, withRecords: SqlRegistry) -> None:
+        withRecords.addDatasets("raw", [{"instrument": "HSC", "visit": 500, "detector": 1}], "run1")
+        refs = withRecords.queryDatasets("raw", collections="run1", where="visit >= 109")
+        assert sorted({r.dataId["visit"] for r in refs}) == [109, 500]
+        refs = withRecords.queryDatasets("raw", collections="run1", where="visit >= 109 AND band = 'r'")
+        assert sorted({r.dataId["visit"] for r in refs}) == [109]

@@ -133,15 +133,19 @@ class RegistryTests(RegistryTransactionTests):
         with pytest.raises(ConflictingDatasetError, match=str(ident)):
             filled.addDataset("catalog", {"visit": 2, "band": "r"}, "run1", id=ident)
 
-    def testDataIdValuesRoundTripWithTheirType(self, filled: SqlRegistry) -> None:
-        """Check that int and str data ID values stay distinct and come back with their type."""
+    def testDataIdValuesAreCoercedToTheirDimensionType(self, filled: SqlRegistry) -> None:
+        """Check that data ID values are coerced to their dimension's type, or refused naming it."""
         asInt = filled.addDataset("catalog", {"visit": 1, "band": "r"}, "run1")
-        asStr = filled.addDataset("catalog", {"visit": "1", "band": "r"}, "run1")
-        assert asInt.id != asStr.id
-        found = filled.getDataset(asStr.id)
-        assert found is not None and found.dataId["visit"] == "1"
-        found = filled.findDataset("catalog", {"visit": 1, "band": "r"}, "run1")
+        with pytest.raises(ConflictingDatasetError):
+            filled.addDataset("catalog", {"visit": "1", "band": "r"}, "run1")  # "1" is visit 1
+        found = filled.findDataset("catalog", {"visit": "1", "band": "r"}, "run1")
         assert found is not None and found.dataId["visit"] == 1 and found.id == asInt.id
+        with pytest.raises(
+            DataIdError, match=r"visit='abc' is not an integer; dimension 'visit' has type int"
+        ):
+            filled.addDataset("catalog", {"visit": "abc", "band": "r"}, "run1")
+        with pytest.raises(DataIdError, match="dimension 'band' has type str"):
+            filled.findDataset("catalog", {"visit": 1, "band": 3.5}, "run1")
         big = filled.addDataset("catalog", {"visit": 2**62, "band": "ünïcode"}, "run1")
         assert filled.getDataset(big.id) == big
 
@@ -182,10 +186,13 @@ class RegistryTests(RegistryTransactionTests):
         for dataId in bad:
             with pytest.raises(DataIdError):
                 filled.addDataset("calexp", dataId, "run1")
-        wide = makeDatasetType("wide", ("a", "b", "c", "d", "e"), "StructuredDataDict")
+        names = ("instrument", "band", "physical_filter", "group", "skymap")
+        wide = makeDatasetType("wide", names, "StructuredDataDict")
         filled.registerDatasetType(wide)
         with pytest.raises(DataIdError, match="bytes as JSON"):
-            filled.addDataset("wide", {k: "é" * 250 for k in "abcde"}, "run1")
+            filled.addDataset("wide", {k: "é" * 250 for k in names}, "run1")
+        with pytest.raises(DataIdError, match=r"unknown dimension\(s\) \['a'\].*'visit'"):
+            filled.registerDatasetType(makeDatasetType("odd", ("a", "visit"), "StructuredDataDict"))
         assert filled.queryDatasets("calexp") == []
 
     def testAddDatasetsIsAllOrNothing(self, filled: SqlRegistry) -> None:
@@ -275,7 +282,7 @@ class RegistryTests(RegistryTransactionTests):
         ]
         assert filled.queryDatasets("catalog", "run1", where={"visit": 2, "band": "x"}) == []
         assert filled.queryDatasets("catalog", where={"visit": []}) == []
-        assert filled.queryDatasets("catalog", where={"visit": "1"}) == []
+        assert len(filled.queryDatasets("catalog", where={"visit": "1"})) == 4  # coerced to visit 1
         assert filled.queryDatasets("catalog", collections=[]) == []
         assert filled.queryDatasets("calexp") == []
 
@@ -294,7 +301,7 @@ class RegistryTests(RegistryTransactionTests):
         with pytest.raises(DataIdError, match="'exposure', which is not a dimension") as info:
             filled.queryDatasets("calexp", where={"exposure": 1})
         assert "['detector', 'visit']" in str(info.value)
-        with pytest.raises(DataIdError, match="must be an int or str"):
+        with pytest.raises(DataIdError, match=r"visit=1.5 is not an integer; dimension .visit. has type int"):
             filled.queryDatasets("calexp", where={"visit": 1.5})
         with pytest.raises(DataIdError, match="mapping"):
             filled.queryDatasets("calexp", where=[("visit", 1)])  # type: ignore[arg-type]
