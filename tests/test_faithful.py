@@ -143,7 +143,7 @@ class Tiers:
             Butler.makeRepo(root / name, config)
             writer = Butler(root / name, run="run")
             for scName in STORAGE_CLASSES:
-                writer.registerDatasetType(scName.lower(), ("n",), scName)
+                writer.registerDatasetType(scName.lower(), ("exposure",), scName)
             self.writers[name] = writer
             # The chain is read by a new Butler: its memory tier is empty, so the file tier answers.
             self.readers[name] = Butler(root / name) if name == "chain" else writer
@@ -159,12 +159,12 @@ class Tiers:
         out: dict[str, Any] = {}
         for name, writer in self.writers.items():
             try:
-                ref = writer.put(obj, storageClass.lower(), n=self.count)
+                ref = writer.put(obj, storageClass.lower(), exposure=self.count)
             except REFUSALS as exc:
                 out[name] = exc
-                assert not writer.registry.queryDatasets(storageClass.lower(), where={"n": self.count}), (
-                    "a refused put left a registered dataset"
-                )
+                assert not writer.registry.queryDatasets(
+                    storageClass.lower(), where={"exposure": self.count}
+                ), "a refused put left a registered dataset"
                 continue
             out[name] = self.readers[name].get(ref)
         return out
@@ -435,10 +435,10 @@ def test_array_subclasses_are_refused_by_every_tier(tiers: Tiers, obj: Any) -> N
 def test_masked_array_is_refused_after_a_plain_array_of_the_same_type(tmp_path: Path) -> None:
     Butler.makeRepo(tmp_path, MEMORY)
     with Butler(tmp_path, run="run") as butler:
-        butler.registerDatasetType("flat", ("n",), "NumpyArray")
-        butler.put(np.arange(3.0), "flat", n=1)  # the in-memory fast path now knows the type
+        butler.registerDatasetType("flat", ("exposure",), "NumpyArray")
+        butler.put(np.arange(3.0), "flat", exposure=1)  # the in-memory fast path now knows the type
         with pytest.raises(UnstorableDatasetError, match="mask"):
-            butler.put(np.ma.MaskedArray([1.0], mask=[True]), "flat", n=2)
+            butler.put(np.ma.MaskedArray([1.0], mask=[True]), "flat", exposure=2)
 
 
 class Color(enum.IntEnum):
@@ -485,10 +485,10 @@ def test_a_dict_that_contains_itself_is_refused_at_once(tmp_path: Path) -> None:
     cyclic: dict[str, Any] = {"a": 1}
     cyclic["self"] = cyclic
     with Butler(tmp_path, run="run") as butler, Butler(tmp_path, run="other") as other:
-        butler.registerDatasetType("metrics", ("n",), "StructuredDataDict")
-        error = _inThread(lambda: butler.put(cyclic, "metrics", n=1))
+        butler.registerDatasetType("metrics", ("exposure",), "StructuredDataDict")
+        error = _inThread(lambda: butler.put(cyclic, "metrics", exposure=1))
         assert isinstance(error, UnstorableDatasetError) and "contains itself" in str(error)
-        other.put({"fine": True}, "metrics", n=1)  # the repository is not locked
+        other.put({"fine": True}, "metrics", exposure=1)  # the repository is not locked
         assert butler.registry.queryDatasets("metrics", collections=["run"]) == []
 
 
@@ -532,21 +532,21 @@ def test_another_writer_is_not_blocked_while_a_put_is_validated(tmp_path: Path) 
     config = {"datastore": {**FILE["datastore"], "formatters": {"slow": f"{__name__}.BlockingFormatter"}}}
     Butler.makeRepo(tmp_path, config)
     with Butler(tmp_path, run="run") as slow, Butler(tmp_path, run="fast") as fast:
-        slow.registerDatasetType("slow", ("n",), "String")
-        fast.registerDatasetType("quick", ("n",), "StructuredDataDict")
+        slow.registerDatasetType("slow", ("exposure",), "String")
+        fast.registerDatasetType("quick", ("exposure",), "StructuredDataDict")
         BlockingFormatter.entered.clear()
         BlockingFormatter.release.clear()
-        thread = threading.Thread(target=lambda: slow.put("text", "slow", n=1), daemon=True)
+        thread = threading.Thread(target=lambda: slow.put("text", "slow", exposure=1), daemon=True)
         thread.start()
         try:
             assert BlockingFormatter.entered.wait(20), "the formatter's validate was never called"
             # The slow put is being validated: the registry must not be locked for other writers.
-            fast.put({"x": 1}, "quick", n=1)
-            assert fast.get("quick", n=1) == {"x": 1}
+            fast.put({"x": 1}, "quick", exposure=1)
+            assert fast.get("quick", exposure=1) == {"x": 1}
         finally:
             BlockingFormatter.release.set()
             thread.join(20)
-        assert slow.get("slow", n=1) == "text"
+        assert slow.get("slow", exposure=1) == "text"
 
 
 def test_parquet_keeps_an_arrow_tables_own_pandas_metadata_and_list_field_names(tiers: Tiers) -> None:

@@ -58,7 +58,7 @@ REPOSITORY_ID_KEY = "repositoryId"
 TOP_LEVEL_KEYS = frozenset({"registry", "datastore", "storageClasses", REPOSITORY_ID_KEY})
 """The keys a repository config may have at its top."""
 
-REGISTRY_KEYS = frozenset({"db", "busyTimeout", "namespace"})
+REGISTRY_KEYS = frozenset({"db", "busyTimeout", "namespace", "dimensions"})
 """The keys of the ``registry`` section (see `databutler.registry.RegistryConfig`)."""
 
 

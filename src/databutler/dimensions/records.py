@@ -27,6 +27,7 @@ class DimensionRecord:
     __slots__ = ("_values", "element")
 
     def __init__(self, element: str, values: Mapping[str, Any]) -> None:
+        """Store the values of one record of ``element``."""
         object.__setattr__(self, "element", element)
         object.__setattr__(self, "_values", MappingProxyType(dict(values)))
 
@@ -34,6 +35,7 @@ class DimensionRecord:
     _values: Mapping[str, Any]
 
     def __getattr__(self, name: str) -> Any:
+        """Return the value of field ``name``."""
         try:
             return self._values[name]
         except KeyError:
@@ -42,12 +44,15 @@ class DimensionRecord:
             ) from None
 
     def __setattr__(self, name: str, value: Any) -> None:
+        """Refuse: a record is read-only."""
         raise AttributeError("DimensionRecord is read-only.")
 
     def toDict(self) -> dict[str, Any]:
+        """Return the values as a new dict."""
         return dict(self._values)
 
     def __eq__(self, other: object) -> bool:
+        """Compare element and values."""
         return (
             isinstance(other, DimensionRecord)
             and other.element == self.element
@@ -55,8 +60,10 @@ class DimensionRecord:
         )
 
     def __hash__(self) -> int:
+        """Hash element and values."""
         return hash((self.element, tuple(self._values.items())))
 
     def __repr__(self) -> str:
+        """Show element and values."""
         inner = ", ".join(f"{k}={v!r}" for k, v in self._values.items())
         return f"DimensionRecord({self.element!r}, {inner})"

@@ -50,6 +50,7 @@ class Dimension:
         return bool(self.fields or self.implies)
 
     def toConfig(self) -> dict[str, Any]:
+        """Return the definition in the form of ``configs/dimensions.yaml``."""
         out: dict[str, Any] = {"type": self.valueType}
         if self.fields:
             out["fields"] = dict(self.fields)
@@ -89,20 +90,25 @@ class DimensionUniverse(Mapping[str, Dimension]):
     # -- Mapping --
 
     def __getitem__(self, name: str) -> Dimension:
+        """Return dimension ``name``."""
         return self._dimensions[name]
 
     def __iter__(self) -> Iterator[str]:
+        """Iterate over the dimension names."""
         return iter(self._dimensions)
 
     def __len__(self) -> int:
+        """Return the number of dimensions."""
         return len(self._dimensions)
 
     def __eq__(self, other: object) -> bool:
+        """Compare the definitions."""
         return isinstance(other, DimensionUniverse) and self.toConfig() == other.toConfig()
 
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
+        """Show the dimension names."""
         return f"DimensionUniverse({sorted(self._dimensions)})"
 
     # -- building --
@@ -157,18 +163,21 @@ class DimensionUniverse(Mapping[str, Dimension]):
 
     @classmethod
     def default(cls) -> DimensionUniverse:
-        """The packaged universe of ``configs/dimensions.yaml``."""
+        """Return the packaged universe of ``configs/dimensions.yaml``."""
         text = resources.files("databutler").joinpath("configs/dimensions.yaml").read_text()
         return cls.fromConfig(yaml.safe_load(text)["dimensions"])
 
     def toConfig(self) -> dict[str, Any]:
+        """Return every definition in the form of ``configs/dimensions.yaml``."""
         return {name: dimension.toConfig() for name, dimension in self._dimensions.items()}
 
     def toJson(self) -> str:
+        """Return `toConfig` as JSON, as the registry stores it."""
         return json.dumps(self.toConfig(), sort_keys=True)
 
     @classmethod
     def fromJson(cls, text: str) -> DimensionUniverse:
+        """Build from the JSON of `toJson`."""
         return cls.fromConfig(json.loads(text))
 
     def extended(self, dimensions: Iterable[Dimension]) -> DimensionUniverse:

@@ -66,10 +66,18 @@ class RecordColumns:
         self.table = table
 
     def known(self) -> list[str]:
+        """Return the names a ``where`` on these records may use."""
         dimension = self.universe[self.element]
         return [*self.universe.requiredKeys(self.element), *dimension.implies, *dimension.fields]
 
     def resolve(self, name: Name) -> ResolvedColumn:
+        """Return the column(s) of ``name`` in the record table.
+
+        Raises
+        ------
+        InvalidQueryError
+            The records have no such key, implied dimension or field.
+        """
         dimension = self.universe[self.element]
         if name.field is not None and name.element != self.element:
             raise InvalidQueryError(
@@ -102,6 +110,7 @@ class DimensionRecordStorage:
         self.tables = recordTables(universe)
 
     def createTables(self, connection: sa.Connection) -> None:
+        """Create the record tables that do not exist yet."""
         next(iter(self.tables.values())).metadata.create_all(connection, checkfirst=True)
 
     def _table(self, element: str) -> sa.Table:

@@ -33,6 +33,7 @@ from ..exceptions import (
     ForeignRegistryError,
     MissingDatasetError,
     MissingRegistryError,
+    ReadOnlyRepositoryError,
     RegistryError,
 )
 from ..storage_class import StorageClassFactory
@@ -49,7 +50,7 @@ _UNIVERSE_KEY = "dimensionUniverse"
 
 
 def _plain(value: Any) -> Any:
-    """A config section as plain dicts (or `None`)."""
+    """Return a config section as plain dicts (or `None`)."""
     if value is None:
         return None
     return value.toDict() if isinstance(value, Config) else dict(value)
@@ -277,7 +278,12 @@ class SqlRegistry(DatasetRecords):
                     .on_conflict_do_nothing(index_elements=[table.c.name])
                 )
                 DimensionRecordStorage(self._db, universe, self.isSqlite).createTables(connection)
-        except (sa.exc.OperationalError, sa.exc.ProgrammingError, sa.exc.InternalError):
+        except (
+            ReadOnlyRepositoryError,
+            sa.exc.OperationalError,
+            sa.exc.ProgrammingError,
+            sa.exc.InternalError,
+        ):
             return universe  # read-only: the universe lives in this process only
         return self._storedUniverse() or universe
 

@@ -250,6 +250,7 @@ class DimensionTests(RegistryFixtures):
 
     @pytest.fixture
     def withRecords(self, registry: SqlRegistry) -> SqlRegistry:
+        """Return a registry with raws of visits 100..109 x detectors 1..3 and a record per visit."""
         registry.registerDatasetType(RAW)
         registry.registerRun("run1")
         registry.addDatasets(
@@ -262,6 +263,7 @@ class DimensionTests(RegistryFixtures):
         return registry
 
     def testDefaultUniverse(self, registry: SqlRegistry) -> None:
+        """Check the packaged universe: types, relations, fields."""
         universe = registry.dimensions
         assert universe["visit"].valueType == "int" and universe["band"].valueType == "str"
         assert universe["visit"].implies == ("physical_filter", "band")
@@ -269,6 +271,7 @@ class DimensionTests(RegistryFixtures):
         assert universe["visit"].fields["timespan"] == "timespan"
 
     def testRecordsRoundTrip(self, withRecords: SqlRegistry) -> None:
+        """Check that records come back with their fields, timespans included, and can be queried."""
         records = withRecords.queryDimensionRecords("visit")
         assert len(records) == 10 and records[0].visit == 100 and records[0].band == "g"
         assert records[1].timespan.begin == _utc(2024, 1, 1, 1)
@@ -292,6 +295,7 @@ class DimensionTests(RegistryFixtures):
         assert withRecords.queryDimensionRecords("detector") == []  # records are optional
 
     def testRecordErrors(self, withRecords: SqlRegistry) -> None:
+        """Check every documented error of insertDimensionData and queryDimensionRecords."""
         with pytest.raises(ConflictingRecordError, match="syncDimensionData"):
             withRecords.insertDimensionData("visit", VISITS[0])
         with pytest.raises(DataIdError, match=r"unknown fields \['colour'\]"):
@@ -306,6 +310,7 @@ class DimensionTests(RegistryFixtures):
             withRecords.queryDimensionRecords("visit", "seeing < 1")
 
     def testSync(self, withRecords: SqlRegistry) -> None:
+        """Check that sync inserts what is missing, refuses a change without update, applies it with."""
         assert withRecords.syncDimensionData("visit", VISITS[0]) is False
         assert withRecords.syncDimensionData("visit", {**VISITS[0], "visit": 200}) is True
         changed = {**VISITS[0], "band": "z"}
@@ -315,6 +320,8 @@ class DimensionTests(RegistryFixtures):
         assert withRecords.queryDimensionRecords("visit", dataId={"visit": 100})[0].band == "z"
 
     def testRecordFieldsInDatasetQueries(self, withRecords: SqlRegistry) -> None:
+        """Check record fields, implied dimensions, GLOB and OVERLAPS in dataset queries."""
+
         def visits(where: str, **kwargs: Any) -> list[int]:
             refs = withRecords.queryDatasets("raw", collections="run1", where=where, **kwargs)
             return sorted({int(ref.dataId["visit"]) for ref in refs})
@@ -330,6 +337,7 @@ class DimensionTests(RegistryFixtures):
             visits("visit.seeing < 1")
 
     def testDatasetsWithoutRecordsDoNotMatchRecordConditions(self, withRecords: SqlRegistry) -> None:
+        """Check that records are optional: a dataset without one only fails record conditions."""
         withRecords.addDatasets("raw", [{"instrument": "HSC", "visit": 500, "detector": 1}], "run1")
         refs = withRecords.queryDatasets("raw", collections="run1", where="visit >= 109")
         assert sorted({r.dataId["visit"] for r in refs}) == [109, 500]

@@ -70,6 +70,14 @@ class DatasetWhere:
         )
 
     def resolve(self, name: Name) -> ResolvedColumn:
+        """Return the column(s) ``name`` stands for, joining its dimension value or record once.
+
+        Raises
+        ------
+        InvalidQueryError
+            ``name`` is not a dimension of the dataset type nor a record field of one; the
+            message lists those that exist.
+        """
         dimensions = self.datasetType.dimensions
         if name.field is None and name.element in dimensions:
             return self._value(name.element)
