@@ -23,7 +23,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from databutler.testing.crash_support import checkRepository, killLoop, makeRepositories
+from databutler.testing.crash_support import AfterEachKill, checkRepository, killLoop, makeRepositories
 from databutler.testing.registry_support import POSTGRES_URL_ENV, dropNamespace, newNamespace
 
 
@@ -37,9 +37,18 @@ def runBackend(backend: str, kills: int, maxDelay: float, seed: int) -> list[str
             target, source = makeRepositories(Path(folder), registryConfig)
             logPath = Path(folder) / "work.log"
             start = time.perf_counter()
-            killed = killLoop(target, source, logPath, kills=kills, maxDelay=maxDelay, seed=seed)
+            afterKills = AfterEachKill(target)
+            killed = killLoop(
+                target,
+                source,
+                logPath,
+                kills=kills,
+                maxDelay=maxDelay,
+                seed=seed,
+                afterEachKill=afterKills,
+            )
             seconds = time.perf_counter() - start
-            report = checkRepository(target, logPath)
+            report = checkRepository(target, logPath, afterKills)
             operations = sum(
                 1
                 for line in logPath.read_text().splitlines()

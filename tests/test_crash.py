@@ -22,7 +22,7 @@ from click.testing import CliRunner
 from databutler import Butler, DatasetRef
 from databutler.cli import cli
 from databutler.script import cleanupRepo, findOrphans, repoStats, verifyDatasets
-from databutler.testing.crash_support import checkRepository, killLoop, makeRepositories
+from databutler.testing.crash_support import AfterEachKill, checkRepository, killLoop, makeRepositories
 from databutler.testing.registry_support import dropNamespace, newNamespace, postgresUrl
 
 CHILD = r"""
@@ -162,8 +162,9 @@ def test_random_kills_of_mixed_work_lose_nothing(
 ) -> None:
     target, source = makeRepositories(tmp_path, registryConfig)
     logPath = tmp_path / "work.log"
-    killed = killLoop(target, source, logPath, kills=40, maxDelay=0.2, seed=1)
-    report = checkRepository(target, logPath)
+    afterKills = AfterEachKill(target)
+    killed = killLoop(target, source, logPath, kills=40, maxDelay=0.2, seed=1, afterEachKill=afterKills)
+    report = checkRepository(target, logPath, afterKills)
     assert report.childErrors == []
     assert killed == 40
     assert report.lost == []

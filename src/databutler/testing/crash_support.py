@@ -25,6 +25,7 @@ import random
 import signal
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,15 @@ import numpy as np
 from ..butler import Butler
 from ..dataset_ref import DatasetRef
 
-__all__ = ["CrashReport", "checkRepository", "expectedValue", "killLoop", "makeRepositories"]
+__all__ = [
+    "AfterEachKill",
+    "CrashReport",
+    "checkRepository",
+    "expectedValue",
+    "killLoop",
+    "listedProblems",
+    "makeRepositories",
+]
 
 RUN = "crash"
 SOURCE_RUN = "source"
@@ -156,9 +165,19 @@ def _waitReady(logPath: Path, start: int, pid: int, timeout: float = 60.0) -> bo
 
 
 def killLoop(
-    target: Path, source: Path, logPath: Path, kills: int, maxDelay: float = 0.25, seed: int = 0
+    target: Path,
+    source: Path,
+    logPath: Path,
+    kills: int,
+    maxDelay: float = 0.25,
+    seed: int = 0,
+    afterEachKill: Callable[[], None] | None = None,
 ) -> int:
     """Fork a working child ``kills`` times and SIGKILL each after a random delay.
+
+    ``afterEachKill`` runs in the parent after each kill, before the next child starts (see
+    `AfterEachKill`): a later child may remove a dataset a crash had damaged, which a check at
+    the end only would never see.
 
     Returns
     -------
@@ -182,7 +201,33 @@ def killLoop(
         _, status = os.waitpid(pid, 0)
         if ready and os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL:
             killed += 1
+        if afterEachKill is not None:
+            afterEachKill()
     return killed
+
+
+def listedProblems(target: Path) -> dict[str, str]:
+    """Open ``target`` (which recovers) and check every dataset the registry lists.
+
+    Returns ``{dataset id: what is wrong}`` for each one the file tier cannot give back
+    intact with the value it was put with.
+    """
+    problems: dict[str, str] = {}
+    with Butler(target) as butler:
+        fileTier = butler.datastore.datastores[-1]  # type: ignore[attr-defined]
+        for ref in butler.queryDatasets():
+            try:
+                fileTier.verify(ref)
+                value = fileTier.get(ref)
+                expected = expectedValue(ref.datasetType.name, int(ref.dataId["visit"]))
+                same = (
+                    np.array_equal(value, expected) if isinstance(expected, np.ndarray) else value == expected
+                )
+                if not same:
+                    problems[str(ref.id)] = f"{ref}: wrong value"
+            except Exception as exc:
+                problems[str(ref.id)] = f"{ref}: {type(exc).__name__}: {exc}"
+    return problems
 
 
 @dataclass
@@ -194,7 +239,7 @@ class CrashReport:
     lost: list[str] = field(default_factory=list)
     """Datasets listed but unreadable or wrong, and puts the child saw return that are gone."""
     unfinishedRemovals: int = 0
-    """Removals committed but with files still to delete (trash rows), before reopening."""
+    """Removals committed with files still to delete (trash rows) when reopened, over all kills."""
     orphansBefore: int = 0
     """Files under the root no record names (temporary and set-aside ones too), before reopening."""
     orphansAfter: int = 0
@@ -254,34 +299,48 @@ def _rawCounts(target: Path) -> tuple[int, int]:
     return int(trash), unrecorded
 
 
-def checkRepository(target: Path, logPath: Path) -> CrashReport:
-    """Reopen ``target``, recover, and check it (see the module docstring)."""
-    from ..script.repo import cleanupRepo, findOrphans
+class AfterEachKill:
+    """What to run after each kill (`killLoop`'s ``afterEachKill``): count, then check.
+
+    Counts the removals the kill left unfinished (before anything is reopened), then reopens
+    the repository (which finishes them) and records what `listedProblems` finds.
+    """
+
+    def __init__(self, target: Path) -> None:
+        self.target = target
+        self.unfinishedRemovals = 0
+        self.problems: dict[str, str] = {}
+
+    def __call__(self) -> None:
+        """Count the unfinished removals, then reopen and check the repository."""
+        self.unfinishedRemovals += _rawCounts(self.target)[0]
+        self.problems.update(listedProblems(self.target))
+
+
+def checkRepository(target: Path, logPath: Path, afterKills: AfterEachKill | None = None) -> CrashReport:
+    """Reopen ``target``, recover, and check it (see the module docstring).
+
+    ``afterKills`` is what ran after each kill: the problems it saw count as lost too, and its
+    unfinished removals are added up.
+    """
+    from ..script.repo import cleanupRepo
 
     report = CrashReport()
     put, removing, report.childErrors = _logged(logPath)
     report.unfinishedRemovals, report.orphansBefore = _rawCounts(target)
+    problems: dict[str, str] = {}
+    if afterKills is not None:
+        report.unfinishedRemovals += afterKills.unfinishedRemovals
+        problems.update(afterKills.problems)
     cleanupRepo(target, olderThan=0.0)
+    problems.update(listedProblems(target))
     with Butler(target) as butler:
-        refs = butler.queryDatasets()
-        report.datasets = len(refs)
-        listed = {str(ref.id) for ref in refs}
+        listed = {str(ref.id) for ref in butler.queryDatasets()}
+        report.datasets = len(listed)
         fileTier = butler.datastore.datastores[-1]  # type: ignore[attr-defined]
-        for ref in refs:
-            try:
-                fileTier.verify(ref)
-                value = fileTier.get(ref)
-                expected = expectedValue(ref.datasetType.name, int(ref.dataId["visit"]))
-                same = (
-                    np.array_equal(value, expected) if isinstance(expected, np.ndarray) else value == expected
-                )
-                if not same:
-                    report.lost.append(f"{ref}: wrong value")
-            except Exception as exc:
-                report.lost.append(f"{ref}: {type(exc).__name__}: {exc}")
-        for datasetId in sorted(put - removing - listed):
-            report.lost.append(f"{datasetId}: put and never removed, but gone")
-        recorded = fileTier._records.datasetIds()
-        report.strayRecords = len(recorded - listed)
-    report.orphansAfter = len(findOrphans(target, olderThan=0.0))
+        report.strayRecords = len(fileTier._records.datasetIds() - listed)
+    for datasetId in sorted(put - removing - listed):
+        problems.setdefault(datasetId, f"{datasetId}: put and never removed, but gone")
+    report.lost = sorted(problems.values())
+    report.orphansAfter = _rawCounts(target)[1]
     return report
