@@ -64,6 +64,7 @@ def runBackend(backend: str, kills: int, maxDelay: float, seed: int) -> list[str
         str(killed),
         f"{seconds / max(kills, 1) * 1000:.0f} ms",
         str(operations),
+        str(report.checks),
         str(report.datasets),
         str(len(report.lost)),
         str(report.unfinishedRemovals),
@@ -88,7 +89,8 @@ def main() -> None:
         "kills",
         "per kill",
         "puts/transfers seen",
-        "datasets checked",
+        "dataset checks",
+        "datasets at end",
         "lost",
         "unfinished removals",
         "orphans before",
@@ -101,6 +103,7 @@ def main() -> None:
         table.add_row(*runBackend(backend, args.kills, args.max_delay, args.seed))
     Console(width=200).print(table)
     print(
+        "dataset checks: every dataset the registry lists is read and verified after each kill and at the end.\n"
         "lost: datasets listed but unreadable, failing their checksum or with the wrong value, plus puts a\n"
         "child saw return that are gone; 'before' is counted from the database and folder before anything\n"
         "is reopened, 'after' once the repository was reopened (which finishes committed removals) and\n"

@@ -278,5 +278,5 @@ def test_the_crash_benchmark_runs_and_prints_its_table() -> None:
     )  # fmt: skip
     row = next(line for line in result.stdout.splitlines() if "sqlite" in line)
     cells = [cell.strip() for cell in row.strip("│ ").split("│")]
-    assert cells[0] == "sqlite" and cells[1] == "3" and cells[5] == "0" and cells[8] == "0"
+    assert cells[0] == "sqlite" and cells[1] == "3" and cells[6] == "0" and cells[9] == "0"
     assert "Traceback" not in result.stderr

@@ -206,16 +206,17 @@ def killLoop(
     return killed
 
 
-def listedProblems(target: Path) -> dict[str, str]:
+def listedProblems(target: Path) -> tuple[dict[str, str], int]:
     """Open ``target`` (which recovers) and check every dataset the registry lists.
 
     Returns ``{dataset id: what is wrong}`` for each one the file tier cannot give back
-    intact with the value it was put with.
+    intact with the value it was put with, and how many were checked.
     """
     problems: dict[str, str] = {}
     with Butler(target) as butler:
         fileTier = butler.datastore.datastores[-1]  # type: ignore[attr-defined]
-        for ref in butler.queryDatasets():
+        refs = butler.queryDatasets()
+        for ref in refs:
             try:
                 fileTier.verify(ref)
                 value = fileTier.get(ref)
@@ -227,7 +228,7 @@ def listedProblems(target: Path) -> dict[str, str]:
                     problems[str(ref.id)] = f"{ref}: wrong value"
             except Exception as exc:
                 problems[str(ref.id)] = f"{ref}: {type(exc).__name__}: {exc}"
-    return problems
+    return problems, len(refs)
 
 
 @dataclass
@@ -235,7 +236,9 @@ class CrashReport:
     """What `checkRepository` found."""
 
     datasets: int = 0
-    """Datasets the registry lists, all read and verified."""
+    """Datasets the registry lists at the end, all read and verified."""
+    checks: int = 0
+    """Dataset checks, over all the checks after each kill and the last one."""
     lost: list[str] = field(default_factory=list)
     """Datasets listed but unreadable or wrong, and puts the child saw return that are gone."""
     unfinishedRemovals: int = 0
@@ -309,12 +312,15 @@ class AfterEachKill:
     def __init__(self, target: Path) -> None:
         self.target = target
         self.unfinishedRemovals = 0
+        self.checks = 0
         self.problems: dict[str, str] = {}
 
     def __call__(self) -> None:
         """Count the unfinished removals, then reopen and check the repository."""
         self.unfinishedRemovals += _rawCounts(self.target)[0]
-        self.problems.update(listedProblems(self.target))
+        problems, checked = listedProblems(self.target)
+        self.problems.update(problems)
+        self.checks += checked
 
 
 def checkRepository(target: Path, logPath: Path, afterKills: AfterEachKill | None = None) -> CrashReport:
@@ -333,10 +339,11 @@ def checkRepository(target: Path, logPath: Path, afterKills: AfterEachKill | Non
         report.unfinishedRemovals += afterKills.unfinishedRemovals
         problems.update(afterKills.problems)
     cleanupRepo(target, olderThan=0.0)
-    problems.update(listedProblems(target))
+    problems.update(listedProblems(target)[0])
     with Butler(target) as butler:
         listed = {str(ref.id) for ref in butler.queryDatasets()}
         report.datasets = len(listed)
+        report.checks = len(listed) + (afterKills.checks if afterKills is not None else 0)
         fileTier = butler.datastore.datastores[-1]  # type: ignore[attr-defined]
         report.strayRecords = len(fileTier._records.datasetIds() - listed)
     for datasetId in sorted(put - removing - listed):
