@@ -121,3 +121,23 @@ def test_leftover_temporary_objects_are_removed(s3Endpoint: str, tmp_path: Path)
     assert store.removeLeftoverFiles() == []
     assert store.removeLeftoverFiles(olderThan=0) == [f"s3://{leftover}"]
     assert store.get(ref) == {"x": 1}
+
+
+def test_repository_with_its_datasets_in_a_bucket(s3Endpoint: str, tmp_path: Path) -> None:
+    """A repository root is a local folder; its file tier can live at an S3 URI (end to end)."""
+    from databutler import Butler
+
+    bucketRoot = f"s3://{BUCKET}/{uuid.uuid4().hex}"
+    with pytest.raises(ConfigError, match="a repository root is a local folder"):
+        Butler.makeRepo(bucketRoot)
+    Butler.makeRepo(
+        tmp_path / "repo", {"datastore": {"root": bucketRoot, "storageOptions": _options(s3Endpoint)}}
+    )
+    with Butler(tmp_path / "repo", run="night1") as butler:
+        butler.registerDatasetType("flat", ("visit",), "NumpyArray")
+        ref = butler.put(np.arange(6.0), "flat", visit=1)
+    with Butler(tmp_path / "repo", collections=["night1"]) as fresh:  # its memory tier is empty
+        uri = fresh.getUri(ref)
+        assert uri.startswith(bucketRoot + "/night1/flat/")
+        assert fresh.get("flat", visit=1).tolist() == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+    assert not list((tmp_path / "repo").rglob("*.npy"))  # nothing landed in the local folder
