@@ -280,3 +280,21 @@ def test_the_crash_benchmark_runs_and_prints_its_table() -> None:
     cells = [cell.strip() for cell in row.strip("│ ").split("│")]
     assert cells[0] == "sqlite" and cells[1] == "3" and cells[6] == "0" and cells[9] == "0"
     assert "Traceback" not in result.stderr
+
+
+def test_a_read_only_open_leaves_an_unfinished_removal_to_a_writer(
+    tmp_path: Path, registryConfig: dict[str, str] | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    root = tmp_path / "repo"
+    with makeRepo(root, registryConfig) as butler:
+        ref = butler.put({"a": 1}, "metrics", visit=1)
+        kept = butler.put({"b": 2}, "metrics", visit=2)
+    killAt(root, "after commit", tmp_path)
+    left = datasetFiles(root)
+    assert len(left) == 2  # the removed dataset's file is still there, noted in the trash
+    with Butler(root, writeable=False, collections=["run"]) as reader:  # a reader changes nothing
+        assert not reader.exists(ref) and reader.get(kept) == {"b": 2}
+    assert datasetFiles(root) == left
+    assert "could not finish" not in caplog.text  # it did not even try
+    with Butler(root, run="run") as butler:  # the next writer finishes the removal
+        assert datasetFiles(root) == [filePath(butler, kept)]

@@ -139,7 +139,8 @@ class FileDatastore(Datastore):
         self.files = FileAccess(
             self.fs, self.rootPath, self.checksumAlgorithm, self.layout, self._records, self.name
         )
-        self.recover()
+        if database is None or database.readOnlyWhat is None:  # a read-only repository is not changed
+            self.recover()
 
     def recover(self) -> int:
         """Finish what a crashed process left half-done: delete the files of committed removals.
