@@ -178,6 +178,9 @@ def test_repository_on_a_read_only_mount_opens_and_reads(readOnlyMount: tuple[Pa
     assert "2 dataset(s)" in listed.stdout
     got = _runCli("get", str(repo), "metrics", "visit=2")
     assert got.returncode == 0 and "metrics" in got.stdout, got.stderr
+    target = source.parent.parent / "copy"
+    Butler.makeRepo(target)
+    assert len(script.transferDatasets(repo, target).transferred) == 2  # copied off the mount
     # A writer has the database open (its -wal and -shm exist): readers use them, read-only.
     with Butler(source, run="night1") as writer:
         writer.put({"visit": 3}, "metrics", visit=3)
@@ -274,6 +277,12 @@ def test_a_registry_belongs_to_one_repository(tmp_path: Path, registryConfig: di
         Butler(tmp_path / "c")
     with Butler(tmp_path / "a", collections=["night1"]) as owner:
         assert len(owner.queryDatasets("metrics")) == 2
+        # A registry in use by a repository made before repository ids is not claimed either.
+        table = sa.table("butler_attribute", sa.column("name"), schema=owner.registry.namespace)
+        with owner.registry.recordsDatabase().baseEngine.begin() as connection:
+            connection.execute(sa.delete(table).where(table.c.name.in_(["repositoryId", "repositoryRoot"])))
+    with pytest.raises(ForeignRegistryError, match="already holds runs or dataset types"):
+        Butler.makeRepo(tmp_path / "d", shared)
 
 
 def test_cli_create_with_a_used_registry_db_is_refused(tmp_path: Path) -> None:

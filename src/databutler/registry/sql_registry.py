@@ -369,6 +369,12 @@ class SqlRegistry(DatasetRecords):
                     f"{rows.get(_REPOSITORY_ROOT)!r} (id {owner}); give this repository a registry of its "
                     "own: another database, or for PostgreSQL another registry.namespace."
                 )
+            if owner is None and self._holdsAnything(connection):
+                raise ForeignRegistryError(
+                    f"Registry {self._shown()!r} already holds runs or dataset types of a repository "
+                    "made before registries recorded their repository; give this repository a "
+                    "registry of its own: another database, or for PostgreSQL another registry.namespace."
+                )
             if owner is None:
                 connection.execute(
                     sa.insert(table),
@@ -377,6 +383,13 @@ class SqlRegistry(DatasetRecords):
                         {"name": _REPOSITORY_ROOT, "value": where},
                     ],
                 )
+
+    @staticmethod
+    def _holdsAnything(connection: sa.Connection) -> bool:
+        for table in (schema.runTable, schema.datasetTypeTable):
+            if connection.execute(sa.select(sa.literal(1)).select_from(table).limit(1)).first():
+                return True
+        return False
 
     def checkOwner(self, repositoryId: str, where: str) -> None:
         """Check that this registry belongs to the repository ``repositoryId`` at ``where``.

@@ -183,6 +183,8 @@ def transferDatasets(
 ) -> TransferResult:
     """Copy datasets (every type unless ``datasetTypes``) from ``source`` into ``target``.
 
+    ``source`` is opened read-only: it may be on a read-only mount.
+
     Raises
     ------
     MissingDatasetTypeError
@@ -192,7 +194,7 @@ def transferDatasets(
     ConflictingDatasetError
         ``target`` has a different dataset with the same type, data ID and run.
     """
-    with Butler(source) as sourceButler, Butler(target) as targetButler:
+    with Butler(source, writeable=False) as sourceButler, Butler(target) as targetButler:
         refs: list[DatasetRef] = []
         names: list[str | None] = list(datasetTypes) or [None]
         for name in names:
