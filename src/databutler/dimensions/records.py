@@ -44,7 +44,7 @@ class DimensionRecord:
             ) from None
 
     def __setattr__(self, name: str, value: Any) -> None:
-        """Refuse: a record is read-only."""
+        """Refuse to set any attribute: records are read-only (`AttributeError`)."""
         raise AttributeError("DimensionRecord is read-only.")
 
     def toDict(self) -> dict[str, Any]:
@@ -52,7 +52,7 @@ class DimensionRecord:
         return dict(self._values)
 
     def __eq__(self, other: object) -> bool:
-        """Compare element and values."""
+        """Return `True` if ``other`` is a record of the same element with equal values."""
         return (
             isinstance(other, DimensionRecord)
             and other.element == self.element
@@ -60,10 +60,10 @@ class DimensionRecord:
         )
 
     def __hash__(self) -> int:
-        """Hash element and values."""
+        """Hash the element and the values, so equal records hash alike."""
         return hash((self.element, tuple(self._values.items())))
 
     def __repr__(self) -> str:
-        """Show element and values."""
+        """Show the element and every value by name."""
         inner = ", ".join(f"{k}={v!r}" for k, v in self._values.items())
         return f"DimensionRecord({self.element!r}, {inner})"

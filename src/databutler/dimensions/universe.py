@@ -102,7 +102,7 @@ class DimensionUniverse(Mapping[str, Dimension]):
         return len(self._dimensions)
 
     def __eq__(self, other: object) -> bool:
-        """Compare the definitions."""
+        """Return `True` if ``other`` defines the same dimensions (types, fields and relations)."""
         return isinstance(other, DimensionUniverse) and self.toConfig() == other.toConfig()
 
     __hash__ = None  # type: ignore[assignment]
