@@ -261,10 +261,10 @@ def test_read_through_is_best_effort(tmp_path: Path, monkeypatch: pytest.MonkeyP
     chain.put({"x": 1}, ref)
     memory.remove(ref)
 
-    def failingPut(obj: Any, ref: Any) -> None:
+    def failingAdopt(obj: Any, ref: Any) -> None:
         raise OSError("cache broken")
 
-    monkeypatch.setattr(memory, "put", failingPut)
+    monkeypatch.setattr(memory, "adopt", failingAdopt)
     assert chain.get(ref) == {"x": 1}
     assert not memory.exists(ref)
 

@@ -12,11 +12,13 @@ import copy as _copy
 import importlib
 import os
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from enum import StrEnum
 from types import MappingProxyType
 from typing import Any, ClassVar
 
 from .config import Config, configSearchPath
+from .delegates.copying import jsonLikeCopier, jsonLikeDeepcopy, jsonLikeSize
 from .exceptions import (
     DatasetTypeMismatchError,
     InvalidParameterError,
@@ -27,15 +29,31 @@ from .exceptions import (
     UnknownStorageClassError,
 )
 
-__all__ = ["COPY_MODES", "StorageClass", "StorageClassDelegate", "StorageClassFactory", "importDottedName"]
+__all__ = [
+    "COPY_MODES",
+    "CopyMode",
+    "StorageClass",
+    "StorageClassDelegate",
+    "StorageClassFactory",
+    "importDottedName",
+]
 
-COPY_MODES = ("reference", "copy", "deepcopy", "freeze")
-"""How a datastore protects stored objects from callers.
 
-``reference`` shares the caller's object; ``copy`` stores and hands out shallow (type-aware)
-copies; ``deepcopy`` stores and hands out deep copies; ``freeze`` stores one owned, read-only
-copy and hands out read-only views of it.
-"""
+class CopyMode(StrEnum):
+    """How a datastore protects stored objects from callers (each member is also its str)."""
+
+    REFERENCE = "reference"
+    """Share the caller's object: fastest; a caller's change is everyone's."""
+    COPY = "copy"
+    """Store and hand out shallow, type-aware copies."""
+    DEEPCOPY = "deepcopy"
+    """Store and hand out deep copies (JSON-like data is copied by a fast copier)."""
+    FREEZE = "freeze"
+    """Store one owned, read-only copy and hand out read-only views of it."""
+
+
+COPY_MODES: tuple[str, ...] = tuple(CopyMode)
+"""The names of the copy modes, in `CopyMode` order: reference, copy, deepcopy, freeze."""
 
 _ENTRY_KEYS = frozenset({"pytype", "delegate", "parameters", "components", "copyMode", "inheritsFrom"})
 """The keys a ``storageClasses`` entry may have."""
@@ -150,7 +168,7 @@ class StorageClass:
         self.parameters: frozenset[str] = frozenset(parameters)
         self._delegateSpec: type[StorageClassDelegate] | str | None = delegate
         self._delegate: StorageClassDelegate | None = None
-        self.copyMode = copyMode
+        self.copyMode = CopyMode(copyMode)
 
     @property
     def pytype(self) -> type:
@@ -274,8 +292,10 @@ class StorageClassDelegate:
 
     The base delegate works for any type: it reads a component as an attribute, a
     ``get<Component>()`` method or a mapping key; assembles by calling ``pytype(**components)``;
-    estimates sizes with a bounded recursive walk; copies with `copy`/`deepcopy`. Type families
-    with read parameters subclass it and override `applyParameters`.
+    estimates sizes with a bounded recursive walk; copies with `copy`/`deepcopy`. JSON-like data
+    (builtin dicts, lists and tuples of immutable scalars, see `databutler.delegates.copying`)
+    is deep-copied and sized by a fast path of its own. Type families with read parameters
+    subclass it and override `applyParameters`.
 
     Parameters
     ----------
@@ -291,6 +311,8 @@ class StorageClassDelegate:
 
     def __init__(self, storageClass: StorageClass) -> None:
         self.storageClass = storageClass
+        # A subclass with a deepcopy of its own keeps it for every object (no JSON-like path).
+        self._ownDeepcopy = type(self).deepcopy is not StorageClassDelegate.deepcopy
 
     def checkStorable(self, inMemoryDataset: Any) -> None:
         """Refuse an instance of ``pytype`` that this storage class cannot hold exactly.
@@ -405,6 +427,9 @@ class StorageClassDelegate:
 
     def getSize(self, inMemoryDataset: Any) -> int:
         """Estimate the bytes held by ``inMemoryDataset`` (bounded recursive walk)."""
+        fast = jsonLikeSize(inMemoryDataset)
+        if fast is not None:
+            return fast
         seen: set[int] = set()
         stack = [inMemoryDataset]
         total = 0
@@ -436,8 +461,30 @@ class StorageClassDelegate:
         return _copy.copy(inMemoryDataset)
 
     def deepcopy(self, inMemoryDataset: Any) -> Any:
-        """Return a deep copy."""
-        return _copy.deepcopy(inMemoryDataset)
+        """Return a deep copy (JSON-like data by the fast copier, anything else by `copy.deepcopy`)."""
+        found = jsonLikeDeepcopy(inMemoryDataset)
+        return found[0] if found is not None else _copy.deepcopy(inMemoryDataset)
+
+    def deepcopyWithCopier(self, inMemoryDataset: Any) -> tuple[Any, Callable[[Any], Any]]:
+        """Return a deep copy to store and the cheapest function that deep-copies it for readers.
+
+        For JSON-like data that is a dict's or list's own ``copy`` when it is flat, else the
+        JSON-like copier; for anything else (or with a `deepcopy` of a subclass's own) it is
+        `deepcopy`.
+        """
+        if not self._ownDeepcopy:
+            found = jsonLikeDeepcopy(inMemoryDataset)
+            if found is not None:
+                return found
+        return self.deepcopy(inMemoryDataset), self.deepcopy
+
+    def deepcopier(self, stored: Any) -> Callable[[Any], Any]:
+        """Return the cheapest function that deep-copies ``stored``, an object nobody else holds."""
+        if not self._ownDeepcopy:
+            copier = jsonLikeCopier(stored)
+            if copier is not None:
+                return copier
+        return self.deepcopy
 
     def canFreezeInstance(self, inMemoryDataset: Any) -> bool:
         """Whether this object can be frozen; others of a freezing type are deep-copied instead."""

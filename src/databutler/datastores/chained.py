@@ -30,6 +30,7 @@ from ..exceptions import (
     StoredItemInfoNotFoundError,
 )
 from ..storage_class import importDottedName
+from .memory import InMemoryDatastore
 
 __all__ = ["ChainedDatastore"]
 
@@ -301,17 +302,26 @@ class ChainedDatastore(Datastore):
             except DatasetNotFoundError:
                 continue
             if self.readThrough and i and not parameters and not ref.isComponent():
-                self._fillEarlier(i, ref, obj)
+                obj = self._fillEarlier(i, ref, obj)
             return obj
         raise self._notFound(ref, "get")
 
-    def _fillEarlier(self, found: int, ref: DatasetRef, obj: Any) -> None:
+    def _fillEarlier(self, found: int, ref: DatasetRef, obj: Any) -> Any:
         """Copy ``obj`` into the earlier ephemeral children that accept ``ref``; best effort.
 
-        A failure (the child is full or already has it, or anything else) is logged and the
-        copy skipped: the read itself has succeeded.
+        ``obj`` was just read, so nobody else holds it: the first in-memory child adopts it
+        (`InMemoryDatastore.adopt`: no copy unless its copy mode freezes, sized by its storage
+        class, subject to its admission policy) and the reader gets what that child hands out;
+        any further child gets an ordinary put. A failure (the child is full or already has it,
+        or anything else) is logged and the copy skipped: the read itself has succeeded.
+
+        Returns
+        -------
+        obj : object
+            What the reader gets.
         """
         relay = self._relay
+        adopted = False
         for child, constraints in zip(self.datastores[:found], self.constraints[:found], strict=True):
             if child.isEphemeral and constraints.isAcceptable(ref.datasetType):
                 try:
@@ -319,7 +329,11 @@ class ChainedDatastore(Datastore):
                         if relay is not None:  # the chain already holds ref: nothing to tell
                             relay.putting = ref
                         try:
-                            child.put(obj, ref)
+                            if not adopted and isinstance(child, InMemoryDatastore):
+                                obj = child.adopt(obj, ref)
+                                adopted = True
+                            else:
+                                child.put(obj, ref)
                         finally:
                             if relay is not None:
                                 relay.putting = None
@@ -327,6 +341,7 @@ class ChainedDatastore(Datastore):
                     log.debug("Read-through of %s into %s skipped: %s", ref, child.name, exc)
                 except Exception as exc:  # the read succeeded; the cache copy is optional
                     log.warning("Read-through of %s into %s failed, skipped: %s", ref, child.name, exc)
+        return obj
 
     def _notFound(self, ref: DatasetRef, verb: str) -> DatasetNotFoundError:
         names = ", ".join(child.name for child in self.datastores)

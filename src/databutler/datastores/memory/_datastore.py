@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ...config import Config
@@ -24,21 +24,32 @@ from ...datastore.base import Datastore, DatastoreConfig
 from ...datastore.bridge import DatasetLocationRegistry
 from ...datastore.records import StoredItemInfo
 from ...exceptions import (
+    ConfigError,
     DatasetExistsError,
     DatasetNotFoundError,
+    DatasetTooLargeError,
     DatasetTypeError,
     DatasetTypeMismatchError,
     StoredItemInfoExistsError,
     StoredItemInfoNotFoundError,
 )
-from ...storage_class import StorageClass, StorageClassDelegate
-from ._entries import OBJ, REF, TS, EntryTable, InMemoryDatastoreStats, Prepared, parseBytes, parsePositive
-from ._ownership import FREEZE, REFERENCE, CopyPolicy
+from ...storage_class import CopyMode, StorageClass, StorageClassDelegate
+from ._entries import (
+    ADMISSIONS,
+    Entry,
+    EntryTable,
+    InMemoryDatastoreStats,
+    parseBytes,
+    parsePositive,
+)
+from ._ownership import CopyPolicy, handOut
 
 __all__ = ["InMemoryDatastore", "InMemoryDatastoreStats"]
 
 log = logging.getLogger(__name__)
-_MODE = 3
+
+# What a put of a dataset type checked once reuses: (datasetType, pytype, copy mode, delegate).
+_PutInfo = tuple[DatasetType, type, CopyMode, StorageClassDelegate]
 
 
 class InMemoryDatastore(Datastore):
@@ -88,16 +99,27 @@ class InMemoryDatastore(Datastore):
         self.maxItems: int | None = parsePositive(cfg.get("maxItems"), "maxItems", int)
         self.expireSeconds: float | None = parsePositive(cfg.get("expireSeconds"), "expireSeconds", float)
         self.copyPolicy = CopyPolicy(cfg.get("copyMode"))
-        self._table = EntryTable(self.name, self.maxBytes, self.maxItems, self.expireSeconds)
+        admission = cfg.get("admission", "frequency")
+        if admission not in ADMISSIONS:
+            raise ConfigError(f"datastore.admission is {admission!r}; choose one of {', '.join(ADMISSIONS)}.")
+        admitFraction = cfg.get("admitFraction", 0.125)
+        if (
+            isinstance(admitFraction, bool)
+            or not isinstance(admitFraction, int | float)
+            or not (0 < admitFraction <= 1)
+        ):
+            raise ConfigError(f"datastore.admitFraction must be a number in (0, 1], not {admitFraction!r}.")
+        self._table = EntryTable(
+            self.name, self.maxBytes, self.maxItems, self.expireSeconds, admission, float(admitFraction)
+        )
         # Aliases for the hot paths.
         self._entries = self._table.entries
         self._lock = self._table.lock
         self._simple = self._table.simple
         # Registry calls are made outside every lock of this datastore (see _syncRegistry).
-        # dataset type name -> (datasetType, pytype, copyMode, delegate), for puts that passed once
-        self._putCache: dict[str, tuple[DatasetType, type, str, StorageClassDelegate]] = {}
+        self._putCache: dict[str, _PutInfo] = {}  # by dataset type name, for puts that passed once
 
-    def copyModeFor(self, datasetType: DatasetType) -> str:
+    def copyModeFor(self, datasetType: DatasetType) -> CopyMode:
         """Return the copy mode used for datasets of ``datasetType``.
 
         Raises
@@ -109,8 +131,8 @@ class InMemoryDatastore(Datastore):
 
     # -- put --
 
-    def _prepare(self, inMemoryDataset: Any, ref: DatasetRef) -> Prepared:
-        """Validate a put and return ``(storedObject, ref, mode, size)``; does not touch the entries."""
+    def _checkPut(self, inMemoryDataset: Any, ref: DatasetRef) -> _PutInfo:
+        """Validate a put of a dataset type not seen before (or of an object of another type)."""
         datasetType = ref.datasetType
         storageClass = datasetType.storageClass
         storageClass.checkInstance(inMemoryDataset, str(ref))
@@ -119,14 +141,28 @@ class InMemoryDatastore(Datastore):
                 f"Cannot put component {ref} on its own; put the composite "
                 f"{datasetType.nameAndComponent()[0]!r} and read components from it."
             )
-        mode = self.copyPolicy.modeFor(datasetType)
-        delegate = storageClass.delegate()
-        self._putCache[datasetType.name] = (datasetType, type(inMemoryDataset), mode, delegate)
-        if mode is not REFERENCE:
-            inMemoryDataset, mode = CopyPolicy.own(inMemoryDataset, delegate, mode)
-        stored = inMemoryDataset
+        info = (
+            datasetType,
+            type(inMemoryDataset),  # later puts of exactly this type skip the checks
+            self.copyPolicy.modeFor(datasetType),
+            storageClass.delegate(),
+        )
+        self._putCache[datasetType.name] = info
+        return info
+
+    def _own(self, inMemoryDataset: Any, ref: DatasetRef, adopt: bool = False) -> Entry:
+        """The one ownership helper of every put: validate, own per the copy mode, size.
+
+        A dataset type is validated once; later puts of it (the same `DatasetType` object and an
+        object of its type) reuse the check. Returns the entry to insert; does not insert it.
+        """
+        info = self._putCache.get(ref.datasetType.name)
+        if info is None or info[0] is not ref.datasetType or type(inMemoryDataset) is not info[1]:
+            info = self._checkPut(inMemoryDataset, ref)
+        delegate = info[3]
+        stored, mode, copier = CopyPolicy.own(inMemoryDataset, delegate, info[2], adopt)
         size = delegate.getSize(stored) if self._table.trackSizes else None
-        return stored, ref, mode, size
+        return Entry._make((stored, ref, time.time(), mode, size, copier))
 
     def put(self, inMemoryDataset: Any, ref: DatasetRef) -> None:
         """Write a InMemoryDataset with a given DatasetRef to the store.
@@ -149,27 +185,7 @@ class InMemoryDatastore(Datastore):
         DatasetTooLargeError
             The dataset alone is larger than ``maxBytes``; nothing is evicted.
         """
-        cached = self._putCache.get(ref.datasetType.name)
-        if (
-            not self._simple
-            or cached is None
-            or cached[0] is not ref.datasetType
-            or type(inMemoryDataset) is not cached[1]  # a new type is checked by _prepare
-        ):
-            self._insert([self._prepare(inMemoryDataset, ref)])
-            return
-        # The fast path: a dataset type seen before, no limits, no expiry.
-        mode = cached[2]
-        stored = inMemoryDataset
-        if mode is not REFERENCE:
-            stored, mode = CopyPolicy.own(inMemoryDataset, cached[3], mode)
-        key = ref.id.int
-        with self._lock:
-            if key in self._entries:
-                raise self._existsError(ref)
-            self._entries[key] = (stored, ref, time.time(), mode, None)
-        if self.registry is not None or self._openTransactions:
-            self._afterInsert([ref], [])
+        self._insert([self._own(inMemoryDataset, ref)])
 
     def putMany(self, pairs: Iterable[tuple[Any, DatasetRef]]) -> None:
         """Put every ``(inMemoryDataset, ref)`` pair, all or none.
@@ -177,33 +193,48 @@ class InMemoryDatastore(Datastore):
         Every pair is checked before anything is stored: a bad object, a duplicate ref (in the
         batch or in the store) or an oversized batch stores none of them.
         """
-        prepared: list[Prepared] = []
+        prepared: list[Entry] = []
         seen: set[int] = set()
-        cache = self._putCache
-        trackSizes = self._table.trackSizes
         for obj, ref in pairs:
             key = ref.id.int
             if key in seen:
                 raise DatasetExistsError(f"Dataset {ref} appears twice in one putMany; nothing was stored.")
             seen.add(key)
-            cached = cache.get(ref.datasetType.name)
-            if cached is None or cached[0] is not ref.datasetType or type(obj) is not cached[1]:
-                prepared.append(self._prepare(obj, ref))
-                continue
-            mode, delegate = cached[2], cached[3]
-            stored = obj
-            if mode is not REFERENCE:
-                stored, mode = CopyPolicy.own(obj, delegate, mode)
-            prepared.append((stored, ref, mode, delegate.getSize(stored) if trackSizes else None))
+            prepared.append(self._own(obj, ref))
         self._insert(prepared)
 
-    def _insert(self, prepared: list[Prepared]) -> None:
+    def adopt(self, inMemoryDataset: Any, ref: DatasetRef) -> Any:
+        """Take in a dataset just read from another datastore, if admitted; return the reader's object.
+
+        This is a chain's read-through copy. ``inMemoryDataset`` must be an object nobody else
+        holds (just decoded from a file): it is stored without a copy in every copy mode but
+        ``freeze``, and the reader gets what a `get` would give (its own copy or a read-only
+        view) or, if the store keeps a frozen copy or nothing, ``inMemoryDataset`` itself.
+        A bounded store may refuse it (see the ``admission`` config); nothing else is refused
+        but a dataset it already holds.
+        """
+        prepared = self._own(inMemoryDataset, ref, adopt=True)
+        try:
+            admitted = self._insert([prepared], admission=True)
+        except (DatasetExistsError, DatasetTooLargeError):
+            return inMemoryDataset
+        if not admitted or prepared.obj is not inMemoryDataset or prepared.handOut is None:
+            return inMemoryDataset
+        return prepared.handOut(prepared.obj)
+
+    def _insert(self, prepared: list[Entry], admission: bool = False) -> bool:
+        """Insert all of ``prepared`` or none; return False if the admission policy refused them."""
         try:
             with self._lock:
-                evicted = self._table.insertLocked(prepared, self._existsError)
+                evicted = self._table.insertLocked(prepared, self._existsError, admission)
         finally:
-            self._flushExpired()  # what the insert swept is reported even if it then failed
-        self._afterInsert([p[1] for p in prepared], evicted)
+            if not self._simple:
+                self._flushExpired()  # what the insert swept is reported even if it then failed
+        if evicted is None:
+            return False
+        if evicted or self.registry is not None or self._openTransactions:
+            self._afterInsert([p.ref for p in prepared], evicted)
+        return True
 
     def _afterInsert(self, refs: list[DatasetRef], evicted: list[DatasetRef]) -> None:
         """Tell the registry and the open transaction; undo the insert if the registry fails."""
@@ -231,7 +262,7 @@ class InMemoryDatastore(Datastore):
         with self._lock:
             for ref in refs:
                 entry = self._entries.get(ref.id.int)
-                if entry is not None and entry[REF] == ref:
+                if entry is not None and entry.ref == ref:
                     self._table.popLocked(ref.id.int)
                     dropped.append(ref)
         self._syncRegistry(dropped)
@@ -267,7 +298,7 @@ class InMemoryDatastore(Datastore):
         gone: list[DatasetRef] = []
         for ref in refs:
             entry = entries.get(ref.id.int)
-            (held if entry is not None and entry[REF].id == ref.id else gone).append(ref)
+            (held if entry is not None and entry.ref.id == ref.id else gone).append(ref)
         return held, gone
 
     def _logGone(self, refs: list[DatasetRef], how: str) -> None:
@@ -298,11 +329,22 @@ class InMemoryDatastore(Datastore):
     def _notFound(self, ref: DatasetRef, verb: str) -> DatasetNotFoundError:
         why = self._table.tombstone(ref.id.int)
         entry = self._entries.get(ref.id.int)
-        if entry is not None and not self._sameDataset(ref, entry[REF]):
-            why = f"id {ref.id} holds {entry[REF].datasetType.name!r}, not {ref.datasetType.name!r}"
+        if entry is not None and not self._sameDataset(ref, entry.ref):
+            why = f"id {ref.id} holds {entry.ref.datasetType.name!r}, not {ref.datasetType.name!r}"
         return DatasetNotFoundError(
             f"Cannot {verb} {ref}: not in datastore {self.name!r}" + (f"; {why}." if why else ".")
         )
+
+    def _find(self, ref: DatasetRef, lookup: Callable[[int], Entry | None]) -> Entry | None:
+        """The one lookup of every verb: the entry holding ``ref`` (or its parent), else `None`.
+
+        ``lookup`` is the table's `EntryTable.lookupLocked` (called with the lock held; it
+        expires and marks recency) or, where neither applies, the entries' own ``get``.
+        """
+        entry = lookup(ref.id.int)
+        if entry is None or entry.ref is ref or self._sameDataset(ref, entry.ref):
+            return entry
+        return None  # the id holds another dataset type
 
     def get(self, ref: DatasetRef, parameters: Mapping[str, Any] | None = None) -> Any:
         """Load an InMemoryDataset from the store.
@@ -330,39 +372,40 @@ class InMemoryDatastore(Datastore):
         ValueError
             A parameter is unknown or unusable (`InvalidParameterError`).
         """
-        if self._simple:
-            entry = self._entries.get(ref.id.int)
-            if entry is not None and (entry[REF] is ref or self._sameDataset(ref, entry[REF])):
-                self._table.countHit()
-                if parameters is None and entry[REF] is ref:
-                    mode = entry[_MODE]
-                    if mode is REFERENCE:
-                        return entry[OBJ]
-                    if mode is FREEZE:
-                        return ref.datasetType.storageClass.delegate().frozenView(entry[OBJ])
-                return self._materialize(entry, ref, parameters)
+        table = self._table
+        if self._simple:  # entries are immutable tuples and a dict read is atomic: no lock
+            entry = self._find(ref, self._entries.get)
+            if entry is not None:
+                table.countHit()
+                return self._handOut(entry, ref, parameters)
         with self._lock:
-            entry = self._table.lookupLocked(ref.id.int)
-            if entry is not None and entry[REF] is not ref and not self._sameDataset(ref, entry[REF]):
-                entry = None  # the id holds another dataset type
+            entry = self._find(ref, table.lookupLocked)
+            table.countLocked(entry is not None, ref.id.int)
             if entry is None:
-                self._table.misses += 1
                 error = self._notFound(ref, "get")
-            else:
-                self._table.hits += 1
         if entry is None:
             self._flushExpired()
             raise error
-        if parameters is None and entry[REF] is ref and entry[_MODE] is REFERENCE:
-            return entry[OBJ]
+        return self._handOut(entry, ref, parameters)
+
+    def _handOut(self, entry: Entry, ref: DatasetRef, parameters: Mapping[str, Any] | None) -> Any:
+        """Give a reader ``ref`` from ``entry``: its copy or view per the entry's copy mode."""
+        storedRef = entry.ref
+        if not parameters and (
+            storedRef is ref
+            or (
+                ref.datasetType.name == storedRef.datasetType.name
+                and ref.datasetType.storageClass is storedRef.datasetType.storageClass
+            )
+        ):
+            copier = entry.handOut
+            return entry.obj if copier is None else copier(entry.obj)
         return self._materialize(entry, ref, parameters)
 
-    def _materialize(
-        self, entry: tuple[Any, ...], ref: DatasetRef, parameters: Mapping[str, Any] | None
-    ) -> Any:
+    def _materialize(self, entry: Entry, ref: DatasetRef, parameters: Mapping[str, Any] | None) -> Any:
         """Extract a component, apply parameters, check the type and hand out per the copy mode."""
-        storedRef: DatasetRef = entry[REF]
-        obj = entry[OBJ]
+        storedRef = entry.ref
+        obj = entry.obj
         target = ref.datasetType.storageClass
         stored = storedRef.datasetType.storageClass
         if ref is not storedRef and ref.datasetType.name != storedRef.datasetType.name:
@@ -384,7 +427,9 @@ class InMemoryDatastore(Datastore):
                 f"Dataset {ref} is stored as {type(obj).__qualname__} (storage class {stored.name!r}), "
                 f"which is not the {target.pytypeName} that storage class {target.name!r} expects."
             )
-        return CopyPolicy.handOut(obj, delegate, entry[_MODE])
+        if obj is entry.obj:
+            return handOut(obj, entry.handOut)
+        return CopyPolicy.handOutPart(obj, delegate, entry.mode)
 
     def getMany(
         self,
@@ -401,29 +446,17 @@ class InMemoryDatastore(Datastore):
             Some refs are not stored (all are named) and ``missing`` was not given; otherwise
             they are appended to ``missing``.
         """
-        refs = list(refs)
-        out: dict[DatasetRef, Any] = {}
-        slow: list[tuple[DatasetRef, tuple[Any, ...]]] = []
-        notFound: list[DatasetRef] = []
         table = self._table
+        find = self._find
         lookup = self._entries.get if self._simple else table.lookupLocked
-        same = self._sameDataset
         with self._lock:
-            for ref in refs:
-                entry = lookup(ref.id.int)
-                if entry is None or (entry[REF] is not ref and not same(ref, entry[REF])):
-                    notFound.append(ref)
-                elif parameters is None and entry[REF] is ref and entry[_MODE] is REFERENCE:
-                    out[ref] = entry[OBJ]
-                else:
-                    slow.append((ref, entry))
-            table.hits += len(refs) - len(notFound)  # per ref, as get counts: a repeated ref counts again
-            table.misses += len(notFound)
+            found = [(ref, find(ref, lookup)) for ref in refs]
+            for ref, entry in found:  # per ref, as get counts: a repeated ref counts again
+                table.countLocked(entry is not None, ref.id.int)
         self._flushExpired()
-        self._reportMissing(notFound, missing)
-        for ref, entry in slow:
-            out[ref] = self._materialize(entry, ref, parameters)
-        return out
+        self._reportMissing([ref for ref, entry in found if entry is None], missing)
+        handOutOne = self._handOut
+        return {ref: handOutOne(entry, ref, parameters) for ref, entry in found if entry is not None}
 
     @staticmethod
     def _sameDataset(ref: DatasetRef, storedRef: DatasetRef) -> bool:
@@ -449,28 +482,19 @@ class InMemoryDatastore(Datastore):
         exists : bool
             True if the entity exists in the Datastore.
         """
-        entry = self._entries.get(ref.id.int)
-        if entry is None:
-            return False
-        if entry[REF] is not ref and not self._sameDataset(ref, entry[REF]):
-            return False
-        if self.expireSeconds is None:
-            return True
+        if self.expireSeconds is None:  # no expiry: a peek needs no lock and changes nothing
+            return self._find(ref, self._entries.get) is not None
         with self._lock:
-            live = self._table.lookupLocked(ref.id.int)
+            entry = self._find(ref, self._table.lookupLocked)
         self._flushExpired()
-        return live is not None
+        return entry is not None
 
     def existsMany(self, refs: Iterable[DatasetRef]) -> dict[DatasetRef, bool]:
         """Return ``{ref: exists}`` for every ref."""
         if self.expireSeconds is not None:
             return {ref: self.exists(ref) for ref in refs}
-        get = self._entries.get
-        same = self._sameDataset
-        return {
-            ref: (entry := get(ref.id.int)) is not None and (entry[REF] is ref or same(ref, entry[REF]))
-            for ref in refs
-        }
+        find, peek = self._find, self._entries.get
+        return {ref: find(ref, peek) is not None for ref in refs}
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -495,17 +519,6 @@ class InMemoryDatastore(Datastore):
         DatasetTypeError
             ``ref`` is a component ref: remove the composite instead.
         """
-        if self._simple:  # the fast path: no limits, no expiry, the ref's own dataset type
-            key = ref.id.int
-            with self._lock:
-                entry = self._entries.get(key)
-                if entry is not None and entry[REF].datasetType.name == ref.datasetType.name:
-                    self._table.popLocked(key)
-                else:
-                    entry = None
-            if entry is not None:
-                self._afterRemove([entry])
-                return
         self._removeMany([ref], strict=True)
 
     def removeMany(self, refs: Iterable[DatasetRef]) -> None:
@@ -522,36 +535,36 @@ class InMemoryDatastore(Datastore):
         for ref in refs:
             if "." in ref.datasetType.name:
                 raise DatasetTypeError(f"Cannot remove component {ref} on its own; remove the composite.")
-        removed: list[tuple[Any, ...]] = []
+        removed: list[Entry] = []
         notFound: list[DatasetRef] = []
         error = None
         table = self._table
+        lookup = self._entries.get if self._simple else table.lookupLocked
         with self._lock:
             for ref in refs:
-                key = ref.id.int
-                entry = self._entries.get(key) if self._simple else table.lookupLocked(key)
-                if entry is None or (
-                    entry[REF] is not ref and entry[REF].datasetType.name != ref.datasetType.name
-                ):
+                entry = self._find(ref, lookup)  # not a component ref, so: this very dataset
+                if entry is None:
                     if strict:
                         error = self._notFound(ref, "remove")
                         break
                     notFound.append(ref)
                     continue
-                table.popLocked(key)
+                table.popLocked(ref.id.int)
                 removed.append(entry)
-        self._flushExpired()
-        if removed:
+        if not self._simple:
+            self._flushExpired()
+        if removed and (self.registry is not None or self._openTransactions):
             self._afterRemove(removed)
         if error is not None:
             raise error
-        self._reportMissing(notFound, None, verb="remove")
+        if notFound:
+            self._reportMissing(notFound, None, verb="remove")
 
     def _afterRemove(self, removed: list[Any]) -> None:
         """Tell the registry and the open transaction; undo the removal if the registry fails."""
         if self.registry is not None:
             try:
-                self._syncRegistry([e[REF] for e in removed])
+                self._syncRegistry([e.ref for e in removed])
             except BaseException:
                 self._restore(removed, sync=False)
                 raise
@@ -607,14 +620,14 @@ class InMemoryDatastore(Datastore):
         overrides = self._table.infoOverrides.get(key)
         if entry is None:  # only what addStoredItemInfo recorded for a dataset not held
             return overrides.get(component) if overrides is not None else None
-        if not self._sameDataset(ref, entry[REF]):
+        if not self._sameDataset(ref, entry.ref):
             return None
         if overrides is not None and component in overrides:
             return overrides[component]
-        storageClass = entry[REF].datasetType.storageClass
+        storageClass = entry.ref.datasetType.storageClass
         if component is None:
-            return StoredItemInfo(entry[TS], storageClass)
-        return StoredItemInfo(entry[TS], storageClass.components[component], ref.id)
+            return StoredItemInfo(entry.timestamp, storageClass)
+        return StoredItemInfo(entry.timestamp, storageClass.components[component], ref.id)
 
     def addStoredItemInfo(self, ref: DatasetRef, info: StoredItemInfo) -> None:
         """Record internal storage information associated with this DatasetRef.
@@ -706,12 +719,12 @@ class InMemoryDatastore(Datastore):
     def stats(self) -> InMemoryDatastoreStats:
         """Return counts, bytes held, hits, misses, evictions and expirations."""
         with self._lock:
-            count, held, hits, misses, evictions, expirations = self._table.statsLocked()
+            count, held, hits, misses, evictions, expirations, refused = self._table.statsLocked()
             snapshot = None if self._table.trackSizes else list(self._entries.values())
         if snapshot is not None:
-            held = sum(e[REF].datasetType.storageClass.delegate().getSize(e[OBJ]) for e in snapshot)
+            held = sum(e.ref.datasetType.storageClass.delegate().getSize(e.obj) for e in snapshot)
         return InMemoryDatastoreStats(
             count=count, bytesHeld=held, hits=hits, misses=misses, evictions=evictions,
             expirations=expirations, maxBytes=self.maxBytes, maxItems=self.maxItems,
-            expireSeconds=self.expireSeconds,
+            expireSeconds=self.expireSeconds, refused=refused,
         )  # fmt: skip

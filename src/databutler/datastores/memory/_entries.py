@@ -1,6 +1,7 @@
 """The bookkeeping behind InMemoryDatastore: entries, limits, LRU eviction, expiry, counters.
 
-An entry is a tuple ``(object, ref, timestamp, copyMode, size)`` keyed by ``ref.id.int``.
+An `Entry` (a NamedTuple: object, ref, timestamp, copy mode, size, hand-out) is keyed by
+``ref.id.int``.
 Methods whose names end in ``Locked`` must be called with `EntryTable.lock` held; they never
 call out to registries or loggers, which the datastore does after releasing the lock.
 """
@@ -12,19 +13,34 @@ import re
 import threading
 import time
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from ...dataset_ref import DatasetRef
 from ...datastore.records import StoredItemInfo
 from ...exceptions import ConfigError, DatasetTooLargeError
+from ...storage_class import CopyMode
 
-__all__ = ["OBJ", "REF", "SIZE", "TS", "EntryTable", "InMemoryDatastoreStats", "Prepared"]
+__all__ = ["Entry", "EntryTable", "InMemoryDatastoreStats"]
 
-OBJ, REF, TS, MODE, SIZE = range(5)
-Entry = tuple[Any, ...]  # (object, ref, timestamp, copyMode, size)
-Prepared = tuple[Any, DatasetRef, str, int | None]  # (stored object, ref, copy mode, size)
+
+class Entry(NamedTuple):
+    """One stored dataset (a tuple: as small as one, fields by name).
+
+    Build one with ``Entry._make((...))``, which skips the keyword handling of ``Entry(...)``:
+    this is on the path of every put.
+    """
+
+    obj: Any
+    ref: DatasetRef
+    timestamp: float
+    mode: CopyMode
+    size: int | None
+    handOut: Callable[[Any], Any] | None
+    """Gives a reader its copy or view of ``obj``; `None`: ``obj`` itself (see ``_ownership``)."""
+
 
 _TOMBSTONE_LIMIT = 10_000
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgGtT]?i?)[bB]?\s*$")
@@ -38,6 +54,8 @@ class InMemoryDatastoreStats:
 
     ``bytesHeld`` is the delegates' estimate of the stored objects' sizes. ``hits`` and
     ``misses`` count `get` calls (one per ref in `getMany`) that found or did not find a dataset.
+    ``refused`` counts read-through copies (`InMemoryDatastore.adopt`) the admission policy
+    turned away.
     """
 
     count: int
@@ -49,6 +67,7 @@ class InMemoryDatastoreStats:
     maxBytes: int | None
     maxItems: int | None
     expireSeconds: float | None
+    refused: int = 0
 
 
 def parseBytes(value: Any, key: str) -> int | None:
@@ -93,8 +112,44 @@ def parsePositive(value: Any, key: str, kind: type) -> Any:
     return kind(value)
 
 
+ADMISSIONS = ("frequency", "all")
+"""How a bounded store admits read-through copies: by access frequency, or every one (plain LRU)."""
+
+
+class FrequencySketch:
+    """Recent access counts per key, halved every ``10 x held`` accesses so old popularity fades.
+
+    The admission filter of TinyLFU (Einziger, Friedman and Manes, 2017), kept exact with a
+    dict instead of a count-min sketch: it holds at most one sample period's keys.
+    """
+
+    def __init__(self) -> None:
+        self.counts: dict[int, int] = {}
+        self._seen = 0
+
+    def record(self, key: int, held: int) -> None:
+        """Count one access to ``key``; ``held`` is how many entries the store holds now."""
+        counts = self.counts
+        counts[key] = counts.get(key, 0) + 1
+        self._seen += 1
+        if self._seen >= max(1000, 10 * held):
+            self.counts = {k: c // 2 for k, c in counts.items() if c > 1}
+            self._seen = 0
+
+    def estimate(self, key: int) -> int:
+        """Return the recent access count of ``key``."""
+        return self.counts.get(key, 0)
+
+
 class EntryTable:
     """Entries of one datastore with optional ``maxBytes``/``maxItems``/``expireSeconds`` limits.
+
+    A bounded table evicts the least recently used entry to make room. A put is always
+    admitted; a read-through copy (``admission=True`` in `insertLocked`) is refused when it is
+    larger than ``admitFraction`` of ``maxBytes``, or, under ``"frequency"`` admission, when
+    making room would evict an entry read at least as often lately as the newcomer (TinyLFU).
+    A scan over more data than the table holds therefore keeps what it holds instead of
+    replacing everything with what the scan will not read again before it is evicted.
 
     Parameters
     ----------
@@ -102,10 +157,25 @@ class EntryTable:
         The datastore's name, for messages.
     maxBytes, maxItems, expireSeconds : optional
         The limits; `None` for none.
+    admission : str
+        One of `ADMISSIONS`.
+    admitFraction : float
+        A read-through copy larger than this fraction of ``maxBytes`` is not admitted.
     """
 
-    def __init__(self, label: str, maxBytes: int | None, maxItems: int | None, expireSeconds: float | None):
+    def __init__(
+        self,
+        label: str,
+        maxBytes: int | None,
+        maxItems: int | None,
+        expireSeconds: float | None,
+        admission: str = "frequency",
+        admitFraction: float = 0.125,
+    ):
         self.label = label
+        self.admission = admission
+        self.admitFraction = admitFraction
+        self.frequencies = FrequencySketch()
         self.maxBytes = maxBytes
         self.maxItems = maxItems
         self.expireSeconds = expireSeconds
@@ -130,12 +200,22 @@ class EntryTable:
         self.misses = 0
         self.evictions = 0
         self.expirations = 0
+        self.refused = 0
 
     # -- lookups --
 
     def countHit(self) -> None:
         """Count one hit; safe without the lock."""
         next(self._hitCounter)
+
+    def countLocked(self, hit: bool, key: int) -> None:
+        """Count a hit or a miss of ``key``; a bounded table also records the access's frequency."""
+        if hit:
+            self.hits += 1
+        else:
+            self.misses += 1
+        if self.bounded:
+            self.frequencies.record(key, len(self.entries))
 
     def lookupLocked(self, key: int) -> Entry | None:
         """Return the live entry for ``key`` (expiring it if due), marking it recently used."""
@@ -163,8 +243,13 @@ class EntryTable:
 
     # -- changes --
 
-    def insertLocked(self, prepared: list[Prepared], existsError: Any) -> list[DatasetRef]:
+    def insertLocked(
+        self, prepared: list[Entry], existsError: Any, admission: bool = False
+    ) -> list[DatasetRef] | None:
         """Insert every prepared entry, or none; return the refs evicted to make room.
+
+        With ``admission`` (a read-through copy) the admission policy may refuse the entries:
+        then nothing changes and `None` is returned.
 
         Raises
         ------
@@ -174,18 +259,19 @@ class EntryTable:
             A dataset, or the batch, cannot fit within the limits on its own.
         """
         entries = self.entries
-        now = time.time()
         if self.simple:  # no limits, no expiry: check, then insert
-            for item in prepared:
-                if item[1].id.int in entries:
-                    raise existsError(item[1])
-            for stored, ref, mode, size in prepared:
-                entries[ref.id.int] = (stored, ref, now, mode, size)
+            for entry in prepared:
+                if entry.ref.id.int in entries:
+                    raise existsError(entry.ref)
+            for entry in prepared:
+                entries[entry.ref.id.int] = entry
             return []
+        now = time.time()
         evicted: list[DatasetRef] = []
         if self._expiryQueue and self._expiryQueue[0][0] + (self.expireSeconds or 0) <= now:
             self._pendingExpired.extend(self.sweepLocked(now))  # reported even if this insert fails
-        for _, ref, _, size in prepared:
+        for p in prepared:
+            ref, size = p.ref, p.size
             existing = entries.get(ref.id.int)
             if existing is not None and not self.expireIfDueLocked(ref.id.int, existing, now):
                 raise existsError(ref)
@@ -195,32 +281,57 @@ class EntryTable:
                     f"{self.label!r} on its own; nothing was evicted or stored."
                 )
         if self.bounded:
-            evicted.extend(self._makeRoomLocked(len(prepared), sum(p[3] or 0 for p in prepared)))
-        for stored, ref, mode, size in prepared:
-            key = ref.id.int
-            entries[key] = (stored, ref, now, mode, size)
-            if size is not None:
-                self.bytes += size
+            nbytes = sum(p.size or 0 for p in prepared)
+            if admission and not self._admitLocked(prepared, nbytes):
+                self.refused += 1
+                return None
+            if not admission:
+                for p in prepared:
+                    self.frequencies.record(p.ref.id.int, len(entries))
+            evicted.extend(self._makeRoomLocked(len(prepared), nbytes))
+        for entry in prepared:
+            key = entry.ref.id.int
+            entries[key] = entry
+            if entry.size is not None:
+                self.bytes += entry.size
             if self.expireSeconds is not None:
-                self._expiryQueue.append((now, key))
+                self._expiryQueue.append((entry.timestamp, key))
             if self._tombstones:
                 self._tombstones.pop(key, None)
         return evicted
 
+    def _admitLocked(self, prepared: list[Entry], nbytes: int) -> bool:
+        """Whether a read-through copy of ``prepared`` may enter (see the class docstring)."""
+        if self.maxBytes is not None and nbytes > self.maxBytes * self.admitFraction:
+            return False
+        if self.admission == "all" or not self._needsRoomLocked(len(prepared), nbytes):
+            return True
+        victim = next(iter(self.entries), None)
+        if victim is None:
+            return True
+        candidate = max(self.frequencies.estimate(p.ref.id.int) for p in prepared)
+        return candidate > self.frequencies.estimate(victim)
+
+    def _needsRoomLocked(self, items: int, nbytes: int) -> bool:
+        return (self.maxItems is not None and len(self.entries) + items > self.maxItems) or (
+            self.maxBytes is not None and self.bytes + nbytes > self.maxBytes
+        )
+
     def restoreLocked(self, removed: list[Entry]) -> tuple[list[DatasetRef], list[DatasetRef]]:
         """Put removed entries back where their ids are free; return ``(restored, evicted)``."""
-        restored = [e for e in removed if e[REF].id.int not in self.entries]
+        restored = [e for e in removed if e.ref.id.int not in self.entries]
         evicted: list[DatasetRef] = []
         if self.bounded and restored:
-            evicted = self._makeRoomLocked(len(restored), sum(e[SIZE] or 0 for e in restored), strict=False)
+            evicted = self._makeRoomLocked(len(restored), sum(e.size or 0 for e in restored), strict=False)
         for entry in restored:
-            key = entry[REF].id.int
+            key = entry.ref.id.int
             self.entries[key] = entry
-            if entry[SIZE] is not None:
-                self.bytes += entry[SIZE]
+            if entry.size is not None:
+                self.bytes += entry.size
             if self.expireSeconds is not None:
-                self._expiryQueue.append((entry[TS], key))  # out of order: swept late, expired on access
-        return [e[REF] for e in restored], evicted
+                # out of order: swept late, expired on access
+                self._expiryQueue.append((entry.timestamp, key))
+        return [e.ref for e in restored], evicted
 
     def _makeRoomLocked(self, items: int, nbytes: int, strict: bool = True) -> list[DatasetRef]:
         if strict and self.maxItems is not None and items > self.maxItems:
@@ -235,14 +346,11 @@ class EntryTable:
             )
         entries = self.entries
         evicted = []
-        while entries and (
-            (self.maxItems is not None and len(entries) + items > self.maxItems)
-            or (self.maxBytes is not None and self.bytes + nbytes > self.maxBytes)
-        ):
+        while entries and self._needsRoomLocked(items, nbytes):
             key, entry = entries.popitem(last=False)  # type: ignore[call-arg]
             self._forgetLocked(key, entry, "evicted")
             self.evictions += 1
-            evicted.append(entry[REF])
+            evicted.append(entry.ref)
         return evicted
 
     def popLocked(self, key: int) -> Entry | None:
@@ -256,8 +364,8 @@ class EntryTable:
 
     def _forgetLocked(self, key: int, entry: Entry, reason: str | None) -> None:
         """Account for an entry already taken out of `entries`; remember evictions and expiries."""
-        if entry[SIZE] is not None:
-            self.bytes -= entry[SIZE]
+        if entry.size is not None:
+            self.bytes -= entry.size
         if self.infoOverrides:
             self.infoOverrides.pop(key, None)
         if reason is not None:
@@ -269,12 +377,12 @@ class EntryTable:
 
     def expireIfDueLocked(self, key: int, entry: Entry, now: float) -> bool:
         """If ``entry`` has expired, drop it (the registry is told later) and return True."""
-        if self.expireSeconds is None or entry[TS] + self.expireSeconds > now:
+        if self.expireSeconds is None or entry.timestamp + self.expireSeconds > now:
             return False
         del self.entries[key]
         self._forgetLocked(key, entry, "expired")
         self.expirations += 1
-        self._pendingExpired.append(entry[REF])
+        self._pendingExpired.append(entry.ref)
         return True
 
     def sweepLocked(self, now: float) -> list[DatasetRef]:
@@ -286,11 +394,11 @@ class EntryTable:
         while queue and queue[0][0] + self.expireSeconds <= now:
             ts, key = queue.popleft()
             entry = self.entries.get(key)
-            if entry is not None and entry[TS] == ts:
+            if entry is not None and entry.timestamp == ts:
                 del self.entries[key]
                 self._forgetLocked(key, entry, "expired")
                 self.expirations += 1
-                expired.append(entry[REF])
+                expired.append(entry.ref)
         return expired
 
     def takePendingExpired(self) -> list[DatasetRef]:
@@ -304,7 +412,9 @@ class EntryTable:
     # -- statistics --
 
     def statsLocked(self) -> list[int]:
-        """Return ``[count, bytes, hits, misses, evictions, expirations]``."""
+        """Return ``[count, bytes, hits, misses, evictions, expirations, refused]``."""
         hits = self.hits + next(self._hitCounter) - self._hitReads
         self._hitReads += 1
-        return [len(self.entries), self.bytes, hits, self.misses, self.evictions, self.expirations]
+        return [
+            len(self.entries), self.bytes, hits, self.misses, self.evictions, self.expirations, self.refused
+        ]  # fmt: skip

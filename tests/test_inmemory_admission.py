@@ -1,0 +1,95 @@
+"""Admission of read-through copies into a bounded store: scans do not flush what it holds."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from databutler import ConfigError, DatasetNotFoundError, InMemoryDatastore
+from databutler.testing import makeRef
+
+
+def makeStore(**options: Any) -> InMemoryDatastore:
+    return InMemoryDatastore({"datastore": {"cls": "databutler.InMemoryDatastore", **options}})
+
+
+def cyclicScan(store: InMemoryDatastore, items: int, passes: int) -> int:
+    """Read ``items`` datasets in order ``passes`` times, adopting each miss; return the hits."""
+    refs = [makeRef("metrics", "StructuredDataDict", visit=v) for v in range(items)]
+    hits = 0
+    for _ in range(passes):
+        for i, ref in enumerate(refs):
+            try:
+                store.get(ref)
+                hits += 1
+            except DatasetNotFoundError:
+                store.adopt({"v": i}, ref)
+    return hits
+
+
+def test_frequency_admission_resists_a_cyclic_scan() -> None:
+    store = makeStore(maxItems=10)
+    hits = cyclicScan(store, items=15, passes=3)
+    stats = store.stats()
+    assert hits / 45 >= 0.30
+    assert (stats.hits, stats.misses) == (hits, 45 - hits)
+    assert stats.count == 10 and stats.evictions == 0
+    assert stats.refused == 45 - hits - 10  # every miss after the store filled was turned away
+
+
+def test_lru_admission_thrashes_on_the_same_scan() -> None:
+    store = makeStore(maxItems=10, admission="all")
+    assert cyclicScan(store, items=15, passes=3) == 0
+    stats = store.stats()
+    assert stats.refused == 0 and stats.evictions == 45 - 10
+
+
+def test_a_frequently_read_dataset_displaces_a_rarely_read_one() -> None:
+    store = makeStore(maxItems=2)
+    refs = [makeRef("metrics", "StructuredDataDict", visit=v) for v in range(3)]
+    store.adopt({"v": 0}, refs[0])
+    store.adopt({"v": 1}, refs[1])
+    for _ in range(3):  # refs[2] is wanted again and again, and misses each time
+        with pytest.raises(DatasetNotFoundError):
+            store.get(refs[2])
+    store.adopt({"v": 2}, refs[2])
+    assert store.exists(refs[2])
+    assert store.stats().evictions == 1
+
+
+def test_puts_are_always_admitted() -> None:
+    store = makeStore(maxItems=2)
+    refs = [makeRef("metrics", "StructuredDataDict", visit=v) for v in range(3)]
+    for i, ref in enumerate(refs):
+        store.put({"v": i}, ref)
+    assert store.exists(refs[2]) and not store.exists(refs[0])
+    assert store.stats().refused == 0
+
+
+def test_large_read_through_copies_are_not_admitted() -> None:
+    store = makeStore(maxBytes=100_000, admitFraction=0.25)
+    small = makeRef("image", "NumpyArray", visit=1)
+    large = makeRef("image", "NumpyArray", visit=2)
+    store.adopt(np.zeros(100), small)
+    given = store.adopt(np.zeros(5_000), large)  # 40 kB: more than a quarter of maxBytes
+    assert given.shape == (5_000,)
+    assert store.exists(small) and not store.exists(large)
+    assert store.stats().refused == 1
+    store.put(np.zeros(5_000), large)  # an explicit put is stored all the same
+    assert store.exists(large)
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"admission": "lfu"}, "admission"),
+        ({"admitFraction": 0}, "admitFraction"),
+        ({"admitFraction": 1.5}, "admitFraction"),
+        ({"admitFraction": "half"}, "admitFraction"),
+    ],
+)
+def test_bad_admission_config(options: dict[str, Any], match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        makeStore(maxItems=3, **options)
