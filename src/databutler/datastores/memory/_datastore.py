@@ -151,7 +151,7 @@ class InMemoryDatastore(Datastore):
         return info
 
     def _own(self, inMemoryDataset: Any, ref: DatasetRef, adopt: bool = False) -> Entry:
-        """The one ownership helper of every put: validate, own per the copy mode, size.
+        """Validate, own per the copy mode and size: the one ownership helper of every put.
 
         A dataset type is validated once; later puts of it (the same `DatasetType` object and an
         object of its type) reuse the check. Returns the entry to insert; does not insert it.
@@ -336,7 +336,7 @@ class InMemoryDatastore(Datastore):
         )
 
     def _find(self, ref: DatasetRef, lookup: Callable[[int], Entry | None]) -> Entry | None:
-        """The one lookup of every verb: the entry holding ``ref`` (or its parent), else `None`.
+        """Return the entry holding ``ref`` (or its parent), else `None`: every verb's one lookup.
 
         ``lookup`` is the table's `EntryTable.lookupLocked` (called with the lock held; it
         expires and marks recency) or, where neither applies, the entries' own ``get``.
