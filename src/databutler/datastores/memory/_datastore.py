@@ -83,8 +83,11 @@ class InMemoryDatastore(Datastore):
     """A new datastore is created every time and datasets disappear when the process shuts down."""
 
     configKeys = frozenset(
-        {"cls", "name", "maxBytes", "maxItems", "expireSeconds", "copyMode", "constraints", "storageClasses"}
-    )
+        {
+            "cls", "name", "maxBytes", "maxItems", "expireSeconds", "admission", "admitFraction",
+            "copyMode", "constraints", "storageClasses",
+        }
+    )  # fmt: skip
     """The keys of its ``datastore`` section (``constraints`` is read by an enclosing chain)."""
 
     def __init__(
