@@ -171,6 +171,11 @@ def test_repository_on_a_read_only_mount_opens_and_reads(readOnlyMount: tuple[Pa
         assert reader.getUri("metrics", visit=1).startswith("file://")
         with pytest.raises(ReadOnlyRepositoryError):
             reader.put({"visit": 5}, "metrics", visit=5, run="night1")
+    with pytest.raises(ReadOnlyRepositoryError, match=r"cannot be written.*writeable=False"):
+        Butler(repo)  # opened for writing: refused with what to do instead
+    refused = _runCli("put", str(repo), "metrics", str(source / "butler.yaml"), "visit=4", "--run", "night1")
+    assert refused.returncode == 1 and "ReadOnlyRepositoryError" in refused.stderr
+    assert "Traceback" not in refused.stderr
     assert script.repoStats(repo).datasets == 2
     assert script.verifyDatasets(repo).isOk
     listed = _runCli("query-datasets", str(repo))

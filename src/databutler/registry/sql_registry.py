@@ -79,6 +79,11 @@ _REPOSITORY_ROOT = "repositoryRoot"
 _GET_LOCATIONS = sa.select(_location.c.datastoreName).where(_location.c.datasetId == sa.bindparam("id"))
 
 
+def _isWriteable(path: Path) -> bool:
+    """Whether this process can write the SQLite database ``path`` and make files beside it."""
+    return os.access(path.parent, os.W_OK) and (not path.exists() or os.access(path, os.W_OK))
+
+
 class SqlRegistry(DatasetRecords):
     """The SQL registry: which dataset types, runs and datasets exist, and where they are stored.
 
@@ -114,6 +119,8 @@ class SqlRegistry(DatasetRecords):
         ``create`` is false and the database does not exist or holds no registry.
     RegistryError
         The database cannot be reached, or its schema version is not this code's.
+    ReadOnlyRepositoryError
+        A SQLite database that this process cannot write is opened without ``readOnly``.
 
     Examples
     --------
@@ -177,6 +184,13 @@ class SqlRegistry(DatasetRecords):
             self._dimensionRecords = DimensionRecordStorage(self._db, self.universe, self.isSqlite)
         except sa.exc.OperationalError as exc:
             self._db.dispose()
+            if path is not None and not readOnly and not _isWriteable(path):
+                raise ReadOnlyRepositoryError(
+                    f"Could not open registry {shown!r} for writing: {str(path.parent)!r} cannot be "
+                    "written (a read-only mount, or no write permission); open it read-only: "
+                    "Butler(root, writeable=False), or a reading command such as "
+                    "`databutler query-datasets` (read-only by default)."
+                ) from exc
             raise RegistryError(f"Could not open registry {shown!r}: {exc.orig or exc}") from exc
         except BaseException:
             self._db.dispose()
