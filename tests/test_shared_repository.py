@@ -464,3 +464,19 @@ def test_stats_counts_the_datasets_files_only(tmp_path: Path) -> None:
     assert stats.bytesOnDisk == sum(p.stat().st_size for p in files)
     shown = CliRunner().invoke(cli, ["stats", str(tmp_path / "repo")])
     assert shown.exit_code == 0 and f"2 ({stats.bytesOnDisk:,} bytes)" in shown.output
+
+
+def test_reading_commands_are_read_only_unless_asked(tmp_path: Path) -> None:
+    _fill(tmp_path / "repo")
+    runner = CliRunner()
+    for command in (["query-datasets"], ["stats"], ["verify"], ["get"]):
+        args = [*command, str(tmp_path / "repo"), *(["metrics", "visit=1"] if command == ["get"] else [])]
+        shown = runner.invoke(cli, [*command, "--help"])
+        assert "--read-only / --writeable" in shown.output
+        for flag in ("--read-only", "--writeable"):
+            done = runner.invoke(cli, [*args, flag])
+            assert done.exit_code == 0, done.output
+    with Butler(tmp_path / "repo", run="night1") as writer, writer.transaction():
+        writer.put({"visit": 3}, "metrics", visit=3)  # holds the write lock
+        readOnly = _runCli("query-datasets", str(tmp_path / "repo"))
+        assert readOnly.returncode == 0 and "2 dataset(s)" in readOnly.stdout, readOnly.stderr
