@@ -18,3 +18,13 @@ def test_bench_inmemory_quick_prints_every_table() -> None:
     for heading in ("copyMode reference", "copyMode freeze", "Bulk verbs", "Eviction", "memory per dataset"):
         assert heading in out
     assert "Traceback" not in result.stderr
+
+
+def test_bench_formats_quick_prints_every_format() -> None:
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "bench_formats.py"), "--quick"],
+        capture_output=True, text=True, timeout=600, check=True,
+    )  # fmt: skip
+    for row in ("JSON dict", "YAML dict", "npy array", "Parquet table", "FITS table"):
+        assert row in result.stdout
+    assert "Traceback" not in result.stderr

@@ -35,7 +35,7 @@ from databutler import (
     UnstorableDatasetError,
     YamlFormatter,
 )
-from databutler.formatters.base import MAX_PLAIN_DEPTH
+from databutler.formatters.base import MAX_PLAIN_DEPTH, isPrevalidated
 
 MEMORY = {"datastore": {"cls": "databutler.datastores.memory.InMemoryDatastore", "name": "mem"}}
 FILE = {
@@ -591,3 +591,42 @@ def test_fits_image_round_trips_and_refuses_bool(tmp_path: Path) -> None:
         )
     with pytest.raises(UnstorableDatasetError):
         FitsFormatter().validate(np.array([True, False]), storageClass)
+
+
+class CountingFormatter(Formatter):
+    """Text formatter that counts its validations."""
+
+    extension = ".txt"
+    calls = 0
+
+    def validate(self, inMemoryDataset: Any, storageClass: StorageClass) -> None:
+        """Count, and refuse text with a NUL."""
+        type(self).calls += 1
+        if "\0" in inMemoryDataset:
+            raise UnstorableDatasetError("no NUL")
+
+    def write(self, inMemoryDataset: Any, stream: IO[bytes], storageClass: StorageClass) -> None:
+        """Validate unless the caller just did, then write UTF-8."""
+        if not isPrevalidated(inMemoryDataset):
+            self.validate(inMemoryDataset, storageClass)
+        stream.write(inMemoryDataset.encode())
+
+    def readBuffer(self, buffer: memoryview, storageClass: StorageClass, parameters: Mapping[str, Any]) -> Any:
+        """Read UTF-8 text."""
+        return bytes(buffer).decode()
+
+
+def test_a_butler_put_validates_once_and_a_direct_write_validates_itself(tmp_path: Path) -> None:
+    config = {"datastore": {**FILE["datastore"], "formatters": {"note": f"{__name__}.CountingFormatter"}}}
+    Butler.makeRepo(tmp_path, config)
+    with Butler(tmp_path, run="run") as butler:
+        butler.registerDatasetType("note", ("n",), "String")
+        CountingFormatter.calls = 0
+        butler.put("text", "note", n=1)
+        assert CountingFormatter.calls == 1
+        with pytest.raises(UnstorableDatasetError):
+            butler.put("a\0b", "note", n=2)
+        assert butler.registry.queryDatasets("note", collections=["run"], where={"n": 2}) == []
+    CountingFormatter.calls = 0
+    CountingFormatter().write("text", io.BytesIO(), FACTORY.getStorageClass("String"))
+    assert CountingFormatter.calls == 1

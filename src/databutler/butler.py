@@ -26,6 +26,7 @@ from .exceptions import (
     NoDefaultRunError,
     ReadOnlyRepositoryError,
 )
+from .formatters.base import prevalidated
 from .registry import SqlRegistry
 from .registry.queries import parseExpression
 from .registry.queries.expressions import elementsOf
@@ -324,7 +325,7 @@ class Butler:
         # failing check must not keep other writers of the repository waiting.
         self.datastore.checkPut(obj, datasetType)
         runName = self._runFor(run, lambda: f"put {datasetType.name!r} {dict(normalized)}")
-        with self.transaction():
+        with self.transaction(), prevalidated(obj):  # the formatters need not check it again
             ref = self.registry.addDataset(datasetType, normalized, runName)
             self.datastore.put(obj, ref)
         return ref

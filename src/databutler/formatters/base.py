@@ -12,16 +12,51 @@ from __future__ import annotations
 import dataclasses
 import io
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import IO, Any, ClassVar
 
 from ..exceptions import DatasetTypeMismatchError, UnstorableDatasetError
 from ..storage_class import StorageClass
 
-__all__ = ["MAX_PLAIN_DEPTH", "Formatter", "checkPlain", "fromPlain", "toCheckedPlain", "toPlain"]
+__all__ = [
+    "MAX_PLAIN_DEPTH",
+    "Formatter",
+    "checkPlain",
+    "fromPlain",
+    "isPrevalidated",
+    "prevalidated",
+    "toCheckedPlain",
+    "toPlain",
+]
 
 _PLAIN_TYPES = (dict, list, str, int, float, bool, type(None))
+
+
+_PREVALIDATED: ContextVar[int | None] = ContextVar("databutlerPrevalidated", default=None)
+
+
+@contextmanager
+def prevalidated(inMemoryDataset: Any) -> Iterator[None]:
+    """Within this block, writes of ``inMemoryDataset`` itself may skip `Formatter.validate`.
+
+    For a caller that has just validated the object (a `Butler` put, after
+    `Datastore.checkPut`) and does not change it before the write, so the check is not done
+    twice. Only this object, by identity, in this thread or task; its components are still
+    checked when written.
+    """
+    token = _PREVALIDATED.set(id(inMemoryDataset))
+    try:
+        yield
+    finally:
+        _PREVALIDATED.reset(token)
+
+
+def isPrevalidated(inMemoryDataset: Any) -> bool:
+    """Return whether ``inMemoryDataset`` was validated by the enclosing `prevalidated` block."""
+    return _PREVALIDATED.get() == id(inMemoryDataset)
 
 
 class Formatter(ABC):
@@ -95,6 +130,8 @@ class Formatter(ABC):
     @abstractmethod
     def write(self, inMemoryDataset: Any, stream: IO[bytes], storageClass: StorageClass) -> None:
         """Write ``inMemoryDataset`` to the binary ``stream``, after `validate` accepted it.
+
+        A formatter calls `validate` itself unless `isPrevalidated` says its caller just did.
 
         Raises
         ------

@@ -16,7 +16,7 @@ from astropy.utils.exceptions import AstropyWarning
 from ..delegates.numpy_array import checkPlainArray
 from ..exceptions import DatasetTypeMismatchError, UnstorableDatasetError
 from ..storage_class import StorageClass
-from .base import Formatter
+from .base import Formatter, isPrevalidated
 
 __all__ = ["FitsFormatter"]
 
@@ -176,10 +176,10 @@ class FitsFormatter(Formatter):
         DatasetTypeMismatchError
             The object is neither a Table nor an array.
         """
-        stream.write(self._encode(inMemoryDataset, storageClass))
+        stream.write(self._encode(inMemoryDataset, storageClass, check=not isPrevalidated(inMemoryDataset)))
 
-    def _encode(self, inMemoryDataset: Any, storageClass: StorageClass) -> bytes:
-        """Return the FITS bytes of ``inMemoryDataset``, checked to read back as it is."""
+    def _encode(self, inMemoryDataset: Any, storageClass: StorageClass, check: bool = True) -> bytes:
+        """Return the FITS bytes of ``inMemoryDataset``, checked to read back as it is if ``check``."""
         if type(inMemoryDataset) is Table:
             if any(str(key).upper() == _BIG_ENDIAN for key in inMemoryDataset.meta):
                 raise _refuse(f"the table metadata key {_BIG_ENDIAN!r} (this formatter uses it itself)")
@@ -206,6 +206,8 @@ class FitsFormatter(Formatter):
         except (KeyError, ValueError, TypeError, UnicodeError) as exc:
             raise _refuse(f"this {type(inMemoryDataset).__qualname__} ({type(exc).__name__}: {exc})") from exc
         encoded = memory.getvalue()
+        if not check:
+            return encoded
         back = self._decode(memoryview(encoded), isinstance(inMemoryDataset, Table))
         if isinstance(inMemoryDataset, Table):
             _checkTable(inMemoryDataset, back)

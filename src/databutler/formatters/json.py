@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..storage_class import StorageClass
-from .base import Formatter, fromPlain, toCheckedPlain
+from .base import Formatter, fromPlain, isPrevalidated, toCheckedPlain, toPlain
 
 __all__ = ["JsonFormatter", "exportDefault"]
 
@@ -62,7 +62,11 @@ class JsonFormatter(Formatter):
         UnstorableDatasetError
             The data holds what JSON would change (see `validate`).
         """
-        data = self._plain(inMemoryDataset, storageClass)
+        data = (
+            toPlain(inMemoryDataset)
+            if isPrevalidated(inMemoryDataset)
+            else self._plain(inMemoryDataset, storageClass)
+        )
         stream.write(json.dumps(data, ensure_ascii=False).encode("utf-8"))
 
     def exportFile(self, inMemoryDataset: Any, path: Path) -> None:

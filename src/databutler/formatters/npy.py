@@ -12,7 +12,7 @@ from numpy.lib import format as npformat
 from ..delegates.numpy_array import checkPlainArray
 from ..exceptions import DatasetTypeMismatchError
 from ..storage_class import StorageClass
-from .base import Formatter
+from .base import Formatter, isPrevalidated
 
 __all__ = ["NpyFormatter"]
 
@@ -68,7 +68,8 @@ class NpyFormatter(Formatter):
         DatasetTypeMismatchError
             The array holds Python objects, which ``.npy`` stores only with pickle.
         """
-        self.validate(inMemoryDataset, storageClass)
+        if not isPrevalidated(inMemoryDataset):
+            self.validate(inMemoryDataset, storageClass)
         array = inMemoryDataset
         if not (array.flags.c_contiguous or array.flags.f_contiguous):
             array = np.ascontiguousarray(array)

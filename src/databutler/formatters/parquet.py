@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 from ..delegates.tables import checkColumns
 from ..exceptions import DatasetTypeMismatchError, UnstorableDatasetError
 from ..storage_class import StorageClass
-from .base import Formatter
+from .base import Formatter, isPrevalidated
 
 __all__ = ["ParquetFormatter"]
 
@@ -163,7 +163,8 @@ class ParquetFormatter(Formatter):
         DatasetTypeMismatchError
             The object is neither a pyarrow Table nor a pandas DataFrame.
         """
-        self.validate(inMemoryDataset, storageClass)
+        if not isPrevalidated(inMemoryDataset):
+            self.validate(inMemoryDataset, storageClass)
         if isinstance(inMemoryDataset, pa.Table):
             table = inMemoryDataset
             if table.schema.metadata and b"pandas" in table.schema.metadata:

@@ -10,7 +10,7 @@ from typing import IO, Any
 import yaml
 
 from ..storage_class import StorageClass
-from .base import Formatter, fromPlain, toCheckedPlain
+from .base import Formatter, fromPlain, isPrevalidated, toCheckedPlain, toPlain
 from .json import exportDefault
 
 __all__ = ["YamlFormatter"]
@@ -50,7 +50,11 @@ class YamlFormatter(Formatter):
         UnstorableDatasetError
             The data holds what YAML would change (see `validate`).
         """
-        data = self._plain(inMemoryDataset, storageClass)
+        data = (
+            toPlain(inMemoryDataset)
+            if isPrevalidated(inMemoryDataset)
+            else self._plain(inMemoryDataset, storageClass)
+        )
         text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
         stream.write(text.encode("utf-8"))
 
