@@ -611,7 +611,9 @@ class CountingFormatter(Formatter):
             self.validate(inMemoryDataset, storageClass)
         stream.write(inMemoryDataset.encode())
 
-    def readBuffer(self, buffer: memoryview, storageClass: StorageClass, parameters: Mapping[str, Any]) -> Any:
+    def readBuffer(
+        self, buffer: memoryview, storageClass: StorageClass, parameters: Mapping[str, Any]
+    ) -> Any:
         """Read UTF-8 text."""
         return bytes(buffer).decode()
 
