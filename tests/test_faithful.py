@@ -622,13 +622,13 @@ def test_a_butler_put_validates_once_and_a_direct_write_validates_itself(tmp_pat
     config = {"datastore": {**FILE["datastore"], "formatters": {"note": f"{__name__}.CountingFormatter"}}}
     Butler.makeRepo(tmp_path, config)
     with Butler(tmp_path, run="run") as butler:
-        butler.registerDatasetType("note", ("n",), "String")
+        butler.registerDatasetType("note", ("exposure",), "String")
         CountingFormatter.calls = 0
-        butler.put("text", "note", n=1)
+        butler.put("text", "note", exposure=1)
         assert CountingFormatter.calls == 1
         with pytest.raises(UnstorableDatasetError):
-            butler.put("a\0b", "note", n=2)
-        assert butler.registry.queryDatasets("note", collections=["run"], where={"n": 2}) == []
+            butler.put("a\0b", "note", exposure=2)
+        assert butler.registry.queryDatasets("note", collections=["run"], where={"exposure": 2}) == []
     CountingFormatter.calls = 0
     CountingFormatter().write("text", io.BytesIO(), FACTORY.getStorageClass("String"))
     assert CountingFormatter.calls == 1
