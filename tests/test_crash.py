@@ -13,21 +13,25 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
 
-from databutler import Butler, DatasetRef
+from databutler import Butler, DatasetRef, FileDatastore
 from databutler.cli import cli
+from databutler.datastore.bridge import InMemoryLocationRegistry
 from databutler.script import cleanupRepo, findOrphans, repoStats, verifyDatasets
 from databutler.testing.crash_support import AfterEachKill, checkRepository, killLoop, makeRepositories
+from databutler.testing.datastore_tests import makeTestDatasetType
 from databutler.testing.registry_support import dropNamespace, newNamespace, postgresUrl
 
 CHILD = r"""
 import sys, time
-from databutler import Butler, DatasetRef
+from databutler import Butler, DatasetRef, FileDatastore
 from databutler.datastore.transaction import DatastoreTransaction
 
 root, mode, signalPath = sys.argv[1:4]
@@ -298,3 +302,39 @@ def test_a_read_only_open_leaves_an_unfinished_removal_to_a_writer(
     assert "could not finish" not in caplog.text  # it did not even try
     with Butler(root, run="run") as butler:  # the next writer finishes the removal
         assert datasetFiles(root) == [filePath(butler, kept)]
+
+
+class PuttingRegistry(InMemoryLocationRegistry):
+    """Runs ``onRemove`` (another writer's put) while a removal is being recorded."""
+
+    onRemove: Any = None
+
+    def removeDatasetLocations(self, datastoreName: str, refs: Iterable[DatasetRef]) -> None:
+        super().removeDatasetLocations(datastoreName, refs)
+        if self.onRemove is not None:
+            self.onRemove()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_removal_never_deletes_what_another_writer_recorded_at_the_path_since(
+    tmp_path: Path, backend: str
+) -> None:
+    records = f"sqlite:///{tmp_path}/records.sqlite3" if backend == "sqlite" else postgresUrl()
+    config = {
+        "cls": "databutler.FileDatastore",
+        "name": f"file{uuid.uuid4().hex[:8]}",  # rows of each test apart in the shared database
+        "root": str(tmp_path / "root"),
+        "templates": {"default": "{run}/{visit}"},  # a freed path can be used again
+        "records": {"db": records},
+    }
+    registry = PuttingRegistry()
+    mine, theirs = FileDatastore({"datastore": config}, registry), FileDatastore({"datastore": config})
+    datasetType = makeTestDatasetType("metrics", "StructuredDataDict", ("visit",))
+    old, new = DatasetRef(datasetType, {"visit": 1}, run="r"), DatasetRef(datasetType, {"visit": 1}, run="r")
+    mine.put({"who": "old"}, old)
+    registry.onRemove = lambda: theirs.put({"who": "new"}, new)  # committed before the files go
+    mine.remove(old)
+    assert not mine.exists(old) and theirs.get(new) == {"who": "new"}
+    assert mine.files.records.trashed() == {} and mine.findOrphanFiles() == []
+    mine.close()
+    theirs.close()

@@ -407,8 +407,7 @@ class FileAccess:
                         self._deleteIfUnchanged(info)
                 self.records.releasePaths(conn, held)
                 if trash:
-                    for datasetId, _ in chunk:
-                        self.records.delete(conn, datasetId, trash=True)
+                    self.records.deleteTrash(conn, [datasetId for datasetId, _ in chunk])
             self.deleteFiles([info for _, infos in chunk for info in infos if info.formatter is None])
 
     def _deleteIfUnchanged(self, info: StoredFileInfo) -> None:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.pool import StaticPool
 
 from ...datastore.records import StoredItemInfo
@@ -70,7 +71,12 @@ _SELECT_NAMED = sa.select(_table.c.datasetId, *_SELECT_ROWS.selected_columns).wh
 )
 _SELECT_IDS = sa.select(_table.c.datasetId).where(_table.c.datastoreName == sa.bindparam("name")).distinct()
 _SELECT_PATHS = sa.select(_table.c.path).where(_table.c.datastoreName == sa.bindparam("name"))
-_DELETE_HOLDS = sa.delete(_table).where(
+_SELECT_TAKEN = sa.select(_table.c.path).where(
+    _table.c.datastoreName == sa.bindparam("name"), _table.c.path.in_(sa.bindparam("paths", expanding=True))
+)
+_HOLD_CHUNK = 500
+"""Paths (or ids) per statement of `FileRecordTable.holdPaths` and its kin."""
+_DELETE_IDS = sa.delete(_table).where(
     _table.c.datastoreName == sa.bindparam("name"),
     _table.c.datasetId.in_(sa.bindparam("ids", expanding=True)),
 )
@@ -389,41 +395,62 @@ class FileRecordTable:
             return {row[0] for row in conn.execute(_SELECT_PATHS, {"name": self.datastoreName})}
 
     def holdPaths(self, conn: sa.Connection, paths: Iterable[str]) -> dict[str, str]:
-        """Hold each free path of ``paths`` for the rest of the transaction ``conn``.
+        """Hold each free path of ``paths`` for the rest of the write transaction ``conn``.
 
-        A placeholder row is inserted at each path: the unique path index makes any other
-        writer's insert at that path wait until this transaction ends (and a path another
-        transaction holds makes this one wait for it). Returns ``{path: placeholder id}`` of
-        the paths held; a path recorded (committed) for a dataset is not held. Release them
-        with `releasePaths` before committing.
+        No other writer can record a held path before the transaction ends, and a path
+        another transaction is recording makes this one wait for it. SQLite write transactions
+        lock the whole database already, so there it is one query for the paths recorded; on
+        PostgreSQL a placeholder row is inserted at each free path (one statement), whose unique
+        path index makes any other writer's insert there wait. Returns ``{path: placeholder id
+        or ""}`` of the paths held; a path recorded for a dataset is not held. Release them with
+        `releasePaths` before committing.
         """
+        wanted = list(dict.fromkeys(paths))
         held: dict[str, str] = {}
-        for path in paths:
-            placeholder = str(uuid.uuid4())
-            row = {
-                "datastoreName": self.datastoreName,
-                "datasetId": placeholder,
-                "component": "",
-                "datasetType": "",
-                "path": path,
-                "formatter": None,
-                "storageClass": "",
-                "fileSize": 0,
-                "checksum": None,
-                "timestamp": 0.0,
-            }
-            try:
-                with conn.begin_nested():
-                    conn.execute(_INSERT, row)
-            except sa.exc.IntegrityError:
+        for start in range(0, len(wanted), _HOLD_CHUNK):
+            chunk = wanted[start : start + _HOLD_CHUNK]
+            if conn.dialect.name == "sqlite":
+                taken = {
+                    row[0]
+                    for row in conn.execute(_SELECT_TAKEN, {"name": self.datastoreName, "paths": chunk})
+                }
+                held.update((path, "") for path in chunk if path not in taken)
                 continue
-            held[path] = placeholder
+            rows = [
+                {
+                    "datastoreName": self.datastoreName,
+                    "datasetId": str(uuid.uuid4()),
+                    "component": "",
+                    "datasetType": "",
+                    "path": path,
+                    "formatter": None,
+                    "storageClass": "",
+                    "fileSize": 0,
+                    "checksum": None,
+                    "timestamp": 0.0,
+                }
+                for path in chunk
+            ]
+            statement = (
+                postgresql.insert(_table)
+                .values(rows)
+                .on_conflict_do_nothing()
+                .returning(_table.c.path, _table.c.datasetId)
+            )
+            held.update((row[0], row[1]) for row in conn.execute(statement))
         return held
 
     def releasePaths(self, conn: sa.Connection, held: dict[str, str]) -> None:
         """Delete the placeholder rows of `holdPaths`."""
-        if held:
-            conn.execute(_DELETE_HOLDS, {"name": self.datastoreName, "ids": list(held.values())})
+        ids = [placeholder for placeholder in held.values() if placeholder]
+        if ids:
+            conn.execute(_DELETE_IDS, {"name": self.datastoreName, "ids": ids})
+
+    def deleteTrash(self, conn: sa.Connection, datasetIds: Iterable[uuid.UUID]) -> None:
+        """Delete the trash rows of ``datasetIds`` (their files are dealt with)."""
+        ids = [str(datasetId) for datasetId in datasetIds]
+        for start in range(0, len(ids), _HOLD_CHUNK):
+            conn.execute(_DELETE_IDS, {"name": self.trashName, "ids": ids[start : start + _HOLD_CHUNK]})
 
     def count(self) -> int:
         """Return how many datasets this datastore has (component files are not counted)."""
