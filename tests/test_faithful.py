@@ -11,7 +11,7 @@ import enum
 import io
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -26,6 +26,7 @@ from hypothesis.extra import numpy as hnp
 
 from databutler import (
     Butler,
+    DatasetRef,
     DatasetTypeMismatchError,
     Formatter,
     JsonFormatter,
@@ -632,3 +633,41 @@ def test_a_butler_put_validates_once_and_a_direct_write_validates_itself(tmp_pat
     CountingFormatter.calls = 0
     CountingFormatter().write("text", io.BytesIO(), FACTORY.getStorageClass("String"))
     assert CountingFormatter.calls == 1
+
+
+def test_a_chain_refuses_before_any_child_stores_or_tells_the_registry(tmp_path: Path) -> None:
+    from databutler import ChainedDatastore, InMemoryLocationRegistry
+    from databutler.testing import makeRef
+
+    class RecordingRegistry(InMemoryLocationRegistry):
+        def __init__(self) -> None:
+            super().__init__()
+            self.added: list[str] = []
+
+        def addDatasetLocations(self, datastoreName: str, refs: Iterable[DatasetRef]) -> None:
+            refs = list(refs)
+            self.added.append(datastoreName)
+            super().addDatasetLocations(datastoreName, refs)
+
+    registry = RecordingRegistry()
+    children = [
+        {"datastore": {"cls": "databutler.datastores.memory.InMemoryDatastore", "name": "memory"}},
+        {
+            "datastore": {
+                "cls": "databutler.datastores.file.FileDatastore",
+                "name": "file",
+                "root": str(tmp_path),
+            }
+        },
+    ]
+    chain = ChainedDatastore(
+        {"datastore": {"cls": "databutler.ChainedDatastore", "name": "chain", "datastores": children}},
+        registry=registry,
+    )
+    ref = makeRef("catalog", "AstropyTable")
+    with pytest.raises(UnstorableDatasetError, match="int8"):
+        chain.put(Table({"flux": np.array([-5, 7], dtype=np.int8)}), ref)
+    # Refused before any child stored it: the registry was never told (not told, then untold).
+    assert registry.added == [] and not chain.datastores[0].exists(ref) and not chain.exists(ref)
+    chain.put(Table({"flux": np.array([-5, 7], dtype=np.int16)}), ref)
+    assert chain.get(ref)["flux"].tolist() == [-5, 7] and registry.added == ["chain"]
