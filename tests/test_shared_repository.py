@@ -24,6 +24,7 @@ from click.testing import CliRunner
 
 from databutler import (
     Butler,
+    DatasetRef,
     ConfigError,
     ForeignRegistryError,
     ReadOnlyRepositoryError,
@@ -118,6 +119,14 @@ def test_read_only_butler_refuses_every_write(tmp_path: Path, registryConfig: di
             pass
         with pytest.raises(ReadOnlyRepositoryError, match="opened read-only"):
             reader.registry.registerRun("sneaky")  # the registry itself refuses too
+        # The datastore used directly: its records live in the read-only registry, so it refuses
+        # before any file is moved into place or deleted.
+        newRef = DatasetRef(ref.datasetType, {"visit": 4}, run="night1")
+        with pytest.raises(ReadOnlyRepositoryError):
+            reader.datastore.put({"visit": 4}, newRef)
+        with pytest.raises(ReadOnlyRepositoryError):
+            reader.datastore.remove(ref)
+        assert not reader.datastore.exists(newRef) and reader.get(ref) == {"visit": 2}
     Butler.makeRepo(tmp_path / "source")
     with Butler(tmp_path / "source", run="r") as source, Butler(root, writeable=False) as reader:
         source.registerDatasetType("metrics", ("visit",), "StructuredDataDict")
