@@ -24,8 +24,8 @@ from click.testing import CliRunner
 
 from databutler import (
     Butler,
-    DatasetRef,
     ConfigError,
+    DatasetRef,
     ForeignRegistryError,
     ReadOnlyRepositoryError,
     script,
