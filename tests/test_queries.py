@@ -25,16 +25,16 @@ from databutler.registry.queries.expressions import (
     Overlaps,
     Range,
 )
-from databutler.testing.query_tests import DimensionTests, QueryTests
+from databutler.testing.query_tests import DimensionTests, QueryResultTests, QueryTests
 from databutler.testing.registry_support import dropNamespace, newNamespace, postgresUrl
 
 
-class TestSqliteQueries(QueryTests, DimensionTests):
+class TestSqliteQueries(QueryTests, DimensionTests, QueryResultTests):
     def makeRegistry(self, tmpPath: Path) -> SqlRegistry:
         return SqlRegistry(f"sqlite:///{tmpPath}/registry.sqlite3", create=True)
 
 
-class TestPostgresQueries(QueryTests, DimensionTests):
+class TestPostgresQueries(QueryTests, DimensionTests, QueryResultTests):
     def makeRegistry(self, tmpPath: Path) -> SqlRegistry:
         return SqlRegistry(postgresUrl(), namespace=newNamespace(), create=True)
 
@@ -165,18 +165,6 @@ def test_overlaps_conditions() -> None:
     assert sql.count("<") == 1 and 1_000_000_000 in params.values()
     sql, params = _compiled("visit.timespan OVERLAPS :t", {"t": datetime.datetime(1970, 1, 1, 0, 0, 2)})
     assert "<=" in sql and 2_000_000_000 in params.values()
-
-
-def test_docs_queries_examples_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import re
-
-    text = (Path(__file__).parent.parent / "docs" / "queries.md").read_text()
-    blocks = re.findall(r"```python\n(.*?)```", text, re.DOTALL)
-    assert len(blocks) >= 3
-    monkeypatch.chdir(tmp_path)
-    namespace: dict[str, object] = {}
-    for block in blocks:
-        exec(compile(block, "docs/queries.md", "exec"), namespace)
 
 
 # -- registries made before dimension universes --

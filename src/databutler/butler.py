@@ -8,6 +8,7 @@ datastore, so a failure in either leaves neither changed.
 
 from __future__ import annotations
 
+import fnmatch
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -23,6 +24,7 @@ from .exceptions import (
     ArgumentTypeError,
     DatasetNotFoundError,
     DatasetTypeError,
+    InvalidQueryError,
     NoDefaultRunError,
     ReadOnlyRepositoryError,
 )
@@ -30,6 +32,7 @@ from .formatters.base import prevalidated
 from .registry import SqlRegistry
 from .registry.queries import parseExpression
 from .registry.queries.expressions import elementsOf
+from .registry.queries.results import QueryResults
 from .storage_class import StorageClassFactory
 from .transfer import transferFrom
 
@@ -534,35 +537,51 @@ class Butler:
     def queryDatasets(
         self,
         datasetType: DatasetType | str | None = None,
-        collections: Sequence[str] | None = None,
+        collections: Sequence[str] | str | None = None,
         where: Mapping[str, Any] | str | None = None,
         bind: Mapping[str, Any] | None = None,
+        *,
+        findFirst: bool = False,
+        orderBy: str | Sequence[str] | None = None,
+        limit: int | None = None,
         **whereKwargs: Any,
-    ) -> list[DatasetRef]:
+    ) -> QueryResults[DatasetRef]:
         """Return the datasets of a type (or of every type) whose data IDs match ``where``.
-
-        With an ephemeral datastore (memory only), only the datasets this process holds.
 
         Parameters
         ----------
         datasetType : DatasetType or str, optional
             The type (``"type.component"`` gives component refs); every type when omitted.
-        collections : sequence of str, optional
-            Runs to search (default: the Butler's collections, or every run if it has none).
+        collections : str or sequence of str, optional
+            Runs to search, in order (default: the Butler's collections, or every run if it has none).
         where : mapping or str, optional
             Required data-ID values, e.g. ``{"visit": 12}``, or an expression such as
             ``"visit > 100 AND detector IN (1..8)"``; keyword arguments add to it.
         bind : mapping, optional
             Values for the ``:name`` parameters of a ``where`` expression.
+        findFirst : bool
+            Keep, for each data ID, only the dataset in the first of ``collections`` holding one.
+        orderBy : str or sequence of str, optional
+            Dimensions to sort by (``"-visit"`` descending); by default by run, then data ID.
+        limit : int, optional
+            Return at most this many.
+
+        Returns
+        -------
+        refs : QueryResults of DatasetRef
+            A list, with ``count()``, ``any()`` and ``explainNoResults()``.
 
         Raises
         ------
         MissingDatasetTypeError
             The dataset type is not registered.
         InvalidQueryError
-            A ``where`` expression does not parse or names an unknown dimension.
+            A ``where`` expression does not parse or names an unknown dimension, ``orderBy``
+            names a dimension the results lack, or ``findFirst`` is given without collections.
         """
         searched = self._lookup.collectionsFor(collections) or None
+        if findFirst and searched is None:
+            raise InvalidQueryError("findFirst needs collections to search in order; pass collections=.")
         condition: Mapping[str, Any] | str | None
         if isinstance(where, str):
             condition, bind = _withKeywords(where, bind, whereKwargs)
@@ -575,13 +594,77 @@ class Butler:
         else:
             types = [self._lookup.resolveType(datasetType)]
         out: list[DatasetRef] = []
+        queried: list[str] = []
         for datasetTypeHere in types:
             if datasetType is None and not needed <= set(datasetTypeHere.dimensions):
                 continue  # a type without these dimensions has no matches
             parentName, component = datasetTypeHere.nameAndComponent()
-            refs = self.registry.queryDatasets(parentName, collections=searched, where=condition, bind=bind)
+            queried.append(parentName)
+            refs = self.registry.queryDatasets(
+                parentName, collections=searched, where=condition, bind=bind, findFirst=findFirst
+            )
             out.extend([r.makeComponentRef(component) for r in refs] if component else refs)
-        return self._heldIfEphemeral(out)
+        out = self._heldIfEphemeral(out)
+        if orderBy:
+            out = _ordered(out, [orderBy] if isinstance(orderBy, str) else list(orderBy))
+        if limit is not None:
+            out = out[: max(limit, 0)]
+
+        def explain() -> list[str]:
+            if not queried:
+                return [f"No registered dataset type has the dimensions {sorted(needed)} that where names."]
+            reasons: list[str] = []
+            for name in queried:
+                reasons += self.registry.explainDatasetQuery(name, searched, condition, bind)
+            if not reasons and limit is not None and limit <= 0:
+                reasons.append(f"limit={limit} keeps nothing.")
+            return reasons
+
+        return QueryResults(out, explain)
+
+    def queryDataIds(
+        self,
+        dimensions: str | Sequence[str],
+        where: str | None = None,
+        bind: Mapping[str, Any] | None = None,
+        *,
+        datasets: str | DatasetType | Sequence[str | DatasetType] | None = None,
+        collections: Sequence[str] | str | None = None,
+    ) -> QueryResults[dict[str, Any]]:
+        """Return the data IDs over ``dimensions`` that datasets have (of ``datasets`` only, if given).
+
+        See `SqlRegistry.queryDataIds`; collections default to the Butler's (or every run).
+        """
+        searched = self._lookup.collectionsFor(collections) or None
+        return self.registry.queryDataIds(
+            dimensions, where, bind=bind, datasets=datasets, collections=searched
+        )
+
+    def queryDatasetTypes(self, pattern: str | Sequence[str] = "*") -> list[DatasetType]:
+        """Return the registered dataset types whose names match a glob ``pattern`` (or any of several)."""
+        patterns = [pattern] if isinstance(pattern, str) else list(pattern)
+        return [
+            t
+            for t in self.registry.queryDatasetTypes()
+            if any(fnmatch.fnmatchcase(t.name, p) for p in patterns)
+        ]
+
+    def queryCollections(
+        self, pattern: str | Sequence[str] = "*", types: str | Sequence[str] | None = None
+    ) -> list[str]:
+        """Return the names of the collections matching a glob ``pattern``, of the given ``types`` only.
+
+        Raises
+        ------
+        InvalidQueryError
+            A type is not a collection type.
+        """
+        patterns = [pattern] if isinstance(pattern, str) else list(pattern)
+        return [
+            name
+            for name in self.registry.queryCollections(types)
+            if any(fnmatch.fnmatchcase(name, p) for p in patterns)
+        ]
 
 
 def _withKeywords(
@@ -597,3 +680,20 @@ def _withKeywords(
         merged[name] = value
         terms.append(f"{key} IN (:{name})" if isinstance(value, list | tuple | set) else f"{key} = :{name}")
     return " AND ".join(terms), merged
+
+
+def _ordered(refs: list[DatasetRef], orderBy: list[str]) -> list[DatasetRef]:
+    """Return ``refs`` sorted by the dimensions of ``orderBy`` (``-name`` descending), stably."""
+    for key in reversed(orderBy):
+        descending = key.startswith("-")
+        name = key.lstrip("-+")
+        missing = [ref for ref in refs if name not in ref.dataId]
+        if missing:
+            raise InvalidQueryError(
+                f"orderBy names {name!r}, which is not a dimension of {missing[0].datasetType.name!r} "
+                f"(its dimensions are {list(missing[0].dataId)})."
+            )
+        refs = sorted(
+            refs, key=lambda ref: (isinstance(ref.dataId[name], str), ref.dataId[name]), reverse=descending
+        )
+    return refs

@@ -1,4 +1,4 @@
-"""The dataset commands: put, get, query-datasets, remove, transfer."""
+"""The dataset commands: put, get, remove, transfer."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from rich.table import Table
 from .options import collectionsOption, readOnlyOption, repoArgument, whereOption
 from .utils import DatabutlerCommand, makeConsole, parseCollections, parseDataId, parseParameters, parseWhere
 
-__all__ = ["get", "put", "queryDatasets", "remove", "transfer"]
+__all__ = ["get", "put", "remove", "transfer"]
 
 
 @click.command(cls=DatabutlerCommand)
@@ -87,42 +87,6 @@ def get(
     makeConsole().print(table)
 
 
-@click.command("query-datasets", cls=DatabutlerCommand)
-@repoArgument
-@click.argument("name", metavar="[DATASET_TYPE]", required=False)
-@collectionsOption
-@whereOption
-@readOnlyOption
-def queryDatasets(
-    repo: str, name: str | None, collections: tuple[str, ...], where: tuple[str, ...], readOnly: bool
-) -> None:
-    """List the datasets in REPO (of DATASET_TYPE only, if given) as a table.
-
-    Examples
-    --------
-      databutler query-datasets repo
-      databutler query-datasets repo flat -c night1 -w visit=1,2
-    """
-    from .. import script
-
-    refs = script.queryDatasets(
-        repo,
-        name,
-        collections=parseCollections(collections),
-        where=parseWhere(where) or None,
-        writeable=not readOnly,
-    )
-    table = Table(title=f"{len(refs)} dataset(s) in {repo}")
-    for column in ("dataset type", "run", "data ID", "storage class", "id"):
-        table.add_column(column, no_wrap=column == "id")
-    for ref in refs:
-        dataId = ", ".join(f"{k}={v}" for k, v in ref.dataId.items())
-        table.add_row(
-            ref.datasetType.name, str(ref.run), dataId, ref.datasetType.storageClass.name, str(ref.id)
-        )
-    makeConsole().print(table)
-
-
 @click.command(cls=DatabutlerCommand)
 @repoArgument
 @click.argument("name", metavar="DATASET_TYPE")
@@ -147,7 +111,7 @@ def remove(repo: str, name: str, pairs: tuple[str, ...], collections: tuple[str,
         refs = script.queryDatasets(repo, name, collections=colls, where=where)
         verb = "Would remove"
     else:
-        refs = script.removeDatasets(repo, name, collections=colls, where=where)
+        refs = script.removeDatasets(repo, name, collections=colls, where=where)  # type: ignore[assignment]
         verb = "Removed"
     for ref in refs:
         click.echo(f"{verb} {ref} (run {ref.run}).")

@@ -13,8 +13,15 @@ import click
 from rich.table import Table
 
 from ..config import Config
-from .dataset_commands import get, put, queryDatasets, remove, transfer
+from .dataset_commands import get, put, remove, transfer
 from .options import collectionsOption, readOnlyOption, repoArgument, whereOption
+from .query_commands import (
+    queryCollections,
+    queryDataIds,
+    queryDatasets,
+    queryDatasetTypes,
+    queryDimensionRecords,
+)
 from .utils import DatabutlerGroup, makeConsole, parseCollections, parseWhere
 
 __all__ = ["cli"]
@@ -226,5 +233,15 @@ def cleanup(repo: str, olderThan: float, dryRun: bool) -> None:
     click.echo(f"{verb} {len(report.removed)} file(s) no record names{kept}.")
 
 
-for _command in (put, get, queryDatasets, remove, transfer):
+for _command in (
+    put,
+    get,
+    queryDatasets,
+    queryDataIds,
+    queryDimensionRecords,
+    queryCollections,
+    queryDatasetTypes,
+    remove,
+    transfer,
+):
     cli.add_command(_command)

@@ -343,6 +343,39 @@ class DatasetRecords(DatasetTypesAndRuns):
             A ``where`` expression does not parse, names an unknown dimension, has a value of
             the wrong type or a bind parameter without a value.
         """
+        datasetType, component, statement, runs = self._datasetQuery(
+            datasetTypeOrName, collections, where, bind
+        )
+        if statement is None:
+            return []
+        with self._db.read() as connection:
+            rows = connection.execute(statement).all()
+        order = {runId: index for index, runId in enumerate(runs.values())}
+        names = {runId: name for name, runId in runs.items()}
+        decoded = [(order[row.runId], decodeDataId(row.dataId), row) for row in rows]
+        decoded.sort(key=lambda item: (item[0], _sortKey(item[1])))
+        refs = []
+        seen: set[str] = set()
+        for _, dataId, row in decoded:
+            if findFirst:
+                if row.dataId in seen:
+                    continue
+                seen.add(row.dataId)
+            ref = DatasetRef._trusted(datasetType, dataId, row.id, names[row.runId])
+            refs.append(ref.makeComponentRef(component) if component else ref)
+        return refs
+
+    def _datasetQuery(
+        self,
+        datasetTypeOrName: DatasetType | str,
+        collections: str | Sequence[str] | None,
+        where: Mapping[str, Any] | str | None,
+        bind: Mapping[str, Any] | None,
+    ) -> tuple[DatasetType, str | None, sa.Select[Any] | None, dict[str, int]]:
+        """Return (parent type, component, the SELECT of id, run id and data ID, runs searched).
+
+        The statement is `None` when no run is searched.
+        """
         typeId, datasetType, component = self._resolveDatasetType(datasetTypeOrName)
         fromClause: sa.FromClause = schema.datasetTable
         distinct = False
@@ -356,7 +389,7 @@ class DatasetRecords(DatasetTypesAndRuns):
             conditions, byDimension = whereConditions(datasetType, parseWhere(datasetType, coerced))
         runs = self._resolveRuns(collections) if collections is not None else self._allRuns()
         if not runs:
-            return []
+            return datasetType, component, None, runs
         table = schema.datasetTable
         typeColumn: sa.ColumnElement[int] = table.c.datasetTypeId
         runColumn: sa.ColumnElement[int] = table.c.runId
@@ -378,22 +411,30 @@ class DatasetRecords(DatasetTypesAndRuns):
             # With every run listed, the (type, run, data ID) index finds a full data ID by a
             # few probes instead of a scan of the whole type.
             statement = statement.where(runColumn.in_(list(runs.values())))
+        return datasetType, component, statement, runs
+
+    def countDatasets(
+        self,
+        datasetTypeOrName: DatasetType | str,
+        collections: str | Sequence[str] | None = None,
+        where: Mapping[str, Any] | str | None = None,
+        *,
+        bind: Mapping[str, Any] | None = None,
+    ) -> int:
+        """Return how many datasets `queryDatasets` would find with these arguments (without findFirst).
+
+        Raises
+        ------
+        MissingDatasetTypeError, MissingRunError, DataIdError, InvalidQueryError
+            As for `queryDatasets`.
+        """
+        _, _, statement, _ = self._datasetQuery(datasetTypeOrName, collections, where, bind)
+        if statement is None:
+            return 0
         with self._db.read() as connection:
-            rows = connection.execute(statement).all()
-        order = {runId: index for index, runId in enumerate(runs.values())}
-        names = {runId: name for name, runId in runs.items()}
-        decoded = [(order[row.runId], decodeDataId(row.dataId), row) for row in rows]
-        decoded.sort(key=lambda item: (item[0], _sortKey(item[1])))
-        refs = []
-        seen: set[str] = set()
-        for _, dataId, row in decoded:
-            if findFirst:
-                if row.dataId in seen:
-                    continue
-                seen.add(row.dataId)
-            ref = DatasetRef._trusted(datasetType, dataId, row.id, names[row.runId])
-            refs.append(ref.makeComponentRef(component) if component else ref)
-        return refs
+            return int(
+                connection.execute(sa.select(sa.func.count()).select_from(statement.subquery())).scalar_one()
+            )
 
     def getDataset(self, id: uuid.UUID | str) -> DatasetRef | None:
         """Return the ref of the dataset with this id, or `None` if there is none.

@@ -39,9 +39,9 @@ from ..exceptions import (
 from ..storage_class import StorageClassFactory
 from . import schema
 from .connections import ConnectionManager
+from .data_id_queries import DataIdQueries
 from .data_ids import CHUNK, chunks
 from .databases import ROOT_PLACEHOLDER, RegistryConfig, isSqliteUrl, makeEngine, parseUrl, sqliteFile
-from .datasets import DatasetRecords
 from .dimension_records import DimensionRecordStorage
 
 __all__ = ["SqlRegistry"]
@@ -84,7 +84,7 @@ def _isWriteable(path: Path) -> bool:
     return os.access(path.parent, os.W_OK) and (not path.exists() or os.access(path, os.W_OK))
 
 
-class SqlRegistry(DatasetRecords):
+class SqlRegistry(DataIdQueries):
     """The SQL registry: which dataset types, runs and datasets exist, and where they are stored.
 
     Parameters

@@ -26,6 +26,7 @@ from ..exceptions import (
 )
 from ..storage_class import StorageClassFactory
 from . import schema
+from .collections import CollectionType, collectionTypes
 from .connections import ConnectionManager
 from .dimension_records import DimensionRecordStorage
 
@@ -268,6 +269,31 @@ class DatasetTypesAndRuns:
         )
         with self._db.write(atomic=True) as connection:
             return connection.execute(statement).first() is not None
+
+    def queryCollections(self, types: str | Sequence[str] | None = None) -> list[str]:
+        """Return the names of the collections of the given types (every type by default), sorted.
+
+        Raises
+        ------
+        InvalidQueryError
+            A type is not a collection type.
+        """
+        wanted = collectionTypes(types)
+        names: list[str] = []
+        if CollectionType.RUN in wanted:
+            names += self._allRuns()
+        return sorted(names)
+
+    def getCollectionType(self, name: str) -> CollectionType:
+        """Return the type of collection ``name``.
+
+        Raises
+        ------
+        MissingRunError
+            No collection of that name exists.
+        """
+        self._runId(name)
+        return CollectionType.RUN
 
     def queryRuns(self) -> list[str]:
         """Return the names of every registered run, sorted."""

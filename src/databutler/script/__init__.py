@@ -13,6 +13,7 @@ from .datasets import (
     removeDatasets,
     transferDatasets,
 )
+from .queries import datasetUris, queryCollections, queryDataIds, queryDatasetTypes, queryDimensionRecords
 from .repo import (
     CleanupReport,
     RepoStats,
@@ -35,11 +36,16 @@ __all__ = [
     "VerifyReport",
     "cleanupRepo",
     "createRepo",
+    "datasetUris",
     "dumpConfig",
     "findOrphans",
     "getDataset",
     "putDataset",
+    "queryCollections",
+    "queryDataIds",
+    "queryDatasetTypes",
     "queryDatasets",
+    "queryDimensionRecords",
     "registerDatasetType",
     "removeDatasets",
     "repoStats",

@@ -15,6 +15,7 @@ from typing import Any
 from ..butler import Butler
 from ..dataset_ref import DatasetRef
 from ..exceptions import DatasetNotFoundError
+from ..registry.queries.results import QueryResults
 from .files import readDataFile, summarize, writeDataFile
 
 __all__ = [
@@ -127,21 +128,43 @@ def queryDatasets(
     datasetType: str | None = None,
     *,
     collections: Sequence[str] | None = None,
-    where: Mapping[str, Any] | None = None,
+    where: Mapping[str, Any] | str | None = None,
+    bind: Mapping[str, Any] | None = None,
+    findFirst: bool = False,
+    orderBy: Sequence[str] | None = None,
+    limit: int | None = None,
     writeable: bool = False,
-) -> list[DatasetRef]:
-    """Return the datasets of ``datasetType`` (or of every type) matching ``where``, sorted.
+) -> QueryResults[DatasetRef]:
+    """Return the datasets of ``datasetType`` (or of every type) matching ``where``.
 
-    The repository is opened read-only unless ``writeable``.
+    Sorted by dataset type, run and data ID unless ``orderBy`` is given. The repository is
+    opened read-only unless ``writeable``. See `Butler.queryDatasets` for the arguments.
 
     Raises
     ------
     MissingDatasetTypeError
         The dataset type is not registered.
+    InvalidQueryError
+        ``where`` does not parse or names an unknown dimension.
     """
     with Butler(root, writeable=writeable) as butler:
-        refs = butler.queryDatasets(datasetType, collections=collections or None, where=where)
-    return sorted(refs, key=lambda r: (r.datasetType.name, str(r.run), sorted(r.dataId.items())))
+        refs = butler.queryDatasets(
+            datasetType,
+            collections=collections or None,
+            where=where,
+            bind=bind,
+            findFirst=findFirst,
+            orderBy=orderBy or None,
+            limit=None if orderBy is None else limit,
+        )
+        explained = refs.explainNoResults() if not refs else []
+    if not orderBy:
+        refs = QueryResults(
+            sorted(refs, key=lambda r: (r.datasetType.name, str(r.run), sorted(r.dataId.items())))
+        )
+        if limit is not None:
+            refs = QueryResults(refs[: max(limit, 0)])
+    return QueryResults(refs, lambda: explained)
 
 
 def removeDatasets(

@@ -18,7 +18,7 @@ from ..exceptions import ConflictingRecordError, DataIdError, InvalidQueryError
 from ..registry import SqlRegistry
 from .registry_support import RegistryFixtures, makeDatasetType
 
-__all__ = ["DimensionTests", "QueryTests"]
+__all__ = ["DimensionTests", "QueryResultTests", "QueryTests"]
 
 RAW = makeDatasetType("raw", ("instrument", "visit", "detector"), "StructuredDataDict")
 NAMED = makeDatasetType("named", ("visit", "physical_filter"), "StructuredDataDict")
@@ -343,3 +343,62 @@ class DimensionTests(RegistryFixtures):
         assert sorted({r.dataId["visit"] for r in refs}) == [109, 500]
         refs = withRecords.queryDatasets("raw", collections="run1", where="visit >= 109 AND band = 'r'")
         assert sorted({r.dataId["visit"] for r in refs}) == [109]
+
+
+class QueryResultTests(RegistryFixtures):
+    """queryDataIds, countDatasets and the explanations of empty results, on every back end."""
+
+    @pytest.fixture
+    def runs(self, registry: SqlRegistry) -> SqlRegistry:
+        """Return a registry with raws in run1 (visits 100..104) and run2 (visit 200), visit records."""
+        registry.registerDatasetType(RAW)
+        registry.registerDatasetType(NAMED)
+        for run in ("run1", "run2", "empty"):
+            registry.registerRun(run)
+        registry.addDatasets(
+            "raw",
+            [{"instrument": "HSC", "visit": v, "detector": d} for v in range(100, 105) for d in (1, 2)],
+            "run1",
+        )
+        registry.addDatasets("raw", [{"instrument": "HSC", "visit": 200, "detector": 1}], "run2")
+        registry.insertDimensionData("visit", VISITS[:5])
+        return registry
+
+    def testQueryDataIds(self, runs: SqlRegistry) -> None:
+        """Check distinct data IDs over some dimensions, with where, datasets and collections."""
+        visits = runs.queryDataIds("visit")
+        assert visits == [{"visit": v} for v in (100, 101, 102, 103, 104, 200)]
+        assert runs.queryDataIds(["visit", "detector"], "visit.band = 'r'", collections="run1") == [
+            {"visit": v, "detector": d} for v in (101, 103) for d in (1, 2)
+        ]
+        assert runs.queryDataIds("visit", datasets="raw", collections=["run2"]).count() == 1
+        assert runs.queryDataIds("detector", "visit > :v", bind={"v": 103}) == [
+            {"detector": 1},
+            {"detector": 2},
+        ]
+        with pytest.raises(DataIdError, match="unknown dimension"):
+            runs.queryDataIds("colour")
+        with pytest.raises(InvalidQueryError, match="has no dimension"):
+            runs.queryDataIds("detector", datasets="named")
+
+    def testCountDatasets(self, runs: SqlRegistry) -> None:
+        """Check that countDatasets agrees with queryDatasets."""
+        assert runs.countDatasets("raw") == 11
+        assert runs.countDatasets("raw", "run1", "visit > 102") == 4
+        assert runs.countDatasets("raw", "empty") == 0
+
+    def testExplainNoResults(self, runs: SqlRegistry) -> None:
+        """Check that each way of finding nothing is named: type, collections, condition, records."""
+        assert runs.explainDatasetQuery("raw", "run1", "visit > 100") == []
+        (reason,) = runs.explainDatasetQuery("named", None, None)
+        assert "no 'named' datasets in any collection" in reason
+        (reason,) = runs.explainDatasetQuery("raw", ["empty"], "visit > 100")
+        assert "(['empty']) hold no 'raw' datasets; 11 are in ['run1', 'run2']" in reason
+        (reason,) = runs.explainDatasetQuery("raw", "run1", "detector = 1 AND visit > 150")
+        assert "'visit > 150' alone matches none of the 10 'raw' datasets" in reason
+        (reason,) = runs.explainDatasetQuery("raw", "run1", "visit = 100 AND visit = 101")
+        assert "but no dataset matches them all" in reason
+        (reason,) = runs.explainDatasetQuery("raw", "run2", "visit.band = 'r'")
+        assert "alone matches none" in reason
+        (reason,) = runs.explainDatasetQuery("raw", "run1", {"visit": 999})
+        assert "visit=999" in reason

@@ -27,7 +27,9 @@ __all__ = [
     "Overlaps",
     "Range",
     "TimespanLiteral",
+    "conjuncts",
     "elementsOf",
+    "toText",
 ]
 
 LiteralValue: TypeAlias = int | float | str | datetime.datetime
@@ -163,3 +165,49 @@ def elementsOf(node: Expression | Operand) -> set[str]:
     if isinstance(node, In | Glob):
         return elementsOf(node.operand)
     return set()
+
+
+def _literalText(value: LiteralValue) -> str:
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    if isinstance(value, datetime.datetime):
+        return f"T'{value.isoformat()}'"
+    return repr(value)
+
+
+def toText(node: Expression | Operand | Range) -> str:
+    """Return ``node`` written back in the query language (parsing it gives ``node`` again)."""
+    if isinstance(node, Literal):
+        return _literalText(node.value)
+    if isinstance(node, TimespanLiteral):
+        begin = "NULL" if node.begin is None else _literalText(node.begin)
+        end = "NULL" if node.end is None else _literalText(node.end)
+        return f"({begin}, {end})"
+    if isinstance(node, Name):
+        return str(node)
+    if isinstance(node, Bind):
+        return f":{node.name}"
+    if isinstance(node, Range):
+        return f"{node.start}..{node.stop}" + (f":{node.step}" if node.step != 1 else "")
+    if isinstance(node, Compare):
+        return f"{toText(node.left)} {node.op} {toText(node.right)}"
+    if isinstance(node, In):
+        items = ", ".join(toText(item) for item in node.items)
+        return f"{toText(node.operand)} {'NOT IN' if node.negated else 'IN'} ({items})"
+    if isinstance(node, Glob):
+        return f"GLOB({toText(node.operand)}, {toText(node.pattern)})"
+    if isinstance(node, Overlaps):
+        return f"{toText(node.left)} OVERLAPS {toText(node.right)}"
+    if isinstance(node, Not):
+        return f"NOT ({toText(node.operand)})"
+    joiner = " AND " if isinstance(node, And) else " OR "
+    return joiner.join(
+        f"({toText(item)})" if isinstance(item, And | Or) else toText(item) for item in node.operands
+    )
+
+
+def conjuncts(node: Expression) -> list[Expression]:
+    """Return the terms of a top-level AND (nested ANDs flattened), or ``[node]``."""
+    if isinstance(node, And):
+        return [term for item in node.operands for term in conjuncts(item)]
+    return [node]

@@ -1,0 +1,192 @@
+"""Which data IDs exist (`queryDataIds`), and why a query found nothing (`explainDatasetQuery`).
+
+A data ID exists when a dataset has it: `queryDataIds` selects the distinct values of the
+requested dimensions from the datasets of every dataset type that has them all (or of the
+types given), in the collections searched, in one SQL statement.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, NamedTuple
+
+import sqlalchemy as sa
+
+from ..dataset_type import DatasetType
+from ..exceptions import InvalidQueryError
+from . import schema
+from .datasets import DatasetRecords
+from .queries import DatasetWhere, compileExpression, parseExpression
+from .queries.expressions import conjuncts, toText
+from .queries.results import QueryResults
+
+__all__ = ["DataIdQueries"]
+
+
+class _Dimensions(NamedTuple):
+    """What `DatasetWhere` needs of a dataset type: a name for messages and the dimensions."""
+
+    name: str
+    dimensions: tuple[str, ...]
+
+
+class DataIdQueries(DatasetRecords):
+    """`queryDataIds` and the explanations of empty results; `SqlRegistry` builds on it."""
+
+    def queryDataIds(
+        self,
+        dimensions: str | Iterable[str],
+        where: str | None = None,
+        *,
+        bind: Mapping[str, Any] | None = None,
+        datasets: str | DatasetType | Iterable[str | DatasetType] | None = None,
+        collections: str | Sequence[str] | None = None,
+    ) -> QueryResults[dict[str, Any]]:
+        """Return the distinct data IDs over ``dimensions`` that datasets have, sorted.
+
+        Parameters
+        ----------
+        dimensions : str or iterable of str
+            The dimensions of the data IDs returned, e.g. ``["visit", "detector"]``.
+        where : str, optional
+            A condition in the query language, on these dimensions and their records.
+        bind : mapping, optional
+            Values of the ``:name`` parameters of ``where``.
+        datasets : dataset type(s), optional
+            Only data IDs of datasets of these types; by default every type that has all
+            ``dimensions``.
+        collections : str or sequence of str, optional
+            The collections searched; every run by default.
+
+        Raises
+        ------
+        DataIdError
+            A dimension is not in the universe.
+        MissingDatasetTypeError, MissingRunError
+            A dataset type or collection is not registered.
+        InvalidQueryError
+            ``where`` does not parse, or names something other than these dimensions and their records.
+        """
+        names = (dimensions,) if isinstance(dimensions, str) else tuple(dimensions)
+        self.universe.checkDimensions(names, "queryDataIds")
+        if datasets is None:
+            types = [t for t in self.queryDatasetTypes() if set(names) <= set(t.dimensions)]
+        else:
+            given = [datasets] if isinstance(datasets, str | DatasetType) else list(datasets)
+            types = [self._resolveParentType(t, "query")[1] for t in given]
+            for datasetType in types:
+                missing = sorted(set(names) - set(datasetType.dimensions))
+                if missing:
+                    raise InvalidQueryError(
+                        f"Dataset type {datasetType.name!r} has no dimension(s) {missing}; its dimensions "
+                        f"are {list(datasetType.dimensions)}."
+                    )
+        runs = self._resolveRuns(collections) if collections is not None else self._allRuns()
+
+        def explain() -> list[str]:
+            return self._explainDataIds(names, where, bind, types, collections, runs)
+
+        if not types or not runs:
+            return QueryResults([], explain)
+        typeIds = [self._resolveParentType(t, "query")[0] for t in types]
+        # where may use any dimension every type queried has, not only those returned.
+        common = [d for d in types[0].dimensions if all(d in t.dimensions for t in types) and d not in names]
+        pseudo = _Dimensions(f"data IDs of {[t.name for t in types]}", (*names, *common))
+        resolver = DatasetWhere(pseudo, self.universe, self._dimensionRecords.tables)  # type: ignore[arg-type]
+        columns = [resolver._value(name).columnFor("int").label(name) for name in names]
+        condition = compileExpression(where, parseExpression(where), resolver, bind) if where else sa.true()
+        table = schema.datasetTable
+        statement = (
+            sa.select(*columns)
+            .distinct()
+            .select_from(resolver.joined(table))
+            .where(table.c.datasetTypeId.in_(typeIds), table.c.runId.in_(list(runs.values())), condition)
+            .order_by(*columns)
+        )
+        with self._db.read() as connection:
+            rows = connection.execute(statement).all()
+        return QueryResults([dict(zip(names, row, strict=True)) for row in rows], explain)
+
+    def _explainDataIds(
+        self,
+        names: tuple[str, ...],
+        where: str | None,
+        bind: Mapping[str, Any] | None,
+        types: list[DatasetType],
+        collections: str | Sequence[str] | None,
+        runs: Mapping[str, int],
+    ) -> list[str]:
+        if not types:
+            return [f"No registered dataset type has all of the dimensions {list(names)}."]
+        if not runs:
+            return ["No collections were searched (the list is empty, or no run is registered)."]
+        reasons: list[str] = []
+        for datasetType in types:
+            reasons += self.explainDatasetQuery(datasetType, collections, where, bind, quiet=True)
+        return reasons or [f"The datasets of {[t.name for t in types]} that match have no common data IDs."]
+
+    def explainDatasetQuery(
+        self,
+        datasetTypeOrName: DatasetType | str,
+        collections: str | Sequence[str] | None = None,
+        where: Mapping[str, Any] | str | None = None,
+        bind: Mapping[str, Any] | None = None,
+        *,
+        quiet: bool = False,
+    ) -> list[str]:
+        """Return why `queryDatasets` with these arguments finds nothing (empty if it finds something).
+
+        Each message names what emptied the query: the dataset type has no datasets at all, the
+        collections searched hold none of it (and which collections do), or a condition of
+        ``where`` that on its own matches nothing (for a record field: whether any records exist).
+        """
+        _, datasetType = self._resolveParentType(datasetTypeOrName, "query")
+        name = datasetType.name
+        if self.countDatasets(name, collections, where, bind=bind) > 0:
+            return []
+        total = self.countDatasets(name)
+        if total == 0:
+            return [f"There are no {name!r} datasets in any collection."]
+        runs = list(self._resolveRuns(collections)) if collections is not None else list(self._allRuns())
+        if not runs:
+            return ["No collections were searched (the list is empty)."]
+        inRuns = self.countDatasets(name, collections)
+        if inRuns == 0:
+            holding = [run for run in self._allRuns() if self.countDatasets(name, run) > 0]
+            return [
+                f"The collections searched ({runs}) hold no {name!r} datasets; {total} are in "
+                f"{holding[:10]}{' and more' if len(holding) > 10 else ''}."
+            ]
+        reasons: list[str] = []
+        if isinstance(where, str):
+            terms = conjuncts(parseExpression(where))
+            for term in terms:
+                text = toText(term)
+                if self.countDatasets(name, collections, text, bind=bind) == 0:
+                    reasons.append(
+                        f"The condition {text!r} alone matches none of the {inRuns} {name!r} datasets in {runs}"
+                        + self._recordHint(term)
+                        + "."
+                    )
+            if not reasons and len(terms) > 1:
+                reasons.append(
+                    f"Each condition of {where!r} matches some {name!r} datasets in {runs}, but no dataset "
+                    "matches them all."
+                )
+        elif where:
+            for key, value in where.items():
+                if self.countDatasets(name, collections, {key: value}) == 0:
+                    reasons.append(f"No {name!r} dataset in {runs} has {key}={value!r}.")
+        if not reasons and not quiet:
+            reasons.append(f"No {name!r} dataset in {runs} matches {where!r}.")
+        return reasons
+
+    def _recordHint(self, term: Any) -> str:
+        from .queries.expressions import elementsOf
+
+        hints = []
+        for element in sorted(elementsOf(term)):
+            hasField = element in self._dimensionRecords.tables and "." in toText(term)
+            if hasField and not self._dimensionRecords.query(element):
+                hints.append(f"no {element!r} records exist (insert them with insertDimensionData)")
+        return f"; {', '.join(hints)}" if hints else ""
