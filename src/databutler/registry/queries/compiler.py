@@ -22,7 +22,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ColumnElement
 
-from ...exceptions import InvalidQueryError
+from ...dataset_ref import unstorableText
+from ...exceptions import DataIdError, InvalidQueryError
 from .expressions import (
     And,
     Bind,
@@ -48,6 +49,8 @@ __all__ = [
 ]
 
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+_MIN_INT = -(2**63)
+_MAX_INT = 2**63 - 1
 
 _OPS: dict[str, Callable[[Any, Any], ColumnElement[bool]]] = {
     "=": operator.eq,
@@ -188,8 +191,23 @@ class _Compiler:
             raise self.error(column, f"{where} holds times; write one as T'2024-01-01T00:00:00'.")
         raise self.error(column, f"{where} is a timespan; use it with OVERLAPS.")
 
+    def checkStorable(self, name: Name, value: Any, column: int) -> None:
+        """Raise `DataIdError` for a value no registry column could hold (so no match is possible)."""
+        if isinstance(value, str):
+            problem = unstorableText(value)
+            if problem is not None:
+                raise DataIdError(
+                    f"In where expression {self.text!r} at column {column}: the value for {name} {problem}."
+                )
+        elif isinstance(value, int) and not isinstance(value, bool) and not _MIN_INT <= value <= _MAX_INT:
+            raise DataIdError(
+                f"In where expression {self.text!r} at column {column}: {value} for {name} does not fit in a "
+                "signed 64-bit integer, which is what the registry stores."
+            )
+
     def valueAndColumn(self, target: ResolvedColumn, name: Name, value: Any, column: int) -> tuple[Any, Any]:
         """Return (column, value) for comparing ``name`` with ``value``."""
+        self.checkStorable(name, value, column)
         if target.valueType is None:
             if isinstance(value, bool) or not isinstance(value, int | str):
                 raise self.error(column, f"{name} takes an int or a str value, not {value!r}.")
@@ -286,6 +304,7 @@ class _Compiler:
         pattern = self.operandValue(node.pattern)
         if not isinstance(pattern, str):
             raise self.error(node.pattern.column, f"a GLOB pattern is a string, not {pattern!r}.")
+        self.checkStorable(node.operand, pattern, node.pattern.column)
         return _Glob(target.columnFor("str"), pattern)
 
     def timeBounds(self, node: Operand, column: int) -> tuple[Any, Any, bool]:
@@ -358,5 +377,8 @@ def compileExpression(
     InvalidQueryError
         A name is unknown (the resolver says what exists), a value has the wrong type, a bind
         parameter has no value, or an operator is used with the wrong kind of operand.
+    DataIdError
+        A value is text a registry cannot store (a NUL, a lone surrogate) or an integer
+        beyond 64 bits.
     """
     return _Compiler(text, resolver, bind or {}).compile(tree)
