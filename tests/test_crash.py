@@ -211,6 +211,8 @@ def test_a_file_set_aside_by_an_older_version_is_given_back_not_deleted(tmp_path
     aside = path.with_name(f".{path.name}.removed-{int(time.time()) - 7200}-{'ab' * 16}")
     path.rename(aside)
     assert not verifyDatasets(root).isOk
+    assert findOrphans(root) == []  # it is not an orphan: a record names it
+    assert cleanupRepo(root, olderThan=0, dryRun=True).removed == [] and aside.exists()
     assert cleanupRepo(root, olderThan=0).removed == []
     assert path.exists() and not aside.exists()
     with Butler(root) as butler:

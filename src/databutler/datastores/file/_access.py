@@ -574,8 +574,7 @@ class FileAccess:
 
     def _owners(self, paths: list[str]) -> dict[str, str | None]:
         """Return ``{path: id (as str) of the dataset recorded there, or None}``."""
-        with self.records.begin() as conn:
-            return {p: self.records.pathOwner(conn, p) for p in paths}
+        return self.records.pathOwners(paths)
 
     def deleteAside(
         self, datasetId: uuid.UUID, moved: list[tuple[str, str]], folders: list[StoredFileInfo]
@@ -697,7 +696,7 @@ class FileAccess:
                 self.records.releasePaths(conn, held)
         return sorted(removed)
 
-    def restoreClaimed(self, asides: list[str]) -> list[str]:
+    def restoreClaimed(self, asides: list[str], dryRun: bool = False) -> list[str]:
         """Move back set-aside files that a record still names; return those moved back.
 
         A file is moved back if a record names its original path, no file is there and it
@@ -705,7 +704,8 @@ class FileAccess:
 
         Earlier versions set a removed file aside before the removal committed, so a crash
         could leave a record naming a hidden file: this gives such datasets their file back
-        instead of letting the leftover cleanup delete it.
+        instead of letting the leftover cleanup delete it. With ``dryRun`` nothing is moved:
+        the files that would be are returned.
         """
         prefix = self.rootPath.rstrip("/") + "/"
         restored = []
@@ -723,6 +723,10 @@ class FileAccess:
             try:
                 size = os.lstat(aside).st_size if self.isLocal else self.fs.size(aside)
                 if not infos or size != infos[0].fileSize:
+                    continue
+                if dryRun:
+                    if not self.fs.exists(self.insidePath(relPath)):
+                        restored.append(aside)
                     continue
                 moveNoReplace(self.fs, self.checkInside(aside), self.insidePath(relPath))
             except (FileExistsError, FileNotFoundError, UnsafePathError):

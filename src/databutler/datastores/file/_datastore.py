@@ -439,9 +439,10 @@ class FileDatastore(Datastore):
             The URIs of the files removed (or that would be).
         """
         found = self.files.leftoverFiles(olderThan)
+        asides = [p for p in found if ".removed-" in posixpath.basename(p)]
+        restored = set(self.files.restoreClaimed(asides, dryRun=dryRun))
         if dryRun:
-            return [str(self.fs.unstrip_protocol(path)) for path in found]
-        restored = set(self.files.restoreClaimed([p for p in found if ".removed-" in posixpath.basename(p)]))
+            return [str(self.fs.unstrip_protocol(path)) for path in found if path not in restored]
         removed = []
         for path in found:
             if path not in restored:

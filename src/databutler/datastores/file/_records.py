@@ -347,6 +347,11 @@ class FileRecordTable:
         """Return the dataset id (as str) whose row holds ``path``, or `None`."""
         return conn.execute(_SELECT_OWNER, {"name": self.datastoreName, "path": path}).scalars().first()
 
+    def pathOwners(self, paths: Iterable[str]) -> dict[str, str | None]:
+        """Return ``{path: dataset id (as str) whose row holds it, or None}``, read as committed."""
+        with self._read() as conn:
+            return {path: self.pathOwner(conn, path) for path in paths}
+
     def delete(
         self, conn: sa.Connection, datasetId: uuid.UUID, component: str | None = None, trash: bool = False
     ) -> int:
