@@ -452,11 +452,22 @@ def _notPlain(node: Any, formatName: str, where: str) -> UnstorableDatasetError:
     )
 
 
+_CHANGED_CHARACTERS = {"YAML": {"\x85": "NEL, which YAML reads back as a line break"}}
+"""Non-ASCII characters that a text format writes but reads back as something else."""
+
+
 def _checkText(text: str, formatName: str, where: Any, isKey: bool = False) -> None:
+    """Refuse non-ASCII ``text`` that ``formatName`` cannot write or would read back changed."""
+    what = f"the key {text!r} at {_render(where[0])}" if isKey else f"the text at {_render(where)}"
+    for character, why in _CHANGED_CHARACTERS.get(formatName, {}).items():
+        if character in text:
+            raise UnstorableDatasetError(
+                f"{formatName} cannot keep {what}: it holds {character!r} ({why}); remove it or use "
+                f"JsonFormatter."
+            )
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
-        what = f"the key {text!r} at {_render(where[0])}" if isKey else f"the text at {_render(where)}"
         raise UnstorableDatasetError(
             f"{formatName} cannot write {what}: it holds {text[exc.start : exc.end]!r}, "
             f"which is not valid Unicode (a lone surrogate); store bytes or valid text."
