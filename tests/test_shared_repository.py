@@ -149,7 +149,7 @@ def test_read_only_postgresql_session_refuses_writes_at_the_server(tmp_path: Pat
     try:
         _fill(tmp_path / "repo", {"registry": {"db": url, "namespace": namespace}})
         with Butler(tmp_path / "repo", writeable=False) as reader:
-            engine = reader.registry.recordsDatabase().engine
+            engine = reader.registry._db.engine
             with engine.connect() as connection, pytest.raises(sa.exc.InternalError, match="read-only"):
                 connection.execute(sa.text(f'CREATE TABLE "{namespace}".intruder (x integer)'))
     finally:
@@ -293,7 +293,7 @@ def test_a_registry_belongs_to_one_repository(tmp_path: Path, registryConfig: di
         assert len(owner.queryDatasets("metrics")) == 2
         # A registry in use by a repository made before repository ids is not claimed either.
         table = sa.table("butler_attribute", sa.column("name"), schema=owner.registry.namespace)
-        with owner.registry.recordsDatabase().baseEngine.begin() as connection:
+        with owner.registry._db.baseEngine.begin() as connection:
             connection.execute(sa.delete(table).where(table.c.name.in_(["repositoryId", "repositoryRoot"])))
     with pytest.raises(ForeignRegistryError, match="already holds runs or dataset types"):
         Butler.makeRepo(tmp_path / "d", shared)
