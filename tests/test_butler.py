@@ -24,6 +24,7 @@ from databutler import (
     ConfigError,
     ConfigFileNotFoundError,
     ConflictingDatasetError,
+    DatabaseLockedError,
     DataIdError,
     DatasetNotFoundError,
     DatasetTypeConflictError,
@@ -468,7 +469,7 @@ def test_a_locked_registry_raises_a_database_error(tmp_path: Path) -> None:
         with contextlib.closing(sqlite3.connect(root / "registry.sqlite3", isolation_level=None)) as other:
             other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
             try:
-                with pytest.raises(sa.exc.OperationalError, match="locked"):
+                with pytest.raises(DatabaseLockedError, match="locked: another writer"):
                     butler.put({"a": 2}, "metrics", visit=2)
             finally:
                 other.execute("ROLLBACK")

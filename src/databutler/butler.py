@@ -9,6 +9,7 @@ datastore, so a failure in either leaves neither changed.
 from __future__ import annotations
 
 import fnmatch
+import logging
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -22,6 +23,7 @@ from .dataset_type import DatasetType
 from .datastore.base import Datastore
 from .exceptions import (
     ArgumentTypeError,
+    DatabaseFullError,
     DatasetNotFoundError,
     DatasetTypeError,
     InvalidQueryError,
@@ -30,13 +32,17 @@ from .exceptions import (
 )
 from .formatters.base import prevalidated
 from .registry import SqlRegistry
+from .registry.databases import isSqliteUrl, sqliteFile
 from .registry.queries import parseExpression
 from .registry.queries.expressions import elementsOf
 from .registry.queries.results import QueryResults
+from .registry.reserve import SpaceReserve
 from .storage_class import StorageClassFactory
 from .transfer import transferFrom
 
 __all__ = ["Butler"]
+
+log = logging.getLogger(__name__)
 
 
 class Butler:
@@ -129,6 +135,11 @@ class Butler:
             self.registry.close()
             raise
         self.run = run
+        # Room for removals on a full disk, beside a SQLite registry (see registry/reserve.py).
+        databaseFile = sqliteFile(self.registry.url) if isSqliteUrl(self.registry.url) else None
+        self._spaceReserve = SpaceReserve(databaseFile) if databaseFile is not None else None
+        if self._spaceReserve is not None and writeable:
+            self._spaceReserve.ensure()
         self._lookup = DatasetLookup(self.registry, searched or ([run] if run else []), str(self.root))
 
     @property
@@ -379,6 +390,18 @@ class Butler:
                 f"Cannot remove {len(unknown)} dataset(s) not in repository {str(self.root)!r}: {shown}; "
                 f"nothing was removed."
             )
+        try:
+            self._removeNow(parents)
+        except DatabaseFullError:
+            # The registry's log cannot grow: give back the space kept for this (see
+            # registry/reserve.py) and try once more; the removal then frees the files.
+            if self._spaceReserve is None or not self._spaceReserve.release():
+                raise
+            log.warning("Disk full: released %s to remove %d dataset(s).", self._spaceReserve, len(parents))
+            self._removeNow(parents)
+            self._spaceReserve.ensure()
+
+    def _removeNow(self, parents: list[DatasetRef]) -> None:
         with self.transaction():
             self.registry.removeDatasets(parents)
             held = [ref for ref, present in self.datastore.existsMany(parents).items() if present]

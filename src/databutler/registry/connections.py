@@ -22,21 +22,30 @@ merged on commit and dropped on rollback, so a rolled-back `registerRun` leaves 
 
 from __future__ import annotations
 
+import errno
 import os
 import sqlite3
 import threading
 import weakref
 from collections.abc import Hashable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NoReturn
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from ..exceptions import ReadOnlyRepositoryError
+from ..exceptions import (
+    DatabaseDamagedError,
+    DatabaseFullError,
+    DatabaseLockedError,
+    DatabaseValueError,
+    DatabutlerError,
+    ReadOnlyRepositoryError,
+    RegistryError,
+)
 from .databases import SQLITE_BEGIN
 
-__all__ = ["ConnectionManager"]
+__all__ = ["ConnectionManager", "translateDatabaseError"]
 
 
 class _DriverStatement:
@@ -92,6 +101,81 @@ def _translated(sql: str, params: Any, exc: sqlite3.Error) -> sa.exc.StatementEr
     return sa.exc.DBAPIError.instance(sql, params, exc, sqlite3.Error)
 
 
+_SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_CORRUPT, _SQLITE_FULL, _SQLITE_TOOBIG, _SQLITE_NOTADB = (
+    5,
+    6,
+    11,
+    13,
+    18,
+    26,
+)
+_UNTRANSLATED = (sa.exc.IntegrityError, sa.exc.ProgrammingError, sa.exc.NotSupportedError)
+"""Left as they are: constraint violations (callers turn them into their own errors) and bugs."""
+
+
+def translateDatabaseError(
+    exc: sa.exc.DBAPIError, database: str, busyTimeout: float | None, lockHolders: str = ""
+) -> DatabutlerError | None:
+    """Return the `DatabutlerError` that says what a database failure means, or `None`.
+
+    A lock not granted within the busy timeout is a `DatabaseLockedError`, a full disk a
+    `DatabaseFullError`, a damaged file a `DatabaseDamagedError` and a value the database
+    refuses a `DatabaseValueError`; any other failure of the database itself (a lost
+    connection, an I/O error) is a `RegistryError` naming it. Constraint violations and
+    programming errors give `None`: the caller's own handling (or a traceback) applies.
+
+    Parameters
+    ----------
+    exc : sqlalchemy.exc.DBAPIError
+        What SQLAlchemy raised.
+    database : str
+        The database, as messages name it (a URL without its password).
+    busyTimeout : float or None
+        Seconds a writer waits for a lock, for the message.
+    lockHolders : str
+        Who holds the lock, when the database can tell (PostgreSQL), for the message.
+    """
+    if isinstance(exc, _UNTRANSLATED):
+        return None
+    orig = exc.orig
+    reason = " ".join(str(orig or exc).split())
+    code = getattr(orig, "sqlite_errorcode", None)
+    primary = code & 0xFF if isinstance(code, int) else None
+    state = str(getattr(orig, "sqlstate", None) or "")
+    waited = f" for {busyTimeout:g} s" if busyTimeout is not None else ""
+    if primary in (_SQLITE_BUSY, _SQLITE_LOCKED):
+        return DatabaseLockedError(
+            f"Registry database {database} is locked: another writer (another process, or another "
+            f"thread of this one) held its write lock{waited} and SQLite cannot say which. Nothing "
+            "was changed. Retry when that writer is done, or raise registry.busyTimeout (seconds) in "
+            "the repository's butler.yaml to wait longer."
+        )
+    if state in ("55P03", "40P01", "57014"):  # lock_not_available, deadlock_detected, query_canceled
+        what = "a deadlock with another session" if state == "40P01" else f"a lock not granted{waited}"
+        return DatabaseLockedError(
+            f"Registry database {database}: {what} ({reason}). Held by: {lockHolders or 'unknown'}. "
+            "Nothing was changed. Retry when that session is done, or raise registry.busyTimeout "
+            "(seconds) in the repository's butler.yaml to wait longer."
+        )
+    if primary == _SQLITE_FULL or state.startswith("53"):  # insufficient_resources: disk_full
+        full = DatabaseFullError(
+            f"The disk holding registry database {database} is full ({reason}); nothing was changed. "
+            "Free space on that disk and retry; Butler.removeDatasets (`databutler remove`) still "
+            "runs, on space the registry keeps in reserve, to free some."
+        )
+        full.errno = errno.ENOSPC
+        return full
+    if primary in (_SQLITE_CORRUPT, _SQLITE_NOTADB) or state in ("XX001", "XX002"):
+        return DatabaseDamagedError(
+            f"Registry database {database} is damaged ({reason}): it is not a database, or some of "
+            "its pages are corrupt. Nothing was changed. Restore it from a backup; the datastore's "
+            "files are untouched (`sqlite3 FILE 'PRAGMA integrity_check'` shows what is wrong)."
+        )
+    if primary == _SQLITE_TOOBIG or isinstance(exc, sa.exc.DataError) or state.startswith("22"):
+        return DatabaseValueError(f"Registry database {database} refused a value: {reason}.")
+    return RegistryError(f"Registry database {database} failed: {reason}.")
+
+
 def _closeQuietly(connection: sa.Connection) -> None:
     try:
         connection.close()
@@ -120,6 +204,13 @@ class ConnectionManager:
     readOnlyWhat : str, optional
         Set when the database was opened read-only: what to name (``"registry 'sqlite:///…'"``)
         when `transaction` refuses to begin a write.
+    database : str, optional
+        How error messages name the database (default: its URL without the password).
+    busyTimeout : float, optional
+        Seconds a writer waits for a lock, for error messages.
+
+    Database failures that leave a transaction or a read are raised as the typed errors of
+    `translateDatabaseError` (a lock timeout, a full disk, a damaged file...).
     """
 
     def __init__(
@@ -128,8 +219,12 @@ class ConnectionManager:
         namespace: str | None = None,
         readerEngine: Engine | None = None,
         readOnlyWhat: str | None = None,
+        database: str | None = None,
+        busyTimeout: float | None = None,
     ) -> None:
         self.readOnlyWhat = readOnlyWhat
+        self.database = database or repr(engine.url.render_as_string(hide_password=True))
+        self.busyTimeout = busyTimeout
         self.baseEngine = engine
         self.readerEngine = readerEngine
         self._readerFinalizers: set[weakref.finalize[Any, Any]] = set()
@@ -200,20 +295,58 @@ class ConnectionManager:
             state.layers[-1].update(layer)
             return
         if self.readerEngine is None:
-            with self.engine.connect() as connection:
-                yield from self._runTransaction(connection)
+            try:
+                with self.engine.connect() as connection:
+                    yield from self._runTransaction(connection)
+            except sa.exc.DBAPIError as exc:
+                self._raiseTyped(exc)
             return
         # A SQLite file: the thread's own connection, which its reads use too (no pool
         # check-out and reset per transaction). A read may have left SQLAlchemy's implicit
         # transaction open on it; in autocommit SQLite that holds nothing, so end it first.
-        connection = self._threadConnection()
+        try:
+            connection = self._threadConnection()
+        except sa.exc.DBAPIError as exc:
+            self._raiseTyped(exc)
         if connection.get_transaction() is not None:
             connection.rollback()
         try:
             yield from self._runTransaction(connection)
-        except BaseException:
+        except BaseException as exc:
             self._settle(connection)
+            if isinstance(exc, sa.exc.DBAPIError):
+                self._raiseTyped(exc)
             raise
+
+    def _raiseTyped(self, exc: sa.exc.DBAPIError) -> NoReturn:
+        """Raise what `translateDatabaseError` makes of ``exc`` (from it), or ``exc`` itself."""
+        holders = self._postgresLockHolders() if str(getattr(exc.orig, "sqlstate", "")) == "55P03" else ""
+        typed = translateDatabaseError(exc, self.database, self.busyTimeout, holders)
+        if typed is None:
+            raise exc
+        raise typed from exc
+
+    def _postgresLockHolders(self) -> str:
+        """Describe the other sessions with an open write transaction on this database."""
+        query = sa.text(
+            "SELECT pid, usename, application_name, client_addr, "
+            "EXTRACT(EPOCH FROM now() - xact_start) AS seconds, query FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+            "AND backend_xid IS NOT NULL ORDER BY xact_start LIMIT 5"
+        )
+        try:
+            with self.baseEngine.connect() as connection:
+                rows = connection.execute(query).all()
+        except Exception as exc:  # only for the message: the lock error is what matters
+            return f"unknown (could not list the sessions: {type(exc).__name__})"
+        if not rows:
+            return "no session now (it has finished)"
+        return "; ".join(
+            f"PostgreSQL session pid {row.pid} (user {row.usename}, application {row.application_name!r}, "
+            f"client {row.client_addr or 'local'}, in a transaction for {float(row.seconds or 0):.0f} s, "
+            f"last statement {' '.join(str(row.query).split())[:80]!r})"
+            for row in rows
+        )
 
     def _settle(self, connection: sa.Connection) -> None:
         """Leave a failed transaction fully: neither SQLAlchemy nor SQLite may still be inside it.
@@ -268,11 +401,14 @@ class ConnectionManager:
         if state.connection is not None:
             yield state.connection
             return
-        if self.readerEngine is None:
-            with self.readEngine.connect() as connection:
-                yield connection
-            return
-        yield self._threadConnection()
+        try:
+            if self.readerEngine is None:
+                with self.readEngine.connect() as connection:
+                    yield connection
+                return
+            yield self._threadConnection()
+        except sa.exc.DBAPIError as exc:
+            self._raiseTyped(exc)
 
     def _threadConnection(self) -> sa.Connection:
         """Return this thread's connection to a SQLite file, for its reads and write transactions."""

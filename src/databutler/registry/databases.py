@@ -146,7 +146,8 @@ def makeEngine(url: URL, *, busyTimeout: float = 30.0, pooled: bool = True, read
     url : URL
         A URL from `parseUrl`.
     busyTimeout : float
-        Seconds a SQLite connection waits for a lock before giving up.
+        Seconds a connection waits for a lock before giving up (SQLite's busy timeout,
+        PostgreSQL's ``lock_timeout``).
     pooled : bool
         Pool connections; `False` (SQLite files only) opens and closes each connection
         itself, for connections held for a long time, such as a thread's read connection.
@@ -166,9 +167,12 @@ def makeEngine(url: URL, *, busyTimeout: float = 30.0, pooled: bool = True, read
         raise MissingOptionalDependencyError(
             "A PostgreSQL registry needs psycopg 3; pip install 'databutler[postgres]'."
         ) from exc
+    # A writer waits at most busyTimeout for another session's lock, as on SQLite, then fails
+    # with an error naming who holds it (see connections.translateDatabaseError).
+    options = f"-c lock_timeout={max(1, round(busyTimeout * 1000))}"
     if readOnly:
-        return sa.create_engine(url, connect_args={"options": "-c default_transaction_read_only=on"})
-    return sa.create_engine(url)
+        options += " -c default_transaction_read_only=on"
+    return sa.create_engine(url, connect_args={"options": options})
 
 
 def _makeSqliteEngine(url: URL, busyTimeout: float, pooled: bool, readOnly: bool) -> Engine:

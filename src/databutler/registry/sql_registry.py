@@ -100,7 +100,8 @@ class SqlRegistry(DataIdQueries):
     namespace : str, optional
         PostgreSQL only: the schema holding the tables.
     busyTimeout : float
-        SQLite only: seconds a writer waits for another writer's lock.
+        Seconds a writer waits for another writer's lock (SQLite's busy timeout, PostgreSQL's
+        ``lock_timeout``) before a `DatabaseLockedError`.
     readOnly : bool
         Never write: every write is refused with `ReadOnlyRepositoryError`, and the database
         itself is opened read-only (see `databutler.registry.databases`), so a registry on a
@@ -170,6 +171,8 @@ class SqlRegistry(DataIdQueries):
             namespace,
             readerEngine,
             readOnlyWhat=f"registry {shown!r}" if readOnly else None,
+            database=repr(shown),
+            busyTimeout=busyTimeout,
         )
         self._insertedSinceAnalyze = 0
         self._analyzeEvery = 10_000
