@@ -16,6 +16,7 @@ EXPECTED = [
     "ConflictingDatasetError",
     "ConflictingRecordError",
     "DataIdError",
+    "DatabaseAccessError",
     "DatabaseDamagedError",
     "DatabaseFullError",
     "DatabaseLockedError",

@@ -38,6 +38,7 @@ either the databutler name or the builtin::
     │   ├── ConflictingDatasetError (ValueError)
     │   ├── ConflictingRecordError (ValueError)
     │   ├── InvalidQueryError (ValueError)
+    │   ├── DatabaseAccessError
     │   ├── DatabaseLockedError (TimeoutError)
     │   ├── DatabaseFullError (OSError)
     │   ├── DatabaseDamagedError
@@ -64,6 +65,7 @@ __all__ = [
     "ConflictingDatasetError",
     "ConflictingRecordError",
     "DataIdError",
+    "DatabaseAccessError",
     "DatabaseDamagedError",
     "DatabaseFullError",
     "DatabaseLockedError",
@@ -269,6 +271,14 @@ class ForeignRegistryError(RegistryError, ValueError):
 
 class ConflictingDatasetError(RegistryError, ValueError):
     """A dataset with the same type, data ID and run already exists."""
+
+
+class DatabaseAccessError(RegistryError):
+    """The registry database could not be reached, opened, read or written.
+
+    A refused or lost connection, a file that cannot be opened, an I/O error; the message
+    names the database and gives the database's own reason.
+    """
 
 
 class DatabaseLockedError(RegistryError, TimeoutError):

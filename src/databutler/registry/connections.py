@@ -35,13 +35,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from ..exceptions import (
+    DatabaseAccessError,
     DatabaseDamagedError,
     DatabaseFullError,
     DatabaseLockedError,
     DatabaseValueError,
     DatabutlerError,
     ReadOnlyRepositoryError,
-    RegistryError,
 )
 from .databases import SQLITE_BEGIN
 
@@ -121,7 +121,7 @@ def translateDatabaseError(
     A lock not granted within the busy timeout is a `DatabaseLockedError`, a full disk a
     `DatabaseFullError`, a damaged file a `DatabaseDamagedError` and a value the database
     refuses a `DatabaseValueError`; any other failure of the database itself (a lost
-    connection, an I/O error) is a `RegistryError` naming it. Constraint violations and
+    connection, an I/O error) is a `DatabaseAccessError` naming it. Constraint violations and
     programming errors give `None`: the caller's own handling (or a traceback) applies.
 
     Parameters
@@ -173,7 +173,7 @@ def translateDatabaseError(
         )
     if primary == _SQLITE_TOOBIG or isinstance(exc, sa.exc.DataError) or state.startswith("22"):
         return DatabaseValueError(f"Registry database {database} refused a value: {reason}.")
-    return RegistryError(f"Registry database {database} failed: {reason}.")
+    return DatabaseAccessError(f"Registry database {database} failed: {reason}.")
 
 
 def _closeQuietly(connection: sa.Connection) -> None:

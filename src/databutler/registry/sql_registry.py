@@ -30,6 +30,7 @@ from ..dataset_ref import DatasetRef
 from ..dimensions import DimensionRecord, DimensionUniverse
 from ..exceptions import (
     ConfigError,
+    DatabaseAccessError,
     ForeignRegistryError,
     MissingDatasetError,
     MissingRegistryError,
@@ -185,8 +186,10 @@ class SqlRegistry(DataIdQueries):
             self._checkSchema(shown)
             self.universe = self._openUniverse(create)
             self._dimensionRecords = DimensionRecordStorage(self._db, self.universe, self.isSqlite)
-        except sa.exc.OperationalError as exc:
+        except (sa.exc.OperationalError, DatabaseAccessError) as exc:
             self._db.dispose()
+            failure = exc.__cause__ if isinstance(exc, DatabaseAccessError) else exc
+            reason = getattr(failure, "orig", None) or failure or exc
             if path is not None and not readOnly and not _isWriteable(path):
                 raise ReadOnlyRepositoryError(
                     f"Could not open registry {shown!r} for writing: {str(path.parent)!r} cannot be "
@@ -194,7 +197,7 @@ class SqlRegistry(DataIdQueries):
                     "Butler(root, writeable=False), or a reading command such as "
                     "`databutler query-datasets` (read-only by default)."
                 ) from exc
-            raise RegistryError(f"Could not open registry {shown!r}: {exc.orig or exc}") from exc
+            raise DatabaseAccessError(f"Could not open registry {shown!r}: {reason}") from exc
         except BaseException:
             self._db.dispose()
             raise
