@@ -12,8 +12,10 @@ from databutler.registry.data_ids import decodeDataId, encodeDataId
 
 DIMS = ("visit", "detector", "band", "day_obs")
 TYPE = DatasetType("metrics", DIMS, "StructuredDataDict")
-# Storable text: no NUL (PostgreSQL refuses it); st.text never makes lone surrogates.
-storableText = st.text(st.characters(exclude_characters="\x00"), min_size=1, max_size=40)
+# Storable text: no NUL (PostgreSQL refuses it) and no lone surrogates (category Cs: no UTF-8).
+storableText = st.text(
+    st.characters(exclude_characters="\x00", exclude_categories=["Cs"]), min_size=1, max_size=40
+)
 values = st.one_of(st.integers(min_value=-(2**63), max_value=2**63 - 1), storableText)
 
 
