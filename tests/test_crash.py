@@ -340,3 +340,23 @@ def test_a_removal_never_deletes_what_another_writer_recorded_at_the_path_since(
     assert mine.files.records.trashed() == {} and mine.findOrphanFiles() == []
     mine.close()
     theirs.close()
+
+
+def test_a_rolled_back_remove_then_transfer_back_keeps_the_dataset(
+    tmp_path: Path, registryConfig: dict[str, str] | None
+) -> None:
+    # The undo of the transfer (a put of the same id at the same path) ran after the registry
+    # rollback had brought back the dataset's earlier records, and deleted those and the file.
+    with makeRepo(tmp_path / "source", None) as source:
+        ref = source.put({"v": 1}, "metrics", visit=1)
+        with makeRepo(tmp_path / "repo", registryConfig) as butler:
+            butler.transferFrom(source, [ref])
+            with pytest.raises(KeyError), butler.transaction():
+                butler.removeDatasets([ref])
+                butler.transferFrom(source, [ref])
+                raise KeyError("roll back")
+            assert butler.exists(ref) and butler.get(ref) == {"v": 1}
+    assert verifyDatasets(tmp_path / "repo").isOk
+    assert findOrphans(tmp_path / "repo") == []
+    with Butler(tmp_path / "repo") as butler:
+        assert butler.datastore.datastores[-1].get(ref) == {"v": 1}  # type: ignore[attr-defined]

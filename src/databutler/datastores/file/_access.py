@@ -363,7 +363,9 @@ class FileAccess:
 
         ``stored`` (what a put recorded) covers records that are already gone because the
         registry transaction they were written in rolled back: the files the put moved into
-        place are then deleted too, unless another dataset's record holds their path now.
+        place are then deleted too, unless a record holds their path now. Rows of ``ref`` that
+        are not the ones the put wrote are left alone: that rollback brought back what was
+        there before (a transaction that removed a dataset, then transferred it back).
 
         Returns
         -------
@@ -371,7 +373,7 @@ class FileAccess:
             `True` if the records were deleted inside a registry transaction: the files are in
             the trash, deleted once it commits (by `purge` or the next `recover`).
         """
-        infos = self.unstore(ref)
+        infos = self.unstore(ref, onlyIf=stored)
         if infos is not None:
             if not self.records.commitsOnExit:
                 return True
@@ -465,17 +467,26 @@ class FileAccess:
             return None
         return {component: info for component, (_, info) in rows.items()}
 
-    def unstore(self, ref: DatasetRef) -> list[StoredFileInfo] | None:
+    def unstore(
+        self, ref: DatasetRef, onlyIf: list[StoredFileInfo] | None = None
+    ) -> list[StoredFileInfo] | None:
         """Delete the records of ``ref``, noting its files in the trash; no file is touched.
 
         Both happen in one records transaction (inside a registry transaction, in it), so the
         files are deleted (`purge`) only once the removal is committed, and a crash at any
         point leaves either the dataset whole or a trash row that `recover` finishes.
 
+        Parameters
+        ----------
+        ref : DatasetRef
+            The dataset to remove.
+        onlyIf : list of StoredFileInfo, optional
+            Only remove it if its records are these (the undo of the put that wrote them).
+
         Returns
         -------
         infos : list of StoredFileInfo or None
-            The records deleted, or `None` if ``ref`` is not stored.
+            The records deleted, or `None` if ``ref`` is not stored (or not as ``onlyIf``).
         """
         with self.records.begin() as conn:
             rows = self.records.fetch(ref.id, conn)
@@ -483,6 +494,8 @@ class FileAccess:
             if whole is None or whole[0] != ref.datasetType.name:
                 return None
             infos = [info for _, info in rows.values()]
+            if onlyIf is not None and _identities(infos) != _identities(onlyIf):
+                return None
             for info in infos:  # refused before anything changes
                 try:
                     self.insidePath(info.path)
@@ -762,3 +775,8 @@ class FileAccess:
             if modified <= cutoff:
                 found.append(path)
         return sorted(found)
+
+
+def _identities(infos: list[StoredFileInfo]) -> set[tuple[Any, ...]]:
+    """Return what tells one put's records of a dataset from another's: paths, times, sizes, checksums."""
+    return {(info.component, info.path, info.timestamp, info.fileSize, info.checksum) for info in infos}
