@@ -5,8 +5,10 @@ Through the API and through the CLI, which prints one ``Error: ...`` line and ex
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +21,9 @@ from databutler import (
     Butler,
     DatabutlerError,
     DataIdError,
+    DatasetFileMissingError,
+    DatasetIntegrityError,
+    DatasetNotFoundError,
     DatasetRef,
     DatasetTypeError,
     RunNameError,
@@ -234,3 +239,54 @@ def test_every_new_error_is_a_databutler_error() -> None:
 
     for name in exceptions.__all__:
         assert issubclass(getattr(exceptions, name), DatabutlerError)
+
+
+# -- what a damaged datastore gives back ---------------------------------------------------------
+
+
+def _fileOf(root: Path, ref: DatasetRef) -> Path:
+    return next(p for p in root.rglob("*.json") if str(ref.id) in p.name)
+
+
+def test_record_naming_an_abstract_formatter_class(repo: Path) -> None:
+    with Butler(repo, run="run1") as butler:
+        butler.put({"a": 1}, "metrics", visit=1, band="r")
+    with contextlib.closing(sqlite3.connect(repo / "registry.sqlite3")) as db, db:
+        db.execute("UPDATE fileDatastoreRecords SET formatter = 'databutler.formatters.base.Formatter'")
+    with Butler(repo) as butler, pytest.raises(DatabutlerError, match="abstract Formatter"):
+        butler.get("metrics", visit=1, band="r")
+    line = userError("get", repo, "metrics", "visit=1", "band=r")
+    assert "abstract Formatter" in line
+
+
+def test_verify_reports_a_file_replaced_by_a_directory_and_goes_on(repo: Path) -> None:
+    with Butler(repo, run="run1") as butler:
+        first = butler.put({"a": 1}, "metrics", visit=1, band="r")
+        second = butler.put({"a": 2}, "metrics", visit=2, band="r")
+    path = _fileOf(repo, first)
+    path.unlink()
+    path.mkdir()
+    report = script.verifyDatasets(repo)
+    assert report.checked == 2 and list(report.corrupted) == [first] and not report.missing
+    assert "a directory is there instead" in report.corrupted[first]
+    with Butler(repo) as butler:
+        with pytest.raises(DatasetIntegrityError, match="a directory is there instead"):
+            butler.get(first)
+        assert butler.get(second) == {"a": 2}
+    result = CliRunner().invoke(cli, ["verify", str(repo)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "CORRUPTED" in result.stderr and "1 of 2 dataset(s) failed verification" in result.stderr
+
+
+def test_a_missing_file_error_names_the_file(repo: Path) -> None:
+    with Butler(repo, run="run1") as butler:
+        ref = butler.put({"a": 1}, "metrics", visit=1, band="r")
+    path = _fileOf(repo, ref)
+    path.unlink()
+    with Butler(repo) as butler:  # a new process's Butler: the memory tier does not have it
+        with pytest.raises(DatasetFileMissingError, match=rf"{path.name}.*no longer exists"):
+            butler.get(ref)
+        with pytest.raises(DatasetNotFoundError):  # still the error it was
+            butler.get("metrics", visit=1, band="r")
+    line = userError("get", repo, "metrics", "visit=1", "band=r")
+    assert path.name in line and "no longer exists" in line

@@ -24,6 +24,7 @@ from ..datastore.transaction import DatastoreTransaction
 from ..exceptions import (
     ConfigError,
     DatasetExistsError,
+    DatasetFileMissingError,
     DatasetNotFoundError,
     DatasetTooLargeError,
     DatasetTypeNotSupportedError,
@@ -296,14 +297,20 @@ class ChainedDatastore(Datastore):
         ValueError
             The child could not process the dataset (formatter failure, bad parameter).
         """
+        lost: DatasetFileMissingError | None = None
         for i, child in enumerate(self.datastores):
             try:
                 obj = child.get(ref, parameters)
+            except DatasetFileMissingError as exc:  # recorded, but its file is gone: say which
+                lost = exc
+                continue
             except DatasetNotFoundError:
                 continue
             if self.readThrough and i and not parameters and not ref.isComponent():
                 obj = self._fillEarlier(i, ref, obj)
             return obj
+        if lost is not None:
+            raise DatasetFileMissingError(f"Cannot get {ref} from chain {self.name!r}: {lost}") from lost
         raise self._notFound(ref, "get")
 
     def _fillEarlier(self, found: int, ref: DatasetRef, obj: Any) -> Any:

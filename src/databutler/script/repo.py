@@ -241,6 +241,8 @@ def verifyDatasets(
                 missing.append(ref)
             except (DatasetIntegrityError, FormatterError) as exc:
                 corrupted[ref] = str(exc)
+            except OSError as exc:  # e.g. a file that cannot be read: reported, and on to the next
+                corrupted[ref] = f"{type(exc).__name__}: {exc}"
         if datasetType is None and not collections and not where:
             orphans = _orphans(butler.datastore, 0.0)
     return VerifyReport(len(refs), missing, corrupted, orphans)

@@ -51,7 +51,7 @@ from typing import IO, Any, cast
 
 from fsspec.implementations.local import LocalFileSystem
 
-from ...exceptions import DatasetIntegrityError, DatasetNotFoundError
+from ...exceptions import DatasetFileMissingError, DatasetIntegrityError
 
 __all__ = [
     "CHECKSUM_ALGORITHMS",
@@ -476,8 +476,13 @@ def readWhole(
                 got += n
             extra = stream.read(1)
     except FileNotFoundError as exc:
-        raise DatasetNotFoundError(
+        raise DatasetFileMissingError(
             f"File {uri} is recorded in the datastore but no longer exists; the dataset cannot be read."
+        ) from exc
+    except IsADirectoryError as exc:
+        raise DatasetIntegrityError(
+            f"File {uri} is recorded in the datastore but a directory is there instead; the dataset "
+            "cannot be read. Nothing was modified; restore the file or remove the dataset."
         ) from exc
     finally:
         if worker is not None:

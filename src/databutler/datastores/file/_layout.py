@@ -8,6 +8,7 @@ written by the component's own formatter.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from typing import Any
 
@@ -74,7 +75,7 @@ class FileLayout:
         Raises
         ------
         ConfigError
-            It cannot be imported or is not a Formatter subclass.
+            It cannot be imported, is not a Formatter subclass, or is an abstract one.
         """
         formatter = self._formatters.get(className)
         if formatter is None:
@@ -85,6 +86,11 @@ class FileLayout:
             if not (isinstance(cls, type) and issubclass(cls, Formatter)):
                 raise ConfigError(
                     f"Datastore {self.datastoreName!r}: {where} {className!r} is not a Formatter subclass."
+                )
+            if inspect.isabstract(cls):
+                raise ConfigError(
+                    f"Datastore {self.datastoreName!r}: {where} {className!r} is an abstract Formatter "
+                    "class, which cannot read or write anything; name a concrete one."
                 )
             formatter = self._formatters[className] = cls()
         return formatter
