@@ -59,9 +59,13 @@ def test_records_in_postgresql(tmp_path: Path) -> None:
 
 def test_postgres_urls_get_psycopg3(tmp_path: Path) -> None:
     from databutler import StorageClassFactory
-    from databutler.datastores.file._records import _makeEngine
+    from databutler.registry.records import SqlRecordStorage
 
-    assert _makeEngine("postgresql://u@localhost/db", 1.0).url.drivername == "postgresql+psycopg"
-    assert _makeEngine("postgres://u@localhost/db", 1.0).url.drivername == "postgresql+psycopg"
-    table = FileRecordTable(f"sqlite:///{tmp_path / 'r.sqlite3'}", "x", StorageClassFactory.fromDefaults())
+    for url in ("postgresql://u@localhost/db", "postgres://u@localhost/db"):
+        storage = SqlRecordStorage.fromUrl(url)
+        assert storage.url.startswith("postgresql+psycopg://")
+        storage.close()
+    storage = SqlRecordStorage.fromUrl(f"sqlite:///{tmp_path / 'r.sqlite3'}")
+    table = FileRecordTable(storage, "x", StorageClassFactory.fromDefaults())
     assert table.count() == 0
+    storage.close()

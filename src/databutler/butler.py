@@ -31,7 +31,7 @@ from .exceptions import (
     ReadOnlyRepositoryError,
 )
 from .formatters.base import prevalidated
-from .registry import SqlRegistry
+from .registry import Registry, SqlRegistry
 from .registry.databases import isSqliteUrl, sqliteFile
 from .registry.queries import parseExpression
 from .registry.queries.expressions import elementsOf
@@ -70,7 +70,7 @@ class Butler:
         The repository folder.
     config : Config
         The repository's configuration, with ``<butlerRoot>`` resolved.
-    registry : SqlRegistry
+    registry : Registry
         What exists: dataset types, runs, datasets and their locations.
     datastore : Datastore
         Where the datasets are; told to record locations in ``registry``.
@@ -118,7 +118,7 @@ class Butler:
         self.storageClassFactory = StorageClassFactory.fromDefaults()
         if "storageClasses" in self.config:
             self.storageClassFactory.addFromConfig({"storageClasses": self.config["storageClasses"]})
-        self.registry = SqlRegistry.fromConfig(
+        self.registry: Registry = SqlRegistry.fromConfig(
             self.config,
             root=str(self.root),
             storageClassFactory=self.storageClassFactory,
@@ -157,13 +157,7 @@ class Butler:
 
     def close(self) -> None:
         """Close the registry's database connections and any the datastores hold."""
-        pending: list[Datastore] = [self.datastore]
-        while pending:
-            datastore = pending.pop()
-            pending.extend(getattr(datastore, "datastores", ()))
-            closer = getattr(datastore, "close", None)
-            if callable(closer):
-                closer()
+        self.datastore.close()
         self.registry.close()
 
     def __enter__(self) -> Butler:

@@ -322,7 +322,11 @@ def makeRepo(root: str | os.PathLike[str], config: Config | Mapping[str, Any] | 
     full[REPOSITORY_ID_KEY] = repositoryId
     from .registry import SqlRegistry  # SQLAlchemy is imported only when needed
 
-    with SqlRegistry.fromConfig(full.resolved(folder), root=resolvedRoot, create=True) as registry:
+    resolved = full.resolved(folder)
+    with SqlRegistry.fromConfig(resolved, root=resolvedRoot, create=True) as registry:
         registry.claim(repositoryId, resolvedRoot)
+        # Opening the datastore once creates its records tables now, so that opening the
+        # repository later never has to write (a reader then never waits behind a writer).
+        Datastore.fromConfig(resolved["datastore"], registry=registry).close()
     full.dumpToFile(configPath)
     return full

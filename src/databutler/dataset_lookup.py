@@ -16,7 +16,7 @@ from .dataset_type import DatasetType
 from .exceptions import AmbiguousDatasetError, ArgumentTypeError, DataIdError, DatasetNotFoundError
 
 if TYPE_CHECKING:
-    from .registry import SqlRegistry
+    from .registry import Registry
 
 __all__ = ["DatasetLookup", "collectionNames", "mergeDataId"]
 
@@ -75,7 +75,7 @@ class DatasetLookup:
 
     Parameters
     ----------
-    registry : SqlRegistry
+    registry : Registry
         Where dataset types and datasets are looked up.
     collections : sequence of str
         The runs searched, in order, when a call gives none; empty means every run.
@@ -83,7 +83,7 @@ class DatasetLookup:
         How the repository is named in error messages.
     """
 
-    def __init__(self, registry: SqlRegistry, collections: Sequence[str], where: str) -> None:
+    def __init__(self, registry: Registry, collections: Sequence[str], where: str) -> None:
         self.registry = registry
         self.collections: tuple[str, ...] = tuple(collections)
         self.where = where

@@ -23,6 +23,7 @@ either the databutler name or the builtin::
     ├── DatasetExistsError (ValueError)
     ├── StoredItemInfoExistsError (KeyError)
     ├── StoredItemInfoNotFoundError (KeyError)
+    ├── RecordConflictError (KeyError)
     ├── DatasetIntegrityError (ValueError)
     ├── FormatterError (ValueError)
     ├── DatasetTooLargeError (ValueError)
@@ -93,6 +94,7 @@ __all__ = [
     "MissingRunError",
     "NoDefaultRunError",
     "ReadOnlyRepositoryError",
+    "RecordConflictError",
     "RegistryError",
     "RepositoryExistsError",
     "RunNameError",
@@ -212,6 +214,10 @@ class StoredItemInfoExistsError(DatabutlerError, _PlainKeyError):
 
 class StoredItemInfoNotFoundError(DatabutlerError, _PlainKeyError):
     """No stored-item information is recorded for this dataset."""
+
+
+class RecordConflictError(DatabutlerError, _PlainKeyError):
+    """A datastore record has the key (or a unique value, such as a path) of one already stored."""
 
 
 class DatasetIntegrityError(DatabutlerError, ValueError):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
@@ -269,6 +269,20 @@ class Datastore(ABC):
             The Config to update; only this component's subset is changed.
         full : Config
             A complete config with defaults expanded; read-only.
+        """
+        return None
+
+    # -- optional verbs, with defaults --
+
+    @property
+    def children(self) -> Sequence[Datastore]:
+        """The datastores this one is made of, in order (a chain's); empty by default."""
+        return ()
+
+    def close(self) -> None:
+        """Release what the datastore holds open (database connections); a no-op by default.
+
+        The datastore must not be used afterwards.
         """
         return None
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
@@ -18,7 +18,7 @@ from ..config import Config
 from ..dataset_ref import DatasetRef
 from ..dataset_type import DatasetType
 from ..datastore.base import Datastore, DatastoreConfig
-from ..datastore.bridge import DatasetLocationRegistry
+from ..datastore.bridge import DatasetLocationRegistry, RecordStorage, RecordStorageProvider
 from ..datastore.constraints import Constraints
 from ..datastore.transaction import DatastoreTransaction
 from ..exceptions import (
@@ -82,10 +82,11 @@ class _ChainRelay:
     def putting(self, ref: DatasetRef | None) -> None:
         self._putting.ref = ref
 
-    def recordsDatabase(self) -> Any:
-        """Return the registry's database for datastore records, if it offers one (else `None`)."""
-        getter = getattr(self.registry, "recordsDatabase", None)
-        return getter() if getter is not None else None
+    @property
+    def recordStorage(self) -> RecordStorage | None:
+        """Return the registry's storage for datastore records, if it offers one (else `None`)."""
+        registry = self.registry
+        return registry.recordStorage if isinstance(registry, RecordStorageProvider) else None
 
     def addDatasetLocations(self, datastoreName: str, refs: Iterable[DatasetRef]) -> None:
         putting = self.putting
@@ -199,6 +200,16 @@ class ChainedDatastore(Datastore):
     def __repr__(self) -> str:
         """Show the chain's name and its child datastores."""
         return f"ChainedDatastore(name={self.name!r}, datastores={self.datastores!r})"
+
+    @property
+    def children(self) -> Sequence[Datastore]:
+        """The child datastores, in order (the same list as `datastores`)."""
+        return self.datastores
+
+    def close(self) -> None:
+        """Close every child."""
+        for child in self.datastores:
+            child.close()
 
     def _accepting(self, ref: DatasetRef) -> list[Datastore]:
         return [

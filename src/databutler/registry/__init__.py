@@ -1,9 +1,11 @@
-"""The SQL registry: which dataset types, runs and datasets exist, and where they are stored.
+"""The registry: which dataset types, runs and datasets exist, and where they are stored.
 
-`SqlRegistry` is the registry; `RegistryConfig` its ``registry`` configuration section.
+`Registry` is the interface; `SqlRegistry` its SQL implementation (SQLite, PostgreSQL), and
+`RegistryConfig` its ``registry`` configuration section.
 """
 
 from .databases import RegistryConfig
+from .interface import Registry
 from .sql_registry import SqlRegistry
 
-__all__ = ["RegistryConfig", "SqlRegistry"]
+__all__ = ["Registry", "RegistryConfig", "SqlRegistry"]

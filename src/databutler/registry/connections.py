@@ -43,7 +43,7 @@ from ..exceptions import (
     DatabutlerError,
     ReadOnlyRepositoryError,
 )
-from .databases import SQLITE_BEGIN
+from .databases import SQLITE_BEGIN, isSqliteUrl, makeEngine, sqliteFile
 
 __all__ = ["ConnectionManager", "translateDatabaseError"]
 
@@ -227,6 +227,7 @@ class ConnectionManager:
         self.busyTimeout = busyTimeout
         self.baseEngine = engine
         self.readerEngine = readerEngine
+        self.namespace = namespace
         self._readerFinalizers: set[weakref.finalize[Any, Any]] = set()
         self.engine = (
             engine.execution_options(schema_translate_map={None: namespace}) if namespace else engine
@@ -246,6 +247,36 @@ class ConnectionManager:
         # or SQLite handle corrupt each other): it forgets them and opens its own on demand.
         selfRef = weakref.ref(self)
         os.register_at_fork(after_in_child=lambda: _afterFork(selfRef))
+
+    @classmethod
+    def fromUrl(
+        cls,
+        url: sa.engine.URL,
+        *,
+        busyTimeout: float = 30.0,
+        namespace: str | None = None,
+        readOnlyWhat: str | None = None,
+        database: str | None = None,
+    ) -> ConnectionManager:
+        """Connect to ``url`` (from `databases.parseUrl`) by the one engine recipe (`databases.makeEngine`).
+
+        A SQLite file also gets an unpooled engine for the per-thread connections (see `read`).
+        With ``readOnlyWhat`` the database is opened read-only, and `transaction` refuses.
+        """
+        readOnly = readOnlyWhat is not None
+        isFile = isSqliteUrl(url) and sqliteFile(url) is not None
+        readerEngine = (
+            makeEngine(url, busyTimeout=busyTimeout, pooled=False, readOnly=readOnly) if isFile else None
+        )
+        engine = makeEngine(url, busyTimeout=busyTimeout, readOnly=readOnly)
+        return cls(
+            engine,
+            namespace,
+            readerEngine,
+            readOnlyWhat=readOnlyWhat,
+            database=database or repr(url.render_as_string(hide_password=True)),
+            busyTimeout=busyTimeout,
+        )
 
     def _forgetParent(self) -> None:
         self.baseEngine.dispose(close=False)

@@ -13,14 +13,18 @@ from typing import Any, NamedTuple
 import sqlalchemy as sa
 
 from ..dataset_type import DatasetType
+from ..dimensions import DimensionUniverse
 from ..exceptions import InvalidQueryError
 from . import schema
-from .datasets import DatasetRecords
+from .connections import ConnectionManager
+from .datasets import DatasetManager
+from .dimension_records import DimensionRecordStorage
 from .queries import DatasetWhere, compileExpression, parseExpression
 from .queries.expressions import conjuncts, toText
 from .queries.results import QueryResults
+from .types_runs import DatasetTypeManager
 
-__all__ = ["DataIdQueries"]
+__all__ = ["DataIdQueryManager"]
 
 
 class _Dimensions(NamedTuple):
@@ -30,8 +34,33 @@ class _Dimensions(NamedTuple):
     dimensions: tuple[str, ...]
 
 
-class DataIdQueries(DatasetRecords):
-    """`queryDataIds` and the explanations of empty results; `SqlRegistry` builds on it."""
+class DataIdQueryManager:
+    """`queryDataIds` and the explanations of empty results, over the other managers of a registry.
+
+    Parameters
+    ----------
+    db : ConnectionManager
+        The registry's connections.
+    types : DatasetTypeManager
+        Its dataset types and runs.
+    datasets : DatasetManager
+        Its datasets (`DatasetManager.countDatasets`).
+    dimensionRecords : DimensionRecordStorage
+        Its dimension records, which a ``where`` may name.
+    """
+
+    def __init__(
+        self,
+        db: ConnectionManager,
+        types: DatasetTypeManager,
+        datasets: DatasetManager,
+        dimensionRecords: DimensionRecordStorage,
+    ) -> None:
+        self._db = db
+        self.types = types
+        self.datasets = datasets
+        self.dimensionRecords = dimensionRecords
+        self.universe: DimensionUniverse = types.universe
 
     def queryDataIds(
         self,
@@ -70,10 +99,10 @@ class DataIdQueries(DatasetRecords):
         names = (dimensions,) if isinstance(dimensions, str) else tuple(dimensions)
         self.universe.checkDimensions(names, "queryDataIds")
         if datasets is None:
-            types = [t for t in self.queryDatasetTypes() if set(names) <= set(t.dimensions)]
+            types = [t for t in self.types.queryDatasetTypes() if set(names) <= set(t.dimensions)]
         else:
             given = [datasets] if isinstance(datasets, str | DatasetType) else list(datasets)
-            types = [self._resolveParentType(t, "query")[1] for t in given]
+            types = [self.types.resolveParentType(t, "query")[1] for t in given]
             for datasetType in types:
                 missing = sorted(set(names) - set(datasetType.dimensions))
                 if missing:
@@ -81,18 +110,18 @@ class DataIdQueries(DatasetRecords):
                         f"Dataset type {datasetType.name!r} has no dimension(s) {missing}; its dimensions "
                         f"are {list(datasetType.dimensions)}."
                     )
-        runs = self._resolveRuns(collections) if collections is not None else self._allRuns()
+        runs = self.types.resolveRuns(collections) if collections is not None else self.types.allRuns()
 
         def explain() -> list[str]:
             return self._explainDataIds(names, where, bind, types, collections, runs)
 
         if not types or not runs:
             return QueryResults([], explain)
-        typeIds = [self._resolveParentType(t, "query")[0] for t in types]
+        typeIds = [self.types.resolveParentType(t, "query")[0] for t in types]
         # where may use any dimension every type queried has, not only those returned.
         common = [d for d in types[0].dimensions if all(d in t.dimensions for t in types) and d not in names]
         pseudo = _Dimensions(f"data IDs of {[t.name for t in types]}", (*names, *common))
-        resolver = DatasetWhere(pseudo, self.universe, self._dimensionRecords.tables)  # type: ignore[arg-type]
+        resolver = DatasetWhere(pseudo, self.universe, self.dimensionRecords.tables)  # type: ignore[arg-type]
         columns = [resolver._value(name).columnFor("int").label(name) for name in names]
         condition = compileExpression(where, parseExpression(where), resolver, bind) if where else sa.true()
         table = schema.datasetTable
@@ -140,19 +169,23 @@ class DataIdQueries(DatasetRecords):
         collections searched hold none of it (and which collections do), or a condition of
         ``where`` that on its own matches nothing (for a record field: whether any records exist).
         """
-        _, datasetType = self._resolveParentType(datasetTypeOrName, "query")
+        _, datasetType = self.types.resolveParentType(datasetTypeOrName, "query")
         name = datasetType.name
-        if self.countDatasets(name, collections, where, bind=bind) > 0:
+        if self.datasets.countDatasets(name, collections, where, bind=bind) > 0:
             return []
-        total = self.countDatasets(name)
+        total = self.datasets.countDatasets(name)
         if total == 0:
             return [f"There are no {name!r} datasets in any collection."]
-        runs = list(self._resolveRuns(collections)) if collections is not None else list(self._allRuns())
+        runs = (
+            list(self.types.resolveRuns(collections))
+            if collections is not None
+            else list(self.types.allRuns())
+        )
         if not runs:
             return ["No collections were searched (the list is empty)."]
-        inRuns = self.countDatasets(name, collections)
+        inRuns = self.datasets.countDatasets(name, collections)
         if inRuns == 0:
-            holding = [run for run in self._allRuns() if self.countDatasets(name, run) > 0]
+            holding = [run for run in self.types.allRuns() if self.datasets.countDatasets(name, run) > 0]
             return [
                 f"The collections searched ({runs}) hold no {name!r} datasets; {total} are in "
                 f"{holding[:10]}{' and more' if len(holding) > 10 else ''}."
@@ -162,7 +195,7 @@ class DataIdQueries(DatasetRecords):
             terms = conjuncts(parseExpression(where))
             for term in terms:
                 text = toText(term)
-                if self.countDatasets(name, collections, text, bind=bind) == 0:
+                if self.datasets.countDatasets(name, collections, text, bind=bind) == 0:
                     reasons.append(
                         f"The condition {text!r} alone matches none of the {inRuns} {name!r} datasets in {runs}"
                         + self._recordHint(term)
@@ -175,7 +208,7 @@ class DataIdQueries(DatasetRecords):
                 )
         elif where:
             for key, value in where.items():
-                if self.countDatasets(name, collections, {key: value}) == 0:
+                if self.datasets.countDatasets(name, collections, {key: value}) == 0:
                     reasons.append(f"No {name!r} dataset in {runs} has {key}={value!r}.")
         if not reasons and not quiet:
             reasons.append(f"No {name!r} dataset in {runs} matches {where!r}.")
@@ -186,7 +219,7 @@ class DataIdQueries(DatasetRecords):
 
         hints = []
         for element in sorted(elementsOf(term)):
-            hasField = element in self._dimensionRecords.tables and "." in toText(term)
-            if hasField and not self._dimensionRecords.query(element):
+            hasField = element in self.dimensionRecords.tables and "." in toText(term)
+            if hasField and not self.dimensionRecords.query(element):
                 hints.append(f"no {element!r} records exist (insert them with insertDimensionData)")
         return f"; {', '.join(hints)}" if hints else ""

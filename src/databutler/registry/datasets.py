@@ -1,4 +1,4 @@
-"""The dataset half of `SqlRegistry`: add, find, query, get and remove datasets.
+"""`DatasetManager`: the datasets of a `SqlRegistry`: add, find, query, get and remove them.
 
 Consistency does not rest on this process checking first: one dataset per (type, data ID, run)
 is a UNIQUE constraint, so two processes racing to add the same dataset get one row and one
@@ -16,8 +16,10 @@ import sqlalchemy as sa
 
 from ..dataset_ref import DatasetRef
 from ..dataset_type import DatasetType
+from ..dimensions import DimensionUniverse
 from ..exceptions import ConflictingDatasetError, MissingRunError, RegistryError
 from . import schema
+from .connections import ConnectionManager
 from .data_ids import (
     chunks,
     decodeDataId,
@@ -28,10 +30,11 @@ from .data_ids import (
     toUuid,
     whereConditions,
 )
+from .dimension_records import DimensionRecordStorage
 from .queries import compileDatasetWhere
-from .types_runs import DatasetTypesAndRuns
+from .types_runs import DatasetTypeManager
 
-__all__ = ["DatasetRecords"]
+__all__ = ["DatasetManager"]
 
 # Statements on the hot paths are built once: SQLAlchemy then only binds the values.
 _dataset = schema.datasetTable
@@ -56,46 +59,66 @@ def _sortKey(dataId: Mapping[str, Any]) -> tuple[tuple[bool, Any], ...]:
     return tuple((isinstance(v, str), v) for v in dataId.values())
 
 
-class DatasetRecords(DatasetTypesAndRuns):
-    """Adds, finds, queries and removes datasets; `SqlRegistry` builds on it."""
+class DatasetManager:
+    """Adds, finds, queries and removes the datasets of one registry database.
 
-    def addDataset(
+    The `Registry` verbs on datasets are this manager's. Dataset types and runs are resolved
+    through ``types``.
+
+    Parameters
+    ----------
+    db : ConnectionManager
+        The registry's connections.
+    types : DatasetTypeManager
+        The registry's dataset types and runs.
+    namespace : str, optional
+        The PostgreSQL schema of the tables (for ``ANALYZE``).
+    dimensionRecords : DimensionRecordStorage
+        The registry's dimension records, which a ``where`` expression may join.
+    """
+
+    def __init__(
         self,
-        datasetTypeOrName: DatasetType | str,
-        dataId: Mapping[str, Any] | None,
-        run: str,
-        id: uuid.UUID | str | None = None,
-    ) -> DatasetRef:
-        """Add one dataset to ``run`` and return its ref.
+        db: ConnectionManager,
+        types: DatasetTypeManager,
+        namespace: str | None,
+        dimensionRecords: DimensionRecordStorage,
+    ) -> None:
+        self._db = db
+        self.types = types
+        self.namespace = namespace
+        self.dimensionRecords = dimensionRecords
+        self.universe: DimensionUniverse = types.universe
+        self._insertedSinceAnalyze = 0
+        self._analyzeEvery = 10_000
 
-        Parameters
-        ----------
-        datasetTypeOrName : DatasetType or str
-            A registered (parent) dataset type, or its name.
-        dataId : mapping
-            One int or str value for each dimension of the dataset type.
-        run : str
-            A registered run.
-        id : uuid.UUID or str, optional
-            The dataset's id; a new random UUID by default.
+    def _coerceDataId(self, datasetType: DatasetType, dataId: Any) -> Any:
+        """Return ``dataId`` with its values coerced to their dimensions' types (``"101"`` → 101).
 
         Raises
         ------
-        MissingDatasetTypeError
-            The dataset type is not registered.
-        DatasetTypeConflictError
-            A DatasetType is given that differs from the registered one of that name.
-        DatasetTypeError
-            The dataset type is a component (add its parent instead).
-        MissingRunError
-            ``run`` is not registered.
         DataIdError
-            The data ID does not match the dimensions, or a value cannot be stored.
-        ConflictingDatasetError
-            The run already holds a dataset of this type and data ID, or the id is taken.
+            A value cannot be read as its dimension's type; the message names both.
         """
-        ids = None if id is None else [id]
-        return self.addDatasets(datasetTypeOrName, [dataId], run, ids=ids)[0]
+        if not isinstance(dataId, Mapping):
+            return dataId  # encodeDataId says what is wrong
+        return self.universe.coerceDataId(dataId, f"Data ID of {datasetType.name!r}:")
+
+    def _coerceWhere(self, datasetType: DatasetType, where: Any) -> Any:
+        """Return a ``where`` mapping with its values coerced as in `_coerceDataId`."""
+        if not isinstance(where, Mapping):
+            return where
+        out: dict[str, Any] = {}
+        for key, given in where.items():
+            if key not in self.universe:
+                out[key] = given
+            elif isinstance(given, list | tuple | set | frozenset):
+                out[key] = [
+                    self.universe.coerceValue(key, v, f"where of {datasetType.name!r}:") for v in given
+                ]
+            else:
+                out[key] = self.universe.coerceValue(key, given, f"where of {datasetType.name!r}:")
+        return out
 
     def addDatasets(
         self,
@@ -104,32 +127,13 @@ class DatasetRecords(DatasetTypesAndRuns):
         run: str,
         ids: Iterable[uuid.UUID | str] | None = None,
     ) -> list[DatasetRef]:
-        """Add datasets of one type to ``run``, all or none, and return their refs.
-
-        Parameters
-        ----------
-        datasetTypeOrName, run
-            As for `addDataset`.
-        dataIds : iterable of mapping
-            One data ID per dataset.
-        ids : iterable of uuid.UUID or str, optional
-            One id per data ID; new random UUIDs by default.
-
-        Raises
-        ------
-        MissingDatasetTypeError, DatasetTypeConflictError, DatasetTypeError, MissingRunError, DataIdError
-            As for `addDataset`.
-        ConflictingDatasetError
-            A data ID is given twice, is already in the run, or an id is taken.
-        ValueError
-            ``ids`` and ``dataIds`` differ in length.
-        """
-        typeId, datasetType = self._resolveParentType(datasetTypeOrName, "add")
+        """Add datasets of one type to a run (`Registry.addDatasets`)."""
+        typeId, datasetType = self.types.resolveParentType(datasetTypeOrName, "add")
         dataIdList = list(dataIds)
         idList = [newDatasetId() for _ in dataIdList] if ids is None else [toUuid(i) for i in ids]
         if len(idList) != len(dataIdList):
             raise ValueError(f"addDatasets got {len(dataIdList)} data IDs but {len(idList)} ids.")
-        runId = self._runId(run)
+        runId = self.types.runId(run)
         refs = []
         encoded = []
         for dataId, ident in zip(dataIdList, idList, strict=True):
@@ -140,17 +144,7 @@ class DatasetRecords(DatasetTypesAndRuns):
         return refs
 
     def addDatasetRefs(self, refs: Iterable[DatasetRef]) -> list[DatasetRef]:
-        """Add existing refs with their own ids and runs, all or none (e.g. to copy a repository).
-
-        Raises
-        ------
-        MissingDatasetTypeError, DatasetTypeConflictError, DataIdError, ConflictingDatasetError
-            As for `addDatasets`.
-        DatasetTypeError
-            A ref is a component ref.
-        MissingRunError
-            A ref has no run, or its run is not registered.
-        """
+        """Add refs with their own ids and runs (`Registry.addDatasetRefs`)."""
         refList = list(refs)
         groups: dict[tuple[str, str], list[DatasetRef]] = {}
         for ref in refList:
@@ -159,14 +153,14 @@ class DatasetRecords(DatasetTypesAndRuns):
             groups.setdefault((ref.datasetType.name, ref.run), []).append(ref)
         with self._db.write():
             for (_, run), group in groups.items():
-                typeId, datasetType = self._resolveParentType(group[0].datasetType, "add")
+                typeId, datasetType = self.types.resolveParentType(group[0].datasetType, "add")
                 encoded = []
                 for index, ref in enumerate(group):
                     normalized, text = encodeDataId(datasetType, self._coerceDataId(datasetType, ref.dataId))
                     if normalized != ref.dataId:
                         group[index] = DatasetRef._trusted(datasetType, normalized, ref.id, ref.run)
                     encoded.append(text)
-                self._insertDatasets(typeId, self._runId(run), group, encoded)
+                self._insertDatasets(typeId, self.types.runId(run), group, encoded)
         stored = {ref.id: ref for group in groups.values() for ref in group}
         return [stored[ref.id] for ref in refList]
 
@@ -203,7 +197,7 @@ class DatasetRecords(DatasetTypesAndRuns):
         nested loops that take seconds on a freshly loaded registry, until autovacuum gets
         round to it. Doubling the interval keeps the cost negligible.
         """
-        if self.isSqlite:
+        if self._db.isSqlite:
             return
         self._insertedSinceAnalyze += count
         if self._insertedSinceAnalyze < self._analyzeEvery or self._db.inTransaction:
@@ -253,38 +247,10 @@ class DatasetRecords(DatasetTypesAndRuns):
         dataId: Mapping[str, Any] | None,
         collections: str | Sequence[str],
     ) -> DatasetRef | None:
-        """Return the dataset of this type and data ID in the first of ``collections`` holding one.
-
-        A component type (``"calexp.wcs"``) returns the component ref of the parent dataset.
-
-        Parameters
-        ----------
-        datasetTypeOrName : DatasetType or str
-            The dataset type or its name.
-        dataId : mapping
-            One value for each dimension.
-        collections : str or sequence of str
-            A run, or runs searched in order.
-
-        Returns
-        -------
-        ref : DatasetRef or None
-            The ref found, or `None` if no run searched holds such a dataset.
-
-        Raises
-        ------
-        MissingDatasetTypeError, DatasetTypeConflictError, DataIdError
-            As for `addDataset`.
-        UnknownComponentError
-            The component is not one of the storage class's.
-        MissingRunError
-            A collection is not a registered run.
-        TypeError
-            ``collections`` is `None`: say which runs to search.
-        """
-        typeId, datasetType, component = self._resolveDatasetType(datasetTypeOrName)
+        """Find one dataset in the collections, searched in order (`Registry.findDataset`)."""
+        typeId, datasetType, component = self.types.resolveDatasetType(datasetTypeOrName)
         normalized, text = encodeDataId(datasetType, self._coerceDataId(datasetType, dataId))
-        runs = self._resolveRuns(collections)
+        runs = self.types.resolveRuns(collections)
         if not runs:
             return None
         runIds = list(runs.values())
@@ -311,38 +277,7 @@ class DatasetRecords(DatasetTypesAndRuns):
         bind: Mapping[str, Any] | None = None,
         findFirst: bool = False,
     ) -> list[DatasetRef]:
-        """Return the datasets of one type in ``collections`` whose data IDs match ``where``.
-
-        Parameters
-        ----------
-        datasetTypeOrName : DatasetType or str
-            The dataset type (a component type gives component refs) or its name.
-        collections : str or sequence of str, optional
-            Runs to search; `None` searches every run.
-        where : mapping or str, optional
-            Dimension → a value or a list of values, e.g. ``{"visit": [1, 2], "band": "r"}``;
-            or an expression such as ``"visit > 100 AND detector IN (1..8)"`` (see
-            `databutler.registry.queries.parser` for the grammar).
-        bind : mapping, optional
-            Values for the ``:name`` parameters of a ``where`` expression.
-        findFirst : bool
-            Keep, for each data ID, only the dataset in the earliest of ``collections``.
-
-        Returns
-        -------
-        refs : list of DatasetRef
-            Sorted by run (in ``collections`` order, else by name), then by data ID.
-
-        Raises
-        ------
-        MissingDatasetTypeError, DatasetTypeConflictError, UnknownComponentError, MissingRunError
-            As for `findDataset`.
-        DataIdError
-            ``where`` names a dimension the dataset type does not have, or a bad value.
-        InvalidQueryError
-            A ``where`` expression does not parse, names an unknown dimension, has a value of
-            the wrong type or a bind parameter without a value.
-        """
+        """Return the datasets of one type that match ``where`` (`Registry.queryDatasets`)."""
         datasetType, component, statement, runs = self._datasetQuery(
             datasetTypeOrName, collections, where, bind
         )
@@ -376,24 +311,24 @@ class DatasetRecords(DatasetTypesAndRuns):
 
         The statement is `None` when no run is searched.
         """
-        typeId, datasetType, component = self._resolveDatasetType(datasetTypeOrName)
+        typeId, datasetType, component = self.types.resolveDatasetType(datasetTypeOrName)
         fromClause: sa.FromClause = schema.datasetTable
         distinct = False
         if isinstance(where, str):
             fromClause, condition, resolver = compileDatasetWhere(
-                datasetType, where, bind, self.universe, self._dimensionRecords.tables
+                datasetType, where, bind, self.universe, self.dimensionRecords.tables
             )
             conditions, byDimension, distinct = [condition], bool(resolver.aliases), resolver.needsDistinct
         else:
             coerced: Mapping[str, Any] | None = self._coerceWhere(datasetType, where)
             conditions, byDimension = whereConditions(datasetType, parseWhere(datasetType, coerced))
-        runs = self._resolveRuns(collections) if collections is not None else self._allRuns()
+        runs = self.types.resolveRuns(collections) if collections is not None else self.types.allRuns()
         if not runs:
             return datasetType, component, None, runs
         table = schema.datasetTable
         typeColumn: sa.ColumnElement[int] = table.c.datasetTypeId
         runColumn: sa.ColumnElement[int] = table.c.runId
-        if byDimension and self.isSqlite:
+        if byDimension and self._db.isSqlite:
             # Planner hint: "+ 0" keeps the (run, type) index out of reach, so SQLite starts from
             # the indexed dimension lookup, usually far more selective than "every dataset of
             # this type", which SQLite, without statistics, cannot know. PostgreSQL has
@@ -421,13 +356,7 @@ class DatasetRecords(DatasetTypesAndRuns):
         *,
         bind: Mapping[str, Any] | None = None,
     ) -> int:
-        """Return how many datasets `queryDatasets` would find with these arguments (without findFirst).
-
-        Raises
-        ------
-        MissingDatasetTypeError, MissingRunError, DataIdError, InvalidQueryError
-            As for `queryDatasets`.
-        """
+        """Return how many datasets `queryDatasets` would find (`Registry.countDatasets`)."""
         _, _, statement, _ = self._datasetQuery(datasetTypeOrName, collections, where, bind)
         if statement is None:
             return 0
@@ -437,13 +366,7 @@ class DatasetRecords(DatasetTypesAndRuns):
             )
 
     def getDataset(self, id: uuid.UUID | str) -> DatasetRef | None:
-        """Return the ref of the dataset with this id, or `None` if there is none.
-
-        Raises
-        ------
-        TypeError
-            ``id`` is not a UUID.
-        """
+        """Return the dataset with this id, or `None` (`Registry.getDataset`)."""
         ident = toUuid(id)
         with self._db.read() as connection:
             rows = self._db.selectRows(connection, _GET, {"id": ident})
@@ -451,15 +374,11 @@ class DatasetRecords(DatasetTypesAndRuns):
             return None
         typeId, runId, text = rows[0]
         return DatasetRef._trusted(
-            self._datasetTypeById(typeId), decodeDataId(text), ident, self._runName(runId)
+            self.types.datasetTypeById(typeId), decodeDataId(text), ident, self.types.runName(runId)
         )
 
     def removeDatasets(self, refs: Iterable[DatasetRef]) -> None:
-        """Remove datasets, and the record of where they are stored; unknown refs are ignored.
-
-        Only the registry's records go: removing the stored data is the datastore's job (the
-        Butler does both in one transaction).
-        """
+        """Remove datasets and their locations (`Registry.removeDatasets`)."""
         ids = list(dict.fromkeys(ref.id for ref in refs))
         with self._db.write() as connection:
             for chunk in chunks(ids):

@@ -11,8 +11,10 @@ The schema, and why it is shaped this way::
                         INDEX (dimension, int_value) WHERE int_value IS NOT NULL,
                         INDEX (dimension, str_value) WHERE str_value IS NOT NULL
     dataset_location    dataset_id FK PK, datastore_name PK
-    fileDatastoreRecords  datastoreName PK, datasetId PK, component PK, path, formatter, ...
-                        UNIQUE (datastoreName, path)     -- a FileDatastore's files
+
+Datastores define their own records tables (a FileDatastore's ``fileDatastoreRecords``, in
+``datastores/file/_records.py``); the registry creates them in this database when a datastore
+registers them (`databutler.registry.records`).
 
 A data ID is stored twice, each copy for one job:
 
@@ -51,7 +53,6 @@ __all__ = [
     "datasetLocationTable",
     "datasetTable",
     "datasetTypeTable",
-    "fileDatastoreRecordsTable",
     "metadata",
     "runTable",
 ]
@@ -161,25 +162,5 @@ datasetLocationTable = sa.Table(
         key="datasetId",
     ),
     sa.Column("datastore_name", sa.String(_NAME_LENGTH), primary_key=True, key="datastoreName"),
-    **_CLUSTERED,
-)
-
-fileDatastoreRecordsTable = sa.Table(
-    # A FileDatastore's records (datastores/file/_records.py): in the registry's database when
-    # the datastore is given the registry, else in a database of the datastore's own. Its names
-    # are camelCase, as in the separate records files made before it moved here.
-    "fileDatastoreRecords",
-    metadata,
-    sa.Column("datastoreName", sa.String(128), primary_key=True),
-    sa.Column("datasetId", sa.String(36), primary_key=True),
-    sa.Column("component", sa.String(64), primary_key=True),
-    sa.Column("datasetType", sa.String(128), nullable=False),
-    sa.Column("path", sa.String(1024), nullable=False),
-    sa.Column("formatter", sa.String(256), nullable=True),
-    sa.Column("storageClass", sa.String(128), nullable=False),
-    sa.Column("fileSize", sa.BigInteger, nullable=False),
-    sa.Column("checksum", sa.String(160), nullable=True),
-    sa.Column("timestamp", sa.Float, nullable=False),
-    sa.UniqueConstraint("datastoreName", "path", name="fileDatastoreRecordsPath"),
     **_CLUSTERED,
 )

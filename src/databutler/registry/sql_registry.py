@@ -1,25 +1,28 @@
-"""SqlRegistry: the SQL catalogue of dataset types, runs, datasets and their locations.
+"""SqlRegistry: the SQL implementation of `Registry`, built from managers.
 
 Built on SQLAlchemy 2 Core. SQLite (a file in the repository) is the default; PostgreSQL is
-for registries shared by many processes and machines. The pieces:
+for registries shared by many processes and machines. `SqlRegistry` opens (or creates) the
+database and holds one manager per group of verbs, each over the same `ConnectionManager`; each
+`Registry` verb is one call to its manager:
 
-- `databutler.registry.schema`: every table, and how data IDs are stored;
-- `databutler.registry.databases`: the URL, the engine and its SQLite settings;
-- `databutler.registry.connections`: transactions, SAVEPOINTs and the id cache;
-- `databutler.registry.types_runs`: dataset types and runs;
-- `databutler.registry.datasets`: adding, finding, querying and removing datasets;
-- this module: opening and creating the database, and where datasets are stored (the
-  `DatasetLocationRegistry` protocol that datastores call).
+- ``datasetTypes`` (`types_runs.DatasetTypeManager`): dataset types and runs;
+- ``datasets`` (`datasets.DatasetManager`): adding, finding, querying and removing datasets;
+- ``locations`` (`locations.LocationManager`): which datastores hold which datasets;
+- ``recordStorage`` (`records.SqlRecordStorage`): the datastores' own records tables.
+
+The other modules: `schema` (the registry's tables, and how data IDs are stored), `databases`
+(the URL, the engine and its SQLite settings), `connections` (transactions, SAVEPOINTs, the id
+cache) and `data_ids`. A new group of verbs (dimensions, collections) is a new manager built in
+`SqlRegistry.__init__` and a few one-line verbs here.
 """
 
 from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import sqlalchemy as sa
@@ -27,23 +30,29 @@ from sqlalchemy.engine import URL
 
 from ..config import Config
 from ..dataset_ref import DatasetRef
+from ..dataset_type import DatasetType
 from ..dimensions import DimensionRecord, DimensionUniverse
 from ..exceptions import (
     ConfigError,
     DatabaseAccessError,
     ForeignRegistryError,
-    MissingDatasetError,
     MissingRegistryError,
     ReadOnlyRepositoryError,
     RegistryError,
 )
 from ..storage_class import StorageClassFactory
 from . import schema
+from .collections import CollectionType
 from .connections import ConnectionManager
-from .data_id_queries import DataIdQueries
-from .data_ids import CHUNK, chunks
-from .databases import ROOT_PLACEHOLDER, RegistryConfig, isSqliteUrl, makeEngine, parseUrl, sqliteFile
+from .data_id_queries import DataIdQueryManager
+from .databases import ROOT_PLACEHOLDER, RegistryConfig, isSqliteUrl, parseUrl, sqliteFile
+from .datasets import DatasetManager
 from .dimension_records import DimensionRecordStorage
+from .interface import Registry
+from .locations import LocationManager
+from .queries.results import QueryResults
+from .records import SqlRecordStorage
+from .types_runs import DatasetTypeManager, dialectInsert
 
 __all__ = ["SqlRegistry"]
 
@@ -66,18 +75,8 @@ def _universeFrom(dimensions: DimensionUniverse | Mapping[str, Any] | None) -> D
     return DimensionUniverse.fromConfig({**default.toConfig(), **dict(dimensions)})
 
 
-_location = schema.datasetLocationTable
-_REMOVE_LOCATIONS = sa.delete(_location).where(
-    _location.c.datastoreName == sa.bindparam("datastoreName"),
-    _location.c.datasetId.in_(sa.bindparam("ids", expanding=True)),
-)
-_HELD_LOCATIONS = sa.select(_location.c.datasetId).where(
-    _location.c.datastoreName == sa.bindparam("datastoreName"),
-    _location.c.datasetId.in_(sa.bindparam("ids", expanding=True)),
-)
 _REPOSITORY_ID = "repositoryId"
 _REPOSITORY_ROOT = "repositoryRoot"
-_GET_LOCATIONS = sa.select(_location.c.datastoreName).where(_location.c.datasetId == sa.bindparam("id"))
 
 
 def _isWriteable(path: Path) -> bool:
@@ -85,7 +84,7 @@ def _isWriteable(path: Path) -> bool:
     return os.access(path.parent, os.W_OK) and (not path.exists() or os.access(path, os.W_OK))
 
 
-class SqlRegistry(DataIdQueries):
+class SqlRegistry(Registry):
     """The SQL registry: which dataset types, runs and datasets exist, and where they are stored.
 
     Parameters
@@ -111,6 +110,7 @@ class SqlRegistry(DataIdQueries):
         With ``create``, the dimension universe of a new registry: a universe, or a mapping in
         the form of ``configs/dimensions.yaml`` whose entries add to (or replace) the default
         dimensions. A registry keeps the universe it was made with.
+
 
     Raises
     ------
@@ -164,28 +164,18 @@ class SqlRegistry(DataIdQueries):
         if path is not None and create:
             path.parent.mkdir(parents=True, exist_ok=True)
         # A SQLite file gets per-thread read connections (see ConnectionManager.read).
-        readerEngine = (
-            makeEngine(self.url, busyTimeout=busyTimeout, pooled=False, readOnly=readOnly) if path else None
-        )
-        self._db = ConnectionManager(
-            makeEngine(self.url, busyTimeout=busyTimeout, readOnly=readOnly),
-            namespace,
-            readerEngine,
+        self._db = db = ConnectionManager.fromUrl(
+            self.url,
+            busyTimeout=busyTimeout,
+            namespace=namespace,
             readOnlyWhat=f"registry {shown!r}" if readOnly else None,
             database=repr(shown),
-            busyTimeout=busyTimeout,
-        )
-        self._insertedSinceAnalyze = 0
-        self._analyzeEvery = 10_000
-        self._insertLocations = self._insert(_location).on_conflict_do_nothing(
-            index_elements=[_location.c.datasetId, _location.c.datastoreName]
         )
         try:
             if create:
                 self._createSchema(_universeFrom(dimensions))
             self._checkSchema(shown)
             self.universe = self._openUniverse(create)
-            self._dimensionRecords = DimensionRecordStorage(self._db, self.universe, self.isSqlite)
         except (sa.exc.OperationalError, DatabaseAccessError) as exc:
             self._db.dispose()
             failure = exc.__cause__ if isinstance(exc, DatabaseAccessError) else exc
@@ -201,6 +191,12 @@ class SqlRegistry(DataIdQueries):
         except BaseException:
             self._db.dispose()
             raise
+        self.dimensionRecords = DimensionRecordStorage(db, self.universe, self.isSqlite)
+        self.datasetTypes = DatasetTypeManager(db, self.storageClassFactory, self.universe)
+        self.datasets = DatasetManager(db, self.datasetTypes, namespace, self.dimensionRecords)
+        self.locations = LocationManager(db)
+        self.dataIdQueries = DataIdQueryManager(db, self.datasetTypes, self.datasets, self.dimensionRecords)
+        self._recordStorage = SqlRecordStorage(db)
 
     @classmethod
     def fromConfig(
@@ -260,7 +256,7 @@ class SqlRegistry(DataIdQueries):
             schema.metadata.create_all(connection)
             for name, value in (("schemaVersion", schema.SCHEMA_VERSION), (_UNIVERSE_KEY, universe.toJson())):
                 connection.execute(
-                    self._insert(schema.attributeTable)
+                    dialectInsert(self._db, schema.attributeTable)
                     .values(name=name, value=value)
                     .on_conflict_do_nothing(index_elements=[schema.attributeTable.c.name])
                 )
@@ -293,7 +289,7 @@ class SqlRegistry(DataIdQueries):
         try:
             with self._db.write() as connection:
                 connection.execute(
-                    self._insert(table)
+                    dialectInsert(self._db, table)
                     .values(name=_UNIVERSE_KEY, value=universe.toJson())
                     .on_conflict_do_nothing(index_elements=[table.c.name])
                 )
@@ -357,7 +353,7 @@ class SqlRegistry(DataIdQueries):
     # -- which repository the registry belongs to --
 
     def getRepositoryId(self) -> str | None:
-        """Return the id of the data repository this registry belongs to (`None`: unclaimed)."""
+        """Return the id of the data repository this registry belongs to (`Registry.getRepositoryId`)."""
         table = schema.attributeTable
         with self._db.read() as connection:
             value = connection.execute(
@@ -366,7 +362,7 @@ class SqlRegistry(DataIdQueries):
         return None if value is None else str(value)
 
     def claim(self, repositoryId: str, where: str) -> None:
-        """Make this registry belong to the repository ``repositoryId`` (made at ``where``).
+        """Make this registry belong to the repository ``repositoryId`` made at ``where`` (`Registry.claim`).
 
         A registry belongs to one repository: its datastores' locations and records are kept
         under names only that repository gives meaning to.
@@ -412,7 +408,7 @@ class SqlRegistry(DataIdQueries):
         return False
 
     def checkOwner(self, repositoryId: str, where: str) -> None:
-        """Check that this registry belongs to the repository ``repositoryId`` at ``where``.
+        """Check that this registry belongs to the repository ``repositoryId`` (`Registry.checkOwner`).
 
         Raises
         ------
@@ -437,16 +433,6 @@ class SqlRegistry(DataIdQueries):
         """Close every database connection; the registry must not be used afterwards."""
         self._db.dispose()
 
-    def __enter__(self) -> SqlRegistry:
-        """Return this registry, to be closed when the ``with`` block ends."""
-        return self
-
-    def __exit__(
-        self, excType: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        """Close the registry (`close`) when the ``with`` block ends, whether or not it raised."""
-        self.close()
-
     def __repr__(self) -> str:
         """Show the database URL (password hidden) and the namespace, if any."""
         where = f", namespace={self.namespace!r}" if self.namespace else ""
@@ -454,129 +440,168 @@ class SqlRegistry(DataIdQueries):
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """Group registry calls: if the block raises, none of them takes effect.
+        """Group registry calls (`Registry.transaction`); nested blocks are SAVEPOINTs.
 
-        Nested blocks are SAVEPOINTs. Calls from other threads are not part of the transaction.
         On SQLite the transaction holds the write lock until it ends, so keep it short.
         """
         with self._db.transaction():
             yield
 
-    # -- where datasets are stored: the DatasetLocationRegistry protocol --
+    @property
+    def recordStorage(self) -> SqlRecordStorage:
+        """Datastore records tables in this registry's database (`Registry.recordStorage`)."""
+        return self._recordStorage
 
-    def recordsDatabase(self) -> ConnectionManager:
-        """Return the registry's connections, for a datastore to keep its own records table in.
+    # -- the verbs, each its manager's --
 
-        A datastore's writes through it join this thread's registry `transaction`, so a
-        dataset's row, its location and the datastore's records are committed together.
-        """
-        return self._db
+    def registerDatasetType(self, datasetType: DatasetType) -> bool:
+        """Register ``datasetType`` (`Registry.registerDatasetType`)."""
+        return self.datasetTypes.registerDatasetType(datasetType)
+
+    def getDatasetType(self, name: str) -> DatasetType:
+        """Return the dataset type ``name`` (`Registry.getDatasetType`)."""
+        return self.datasetTypes.getDatasetType(name)
+
+    def queryDatasetTypes(self) -> list[DatasetType]:
+        """Return every registered dataset type (`Registry.queryDatasetTypes`)."""
+        return self.datasetTypes.queryDatasetTypes()
+
+    def registerRun(self, name: str) -> bool:
+        """Register the run ``name`` (`Registry.registerRun`)."""
+        return self.datasetTypes.registerRun(name)
+
+    def queryRuns(self) -> list[str]:
+        """Return every run's name (`Registry.queryRuns`)."""
+        return self.datasetTypes.queryRuns()
+
+    def queryCollections(self, types: str | Sequence[str] | None = None) -> list[str]:
+        """Return the names of the collections of these types (`Registry.queryCollections`)."""
+        return self.datasetTypes.queryCollections(types)
+
+    def getCollectionType(self, name: str) -> CollectionType:
+        """Return the type of collection ``name`` (`Registry.getCollectionType`)."""
+        return self.datasetTypes.getCollectionType(name)
+
+    def countDatasets(
+        self,
+        datasetTypeOrName: DatasetType | str,
+        collections: str | Sequence[str] | None = None,
+        where: Mapping[str, Any] | str | None = None,
+        *,
+        bind: Mapping[str, Any] | None = None,
+    ) -> int:
+        """Return how many datasets `queryDatasets` would find (`Registry.countDatasets`)."""
+        return self.datasets.countDatasets(datasetTypeOrName, collections, where, bind=bind)
+
+    def queryDataIds(
+        self,
+        dimensions: str | Iterable[str],
+        where: str | None = None,
+        *,
+        bind: Mapping[str, Any] | None = None,
+        datasets: str | DatasetType | Iterable[str | DatasetType] | None = None,
+        collections: str | Sequence[str] | None = None,
+    ) -> QueryResults[dict[str, Any]]:
+        """Return the distinct data IDs over ``dimensions`` that datasets have (`Registry.queryDataIds`)."""
+        return self.dataIdQueries.queryDataIds(
+            dimensions, where, bind=bind, datasets=datasets, collections=collections
+        )
+
+    def explainDatasetQuery(
+        self,
+        datasetTypeOrName: DatasetType | str,
+        collections: str | Sequence[str] | None = None,
+        where: Mapping[str, Any] | str | None = None,
+        bind: Mapping[str, Any] | None = None,
+        *,
+        quiet: bool = False,
+    ) -> list[str]:
+        """Return why `queryDatasets` finds nothing (`Registry.explainDatasetQuery`)."""
+        return self.dataIdQueries.explainDatasetQuery(
+            datasetTypeOrName, collections, where, bind, quiet=quiet
+        )
+
+    def addDatasets(
+        self,
+        datasetTypeOrName: DatasetType | str,
+        dataIds: Iterable[Mapping[str, Any] | None],
+        run: str,
+        ids: Iterable[uuid.UUID | str] | None = None,
+    ) -> list[DatasetRef]:
+        """Add datasets of one type to ``run`` (`Registry.addDatasets`)."""
+        return self.datasets.addDatasets(datasetTypeOrName, dataIds, run, ids)
+
+    def addDatasetRefs(self, refs: Iterable[DatasetRef]) -> list[DatasetRef]:
+        """Add refs with their own ids and runs (`Registry.addDatasetRefs`)."""
+        return self.datasets.addDatasetRefs(refs)
+
+    def findDataset(
+        self,
+        datasetTypeOrName: DatasetType | str,
+        dataId: Mapping[str, Any] | None,
+        collections: str | Sequence[str],
+    ) -> DatasetRef | None:
+        """Find one dataset in ``collections`` (`Registry.findDataset`)."""
+        return self.datasets.findDataset(datasetTypeOrName, dataId, collections)
+
+    def queryDatasets(
+        self,
+        datasetTypeOrName: DatasetType | str,
+        collections: str | Sequence[str] | None = None,
+        where: Mapping[str, Any] | str | None = None,
+        *,
+        bind: Mapping[str, Any] | None = None,
+        findFirst: bool = False,
+    ) -> list[DatasetRef]:
+        """Return the datasets of one type matching ``where`` (`Registry.queryDatasets`)."""
+        return self.datasets.queryDatasets(
+            datasetTypeOrName, collections, where, bind=bind, findFirst=findFirst
+        )
+
+    def getDataset(self, id: uuid.UUID | str) -> DatasetRef | None:
+        """Return the dataset with this id, or `None` (`Registry.getDataset`)."""
+        return self.datasets.getDataset(id)
+
+    def removeDatasets(self, refs: Iterable[DatasetRef]) -> None:
+        """Remove datasets and their locations (`Registry.removeDatasets`)."""
+        self.datasets.removeDatasets(refs)
 
     def addDatasetLocations(self, datastoreName: str, refs: Iterable[DatasetRef]) -> None:
-        """Record that datastore ``datastoreName`` holds ``refs`` (already-recorded ones are fine).
-
-        Raises
-        ------
-        MissingDatasetError
-            A ref is not a registered dataset.
-        """
-        ids = list(dict.fromkeys(ref.id for ref in refs))
-        if not ids:
-            return
-        rows = [{"datasetId": i, "datastoreName": datastoreName} for i in ids]
-        try:
-            with self._db.write(atomic=len(rows) == 1) as connection:
-                self._db.insertRows(connection, self._insertLocations, rows)
-        except sa.exc.IntegrityError as exc:
-            raise self._explainMissing(ids, datastoreName, exc) from exc
-
-    def _explainMissing(self, ids: list[uuid.UUID], datastoreName: str, exc: Exception) -> RegistryError:
-        table = schema.datasetTable
-        with self._db.read() as connection:
-            for chunk in chunks(ids):
-                known = set(connection.execute(sa.select(table.c.id).where(table.c.id.in_(chunk))).scalars())
-                missing = [i for i in chunk if i not in known]
-                if missing:
-                    return MissingDatasetError(
-                        f"Datastore {datastoreName!r} cannot record dataset {missing[0]}: no dataset with "
-                        "that id is registered; add it to the registry first."
-                    )
-        return RegistryError(f"Could not record locations in {datastoreName!r}: {exc}")
+        """Record that ``datastoreName`` holds ``refs`` (`Registry.addDatasetLocations`)."""
+        self.locations.addDatasetLocations(datastoreName, refs)
 
     def removeDatasetLocations(self, datastoreName: str, refs: Iterable[DatasetRef]) -> None:
-        """Record that datastore ``datastoreName`` no longer holds ``refs``."""
-        ids = list(dict.fromkeys(ref.id for ref in refs))
-        if not ids:
-            return
-        if not self._db.inTransaction:
-            # Look before taking the write lock: undoing a put whose registry transaction has
-            # already rolled back (and most evictions) has nothing to remove. A caller that
-            # holds a lock of its own while telling the registry (a datastore keeping its
-            # notifications in order) then never waits here for another thread's transaction.
-            with self._db.read() as connection:
-                held = {
-                    ident
-                    for chunk in chunks(ids)
-                    for ident in connection.execute(
-                        _HELD_LOCATIONS, {"datastoreName": datastoreName, "ids": list(chunk)}
-                    ).scalars()
-                }
-            ids = [ident for ident in ids if ident in held]
-            if not ids:
-                return
-        with self._db.write(atomic=len(ids) <= CHUNK) as connection:
-            for chunk in chunks(ids):
-                connection.execute(_REMOVE_LOCATIONS, {"datastoreName": datastoreName, "ids": list(chunk)})
+        """Record that ``datastoreName`` no longer holds ``refs`` (`Registry.removeDatasetLocations`)."""
+        self.locations.removeDatasetLocations(datastoreName, refs)
 
     def getDatasetLocations(self, ref: DatasetRef) -> set[str]:
-        """Return the names of the datastores that hold ``ref``."""
-        with self._db.read() as connection:
-            return set(connection.execute(_GET_LOCATIONS, {"id": ref.id}).scalars())
+        """Return the datastores that hold ``ref`` (`Registry.getDatasetLocations`)."""
+        return self.locations.getDatasetLocations(ref)
 
     # -- dimension records --
 
     @property
     def dimensions(self) -> DimensionUniverse:
-        """The registry's dimension universe."""
+        """The registry's dimension universe (`Registry.dimensions`)."""
         return self.universe
 
     def insertDimensionData(
         self, element: str, *records: Mapping[str, Any] | Iterable[Mapping[str, Any]]
     ) -> None:
-        """Insert records of dimension ``element`` (mappings of key, implied and field values), all or none.
-
-        ``registry.insertDimensionData("visit", {"instrument": "HSC", "visit": 1, "band": "r"})``;
-        a list of records may be given instead. A timespan is a ``(begin, end)`` pair of datetimes.
-
-        Raises
-        ------
-        DataIdError
-            ``element`` is not a dimension, or a record has an unknown field, lacks a key or
-            has a value of the wrong type.
-        ConflictingRecordError
-            A record with one of these keys exists.
-        """
+        """Insert records of dimension ``element`` (`Registry.insertDimensionData`)."""
         rows: list[Mapping[str, Any]] = []
         for item in records:
             if isinstance(item, Mapping | DimensionRecord):
                 rows.append(item)  # type: ignore[arg-type]
             else:
                 rows.extend(item)
-        self._dimensionRecords.insert(element, rows)
+        self.dimensionRecords.insert(element, rows)
 
     def syncDimensionData(
         self, element: str, record: Mapping[str, Any] | DimensionRecord, update: bool = False
     ) -> bool:
-        """Insert ``record`` unless an identical one exists; return `True` if it was written.
-
-        Raises
-        ------
-        DataIdError
-            As for `insertDimensionData`.
-        ConflictingRecordError
-            A record with this key and other values exists, and ``update`` is false.
-        """
-        return self._dimensionRecords.sync(element, record, update)
+        """Insert ``record`` unless an identical one exists (`Registry.syncDimensionData`)."""
+        return self.dimensionRecords.sync(element, record, update)
 
     def queryDimensionRecords(
         self,
@@ -586,13 +611,5 @@ class SqlRegistry(DataIdQueries):
         bind: Mapping[str, Any] | None = None,
         dataId: Mapping[str, Any] | None = None,
     ) -> list[DimensionRecord]:
-        """Return the records of ``element`` matching ``where`` (e.g. ``"band = 'r'"``) and ``dataId``.
-
-        Raises
-        ------
-        DataIdError
-            ``element`` is not a dimension, or ``dataId`` names something its records lack.
-        InvalidQueryError
-            ``where`` does not parse or names a field the records do not have.
-        """
-        return self._dimensionRecords.query(element, where, bind, dataId)
+        """Return the records of ``element`` that match (`Registry.queryDimensionRecords`)."""
+        return self.dimensionRecords.query(element, where, bind, dataId)

@@ -1,4 +1,4 @@
-"""The dataset-type and run half of `SqlRegistry`.
+"""`DatasetTypeManager`: the dataset types and runs of a `SqlRegistry`.
 
 Both are small, append-only tables: nothing ever deletes a dataset type or a run, so their
 ids are cached (see `ConnectionManager.cacheGet`) and most dataset calls cost no lookup.
@@ -6,7 +6,7 @@ ids are cached (see `ConnectionManager.cacheGet`) and most dataset calls cost no
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, cast
 
 import sqlalchemy as sa
@@ -28,9 +28,8 @@ from ..storage_class import StorageClassFactory
 from . import schema
 from .collections import CollectionType, collectionTypes
 from .connections import ConnectionManager
-from .dimension_records import DimensionRecordStorage
 
-__all__ = ["DatasetTypesAndRuns"]
+__all__ = ["DatasetTypeManager"]
 
 _LISTED = 10
 
@@ -46,69 +45,38 @@ def _listNames(names: Sequence[str]) -> str:
     return shown + (f" and {len(names) - _LISTED} more" if len(names) > _LISTED else "")
 
 
-class DatasetTypesAndRuns:
-    """Registers and looks up dataset types and runs; `SqlRegistry` builds on it."""
+def dialectInsert(db: ConnectionManager, table: sa.Table) -> Any:
+    """Return an INSERT for ``table`` with ``db``'s dialect's ``on_conflict_do_nothing``."""
+    return sqlite.insert(table) if db.isSqlite else postgresql.insert(table)
 
-    _db: ConnectionManager
-    storageClassFactory: StorageClassFactory
-    isSqlite: bool
-    namespace: str | None
-    _insertedSinceAnalyze: int
-    _analyzeEvery: int
-    universe: DimensionUniverse
-    _dimensionRecords: DimensionRecordStorage
 
-    def _coerceDataId(self, datasetType: DatasetType, dataId: Any) -> Any:
-        """Return ``dataId`` with its values coerced to their dimensions' types (``"101"`` → 101).
+class DatasetTypeManager:
+    """Registers and looks up the dataset types and runs of one registry database.
 
-        Raises
-        ------
-        DataIdError
-            A value cannot be read as its dimension's type; the message names both.
-        """
-        if not isinstance(dataId, Mapping):
-            return dataId  # encodeDataId says what is wrong
-        return self.universe.coerceDataId(dataId, f"Data ID of {datasetType.name!r}:")
+    The `Registry` verbs on dataset types and runs are this manager's; the dataset manager
+    resolves types and runs through it (`resolveDatasetType`, `runId`...).
 
-    def _coerceWhere(self, datasetType: DatasetType, where: Any) -> Any:
-        """Return a ``where`` mapping with its values coerced as in `_coerceDataId`."""
-        if not isinstance(where, Mapping):
-            return where
-        out: dict[str, Any] = {}
-        for key, given in where.items():
-            if key not in self.universe:
-                out[key] = given
-            elif isinstance(given, list | tuple | set | frozenset):
-                out[key] = [
-                    self.universe.coerceValue(key, v, f"where of {datasetType.name!r}:") for v in given
-                ]
-            else:
-                out[key] = self.universe.coerceValue(key, given, f"where of {datasetType.name!r}:")
-        return out
+    Parameters
+    ----------
+    db : ConnectionManager
+        The registry's connections.
+    storageClassFactory : StorageClassFactory
+        Resolves the storage class names stored with dataset types.
+    universe : DimensionUniverse
+        The registry's dimensions: a dataset type may use only these.
+    """
 
-    def _insert(self, table: sa.Table) -> Any:
-        """Return an INSERT for ``table`` with this dialect's ``on_conflict_do_nothing``."""
-        return sqlite.insert(table) if self.isSqlite else postgresql.insert(table)
+    def __init__(
+        self, db: ConnectionManager, storageClassFactory: StorageClassFactory, universe: DimensionUniverse
+    ) -> None:
+        self._db = db
+        self.storageClassFactory = storageClassFactory
+        self.universe = universe
 
     # -- dataset types --
 
     def registerDatasetType(self, datasetType: DatasetType) -> bool:
-        """Register ``datasetType``; return `True` if it is new, `False` if already registered.
-
-        Raises
-        ------
-        DatasetTypeConflictError
-            A different dataset type of that name is registered; both are named.
-        DatasetTypeError
-            ``datasetType`` is a component type: register its parent.
-        UnknownStorageClassError
-            The registry's storage class factory does not know the storage class, so it could
-            not read the dataset type back.
-        DataIdError
-            A dimension of ``datasetType`` is not in the registry's dimension universe.
-        TypeError
-            ``datasetType`` is not a DatasetType.
-        """
+        """Register ``datasetType`` (`Registry.registerDatasetType`)."""
         if not isinstance(datasetType, DatasetType):
             raise ArgumentTypeError(
                 f"registerDatasetType needs a DatasetType, not {type(datasetType).__name__}."
@@ -127,7 +95,7 @@ class DatasetTypesAndRuns:
             )
         table = schema.datasetTypeTable
         statement = (
-            self._insert(table)
+            dialectInsert(self._db, table)
             .values(
                 name=datasetType.name,
                 dimensions=",".join(datasetType.dimensions),
@@ -138,7 +106,7 @@ class DatasetTypesAndRuns:
         )
         with self._db.write(atomic=True) as connection:
             inserted = connection.execute(statement).first() is not None
-            found = self._lookupDatasetType(datasetType.name)
+            found = self.lookupDatasetType(datasetType.name)
         if found is None:
             raise RegistryError(f"Dataset type {datasetType.name!r} vanished while being registered.")
         existing = found[1]
@@ -151,7 +119,8 @@ class DatasetTypesAndRuns:
             )
         return inserted
 
-    def _lookupDatasetType(self, name: str) -> tuple[int, DatasetType] | None:
+    def lookupDatasetType(self, name: str) -> tuple[int, DatasetType] | None:
+        """Return the id and the dataset type registered as ``name``, or `None` (cached once committed)."""
         key = ("datasetType", name)
         cached = cast("tuple[int, DatasetType] | None", self._db.cacheGet(key))
         if cached is not None:
@@ -171,7 +140,8 @@ class DatasetTypesAndRuns:
         storageClass = self.storageClassFactory.getStorageClass(row.storageClass)
         return DatasetType(row.name, dimensions, storageClass, storageClassFactory=self.storageClassFactory)
 
-    def _datasetTypeById(self, typeId: int) -> DatasetType:
+    def datasetTypeById(self, typeId: int) -> DatasetType:
+        """Return the dataset type with id ``typeId`` (cached once committed)."""
         cached = cast("DatasetType | None", self._db.cacheGet(("datasetTypeId", typeId)))
         if cached is not None:
             return cached
@@ -183,7 +153,7 @@ class DatasetTypesAndRuns:
         return datasetType
 
     def _requireDatasetType(self, name: str) -> tuple[int, DatasetType]:
-        found = self._lookupDatasetType(name)
+        found = self.lookupDatasetType(name)
         if found is None:
             known = [t.name for t in self.queryDatasetTypes()]
             raise MissingDatasetTypeError(
@@ -193,15 +163,7 @@ class DatasetTypesAndRuns:
         return found
 
     def getDatasetType(self, name: str) -> DatasetType:
-        """Return the registered dataset type ``name``; ``"parent.component"`` names a component.
-
-        Raises
-        ------
-        MissingDatasetTypeError
-            No dataset type of that (parent) name is registered.
-        UnknownComponentError
-            The parent's storage class has no such component.
-        """
+        """Return the registered dataset type ``name`` (`Registry.getDatasetType`)."""
         parentName, _, component = name.partition(".")
         parent = self._requireDatasetType(parentName)[1]
         return parent.makeComponentDatasetType(component) if component else parent
@@ -213,9 +175,7 @@ class DatasetTypesAndRuns:
             rows = connection.execute(sa.select(table).order_by(table.c.name)).all()
         return [self._makeDatasetType(row) for row in rows]
 
-    def _resolveDatasetType(
-        self, datasetTypeOrName: DatasetType | str
-    ) -> tuple[int, DatasetType, str | None]:
+    def resolveDatasetType(self, datasetTypeOrName: DatasetType | str) -> tuple[int, DatasetType, str | None]:
         """Return the parent's id, the parent type and the component name (or `None`)."""
         if isinstance(datasetTypeOrName, str):
             given = None
@@ -239,8 +199,15 @@ class DatasetTypesAndRuns:
             )
         return typeId, parent, component or None
 
-    def _resolveParentType(self, datasetTypeOrName: DatasetType | str, verb: str) -> tuple[int, DatasetType]:
-        typeId, parent, component = self._resolveDatasetType(datasetTypeOrName)
+    def resolveParentType(self, datasetTypeOrName: DatasetType | str, verb: str) -> tuple[int, DatasetType]:
+        """Return the id and type of a parent dataset type; a component type is refused.
+
+        Raises
+        ------
+        DatasetTypeError
+            The type is a component: a dataset of it cannot be ``verb``-ed on its own.
+        """
+        typeId, parent, component = self.resolveDatasetType(datasetTypeOrName)
         if component is not None:
             raise DatasetTypeError(
                 f"Cannot {verb} datasets of component type {parent.name}.{component!s}: components "
@@ -251,18 +218,13 @@ class DatasetTypesAndRuns:
     # -- runs --
 
     def registerRun(self, name: str) -> bool:
-        """Register the run ``name``; return `True` if it is new, `False` if it already exists.
-
-        Raises
-        ------
-        RunNameError
-            ``name`` is not a non-empty str of at most 128 characters of storable text (also a
-            TypeError and a ValueError).
-        """
+        """Register the run ``name`` (`Registry.registerRun`); look before taking the write lock."""
         checkRunName(name)
+        if self._lookupRun(name) is not None:
+            return False  # a reader (a Butler opened with its run) takes no write lock
         table = schema.runTable
         statement = (
-            self._insert(table)
+            dialectInsert(self._db, table)
             .values(name=name)
             .on_conflict_do_nothing(index_elements=[table.c.name])
             .returning(table.c.id)
@@ -281,7 +243,7 @@ class DatasetTypesAndRuns:
         wanted = collectionTypes(types)
         names: list[str] = []
         if CollectionType.RUN in wanted:
-            names += self._allRuns()
+            names += self.allRuns()
         return sorted(names)
 
     def getCollectionType(self, name: str) -> CollectionType:
@@ -292,20 +254,39 @@ class DatasetTypesAndRuns:
         MissingRunError
             No collection of that name exists.
         """
-        self._runId(name)
+        self.runId(name)
         return CollectionType.RUN
 
     def queryRuns(self) -> list[str]:
-        """Return the names of every registered run, sorted."""
-        return list(self._allRuns())
+        """Return every run's name, sorted (`Registry.queryRuns`)."""
+        return list(self.allRuns())
 
-    def _allRuns(self) -> dict[str, int]:
+    def allRuns(self) -> dict[str, int]:
+        """Return run name → id for every run, sorted by name."""
         table = schema.runTable
         with self._db.read() as connection:
             rows = connection.execute(sa.select(table.c.name, table.c.id).order_by(table.c.name)).all()
         return {row.name: row.id for row in rows}
 
-    def _runId(self, name: str) -> int:
+    def runId(self, name: str) -> int:
+        """Return the id of the run ``name``.
+
+        Raises
+        ------
+        MissingRunError
+            No such run is registered.
+        RunNameError
+            ``name`` is not a storable run name.
+        """
+        runId = self._lookupRun(name)
+        if runId is None:
+            raise MissingRunError(
+                f"Run {name!r} is not registered (registered: {_listNames(self.queryRuns())}); "
+                "register it with registerRun first."
+            )
+        return runId
+
+    def _lookupRun(self, name: str) -> int | None:
         key = ("run", name)
         cached = cast("int | None", self._db.cacheGet(key))
         if cached is not None:
@@ -315,15 +296,13 @@ class DatasetTypesAndRuns:
         with self._db.read() as connection:
             runId = connection.execute(sa.select(table.c.id).where(table.c.name == name)).scalar()
         if runId is None:
-            raise MissingRunError(
-                f"Run {name!r} is not registered (registered: {_listNames(self.queryRuns())}); "
-                "register it with registerRun first."
-            )
+            return None
         self._db.cachePut(key, runId)
         self._db.cachePut(("runId", runId), name)
         return int(runId)
 
-    def _runName(self, runId: int) -> str:
+    def runName(self, runId: int) -> str:
+        """Return the name of the run with id ``runId`` (cached once committed)."""
         cached = cast("str | None", self._db.cacheGet(("runId", runId)))
         if cached is not None:
             return cached
@@ -333,7 +312,7 @@ class DatasetTypesAndRuns:
         self._db.cachePut(("runId", runId), name)
         return str(name)
 
-    def _resolveRuns(self, collections: str | Sequence[str]) -> dict[str, int]:
+    def resolveRuns(self, collections: str | Sequence[str]) -> dict[str, int]:
         """Return run name → id for ``collections``, in search order.
 
         Raises
@@ -346,4 +325,4 @@ class DatasetTypesAndRuns:
         if collections is None:
             raise ArgumentTypeError("No collections to search: give a run name or a list of run names.")
         names = [collections] if isinstance(collections, str) else list(collections)
-        return {name: self._runId(name) for name in names}
+        return {name: self.runId(name) for name in names}

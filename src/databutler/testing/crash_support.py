@@ -273,26 +273,16 @@ def _rawCounts(target: Path) -> tuple[int, int]:
 
     Nothing is opened that would recover: only the registry (which holds the file records).
     """
-    import sqlalchemy as sa
-
     from ..butler_config import ButlerConfig, repoConfigPath
-    from ..registry import SqlRegistry, schema
+    from ..datastores.file._records import RECORDS_TABLE, TRASH_SUFFIX
+    from ..registry import SqlRegistry
 
-    table = schema.fileDatastoreRecordsTable
     path = repoConfigPath(target)
     config = ButlerConfig.fromRepo(path).resolved(path.parent.absolute())
-    with (
-        SqlRegistry.fromConfig(config, root=str(target)) as registry,
-        registry.recordsDatabase().read() as conn,
-    ):
-        trash = conn.execute(
-            sa.select(sa.func.count(sa.distinct(table.c.datasetId))).where(
-                table.c.datastoreName.like("%#trash")
-            )
-        ).scalar_one()
-        recorded = {
-            row[0] for row in conn.execute(sa.select(table.c.path).where(table.c.datastoreName == "file"))
-        }
+    with SqlRegistry.fromConfig(config, root=str(target)) as registry:
+        rows = registry.recordStorage.registerRecordTable(RECORDS_TABLE).fetch()
+    trash = len({row["datasetId"] for row in rows if str(row["datastoreName"]).endswith(TRASH_SUFFIX)})
+    recorded = {row["path"] for row in rows if row["datastoreName"] == "file"}
     unrecorded = 0
     for folder, _, names in os.walk(target):
         for name in names:

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ..exceptions import ConflictingRecordError, DataIdError, InvalidQueryError
-from ..registry import SqlRegistry
+from ..registry import Registry
 from .registry_support import RegistryFixtures, makeDatasetType
 
 __all__ = ["DimensionTests", "QueryResultTests", "QueryTests"]
@@ -45,7 +45,7 @@ class QueryTests(RegistryFixtures):
     """The query contract. Subclasses implement `makeRegistry` (see `RegistryFixtures`)."""
 
     @pytest.fixture
-    def raws(self, registry: SqlRegistry) -> SqlRegistry:
+    def raws(self, registry: Registry) -> Registry:
         """Visits 100..109 x detectors 1..10 of instrument 'HSC' in run1; visit 100 again in run2."""
         registry.registerDatasetType(RAW)
         registry.registerRun("run1")
@@ -61,12 +61,12 @@ class QueryTests(RegistryFixtures):
         return registry
 
     @staticmethod
-    def pairs(registry: SqlRegistry, where: Any, **kwargs: Any) -> set[tuple[int, int]]:
+    def pairs(registry: Registry, where: Any, **kwargs: Any) -> set[tuple[int, int]]:
         """Return the ``(visit, detector)`` pairs of the run1 raws that ``where`` selects."""
         refs = registry.queryDatasets("raw", collections=["run1"], where=where, **kwargs)
         return {(int(ref.dataId["visit"]), int(ref.dataId["detector"])) for ref in refs}
 
-    def testComparisons(self, raws: SqlRegistry) -> None:
+    def testComparisons(self, raws: Registry) -> None:
         """Check =, !=, <, <=, >, >=, with the literal on either side, and AND/OR/NOT precedence."""
         everything = {(v, d) for v in range(100, 110) for d in range(1, 11)}
         cases = {
@@ -87,7 +87,7 @@ class QueryTests(RegistryFixtures):
         for where, expected in cases.items():
             assert self.pairs(raws, where) == expected, where
 
-    def testInRangesAndStrides(self, raws: SqlRegistry) -> None:
+    def testInRangesAndStrides(self, raws: Registry) -> None:
         """Check IN with lists, ranges and strided ranges, NOT IN, and that an empty range is refused."""
         assert self.pairs(raws, "visit = 101 AND detector IN (1..3)") == {(101, 1), (101, 2), (101, 3)}
         assert self.pairs(raws, "visit = 101 AND detector IN (2..9:3, 10)") == {
@@ -101,7 +101,7 @@ class QueryTests(RegistryFixtures):
         with pytest.raises(InvalidQueryError, match="empty"):
             self.pairs(raws, "detector IN (5..1)")
 
-    def testBindParameters(self, raws: SqlRegistry) -> None:
+    def testBindParameters(self, raws: Registry) -> None:
         """Check that :name values (lists in IN) are bound, and that a missing or misplaced one raises."""
         bind = {"visits": [101, 102], "det": 4, "inst": "HSC"}
         where = "visit IN (:visits) AND detector = :det AND instrument = :inst"
@@ -112,7 +112,7 @@ class QueryTests(RegistryFixtures):
         with pytest.raises(InvalidQueryError, match="only allowed in IN"):
             self.pairs(raws, "detector = :d", bind={"d": [1, 2]})
 
-    def testValuesAreCoercedOrRefused(self, raws: SqlRegistry) -> None:
+    def testValuesAreCoercedOrRefused(self, raws: Registry) -> None:
         """Check that values are coerced to the dimension's type, or refused naming it."""
         # visit is an int dimension: '101' is 101, 'abc' is an error naming the dimension and type.
         assert self.pairs(raws, "visit = '101' AND detector = 1") == {(101, 1)}
@@ -125,7 +125,7 @@ class QueryTests(RegistryFixtures):
             with pytest.raises(InvalidQueryError, match=r"visit holds integers|instrument holds strings"):
                 self.pairs(raws, where)
 
-    def testUnknownNamesListWhatExists(self, raws: SqlRegistry) -> None:
+    def testUnknownNamesListWhatExists(self, raws: Registry) -> None:
         """Check that an unknown name raises `InvalidQueryError` listing the dimensions that exist."""
         with pytest.raises(InvalidQueryError, match="'visti'"):
             self.pairs(raws, "visti = 1")
@@ -133,7 +133,7 @@ class QueryTests(RegistryFixtures):
             self.pairs(raws, "visti = 1")
         assert "detector" in str(info.value) and "visit" in str(info.value)
 
-    def testSyntaxErrorsNamePositionAndExpected(self, raws: SqlRegistry) -> None:
+    def testSyntaxErrorsNamePositionAndExpected(self, raws: Registry) -> None:
         """Check that a syntax error names its column and what was expected there."""
         with pytest.raises(InvalidQueryError, match="column 14") as info:
             self.pairs(raws, "visit > 1 AND")
@@ -141,7 +141,7 @@ class QueryTests(RegistryFixtures):
         with pytest.raises(InvalidQueryError, match=r"column 7.*expected"):
             self.pairs(raws, "visit 100")
 
-    def testGlobAndStrings(self, registry: SqlRegistry) -> None:
+    def testGlobAndStrings(self, registry: Registry) -> None:
         """Check that GLOB is case-sensitive, treats % and _ literally, and that quotes escape by doubling."""
         registry.registerDatasetType(NAMED)
         registry.registerRun("run")
@@ -163,7 +163,7 @@ class QueryTests(RegistryFixtures):
         assert found("GLOB(physical_filter, :p)", bind={"p": "*'*"}) == {"O'Brien"}
         assert found("NOT GLOB(physical_filter, '*-*')") == {"O'Brien", "50%_off", "a*b"}
 
-    def testHostileStringsAreOnlyValues(self, registry: SqlRegistry) -> None:
+    def testHostileStringsAreOnlyValues(self, registry: Registry) -> None:
         """Check that hostile strings, as literals or bind values, only ever match themselves."""
         registry.registerDatasetType(NAMED)
         registry.registerRun("run")
@@ -182,7 +182,7 @@ class QueryTests(RegistryFixtures):
         assert len(registry.queryDatasets("named", collections="run")) == len(values)
         assert registry.queryDatasetTypes()[0].name == "named"
 
-    def testHostileExpressionsNeverRunSql(self, raws: SqlRegistry) -> None:
+    def testHostileExpressionsNeverRunSql(self, raws: Registry) -> None:
         """Check that SQL fragments in an expression raise `InvalidQueryError` and leave the data intact."""
         attacks = [
             "visit = 1; DROP TABLE dataset",
@@ -205,7 +205,7 @@ class QueryTests(RegistryFixtures):
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.differing_executors],
     )
     @given(value=st.text(max_size=30).filter(lambda v: "\x00" not in v))
-    def testAnyTextIsAValue(self, raws: SqlRegistry, value: str) -> None:
+    def testAnyTextIsAValue(self, raws: Registry, value: str) -> None:
         """Check with generated text that any string literal or bind value is compared as a value."""
         # Any text, as a literal or a bind value, is compared as a value: never an error, never a match.
         quoted = "'" + value.replace("'", "''") + "'"
@@ -216,11 +216,11 @@ class QueryTests(RegistryFixtures):
             {(v, d) for v in range(100, 110) for d in range(1, 11)} if value == "HSC" else set()
         )
 
-    def testDictWhereStillWorks(self, raws: SqlRegistry) -> None:
+    def testDictWhereStillWorks(self, raws: Registry) -> None:
         """Check that a dict ``where`` still selects as before."""
         assert self.pairs(raws, {"visit": [101, 102], "detector": 1}) == {(101, 1), (102, 1)}
 
-    def testFindFirstWithExpression(self, raws: SqlRegistry) -> None:
+    def testFindFirstWithExpression(self, raws: Registry) -> None:
         """Check that findFirst combines with an expression: each data ID from the first run that has it."""
         refs = raws.queryDatasets(
             "raw", collections=["run2", "run1"], where="visit <= 101 AND detector = 1", findFirst=True
@@ -249,7 +249,7 @@ class DimensionTests(RegistryFixtures):
     """Dimension universe, coercion and records: the contract of every registry back end."""
 
     @pytest.fixture
-    def withRecords(self, registry: SqlRegistry) -> SqlRegistry:
+    def withRecords(self, registry: Registry) -> Registry:
         """Return a registry with raws of visits 100..109 x detectors 1..3 and a record per visit."""
         registry.registerDatasetType(RAW)
         registry.registerRun("run1")
@@ -262,7 +262,7 @@ class DimensionTests(RegistryFixtures):
         registry.insertDimensionData("visit", VISITS)
         return registry
 
-    def testDefaultUniverse(self, registry: SqlRegistry) -> None:
+    def testDefaultUniverse(self, registry: Registry) -> None:
         """Check the packaged universe: types, relations, fields."""
         universe = registry.dimensions
         assert universe["visit"].valueType == "int" and universe["band"].valueType == "str"
@@ -270,7 +270,7 @@ class DimensionTests(RegistryFixtures):
         assert universe.requiredKeys("detector") == ("instrument", "detector")
         assert universe["visit"].fields["timespan"] == "timespan"
 
-    def testRecordsRoundTrip(self, withRecords: SqlRegistry) -> None:
+    def testRecordsRoundTrip(self, withRecords: Registry) -> None:
         """Check that records come back with their fields, timespans included, and can be queried."""
         records = withRecords.queryDimensionRecords("visit")
         assert len(records) == 10 and records[0].visit == 100 and records[0].band == "g"
@@ -294,7 +294,7 @@ class DimensionTests(RegistryFixtures):
         assert [r.visit for r in at] == [104]
         assert withRecords.queryDimensionRecords("detector") == []  # records are optional
 
-    def testRecordErrors(self, withRecords: SqlRegistry) -> None:
+    def testRecordErrors(self, withRecords: Registry) -> None:
         """Check every documented error of insertDimensionData and queryDimensionRecords."""
         with pytest.raises(ConflictingRecordError, match="syncDimensionData"):
             withRecords.insertDimensionData("visit", VISITS[0])
@@ -309,7 +309,7 @@ class DimensionTests(RegistryFixtures):
         with pytest.raises(InvalidQueryError, match=r"do not have; they have \['instrument', 'visit'"):
             withRecords.queryDimensionRecords("visit", "seeing < 1")
 
-    def testSync(self, withRecords: SqlRegistry) -> None:
+    def testSync(self, withRecords: Registry) -> None:
         """Check that sync inserts what is missing, refuses a change without update, applies it with."""
         assert withRecords.syncDimensionData("visit", VISITS[0]) is False
         assert withRecords.syncDimensionData("visit", {**VISITS[0], "visit": 200}) is True
@@ -319,7 +319,7 @@ class DimensionTests(RegistryFixtures):
         assert withRecords.syncDimensionData("visit", changed, update=True) is True
         assert withRecords.queryDimensionRecords("visit", dataId={"visit": 100})[0].band == "z"
 
-    def testRecordFieldsInDatasetQueries(self, withRecords: SqlRegistry) -> None:
+    def testRecordFieldsInDatasetQueries(self, withRecords: Registry) -> None:
         """Check record fields, implied dimensions, GLOB and OVERLAPS in dataset queries."""
 
         def visits(where: str, **kwargs: Any) -> list[int]:
@@ -336,7 +336,7 @@ class DimensionTests(RegistryFixtures):
         with pytest.raises(InvalidQueryError, match=r"record fields \[.*'visit.band'"):
             visits("visit.seeing < 1")
 
-    def testDatasetsWithoutRecordsDoNotMatchRecordConditions(self, withRecords: SqlRegistry) -> None:
+    def testDatasetsWithoutRecordsDoNotMatchRecordConditions(self, withRecords: Registry) -> None:
         """Check that records are optional: a dataset without one only fails record conditions."""
         withRecords.addDatasets("raw", [{"instrument": "HSC", "visit": 500, "detector": 1}], "run1")
         refs = withRecords.queryDatasets("raw", collections="run1", where="visit >= 109")
@@ -349,7 +349,7 @@ class QueryResultTests(RegistryFixtures):
     """queryDataIds, countDatasets and the explanations of empty results, on every back end."""
 
     @pytest.fixture
-    def runs(self, registry: SqlRegistry) -> SqlRegistry:
+    def runs(self, registry: Registry) -> Registry:
         """Return a registry with raws in run1 (visits 100..104) and run2 (visit 200), visit records."""
         registry.registerDatasetType(RAW)
         registry.registerDatasetType(NAMED)
@@ -364,7 +364,7 @@ class QueryResultTests(RegistryFixtures):
         registry.insertDimensionData("visit", VISITS[:5])
         return registry
 
-    def testQueryDataIds(self, runs: SqlRegistry) -> None:
+    def testQueryDataIds(self, runs: Registry) -> None:
         """Check distinct data IDs over some dimensions, with where, datasets and collections."""
         visits = runs.queryDataIds("visit")
         assert visits == [{"visit": v} for v in (100, 101, 102, 103, 104, 200)]
@@ -381,13 +381,13 @@ class QueryResultTests(RegistryFixtures):
         with pytest.raises(InvalidQueryError, match="has no dimension"):
             runs.queryDataIds("detector", datasets="named")
 
-    def testCountDatasets(self, runs: SqlRegistry) -> None:
+    def testCountDatasets(self, runs: Registry) -> None:
         """Check that countDatasets agrees with queryDatasets."""
         assert runs.countDatasets("raw") == 11
         assert runs.countDatasets("raw", "run1", "visit > 102") == 4
         assert runs.countDatasets("raw", "empty") == 0
 
-    def testExplainNoResults(self, runs: SqlRegistry) -> None:
+    def testExplainNoResults(self, runs: Registry) -> None:
         """Check that each way of finding nothing is named: type, collections, condition, records."""
         assert runs.explainDatasetQuery("raw", "run1", "visit > 100") == []
         (reason,) = runs.explainDatasetQuery("named", None, None)

@@ -23,7 +23,7 @@ import sqlalchemy as sa
 
 from ..dataset_type import DatasetType
 from ..exceptions import ConflictingDatasetError
-from ..registry import SqlRegistry
+from ..registry import Registry, SqlRegistry
 from ..registry.databases import makeEngine, parseUrl
 from ..storage_class import StorageClassFactory
 
@@ -126,7 +126,7 @@ def writerProcess(
 
 
 def concurrentWriters(
-    registry: SqlRegistry, workers: int = 4, count: int = 200, stride: int = 100
+    registry: Registry, workers: int = 4, count: int = 200, stride: int = 100
 ) -> list[WriterResult]:
     """Run ``workers`` `writerProcess` processes at once against ``registry``'s database.
 
@@ -135,6 +135,7 @@ def concurrentWriters(
     AssertionError
         A writer failed with an unexpected error, or did not finish.
     """
+    assert isinstance(registry, SqlRegistry), "writer processes open a SqlRegistry by its URL"
     context = multiprocessing.get_context("spawn")
     barrier = context.Barrier(workers)
     queue = context.Queue()
@@ -155,7 +156,7 @@ def concurrentWriters(
     return [r for r in results if isinstance(r, WriterResult)]
 
 
-def _forkedAdd(registry: SqlRegistry, visit: int, queue: Any) -> None:
+def _forkedAdd(registry: Registry, visit: int, queue: Any) -> None:
     try:
         ref = registry.addDataset("calexp", {"visit": visit, "detector": 0}, "run1")
         queue.put((visit, str(ref.id)))
@@ -163,7 +164,7 @@ def _forkedAdd(registry: SqlRegistry, visit: int, queue: Any) -> None:
         queue.put((visit, f"{type(exc).__name__}: {exc}"))
 
 
-def forkedAdds(registry: SqlRegistry, visits: list[int]) -> dict[int, str]:
+def forkedAdds(registry: Registry, visits: list[int]) -> dict[int, str]:
     """Add a ``calexp`` for each visit, each from a child forked from this process.
 
     The children use ``registry`` itself, opened (with pooled connections) before the fork.
@@ -189,19 +190,20 @@ CATALOG = makeDatasetType("catalog", ("visit", "band"), "StructuredDataDict")
 class RegistryFixtures:
     """How to build the registries a registry test uses; subclasses implement `makeRegistry`."""
 
-    def makeRegistry(self, tmpPath: Path) -> SqlRegistry:
+    def makeRegistry(self, tmpPath: Path) -> Registry:
         """Return a new, empty registry (created); ``tmpPath`` is a folder it may use."""
         raise NotImplementedError("A RegistryTests subclass must say how to build its registry.")
 
-    def cleanupRegistry(self, registry: SqlRegistry) -> None:
+    def cleanupRegistry(self, registry: Registry) -> None:
         """Remove what `makeRegistry` made beyond ``tmpPath`` (called after ``close``)."""
 
-    def reopen(self, registry: SqlRegistry, **kwargs: Any) -> SqlRegistry:
-        """Open another registry on the same database."""
+    def reopen(self, registry: Registry, **kwargs: Any) -> Registry:
+        """Open another registry on the same database (a `SqlRegistry`'s; override for others)."""
+        assert isinstance(registry, SqlRegistry), "override reopen for a registry that is not SQL"
         return SqlRegistry(registry.url, namespace=registry.namespace, **kwargs)
 
     @pytest.fixture
-    def registry(self, tmp_path: Path) -> Iterator[SqlRegistry]:
+    def registry(self, tmp_path: Path) -> Iterator[Registry]:
         """Provide a new, empty registry from `makeRegistry` for one test; close and clean it up after."""
         registry = self.makeRegistry(tmp_path)
         try:
@@ -211,7 +213,7 @@ class RegistryFixtures:
             self.cleanupRegistry(registry)
 
     @pytest.fixture
-    def filled(self, registry: SqlRegistry) -> SqlRegistry:
+    def filled(self, registry: Registry) -> Registry:
         """Provide a registry with calexp and catalog types and runs ``run1`` and ``run2``."""
         registry.registerDatasetType(CALEXP)
         registry.registerDatasetType(CATALOG)

@@ -31,7 +31,7 @@ from ..exceptions import (
     UnknownComponentError,
     UnknownStorageClassError,
 )
-from ..registry import SqlRegistry
+from ..registry import Registry
 from ..storage_class import StorageClass
 from .registry_support import CALEXP, CATALOG, makeDatasetType
 from .registry_transaction_tests import RegistryTransactionTests
@@ -44,7 +44,7 @@ class RegistryTests(RegistryTransactionTests):
 
     # -- dataset types --
 
-    def testRegisterDatasetType(self, registry: SqlRegistry) -> None:
+    def testRegisterDatasetType(self, registry: Registry) -> None:
         """Check that registering a dataset type reports whether it was new and lists it afterwards."""
         assert registry.registerDatasetType(CALEXP) is True
         assert (
@@ -55,7 +55,7 @@ class RegistryTests(RegistryTransactionTests):
         registry.registerDatasetType(CATALOG)
         assert [t.name for t in registry.queryDatasetTypes()] == ["calexp", "catalog"]
 
-    def testRegisterConflictingDatasetType(self, registry: SqlRegistry) -> None:
+    def testRegisterConflictingDatasetType(self, registry: Registry) -> None:
         """Check that redefining a dataset type raises `DatasetTypeConflictError` naming both definitions."""
         registry.registerDatasetType(CALEXP)
         for other in (
@@ -69,7 +69,7 @@ class RegistryTests(RegistryTransactionTests):
             assert other.storageClass.name in message and "['detector', 'visit']" in message
         assert registry.getDatasetType("calexp") == CALEXP
 
-    def testRegisterBadDatasetTypes(self, registry: SqlRegistry) -> None:
+    def testRegisterBadDatasetTypes(self, registry: Registry) -> None:
         """Check that component types, names and unknown storage classes cannot be registered."""
         with pytest.raises(DatasetTypeError, match="component"):
             registry.registerDatasetType(CALEXP.makeComponentDatasetType("image"))
@@ -78,7 +78,7 @@ class RegistryTests(RegistryTransactionTests):
         with pytest.raises(UnknownStorageClassError, match="Unregistered"):
             registry.registerDatasetType(DatasetType("odd", ("visit",), StorageClass("Unregistered")))
 
-    def testGetDatasetTypeErrorsAndComponents(self, registry: SqlRegistry) -> None:
+    def testGetDatasetTypeErrorsAndComponents(self, registry: Registry) -> None:
         """Check that an unknown type raises `MissingDatasetTypeError` and that components resolve."""
         with pytest.raises(MissingDatasetTypeError, match="'calexp' is not registered") as info:
             registry.getDatasetType("calexp")
@@ -90,7 +90,7 @@ class RegistryTests(RegistryTransactionTests):
         with pytest.raises(UnknownComponentError):
             registry.getDatasetType("calexp.nope")
 
-    def testDatasetTypesSurviveReopening(self, registry: SqlRegistry) -> None:
+    def testDatasetTypesSurviveReopening(self, registry: Registry) -> None:
         """Check that dataset types, runs and datasets are found again by a reopened registry."""
         registry.registerDatasetType(CALEXP)
         registry.registerRun("run1")
@@ -102,7 +102,7 @@ class RegistryTests(RegistryTransactionTests):
 
     # -- runs --
 
-    def testRegisterRun(self, registry: SqlRegistry) -> None:
+    def testRegisterRun(self, registry: Registry) -> None:
         """Check that registering a run reports whether it was new and that bad run names raise."""
         assert registry.registerRun("b") is True
         assert registry.registerRun("b") is False
@@ -114,7 +114,7 @@ class RegistryTests(RegistryTransactionTests):
 
     # -- adding datasets --
 
-    def testAddAndFind(self, filled: SqlRegistry) -> None:
+    def testAddAndFind(self, filled: Registry) -> None:
         """Check that an added dataset is found by data ID, run and id, and not elsewhere."""
         ref = filled.addDataset("calexp", {"visit": 903334, "detector": 10}, "run1")
         assert ref.run == "run1" and ref.datasetType == CALEXP and isinstance(ref.id, uuid.UUID)
@@ -125,7 +125,7 @@ class RegistryTests(RegistryTransactionTests):
         assert filled.findDataset("calexp", {"detector": 10, "visit": 903334}, []) is None
         assert filled.getDataset(ref.id) == ref and filled.getDataset(str(ref.id)) == ref
 
-    def testAddWithGivenId(self, filled: SqlRegistry) -> None:
+    def testAddWithGivenId(self, filled: Registry) -> None:
         """Check that a dataset can be added with a given id and that reusing the id raises."""
         ident = uuid.uuid4()
         ref = filled.addDataset("catalog", {"visit": 1, "band": "r"}, "run1", id=str(ident))
@@ -133,7 +133,7 @@ class RegistryTests(RegistryTransactionTests):
         with pytest.raises(ConflictingDatasetError, match=str(ident)):
             filled.addDataset("catalog", {"visit": 2, "band": "r"}, "run1", id=ident)
 
-    def testDataIdValuesAreCoercedToTheirDimensionType(self, filled: SqlRegistry) -> None:
+    def testDataIdValuesAreCoercedToTheirDimensionType(self, filled: Registry) -> None:
         """Check that data ID values are coerced to their dimension's type, or refused naming it."""
         asInt = filled.addDataset("catalog", {"visit": 1, "band": "r"}, "run1")
         with pytest.raises(ConflictingDatasetError):
@@ -149,7 +149,7 @@ class RegistryTests(RegistryTransactionTests):
         big = filled.addDataset("catalog", {"visit": 2**62, "band": "ünïcode"}, "run1")
         assert filled.getDataset(big.id) == big
 
-    def testDuplicateDatasetIsAnError(self, filled: SqlRegistry) -> None:
+    def testDuplicateDatasetIsAnError(self, filled: Registry) -> None:
         """Check that the same data ID twice in one run raises `ConflictingDatasetError` naming it."""
         first = filled.addDataset("calexp", {"visit": 1, "detector": 2}, "run1")
         with pytest.raises(ConflictingDatasetError) as info:
@@ -160,7 +160,7 @@ class RegistryTests(RegistryTransactionTests):
         other = filled.addDataset("calexp", {"visit": 1, "detector": 2}, "run2")
         assert other.id != first.id
 
-    def testAddErrors(self, filled: SqlRegistry) -> None:
+    def testAddErrors(self, filled: Registry) -> None:
         """Check that bad types, runs, components and data IDs raise and add nothing."""
         with pytest.raises(MissingDatasetTypeError, match="'nope'"):
             filled.addDataset("nope", {"visit": 1}, "run1")
@@ -195,7 +195,7 @@ class RegistryTests(RegistryTransactionTests):
             filled.registerDatasetType(makeDatasetType("odd", ("a", "visit"), "StructuredDataDict"))
         assert filled.queryDatasets("calexp") == []
 
-    def testAddDatasetsIsAllOrNothing(self, filled: SqlRegistry) -> None:
+    def testAddDatasetsIsAllOrNothing(self, filled: Registry) -> None:
         """Check that addDatasets adds all data IDs or none, with distinct time-ordered ids."""
         refs = filled.addDatasets("calexp", [{"visit": v, "detector": 1} for v in range(5)], "run1")
         assert [r.dataId["visit"] for r in refs] == list(range(5))
@@ -210,7 +210,7 @@ class RegistryTests(RegistryTransactionTests):
         # ids the registry makes are time-ordered (version 7) UUIDs, all different
         assert {r.id.version for r in refs} == {7} and len({r.id for r in refs}) == 5
 
-    def testAddDatasetRefsKeepsIds(self, filled: SqlRegistry, tmp_path: Path) -> None:
+    def testAddDatasetRefsKeepsIds(self, filled: Registry, tmp_path: Path) -> None:
         """Check that addDatasetRefs copies refs with their ids into another registry."""
         refs = filled.addDatasets("calexp", [{"visit": v, "detector": 1} for v in range(3)], "run1")
         copy = self.makeRegistry(tmp_path / "copy")
@@ -231,7 +231,7 @@ class RegistryTests(RegistryTransactionTests):
 
     # -- finding and querying --
 
-    def testFindSearchesCollectionsInOrder(self, filled: SqlRegistry) -> None:
+    def testFindSearchesCollectionsInOrder(self, filled: Registry) -> None:
         """Check that findDataset returns the match in the first collection that has one."""
         dataId = {"visit": 1, "detector": 2}
         inRun2 = filled.addDataset("calexp", dataId, "run2")
@@ -248,7 +248,7 @@ class RegistryTests(RegistryTransactionTests):
         with pytest.raises(TypeError, match="collections"):
             filled.findDataset("calexp", dataId, None)  # type: ignore[arg-type]
 
-    def testFindComponent(self, filled: SqlRegistry) -> None:
+    def testFindComponent(self, filled: Registry) -> None:
         """Check that finding a component returns the parent's component ref."""
         parent = filled.addDataset("calexp", {"visit": 1, "detector": 2}, "run1")
         found = filled.findDataset("calexp.mask", {"visit": 1, "detector": 2}, "run1")
@@ -256,7 +256,7 @@ class RegistryTests(RegistryTransactionTests):
         with pytest.raises(UnknownComponentError):
             filled.findDataset("calexp.nope", {"visit": 1, "detector": 2}, "run1")
 
-    def testQueryDatasets(self, filled: SqlRegistry) -> None:
+    def testQueryDatasets(self, filled: Registry) -> None:
         """Check queryDatasets' order (run, then data ID) and its collection and where filters."""
         for run in ("run2", "run1"):
             for visit in (3, 1, 2):
@@ -286,7 +286,7 @@ class RegistryTests(RegistryTransactionTests):
         assert filled.queryDatasets("catalog", collections=[]) == []
         assert filled.queryDatasets("calexp") == []
 
-    def testQueryFindFirstAndComponents(self, filled: SqlRegistry) -> None:
+    def testQueryFindFirstAndComponents(self, filled: Registry) -> None:
         """Check that findFirst keeps the first collection's match and that components can be queried."""
         old = filled.addDatasets("calexp", [{"visit": v, "detector": 1} for v in (1, 2)], "run1")
         new = filled.addDataset("calexp", {"visit": 2, "detector": 1}, "run2")
@@ -296,7 +296,7 @@ class RegistryTests(RegistryTransactionTests):
         images = filled.queryDatasets("calexp.image", "run1")
         assert images == [ref.makeComponentRef("image") for ref in old]
 
-    def testQueryErrors(self, filled: SqlRegistry) -> None:
+    def testQueryErrors(self, filled: Registry) -> None:
         """Check that bad where clauses, unknown runs and unknown dataset types raise."""
         with pytest.raises(DataIdError, match="'exposure', which is not a dimension") as info:
             filled.queryDatasets("calexp", where={"exposure": 1})
@@ -310,7 +310,7 @@ class RegistryTests(RegistryTransactionTests):
         with pytest.raises(MissingDatasetTypeError):
             filled.queryDatasets("nope")
 
-    def testGetDataset(self, filled: SqlRegistry) -> None:
+    def testGetDataset(self, filled: Registry) -> None:
         """Check that getDataset returns `None` for an unknown id and raises for one that is not a UUID."""
         assert filled.getDataset(uuid.uuid4()) is None
         with pytest.raises(TypeError, match="not a UUID"):
@@ -318,7 +318,7 @@ class RegistryTests(RegistryTransactionTests):
 
     # -- removing --
 
-    def testRemoveDatasets(self, filled: SqlRegistry) -> None:
+    def testRemoveDatasets(self, filled: Registry) -> None:
         """Check that removed datasets and their locations are gone and can be added again."""
         refs = filled.addDatasets("calexp", [{"visit": v, "detector": 1} for v in range(3)], "run1")
         filled.addDatasetLocations("store", refs)

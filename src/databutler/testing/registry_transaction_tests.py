@@ -17,7 +17,7 @@ from ..exceptions import (
     MissingDatasetError,
     MissingRunError,
 )
-from ..registry import SqlRegistry
+from ..registry import Registry
 from .registry_support import CALEXP, RegistryFixtures, concurrentWriters, forkedAdds
 
 __all__ = ["RegistryTransactionTests"]
@@ -28,7 +28,7 @@ class RegistryTransactionTests(RegistryFixtures):
 
     # -- locations --
 
-    def testDatasetLocations(self, filled: SqlRegistry) -> None:
+    def testDatasetLocations(self, filled: Registry) -> None:
         """Check that dataset locations are added, removed and refused for unknown datasets."""
         assert isinstance(filled, DatasetLocationRegistry)
         ref = filled.addDataset("calexp", {"visit": 1, "detector": 2}, "run1")
@@ -45,7 +45,7 @@ class RegistryTransactionTests(RegistryFixtures):
             filled.addDatasetLocations("memory", [ref, stranger])
         assert filled.getDatasetLocations(ref) == {"file"}
 
-    def testDatastoreRecordsLocations(self, filled: SqlRegistry) -> None:
+    def testDatastoreRecordsLocations(self, filled: Registry) -> None:
         """Check that a datastore with this registry records its puts and removes as locations."""
         from ..datastores.memory import InMemoryDatastore
 
@@ -58,7 +58,7 @@ class RegistryTransactionTests(RegistryFixtures):
 
     # -- transactions --
 
-    def testTransactionRollsBackEverything(self, registry: SqlRegistry) -> None:
+    def testTransactionRollsBackEverything(self, registry: Registry) -> None:
         """Check that a failed transaction undoes dataset types, runs, datasets and the id cache."""
         with pytest.raises(RuntimeError, match="boom"), registry.transaction():
             registry.registerDatasetType(CALEXP)
@@ -73,7 +73,7 @@ class RegistryTransactionTests(RegistryFixtures):
             registry.addDataset("calexp", {"visit": 1, "detector": 2}, "run1")
         assert registry.registerRun("run1") is True
 
-    def testNestedTransactionAndCaughtConflict(self, filled: SqlRegistry) -> None:
+    def testNestedTransactionAndCaughtConflict(self, filled: Registry) -> None:
         """Check that caught conflicts and a failed inner transaction leave the outer one's rows intact."""
         with filled.transaction():
             kept = filled.addDataset("calexp", {"visit": 1, "detector": 2}, "run1")
@@ -99,7 +99,7 @@ class RegistryTransactionTests(RegistryFixtures):
         assert filled.getDatasetLocations(kept) == {"memory"}
         assert "inner" not in filled.queryRuns()
 
-    def testOtherThreadsAreNotInTheTransaction(self, filled: SqlRegistry) -> None:
+    def testOtherThreadsAreNotInTheTransaction(self, filled: Registry) -> None:
         """Check that another thread does not see a transaction's uncommitted rows."""
         seen: list[Any] = []
         with filled.transaction():
@@ -109,7 +109,7 @@ class RegistryTransactionTests(RegistryFixtures):
             thread.join(timeout=60)
         assert seen == [None] and filled.getDataset(ref.id) == ref
 
-    def testThreadsShareARegistry(self, filled: SqlRegistry) -> None:
+    def testThreadsShareARegistry(self, filled: Registry) -> None:
         """Check that threads adding datasets through one registry all succeed."""
         errors: list[BaseException] = []
 
@@ -130,7 +130,7 @@ class RegistryTransactionTests(RegistryFixtures):
 
     # -- several processes --
 
-    def testConcurrentProcesses(self, registry: SqlRegistry) -> None:
+    def testConcurrentProcesses(self, registry: Registry) -> None:
         """Check that processes adding overlapping data IDs add each exactly once, the rest conflicting."""
         workers, count, stride = 4, 200, 100
         results = concurrentWriters(registry, workers=workers, count=count, stride=stride)
@@ -144,7 +144,7 @@ class RegistryTransactionTests(RegistryFixtures):
         assert len(conflicts) == workers * count - len(expected)
         assert len({ref.id for ref in stored}) == len(stored)
 
-    def testForkedChildrenUseTheirOwnConnections(self, filled: SqlRegistry) -> None:
+    def testForkedChildrenUseTheirOwnConnections(self, filled: Registry) -> None:
         """Check that forked children open their own connections and their adds all arrive."""
         parent = filled.addDataset("calexp", {"visit": 0, "detector": 0}, "run1")  # pool in use
         results = forkedAdds(filled, [1, 2, 3])

@@ -24,7 +24,6 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 
-import sqlalchemy as sa
 from fsspec.implementations.local import LocalFileSystem
 
 from ...dataset_ref import DatasetRef
@@ -35,6 +34,7 @@ from ...exceptions import (
     DatasetTypeMismatchError,
     FormatterError,
     InvalidParameterError,
+    RecordConflictError,
     UnsafePathError,
 )
 from ...formatters.base import Formatter
@@ -337,7 +337,7 @@ class FileAccess:
                 for tempPath, finalPath in temps:
                     self.rename(tempPath, finalPath)
                     moved.append(finalPath)
-        except sa.exc.IntegrityError as exc:
+        except RecordConflictError as exc:
             raise self.existsError(ref, [info.path for info in infos]) from exc
         except BaseException:
             for path in moved:
@@ -402,14 +402,14 @@ class FileAccess:
         for start in range(0, len(removals), _PURGE_CHUNK):
             chunk = removals[start : start + _PURGE_CHUNK]
             files = [info for _, infos in chunk for info in infos if info.formatter is not None]
-            with self.records.begin() as conn:
-                held = self.records.holdPaths(conn, [info.path for info in files])
+            with self.records.begin():
+                held = self.records.holdPaths([info.path for info in files])
                 for info in files:
                     if info.path in held:
                         self._deleteIfUnchanged(info)
-                self.records.releasePaths(conn, held)
+                self.records.releasePaths(held)
                 if trash:
-                    self.records.deleteTrash(conn, [datasetId for datasetId, _ in chunk])
+                    self.records.deleteTrash([datasetId for datasetId, _ in chunk])
             self.deleteFiles([info for _, infos in chunk for info in infos if info.formatter is None])
 
     def _deleteIfUnchanged(self, info: StoredFileInfo) -> None:
@@ -447,13 +447,13 @@ class FileAccess:
         """
         moved: list[tuple[str, str]] = []
         files = [info for info in infos if info.formatter is not None]
-        with self.records.begin() as conn:  # holds the paths while the files are moved
-            held = self.records.holdPaths(conn, [info.path for info in files])
+        with self.records.begin():  # holds the paths while the files are moved
+            held = self.records.holdPaths([info.path for info in files])
             for info in files:
                 if info.path in held:
                     with contextlib.suppress(FileNotFoundError):  # already gone: nothing to keep
                         moved.append(self.moveAside(info.path))
-            self.records.releasePaths(conn, held)
+            self.records.releasePaths(held)
         return moved
 
     def lookup(self, ref: DatasetRef) -> dict[str, StoredFileInfo] | None:
@@ -488,8 +488,8 @@ class FileAccess:
         infos : list of StoredFileInfo or None
             The records deleted, or `None` if ``ref`` is not stored (or not as ``onlyIf``).
         """
-        with self.records.begin() as conn:
-            rows = self.records.fetch(ref.id, conn)
+        with self.records.begin():
+            rows = self.records.fetch(ref.id)
             whole = rows.get("")
             if whole is None or whole[0] != ref.datasetType.name:
                 return None
@@ -501,8 +501,8 @@ class FileAccess:
                     self.insidePath(info.path)
                 except UnsafePathError as exc:
                     raise UnsafePathError(f"Cannot remove {ref}: {exc}") from exc
-            self.records.delete(conn, ref.id)
-            self.records.trash(conn, ref.id, ref.datasetType.name, infos)
+            self.records.delete(ref.id)
+            self.records.trash(ref.id, ref.datasetType.name, infos)
         return infos
 
     def restore(self, ref: DatasetRef, infos: list[StoredFileInfo], moved: list[tuple[str, str]]) -> None:
@@ -529,16 +529,16 @@ class FileAccess:
                     moveNoReplace(self.fs, aside, path)
                     back.append((path, aside))
                 return
-            with self.records.begin() as conn:
-                if not self.records.fetch(ref.id, conn):
-                    self.records.insert(conn, ref.id, ref.datasetType.name, infos)
+            with self.records.begin():
+                if not self.records.fetch(ref.id):
+                    self.records.insert(ref.id, ref.datasetType.name, infos)
                 for path, aside in moved:
                     self.checkInside(path)
                     moveNoReplace(self.fs, aside, path)
                     back.append((path, aside))
                 self._checkPresent(ref, infos)
-                self.records.delete(conn, ref.id, trash=True)
-        except (sa.exc.IntegrityError, FileExistsError) as exc:
+                self.records.delete(ref.id, trash=True)
+        except (RecordConflictError, FileExistsError) as exc:
             self._unrestore(back)
             raise self._restoreError(ref, infos, moved) from exc
         except BaseException:
@@ -599,8 +599,8 @@ class FileAccess:
             except UnsafePathError as exc:
                 log.warning("Not deleting %s: %s", aside, exc)
         self.deleteFiles(folders)
-        with self.records.begin() as conn:
-            self.records.delete(conn, datasetId, trash=True)
+        with self.records.begin():
+            self.records.delete(datasetId, trash=True)
 
     def copyPlan(
         self, source: FileAccess, ref: DatasetRef, sourceInfos: dict[str, StoredFileInfo]
@@ -697,8 +697,8 @@ class FileAccess:
         removed: list[str] = []
         for start in range(0, len(paths), _PURGE_CHUNK):
             chunk = {path[len(prefix) :]: path for path in paths[start : start + _PURGE_CHUNK]}
-            with self.records.begin() as conn:
-                held = self.records.holdPaths(conn, list(chunk))
+            with self.records.begin():
+                held = self.records.holdPaths(list(chunk))
                 for relPath in held:
                     try:
                         removeQuietly(self.fs, self.checkInside(chunk[relPath]))
@@ -706,7 +706,7 @@ class FileAccess:
                         log.warning("Not deleting %s: %s", chunk[relPath], exc)
                         continue
                     removed.append(chunk[relPath])
-                self.records.releasePaths(conn, held)
+                self.records.releasePaths(held)
         return sorted(removed)
 
     def restoreClaimed(self, asides: list[str], dryRun: bool = False) -> list[str]:

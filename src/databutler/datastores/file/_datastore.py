@@ -15,19 +15,24 @@ from collections.abc import Mapping
 from typing import Any
 
 import fsspec
-import sqlalchemy as sa
 
 from ...config import Config
 from ...dataset_ref import DatasetRef
 from ...dataset_type import DatasetType
 from ...datastore.base import Datastore, DatastoreConfig
-from ...datastore.bridge import DatasetLocationRegistry
+from ...datastore.bridge import (
+    DatasetLocationRegistry,
+    InMemoryRecordStorage,
+    RecordStorage,
+    RecordStorageProvider,
+)
 from ...datastore.transaction import DatastoreTransaction
 from ...exceptions import (
     ConfigError,
     DatasetNotFoundError,
     DatasetTypeError,
     DatasetTypeMismatchError,
+    RecordConflictError,
     StoredItemInfoExistsError,
     StoredItemInfoNotFoundError,
     UnsafePathError,
@@ -133,13 +138,16 @@ class FileDatastore(Datastore):
             configSection(cfg.get("formatters"), "formatters"),
             self.name,
         )
-        recordsUrl, database = self._recordsDatabase()  # every config check before anything is created
+        storage, self._ownsRecordStorage = (
+            self._recordStorage()
+        )  # every config check before anything is created
         self.fs.makedirs(self.rootPath, exist_ok=True)
-        self._records = FileRecordTable(recordsUrl, self.name, self.storageClassFactory, database=database)
+        self._recordStorageInUse = storage
+        self._records = FileRecordTable(storage, self.name, self.storageClassFactory)
         self.files = FileAccess(
             self.fs, self.rootPath, self.checksumAlgorithm, self.layout, self._records, self.name
         )
-        if database is None or database.readOnlyWhat is None:  # a read-only repository is not changed
+        if not storage.isReadOnly:  # a read-only repository is not changed
             self.recover()
 
     def recover(self) -> int:
@@ -161,48 +169,53 @@ class FileDatastore(Datastore):
             log.warning("FileDatastore %r could not finish earlier removals: %s", self.name, exc)
             return 0
 
-    def _recordsDatabase(self) -> tuple[str | None, Any]:
-        """Return where the records live: ``(url, None)``, or ``(None, registry database)``.
+    def _recordStorage(self) -> tuple[RecordStorage, bool]:
+        """Return where the records live, and whether this datastore opened it (and closes it).
 
-        ``records.db: registry`` (what `Butler.makeRepo` writes) means the registry's database
-        (`SqlRegistry.recordsDatabase`); a datastore so configured refuses to open without such
-        a registry rather than start an empty records file. A URL is used as it is; unset, the
-        records are a SQLite file in a local root, or in-memory SQLite for ``memory://``.
+        ``records.db: registry`` (what `Butler.makeRepo` writes) means the registry's
+        `Registry.recordStorage`; a datastore so configured refuses to open without such a
+        registry rather than start an empty records file. A URL is a database of the
+        datastore's own. Unset, the records are a SQLite file in a local root, or in memory for
+        ``memory://`` (as ephemeral as the memory file system itself).
         """
         url = self.config.get("records.db")
         if url == REGISTRY_RECORDS:
-            getter = getattr(self.registry, "recordsDatabase", None)
-            database = getter() if getter is not None else None
-            if database is None:
+            registry = self.registry
+            storage = registry.recordStorage if isinstance(registry, RecordStorageProvider) else None
+            if storage is None:
                 raise ConfigError(
                     f"FileDatastore {self.name!r} at {self.root} keeps its records in the registry's "
                     f"database (records.db: {REGISTRY_RECORDS}) but was opened without a SQL registry; "
                     f"open it through its Butler, or pass registry=SqlRegistry.fromConfig(...)."
                 )
-            return None, database
-        if url is not None:
-            try:
-                sa.make_url(url)
-            except (sa.exc.ArgumentError, TypeError) as exc:
+            return storage, False
+        if url is None:
+            protocols = {self.fs.protocol} if isinstance(self.fs.protocol, str) else set(self.fs.protocol)
+            if "memory" in protocols:
+                return InMemoryRecordStorage(), True
+            if not protocols & {"file", "local"}:
                 raise ConfigError(
-                    f"datastore.records.db must be a database URL such as 'sqlite:///path' or "
-                    f"{REGISTRY_RECORDS!r}, not {url!r}."
-                ) from exc
-            return str(url), None
-        protocols = {self.fs.protocol} if isinstance(self.fs.protocol, str) else set(self.fs.protocol)
-        if protocols & {"file", "local"}:
-            return f"sqlite:///{self.rootPath}/{RECORDS_FILE}", None
-        if "memory" in protocols:
-            return "sqlite://", None  # as ephemeral as the memory file system itself
-        raise ConfigError(
-            f"FileDatastore {self.name!r} at {self.root} cannot keep a SQLite file in a remote root; set "
-            f"datastore.records.db to a database URL (e.g. 'sqlite:////local/path/records.sqlite3'), or to "
-            f"{REGISTRY_RECORDS!r} to keep them in the registry's database."
-        )
+                    f"FileDatastore {self.name!r} at {self.root} cannot keep a SQLite file in a remote root; "
+                    f"set datastore.records.db to a database URL (e.g. 'sqlite:////local/path/records.sqlite3'), "
+                    f"or to {REGISTRY_RECORDS!r} to keep them in the registry's database."
+                )
+            url = f"sqlite:///{self.rootPath}/{RECORDS_FILE}"
+        elif url in ("sqlite://", "sqlite:///:memory:"):
+            return InMemoryRecordStorage(), True
+        from ...registry.records import SqlRecordStorage  # SQLAlchemy only for SQL records
+
+        try:
+            return SqlRecordStorage.fromUrl(str(url)), True
+        except ConfigError as exc:
+            raise ConfigError(
+                f"datastore.records.db must be a database URL such as 'sqlite:///path' or "
+                f"{REGISTRY_RECORDS!r}, not {url!r}."
+            ) from exc
 
     def close(self) -> None:
-        """Close the records database connections."""
-        self._records.dispose()
+        """Close the records database connections (a registry's are left to the registry)."""
+        if self._ownsRecordStorage:
+            self._recordStorageInUse.close()
 
     # -- put --
 
@@ -629,9 +642,8 @@ class FileDatastore(Datastore):
         parentName, component = ref.datasetType.nameAndComponent()
         component = component or info.component
         try:
-            with self._records.begin() as conn:
-                self._records.insert(conn, ref.id, parentName, [_withComponent(info, component)])
-        except sa.exc.IntegrityError as exc:
+            self._records.insert(ref.id, parentName, [_withComponent(info, component)])
+        except RecordConflictError as exc:
             raise StoredItemInfoExistsError(
                 f"Datastore {self.name!r} already has stored-item info for {ref} or for path {info.path!r}; "
                 f"remove it with removeStoredItemInfo first."
@@ -661,8 +673,7 @@ class FileDatastore(Datastore):
         KeyError
             Nothing is recorded for ``ref`` (`StoredItemInfoNotFoundError`).
         """
-        with self._records.begin() as conn:
-            count = self._records.delete(conn, ref.id, ref.datasetType.component())
+        count = self._records.delete(ref.id, ref.datasetType.component())
         if not count:
             raise StoredItemInfoNotFoundError(f"Datastore {self.name!r} has no stored-item info for {ref}.")
 
