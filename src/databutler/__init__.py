@@ -18,6 +18,11 @@ from .datastore import (
     DatastoreConfig,
     DatastoreTransaction,
     InMemoryLocationRegistry,
+    InMemoryRecordStorage,
+    RecordField,
+    RecordStorage,
+    RecordTable,
+    RecordTableSpec,
     StoredItemInfo,
 )
 from .datastores import InMemoryDatastore, InMemoryDatastoreStats
@@ -57,6 +62,7 @@ from .exceptions import (
     MissingRunError,
     NoDefaultRunError,
     ReadOnlyRepositoryError,
+    RecordConflictError,
     RegistryError,
     RepositoryExistsError,
     RunNameError,
@@ -86,7 +92,7 @@ if TYPE_CHECKING:
     from .formatters.parquet import ParquetFormatter
     from .formatters.pickle import PickleFormatter
     from .formatters.yaml import YamlFormatter
-    from .registry import RegistryConfig, SqlRegistry
+    from .registry import Registry, RegistryConfig, SqlRegistry
 
 _LAZY = {
     "Butler": ".butler",
@@ -101,6 +107,7 @@ _LAZY = {
     "PickleFormatter": ".formatters.pickle",
     "StoredFileInfo": ".datastores.file",
     "YamlFormatter": ".formatters.yaml",
+    "Registry": ".registry",
     "RegistryConfig": ".registry",
     "SqlRegistry": ".registry",
 }
@@ -166,6 +173,7 @@ __all__ = [  # noqa: RUF022
     "InMemoryDatastore",
     "InMemoryDatastoreStats",
     "InMemoryLocationRegistry",
+    "InMemoryRecordStorage",
     "InvalidParameterError",
     "InvalidQueryError",
     "JsonFormatter",
@@ -180,6 +188,12 @@ __all__ = [  # noqa: RUF022
     "ParquetFormatter",
     "PickleFormatter",
     "ReadOnlyRepositoryError",
+    "RecordConflictError",
+    "RecordField",
+    "RecordStorage",
+    "RecordTable",
+    "RecordTableSpec",
+    "Registry",
     "RegistryConfig",
     "RegistryError",
     "RepositoryExistsError",

@@ -1,7 +1,16 @@
-"""The datastore contract: the `Datastore` base class, its config, records and transactions."""
+"""The datastore contract: the `Datastore` base class, its config, records, records storage and transactions."""
 
 from .base import Datastore, DatastoreConfig
-from .bridge import DatasetLocationRegistry, InMemoryLocationRegistry
+from .bridge import (
+    DatasetLocationRegistry,
+    InMemoryLocationRegistry,
+    InMemoryRecordStorage,
+    RecordField,
+    RecordStorage,
+    RecordStorageProvider,
+    RecordTable,
+    RecordTableSpec,
+)
 from .records import StoredItemInfo
 from .transaction import DatastoreTransaction
 
@@ -11,5 +20,11 @@ __all__ = [
     "DatastoreConfig",
     "DatastoreTransaction",
     "InMemoryLocationRegistry",
+    "InMemoryRecordStorage",
+    "RecordField",
+    "RecordStorage",
+    "RecordStorageProvider",
+    "RecordTable",
+    "RecordTableSpec",
     "StoredItemInfo",
 ]
