@@ -261,7 +261,7 @@ def test_read_through_is_best_effort(tmp_path: Path, monkeypatch: pytest.MonkeyP
     chain.put({"x": 1}, ref)
     memory.remove(ref)
 
-    def failingAdopt(obj: Any, ref: Any) -> None:
+    def failingAdopt(obj: Any, ref: Any, **options: Any) -> None:
         raise OSError("cache broken")
 
     monkeypatch.setattr(memory, "adopt", failingAdopt)

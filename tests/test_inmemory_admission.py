@@ -93,3 +93,17 @@ def test_large_read_through_copies_are_not_admitted() -> None:
 def test_bad_admission_config(options: dict[str, Any], match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         makeStore(maxItems=3, **options)
+
+
+def test_tryGet_counts_like_get_and_raises_nothing_on_a_miss() -> None:
+    store = makeStore(maxItems=5)
+    held = makeRef("metrics", "StructuredDataDict", visit=1)
+    absent = makeRef("metrics", "StructuredDataDict", visit=2)
+    store.put({"a": [1]}, held)
+    found, obj = store.tryGet(held)
+    assert found and obj == {"a": [1]}
+    obj["a"].append(2)  # a reader's own copy, as from get
+    assert store.tryGet(absent) == (False, None)
+    stats = store.stats()
+    assert (stats.hits, stats.misses) == (1, 1)
+    assert store.get(held) == {"a": [1]}

@@ -310,13 +310,18 @@ class ChainedDatastore(Datastore):
         """
         lost: DatasetFileMissingError | None = None
         for i, child in enumerate(self.datastores):
-            try:
-                obj = child.get(ref, parameters)
-            except DatasetFileMissingError as exc:  # recorded, but its file is gone: say which
-                lost = exc
-                continue
-            except DatasetNotFoundError:
-                continue
+            if isinstance(child, InMemoryDatastore):  # a miss in the memory tier raises nothing
+                found, obj = child.tryGet(ref, parameters)
+                if not found:
+                    continue
+            else:
+                try:
+                    obj = child.get(ref, parameters)
+                except DatasetFileMissingError as exc:  # recorded, but its file is gone: say which
+                    lost = exc
+                    continue
+                except DatasetNotFoundError:
+                    continue
             if self.readThrough and i and not parameters and not ref.isComponent():
                 obj = self._fillEarlier(i, ref, obj)
             return obj
@@ -343,15 +348,15 @@ class ChainedDatastore(Datastore):
         for child, constraints in zip(self.datastores[:found], self.constraints[:found], strict=True):
             if child.isEphemeral and constraints.isAcceptable(ref.datasetType):
                 try:
+                    if not adopted and isinstance(child, InMemoryDatastore):
+                        adopted = True  # all or nothing on its own; the chain already holds ref
+                        obj = child.adopt(obj, ref, tellRegistry=False)
+                        continue
                     with child.transaction():  # a failed copy leaves nothing behind
                         if relay is not None:  # the chain already holds ref: nothing to tell
                             relay.putting = ref
                         try:
-                            if not adopted and isinstance(child, InMemoryDatastore):
-                                obj = child.adopt(obj, ref)
-                                adopted = True
-                            else:
-                                child.put(obj, ref)
+                            child.put(obj, ref)
                         finally:
                             if relay is not None:
                                 relay.putting = None

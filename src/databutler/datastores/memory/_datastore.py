@@ -206,7 +206,7 @@ class InMemoryDatastore(Datastore):
             prepared.append(self._own(obj, ref))
         self._insert(prepared)
 
-    def adopt(self, inMemoryDataset: Any, ref: DatasetRef) -> Any:
+    def adopt(self, inMemoryDataset: Any, ref: DatasetRef, *, tellRegistry: bool = True) -> Any:
         """Take in a dataset just read from another datastore, if admitted; return the reader's object.
 
         This is a chain's read-through copy. ``inMemoryDataset`` must be an object nobody else
@@ -214,18 +214,19 @@ class InMemoryDatastore(Datastore):
         ``freeze``, and the reader gets what a `get` would give (its own copy or a read-only
         view) or, if the store keeps a frozen copy or nothing, ``inMemoryDataset`` itself.
         A bounded store may refuse it (see the ``admission`` config); nothing else is refused
-        but a dataset it already holds.
+        but a dataset it already holds. With ``tellRegistry`` false the registry is not told of
+        the new copy (a chain that already holds the dataset); it is still told of evictions.
         """
         prepared = self._own(inMemoryDataset, ref, adopt=True)
         try:
-            admitted = self._insert([prepared], admission=True)
+            admitted = self._insert([prepared], admission=True, tellRegistry=tellRegistry)
         except (DatasetExistsError, DatasetTooLargeError):
             return inMemoryDataset
         if not admitted or prepared.obj is not inMemoryDataset or prepared.handOut is None:
             return inMemoryDataset
         return prepared.handOut(prepared.obj)
 
-    def _insert(self, prepared: list[Entry], admission: bool = False) -> bool:
+    def _insert(self, prepared: list[Entry], admission: bool = False, tellRegistry: bool = True) -> bool:
         """Insert all of ``prepared`` or none; return False if the admission policy refused them."""
         try:
             with self._lock:
@@ -235,16 +236,18 @@ class InMemoryDatastore(Datastore):
                 self._flushExpired()  # what the insert swept is reported even if it then failed
         if evicted is None:
             return False
-        if evicted or self.registry is not None or self._openTransactions:
-            self._afterInsert([p.ref for p in prepared], evicted)
+        if evicted or (tellRegistry and self.registry is not None) or self._openTransactions:
+            self._afterInsert([p.ref for p in prepared], evicted, tellRegistry)
         return True
 
-    def _afterInsert(self, refs: list[DatasetRef], evicted: list[DatasetRef]) -> None:
+    def _afterInsert(
+        self, refs: list[DatasetRef], evicted: list[DatasetRef], tellRegistry: bool = True
+    ) -> None:
         """Tell the registry and the open transaction; undo the insert if the registry fails."""
         if evicted:
             self._logGone(evicted, "evicted")
             self._syncRegistry(evicted)
-        if self.registry is not None:
+        if tellRegistry and self.registry is not None:
             try:
                 self._syncRegistry(refs)
             except BaseException:
@@ -375,21 +378,35 @@ class InMemoryDatastore(Datastore):
         ValueError
             A parameter is unknown or unusable (`InvalidParameterError`).
         """
+        found, obj = self.tryGet(ref, parameters)
+        if not found:
+            raise self._notFound(ref, "get")
+        return obj
+
+    def tryGet(self, ref: DatasetRef, parameters: Mapping[str, Any] | None = None) -> tuple[bool, Any]:
+        """Return ``(True, dataset)`` as `get` would, or ``(False, None)`` if it is not held.
+
+        Counted in `stats` as `get` is; a chain asks its memory tier this way, so that a miss
+        costs no exception.
+
+        Raises
+        ------
+        TypeError, ValueError
+            As `get`: the stored object is not of the ref's type, or a parameter is bad.
+        """
         table = self._table
         if self._simple:  # entries are immutable tuples and a dict read is atomic: no lock
             entry = self._find(ref, self._entries.get)
             if entry is not None:
                 table.countHit()
-                return self._handOut(entry, ref, parameters)
+                return True, self._handOut(entry, ref, parameters)
         with self._lock:
             entry = self._find(ref, table.lookupLocked)
             table.countLocked(entry is not None, ref.id.int)
-            if entry is None:
-                error = self._notFound(ref, "get")
         if entry is None:
             self._flushExpired()
-            raise error
-        return self._handOut(entry, ref, parameters)
+            return False, None
+        return True, self._handOut(entry, ref, parameters)
 
     def _handOut(self, entry: Entry, ref: DatasetRef, parameters: Mapping[str, Any] | None) -> Any:
         """Give a reader ``ref`` from ``entry``: its copy or view per the entry's copy mode."""

@@ -1,0 +1,219 @@
+"""Benchmark the default repository's two tiers and the command line against their floors.
+
+Each table prints a ratio to a floor measured in the same run:
+
+- cold get: ``Butler.get`` by data ID of a small dataset in a newly opened default repository,
+  against its floor: the same registry lookup (``Butler.findDataset``), the file tier's record
+  lookup and reading and decoding the file with its formatter directly (target ≤ 1.5x);
+- scan: a cyclic scan over 1.5x the memory tier's budget, three passes, each pass in a new
+  process: the hit rate (target ≥ 30%), warm gets (passes 2-3) against cold ones (pass 1, and
+  a file-only repository), and peak RSS against a file-only repository's (target ≤ budget +
+  20%);
+- command line: ``databutler --help`` against ``python -c 'import click'`` (target ≤ 2x) and
+  ``databutler query-datasets`` on a 100-dataset repository against
+  ``python -c 'import sqlalchemy'`` (target ≤ 2x), medians of alternating runs.
+
+Usage: ``python benchmarks/bench_tiers.py [--quick] [--dir FOLDER]``. Nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+DIMS = ("visit", "detector")
+FILE_ONLY = {"datastore": {"cls": "databutler.datastores.file.FileDatastore", "root": "<butlerRoot>"}}
+BIN = Path(sys.executable).parent
+
+
+def dataId(i: int) -> dict[str, int]:
+    return {"visit": i // 100, "detector": i % 100}
+
+
+def coldGetTable(root: Path, n: int) -> None:
+    from databutler import Butler
+    from databutler.formatters.json import JsonFormatter
+
+    Butler.makeRepo(root)
+    with Butler(root, run="bench") as butler:
+        butler.registerDatasetType("metrics", DIMS, "StructuredDataDict")
+        for i in range(n + 1):
+            butler.put({"seeing": 0.71, "nSources": i, "zeroPoint": 27.1}, "metrics", dataId(i))
+    results: dict[str, list[float]] = {"get": [], "floor": []}
+    for _ in range(3):  # alternate the two, each in a newly opened Butler
+        for what in ("get", "floor"):
+            with Butler(root, collections=["bench"]) as butler:
+                butler.get("metrics", dataId(n))  # open connections, build caches
+                fileTier = butler.datastore.datastores[-1]  # type: ignore[attr-defined]
+                formatter = JsonFormatter()
+                storageClass = butler.registry.getDatasetType("metrics").storageClass
+                gc.collect()
+                start = time.perf_counter()
+                if what == "get":
+                    for i in range(n):
+                        butler.get("metrics", dataId(i))
+                else:
+                    for i in range(n):
+                        ref = butler.findDataset("metrics", dataId(i))
+                        info = fileTier.getStoredItemInfo(ref)
+                        data = (root / info.path).read_bytes()
+                        formatter.readBuffer(memoryview(data), storageClass, {})
+                results[what].append((time.perf_counter() - start) / n * 1e6)
+    get, floor = min(results["get"]), min(results["floor"])
+    print(f"\nCold get by data ID, {n:,} small datasets, newly opened default repository (best of 3)")
+    print(f"  {'measurement':<70}{'µs/op':>9}")
+    print(f"  {'Butler.get (registry, memory-tier miss, file tier, read-through)':<70}{get:9.1f}")
+    floorText = "floor: findDataset + file record + read and decode with the formatter"
+    print(f"  {floorText:<70}{floor:9.1f}")
+    verdict = "ok" if get / floor <= 1.5 else "MISSED"
+    print(f"  {'ratio (target ≤ 1.5x)':<70}{get / floor:8.2f}x  {verdict}")
+
+
+SCAN = """
+import json, resource, sys, time
+import numpy as np
+from databutler import Butler
+root, n, passes = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+out = []
+with Butler(root, collections=["bench"]) as butler:
+    for _ in range(passes):
+        start = time.perf_counter()
+        for i in range(n):
+            butler.get("image", visit=i // 100, detector=i % 100)
+        out.append((time.perf_counter() - start) / n * 1e6)
+    stats = None
+    for child in getattr(butler.datastore, "datastores", []):
+        if hasattr(child, "stats"):
+            stats = child.stats()
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"us": out, "peakMiB": peak, "hits": stats.hits if stats else 0,
+                  "misses": stats.misses if stats else 0, "refused": stats.refused if stats else 0}))
+"""
+
+
+def scanTable(folder: Path, budgetMiB: int) -> None:
+    import numpy as np
+
+    from databutler import Butler
+
+    n = budgetMiB * 3 // 2  # 1 MiB arrays: 1.5 x the budget
+    rows = []
+    for label, admission in (
+        ("default (frequency admission)", "frequency"),
+        ("LRU (admission: all)", "all"),
+        ("file only", None),
+    ):
+        root = folder / label.split()[0].lower()
+        if admission is None:
+            config: dict[str, Any] = FILE_ONLY
+        else:
+            config = {
+                "datastore": {
+                    "cls": "databutler.datastores.chained.ChainedDatastore",
+                    "readThrough": True,
+                    "datastores": [
+                        {"datastore": {"cls": "databutler.datastores.memory.InMemoryDatastore", "name": "memory",
+                                       "maxBytes": f"{budgetMiB}MiB", "admission": admission}},
+                        {"datastore": {"cls": "databutler.datastores.file.FileDatastore", "name": "file",
+                                       "root": "<butlerRoot>", "records": {"db": "registry"}}},
+                    ],
+                }
+            }  # fmt: skip
+        Butler.makeRepo(root, config)
+        with Butler(root, run="bench") as butler:  # the scan runs in a new process: a cold tier
+            butler.registerDatasetType("image", DIMS, "NumpyArray")
+            for i in range(n):
+                butler.put(np.full(131_072, float(i)), "image", dataId(i))
+        result = subprocess.run(
+            [sys.executable, "-c", SCAN, str(root), str(n), "3"], capture_output=True, text=True, check=True
+        )
+        rows.append((label, json.loads(result.stdout)))
+    fileOnly = rows[-1][1]
+    print(
+        f"\nCyclic scan: 3 passes over {n} arrays of 1 MiB, 1.5 x a {budgetMiB} MiB memory tier (new process)"
+    )
+    print(f"  {'repository':<32}{'pass 1 µs':>11}{'pass 2-3 µs':>13}{'hit rate':>10}{'refused':>9}{'peak MiB':>10}"
+          f"{'vs file-only':>14}")  # fmt: skip
+    for label, r in rows:
+        warm = statistics.mean(r["us"][1:])
+        total = r["hits"] + r["misses"]
+        rate = f"{r['hits'] / total:9.0%}" if total else "        -"
+        extra = r["peakMiB"] - fileOnly["peakMiB"]
+        print(f"  {label:<32}{r['us'][0]:11.1f}{warm:13.1f}{rate:>10}{r['refused']:9}{r['peakMiB']:10.1f}"
+              f"{extra:+13.1f}")  # fmt: skip
+    default = rows[0][1]
+    warm = statistics.mean(default["us"][1:])
+    hitRate = default["hits"] / max(1, default["hits"] + default["misses"])
+    print(
+        f"  targets: hit rate ≥ 30%: {'ok' if hitRate >= 0.3 else 'MISSED'}; warm ≤ cold (file only, "
+        f"{fileOnly['us'][0]:.1f} µs): {'ok' if warm <= statistics.mean(fileOnly['us']) else 'MISSED'}; "
+        f"peak ≤ file-only + {budgetMiB * 1.2:.0f} MiB: "
+        f"{'ok' if default['peakMiB'] - fileOnly['peakMiB'] <= budgetMiB * 1.2 else 'MISSED'}"
+    )
+
+
+def medianSeconds(command: list[str], baseline: list[str], runs: int) -> tuple[float, float, float]:
+    """Median seconds of ``command`` and of ``baseline`` run in turn, and the median pair ratio."""
+    a, b, ratios = [], [], []
+    for _ in range(runs + 1):
+        times = []
+        for cmd in (command, baseline):
+            start = time.perf_counter()
+            subprocess.run(cmd, check=True, capture_output=True)
+            times.append(time.perf_counter() - start)
+        a.append(times[0])
+        b.append(times[1])
+        ratios.append(times[0] / times[1])
+    return statistics.median(a[1:]), statistics.median(b[1:]), statistics.median(ratios[1:])
+
+
+def cliTable(folder: Path, runs: int) -> None:
+    from databutler import Butler
+
+    root = folder / "cli-repo"
+    Butler.makeRepo(root)
+    with Butler(root, run="bench") as butler:
+        butler.registerDatasetType("metrics", DIMS, "StructuredDataDict")
+        for i in range(100):
+            butler.put({"i": i}, "metrics", dataId(i))
+    databutler = str(BIN / "databutler") if (BIN / "databutler").exists() else shutil.which("databutler")
+    assert databutler is not None, "the databutler command is not installed"
+    python = sys.executable
+    print(f"\nCommand line, median of {runs} alternating runs (seconds)")
+    print(f"  {'command':<44}{'s':>7}  {'yardstick':<34}{'s':>7}{'ratio':>8}  target")
+    for command, baseline, label, baseLabel in (
+        ([python, "-c", "pass"], [python, "-c", "pass"], "python -c pass", "python -c pass"),
+        ([databutler, "--help"], [python, "-c", "import click"], "databutler --help", "python -c 'import click'"),
+        ([databutler, "query-datasets", str(root)], [python, "-c", "import sqlalchemy"],
+         "databutler query-datasets (100 datasets)", "python -c 'import sqlalchemy'"),
+    ):  # fmt: skip
+        a, b, ratio = medianSeconds(command, baseline, runs)
+        target = "" if label.startswith("python") else ("≤ 2x " + ("ok" if ratio <= 2 else "MISSED"))
+        print(f"  {label:<44}{a:7.3f}  {baseLabel:<34}{b:7.3f}{ratio:7.2f}x  {target}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="200 datasets, a 32 MiB tier, 5 CLI runs")
+    parser.add_argument("--dir", default=None, help="folder for the repositories (default: the system's)")
+    parser.add_argument("--budget", type=int, default=None, help="memory tier budget in MiB (default 256)")
+    args = parser.parse_args()
+    n, budget, runs = (200, 32, 5) if args.quick else (1000, 256, 11)
+    budget = args.budget or budget
+    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
+        coldGetTable(Path(tmp) / "cold", n)
+        scanTable(Path(tmp) / "scan", budget)
+        cliTable(Path(tmp), runs)
+
+
+if __name__ == "__main__":
+    main()
