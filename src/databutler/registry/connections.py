@@ -22,6 +22,7 @@ merged on commit and dropped on rollback, so a rolled-back `registerRun` leaves 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import sqlite3
@@ -312,16 +313,13 @@ class ConnectionManager:
         state = self._state
         outer = state.connection
         if outer is not None:
-            savepoint = outer.begin_nested()
             state.layers.append({})
             try:
-                yield outer
+                with self._savepoint(outer, len(state.layers)):
+                    yield outer
             except BaseException:
                 state.layers.pop()
-                if savepoint.is_active:
-                    savepoint.rollback()
                 raise
-            savepoint.commit()
             layer = state.layers.pop()
             state.layers[-1].update(layer)
             return
@@ -378,6 +376,49 @@ class ConnectionManager:
             f"last statement {' '.join(str(row.query).split())[:80]!r})"
             for row in rows
         )
+
+    @contextmanager
+    def _savepoint(self, connection: sa.Connection, depth: int) -> Iterator[None]:
+        """Run the block in a SAVEPOINT of ``connection``'s transaction; roll back to it on exception.
+
+        SQLite gets its three statements straight from the driver, as ``BEGIN IMMEDIATE`` does:
+        through SQLAlchemy (``begin_nested``) each costs a compiled, evented ``execute``, some
+        60 µs for a SAVEPOINT and its RELEASE, which made a put inside a transaction nearly
+        twice as slow as one on its own. SQLAlchemy need not know of these savepoints: they
+        are released or rolled back before the block returns, and the transaction's own
+        COMMIT or ROLLBACK ends any left open by an error. The name is unique along the
+        nesting (its depth). PostgreSQL keeps ``begin_nested`` (a round trip dominates there).
+        """
+        if not self.isSqlite:
+            savepoint = connection.begin_nested()
+            try:
+                yield
+            except BaseException:
+                if savepoint.is_active:
+                    savepoint.rollback()
+                raise
+            savepoint.commit()
+            return
+        driver = connection.connection.driver_connection
+        assert isinstance(driver, sqlite3.Connection)
+        name = f"databutler_{depth}"
+        try:
+            driver.execute(f"SAVEPOINT {name}")
+        except sqlite3.Error as exc:
+            raise _translated(f"SAVEPOINT {name}", (), exc) from exc
+        try:
+            yield
+        except BaseException:
+            # An error that made SQLite abandon the whole transaction has taken the savepoint
+            # with it; the enclosing transaction's rollback then tidies up.
+            with contextlib.suppress(sqlite3.Error):
+                driver.execute(f"ROLLBACK TO {name}")
+                driver.execute(f"RELEASE {name}")
+            raise
+        try:
+            driver.execute(f"RELEASE {name}")
+        except sqlite3.Error as exc:
+            raise _translated(f"RELEASE {name}", (), exc) from exc
 
     def _settle(self, connection: sa.Connection) -> None:
         """Leave a failed transaction fully: neither SQLAlchemy nor SQLite may still be inside it.
