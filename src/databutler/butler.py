@@ -31,6 +31,7 @@ from .exceptions import (
     ReadOnlyRepositoryError,
 )
 from .formatters.base import prevalidated
+from .putting import putMany, resolvedForPut
 from .registry import Registry, SqlRegistry
 from .registry.databases import isSqliteUrl, sqliteFile
 from .registry.queries import parseExpression
@@ -290,13 +291,16 @@ class Butler:
     def put(
         self,
         obj: Any,
-        datasetTypeOrName: DatasetType | str,
+        datasetTypeOrName: DatasetRef | DatasetType | str,
         dataId: Mapping[str, Any] | None = None,
         *,
         run: str | None = None,
         **dataIdKwargs: Any,
     ) -> DatasetRef:
         """Store ``obj`` as the dataset of this type and data ID in ``run`` (default: the Butler's).
+
+        Given a resolved `DatasetRef` instead of a type and data ID, the dataset keeps the
+        ref's id and run (a ref without a run goes to ``run``, or the Butler's).
 
         Returns
         -------
@@ -318,9 +322,13 @@ class Butler:
             registry is touched, nothing was written.
         NoDefaultRunError
             No run was given and the Butler has none.
+        RunNameError
+            A resolved ref is given with a different ``run``.
         ReadOnlyRepositoryError
             The Butler was opened with ``writeable=False``; nothing was written.
         """
+        if isinstance(datasetTypeOrName, DatasetRef):
+            return self._putRef(obj, datasetTypeOrName, dataId or dataIdKwargs, run)
         datasetType = self._lookup.resolveType(datasetTypeOrName)
         if datasetType.isComponent():
             raise DatasetTypeError(
@@ -337,6 +345,26 @@ class Butler:
             ref = self.registry.addDataset(datasetType, normalized, runName)
             self.datastore.put(obj, ref)
         return ref
+
+    def _putRef(
+        self, obj: Any, ref: DatasetRef, dataId: Mapping[str, Any] | None, run: str | None
+    ) -> DatasetRef:
+        if dataId:
+            raise ArgumentTypeError(
+                f"put of the resolved ref {ref} takes no data ID (got {dict(dataId)!r}): the ref has one."
+            )
+        self._requireWriteable(f"put {ref}")
+        ref = resolvedForPut(self, ref, run, "put")
+        self.datastore.checkPut(obj, ref.datasetType)
+        assert ref.run is not None
+        with self.transaction(), prevalidated(obj):
+            if ref.run != self.run:
+                self.registry.registerRun(ref.run)
+            (ref,) = self.registry.addDatasetRefs([ref])
+            self.datastore.put(obj, ref)
+        return ref
+
+    putMany = putMany
 
     def removeDatasets(self, refs: Iterable[DatasetRef]) -> None:
         """Remove datasets from the registry and the datastore, all or none.

@@ -35,19 +35,19 @@ __all__ = [
 _PLAIN_TYPES = (dict, list, str, int, float, bool, type(None))
 
 
-_PREVALIDATED: ContextVar[int | None] = ContextVar("databutlerPrevalidated", default=None)
+_PREVALIDATED: ContextVar[frozenset[int]] = ContextVar("databutlerPrevalidated", default=frozenset())
 
 
 @contextmanager
-def prevalidated(inMemoryDataset: Any) -> Iterator[None]:
-    """Within this block, writes of ``inMemoryDataset`` itself may skip `Formatter.validate`.
+def prevalidated(*inMemoryDatasets: Any) -> Iterator[None]:
+    """Within this block, writes of these objects themselves may skip `Formatter.validate`.
 
-    For a caller that has just validated the object (a `Butler` put, after
-    `Datastore.checkPut`) and does not change it before the write, so the check is not done
-    twice. Only this object, by identity, in this thread or task; its components are still
-    checked when written.
+    For a caller that has just validated the objects (a `Butler` put or putMany, after
+    `Datastore.checkPut`) and does not change them before the write, so the check is not done
+    twice. Only these objects, by identity (the caller keeps them alive for the block), in
+    this thread or task; their components are still checked when written.
     """
-    token = _PREVALIDATED.set(id(inMemoryDataset))
+    token = _PREVALIDATED.set(frozenset(map(id, inMemoryDatasets)))
     try:
         yield
     finally:
@@ -56,7 +56,7 @@ def prevalidated(inMemoryDataset: Any) -> Iterator[None]:
 
 def isPrevalidated(inMemoryDataset: Any) -> bool:
     """Return whether ``inMemoryDataset`` was validated by the enclosing `prevalidated` block."""
-    return _PREVALIDATED.get() == id(inMemoryDataset)
+    return id(inMemoryDataset) in _PREVALIDATED.get()
 
 
 class Formatter(ABC):
