@@ -94,10 +94,10 @@ def main() -> None:
         floor = fileFloor(Path(tmp) / "floor", n)
         rows = benchPuts(Path(tmp) / "repo", n)
     print(f"Many puts, one commit: {n:,} small dicts (default repository)")
-    print(f"{'what':<40} {'µs/dataset':>11} {'× floor':>8}  target")
+    print(f"{'what':<40} {'µs/dataset':>11} {'x floor':>8}  target")
     print(f"{'file system floor (create+write+rename)':<40} {floor:>11.1f} {1.0:>8.2f}")
     for what, value in rows.items():
-        target = "≤ 2×" if what != "put, one commit each" else ""
+        target = "≤ 2x" if what != "put, one commit each" else ""
         print(f"{what:<40} {value:>11.1f} {value / floor:>8.2f}  {target}")
 
 

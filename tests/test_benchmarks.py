@@ -28,3 +28,13 @@ def test_bench_formats_quick_prints_every_format() -> None:
     for row in ("JSON dict", "YAML dict", "npy array", "Parquet table", "FITS table"):
         assert row in result.stdout
     assert "Traceback" not in result.stderr
+
+
+def test_bench_bulk_prints_every_row() -> None:
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "bench_bulk.py"), "--n", "200"],
+        capture_output=True, text=True, timeout=600, check=True,
+    )  # fmt: skip
+    for row in ("file system floor", "putMany", "put inside one transaction", "x floor"):
+        assert row in result.stdout
+    assert "Traceback" not in result.stderr

@@ -90,6 +90,7 @@ def putMany(butler: Butler, items: Iterable[PutItem], *, run: str | None = None)
     runs: set[str] = set()
     pairs: list[tuple[Any, DatasetRef]] = []
     checked: set[tuple[int, str]] = set()
+    newRun: str | None = None
     for index, item in enumerate(_items(items)):
         obj = item[0]
         if len(item) == 2:
@@ -111,8 +112,9 @@ def putMany(butler: Butler, items: Iterable[PutItem], *, run: str | None = None)
                         f"put the composite {datasetType.nameAndComponent()[0]!r}."
                     )
             dataId = mergeDataId(datasetType, item[2], {})
-            runName = butler._runFor(run, lambda: f"put {datasetType.name!r} {dict(dataId)}")
-            ref = DatasetRef._trusted(datasetType, dataId, uuid.uuid4(), runName)
+            if newRun is None:
+                newRun = butler._runFor(run, lambda: f"put {len(pairs) + 1} or more datasets")
+            ref = DatasetRef._trusted(datasetType, dataId, uuid.uuid4(), newRun)
         if (id(obj), ref.datasetType.name) not in checked:
             butler.datastore.checkPut(obj, ref.datasetType)
             checked.add((id(obj), ref.datasetType.name))
