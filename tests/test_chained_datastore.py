@@ -393,3 +393,18 @@ def test_a_chain_put_tells_the_registry_once(tmp_path: Path, monkeypatch: pytest
         chain.put({"y": 2}, other)
     assert not chain.exists(other) and not memory.exists(other)
     assert [call for call in registry.calls if call[0] == "add"] == [("add", "chain", 1)]
+
+
+def test_declared_optional_verbs_children_verify_close(tmp_path: Path) -> None:
+    chain = makeChain(tmp_path)
+    memory, file = chain.children
+    assert list(chain.children) == chain.datastores and memory.children == () and file.children == ()
+    ref = makeRef("metrics", "StructuredDataDict")
+    chain.put({"a": 1}, ref)
+    assert memory.verify(ref) is True  # the default: a full read
+    assert chain.verify(ref) is True and file.verify(ref) is True
+    missing = makeRef("metrics", "StructuredDataDict")
+    with pytest.raises(DatasetNotFoundError):
+        memory.verify(missing)
+    chain.close()  # closes the file tier's records database too
+    memory.close()  # a no-op by default, and harmless twice

@@ -279,6 +279,24 @@ class Datastore(ABC):
         """The datastores this one is made of, in order (a chain's); empty by default."""
         return ()
 
+    def verify(self, ref: DatasetRef) -> bool:
+        """Check that ``ref`` can be given back intact; by default by reading it whole.
+
+        A datastore that can check without decoding (sizes and checksums) overrides it.
+
+        Returns
+        -------
+        intact : bool
+            `True`; a dataset that cannot be read raises instead.
+
+        Raises
+        ------
+        DatasetNotFoundError
+            ``ref`` is not stored.
+        """
+        self.get(ref)
+        return True
+
     def close(self) -> None:
         """Release what the datastore holds open (database connections); a no-op by default.
 

@@ -189,7 +189,7 @@ class VerifyReport:
 
 def _persistentTiers(datastore: Datastore) -> list[Datastore]:
     """Return the datastores that keep files: a chain's non-ephemeral children, or the datastore itself."""
-    children = getattr(datastore, "datastores", None)
+    children = datastore.children
     if not children:
         return [datastore]
     tiers = [tier for child in children for tier in _persistentTiers(child)]
@@ -197,13 +197,9 @@ def _persistentTiers(datastore: Datastore) -> list[Datastore]:
 
 
 def _verifyOne(tier: Datastore, ref: DatasetRef) -> None:
-    """Raise if ``tier`` cannot give back ``ref`` intact: its own ``verify``, else a full read."""
-    verify = getattr(tier, "verify", None)
-    if callable(verify):
-        if verify(ref) is False:
-            raise DatasetIntegrityError(f"Dataset {ref} failed verification in datastore {tier.name!r}.")
-    else:
-        tier.get(ref)  # FileDatastore checks size and checksum of every file it reads
+    """Raise if ``tier`` cannot give back ``ref`` intact (`Datastore.verify`)."""
+    if tier.verify(ref) is False:
+        raise DatasetIntegrityError(f"Dataset {ref} failed verification in datastore {tier.name!r}.")
 
 
 def verifyDatasets(
