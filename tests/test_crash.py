@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from databutler import Butler, DatasetRef, FileDatastore
+from databutler import Butler, DatasetExistsError, DatasetRef, FileDatastore
 from databutler.cli import cli
 from databutler.datastore.bridge import InMemoryLocationRegistry
 from databutler.script import cleanupRepo, findOrphans, repoStats, verifyDatasets
@@ -31,7 +31,7 @@ from databutler.testing.registry_support import dropNamespace, newNamespace, pos
 
 CHILD = r"""
 import sys, time
-from databutler import Butler, DatasetRef, FileDatastore
+from databutler import Butler, DatasetExistsError, DatasetRef, FileDatastore
 from databutler.datastore.transaction import DatastoreTransaction
 
 root, mode, signalPath = sys.argv[1:4]
@@ -360,3 +360,26 @@ def test_a_rolled_back_remove_then_transfer_back_keeps_the_dataset(
     assert findOrphans(tmp_path / "repo") == []
     with Butler(tmp_path / "repo") as butler:
         assert butler.datastore.datastores[-1].get(ref) == {"v": 1}  # type: ignore[attr-defined]
+
+
+def test_a_put_never_replaces_the_file_of_a_removal_not_yet_committed(
+    tmp_path: Path, registryConfig: dict[str, str] | None
+) -> None:
+    # Without {id} in the template a dataset removed and put again in one transaction gets the
+    # same path: the put's rename replaced the removed one's file, lost on rollback (or a kill).
+    root = tmp_path / "repo"
+    makeRepo(root, registryConfig).close()
+    config = root / "butler.yaml"
+    config.write_text(config.read_text().replace("_{dataId}_{id}'", "_{dataId}'"))
+    with Butler(root, run="run") as butler:
+        ref = butler.put({"a": "original"}, "metrics", visit=1)
+        with pytest.raises(KeyError), butler.transaction():
+            butler.removeDatasets([ref])
+            with pytest.raises(DatasetExistsError, match="removal may not be committed yet"):
+                butler.put({"a": "replacement"}, "metrics", visit=1)
+            raise KeyError("roll back")
+        assert butler.datastore.datastores[-1].get(ref) == {"a": "original"}  # type: ignore[attr-defined]
+        butler.removeDatasets([ref])  # committed first: the path is free again
+        again = butler.put({"a": "replacement"}, "metrics", visit=1)
+        assert butler.get(again) == {"a": "replacement"}
+    assert verifyDatasets(root).isOk and findOrphans(root) == []

@@ -12,6 +12,7 @@ formatter.
 from __future__ import annotations
 
 import contextlib
+import filecmp
 import functools
 import logging
 import os
@@ -335,6 +336,8 @@ class FileAccess:
         try:
             with self.records.recording(ref.id, ref.datasetType.name, infos):
                 for tempPath, finalPath in temps:
+                    if self._keepExisting(ref, tempPath, finalPath):
+                        continue
                     self.rename(tempPath, finalPath)
                     moved.append(finalPath)
         except RecordConflictError as exc:
@@ -343,6 +346,37 @@ class FileAccess:
             for path in moved:
                 removeQuietly(self.fs, path)
             raise
+
+    def _keepExisting(self, ref: DatasetRef, tempPath: str, finalPath: str) -> bool:
+        """Check the file a put is about to replace at ``finalPath``; `True`: keep it, drop the new one.
+
+        The put's record holds the path, so a file there is either left by a crash (no record
+        names it: it is replaced) or that of a removed dataset still in the trash, whose removal
+        may not be committed yet: a template without ``{id}`` gives a dataset removed and put
+        again in one transaction the same path, and replacing the file would destroy the removed
+        one's if the transaction rolls back or the process dies. Then the file is kept if it has
+        the same bytes (a dataset transferred back) and the put is refused otherwise.
+
+        Raises
+        ------
+        DatasetExistsError
+            The path holds another file of a removed dataset; nothing is replaced.
+        """
+        exists = os.path.lexists(finalPath) if self.isLocal else self.fs.exists(finalPath)
+        if not exists:
+            return False
+        relPath = finalPath[len(self.rootPath.rstrip("/")) + 1 :]
+        if not self.records.trashedPaths([relPath]):
+            return False
+        if _sameBytes(self.fs, tempPath, finalPath, self.isLocal):
+            removeQuietly(self.fs, tempPath)
+            return True
+        raise DatasetExistsError(
+            f"Cannot put {ref}: its path {self.uri(relPath)} still holds the file of a removed dataset "
+            f"whose removal may not be committed yet (removed in this transaction, or by a process that "
+            f"has not finished it). Commit the removal first, then put (reopening the repository "
+            f"finishes a crashed one), or give each dataset its own path with {{id}} in the file template."
+        )
 
     def existsError(self, ref: DatasetRef, paths: list[str] | None = None) -> DatasetExistsError:
         """Return the error for a put of ``ref`` that is already stored or whose ``paths`` are taken."""
@@ -780,3 +814,13 @@ class FileAccess:
 def _identities(infos: list[StoredFileInfo]) -> set[tuple[Any, ...]]:
     """Return what tells one put's records of a dataset from another's: paths, times, sizes, checksums."""
     return {(info.component, info.path, info.timestamp, info.fileSize, info.checksum) for info in infos}
+
+
+def _sameBytes(fs: Any, one: str, other: str, isLocal: bool) -> bool:
+    """Return whether the files ``one`` and ``other`` (paths in ``fs``) hold the same bytes."""
+    try:
+        if isLocal:
+            return filecmp.cmp(one, other, shallow=False)
+        return bool(fs.size(one) == fs.size(other) and fs.cat_file(one) == fs.cat_file(other))
+    except OSError:
+        return False

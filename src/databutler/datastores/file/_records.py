@@ -243,6 +243,11 @@ class FileRecordTable:
         """Return every path this datastore's records name."""
         return {row["path"] for row in self.table.fetch(datastoreName=self.datastoreName)}
 
+    def trashedPaths(self, paths: Iterable[str]) -> set[str]:
+        """Return which of ``paths`` are in the trash, as this thread's transaction (if any) sees it."""
+        wanted = list(dict.fromkeys(paths))
+        return {row["path"] for row in self.table.fetch(datastoreName=self.trashName, path=wanted)}
+
     def holdPaths(self, paths: Iterable[str]) -> dict[str, str]:
         """Hold each free path of ``paths`` for the rest of the enclosing `begin` transaction.
 
