@@ -333,10 +333,11 @@ class FileAccess:
 
     def _commit(self, ref: DatasetRef, infos: list[StoredFileInfo], temps: list[tuple[str, str]]) -> None:
         moved: list[str] = []
+        enclosed = not self.records.commitsOnExit  # removals in this transaction may be uncommitted
         try:
             with self.records.recording(ref.id, ref.datasetType.name, infos):
                 for tempPath, finalPath in temps:
-                    if self._keepExisting(ref, tempPath, finalPath):
+                    if enclosed and self._keepExisting(ref, tempPath, finalPath):
                         continue
                     self.rename(tempPath, finalPath)
                     moved.append(finalPath)
@@ -350,12 +351,14 @@ class FileAccess:
     def _keepExisting(self, ref: DatasetRef, tempPath: str, finalPath: str) -> bool:
         """Check the file a put is about to replace at ``finalPath``; `True`: keep it, drop the new one.
 
-        The put's record holds the path, so a file there is either left by a crash (no record
-        names it: it is replaced) or that of a removed dataset still in the trash, whose removal
-        may not be committed yet: a template without ``{id}`` gives a dataset removed and put
-        again in one transaction the same path, and replacing the file would destroy the removed
-        one's if the transaction rolls back or the process dies. Then the file is kept if it has
-        the same bytes (a dataset transferred back) and the put is refused otherwise.
+        Called for a put inside an enclosing (registry) transaction. The put's record holds the
+        path, so a file there is either left by a crash (no record names it: it is replaced) or
+        that of a removed dataset still in the trash, whose removal may not be committed yet: a
+        template without ``{id}`` gives a dataset removed and put again in one transaction the
+        same path, and replacing the file would destroy the removed one's if the transaction
+        rolls back or the process dies. Then the file is kept if it has the same bytes (a
+        dataset transferred back) and the put is refused otherwise. (A put in a transaction of
+        its own sees only committed removals, whose files may go.)
 
         Raises
         ------
