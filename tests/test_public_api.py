@@ -10,6 +10,7 @@ EXPECTED = [
     "COPY_MODES",
     "ChainedDatastore",
     "Config",
+    "CollectionError",
     "ConfigError",
     "ConfigFileNotFoundError",
     "ConfigSubset",

@@ -143,3 +143,20 @@ def test_cli_other_query_commands(repo: Path) -> None:
     ) or "detector" in result.output
     result = invoke("query-dataset-types", repo, "--format", "json")
     assert [row["name"] for row in json.loads(result.output)] == ["calexp", "raw"]
+
+
+def test_chains_from_butler_and_cli(repo: Path) -> None:
+    assert invoke("collection-chain", repo, "all", "run2", "run1").output.strip() == "all: run2, run1"
+    with Butler(repo, collections="all") as butler:
+        assert butler.get("raw", instrument="HSC", visit=101, detector=1) == {"v": "new"}  # run2 first
+        assert butler.get("raw", instrument="HSC", visit=102, detector=1) == {"v": 102}
+        assert butler.queryCollections(types="CHAINED") == ["all"]
+    result = invoke(
+        "query-datasets", repo, "raw", "-c", "all", "-w", "visit = 101", "--find-first", "--format", "json"
+    )
+    assert sorted(row["run"] for row in json.loads(result.output)) == ["run1", "run2"]
+    assert invoke("collection-chain", repo, "all", "run1", "--mode", "remove").output.strip() == "all: run2"
+    result = invoke("collection-chain", repo, "all", "all")
+    assert result.exit_code == 1 and "cycle" in result.output
+    result = invoke("query-collections", repo, "--format", "json")
+    assert {"name": "all", "type": "CHAINED"} in json.loads(result.output)

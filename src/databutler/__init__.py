@@ -29,6 +29,7 @@ from .datastores import InMemoryDatastore, InMemoryDatastoreStats
 from .exceptions import (
     AmbiguousDatasetError,
     ArgumentTypeError,
+    CollectionError,
     ConfigError,
     ConfigFileNotFoundError,
     ConflictingDatasetError,
@@ -136,6 +137,7 @@ __all__ = [  # noqa: RUF022
     "COPY_MODES",
     "ChainedDatastore",
     "Config",
+    "CollectionError",
     "ConfigError",
     "ConfigFileNotFoundError",
     "ConfigSubset",

@@ -38,6 +38,7 @@ either the databutler name or the builtin::
     │   ├── ForeignRegistryError (ValueError)
     │   ├── ConflictingDatasetError (ValueError)
     │   ├── ConflictingRecordError (ValueError)
+    │   ├── CollectionError (ValueError)
     │   ├── InvalidQueryError (ValueError)
     │   ├── DatabaseAccessError
     │   ├── DatabaseLockedError (TimeoutError)
@@ -61,6 +62,7 @@ from __future__ import annotations
 __all__ = [
     "AmbiguousDatasetError",
     "ArgumentTypeError",
+    "CollectionError",
     "ConfigError",
     "ConfigFileNotFoundError",
     "ConflictingDatasetError",
@@ -307,6 +309,10 @@ class DatabaseValueError(RegistryError, ValueError):
 
 
 # -- butler ----------------------------------------------------------------------------------
+
+
+class CollectionError(RegistryError, ValueError):
+    """A collection cannot be made or changed that way: a chain cycle, a name taken by another type."""
 
 
 class ConflictingRecordError(RegistryError, ValueError):

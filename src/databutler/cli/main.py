@@ -16,6 +16,7 @@ from ..config import Config
 from .dataset_commands import get, put, remove, transfer
 from .options import collectionsOption, readOnlyOption, repoArgument, whereOption
 from .query_commands import (
+    collectionChain,
     queryCollections,
     queryDataIds,
     queryDatasets,
@@ -241,6 +242,7 @@ for _command in (
     queryDimensionRecords,
     queryCollections,
     queryDatasetTypes,
+    collectionChain,
     remove,
     transfer,
 ):

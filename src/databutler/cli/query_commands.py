@@ -20,7 +20,14 @@ from rich.table import Table
 from .options import collectionsOption, readOnlyOption, repoArgument
 from .utils import DatabutlerCommand, makeConsole, parseCollections
 
-__all__ = ["queryCollections", "queryDataIds", "queryDatasetTypes", "queryDatasets", "queryDimensionRecords"]
+__all__ = [
+    "collectionChain",
+    "queryCollections",
+    "queryDataIds",
+    "queryDatasetTypes",
+    "queryDatasets",
+    "queryDimensionRecords",
+]
 
 _PAIR = re.compile(r"^\s*([A-Za-z_]\w*)=([^\s=<>!()']+)\s*$")
 _RANGE = re.compile(r"^[+-]?\d+\.\.[+-]?\d+(:\d+)?$")
@@ -299,3 +306,28 @@ def queryDatasetTypes(repo: str, pattern: str, outputFormat: str) -> None:
     printRows(
         rows, ["name", "dimensions", "storageClass"], outputFormat, f"{len(rows)} dataset type(s) in {repo}"
     )
+
+
+@click.command("collection-chain", cls=DatabutlerCommand)
+@repoArgument
+@click.argument("parent")
+@click.argument("children", nargs=-1)
+@click.option(
+    "--mode",
+    type=click.Choice(["set", "prepend", "extend", "remove"]),
+    default="set",
+    show_default=True,
+    help="Replace the chain, or add CHILDREN at its front or end, or take them out.",
+)
+def collectionChain(repo: str, parent: str, children: tuple[str, ...], mode: str) -> None:
+    """Make PARENT a chain of CHILDREN (runs or chains, searched in order), or change it.
+
+    Examples
+    --------
+      databutler collection-chain repo all night2 night1
+      databutler collection-chain repo all night3 --mode prepend
+    """
+    from .. import script
+
+    chain = script.collectionChain(repo, parent, children, mode)
+    click.echo(f"{parent}: {', '.join(chain) or '(empty)'}")

@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from ..exceptions import InvalidQueryError
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
-__all__ = ["CollectionType", "collectionTypes"]
+from ..dataset_ref import checkRunName
+from ..exceptions import (
+    CollectionError,
+    InvalidQueryError,
+    MissingRunError,
+    ReadOnlyRepositoryError,
+)
+from . import schema
+from .connections import ConnectionManager
+
+__all__ = ["ChainedCollectionManager", "CollectionType", "chainMetadata", "chainTable", "collectionTypes"]
 
 
 class CollectionType(enum.StrEnum):
@@ -39,3 +50,213 @@ def collectionTypes(types: str | Sequence[str] | None) -> set[CollectionType]:
                 f"{name!r} is not a collection type; use one of {[t.value for t in CollectionType]}."
             ) from None
     return out
+
+
+chainMetadata = sa.MetaData(naming_convention=schema.metadata.naming_convention)
+
+chainTable = sa.Table(
+    # A CHAINED collection: its ordered children (runs or other chains), by name.
+    "collection_chain",
+    chainMetadata,
+    sa.Column("parent", sa.String(128), primary_key=True),
+    sa.Column("position", sa.Integer, primary_key=True),
+    sa.Column("child", sa.String(128), nullable=False),
+    sqlite_with_rowid=False,
+)
+chainNameTable = sa.Table(
+    # Every CHAINED collection, so an empty chain exists too.
+    "collection_chain_name",
+    chainMetadata,
+    sa.Column("name", sa.String(128), primary_key=True),
+    sqlite_with_rowid=False,
+)
+
+
+class ChainedCollectionManager:
+    """CHAINED collections of one registry: ordered search paths of runs and other chains.
+
+    `SqlRegistry` holds one; its chain verbs are this manager's, and the dataset type and run
+    manager asks it to expand a chain whenever a collection argument names one
+    (`DatasetTypeManager.resolveRuns`).
+
+    Parameters
+    ----------
+    db : ConnectionManager
+        The registry's connections.
+    runIdOrNone : callable
+        Return the id of a run, or `None` if no run has that name.
+    """
+
+    def __init__(self, db: ConnectionManager, runIdOrNone: Callable[[str], int | None]) -> None:
+        self._db = db
+        self._runIdOrNone = runIdOrNone
+        self._present = True  # False: a read-only registry made before chains, so none exist
+
+    def createTables(self) -> None:
+        """Create the chain tables that registries made before chains lack (nothing else is touched)."""
+        with self._db.read() as connection:
+            inspector = sa.inspect(connection)
+            missing = [
+                t
+                for t in chainMetadata.sorted_tables
+                if not inspector.has_table(t.name, schema=self._db.namespace)
+            ]
+        if not missing:
+            return
+        self._present = False
+        try:
+            with self._db.write() as connection:
+                chainMetadata.create_all(connection, tables=missing, checkfirst=True)
+            self._present = True
+        except (
+            ReadOnlyRepositoryError,
+            sa.exc.OperationalError,
+            sa.exc.ProgrammingError,
+            sa.exc.InternalError,
+        ):
+            pass  # read-only: no chains can exist, and chainNames finds none
+
+    def chainNames(self) -> set[str]:
+        """Return the names of every CHAINED collection."""
+        if not self._present:
+            return set()
+        with self._db.read() as connection:
+            return set(connection.execute(sa.select(chainNameTable.c.name)).scalars())
+
+    def isChain(self, name: str) -> bool:
+        """Return whether ``name`` is a CHAINED collection."""
+        return self._children(name) is not None
+
+    def _children(self, parent: str) -> list[str] | None:
+        """Return the children of chain ``parent`` in order, or `None` if it is not a chain."""
+        if not self._present:
+            return None
+        with self._db.read() as connection:
+            found = connection.execute(
+                sa.select(chainNameTable.c.name).where(chainNameTable.c.name == parent)
+            ).first()
+            if found is None:
+                return None
+            rows = connection.execute(
+                sa.select(chainTable.c.child)
+                .where(chainTable.c.parent == parent)
+                .order_by(chainTable.c.position)
+            )
+            return list(rows.scalars())
+
+    def registerChain(self, name: str) -> bool:
+        """Register an empty CHAINED collection ``name``; return `True` if it is new.
+
+        Raises
+        ------
+        CollectionError
+            A run of that name exists.
+        """
+        checkRunName(name)
+        if self._runIdOrNone(name) is not None:
+            raise CollectionError(f"{name!r} is a RUN collection; a chain needs a name of its own.")
+        statement = (
+            (sqlite.insert if self._db.isSqlite else postgresql.insert)(chainNameTable)
+            .values(name=name)
+            .on_conflict_do_nothing()
+        )
+        with self._db.write() as connection:
+            return bool(connection.execute(statement).rowcount)
+
+    def getCollectionChain(self, parent: str) -> list[str]:
+        """Return the children of chain ``parent``, in search order.
+
+        Raises
+        ------
+        CollectionError
+            ``parent`` is not a CHAINED collection.
+        """
+        children = self._children(parent)
+        if children is None:
+            raise CollectionError(f"{parent!r} is not a CHAINED collection; register it with registerChain.")
+        return children
+
+    def setCollectionChain(self, parent: str, children: Sequence[str]) -> None:
+        """Make ``children`` (runs or chains, searched in this order) the whole of chain ``parent``.
+
+        The chain is registered if new.
+
+        Raises
+        ------
+        CollectionError
+            ``parent`` is a run, a child is ``parent`` itself or contains it (a cycle), or a
+            child is given twice.
+        MissingRunError
+            A child is not a registered collection.
+        """
+        children = [children] if isinstance(children, str) else list(children)
+        if len(set(children)) != len(children):
+            raise CollectionError(f"Chain {parent!r}: a child is given twice in {children}.")
+        with self._db.write() as connection:  # checked under the write lock: no concurrent cycle
+            for child in children:
+                self.flatten(child, ())  # raises for an unknown collection
+                if child == parent or parent in self._chainsWithin(child):
+                    raise CollectionError(
+                        f"Chain {parent!r} cannot contain {child!r}: {child!r} is or contains {parent!r}, "
+                        "a cycle; take it out of the list."
+                    )
+            self.registerChain(parent)
+            connection.execute(sa.delete(chainTable).where(chainTable.c.parent == parent))
+            if children:
+                connection.execute(
+                    sa.insert(chainTable),
+                    [{"parent": parent, "position": i, "child": c} for i, c in enumerate(children)],
+                )
+
+    def prependCollectionChain(self, parent: str, children: Sequence[str]) -> None:
+        """Put ``children`` at the front of chain ``parent`` (moving them if already in it)."""
+        new = [children] if isinstance(children, str) else list(children)
+        self.setCollectionChain(parent, new + [c for c in self.getCollectionChain(parent) if c not in new])
+
+    def extendCollectionChain(self, parent: str, children: Sequence[str]) -> None:
+        """Put ``children`` at the end of chain ``parent`` (moving them if already in it)."""
+        new = [children] if isinstance(children, str) else list(children)
+        self.setCollectionChain(parent, [c for c in self.getCollectionChain(parent) if c not in new] + new)
+
+    def removeFromCollectionChain(self, parent: str, children: Sequence[str]) -> None:
+        """Take ``children`` out of chain ``parent`` (those not in it are ignored)."""
+        gone = {children} if isinstance(children, str) else set(children)
+        self.setCollectionChain(parent, [c for c in self.getCollectionChain(parent) if c not in gone])
+
+    def _chainsWithin(self, name: str) -> set[str]:
+        """Return the chains reachable from ``name`` (itself included, if it is a chain)."""
+        found: set[str] = set()
+        pending = [name]
+        while pending:
+            current = pending.pop()
+            children = self._children(current)
+            if children is None or current in found:
+                continue
+            found.add(current)
+            pending.extend(children)
+        return found
+
+    def flatten(self, name: str, seen: tuple[str, ...] = ()) -> list[str]:
+        """Return the runs ``name`` stands for, in search order (a run stands for itself).
+
+        Raises
+        ------
+        MissingRunError
+            ``name`` is neither a run nor a chain.
+        """
+        if self._runIdOrNone(name) is not None:
+            return [name]
+        children = self._children(name)
+        if children is None:
+            raise MissingRunError(
+                f"Collection {name!r} is not registered as a run or a chain; register it first "
+                "(registerRun, or setCollectionChain for a chain)."
+            )
+        if name in seen:
+            return []  # refused when set; never loops
+        out: list[str] = []
+        for child in children:
+            for run in self.flatten(child, (*seen, name)):
+                if run not in out:
+                    out.append(run)
+        return out

@@ -10,6 +10,9 @@ The verbs, in the groups a back end usually gives each to one manager:
 
 - dataset types: `registerDatasetType`, `getDatasetType`, `queryDatasetTypes`;
 - runs and collections: `registerRun`, `queryRuns`, `queryCollections`, `getCollectionType`;
+- chains: `setCollectionChain`, `getCollectionChain`, `prependCollectionChain`,
+  `extendCollectionChain`, `removeFromCollectionChain` (every ``collections`` argument of the
+  other verbs accepts a chain's name, standing for its runs in order);
 - dimensions: `dimensions`, `insertDimensionData`, `syncDimensionData`, `queryDimensionRecords`;
 - datasets: `addDataset`, `addDatasets`, `addDatasetRefs`, `findDataset`, `queryDatasets`,
   `countDatasets`, `getDataset`, `removeDatasets`;
@@ -114,6 +117,64 @@ class Registry(ABC):
         ------
         MissingRunError
             No collection of that name exists.
+        """
+
+    # -- CHAINED collections --
+
+    @abstractmethod
+    def setCollectionChain(self, parent: str, children: Sequence[str]) -> None:
+        """Make ``children`` (runs or chains, searched in this order) the whole of chain ``parent``.
+
+        The chain is registered if new. Nested chains are searched in place, in their order; a
+        run reached twice is searched at its first place.
+
+        Raises
+        ------
+        CollectionError
+            ``parent`` is a run, a child is ``parent`` itself or contains it (a cycle), or a
+            child is given twice.
+        MissingRunError
+            A child is not a registered run or chain.
+        """
+
+    @abstractmethod
+    def getCollectionChain(self, parent: str) -> list[str]:
+        """Return the children of chain ``parent``, in search order.
+
+        Raises
+        ------
+        CollectionError
+            ``parent`` is not a CHAINED collection.
+        """
+
+    @abstractmethod
+    def prependCollectionChain(self, parent: str, children: Sequence[str]) -> None:
+        """Put ``children`` at the front of chain ``parent`` (moving those already in it).
+
+        Raises
+        ------
+        CollectionError, MissingRunError
+            As for `setCollectionChain`; also when ``parent`` is not a chain.
+        """
+
+    @abstractmethod
+    def extendCollectionChain(self, parent: str, children: Sequence[str]) -> None:
+        """Put ``children`` at the end of chain ``parent`` (moving those already in it).
+
+        Raises
+        ------
+        CollectionError, MissingRunError
+            As for `setCollectionChain`; also when ``parent`` is not a chain.
+        """
+
+    @abstractmethod
+    def removeFromCollectionChain(self, parent: str, children: Sequence[str]) -> None:
+        """Take ``children`` out of chain ``parent`` (those not in it are ignored).
+
+        Raises
+        ------
+        CollectionError
+            ``parent`` is not a CHAINED collection.
         """
 
     # -- dimensions --

@@ -7,6 +7,8 @@ database and holds one manager per group of verbs, each over the same `Connectio
 
 - ``datasetTypes`` (`types_runs.DatasetTypeManager`): dataset types and runs;
 - ``datasets`` (`datasets.DatasetManager`): adding, finding, querying and removing datasets;
+- ``collections`` (`collections.ChainedCollectionManager`, held by ``datasetTypes``, which
+  expands chains): CHAINED collections;
 - ``locations`` (`locations.LocationManager`): which datastores hold which datasets;
 - ``recordStorage`` (`records.SqlRecordStorage`): the datastores' own records tables.
 
@@ -193,6 +195,8 @@ class SqlRegistry(Registry):
             raise
         self.dimensionRecords = DimensionRecordStorage(db, self.universe, self.isSqlite)
         self.datasetTypes = DatasetTypeManager(db, self.storageClassFactory, self.universe)
+        self.collections = self.datasetTypes.chains
+        self.collections.createTables()  # registries made before chains get the tables
         self.datasets = DatasetManager(db, self.datasetTypes, namespace, self.dimensionRecords)
         self.locations = LocationManager(db)
         self.dataIdQueries = DataIdQueryManager(db, self.datasetTypes, self.datasets, self.dimensionRecords)
@@ -481,6 +485,26 @@ class SqlRegistry(Registry):
     def getCollectionType(self, name: str) -> CollectionType:
         """Return the type of collection ``name`` (`Registry.getCollectionType`)."""
         return self.datasetTypes.getCollectionType(name)
+
+    def setCollectionChain(self, parent: str, children: Sequence[str]) -> None:
+        """Make ``children`` the whole of chain ``parent`` (`Registry.setCollectionChain`)."""
+        self.collections.setCollectionChain(parent, children)
+
+    def getCollectionChain(self, parent: str) -> list[str]:
+        """Return the children of chain ``parent`` in order (`Registry.getCollectionChain`)."""
+        return self.collections.getCollectionChain(parent)
+
+    def prependCollectionChain(self, parent: str, children: Sequence[str]) -> None:
+        """Put ``children`` at the front of chain ``parent`` (`Registry.prependCollectionChain`)."""
+        self.collections.prependCollectionChain(parent, children)
+
+    def extendCollectionChain(self, parent: str, children: Sequence[str]) -> None:
+        """Put ``children`` at the end of chain ``parent`` (`Registry.extendCollectionChain`)."""
+        self.collections.extendCollectionChain(parent, children)
+
+    def removeFromCollectionChain(self, parent: str, children: Sequence[str]) -> None:
+        """Take ``children`` out of chain ``parent`` (`Registry.removeFromCollectionChain`)."""
+        self.collections.removeFromCollectionChain(parent, children)
 
     def countDatasets(
         self,

@@ -17,6 +17,7 @@ from ..dataset_type import DatasetType
 from ..dimensions import DimensionUniverse
 from ..exceptions import (
     ArgumentTypeError,
+    CollectionError,
     DatasetTypeConflictError,
     DatasetTypeError,
     MissingDatasetTypeError,
@@ -26,7 +27,7 @@ from ..exceptions import (
 )
 from ..storage_class import StorageClassFactory
 from . import schema
-from .collections import CollectionType, collectionTypes
+from .collections import ChainedCollectionManager, CollectionType, collectionTypes
 from .connections import ConnectionManager
 
 __all__ = ["DatasetTypeManager"]
@@ -72,6 +73,8 @@ class DatasetTypeManager:
         self._db = db
         self.storageClassFactory = storageClassFactory
         self.universe = universe
+        self.chains = ChainedCollectionManager(db, self._lookupRun)
+        """The CHAINED collections, which `resolveRuns` expands into their runs."""
 
     # -- dataset types --
 
@@ -222,6 +225,8 @@ class DatasetTypeManager:
         checkRunName(name)
         if self._lookupRun(name) is not None:
             return False  # a reader (a Butler opened with its run) takes no write lock
+        if self.chains.isChain(name):
+            raise CollectionError(f"{name!r} is a CHAINED collection; a run needs a name of its own.")
         table = schema.runTable
         statement = (
             dialectInsert(self._db, table)
@@ -244,6 +249,8 @@ class DatasetTypeManager:
         names: list[str] = []
         if CollectionType.RUN in wanted:
             names += self.allRuns()
+        if CollectionType.CHAINED in wanted:
+            names += self.chains.chainNames()
         return sorted(names)
 
     def getCollectionType(self, name: str) -> CollectionType:
@@ -254,6 +261,8 @@ class DatasetTypeManager:
         MissingRunError
             No collection of that name exists.
         """
+        if self.chains.isChain(name):
+            return CollectionType.CHAINED
         self.runId(name)
         return CollectionType.RUN
 
@@ -315,14 +324,28 @@ class DatasetTypeManager:
     def resolveRuns(self, collections: str | Sequence[str]) -> dict[str, int]:
         """Return run name → id for ``collections``, in search order.
 
+        A CHAINED collection stands for its runs, in its order (nested chains flattened); a
+        run met twice keeps its first place.
+
         Raises
         ------
         MissingRunError
-            A name is not a registered run.
+            A name is not a registered run or chain.
         TypeError
             ``collections`` is `None`.
         """
         if collections is None:
             raise ArgumentTypeError("No collections to search: give a run name or a list of run names.")
         names = [collections] if isinstance(collections, str) else list(collections)
-        return {name: self.runId(name) for name in names}
+        out: dict[str, int] = {}
+        for name in names:
+            runId = self._lookupRun(name) if isinstance(name, str) and name else None
+            if runId is not None:
+                out.setdefault(name, runId)
+                continue
+            if isinstance(name, str) and name and self.chains.isChain(name):
+                for run in self.chains.flatten(name):
+                    out.setdefault(run, self.runId(run))
+                continue
+            out.setdefault(name, self.runId(name))  # raises, naming what exists
+        return out

@@ -13,7 +13,14 @@ from .datasets import (
     removeDatasets,
     transferDatasets,
 )
-from .queries import datasetUris, queryCollections, queryDataIds, queryDatasetTypes, queryDimensionRecords
+from .queries import (
+    collectionChain,
+    datasetUris,
+    queryCollections,
+    queryDataIds,
+    queryDatasetTypes,
+    queryDimensionRecords,
+)
 from .repo import (
     CleanupReport,
     RepoStats,
@@ -35,6 +42,7 @@ __all__ = [
     "TransferResult",
     "VerifyReport",
     "cleanupRepo",
+    "collectionChain",
     "createRepo",
     "datasetUris",
     "dumpConfig",

@@ -11,7 +11,14 @@ from ..dimensions import DimensionRecord
 from ..registry.queries.results import QueryResults
 from .datasets import PathLike
 
-__all__ = ["datasetUris", "queryCollections", "queryDataIds", "queryDatasetTypes", "queryDimensionRecords"]
+__all__ = [
+    "collectionChain",
+    "datasetUris",
+    "queryCollections",
+    "queryDataIds",
+    "queryDatasetTypes",
+    "queryDimensionRecords",
+]
 
 
 def queryDataIds(
@@ -87,3 +94,28 @@ def datasetUris(root: PathLike, refs: Sequence[Any]) -> dict[str, str]:
     """Return dataset id → URI of each of ``refs`` (as `Butler.getUri` gives it)."""
     with Butler(root, writeable=False) as butler:
         return {str(ref.id): str(butler.getUri(ref)) for ref in refs}
+
+
+def collectionChain(root: PathLike, parent: str, children: Sequence[str], mode: str = "set") -> list[str]:
+    """Change chain ``parent`` (``mode``: set, prepend, extend or remove ``children``); return it.
+
+    Raises
+    ------
+    CollectionError
+        The change would make a cycle, a child is given twice, or ``parent`` is a run.
+    MissingRunError
+        A child is not a registered collection.
+    """
+    with Butler(root, writeable=True) as butler:
+        registry = butler.registry
+        if mode == "set":
+            registry.setCollectionChain(parent, list(children))
+        elif mode == "prepend":
+            registry.prependCollectionChain(parent, list(children))
+        elif mode == "extend":
+            registry.extendCollectionChain(parent, list(children))
+        elif mode == "remove":
+            registry.removeFromCollectionChain(parent, list(children))
+        else:
+            raise ValueError(f"mode {mode!r} is not one of set, prepend, extend, remove.")
+        return registry.getCollectionChain(parent)

@@ -14,11 +14,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ..exceptions import ConflictingRecordError, DataIdError, InvalidQueryError
+from ..exceptions import (
+    CollectionError,
+    ConflictingRecordError,
+    DataIdError,
+    InvalidQueryError,
+    MissingRunError,
+)
 from ..registry import Registry
 from .registry_support import RegistryFixtures, makeDatasetType
 
-__all__ = ["DimensionTests", "QueryResultTests", "QueryTests"]
+__all__ = ["ChainTests", "DimensionTests", "QueryResultTests", "QueryTests"]
 
 RAW = makeDatasetType("raw", ("instrument", "visit", "detector"), "StructuredDataDict")
 NAMED = makeDatasetType("named", ("visit", "physical_filter"), "StructuredDataDict")
@@ -402,3 +408,63 @@ class QueryResultTests(RegistryFixtures):
         assert "alone matches none" in reason
         (reason,) = runs.explainDatasetQuery("raw", "run1", {"visit": 999})
         assert "visit=999" in reason
+
+
+class ChainTests(RegistryFixtures):
+    """CHAINED collections: order, nesting, cycles, and every collection argument accepting a chain."""
+
+    @pytest.fixture
+    def chained(self, registry: Registry) -> Registry:
+        """Return a registry with raws in run1..run3 (visit 1 in all, visit 2 in run1) and chain 'all'."""
+        registry.registerDatasetType(RAW)
+        for run in ("run1", "run2", "run3"):
+            registry.registerRun(run)
+            registry.addDatasets("raw", [{"instrument": "HSC", "visit": 1, "detector": 1}], run)
+        registry.addDatasets("raw", [{"instrument": "HSC", "visit": 2, "detector": 1}], "run1")
+        registry.setCollectionChain("all", ["run3", "run2", "run1"])
+        return registry
+
+    def testFindThroughChain(self, chained: Registry) -> None:
+        """Check that lookups and findFirst queries search a chain in order."""
+        dataId = {"instrument": "HSC", "visit": 1, "detector": 1}
+        assert chained.findDataset("raw", dataId, "all").run == "run3"  # type: ignore[union-attr]
+        refs = chained.queryDatasets("raw", "all", "visit >= 1", findFirst=True)
+        assert sorted((r.dataId["visit"], r.run) for r in refs) == [(1, "run3"), (2, "run1")]
+        assert len(chained.queryDatasets("raw", "all")) == 4
+        assert chained.countDatasets("raw", ["all"]) == 4
+        assert chained.queryDataIds("visit", collections="all") == [{"visit": 1}, {"visit": 2}]
+
+    def testEditingAndNesting(self, chained: Registry) -> None:
+        """Check prepend, extend, remove, nested chains and queryCollections."""
+        chained.setCollectionChain("recent", ["run3"])
+        chained.setCollectionChain("outer", ["recent", "all"])
+        assert chained.queryDatasets("raw", "outer", findFirst=True)[0].run == "run3"
+        chained.removeFromCollectionChain("all", "run3")
+        chained.prependCollectionChain("all", ["run1"])
+        assert chained.getCollectionChain("all") == ["run1", "run2"]
+        chained.extendCollectionChain("all", "run3")
+        assert chained.getCollectionChain("all") == ["run1", "run2", "run3"]
+        found = chained.findDataset("raw", {"instrument": "HSC", "visit": 1, "detector": 1}, "all")
+        assert found is not None and found.run == "run1"
+        assert chained.queryCollections("CHAINED") == ["all", "outer", "recent"]
+        assert str(chained.getCollectionType("outer")) == "CHAINED"
+        assert str(chained.getCollectionType("run1")) == "RUN"
+
+    def testChainErrors(self, chained: Registry) -> None:
+        """Check that cycles, duplicates, unknown children and name clashes are refused."""
+        chained.setCollectionChain("outer", ["all"])
+        with pytest.raises(CollectionError, match="a cycle"):
+            chained.setCollectionChain("all", ["run1", "outer"])
+        with pytest.raises(CollectionError, match="a cycle"):
+            chained.setCollectionChain("all", ["all"])
+        with pytest.raises(CollectionError, match="twice"):
+            chained.setCollectionChain("x", ["run1", "run1"])
+        with pytest.raises(MissingRunError, match="'nope' is not registered"):
+            chained.setCollectionChain("x", ["nope"])
+        with pytest.raises(CollectionError, match="RUN collection"):
+            chained.setCollectionChain("run1", ["run2"])
+        with pytest.raises(CollectionError, match="CHAINED collection"):
+            chained.registerRun("all")
+        with pytest.raises(CollectionError, match="not a CHAINED collection"):
+            chained.getCollectionChain("run1")
+        assert chained.getCollectionChain("all") == ["run3", "run2", "run1"]  # unchanged
