@@ -13,7 +13,7 @@ import logging
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .butler_config import REPOSITORY_ID_KEY, ButlerConfig, makeRepo, repoConfigPath
 from .config import Config
@@ -32,14 +32,12 @@ from .exceptions import (
 )
 from .formatters.base import prevalidated
 from .putting import putMany, resolvedForPut
-from .registry import Registry, SqlRegistry
-from .registry.databases import isSqliteUrl, sqliteFile
-from .registry.queries import parseExpression
-from .registry.queries.expressions import elementsOf
-from .registry.queries.results import QueryResults
-from .registry.reserve import SpaceReserve
 from .storage_class import StorageClassFactory
 from .transfer import transferFrom
+
+if TYPE_CHECKING:
+    from .registry import Registry
+    from .registry.queries.results import QueryResults
 
 __all__ = ["Butler"]
 
@@ -119,6 +117,8 @@ class Butler:
         self.storageClassFactory = StorageClassFactory.fromDefaults()
         if "storageClasses" in self.config:
             self.storageClassFactory.addFromConfig({"storageClasses": self.config["storageClasses"]})
+        from .registry import SqlRegistry  # SQLAlchemy is imported when a Butler is opened
+
         self.registry: Registry = SqlRegistry.fromConfig(
             self.config,
             root=str(self.root),
@@ -137,6 +137,9 @@ class Butler:
             raise
         self.run = run
         # Room for removals on a full disk, beside a SQLite registry (see registry/reserve.py).
+        from .registry.databases import isSqliteUrl, sqliteFile
+        from .registry.reserve import SpaceReserve
+
         databaseFile = sqliteFile(self.registry.url) if isSqliteUrl(self.registry.url) else None
         self._spaceReserve = SpaceReserve(databaseFile) if databaseFile is not None else None
         if self._spaceReserve is not None and writeable:
@@ -630,6 +633,9 @@ class Butler:
         condition: Mapping[str, Any] | str | None
         if isinstance(where, str):
             condition, bind = _withKeywords(where, bind, whereKwargs)
+            from .registry.queries import parseExpression  # the parser, on the first string query
+            from .registry.queries.expressions import elementsOf
+
             needed = elementsOf(parseExpression(condition))
         else:
             condition = {**(where or {}), **whereKwargs} or None
@@ -664,6 +670,8 @@ class Butler:
             if not reasons and limit is not None and limit <= 0:
                 reasons.append(f"limit={limit} keeps nothing.")
             return reasons
+
+        from .registry.queries.results import QueryResults
 
         return QueryResults(out, explain)
 

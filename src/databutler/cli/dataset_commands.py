@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import click
-from rich.table import Table
 
 from .options import collectionsOption, readOnlyOption, repoArgument, whereOption
-from .utils import DatabutlerCommand, makeConsole, parseCollections, parseDataId, parseParameters, parseWhere
+from .utils import (
+    DatabutlerCommand,
+    makeConsole,
+    makeTable,
+    parseCollections,
+    parseDataId,
+    parseParameters,
+    parseWhere,
+)
 
 __all__ = ["get", "put", "remove", "transfer"]
 
@@ -78,7 +85,7 @@ def get(
     if result.output is not None:
         click.echo(f"Wrote {result.ref} to {result.output}.")
         return
-    table = Table(title=str(result.ref), show_header=False)
+    table = makeTable(title=str(result.ref), show_header=False)
     table.add_column("what", style="bold")
     table.add_column("value")
     table.add_row("run", str(result.ref.run))

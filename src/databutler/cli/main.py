@@ -10,9 +10,7 @@ Commands import `databutler.script` (and so the Butler and SQLAlchemy) when they
 from __future__ import annotations
 
 import click
-from rich.table import Table
 
-from ..config import Config
 from .dataset_commands import get, put, remove, transfer
 from .options import collectionsOption, readOnlyOption, repoArgument, whereOption
 from .query_commands import (
@@ -23,7 +21,7 @@ from .query_commands import (
     queryDatasetTypes,
     queryDimensionRecords,
 )
-from .utils import DatabutlerGroup, makeConsole, parseCollections, parseWhere
+from .utils import DatabutlerGroup, makeConsole, makeTable, parseCollections, parseWhere
 
 __all__ = ["cli"]
 
@@ -64,6 +62,7 @@ def create(repo: str, configFile: str | None, registryDb: str | None) -> None:
       databutler create shared --registry-db postgresql+psycopg://me@dbhost/butler
     """
     from .. import script
+    from ..config import Config
 
     config = Config(configFile) if configFile else Config()
     if registryDb:
@@ -142,7 +141,7 @@ def stats(repo: str, readOnly: bool) -> None:
 
     result = script.repoStats(repo, writeable=not readOnly)
     console = makeConsole()
-    summary = Table(title=f"Repository {result.root}", show_header=False)
+    summary = makeTable(title=f"Repository {result.root}", show_header=False)
     summary.add_column("what", style="bold")
     summary.add_column("value")
     summary.add_row("registry", result.registry)
@@ -152,7 +151,7 @@ def stats(repo: str, readOnly: bool) -> None:
     summary.add_row("orphan files", f"{result.orphans} (no record names them; see databutler cleanup)")
     console.print(summary)
     for title, counts in (("dataset type", result.datasetTypes), ("run", result.runs)):
-        table = Table()
+        table = makeTable()
         table.add_column(title)
         table.add_column("datasets", justify="right")
         for key, count in counts.items():

@@ -15,10 +15,9 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import click
-from rich.table import Table
 
 from .options import collectionsOption, readOnlyOption, repoArgument
-from .utils import DatabutlerCommand, makeConsole, parseCollections
+from .utils import DatabutlerCommand, makeConsole, makeTable, parseCollections
 
 __all__ = [
     "collectionChain",
@@ -109,7 +108,7 @@ def printRows(rows: Sequence[dict[str, Any]], columns: Sequence[str], outputForm
         for row in rows:
             writer.writerow(["" if row.get(c) is None else _plain(row.get(c)) for c in columns])
     else:
-        table = Table(title=title)
+        table = makeTable(title=title)
         for column in columns:
             table.add_column(column, no_wrap=column == "id")
         for row in rows:

@@ -7,10 +7,13 @@ import json
 import re
 import sys
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
 
 from ..exceptions import DatabutlerError
 
@@ -18,6 +21,7 @@ __all__ = [
     "DatabutlerCommand",
     "DatabutlerGroup",
     "makeConsole",
+    "makeTable",
     "parseCollections",
     "parseDataId",
     "parseParameters",
@@ -117,10 +121,25 @@ def parseCollections(values: Sequence[str]) -> list[str] | None:
 
 
 def makeConsole(stderr: bool = False) -> Console:
-    """Return a rich console for the current stdout (or stderr); wide when not a terminal."""
+    """Return a rich console for the current stdout (or stderr); wide when not a terminal.
+
+    rich is imported here, by the commands that print tables, not when the command starts.
+    """
+    from rich.console import Console
+
     stream = sys.stderr if stderr else sys.stdout
     isTerminal = stream.isatty()
     return Console(file=stream, width=None if isTerminal else 200, highlight=False, soft_wrap=not isTerminal)
+
+
+def makeTable(*columns: str, **options: Any) -> Table:
+    """Return a rich table with these columns (rich is imported on first use)."""
+    from rich.table import Table
+
+    table = Table(**options)
+    for column in columns:
+        table.add_column(column)
+    return table
 
 
 def _formatHelpText(command: click.Command, formatter: click.HelpFormatter) -> None:

@@ -19,7 +19,6 @@ from ...exceptions import InvalidQueryError
 from .. import schema
 from .compiler import ResolvedColumn, compileExpression
 from .expressions import Name
-from .parser import parseExpression
 
 __all__ = ["DatasetWhere", "compileDatasetWhere"]
 
@@ -158,5 +157,7 @@ def compileDatasetWhere(
         ``where`` does not parse, names an unknown dimension or field, or a value does not fit.
     """
     resolver = DatasetWhere(datasetType, universe, recordTables)
+    from .parser import parseExpression  # lark is imported on the first string expression
+
     condition = compileExpression(where, parseExpression(where), resolver, bind)
     return resolver.joined(schema.datasetTable), condition, resolver
