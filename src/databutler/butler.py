@@ -11,6 +11,7 @@ from __future__ import annotations
 import fnmatch
 import logging
 import os
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from .butler_config import REPOSITORY_ID_KEY, ButlerConfig, makeRepo, repoConfigPath
 from .config import Config
 from .dataset_lookup import DatasetLookup, collectionNames, mergeDataId
-from .dataset_ref import DatasetRef, checkRunName
+from .dataset_ref import DatasetRef, checkRunName, datasetIdNamespace, predictDatasetId
 from .dataset_type import DatasetType
 from .datastore.base import Datastore
 from .exceptions import (
@@ -34,6 +35,7 @@ from .formatters.base import prevalidated
 from .putting import putMany, resolvedForPut
 from .storage_class import StorageClassFactory
 from .transfer import transferFrom
+from .workers import MapResult, mapUnits
 
 if TYPE_CHECKING:
     from .registry import Registry
@@ -136,6 +138,12 @@ class Butler:
             self.registry.close()
             raise
         self.run = run
+        # Dataset ids are UUIDv5 of (run, type, data ID) in this namespace: a driver planning work
+        # for many workers knows every output id in advance. A repository made before ids were
+        # recorded in its config has none, and its puts keep getting random ids.
+        self.datasetIdNamespace: uuid.UUID | None = (
+            datasetIdNamespace(str(repositoryId)) if repositoryId is not None else None
+        )
         # Room for removals on a full disk, beside a SQLite registry (see registry/reserve.py).
         from .registry.databases import isSqliteUrl, sqliteFile
         from .registry.reserve import SpaceReserve
@@ -178,6 +186,14 @@ class Butler:
         return (
             f"Butler({str(self.root)!r}, run={self.run!r}, collections={list(self.collections)!r}{readOnly})"
         )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle by root, run, collections and writeable flag; unpickling reopens the repository.
+
+        The config is read again from the root, so the repository must be reachable at the same
+        path (or URI) where it is unpickled; no connection or open file travels.
+        """
+        return (_reopenButler, (str(self.root), self.run, list(self.collections), self.isWriteable))
 
     def _requireWriteable(self, what: str) -> None:
         if not self.isWriteable:
@@ -345,7 +361,9 @@ class Butler:
         self.datastore.checkPut(obj, datasetType)
         runName = self._runFor(run, lambda: f"put {datasetType.name!r} {dict(normalized)}")
         with self.transaction(), prevalidated(obj):  # the formatters need not check it again
-            ref = self.registry.addDataset(datasetType, normalized, runName)
+            ref = self.registry.addDataset(
+                datasetType, normalized, runName, id=self.predictDatasetId(datasetType, normalized, runName)
+            )
             self.datastore.put(obj, ref)
         return ref
 
@@ -368,6 +386,93 @@ class Butler:
         return ref
 
     putMany = putMany
+
+    def predictDatasetId(
+        self, datasetTypeOrName: DatasetType | str, dataId: Mapping[str, Any], run: str | None = None
+    ) -> uuid.UUID | None:
+        """Return the id a `put` of this dataset type and data ID into ``run`` gives it.
+
+        `None` for a repository without a recorded repository id (made by an older version):
+        its puts get random ids.
+
+        Raises
+        ------
+        MissingDatasetTypeError
+            The dataset type (given by name) is not registered.
+        DataIdError
+            The data ID does not match the dataset type's dimensions.
+        NoDefaultRunError
+            No run was given and the Butler has none.
+        """
+        if self.datasetIdNamespace is None:
+            return None
+        datasetType = self._lookup.resolveType(datasetTypeOrName)
+        runName = run or self.run
+        if runName is None:
+            raise NoDefaultRunError(
+                f"Cannot predict the id of {datasetType.name!r} {dict(dataId)}: no run given and this "
+                "Butler has none; pass run='...'."
+            )
+        normalized = self.registry._coerceDataId(datasetType, mergeDataId(datasetType, dataId, {}))
+        return predictDatasetId(self.datasetIdNamespace, runName, datasetType.name, normalized)
+
+    def map(
+        self,
+        fn: Callable[[dict[str, Any], dict[str, Any]], Mapping[str, Any]],
+        dataIds: Iterable[Mapping[str, Any]],
+        *,
+        inputs: Sequence[str] = (),
+        outputs: Sequence[str],
+        run: str | None = None,
+        collections: Sequence[str] | None = None,
+        executor: Any = None,
+        progress: bool | None = None,
+    ) -> MapResult:
+        """Run ``fn`` once per data ID on workers that never touch the registry; merge what they wrote.
+
+        Parameters
+        ----------
+        fn : callable
+            ``fn(dataId, inputs) -> outputs``: ``inputs`` maps each of ``inputs``' dataset type
+            names to the object read for this data ID; it returns a dict with one object per
+            name of ``outputs``. It must be picklable to run on Dask (a module-level function).
+        dataIds : iterable of mapping
+            One unit of work per data ID, covering the dimensions of every input and output.
+        inputs, outputs : sequence of str
+            Registered dataset type names read and written by each unit.
+        run : str, optional
+            The run the outputs go to (default: the Butler's); registered if new.
+        collections : sequence of str, optional
+            Where inputs are found, in order (default: the Butler's collections).
+        executor : distributed.Client, optional
+            Where units run; in this process, one after another, when not given.
+        progress : bool, optional
+            Show a progress bar (default: when stderr is a terminal).
+
+        Returns
+        -------
+        result : MapResult
+            Datasets merged and skipped, units run and skipped, registry transactions used.
+
+        Raises
+        ------
+        MapUnitError
+            Some units raised (or their worker died): each is named with its data ID and
+            traceback, nothing of theirs was merged, all other units were. Running the same map
+            again runs only the units whose outputs are not all registered.
+        ConflictingDatasetError
+            An output id is registered with other content, or another dataset holds its data ID.
+        DatasetNotFoundError
+            An input of a data ID is not in the collections; nothing was run.
+        ReadOnlyRepositoryError
+            The Butler was opened with ``writeable=False``.
+        """
+        self._requireWriteable("map into a run")
+        runName = self._runFor(run, lambda: "map")
+        searched = self._lookup.collectionsFor(collections) or [runName]
+        return mapUnits(
+            self, fn, dataIds, list(inputs), list(outputs), runName, list(searched), executor, progress
+        )
 
     def removeDatasets(self, refs: Iterable[DatasetRef]) -> None:
         """Remove datasets from the registry and the datastore, all or none.
@@ -718,6 +823,11 @@ class Butler:
             for name in self.registry.queryCollections(types)
             if any(fnmatch.fnmatchcase(name, p) for p in patterns)
         ]
+
+
+def _reopenButler(root: str, run: str | None, collections: list[str], writeable: bool) -> Butler:
+    """Open the Butler a pickle describes (see `Butler.__reduce__`)."""
+    return Butler(root, run=run, collections=collections or None, writeable=writeable)
 
 
 def _withKeywords(

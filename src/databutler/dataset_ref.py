@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import operator
 import uuid
 from collections.abc import Mapping
@@ -12,7 +13,16 @@ from typing import Any
 from .dataset_type import DatasetType
 from .exceptions import DataIdError, RunNameError
 
-__all__ = ["MAX_RUN_NAME", "DataIdValue", "DatasetRef", "checkRunName", "normalizeDataId", "unstorableText"]
+__all__ = [
+    "MAX_RUN_NAME",
+    "DataIdValue",
+    "DatasetRef",
+    "checkRunName",
+    "datasetIdNamespace",
+    "normalizeDataId",
+    "predictDatasetId",
+    "unstorableText",
+]
 
 DataIdValue = int | str
 
@@ -279,3 +289,29 @@ class DatasetRef:
     def components(self) -> Mapping[str, DatasetRef]:
         """Map each component name of the storage class to its component ref."""
         return {name: self.makeComponentRef(name) for name in self.datasetType.storageClass.components}
+
+
+_DATABUTLER_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://databutler.invalid/dataset-ids")
+"""The namespace the per-repository namespaces are made in (a fixed, arbitrary UUID)."""
+
+
+def datasetIdNamespace(repositoryId: str | uuid.UUID) -> uuid.UUID:
+    """Return the UUIDv5 namespace of the dataset ids of the repository ``repositoryId``.
+
+    Two repositories never share a namespace, so a dataset copied between them keeps an id
+    that cannot collide with one the target computes for itself.
+    """
+    return uuid.uuid5(_DATABUTLER_NAMESPACE, str(repositoryId))
+
+
+def predictDatasetId(
+    namespace: uuid.UUID, run: str, datasetTypeName: str, dataId: Mapping[str, DataIdValue]
+) -> uuid.UUID:
+    """Return the id of the dataset (``run``, dataset type, ``dataId``) in a repository's ``namespace``.
+
+    The id is a UUIDv5 of the three, so anyone who knows them (a driver planning work for many
+    workers) knows the id before the dataset is written. ``dataId`` must be normalized (its
+    values coerced to the dimensions' types): ``{"visit": 1}`` and ``{"visit": "1"}`` differ.
+    """
+    key = json.dumps([run, datasetTypeName, sorted(dataId.items())], separators=(",", ":"))
+    return uuid.uuid5(namespace, key)

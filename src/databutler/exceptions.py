@@ -59,6 +59,8 @@ written rather than quoted.
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "AmbiguousDatasetError",
     "ArgumentTypeError",
@@ -89,6 +91,7 @@ __all__ = [
     "FormatterError",
     "InvalidParameterError",
     "InvalidQueryError",
+    "MapUnitError",
     "MissingDatasetError",
     "MissingDatasetTypeError",
     "MissingOptionalDependencyError",
@@ -345,3 +348,20 @@ class ArgumentTypeError(DatabutlerError, TypeError):
 
 class AmbiguousDatasetError(DatabutlerError, LookupError):
     """A dataset type and data ID match datasets in several runs and no collections say which."""
+
+
+class MapUnitError(DatabutlerError, RuntimeError):
+    """Units of a `Butler.map` failed; the others were merged. ``failures`` lists what failed.
+
+    Attributes
+    ----------
+    failures : list of UnitFailure
+        Each failed unit's data ID, error and traceback.
+    result : MapResult
+        What the map did merge.
+    """
+
+    def __init__(self, message: str, failures: list[Any], result: Any) -> None:
+        super().__init__(message)
+        self.failures = failures
+        self.result = result
