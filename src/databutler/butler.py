@@ -413,7 +413,9 @@ class Butler:
                 f"Cannot predict the id of {datasetType.name!r} {dict(dataId)}: no run given and this "
                 "Butler has none; pass run='...'."
             )
-        normalized = self.registry._coerceDataId(datasetType, mergeDataId(datasetType, dataId, {}))
+        normalized = self.registry.dimensions.coerceDataId(
+            mergeDataId(datasetType, dataId, {}), f"Data ID of {datasetType.name!r}:"
+        )
         return predictDatasetId(self.datasetIdNamespace, runName, datasetType.name, normalized)
 
     def map(

@@ -197,7 +197,7 @@ class WorkerButler:
 
     def __init__(self, datastoreConfig: Mapping[str, Any], storageClasses: Mapping[str, Any] | None = None):
         config = json.loads(json.dumps(dict(datastoreConfig)))
-        config["records"] = {"db": "sqlite://"}  # in memory: the registry is the driver's
+        config["records"] = {"db": "sqlite://"}  # InMemoryRecordStorage: the registry is the driver's
         self.datastore = FileDatastore(config)
         if storageClasses:
             self.datastore.storageClassFactory.addFromConfig({"storageClasses": dict(storageClasses)})
@@ -215,10 +215,10 @@ class WorkerButler:
         written: list[DatasetRef] = []
         known: list[DatasetRef] = []
         try:
-            with records.begin() as conn:
+            with records.begin():
                 for ref, infos in unit.inputs.values():
                     records.insert(
-                        conn, ref.id, ref.datasetType.name, [_recordFromDict(r, factory) for r in infos]
+                        ref.id, ref.datasetType.name, [_recordFromDict(r, factory) for r in infos]
                     )
                     known.append(ref)
             inputs = {name: self.datastore.get(ref) for name, (ref, _) in unit.inputs.items()}
@@ -246,9 +246,9 @@ class WorkerButler:
             return UnitFailure(dict(unit.dataId), f"{type(exc).__name__}: {exc}", traceback.format_exc())
         finally:
             # Forget the records (the files stay): the next unit starts from an empty table.
-            with records.begin() as conn:
+            with records.begin():
                 for ref in [*known, *written]:
-                    records.delete(conn, ref.id)
+                    records.delete(ref.id)
 
 
 @functools.lru_cache(maxsize=8)
@@ -305,7 +305,7 @@ def planUnits(
         outRefs: dict[str, DatasetRef] = {}
         for t in outputTypes:
             sub = {k: dataId[k] for k in t.dimensions if k in dataId}
-            normalized = butler.registry._coerceDataId(t, mergeDataId(t, sub, {}))
+            normalized = butler.registry.dimensions.coerceDataId(mergeDataId(t, sub, {}), f"Data ID of {t.name!r}:")
             ident = butler.predictDatasetId(t, normalized, run) or newDatasetId()
             outRefs[t.name] = DatasetRef(t, normalized, ident, run)
         if all((name, tuple(sorted(ref.dataId.items()))) in existing for name, ref in outRefs.items()):
@@ -314,7 +314,7 @@ def planUnits(
         inRefs: dict[str, tuple[DatasetRef, list[dict[str, Any]]]] = {}
         for t in inputTypes:
             sub = {k: dataId[k] for k in t.dimensions if k in dataId}
-            key = tuple(sorted(butler.registry._coerceDataId(t, mergeDataId(t, sub, {})).items()))
+            key = tuple(sorted(butler.registry.dimensions.coerceDataId(mergeDataId(t, sub, {}), f"Data ID of {t.name!r}:").items()))
             ref = found[t.name].get(key)
             if ref is None:
                 raise DatasetNotFoundError(
@@ -392,10 +392,10 @@ def _insert(
     refs = butler.registry.addDatasetRefs([ref for ref, _ in entries])
     butler.registry.addDatasetLocations(fileStore.name, refs)
     factory = fileStore.storageClassFactory
-    with fileStore._records.begin() as conn:
+    with fileStore._records.begin():
         for ref, records in entries:
             fileStore._records.insert(
-                conn, ref.id, ref.datasetType.name, [_recordFromDict(r, factory) for r in records]
+                ref.id, ref.datasetType.name, [_recordFromDict(r, factory) for r in records]
             )
 
 
