@@ -217,9 +217,7 @@ class WorkerButler:
         try:
             with records.begin():
                 for ref, infos in unit.inputs.values():
-                    records.insert(
-                        ref.id, ref.datasetType.name, [_recordFromDict(r, factory) for r in infos]
-                    )
+                    records.insert(ref.id, ref.datasetType.name, [_recordFromDict(r, factory) for r in infos])
                     known.append(ref)
             inputs = {name: self.datastore.get(ref) for name, (ref, _) in unit.inputs.items()}
             produced = fn(dict(unit.dataId), inputs)
@@ -305,7 +303,9 @@ def planUnits(
         outRefs: dict[str, DatasetRef] = {}
         for t in outputTypes:
             sub = {k: dataId[k] for k in t.dimensions if k in dataId}
-            normalized = butler.registry.dimensions.coerceDataId(mergeDataId(t, sub, {}), f"Data ID of {t.name!r}:")
+            normalized = butler.registry.dimensions.coerceDataId(
+                mergeDataId(t, sub, {}), f"Data ID of {t.name!r}:"
+            )
             ident = butler.predictDatasetId(t, normalized, run) or newDatasetId()
             outRefs[t.name] = DatasetRef(t, normalized, ident, run)
         if all((name, tuple(sorted(ref.dataId.items()))) in existing for name, ref in outRefs.items()):
@@ -314,7 +314,13 @@ def planUnits(
         inRefs: dict[str, tuple[DatasetRef, list[dict[str, Any]]]] = {}
         for t in inputTypes:
             sub = {k: dataId[k] for k in t.dimensions if k in dataId}
-            key = tuple(sorted(butler.registry.dimensions.coerceDataId(mergeDataId(t, sub, {}), f"Data ID of {t.name!r}:").items()))
+            key = tuple(
+                sorted(
+                    butler.registry.dimensions.coerceDataId(
+                        mergeDataId(t, sub, {}), f"Data ID of {t.name!r}:"
+                    ).items()
+                )
+            )
             ref = found[t.name].get(key)
             if ref is None:
                 raise DatasetNotFoundError(
