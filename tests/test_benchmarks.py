@@ -38,3 +38,20 @@ def test_bench_bulk_prints_every_row() -> None:
     for row in ("file system floor", "putMany", "put inside one transaction", "x floor"):
         assert row in result.stdout
     assert "Traceback" not in result.stderr
+
+
+def test_bench_query_quick_prints_every_query() -> None:
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "bench_query.py"), "--quick"],
+        capture_output=True, text=True, timeout=600, check=True,
+    )  # fmt: skip
+    for row in (
+        "range query, 1%",
+        "findFirst through",
+        "queryDataIds",
+        "one run",
+        "through the chain",
+        "x floor",
+    ):
+        assert row in result.stdout
+    assert "Traceback" not in result.stderr
