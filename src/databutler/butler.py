@@ -35,11 +35,11 @@ from .formatters.base import prevalidated
 from .putting import putMany, resolvedForPut
 from .storage_class import StorageClassFactory
 from .transfer import transferFrom
-from .workers import MapResult, mapUnits
 
 if TYPE_CHECKING:
     from .registry import Registry
     from .registry.queries.results import QueryResults
+    from .workers import MapResult
 
 __all__ = ["Butler"]
 
@@ -472,6 +472,8 @@ class Butler:
         self._requireWriteable("map into a run")
         runName = self._runFor(run, lambda: "map")
         searched = self._lookup.collectionsFor(collections) or [runName]
+        from .workers import mapUnits  # the worker machinery, on the first map
+
         return mapUnits(
             self, fn, dataIds, list(inputs), list(outputs), runName, list(searched), executor, progress
         )
