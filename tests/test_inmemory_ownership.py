@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 from astropy.table import Table
 
-from databutler import COPY_MODES, InMemoryDatastore, MaskedImage, StorageClassError
+from databutler import COPY_MODES, DatasetRef, InMemoryDatastore, MaskedImage, StorageClassError
 from databutler.testing import makeRef
 
 
@@ -102,6 +102,38 @@ def test_protected_modes(family: str, mode: str) -> None:
     assert same(first, make()), "a change to the caller's object reached the store"
     _tryMutate(mutate, first)  # a reader changes what it got
     assert same(store.get(ref), make()), "a change to a returned object reached the store"
+
+
+@pytest.mark.parametrize(("family", "mode"), PROTECTED)
+def test_protected_modes_on_the_fast_paths(family: str, mode: str) -> None:
+    """A second put of a dataset type takes put's fast path; a get by the very ref, get's."""
+    storageClass, make, mutate, same = FAMILIES[family]
+    store = makeStore(None if mode == "default" else mode)
+    first = makeRef("thing", storageClass, visit=1)
+    second = DatasetRef(first.datasetType, {"visit": 2, "detector": 2}, run="test/run")
+    store.put(make(), first)  # checks the dataset type and fills the put cache
+    original = make()
+    store.put(original, second)
+    _tryMutate(mutate, original)
+    got = store.get(second)
+    assert same(got, make()), "a change to the caller's object reached the store"
+    _tryMutate(mutate, got)
+    assert same(store.get(second), make()), "a change to a returned object reached the store"
+    sameDataset = DatasetRef(second.datasetType, {"visit": 2, "detector": 2}, id=second.id, run="test/run")
+    assert same(store.get(sameDataset), make())  # an equal ref that is another object
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_reference_mode_fast_paths_share_the_object(family: str) -> None:
+    storageClass, make, _mutate, _same = FAMILIES[family]
+    store = makeStore("reference")
+    first = makeRef("thing", storageClass, visit=1)
+    second = DatasetRef(first.datasetType, {"visit": 2, "detector": 2}, run="test/run")
+    store.put(make(), first)
+    original = make()
+    store.put(original, second)
+    assert store.get(second) is original
+    assert store.stats().hits == 1
 
 
 def test_copy_is_shallow() -> None:

@@ -42,7 +42,12 @@ from ._entries import (
     parseBytes,
     parsePositive,
 )
-from ._ownership import CopyPolicy, handOut
+from ._ownership import REFERENCE, CopyPolicy, handOut
+
+# Globals for the fast paths of put (a global lookup is cheaper than an attribute chain).
+_newEntry = tuple.__new__
+_now = time.time
+_ownObject = CopyPolicy.own
 
 __all__ = ["InMemoryDatastore", "InMemoryDatastoreStats"]
 
@@ -119,6 +124,7 @@ class InMemoryDatastore(Datastore):
         self._entries = self._table.entries
         self._lock = self._table.lock
         self._simple = self._table.simple
+        self._countHit = self._table.countHit
         # Registry calls are made outside every lock of this datastore (see _syncRegistry).
         self._putCache: dict[str, _PutInfo] = {}  # by dataset type name, for puts that passed once
 
@@ -188,7 +194,31 @@ class InMemoryDatastore(Datastore):
         DatasetTooLargeError
             The dataset alone is larger than ``maxBytes``; nothing is evicted.
         """
-        self._insert([self._own(inMemoryDataset, ref)])
+        info = self._putCache.get(ref.datasetType.name)
+        if (
+            not self._simple
+            or info is None
+            or info[0] is not ref.datasetType
+            or type(inMemoryDataset) is not info[1]
+        ):
+            self._insert([self._own(inMemoryDataset, ref)])
+            return
+        # The fast path (no limits, no expiry, a dataset type and object type checked before):
+        # the same ownership as `_own`, with no size and no batch.
+        mode = info[2]
+        if mode is REFERENCE:
+            entry = _newEntry(Entry, (inMemoryDataset, ref, _now(), mode, None, None))
+        else:
+            stored, mode, copier = _ownObject(inMemoryDataset, info[3], mode, False)
+            entry = _newEntry(Entry, (stored, ref, _now(), mode, None, copier))
+        key = ref.id.int
+        entries = self._entries
+        with self._lock:
+            if key in entries:
+                raise self._existsError(ref)
+            entries[key] = entry
+        if self.registry is not None or self._openTransactions:
+            self._afterInsert([ref], [])
 
     def putMany(self, pairs: Iterable[tuple[Any, DatasetRef]]) -> None:
         """Put every ``(inMemoryDataset, ref)`` pair, all or none.
@@ -378,6 +408,12 @@ class InMemoryDatastore(Datastore):
         ValueError
             A parameter is unknown or unusable (`InvalidParameterError`).
         """
+        if self._simple and not parameters:  # the fast path of tryGet: no lock, no parameters
+            entry = self._entries.get(ref.id.int)
+            if entry is not None and (entry[1] is ref or entry[1].datasetType is ref.datasetType):
+                self._countHit()
+                copier = entry[5]  # Entry.handOut
+                return entry[0] if copier is None else copier(entry[0])
         found, obj = self.tryGet(ref, parameters)
         if not found:
             raise self._notFound(ref, "get")

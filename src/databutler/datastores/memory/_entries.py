@@ -195,6 +195,8 @@ class EntryTable:
         self._pendingExpired: list[DatasetRef] = []
         # Lock-free hit counting: next() on itertools.count is atomic under the GIL.
         self._hitCounter = itertools.count()
+        self.countHit: Callable[[], int] = self._hitCounter.__next__
+        """Count one hit; safe without the lock (a bound C method: no Python frame on a get)."""
         self._hitReads = 0
         self.hits = 0
         self.misses = 0
@@ -203,10 +205,6 @@ class EntryTable:
         self.refused = 0
 
     # -- lookups --
-
-    def countHit(self) -> None:
-        """Count one hit; safe without the lock."""
-        next(self._hitCounter)
 
     def countLocked(self, hit: bool, key: int) -> None:
         """Count a hit or a miss of ``key``; a bounded table also records the access's frequency."""
