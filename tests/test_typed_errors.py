@@ -28,6 +28,7 @@ from databutler import (
     DatasetTypeError,
     RunNameError,
     SqlRegistry,
+    UnsafePathError,
     script,
 )
 from databutler.cli import cli
@@ -105,6 +106,37 @@ def test_unstorable_run_name_is_refused_before_anything_is_registered(
             butler.queryDatasets("metrics", collections=[run])
     assert butler.registry.queryRuns() == ["run1"]
     assert butler.queryDatasets("metrics") == []
+
+
+@pytest.mark.parametrize("run", ["../../outside", "/absolute", "a/../..", "night1/.hidden", "a//b"])
+def test_run_name_no_path_can_hold_is_refused_before_it_is_registered(
+    tmp_path: Path, repo: Path, butler: Butler, run: str
+) -> None:
+    # The default template starts with {run}: such a name would be refused at the first put, so
+    # it is refused before the registry ever lists it (by Butler(run=), put(run=), putMany and
+    # transferFrom alike).
+    with pytest.raises(UnsafePathError, match="Run name"):
+        Butler(repo, run=run)
+    with pytest.raises(UnsafePathError, match="Run name"):
+        butler.put({"a": 1}, "metrics", visit=1, band="r", run=run)
+    with pytest.raises(UnsafePathError, match="Run name"):
+        butler.putMany([({"a": 1}, "metrics", {"visit": 2, "band": "r"})], run=run)
+    other = tmp_path / "other"
+    Butler.makeRepo(other)
+    with Butler(other) as target:
+        ref = DatasetRef(butler.getDatasetType("metrics"), {"visit": 1, "band": "r"}, run=run)
+        with pytest.raises(UnsafePathError, match="Run name"):
+            target.transferFrom(butler, [ref])
+        assert target.registry.queryRuns() == []
+    assert butler.registry.queryRuns() == ["run1"]
+    assert butler.queryDatasets("metrics") == []
+
+
+def test_run_name_with_slashes_is_kept_when_every_part_is_safe(repo: Path) -> None:
+    with Butler(repo, run="u/alice/test") as opened:
+        ref = opened.put({"a": 1}, "metrics", visit=1, band="r")
+        assert opened.get(ref) == {"a": 1}
+        assert opened.registry.queryRuns() == ["u/alice/test"]
 
 
 def test_run_name_error_is_also_the_builtins_it_replaced(butler: Butler) -> None:

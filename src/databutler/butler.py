@@ -133,6 +133,7 @@ class Butler:
                 self.registry.checkOwner(str(repositoryId), str(self.root))
             self.datastore = Datastore.fromConfig(self.config["datastore"], registry=self.registry)
             if run is not None and writeable:
+                self._checkRun(run)  # before anything is registered
                 self.registry.registerRun(run)
         except BaseException:
             self.registry.close()
@@ -296,6 +297,11 @@ class Butler:
             raise
         datastoreTransaction.runCommitActions()
 
+    def _checkRun(self, run: str) -> None:
+        """Refuse a run name the registry or the datastore cannot store, before it is registered."""
+        checkRunName(run)
+        self.datastore.checkRun(run)
+
     def _runFor(self, run: str | None, what: Callable[[], str]) -> str:
         run = run or self.run
         if run is None:
@@ -304,6 +310,7 @@ class Butler:
                 f"open it as Butler(root, run='...') or pass run='...'."
             )
         if run != self.run:
+            self._checkRun(run)
             self.registry.registerRun(run)
         return run
 
@@ -378,6 +385,8 @@ class Butler:
         ref = resolvedForPut(self, ref, run, "put")
         self.datastore.checkPut(obj, ref.datasetType)
         assert ref.run is not None
+        if ref.run != self.run:
+            self._checkRun(ref.run)
         with self.transaction(), prevalidated(obj):
             if ref.run != self.run:
                 self.registry.registerRun(ref.run)

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .dataset_lookup import mergeDataId
-from .dataset_ref import DatasetRef, checkRunName
+from .dataset_ref import DatasetRef
 from .dataset_type import DatasetType
 from .exceptions import ArgumentTypeError, DatasetTypeError, RunNameError
 from .formatters.base import prevalidated
@@ -124,7 +124,7 @@ def putMany(butler: Butler, items: Iterable[PutItem], *, run: str | None = None)
     if not pairs:
         return []
     for runName in runs - {butler.run}:
-        checkRunName(runName)
+        butler._checkRun(runName)
     with butler.transaction(), prevalidated(*{id(obj): obj for obj, _ in pairs}.values()):
         for runName in runs:
             butler.registry.registerRun(runName)

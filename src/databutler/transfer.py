@@ -98,6 +98,7 @@ def transferFrom(
     runs = sorted({str(ref.run) for ref in wanted if ref.run})
     for run in runs:  # refused before anything is registered
         checkRunName(run)
+        target.datastore.checkRun(run)
     with target.transaction():
         for datasetType in {ref.datasetType for ref in wanted}:
             target.registerDatasetType(datasetType)

@@ -175,6 +175,19 @@ class Datastore(ABC):
             ``ref`` is already stored (the stored dataset is left in place).
         """
 
+    def checkRun(self, run: str) -> None:
+        """Refuse, before the run is registered, a run name this datastore could not store under.
+
+        The default accepts every name; a file datastore whose templates use ``{run}`` refuses
+        names that cannot be part of a path.
+
+        Raises
+        ------
+        UnsafePathError
+            ``run`` cannot be used in this datastore's paths.
+        """
+        return None
+
     def checkPut(self, inMemoryDataset: Any, datasetType: DatasetType) -> None:
         """Refuse, before anything is written, a dataset that `put` would refuse as a bad object.
 

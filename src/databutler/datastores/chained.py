@@ -218,6 +218,11 @@ class ChainedDatastore(Datastore):
             if k.isAcceptable(ref.datasetType)
         ]
 
+    def checkRun(self, run: str) -> None:
+        """Ask every child (see `Datastore.checkRun`)."""
+        for child in self.datastores:
+            child.checkRun(run)
+
     def checkPut(self, inMemoryDataset: Any, datasetType: DatasetType) -> None:
         """Ask every child that accepts ``datasetType`` (see `Datastore.checkPut`)."""
         for child, constraints in zip(self.datastores, self.constraints, strict=True):

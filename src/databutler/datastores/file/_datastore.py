@@ -263,6 +263,10 @@ class FileDatastore(Datastore):
         ]
         self._store(ref, writes, folder)
 
+    def checkRun(self, run: str) -> None:
+        """Refuse a run name that a template using ``{run}`` cannot put in a path (`Datastore.checkRun`)."""
+        self.layout.templates.checkRun(run)
+
     def checkPut(self, inMemoryDataset: Any, datasetType: DatasetType) -> None:
         """Check the storage class, then ask the formatter(s) `put` would use to validate the object.
 

@@ -270,6 +270,19 @@ class FileTemplates:
         self._templates = {str(name): FileTemplate(template) for name, template in config.items()}
         self.default = self._templates.pop("default", FileTemplate(DEFAULT_TEMPLATE))
 
+    def checkRun(self, run: str) -> None:
+        """Refuse a run name that a template using ``{run}`` could not put in a path.
+
+        Raises
+        ------
+        UnsafePathError
+            A part of ``run`` (between slashes) is empty, starts with '.' or holds an unsafe
+            character, and a template uses ``{run}``.
+        """
+        if any("run" in template.fields for template in (self.default, *self._templates.values())):
+            for part in run.split("/"):
+                _checkValue(part, f"Run name {run!r}: part", None)
+
     def getTemplate(self, ref: DatasetRef) -> FileTemplate:
         """Return the template for ``ref`` (a component ref uses its parent's)."""
         parentName = ref.datasetType.nameAndComponent()[0]
