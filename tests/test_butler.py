@@ -246,6 +246,16 @@ def test_remove_datasets_from_registry_and_datastore(butler: Butler) -> None:
         butler.removeDatasets([ref])
 
 
+def test_a_file_deleted_behind_the_butlers_back_does_not_exist_and_can_be_removed(tmp_path: Path) -> None:
+    butler = _makeButler(tmp_path / "repo", None)
+    ref = butler.put({"v": 1}, "metrics", visit=1, detector=2)
+    fresh = Butler(tmp_path / "repo", run="run1")  # no memory-tier copy
+    Path(fresh.getUri(ref).removeprefix("file://")).unlink()
+    assert fresh.datastore.knows(ref) and not fresh.exists(ref)
+    fresh.removeDatasets([ref])  # the datastore still knows it: its record goes too
+    assert not fresh.datastore.knows(ref) and fresh.registry.getDataset(ref.id) is None
+
+
 def test_remove_of_a_component_is_refused_and_removes_nothing(butler: Butler) -> None:
     ref = butler.put(_calexp(), "calexp", visit=1, detector=2)
     other = butler.put({"v": 1}, "metrics", visit=1, detector=2)

@@ -408,3 +408,18 @@ def test_declared_optional_verbs_children_verify_close(tmp_path: Path) -> None:
         memory.verify(missing)
     chain.close()  # closes the file tier's records database too
     memory.close()  # a no-op by default, and harmless twice
+
+
+def test_chain_knows_a_file_deleted_behind_its_back_but_it_does_not_exist(tmp_path: Path) -> None:
+    registry = InMemoryLocationRegistry()
+    chain = makeChain(tmp_path, registry, memory={"constraints": {"reject": ["metrics"]}})
+    memory, file = chain.children
+    ref = makeRef("metrics", "StructuredDataDict")
+    chain.put({"a": 1}, ref)
+    uri = chain.getUri(ref)
+    Path(uri.removeprefix("file://")).unlink()
+    assert chain.knows(ref) and not chain.exists(ref)
+    assert not memory.knows(ref) and file.knows(ref)
+    assert chain.getUri(ref) == uri  # where it was recorded, not a probe
+    chain.remove(ref)  # clears the record, and tells the registry the chain has it no more
+    assert not chain.knows(ref) and chain.name not in registry.getDatasetLocations(ref)

@@ -238,9 +238,9 @@ def test_changed_file_is_an_integrity_error_and_nothing_is_touched(tmp_path: Pat
     path.unlink()
     with pytest.raises(DatasetNotFoundError, match=re.escape(str(path))):
         store.get(ref)
-    assert store.exists(ref)
+    assert store.knows(ref) and not store.exists(ref)  # recorded, but the file is gone
     store.remove(ref)  # a dataset whose file vanished can still be removed
-    assert not store.exists(ref)
+    assert not store.knows(ref)
 
 
 def test_big_files_are_hashed_while_written_and_read(tmp_path: Path) -> None:
@@ -367,6 +367,31 @@ def test_disassembled_composite(tmp_path: Path) -> None:
     assert not store.getUri(other, predict=True).removesuffix("#predicted").endswith(".npy")
     store.remove(ref)
     assert not folder.exists()
+
+
+def test_file_deleted_behind_its_back_is_known_but_does_not_exist(tmp_path: Path) -> None:
+    store = makeStore(tmp_path)
+    ref = makeRef("metrics", "StructuredDataDict")
+    store.put({"x": 1}, ref)
+    pathOf(store, ref).unlink()
+    assert store.knows(ref) and not store.exists(ref)
+    assert store.knowsMany([ref]) == {ref: True} and store.existsMany([ref]) == {ref: False}
+    assert ref not in store
+    with pytest.raises(DatasetNotFoundError):
+        store.verify(ref)
+    store.remove(ref)  # the record is what remove clears; the missing file is no obstacle
+    assert not store.knows(ref) and len(store) == 0
+
+
+def test_component_exists_only_while_its_own_file_does(tmp_path: Path) -> None:
+    store = makeStore(tmp_path)
+    ref = makeRef("calexp", "MaskedImage")
+    store.put(MaskedImage(image=np.ones((2, 2)), mask=np.zeros((2, 2)), metadata={"a": 1}), ref)
+    imageRef, maskRef = ref.makeComponentRef("image"), ref.makeComponentRef("mask")
+    pathOf(store, imageRef).unlink()
+    assert store.knows(imageRef) and not store.exists(imageRef)
+    assert store.exists(maskRef)  # its file is still there
+    assert store.knows(ref) and not store.exists(ref)  # the composite needs every file
 
 
 def test_composite_written_whole_when_configured(tmp_path: Path) -> None:

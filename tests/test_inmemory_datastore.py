@@ -102,6 +102,19 @@ def test_stored_item_info_verbs() -> None:
         store.getStoredItemInfo(ref)
 
 
+def test_info_without_the_dataset_is_known_but_does_not_exist() -> None:
+    store = makeStore()
+    ref = makeRef("metrics", "StructuredDataDict")
+    store.addStoredItemInfo(ref, StoredItemInfo(1.0, ref.datasetType.storageClass))
+    assert store.knows(ref) and not store.exists(ref)
+    assert store.knowsMany([ref]) == {ref: True} and store.existsMany([ref]) == {ref: False}
+    store.removeStoredItemInfo(ref)
+    assert not store.knows(ref)
+    store.put({"x": 1}, ref)
+    store.removeStoredItemInfo(ref)  # bookkeeping only: the dataset is still held, so still known
+    assert store.exists(ref) and store.knows(ref)
+
+
 def test_get_with_incompatible_storage_class_is_type_error() -> None:
     store = makeStore()
     ref = makeRef("metrics", "StructuredDataDict")

@@ -547,7 +547,7 @@ class Butler:
     def _removeNow(self, parents: list[DatasetRef]) -> None:
         with self.transaction():
             self.registry.removeDatasets(parents)
-            held = [ref for ref, present in self.datastore.existsMany(parents).items() if present]
+            held = [ref for ref, known in self.datastore.knowsMany(parents).items() if known]
             self.datastore.removeMany(held)
 
     transferFrom = transferFrom
@@ -593,7 +593,7 @@ class Butler:
         if not self.datastore.isEphemeral or not refs:
             return refs
         parents = [ref.makeCompositeRef() if ref.isComponent() else ref for ref in refs]
-        held = self.datastore.existsMany(parents)
+        held = self.datastore.knowsMany(parents)
         return [ref for ref, parent in zip(refs, parents, strict=True) if held.get(parent, False)]
 
     def get(

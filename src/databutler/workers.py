@@ -177,7 +177,7 @@ def fileDatastoreOf(datastore: Datastore) -> FileDatastore:
         current = pending.pop(0)
         if isinstance(current, FileDatastore):
             return current
-        pending.extend(getattr(current, "datastores", ()))
+        pending.extend(current.children)
     raise ConfigError(
         f"Butler.map needs a FileDatastore (local or S3) for workers to write to; {datastore} has none."
     )

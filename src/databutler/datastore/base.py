@@ -222,7 +222,21 @@ class Datastore(ABC):
 
     @abstractmethod
     def exists(self, ref: DatasetRef) -> bool:
-        """Return `True` if the dataset ``ref`` is in this datastore."""
+        """Return `True` if the dataset ``ref`` is really in this datastore (its artifact is there).
+
+        A datastore that keeps records apart from its artifacts checks the artifact too (a
+        file deleted behind the datastore's back does not exist); `knows` is the record check.
+        ``exists(ref)`` implies ``knows(ref)``.
+        """
+
+    def knows(self, ref: DatasetRef) -> bool:
+        """Return `True` if this datastore has a record of ``ref``, whether or not its artifact is there.
+
+        This is cheap (no artifact is probed) and is what bookkeeping asks: which datasets a
+        datastore should forget on removal, which ones it tells the registry about. The
+        default is `exists`, right for a datastore whose records are its artifacts.
+        """
+        return self.exists(ref)
 
     @abstractmethod
     def remove(self, ref: DatasetRef) -> None:
@@ -373,6 +387,10 @@ class Datastore(ABC):
     def existsMany(self, refs: Iterable[DatasetRef]) -> dict[DatasetRef, bool]:
         """Return ``{ref: exists(ref)}``."""
         return {ref: self.exists(ref) for ref in refs}
+
+    def knowsMany(self, refs: Iterable[DatasetRef]) -> dict[DatasetRef, bool]:
+        """Return ``{ref: knows(ref)}``."""
+        return {ref: self.knows(ref) for ref in refs}
 
     def removeMany(self, refs: Iterable[DatasetRef]) -> None:
         """Remove every ref; if some are missing, the rest are still removed, then an error names them.

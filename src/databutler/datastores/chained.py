@@ -95,13 +95,13 @@ class _ChainRelay:
             if not new:
                 return
             if child.name != datastoreName:
-                held = child.existsMany(new)
+                held = child.knowsMany(new)
                 new = [ref for ref in new if not held.get(ref, False)]
         if new:
             self.registry.addDatasetLocations(self.chain.name, new)
 
     def removeDatasetLocations(self, datastoreName: str, refs: Iterable[DatasetRef]) -> None:
-        gone = [ref for ref in refs if not self.chain.exists(ref)]
+        gone = [ref for ref in refs if not self.chain.knows(ref)]
         if gone:
             self.registry.removeDatasetLocations(self.chain.name, gone)
 
@@ -378,8 +378,12 @@ class ChainedDatastore(Datastore):
         )
 
     def exists(self, ref: DatasetRef) -> bool:
-        """Return `True` if any child has ``ref``."""
+        """Return `True` if any child really has ``ref`` (see `Datastore.exists`)."""
         return any(child.exists(ref) for child in self.datastores)
+
+    def knows(self, ref: DatasetRef) -> bool:
+        """Return `True` if any child has a record of ``ref`` (see `Datastore.knows`)."""
+        return any(child.knows(ref) for child in self.datastores)
 
     def remove(self, ref: DatasetRef) -> None:
         """Remove ``ref`` from every child that has it; all or none.
@@ -417,7 +421,7 @@ class ChainedDatastore(Datastore):
         """
         persistentFirst = sorted(self.datastores, key=lambda child: child.isEphemeral)
         for child in persistentFirst:
-            if child.exists(ref):
+            if child.knows(ref):
                 return child.getUri(ref)
         accepting = sorted(self._accepting(ref), key=lambda child: child.isEphemeral)
         if predict and accepting:

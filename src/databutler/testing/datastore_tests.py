@@ -142,6 +142,21 @@ class DatastoreTests:
         assert list(got["ra"]) == [1.0, 2.0]
         assert datastore.get(ref, parameters={"columns": ["dec"]}).colnames == ["dec"]
 
+    def testKnowsAndExistsFollowPutAndRemove(self, datastore: Datastore) -> None:
+        """Check that `knows` (a record) and `exists` (the artifact) follow put and remove."""
+        ref = makeRef("metrics", "StructuredDataDict")
+        other = makeRef("metrics", "StructuredDataDict", visit=2)
+        assert not datastore.knows(ref) and not datastore.exists(ref)
+        datastore.put({"x": 1}, ref)
+        assert datastore.knows(ref) and datastore.exists(ref)
+        assert datastore.knowsMany([ref, other]) == {ref: True, other: False}
+        sameIdOtherType = DatasetRef(
+            makeTestDatasetType("catalog", "StructuredDataDict"), dict(ref.dataId), id=ref.id, run=ref.run
+        )
+        assert not datastore.knows(sameIdOtherType) and not datastore.exists(sameIdOtherType)
+        datastore.remove(ref)
+        assert not datastore.knows(ref) and not datastore.exists(ref)
+
     # -- the spec's errors --
 
     def testGetMissingRaisesFileNotFound(self, datastore: Datastore) -> None:

@@ -395,20 +395,23 @@ class FileDatastore(Datastore):
             )
         return obj
 
-    def exists(self, ref: DatasetRef) -> bool:
-        """Check if the dataset exists in the datastore (its record, not a file-system probe).
-
-        Parameters
-        ----------
-        ref : DatasetRef
-            Reference to the required dataset.
-
-        Returns
-        -------
-        exists : bool
-            True if the entity exists in the Datastore.
-        """
+    def knows(self, ref: DatasetRef) -> bool:
+        """Return `True` if the records list ``ref``, whether or not its files are still there."""
         return self._records.has(ref.id) == ref.datasetType.nameAndComponent()[0]
+
+    def exists(self, ref: DatasetRef) -> bool:
+        """Return `True` if ``ref`` is recorded here and the file(s) it needs are on the file system.
+
+        A file deleted behind the datastore's back leaves its record (`knows` stays true), but
+        the dataset does not exist. A component ref needs only the file that holds it; a
+        disassembled composite needs every component file.
+        """
+        infos = self.files.lookup(ref)
+        if infos is None:
+            return False
+        component = ref.datasetType.component()
+        needed = [infos.get(component, infos[""])] if component is not None else infos.values()
+        return all(self.fs.exists(self.files.fullPath(info.path)) for info in needed if info.formatter)
 
     def verify(self, ref: DatasetRef) -> bool:
         """Check every file of ``ref`` against the size and checksum recorded when it was written.

@@ -552,6 +552,17 @@ class InMemoryDatastore(Datastore):
         find, peek = self._find, self._entries.get
         return {ref: find(ref, peek) is not None for ref in refs}
 
+    def knows(self, ref: DatasetRef) -> bool:
+        """Return `True` if ``ref`` is held here or stored-item info is recorded for it.
+
+        In memory the entry is both the record and the artifact, so this is `exists`, plus
+        info that `addStoredItemInfo` recorded for a dataset not held.
+        """
+        if self.exists(ref):
+            return True
+        with self._lock:
+            return self._infoFor(ref) is not None
+
     def __len__(self) -> int:
         return len(self._entries)
 
@@ -762,7 +773,14 @@ class InMemoryDatastore(Datastore):
                 raise StoredItemInfoNotFoundError(
                     f"Datastore {self.name!r} has no stored-item info for {ref}."
                 )
-            self._table.infoOverrides.setdefault(ref.id.int, {})[ref.datasetType.component()] = None
+            key, component = ref.id.int, ref.datasetType.component()
+            if key in self._entries:  # the dataset stays: mask the info it would report
+                self._table.infoOverrides.setdefault(key, {})[component] = None
+            else:  # info recorded for a dataset not held: forget it, so a later put starts clean
+                overrides = self._table.infoOverrides[key]
+                del overrides[component]
+                if not overrides:
+                    del self._table.infoOverrides[key]
 
     @classmethod
     def setConfigRoot(cls, root: str, config: Config, full: Config) -> None:
