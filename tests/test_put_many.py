@@ -180,3 +180,23 @@ def test_puts_inside_a_transaction_commit_once_and_a_failed_one_is_undone_alone(
     assert sorted(ref.dataId["visit"] for ref in butler.queryDatasets("metrics")) == list(range(11))
     assert len(storedFiles(tmp_path / "repo")) == 11
     assert butler.get("metrics", visit=3) == {"i": 3}
+
+
+def test_put_many_failing_in_the_datastore_half_way_leaves_no_file(
+    butler: Butler, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write = JsonFormatter.write
+    calls = [0]
+
+    def failingSixth(self: JsonFormatter, obj: Any, stream: Any, storageClass: Any) -> None:
+        calls[0] += 1
+        if calls[0] == 6:
+            raise OSError("disk trouble")
+        write(self, obj, stream, storageClass)
+
+    monkeypatch.setattr(JsonFormatter, "write", failingSixth)
+    with pytest.raises(Exception, match="disk trouble"):
+        butler.putMany([({"i": i}, "metrics", {"visit": i}) for i in range(10)])
+    assert calls[0] == 6
+    assert storedFiles(tmp_path / "repo") == []
+    assert butler.queryDatasets("metrics").count() == 0

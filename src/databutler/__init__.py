@@ -54,6 +54,7 @@ from .exceptions import (
     FileTemplateError,
     ForeignRegistryError,
     FormatterError,
+    IngestError,
     InvalidParameterError,
     InvalidQueryError,
     MissingDatasetError,
@@ -93,12 +94,14 @@ if TYPE_CHECKING:
     from .formatters.parquet import ParquetFormatter
     from .formatters.pickle import PickleFormatter
     from .formatters.yaml import YamlFormatter
+    from .ingest import FileDataset
     from .registry import Registry, RegistryConfig, SqlRegistry
 
 _LAZY = {
     "Butler": ".butler",
     "ButlerConfig": ".butler_config",
     "ChainedDatastore": ".datastores.chained",
+    "FileDataset": ".ingest",
     "FileDatastore": ".datastores.file",
     "FitsFormatter": ".formatters.fits",
     "Formatter": ".formatters.base",
@@ -166,6 +169,7 @@ __all__ = [  # noqa: RUF022
     "DatastoreClassError",
     "DatastoreConfig",
     "DatastoreTransaction",
+    "FileDataset",
     "FileDatastore",
     "FileTemplateError",
     "FitsFormatter",
@@ -176,6 +180,7 @@ __all__ = [  # noqa: RUF022
     "InMemoryDatastoreStats",
     "InMemoryLocationRegistry",
     "InMemoryRecordStorage",
+    "IngestError",
     "InvalidParameterError",
     "InvalidQueryError",
     "JsonFormatter",

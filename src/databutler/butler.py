@@ -32,6 +32,7 @@ from .exceptions import (
     ReadOnlyRepositoryError,
 )
 from .formatters.base import prevalidated
+from .ingest import ingest
 from .putting import putMany, resolvedForPut
 from .storage_class import StorageClassFactory
 from .transfer import transferFrom
@@ -395,6 +396,7 @@ class Butler:
         return ref
 
     putMany = putMany
+    ingest = ingest
 
     def predictDatasetId(
         self, datasetTypeOrName: DatasetType | str, dataId: Mapping[str, Any], run: str | None = None

@@ -46,6 +46,7 @@ either the databutler name or the builtin::
     │   ├── DatabaseDamagedError
     │   └── DatabaseValueError (ValueError)
     ├── UnsafePathError (ValueError)
+    ├── IngestError (ValueError)
     ├── RepositoryExistsError (FileExistsError)
     ├── ReadOnlyRepositoryError (PermissionError)
     ├── NoDefaultRunError (TypeError)
@@ -247,6 +248,10 @@ class TransactionError(DatabutlerError, RuntimeError):
 
 class UnsafePathError(DatabutlerError, ValueError):
     """A dataset type name or data ID value would make a path outside the datastore root."""
+
+
+class IngestError(DatabutlerError, ValueError):
+    """A file to ingest is missing, not a regular file, or cannot be transferred as asked."""
 
 
 # -- registry --------------------------------------------------------------------------------

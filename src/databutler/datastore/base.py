@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 from ..config import Config, ConfigSubset
 from ..dataset_ref import DatasetRef
 from ..dataset_type import DatasetType
-from ..exceptions import ConfigError, DatasetNotFoundError, DatastoreClassError
+from ..exceptions import ConfigError, DatasetNotFoundError, DatastoreClassError, IngestError
 from ..storage_class import StorageClassFactory, importDottedName
 from .bridge import DatasetLocationRegistry
 from .transaction import DatastoreTransaction
@@ -342,6 +342,21 @@ class Datastore(ABC):
             ``ref`` is already stored here.
         """
         self.put(inputDatastore.get(ref), ref)
+
+    def ingest(self, datasets: Iterable[tuple[str, DatasetRef, Any]], transfer: str = "auto") -> None:
+        """Bring existing files in as the datasets they hold (``(path, ref, formatter)`` each).
+
+        Only datastores that keep files can; see `FileDatastore.ingest`.
+
+        Raises
+        ------
+        IngestError
+            This datastore does not keep files.
+        """
+        raise IngestError(
+            f"Datastore {self.name!r} ({type(self).__name__}) does not keep files, so it cannot ingest "
+            "them; ingest into a FileDatastore (or a chain holding one)."
+        )
 
     # -- bulk verbs, built from the single ones --
 

@@ -28,6 +28,7 @@ from ..exceptions import (
     DatasetNotFoundError,
     DatasetTooLargeError,
     DatasetTypeNotSupportedError,
+    IngestError,
     StoredItemInfoNotFoundError,
 )
 from ..storage_class import importDottedName
@@ -300,6 +301,20 @@ class ChainedDatastore(Datastore):
                 raise tooLarge[-1]
             if relay is not None:  # once, not once per child; if it fails the children are undone
                 relay.registry.addDatasetLocations(self.name, [ref])
+
+    def ingest(self, datasets: Iterable[tuple[str, DatasetRef, Any]], transfer: str = "auto") -> None:
+        """Ingest the files into the first persistent child (see `FileDatastore.ingest`).
+
+        Raises
+        ------
+        IngestError
+            No child is persistent, or as the child raises.
+        """
+        for child in self.datastores:
+            if not child.isEphemeral:
+                child.ingest(datasets, transfer)
+                return
+        raise IngestError(f"Chain {self.name!r} has no persistent datastore to ingest files into.")
 
     def get(self, ref: DatasetRef, parameters: Mapping[str, Any] | None = None) -> Any:
         """Read ``ref`` from the first child that has it.

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 import posixpath
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import fsspec
@@ -32,12 +32,16 @@ from ...exceptions import (
     DatasetNotFoundError,
     DatasetTypeError,
     DatasetTypeMismatchError,
+    IngestError,
     RecordConflictError,
     StoredItemInfoExistsError,
     StoredItemInfoNotFoundError,
     UnsafePathError,
 )
+from ...formatters.base import Formatter
+from ...formatters.extensions import FormatterRegistry
 from ._access import FileAccess, FileWrite
+from ._ingest import TRANSFER_MODES, checkSource, transferWriter
 from ._io import CHECKSUM_ALGORITHMS, DEFAULT_CHECKSUM_ALGORITHM, newHasher, removeQuietly
 from ._layout import FileLayout, configSection
 from ._records import FileRecordTable, StoredFileInfo
@@ -298,7 +302,81 @@ class FileDatastore(Datastore):
             parent = tx.parent if tx is not None else None
             if parent is not None:
                 parent.registerOnCommit(f"delete the files of undone {ref}", self.files.recover)
+                # If the enclosing transaction is undone instead, so is the deletion of the
+                # records, and so was their insertion: the files belong to nobody then either.
+                parent.registerUndo(f"delete the files of undone {ref}", self.files.drop, ref, infos)
         self._notifyRemoved([ref])
+
+    def ingest(self, datasets: Iterable[IngestItem], transfer: str = "auto") -> None:
+        """Bring existing files in as the datasets they hold, all or none; the files are not decoded.
+
+        Parameters
+        ----------
+        datasets : iterable of (path, ref, formatter)
+            A local file, the resolved ref of the dataset it holds, and the formatter that
+            reads it: a `Formatter`, its class or dotted class name, or `None` to choose it
+            (the one configured for the dataset type if it writes files of this extension,
+            else the one ``fileFormats.yaml`` names for the extension).
+        transfer : str
+            ``copy`` (``auto``), ``move`` (copy, then delete the source once all is committed),
+            ``hardlink``, ``link`` (a hard link, else a symbolic one), ``symlink`` or
+            ``relsymlink``. Each file lands at its dataset's templated path in the root.
+
+        Raises
+        ------
+        IngestError
+            A file is missing or not a regular file, the mode is unknown, or the transfer
+            failed (a hard link across file systems); nothing was ingested.
+        FormatterError
+            No formatter is known for a file's extension.
+        DatasetExistsError
+            A dataset is already stored, or its path is taken; nothing was ingested.
+        UnsafePathError
+            A path would leave the root.
+        """
+        if not self.files.isLocal:
+            raise IngestError(f"Datastore {self.name!r} is not on a local disk; ingest needs one.")
+        items = list(datasets)
+        if transfer not in TRANSFER_MODES:
+            transferWriter(self.files.fs, "", "", transfer, None)  # raises the IngestError
+        with self.transaction() as tx:
+            for source, ref, formatterSpec in items:
+                if ref.isComponent():
+                    raise DatasetTypeError(f"Cannot ingest component {ref} on its own; ingest the composite.")
+                absolute = checkSource(source, ref)
+                formatter = self._ingestFormatter(ref, absolute, formatterSpec)
+                relPath = self.layout.templates.render(ref) + formatter.extension
+                try:
+                    target = self.files.insidePath(relPath)
+                except UnsafePathError as exc:
+                    raise UnsafePathError(f"Cannot ingest {ref}: {exc}") from exc
+                writer = transferWriter(
+                    self.files.fs, absolute, target, transfer, self.files.checksumAlgorithm
+                )
+                storageClass = ref.datasetType.storageClass
+                try:
+                    self._store(ref, [(None, relPath, formatter.name, storageClass, writer)], None)
+                except OSError as exc:
+                    raise IngestError(
+                        f"Cannot {transfer} {absolute} into datastore {self.name!r} as {ref}: {exc}; "
+                        "nothing was ingested."
+                    ) from exc
+                if transfer == "move":
+                    tx.registerOnCommit(
+                        f"delete the moved source {absolute}", removeQuietly, self.files.fs, absolute
+                    )
+
+    def _ingestFormatter(self, ref: DatasetRef, path: str, spec: Formatter | type | str | None) -> Formatter:
+        if isinstance(spec, Formatter):
+            return spec
+        if isinstance(spec, type | str):
+            name = spec if isinstance(spec, str) else f"{spec.__module__}.{spec.__qualname__}"
+            return self.layout.getFormatter(name, f"the formatter given to ingest {ref}")
+        configured = self.layout.formatterFor(ref.datasetType)
+        extension = posixpath.splitext(path)[1].lower()
+        if configured is not None and configured.extension == extension:
+            return configured
+        return _extensionFormatters().formatterFor(path)
 
     def transfer(self, inputDatastore: Datastore, ref: DatasetRef) -> None:
         """Store here the dataset ``ref`` held by ``inputDatastore``.
@@ -708,6 +786,15 @@ class FileDatastore(Datastore):
 
     def __len__(self) -> int:
         return self._records.count()
+
+
+IngestItem = tuple[str, DatasetRef, "Formatter | type | str | None"]
+"""One file for `FileDatastore.ingest`: its path, the dataset it holds, its formatter (or `None`)."""
+
+
+@functools.cache
+def _extensionFormatters() -> FormatterRegistry:
+    return FormatterRegistry.fromDefaults()
 
 
 def _checksumAlgorithm(value: Any) -> str | None:
