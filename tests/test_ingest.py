@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
+from click.testing import CliRunner
 
 from databutler import (
     ArgumentTypeError,
@@ -18,8 +22,13 @@ from databutler import (
     FileDataset,
     IngestError,
     UnsafePathError,
+    script,
 )
+from databutler.cli import cli
 from databutler.datastores.file import FileDatastore
+from databutler.datastores.file._io import newHasher
+from databutler.formatters.json import JsonFormatter
+from databutler.testing.registry_support import dropNamespace, newNamespace, postgresUrl
 
 MODES = ["auto", "copy", "move", "link", "hardlink", "symlink", "relsymlink"]
 
@@ -113,16 +122,95 @@ def test_the_file_is_not_decoded_and_verify_finds_a_bad_one(butler: Butler, tmp_
         butler.get(stored)
 
 
-def test_a_failure_half_way_leaves_nothing(butler: Butler, tmp_path: Path) -> None:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def anyButler(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Butler]:
+    """A butler on a SQLite registry, then on a real PostgreSQL one."""
+    config: dict[str, Any] = {}
+    namespace = None
+    if request.param == "postgresql":
+        url = postgresUrl()
+        namespace = newNamespace()
+        config = {"registry": {"db": url, "namespace": namespace}}
+    Butler.makeRepo(tmp_path / "repo", config)
+    try:
+        with Butler(tmp_path / "repo", run="raw") as b:
+            b.registerDatasetType("metrics", ("visit",), "StructuredDataDict")
+            yield b
+    finally:
+        if namespace is not None:
+            dropNamespace(url, namespace)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_missing_file_half_way_leaves_nothing(anyButler: Butler, tmp_path: Path, mode: str) -> None:
+    butler = anyButler
     files = sources(tmp_path / "in", 6)
     files[4].unlink()  # the fifth is missing: the four before it must be undone
     datasets = [FileDataset(p, ref(butler, i)) for i, p in enumerate(files)]
-    for mode in ("copy", "move", "hardlink", "symlink"):
-        with pytest.raises(IngestError, match="does not exist"):
-            butler.ingest(*datasets, transfer=mode)
-        assert repoFiles(butler) == []
-        assert butler.queryDatasets("metrics").count() == 0
-        assert all(p.exists() for i, p in enumerate(files) if i != 4)
+    with pytest.raises(IngestError, match="does not exist"):
+        butler.ingest(*datasets, transfer=mode)
+    assert repoFiles(butler) == []
+    assert butler.queryDatasets("metrics").count() == 0
+    assert [p.read_text() for i, p in enumerate(files) if i != 4] == [
+        json.dumps({"i": i}) for i in (0, 1, 2, 3, 5)
+    ]
+    # and the repository still works: the same files ingest afterwards
+    files[4].write_text(json.dumps({"i": 4}))
+    butler.ingest(*datasets, transfer=mode)
+    assert butler.get("metrics", visit=4) == {"i": 4}
+    assert len(repoFiles(butler)) == 6
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_transfer_failing_half_way_leaves_nothing(
+    anyButler: Butler, tmp_path: Path, mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file system fails on the fourth file (a disk error, a link across file systems)."""
+    butler = anyButler
+    files = sources(tmp_path / "in", 6)
+
+    def failing(real: Any, onCall: int = 4) -> Any:
+        calls = [0]
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            calls[0] += 1
+            if calls[0] >= onCall:
+                raise OSError(errno.EXDEV, "Invalid cross-device link (simulated)")
+            return real(*args, **kwargs)
+
+        return call
+
+    if mode in ("auto", "copy", "move"):
+        monkeypatch.setattr(shutil, "copyfileobj", failing(shutil.copyfileobj))
+    elif mode == "link":  # no hard link works: it falls back to symbolic links, the fourth fails
+        monkeypatch.setattr(os, "link", failing(os.link, onCall=1))
+        monkeypatch.setattr(os, "symlink", failing(os.symlink))
+    elif mode == "hardlink":
+        monkeypatch.setattr(os, "link", failing(os.link))
+    else:
+        monkeypatch.setattr(os, "symlink", failing(os.symlink))
+    with pytest.raises(Exception, match="simulated"):
+        butler.ingest(*[FileDataset(p, ref(butler, i)) for i, p in enumerate(files)], transfer=mode)
+    monkeypatch.undo()
+    assert repoFiles(butler) == []
+    assert list(butler.root.rglob(".*tmp-*")) == []
+    assert butler.queryDatasets("metrics").count() == 0
+    assert all(p.read_text() == json.dumps({"i": i}) for i, p in enumerate(files))
+
+
+def test_a_failure_after_the_files_are_placed_leaves_nothing(
+    anyButler: Butler, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The registry commit itself fails after every link is in place: the links go too."""
+    butler = anyButler
+    files = sources(tmp_path / "in", 4)
+    with pytest.raises(RuntimeError, match="after the files"), butler.transaction():
+        butler.ingest(*[FileDataset(p, ref(butler, i)) for i, p in enumerate(files)], transfer="symlink")
+        assert len(repoFiles(butler)) == 4
+        raise RuntimeError("after the files")
+    assert repoFiles(butler) == []
+    assert butler.queryDatasets("metrics").count() == 0
+    assert all(p.exists() for p in files)
 
 
 def test_a_conflict_half_way_leaves_nothing(butler: Butler, tmp_path: Path) -> None:
@@ -175,3 +263,146 @@ def test_a_file_datastore_on_its_own_ingests(tmp_path: Path, butler: Butler) -> 
     store.ingest([(str(source), theRef, None)], transfer="hardlink")
     assert store.get(theRef) == {"i": 0}
     store.close()
+
+
+def test_a_chain_ingests_into_its_first_persistent_child(tmp_path: Path) -> None:
+    fileChild = {"cls": "databutler.datastores.file.FileDatastore", "records": {"db": "registry"}}
+    config = {
+        "datastore": {
+            "cls": "databutler.datastores.chained.ChainedDatastore",
+            "name": "chain",
+            "datastores": [
+                {"datastore": {"cls": "databutler.datastores.memory.InMemoryDatastore", "name": "memory"}},
+                {"datastore": {**fileChild, "name": "first", "root": "<butlerRoot>/first"}},
+                {"datastore": {**fileChild, "name": "second", "root": "<butlerRoot>/second"}},
+            ],
+        }
+    }
+    Butler.makeRepo(tmp_path / "repo", config)
+    (source,) = sources(tmp_path / "in", 1)
+    with Butler(tmp_path / "repo", run="raw") as butler:
+        butler.registerDatasetType("metrics", ("visit",), "StructuredDataDict")
+        (stored,) = butler.ingest(FileDataset(source, ref(butler, 0)), transfer="copy")
+        memory, first, second = butler.datastore.children
+        assert not memory.exists(stored) and first.exists(stored) and not second.exists(stored)
+        assert list((tmp_path / "repo" / "first").rglob("*.json")) != []
+        assert (
+            not (tmp_path / "repo" / "second").exists()
+            or list((tmp_path / "repo" / "second").rglob("*.json")) == []
+        )
+        assert butler.get(stored) == {"i": 0}
+
+
+def test_a_chain_of_memory_only_refuses_to_ingest(tmp_path: Path) -> None:
+    memory = {"cls": "databutler.datastores.memory.InMemoryDatastore"}
+    config = {
+        "datastore": {
+            "cls": "databutler.datastores.chained.ChainedDatastore",
+            "name": "chain",
+            "datastores": [{"datastore": {**memory, "name": "m1"}}, {"datastore": {**memory, "name": "m2"}}],
+        }
+    }
+    Butler.makeRepo(tmp_path / "repo", config)
+    (source,) = sources(tmp_path / "in", 1)
+    with Butler(tmp_path / "repo", run="raw") as butler:
+        butler.registerDatasetType("metrics", ("visit",), "StructuredDataDict")
+        with pytest.raises(IngestError, match="no persistent datastore"):
+            butler.ingest(FileDataset(source, ref(butler, 0)))
+        assert butler.queryDatasets("metrics").count() == 0
+
+
+def test_auto_copies_so_the_source_stays_independent(butler: Butler, tmp_path: Path) -> None:
+    (source,) = sources(tmp_path / "in", 1)
+    (stored,) = butler.ingest(FileDataset(source, ref(butler, 0)))  # transfer="auto"
+    path = Path(butler.getUri(stored).removeprefix("file://"))
+    assert not path.is_symlink() and os.stat(path).st_ino != os.stat(source).st_ino
+    source.write_text('{"i": 99}')  # changing the source does not change the dataset
+    assert json.loads(path.read_text()) == {"i": 0}
+    assert butler.datastore.verify(stored)
+
+
+def test_ingest_records_size_and_checksum_without_decoding(
+    butler: Butler, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (source,) = sources(tmp_path / "in", 1)
+
+    def noRead(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("ingest decoded the file")
+
+    for name in ("read", "readBuffer", "readStream"):
+        if hasattr(JsonFormatter, name):
+            monkeypatch.setattr(JsonFormatter, name, noRead)
+    for mode in ("copy", "symlink"):
+        visit = 0 if mode == "copy" else 1
+        (stored,) = butler.ingest(FileDataset(source, ref(butler, visit)), transfer=mode)
+        info = butler.datastore.getStoredItemInfo(stored)
+        data = source.read_bytes()
+        algorithm, digest = info.checksum.split(":")
+        hasher = newHasher(algorithm)
+        hasher.update(data)
+        assert info.fileSize == len(data) and digest == hasher.hexdigest()
+    monkeypatch.undo()
+    assert butler.get("metrics", visit=1) == {"i": 0}
+
+
+def test_databutler_verify_finds_an_ingested_file_its_formatter_cannot_read(
+    butler: Butler, tmp_path: Path
+) -> None:
+    good, bad = tmp_path / "good.json", tmp_path / "bad.json"
+    good.write_text('{"i": 1}')
+    bad.write_bytes(b"\x00 not json")
+    _, badRef = butler.ingest(
+        FileDataset(good, ref(butler, 1)), FileDataset(bad, ref(butler, 2)), transfer="copy"
+    )
+    butler.close()
+    result = CliRunner().invoke(cli, ["verify", str(butler.root)])
+    assert result.exit_code == 1, result.output
+    assert "1 of 2 dataset(s) failed verification" in result.stderr
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("CORRUPTED")]
+    assert line.startswith(f"CORRUPTED {badRef}") and "failed to read" in line
+    assert "Traceback" not in result.output
+    # bytes only: the checksum matches what was ingested, so it passes
+    assert CliRunner().invoke(cli, ["verify", str(butler.root), "--no-decode"]).exit_code == 0
+    assert (
+        script.verifyDatasets(butler.root).corrupted and script.verifyDatasets(butler.root, decode=False).isOk
+    )
+
+
+def test_a_data_id_that_would_escape_the_root_is_refused(tmp_path: Path, butler: Butler) -> None:
+    butler.registerDatasetType("grouped", ("group",), "StructuredDataDict")
+    (source,) = sources(tmp_path / "in", 1)
+    outside = tmp_path / "escaped"
+    for value in ("../../../escaped/x", "/abs/path"):
+        with pytest.raises(UnsafePathError):
+            butler.ingest(
+                FileDataset(source, DatasetRef(butler.getDatasetType("grouped"), {"group": value})),
+                transfer="symlink",
+            )
+    assert not outside.exists()
+    assert butler.queryDatasets("grouped").count() == 0
+
+
+@pytest.mark.parametrize("mode", ["symlink", "relsymlink", "hardlink", "copy"])
+def test_a_symlinked_source_or_folder_never_places_a_file_outside_the_root(
+    butler: Butler, tmp_path: Path, mode: str
+) -> None:
+    """The source may be a link (it is followed for reading, never for writing); a planted
+    folder link inside the root is refused whatever the mode."""
+    (source,) = sources(tmp_path / "in", 1)
+    viaLink = tmp_path / "viaLink.json"
+    viaLink.symlink_to(source)
+    (stored,) = butler.ingest(FileDataset(viaLink, ref(butler, 0)), transfer=mode)
+    path = Path(butler.getUri(stored).removeprefix("file://"))
+    assert os.path.realpath(path.parent).startswith(os.path.realpath(butler.root))
+    assert butler.get(stored) == {"i": 0}
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (butler.root / "other").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(UnsafePathError, match="outside the root"):
+        butler.ingest(
+            FileDataset(source, DatasetRef(butler.getDatasetType("metrics"), {"visit": 1}, run="other")),
+            transfer=mode,
+        )
+    assert list(outside.rglob("*")) == []
+    butler.removeDatasets([stored])
+    assert source.read_text() == '{"i": 0}' and not path.exists() and not path.is_symlink()

@@ -165,17 +165,28 @@ def stats(repo: str, readOnly: bool) -> None:
 @collectionsOption
 @whereOption
 @readOnlyOption
+@click.option(
+    "--decode/--no-decode",
+    default=True,
+    show_default=True,
+    help="Also read each dataset with its formatter (catches ingested files it cannot read).",
+)
 def verify(
-    repo: str, name: str | None, collections: tuple[str, ...], where: tuple[str, ...], readOnly: bool
+    repo: str,
+    name: str | None,
+    collections: tuple[str, ...],
+    where: tuple[str, ...],
+    readOnly: bool,
+    decode: bool,
 ) -> None:
-    """Re-check stored datasets against the checksums recorded when they were written.
+    """Re-check stored datasets: recorded checksums and sizes, and that their formatters read them.
 
     Exits with status 1 if any dataset is missing or corrupted.
 
     Examples
     --------
       databutler verify repo
-      databutler verify repo flat -w visit=1
+      databutler verify repo flat -w visit=1 --no-decode
     """
     from .. import script
 
@@ -185,6 +196,7 @@ def verify(
         collections=parseCollections(collections),
         where=parseWhere(where) or None,
         writeable=not readOnly,
+        decode=decode,
     )
     for ref in report.missing:
         click.echo(f"MISSING   {ref}", err=True)

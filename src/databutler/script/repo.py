@@ -196,10 +196,16 @@ def _persistentTiers(datastore: Datastore) -> list[Datastore]:
     return [tier for tier in tiers if not tier.isEphemeral] or tiers
 
 
-def _verifyOne(tier: Datastore, ref: DatasetRef) -> None:
-    """Raise if ``tier`` cannot give back ``ref`` intact (`Datastore.verify`)."""
+def _verifyOne(tier: Datastore, ref: DatasetRef, decode: bool) -> None:
+    """Raise if ``tier`` cannot give back ``ref`` intact, or (``decode``) its formatter cannot read it.
+
+    Ingest records a file's size and checksum without decoding it, so only a read finds a file
+    that is intact but not in the format its formatter reads.
+    """
     if tier.verify(ref) is False:
         raise DatasetIntegrityError(f"Dataset {ref} failed verification in datastore {tier.name!r}.")
+    if decode:
+        tier.get(ref)
 
 
 def verifyDatasets(
@@ -209,12 +215,16 @@ def verifyDatasets(
     collections: Sequence[str] | None = None,
     where: Mapping[str, Any] | None = None,
     writeable: bool = False,
+    decode: bool = True,
 ) -> VerifyReport:
     """Re-check every matching dataset against the checksum and size recorded when it was written.
 
     Each dataset is read back from every persistent datastore (the file tier of the default
-    chain), bypassing memory tiers, so what is checked is what is on disk. The repository is
-    opened read-only unless ``writeable``.
+    chain), bypassing memory tiers, so what is checked is what is on disk. With ``decode``
+    (the default) each is also read with its formatter, so that an ingested file the formatter
+    cannot read (ingest records size and checksum without decoding) is reported as corrupted;
+    ``decode=False`` checks bytes only (faster). The repository is opened read-only unless
+    ``writeable``.
 
     Raises
     ------
@@ -232,7 +242,7 @@ def verifyDatasets(
         for ref in refs:
             try:
                 for tier in tiers:
-                    _verifyOne(tier, ref)
+                    _verifyOne(tier, ref, decode)
             except DatasetNotFoundError:
                 missing.append(ref)
             except (DatasetIntegrityError, FormatterError) as exc:

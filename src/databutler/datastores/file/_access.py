@@ -450,9 +450,16 @@ class FileAccess:
             self.deleteFiles([info for _, infos in chunk for info in infos if info.formatter is None])
 
     def _deleteIfUnchanged(self, info: StoredFileInfo) -> None:
-        """Delete the file of ``info`` if it has the recorded size (log anything else)."""
+        """Delete the file of ``info`` if it has the recorded size (log anything else).
+
+        A symbolic link (an ingest with ``symlink``/``relsymlink``) is always unlinked: that
+        never touches the file it points to, and its recorded size is that file's.
+        """
         try:
             path = self.insidePath(info.path)
+            if self.isLocal and os.path.islink(path):
+                os.unlink(path)
+                return
             size = os.lstat(path).st_size if self.isLocal else self.fs.size(path)
         except FileNotFoundError:
             return
@@ -771,7 +778,7 @@ class FileAccess:
                 info for _, info in self.records.fetch(uuid.UUID(owner)).values() if info.path == relPath
             ]
             try:
-                size = os.lstat(aside).st_size if self.isLocal else self.fs.size(aside)
+                size = _entrySize(self.fs, aside, self.isLocal)
                 if not infos or size != infos[0].fileSize:
                     continue
                 if dryRun:
@@ -817,6 +824,18 @@ class FileAccess:
 def _identities(infos: list[StoredFileInfo]) -> set[tuple[Any, ...]]:
     """Return what tells one put's records of a dataset from another's: paths, times, sizes, checksums."""
     return {(info.component, info.path, info.timestamp, info.fileSize, info.checksum) for info in infos}
+
+
+def _entrySize(fs: Any, path: str, isLocal: bool) -> int | None:
+    """Return the size of the file at ``path``, following a symbolic link (`None` if it dangles)."""
+    if not isLocal:
+        return int(fs.size(path))
+    if os.path.islink(path):
+        try:
+            return os.stat(path).st_size
+        except FileNotFoundError:
+            return None
+    return os.lstat(path).st_size
 
 
 def _sameBytes(fs: Any, one: str, other: str, isLocal: bool) -> bool:
