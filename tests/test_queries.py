@@ -25,16 +25,17 @@ from databutler.registry.queries.expressions import (
     Overlaps,
     Range,
 )
+from databutler.testing.query_plan_tests import QueryPlanTests
 from databutler.testing.query_tests import ChainTests, DimensionTests, QueryResultTests, QueryTests
 from databutler.testing.registry_support import dropNamespace, newNamespace, postgresUrl
 
 
-class TestSqliteQueries(QueryTests, DimensionTests, QueryResultTests, ChainTests):
+class TestSqliteQueries(QueryTests, DimensionTests, QueryResultTests, ChainTests, QueryPlanTests):
     def makeRegistry(self, tmpPath: Path) -> SqlRegistry:
         return SqlRegistry(f"sqlite:///{tmpPath}/registry.sqlite3", create=True)
 
 
-class TestPostgresQueries(QueryTests, DimensionTests, QueryResultTests, ChainTests):
+class TestPostgresQueries(QueryTests, DimensionTests, QueryResultTests, ChainTests, QueryPlanTests):
     def makeRegistry(self, tmpPath: Path) -> SqlRegistry:
         return SqlRegistry(postgresUrl(), namespace=newNamespace(), create=True)
 

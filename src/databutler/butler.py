@@ -764,6 +764,8 @@ class Butler:
             types = [t for t in self.registry.queryDatasetTypes() if not t.isComponent()]
         else:
             types = [self._lookup.resolveType(datasetType)]
+        # One type, every ref reported: the registry sorts and limits in SQL.
+        inSql = len(types) == 1 and not self.datastore.isEphemeral
         out: list[DatasetRef] = []
         queried: list[str] = []
         for datasetTypeHere in types:
@@ -772,14 +774,21 @@ class Butler:
             parentName, component = datasetTypeHere.nameAndComponent()
             queried.append(parentName)
             refs = self.registry.queryDatasets(
-                parentName, collections=searched, where=condition, bind=bind, findFirst=findFirst
+                parentName,
+                collections=searched,
+                where=condition,
+                bind=bind,
+                findFirst=findFirst,
+                orderBy=([orderBy] if isinstance(orderBy, str) else orderBy) if inSql else None,
+                limit=limit if inSql else None,
             )
             out.extend([r.makeComponentRef(component) for r in refs] if component else refs)
-        out = self._heldIfEphemeral(out)
-        if orderBy:
-            out = _ordered(out, [orderBy] if isinstance(orderBy, str) else list(orderBy))
-        if limit is not None:
-            out = out[: max(limit, 0)]
+        if not inSql:
+            out = self._heldIfEphemeral(out)
+            if orderBy:
+                out = _ordered(out, [orderBy] if isinstance(orderBy, str) else list(orderBy))
+            if limit is not None:
+                out = out[: max(limit, 0)]
 
         def explain() -> list[str]:
             if not queried:

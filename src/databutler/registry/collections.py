@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import enum
+import uuid
 from collections.abc import Callable, Sequence
+from typing import cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -72,6 +74,12 @@ chainNameTable = sa.Table(
 )
 
 
+_VERSION_NAME = "collectionChainVersion"
+"""The ``butler_attribute`` row whose value changes (a new random token) with every chain change."""
+_attribute = schema.attributeTable
+_READ_VERSION = sa.select(_attribute.c.value).where(_attribute.c.name == sa.bindparam("name"))
+
+
 class ChainedCollectionManager:
     """CHAINED collections of one registry: ordered search paths of runs and other chains.
 
@@ -85,12 +93,53 @@ class ChainedCollectionManager:
         The registry's connections.
     runIdOrNone : callable
         Return the id of a run, or `None` if no run has that name.
+
+    Notes
+    -----
+    Resolving a chain (`resolve`) costs one read of a version token, a row of
+    ``butler_attribute`` that every change to a chain replaces in the same transaction; the
+    runs a chain stands for are cached under that token, so another process's change (a new
+    token) is seen by the next query, and a rolled-back change (whose token never comes back)
+    leaves nothing stale behind. A verb that changes a chain must call `noteChange`.
     """
 
     def __init__(self, db: ConnectionManager, runIdOrNone: Callable[[str], int | None]) -> None:
         self._db = db
         self._runIdOrNone = runIdOrNone
         self._present = True  # False: a read-only registry made before chains, so none exist
+
+    def version(self) -> str:
+        """Return the current chain version token ("" before any chain was ever changed)."""
+        with self._db.read() as connection:
+            rows = self._db.selectRows(connection, _READ_VERSION, {"name": _VERSION_NAME})
+        return str(rows[0][0]) if rows else ""
+
+    def noteChange(self, connection: sa.Connection) -> None:
+        """Replace the version token on ``connection`` (in the transaction that changes a chain)."""
+        token = uuid.uuid4().hex
+        statement = (
+            (sqlite.insert if self._db.isSqlite else postgresql.insert)(_attribute)
+            .values(name=_VERSION_NAME, value=token)
+            .on_conflict_do_update(index_elements=[_attribute.c.name], set_={"value": token})
+        )
+        connection.execute(statement)
+
+    def resolve(self, name: str) -> list[str] | None:
+        """Return the runs chain ``name`` stands for, in search order, or `None` if it is no chain.
+
+        Cached under the current version token (see the class docstring).
+        """
+        if not self._present:
+            return None
+        key = ("flatChain", name, self.version())
+        cached = cast("tuple[str, ...] | None", self._db.cacheGet(key))
+        if cached is not None:
+            return list(cached)
+        if not self.isChain(name):
+            return None
+        runs = self.flatten(name)
+        self._db.cachePut(key, tuple(runs))
+        return runs
 
     def createTables(self) -> None:
         """Create the chain tables that registries made before chains lack (nothing else is touched)."""
@@ -161,7 +210,10 @@ class ChainedCollectionManager:
             .on_conflict_do_nothing()
         )
         with self._db.write() as connection:
-            return bool(connection.execute(statement).rowcount)
+            inserted = bool(connection.execute(statement).rowcount)
+            if inserted:
+                self.noteChange(connection)
+            return inserted
 
     def getCollectionChain(self, parent: str) -> list[str]:
         """Return the children of chain ``parent``, in search order.
@@ -201,6 +253,7 @@ class ChainedCollectionManager:
                         "a cycle; take it out of the list."
                     )
             self.registerChain(parent)
+            self.noteChange(connection)
             connection.execute(sa.delete(chainTable).where(chainTable.c.parent == parent))
             if children:
                 connection.execute(

@@ -8,16 +8,19 @@ write does the registry look to see why, to say which dataset was in the way.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
 from ..dataset_ref import DatasetRef
 from ..dataset_type import DatasetType
 from ..dimensions import DimensionUniverse
-from ..exceptions import ConflictingDatasetError, MissingRunError, RegistryError
+from ..exceptions import ConflictingDatasetError, InvalidQueryError, MissingRunError, RegistryError
 from . import schema
 from .connections import ConnectionManager
 from .data_ids import (
@@ -45,14 +48,29 @@ _FIND_IN_RUN = sa.select(_dataset.c.id, _dataset.c.runId).where(
     _dataset.c.dataId == sa.bindparam("dataId"),
     _dataset.c.runId == sa.bindparam("runId"),
 )
-_FIND_IN_RUNS = sa.select(_dataset.c.id, _dataset.c.runId).where(
-    _dataset.c.datasetTypeId == sa.bindparam("typeId"),
-    _dataset.c.dataId == sa.bindparam("dataId"),
-    _dataset.c.runId.in_(sa.bindparam("runIds", expanding=True)),
-)
+_FIND_IN_RUNS: dict[int, sa.Select[Any]] = {}
+"""The lookup in ``n`` runs, by ``n``: a statement of fixed shape runs on the driver path."""
+
+
+def _findInRuns(count: int) -> sa.Select[Any]:
+    """Return the SELECT of one data ID in ``count`` runs (parameters ``run0``, ``run1``...)."""
+    if count not in _FIND_IN_RUNS:
+        _FIND_IN_RUNS[count] = sa.select(_dataset.c.id, _dataset.c.runId).where(
+            _dataset.c.datasetTypeId == sa.bindparam("typeId"),
+            _dataset.c.dataId == sa.bindparam("dataId"),
+            _dataset.c.runId.in_([sa.bindparam(f"run{i}") for i in range(count)]),
+        )
+    return _FIND_IN_RUNS[count]
+
+
 _GET = sa.select(_dataset.c.datasetTypeId, _dataset.c.runId, _dataset.c.dataId).where(
     _dataset.c.id == sa.bindparam("id")
 )
+
+
+def _asUuid(value: Any) -> uuid.UUID:
+    """Return ``value`` (a UUID from PostgreSQL's driver, or its text) as a `uuid.UUID`."""
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
 
 
 def _sortKey(dataId: Mapping[str, Any]) -> tuple[tuple[bool, Any], ...]:
@@ -258,9 +276,16 @@ class DatasetManager:
             if len(runIds) == 1:
                 params = {"typeId": typeId, "dataId": text, "runId": runIds[0]}
                 rows = self._db.selectRows(connection, _FIND_IN_RUN, params)
+            elif len(runIds) <= 32:
+                params = {"typeId": typeId, "dataId": text} | {f"run{i}": r for i, r in enumerate(runIds)}
+                rows = self._db.selectRows(connection, _findInRuns(len(runIds)), params)
             else:
-                params = {"typeId": typeId, "dataId": text, "runIds": runIds}
-                rows = [tuple(row) for row in connection.execute(_FIND_IN_RUNS, params)]
+                statement = sa.select(_dataset.c.id, _dataset.c.runId).where(
+                    _dataset.c.datasetTypeId == typeId,
+                    _dataset.c.dataId == text,
+                    _dataset.c.runId.in_(runIds),
+                )
+                rows = [tuple(row) for row in connection.execute(statement)]
         found = {runId: ident for ident, runId in rows}
         for name, runId in runs.items():
             if runId in found:
@@ -276,29 +301,114 @@ class DatasetManager:
         *,
         bind: Mapping[str, Any] | None = None,
         findFirst: bool = False,
+        orderBy: Sequence[str] | None = None,
+        limit: int | None = None,
     ) -> list[DatasetRef]:
-        """Return the datasets of one type that match ``where`` (`Registry.queryDatasets`)."""
+        """Return the datasets of one type that match ``where`` (`Registry.queryDatasets`).
+
+        With ``findFirst`` the database keeps one dataset per data ID, the one in the earliest
+        run searched (SQLite: ``GROUP BY`` data ID with ``min`` of the run's rank, whose other
+        columns come from that row; PostgreSQL: ``DISTINCT ON``). With ``orderBy`` or ``limit``
+        the database sorts (ties by run rank, then data ID) and stops at ``limit``. The refs
+        are built in bulk: the data IDs decoded by one ``json.loads`` and, unless the database
+        sorted them, sorted by run rank, then data ID.
+        """
         datasetType, component, statement, runs = self._datasetQuery(
-            datasetTypeOrName, collections, where, bind
+            datasetTypeOrName, collections, where, bind, findFirst=findFirst
         )
-        if statement is None:
+        keys = self._orderKeys(datasetType, orderBy)
+        if statement is None or (limit is not None and limit <= 0):
             return []
+        sortedBySql = bool(keys) or limit is not None
+        if sortedBySql:
+            statement = self._sortedStatement(statement, datasetType, list(runs.values()), keys, limit)
         with self._db.read() as connection:
             rows = connection.execute(statement).all()
+        if not rows:
+            return []
+        ids, runIds, texts = zip(*((row[0], row[1], row[2]) for row in rows), strict=True)
+        dataIds: list[dict[str, Any]] = json.loads("[" + ",".join(texts) + "]")
         order = {runId: index for index, runId in enumerate(runs.values())}
         names = {runId: name for name, runId in runs.items()}
-        decoded = [(order[row.runId], decodeDataId(row.dataId), row) for row in rows]
-        decoded.sort(key=lambda item: (item[0], _sortKey(item[1])))
-        refs = []
-        seen: set[str] = set()
-        for _, dataId, row in decoded:
-            if findFirst:
-                if row.dataId in seen:
-                    continue
-                seen.add(row.dataId)
-            ref = DatasetRef._trusted(datasetType, dataId, row.id, names[row.runId])
-            refs.append(ref.makeComponentRef(component) if component else ref)
+        positions: Iterable[int] = range(len(rows))
+        if not sortedBySql:
+            sortKeys = [(order[r], *d.values()) for r, d in zip(runIds, dataIds, strict=True)]
+            try:
+                positions = sorted(positions, key=sortKeys.__getitem__)
+            except TypeError:  # one dimension holds both ints and strs (no declared type): ints first
+                mixed = [(k[0], _sortKey(d)) for k, d in zip(sortKeys, dataIds, strict=True)]
+                positions = sorted(positions, key=mixed.__getitem__)
+        toUuidValue = uuid.UUID if self._db.isSqlite else _asUuid
+        trusted = DatasetRef._trusted
+        refs = [
+            trusted(datasetType, MappingProxyType(dataIds[i]), toUuidValue(ids[i]), names[runIds[i]])
+            for i in positions
+        ]
+        if component:
+            refs = [ref.makeComponentRef(component) for ref in refs]
         return refs
+
+    def _orderKeys(self, datasetType: DatasetType, orderBy: Sequence[str] | None) -> list[tuple[str, bool]]:
+        """Return ``orderBy`` as (dimension, descending) pairs.
+
+        Raises
+        ------
+        InvalidQueryError
+            A name is not a dimension of ``datasetType``.
+        """
+        keys = []
+        for given in [orderBy] if isinstance(orderBy, str) else list(orderBy or ()):
+            name = given.lstrip("-+")
+            if name not in datasetType.dimensions:
+                raise InvalidQueryError(
+                    f"orderBy names {name!r}, which is not a dimension of {datasetType.name!r} "
+                    f"(its dimensions are {sorted(datasetType.dimensions)})."
+                )
+            keys.append((name, given.startswith("-")))
+        return keys
+
+    def _sortedStatement(
+        self,
+        statement: sa.Select[Any],
+        datasetType: DatasetType,
+        runIds: list[int],
+        keys: list[tuple[str, bool]],
+        limit: int | None,
+    ) -> sa.Select[Any]:
+        """Return ``statement`` sorted by ``keys``, then run rank, then data ID; at most ``limit`` rows.
+
+        Each dimension's value is joined on the (dataset, dimension) key. The order is Python's:
+        ints before strs in a dimension of no declared type, strings by code point (``COLLATE
+        "C"`` on PostgreSQL, whose default collation follows a locale).
+        """
+        inner = statement.subquery("found")
+        idColumn, runColumn, dataIdColumn = list(inner.c)[:3]
+        joined: sa.FromClause = inner
+        values: dict[str, list[sa.ColumnElement[Any]]] = {}
+        for index, dimension in enumerate(sorted(datasetType.dimensions)):
+            alias = schema.datasetDimensionTable.alias(f"order{index}")
+            joined = joined.join(
+                alias, sa.and_(alias.c.datasetId == idColumn, alias.c.dimension == dimension)
+            )
+            text: sa.ColumnElement[Any] = alias.c.strValue
+            if not self._db.isSqlite:
+                text = text.collate("C")
+            valueType = self.universe[dimension].valueType if dimension in self.universe else None
+            if valueType == "int":
+                values[dimension] = [alias.c.intValue]
+            elif valueType == "str":
+                values[dimension] = [text]
+            else:
+                values[dimension] = [alias.c.strValue.is_not(None), alias.c.intValue, text]
+        rank = sa.case({runId: index for index, runId in enumerate(runIds)}, value=runColumn)
+        order: list[sa.ColumnElement[Any]] = []
+        for dimension, descending in keys:
+            order += [column.desc() if descending else column for column in values[dimension]]
+        order.append(rank)
+        for dimension in sorted(datasetType.dimensions):
+            order += values[dimension]
+        out = sa.select(idColumn, runColumn, dataIdColumn).select_from(joined).order_by(*order)
+        return out if limit is None else out.limit(limit)
 
     def _datasetQuery(
         self,
@@ -306,10 +416,14 @@ class DatasetManager:
         collections: str | Sequence[str] | None,
         where: Mapping[str, Any] | str | None,
         bind: Mapping[str, Any] | None,
+        *,
+        findFirst: bool = False,
     ) -> tuple[DatasetType, str | None, sa.Select[Any] | None, dict[str, int]]:
         """Return (parent type, component, the SELECT of id, run id and data ID, runs searched).
 
-        The statement is `None` when no run is searched.
+        The statement is `None` when no run is searched. On SQLite the id comes back as the
+        stored hex text (made a UUID by the caller, faster than SQLAlchemy's per-row processor).
+        With ``findFirst``, only the dataset in the earliest of the runs for each data ID.
         """
         typeId, datasetType, component = self.types.resolveDatasetType(datasetTypeOrName)
         fromClause: sa.FromClause = schema.datasetTable
@@ -335,17 +449,27 @@ class DatasetManager:
             # statistics, and the hint would only spoil its estimates.
             typeColumn = typeColumn + 0
             runColumn = runColumn + 0
-        statement = (
-            sa.select(table.c.id, table.c.runId, table.c.dataId)
-            .select_from(fromClause)
-            .where(typeColumn == typeId, *conditions)
+        idColumn: sa.ColumnElement[Any] = (
+            sa.type_coerce(table.c.id, sa.String) if self._db.isSqlite else table.c.id
         )
-        if distinct:
+        columns: list[sa.ColumnElement[Any]] = [idColumn, table.c.runId, table.c.dataId]
+        runIds = list(runs.values())
+        first = findFirst and len(runIds) > 1
+        rank = sa.case({runId: index for index, runId in enumerate(runIds)}, value=table.c.runId)
+        if first and self._db.isSqlite:
+            columns.append(sa.func.min(rank))
+        statement = sa.select(*columns).select_from(fromClause).where(typeColumn == typeId, *conditions)
+        if first and self._db.isSqlite:
+            # SQLite documents that with min() the bare columns come from the row holding the minimum.
+            statement = statement.group_by(table.c.dataId)
+        elif first:
+            statement = statement.ext(postgresql.distinct_on(table.c.dataId)).order_by(table.c.dataId, rank)
+        elif distinct:
             statement = statement.distinct()
         if collections is not None or not byDimension:
             # With every run listed, the (type, run, data ID) index finds a full data ID by a
             # few probes instead of a scan of the whole type.
-            statement = statement.where(runColumn.in_(list(runs.values())))
+            statement = statement.where(runColumn.in_(runIds))
         return datasetType, component, statement, runs
 
     def countDatasets(

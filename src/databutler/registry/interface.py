@@ -364,6 +364,8 @@ class Registry(ABC):
         *,
         bind: Mapping[str, Any] | None = None,
         findFirst: bool = False,
+        orderBy: Sequence[str] | None = None,
+        limit: int | None = None,
     ) -> list[DatasetRef]:
         """Return the datasets of one type in ``collections`` whose data IDs match ``where``.
 
@@ -381,6 +383,10 @@ class Registry(ABC):
             Values for the ``:name`` parameters of a ``where`` expression.
         findFirst : bool
             Keep, for each data ID, only the dataset in the earliest of ``collections``.
+        orderBy : sequence of str, optional
+            Dimensions to sort by first (``"-visit"``: descending); ties as without it.
+        limit : int, optional
+            Return at most this many (the first in this order).
 
         Returns
         -------
@@ -395,7 +401,8 @@ class Registry(ABC):
             ``where`` names a dimension the dataset type does not have, or a bad value.
         InvalidQueryError
             A ``where`` expression does not parse, names an unknown dimension, has a value of
-            the wrong type or a bind parameter without a value.
+            the wrong type or a bind parameter without a value, or ``orderBy`` names a
+            dimension the dataset type lacks.
         """
 
     @abstractmethod

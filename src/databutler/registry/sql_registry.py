@@ -576,10 +576,18 @@ class SqlRegistry(Registry):
         *,
         bind: Mapping[str, Any] | None = None,
         findFirst: bool = False,
+        orderBy: Sequence[str] | None = None,
+        limit: int | None = None,
     ) -> list[DatasetRef]:
         """Return the datasets of one type matching ``where`` (`Registry.queryDatasets`)."""
         return self.datasets.queryDatasets(
-            datasetTypeOrName, collections, where, bind=bind, findFirst=findFirst
+            datasetTypeOrName,
+            collections,
+            where,
+            bind=bind,
+            findFirst=findFirst,
+            orderBy=orderBy,
+            limit=limit,
         )
 
     def getDataset(self, id: uuid.UUID | str) -> DatasetRef | None:

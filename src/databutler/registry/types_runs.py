@@ -339,12 +339,19 @@ class DatasetTypeManager:
         names = [collections] if isinstance(collections, str) else list(collections)
         out: dict[str, int] = {}
         for name in names:
-            runId = self._lookupRun(name) if isinstance(name, str) and name else None
+            usable = isinstance(name, str) and bool(name)
+            # A run already seen costs nothing; a chain one read of the chain version token.
+            runId = cast("int | None", self._db.cacheGet(("run", name))) if usable else None
+            if runId is None and usable:
+                chainRuns = self.chains.resolve(name)
+                runId = None if chainRuns is not None else self._lookupRun(name)
+            else:
+                chainRuns = None
             if runId is not None:
                 out.setdefault(name, runId)
                 continue
-            if isinstance(name, str) and name and self.chains.isChain(name):
-                for run in self.chains.flatten(name):
+            if chainRuns is not None:
+                for run in chainRuns:
                     out.setdefault(run, self.runId(run))
                 continue
             out.setdefault(name, self.runId(name))  # raises, naming what exists

@@ -1,0 +1,131 @@
+"""`QueryPlanTests`: what the fast query paths must keep true, on every registry back end.
+
+Chains are resolved from a cache keyed by a version token that every chain change replaces,
+``findFirst`` runs in SQL, ``orderBy``/``limit`` run in SQL, and refs are built in bulk; each
+test here compares one of those paths with what the plain definition says.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import pytest
+
+from ..exceptions import InvalidQueryError
+from ..registry import Registry
+from .registry_support import RegistryFixtures, makeDatasetType
+
+__all__ = ["QueryPlanTests"]
+
+RAW = makeDatasetType("raw", ("instrument", "visit", "detector"), "StructuredDataDict")
+DATA_ID = {"instrument": "HSC", "visit": 1, "detector": 1}
+
+
+class QueryPlanTests(RegistryFixtures):
+    """The fast paths' contract. Subclasses implement `makeRegistry` (see `RegistryFixtures`)."""
+
+    @pytest.fixture
+    def layered(self, registry: Registry) -> Registry:
+        """Raws in run1 (visits 1..6 x detectors 1..4), run2 (visits 1..4), run3 (visits 1..2); chain 'all'."""
+        registry.registerDatasetType(RAW)
+        for run, top in (("run1", 6), ("run2", 4), ("run3", 2)):
+            registry.registerRun(run)
+            registry.addDatasets(
+                "raw",
+                [
+                    {"instrument": "HSC", "visit": v, "detector": d}
+                    for v in range(1, top + 1)
+                    for d in range(1, 5)
+                ],
+                run,
+            )
+        registry.setCollectionChain("all", ["run3", "run2", "run1"])
+        return registry
+
+    def testChainChangeInAnotherRegistryIsSeen(self, layered: Registry) -> None:
+        """Check that a chain changed through another connection is resolved anew at once."""
+        assert layered.findDataset("raw", DATA_ID, "all").run == "run3"  # type: ignore[union-attr]
+        other = self.reopen(layered)
+        try:
+            other.setCollectionChain("all", ["run1", "run2"])
+            assert layered.findDataset("raw", DATA_ID, "all").run == "run1"  # type: ignore[union-attr]
+            assert {r.run for r in layered.queryDatasets("raw", "all", findFirst=True)} == {"run1"}
+            other.setCollectionChain("inner", ["run2"])
+            other.setCollectionChain("all", ["inner", "run1"])
+            assert layered.findDataset("raw", DATA_ID, "all").run == "run2"  # type: ignore[union-attr]
+            other.setCollectionChain("inner", ["run3"])  # a nested chain changed: the outer one too
+            assert layered.findDataset("raw", DATA_ID, "all").run == "run3"  # type: ignore[union-attr]
+        finally:
+            other.close()
+
+    def testRolledBackChainChangeLeavesNothingStale(self, layered: Registry) -> None:
+        """Check that a chain change rolled back is forgotten, also by the cache."""
+        with pytest.raises(RuntimeError), layered.transaction():
+            layered.setCollectionChain("all", ["run1"])
+            assert layered.findDataset("raw", DATA_ID, "all").run == "run1"  # type: ignore[union-attr]
+            raise RuntimeError("roll back")
+        assert layered.findDataset("raw", DATA_ID, "all").run == "run3"  # type: ignore[union-attr]
+        assert layered.getCollectionChain("all") == ["run3", "run2", "run1"]
+
+    def testFindFirstMatchesItsDefinition(self, layered: Registry) -> None:
+        """Check findFirst (in SQL) against the first-in-search-order rule, for several orders."""
+        everything = layered.queryDatasets("raw", ["run1", "run2", "run3"])
+        for order in itertools.permutations(["run1", "run2", "run3"]):
+            expected: dict[Any, Any] = {}
+            for run in order:
+                for ref in everything:
+                    if ref.run == run:
+                        expected.setdefault(tuple(ref.dataId.values()), ref)
+            for where in (None, "visit >= 2 AND detector IN (1, 3)", {"visit": [1, 5]}):
+                found = layered.queryDatasets("raw", list(order), where, findFirst=True)
+                keys = [tuple(r.dataId.values()) for r in found]
+                assert len(keys) == len(set(keys))
+                wanted = {k: v for k, v in expected.items() if k in set(keys)}
+                assert {tuple(r.dataId.values()): r for r in found} == wanted
+                rank: dict[str | None, int] = {run: i for i, run in enumerate(order)}
+                assert keys == [
+                    tuple(r.dataId.values())
+                    for r in sorted(found, key=lambda r: (rank[r.run], *r.dataId.values()))
+                ]
+        assert len(layered.queryDatasets("raw", "all", findFirst=True)) == 24  # 6 visits x 4 detectors
+
+    def testOrderByAndLimitMatchSortingInPython(self, layered: Registry) -> None:
+        """Check orderBy/limit (in SQL) against sorting every result in Python, ties by run then data ID."""
+        everything = layered.queryDatasets("raw", "all")
+        rank = {"run3": 0, "run2": 1, "run1": 2}
+
+        def default(ref: Any) -> tuple[Any, ...]:
+            return (rank[ref.run], *ref.dataId.values())
+
+        for orderBy in (["-visit"], ["detector", "-visit"], ["visit"], []):
+            expected = sorted(everything, key=default)
+            for key in reversed(orderBy):
+                name = key.lstrip("-")
+                expected = sorted(expected, key=lambda r: r.dataId[name], reverse=key[0] == "-")
+            for limit in (None, 5, 0, 1000):
+                found = layered.queryDatasets("raw", "all", orderBy=orderBy, limit=limit)
+                assert found == expected[: len(expected) if limit is None else limit]
+        first = layered.queryDatasets(
+            "raw", "all", "visit > 2", findFirst=True, orderBy=["-detector"], limit=3
+        )
+        assert [(r.dataId["detector"], r.dataId["visit"], r.run) for r in first] == [
+            (4, 3, "run2"),
+            (4, 4, "run2"),
+            (4, 5, "run1"),
+        ]
+        with pytest.raises(InvalidQueryError, match="orderBy names 'band'"):
+            layered.queryDatasets("raw", "all", orderBy=["band"])
+
+    def testStringDimensionsSortByCodePoint(self, registry: Registry) -> None:
+        """Check that SQL sorts string values as Python does (code points, not a locale's collation)."""
+        named = makeDatasetType("named", ("instrument", "physical_filter"), "StructuredDataDict")
+        registry.registerDatasetType(named)
+        registry.registerRun("run1")
+        filters = ["b", "B", "a", "_x", "é", "Z", "a b", "ab"]
+        registry.addDatasets("named", [{"instrument": "HSC", "physical_filter": f} for f in filters], "run1")
+        found = registry.queryDatasets("named", "run1", orderBy=["physical_filter"], limit=100)
+        assert [r.dataId["physical_filter"] for r in found] == sorted(filters)
+        assert [r.dataId["physical_filter"] for r in registry.queryDatasets("named", "run1")] == sorted(
+            filters
+        )
