@@ -343,6 +343,7 @@ class DatasetTypeManager:
             # A run already seen costs nothing; a chain one read of the chain version token.
             runId = cast("int | None", self._db.cacheGet(("run", name))) if usable else None
             if runId is None and usable:
+                checkRunName(name)  # a name no collection can have is refused before any SQL
                 chainRuns = self.chains.resolve(name)
                 runId = None if chainRuns is not None else self._lookupRun(name)
             else:
