@@ -30,7 +30,9 @@ from databutler.datastores.file._io import newHasher
 from databutler.formatters.json import JsonFormatter
 from databutler.testing.registry_support import dropNamespace, newNamespace, postgresUrl
 
-MODES = ["auto", "copy", "move", "link", "hardlink", "symlink", "relsymlink"]
+PLACING_MODES = ["auto", "copy", "move", "link", "hardlink", "symlink", "relsymlink"]
+"""The modes that place an entry in the root."""
+MODES = [*PLACING_MODES, "direct"]
 
 
 @pytest.fixture
@@ -71,8 +73,11 @@ def test_each_transfer_mode_ingests_readable_datasets(butler: Butler, tmp_path: 
     for i, r in enumerate(refs):
         assert butler.get("metrics", visit=i) == {"i": i}
         stored = Path(butler.getUri(r).removeprefix("file://"))
+        assert butler.datastore.verify(r)
+        if mode == "direct":
+            assert butler.getUri(r) == files[i].as_uri()
+            continue
         assert stored.is_relative_to(butler.root)
-        assert butler.datastore.verify(r) if hasattr(butler.datastore, "verify") else True
         if mode in ("symlink", "relsymlink"):
             assert stored.is_symlink()
             target = os.readlink(stored)
@@ -158,10 +163,10 @@ def test_a_missing_file_half_way_leaves_nothing(anyButler: Butler, tmp_path: Pat
     files[4].write_text(json.dumps({"i": 4}))
     butler.ingest(*datasets, transfer=mode)
     assert butler.get("metrics", visit=4) == {"i": 4}
-    assert len(repoFiles(butler)) == 6
+    assert len(repoFiles(butler)) == (0 if mode == "direct" else 6)
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", PLACING_MODES)
 def test_a_transfer_failing_half_way_leaves_nothing(
     anyButler: Butler, tmp_path: Path, mode: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -406,3 +411,46 @@ def test_a_symlinked_source_or_folder_never_places_a_file_outside_the_root(
     assert list(outside.rglob("*")) == []
     butler.removeDatasets([stored])
     assert source.read_text() == '{"i": 0}' and not path.exists() and not path.is_symlink()
+
+
+def test_direct_records_the_file_where_it_is_and_never_deletes_it(anyButler: Butler, tmp_path: Path) -> None:
+    butler = anyButler
+    files = sources(tmp_path / "outside data", 3)  # a space: the URI is quoted
+    refs = butler.ingest(*[FileDataset(p, ref(butler, i)) for i, p in enumerate(files)], transfer="direct")
+    assert repoFiles(butler) == []  # nothing was copied or linked into the root
+    assert [butler.getUri(r) for r in refs] == [p.as_uri() for p in files]
+    assert "%20" in butler.getUri(refs[0])
+    with Butler(butler.root, collections=["raw"]) as cold:
+        assert cold.get("metrics", visit=1) == {"i": 1}
+    assert script.verifyDatasets(butler.root).isOk
+    butler.removeDatasets([refs[0]])
+    assert not butler.exists("metrics", visit=0)
+    assert files[0].read_text() == json.dumps({"i": 0})  # removed, but the file is still there
+    with pytest.raises(RuntimeError, match="undo"), butler.transaction():
+        butler.removeDatasets([refs[1]])
+        raise RuntimeError("undo")
+    assert butler.get("metrics", visit=1) == {"i": 1}
+    butler.removeDatasets([refs[1], refs[2]])
+    assert all(p.exists() for p in files)
+    assert script.cleanupRepo(butler.root, olderThan=0.0).removed == []
+    assert all(p.exists() for p in files)
+    with pytest.raises(IngestError, match="undone"), butler.transaction():  # an undone ingest
+        butler.ingest(FileDataset(files[0], ref(butler, 0)), transfer="direct")
+        raise IngestError("undone")
+    assert all(p.exists() for p in files) and butler.queryDatasets("metrics").count() == 0
+
+
+def test_direct_refuses_a_file_inside_the_root_and_a_changed_file_fails_verify(
+    butler: Butler, tmp_path: Path
+) -> None:
+    inside = butler.root / "already-here.json"
+    inside.write_text('{"i": 1}')
+    with pytest.raises(IngestError, match="inside the root"):
+        butler.ingest(FileDataset(inside, ref(butler, 1)), transfer="direct")
+    (source,) = sources(tmp_path / "in", 1)
+    (stored,) = butler.ingest(FileDataset(source, ref(butler, 0)), transfer="direct")
+    source.write_text('{"i": 12345}')  # changed behind the repository's back
+    report = script.verifyDatasets(butler.root)
+    assert list(report.corrupted) == [stored]
+    source.unlink()
+    assert script.verifyDatasets(butler.root).missing == [stored]

@@ -16,10 +16,13 @@ import filecmp
 import functools
 import logging
 import os
+import pathlib
 import posixpath
 import re
 import stat
 import time
+import urllib.parse
+import urllib.request
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -45,7 +48,7 @@ from ._layout import FileLayout
 from ._records import FileRecordTable, StoredFileInfo
 from ._templates import checkRelativePath
 
-__all__ = ["FileAccess", "FileWrite"]
+__all__ = ["EXTERNAL_PREFIX", "FileAccess", "FileWrite", "externalUri", "isExternal"]
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +68,32 @@ _REPOSITORY_FILES = frozenset({"butler.yaml"})
 _PURGE_CHUNK = 500
 """Removed datasets whose files are deleted in one records transaction."""
 
-FileWrite = tuple[str | None, str, str, StorageClass, Callable[[], tuple[str, int, str | None]]]
+FileWrite = tuple[str | None, str, str, StorageClass, Callable[[], tuple[str | None, int, str | None]]]
 """One file to store: ``(component, relPath, formatterName, storageClass, write)``; ``write()``
-makes the temporary file and returns ``(tempPath, size, checksum)``."""
+makes the temporary file and returns ``(tempPath, size, checksum)`` (``tempPath`` `None`: the
+file is external, see `isExternal`, and stays where it is)."""
+
+EXTERNAL_PREFIX = "file://"
+"""How a record names a file outside the root (ingested with ``transfer="direct"``): by its
+absolute ``file://`` URI instead of a path relative to the root."""
+
+
+def isExternal(path: str) -> bool:
+    """Return whether a recorded ``path`` is an external file's URI (never moved or deleted)."""
+    return path.startswith(EXTERNAL_PREFIX)
+
+
+def externalUri(absolutePath: str) -> str:
+    """Return the URI a record keeps for the external file ``absolutePath``."""
+    return pathlib.Path(absolutePath).as_uri()
+
+
+def _externalPath(uri: str) -> str:
+    """Return the local path of the external file ``uri`` (see `externalUri`)."""
+    parsed = urllib.parse.urlparse(uri)
+    if parsed.netloc not in ("", "localhost"):
+        raise UnsafePathError(f"Recorded external file {uri!r} is not on this machine.")
+    return urllib.request.url2pathname(parsed.path)
 
 
 class FileAccess:
@@ -115,8 +141,10 @@ class FileAccess:
         Raises
         ------
         UnsafePathError
-            ``relPath`` is not a safe relative path.
+            ``relPath`` is not a safe relative path (nor an external file's URI).
         """
+        if isExternal(relPath):
+            return _externalPath(relPath)
         return f"{self.rootPath}/{checkRelativePath(relPath)}"
 
     def insidePath(self, relPath: str) -> str:
@@ -125,8 +153,14 @@ class FileAccess:
         Raises
         ------
         UnsafePathError
-            ``relPath`` is unsafe, or its folder resolves outside the root (see `checkInside`).
+            ``relPath`` is unsafe or an external file's URI, or its folder resolves outside the
+            root (see `checkInside`).
         """
+        if isExternal(relPath):
+            raise UnsafePathError(
+                f"Refusing to change {relPath}: it is an external file (ingested with transfer='direct'), "
+                f"not one of datastore {self.datastoreName!r}'s."
+            )
         return self.checkInside(self.fullPath(relPath))
 
     def checkInside(self, path: str) -> str:
@@ -154,6 +188,8 @@ class FileAccess:
 
     def uri(self, relPath: str) -> str:
         """Return the URI of ``relPath`` (``file:///...``, ``s3://...``)."""
+        if isExternal(relPath):
+            return relPath
         return str(self.fs.unstrip_protocol(self.fullPath(relPath)))
 
     def writeFile(
@@ -228,6 +264,8 @@ class FileAccess:
     def deleteFiles(self, infos: list[StoredFileInfo]) -> None:
         """Delete the files of ``infos``, then their folders if empty; failures are logged."""
         for info in sorted(infos, key=lambda i: i.formatter is None):  # files before their folder
+            if isExternal(info.path):
+                continue  # not ours: never deleted
             try:
                 path = self.insidePath(info.path)
             except UnsafePathError as exc:
@@ -304,7 +342,8 @@ class FileAccess:
             now = time.time()
             for component, relPath, formatterName, storageClass, write in writes:
                 tempPath, size, checksum = write()
-                temps.append((tempPath, self.fullPath(relPath)))
+                if tempPath is not None:
+                    temps.append((tempPath, self.fullPath(relPath)))
                 parentID = ref.id if component else None
                 infos.append(
                     StoredFileInfo(
@@ -438,7 +477,7 @@ class FileAccess:
             return
         for start in range(0, len(removals), _PURGE_CHUNK):
             chunk = removals[start : start + _PURGE_CHUNK]
-            files = [info for _, infos in chunk for info in infos if info.formatter is not None]
+            files = [info for _, infos in chunk for info in infos if _isOwnFile(info)]
             with self.records.begin():
                 held = self.records.holdPaths([info.path for info in files])
                 for info in files:
@@ -490,7 +529,7 @@ class FileAccess:
         Returns the ``(path, asidePath)`` renames, for `restore` or `deleteAside`.
         """
         moved: list[tuple[str, str]] = []
-        files = [info for info in infos if info.formatter is not None]
+        files = [info for info in infos if _isOwnFile(info)]
         with self.records.begin():  # holds the paths while the files are moved
             held = self.records.holdPaths([info.path for info in files])
             for info in files:
@@ -541,6 +580,8 @@ class FileAccess:
             if onlyIf is not None and _identities(infos) != _identities(onlyIf):
                 return None
             for info in infos:  # refused before anything changes
+                if isExternal(info.path):
+                    continue
                 try:
                     self.insidePath(info.path)
                 except UnsafePathError as exc:
@@ -824,6 +865,11 @@ class FileAccess:
 def _identities(infos: list[StoredFileInfo]) -> set[tuple[Any, ...]]:
     """Return what tells one put's records of a dataset from another's: paths, times, sizes, checksums."""
     return {(info.component, info.path, info.timestamp, info.fileSize, info.checksum) for info in infos}
+
+
+def _isOwnFile(info: StoredFileInfo) -> bool:
+    """Return whether ``info`` is a file under the root (not a folder, not an external file)."""
+    return info.formatter is not None and not isExternal(info.path)
 
 
 def _entrySize(fs: Any, path: str, isLocal: bool) -> int | None:

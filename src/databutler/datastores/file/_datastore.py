@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import posixpath
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -40,7 +41,7 @@ from ...exceptions import (
 )
 from ...formatters.base import Formatter
 from ...formatters.extensions import FormatterRegistry
-from ._access import FileAccess, FileWrite
+from ._access import FileAccess, FileWrite, externalUri
 from ._ingest import TRANSFER_MODES, checkSource, transferWriter
 from ._io import CHECKSUM_ALGORITHMS, DEFAULT_CHECKSUM_ALGORITHM, newHasher, removeQuietly
 from ._layout import FileLayout, configSection
@@ -320,7 +321,9 @@ class FileDatastore(Datastore):
         transfer : str
             ``copy`` (``auto``), ``move`` (copy, then delete the source once all is committed),
             ``hardlink``, ``link`` (a hard link, else a symbolic one), ``symlink`` or
-            ``relsymlink``. Each file lands at its dataset's templated path in the root.
+            ``relsymlink``: each file lands at its dataset's templated path in the root.
+            ``direct`` leaves the file where it is (outside the root) and records its absolute
+            ``file://`` URI; removing the dataset never deletes it.
 
         Raises
         ------
@@ -345,11 +348,14 @@ class FileDatastore(Datastore):
                     raise DatasetTypeError(f"Cannot ingest component {ref} on its own; ingest the composite.")
                 absolute = checkSource(source, ref)
                 formatter = self._ingestFormatter(ref, absolute, formatterSpec)
-                relPath = self.layout.templates.render(ref) + formatter.extension
-                try:
-                    target = self.files.insidePath(relPath)
-                except UnsafePathError as exc:
-                    raise UnsafePathError(f"Cannot ingest {ref}: {exc}") from exc
+                if transfer == "direct":
+                    relPath, target = self._directPath(ref, absolute), absolute
+                else:
+                    relPath = self.layout.templates.render(ref) + formatter.extension
+                    try:
+                        target = self.files.insidePath(relPath)
+                    except UnsafePathError as exc:
+                        raise UnsafePathError(f"Cannot ingest {ref}: {exc}") from exc
                 writer = transferWriter(
                     self.files.fs, absolute, target, transfer, self.files.checksumAlgorithm
                 )
@@ -365,6 +371,24 @@ class FileDatastore(Datastore):
                     tx.registerOnCommit(
                         f"delete the moved source {absolute}", removeQuietly, self.files.fs, absolute
                     )
+
+    def _directPath(self, ref: DatasetRef, absolute: str) -> str:
+        """Return the URI recorded for ``absolute``, ingested with ``direct``.
+
+        Raises
+        ------
+        IngestError
+            The file is under the root: there a cleanup would take it for an orphan.
+        """
+        real = os.path.realpath(absolute)
+        root = self.files.realRoot
+        if real == root or real.startswith(root.rstrip(os.sep) + os.sep):
+            raise IngestError(
+                f"Cannot ingest {ref} with transfer='direct': {absolute} is inside the root {root} of "
+                f"datastore {self.name!r}; use 'move' or 'copy' for files already there, 'direct' for "
+                "files that stay outside it; nothing was ingested."
+            )
+        return externalUri(absolute)
 
     def _ingestFormatter(self, ref: DatasetRef, path: str, spec: Formatter | type | str | None) -> Formatter:
         if isinstance(spec, Formatter):

@@ -19,9 +19,10 @@ from ._io import newHasher, removeQuietly, tempPathFor, writeTemp
 
 __all__ = ["TRANSFER_MODES", "checkSource", "transferWriter"]
 
-TRANSFER_MODES = ("auto", "copy", "move", "link", "hardlink", "symlink", "relsymlink")
+TRANSFER_MODES = ("auto", "copy", "move", "link", "hardlink", "symlink", "relsymlink", "direct")
 """What `FileDatastore.ingest` can do with a file (``auto`` copies; ``move`` copies, then
-deletes the source once everything is committed; ``link`` is a hard link, else a symbolic one)."""
+deletes the source once everything is committed; ``link`` is a hard link, else a symbolic one;
+``direct`` leaves it where it is and records its absolute URI)."""
 
 _CHUNK = 1 << 20
 
@@ -57,11 +58,12 @@ def _hashFile(path: str, algorithm: str | None) -> str | None:
 
 def transferWriter(
     fs: object, source: str, target: str, transfer: str, algorithm: str | None
-) -> Callable[[], tuple[str, int, str | None]]:
+) -> Callable[[], tuple[str | None, int, str | None]]:
     """Return the function that makes the temporary entry for ``target`` from ``source``.
 
     It returns ``(tempPath, size, checksum)``, as a put's write does. ``target`` is a local path
-    already checked to be inside the root.
+    already checked to be inside the root (for ``direct``, the source itself: no temporary entry,
+    ``tempPath`` is `None`).
 
     Raises
     ------
@@ -70,7 +72,7 @@ def transferWriter(
     """
     if transfer in ("auto", "copy", "move"):
 
-        def copy() -> tuple[str, int, str | None]:
+        def copy() -> tuple[str | None, int, str | None]:
             with open(source, "rb") as src:
 
                 def write(stream: IO[bytes]) -> None:
@@ -79,9 +81,15 @@ def transferWriter(
                 return writeTemp(fs, target, write, algorithm)
 
         return copy
+    if transfer == "direct":
+
+        def direct() -> tuple[str | None, int, str | None]:
+            return None, os.stat(source).st_size, _hashFile(source, algorithm)
+
+        return direct
     if transfer in ("link", "hardlink", "symlink", "relsymlink"):
 
-        def link() -> tuple[str, int, str | None]:
+        def link() -> tuple[str | None, int, str | None]:
             temp = tempPathFor(target)
             os.makedirs(os.path.dirname(target), exist_ok=True)
             try:
