@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .dataset_ref import DatasetRef
 from .exceptions import ArgumentTypeError, IngestError
 from .putting import resolvedForPut
+from .transfer import progressBar
 
 if TYPE_CHECKING:
     from .butler import Butler
@@ -42,13 +43,29 @@ class FileDataset:
 
 
 def ingest(
-    butler: Butler, *datasets: FileDataset, transfer: str = "auto", run: str | None = None
+    butler: Butler,
+    *datasets: FileDataset,
+    transfer: str = "auto",
+    run: str | None = None,
+    progress: bool | None = None,
 ) -> list[DatasetRef]:
     """Add existing files to the repository as datasets, all or none, in one commit.
 
     The files are not decoded: their sizes and checksums are recorded, and a file the
     formatter cannot read is found by `verify` (or the first `get`). Each lands at its
     dataset's templated path (see `FileDatastore.ingest` for the ``transfer`` modes).
+
+    Parameters
+    ----------
+    *datasets : FileDataset
+        The files and the datasets they hold.
+    transfer : str
+        ``auto`` (a copy), ``copy``, ``move``, ``link``, ``hardlink``, ``symlink``,
+        ``relsymlink`` or ``direct`` (the file stays outside the root, see `FileDatastore.ingest`).
+    run : str, optional
+        The run of refs that have none (default: the Butler's).
+    progress : bool, optional
+        Show a progress bar on stderr (default: when it is a terminal).
 
     Returns
     -------
@@ -89,8 +106,12 @@ def ingest(
             assert runName is not None
             butler.registry.registerRun(runName)
         stored = butler.registry.addDatasetRefs([ref for _, ref, _ in items])
-        butler.datastore.ingest(
-            [(path, ref, formatter) for (path, _, formatter), ref in zip(items, stored, strict=True)],
-            transfer,
-        )
+        with progressBar(f"Ingesting {len(items)} file(s)", len(items), progress) as advance:
+
+            def advancing() -> Iterator[tuple[str, DatasetRef, Any]]:
+                for (path, _, formatter), ref in zip(items, stored, strict=True):
+                    yield path, ref, formatter
+                    advance()
+
+            butler.datastore.ingest(advancing(), transfer)
     return stored

@@ -12,6 +12,7 @@ from __future__ import annotations
 import click
 
 from .dataset_commands import get, put, remove, transfer
+from .file_commands import ingestFiles
 from .options import collectionsOption, readOnlyOption, repoArgument, whereOption
 from .query_commands import (
     collectionChain,
@@ -257,4 +258,7 @@ for _command in (
     remove,
     transfer,
 ):
+    cli.add_command(_command)
+
+for _command in (ingestFiles,):  # files in and out as they are
     cli.add_command(_command)

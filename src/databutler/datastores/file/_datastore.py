@@ -339,11 +339,10 @@ class FileDatastore(Datastore):
         """
         if not self.files.isLocal:
             raise IngestError(f"Datastore {self.name!r} is not on a local disk; ingest needs one.")
-        items = list(datasets)
         if transfer not in TRANSFER_MODES:
             transferWriter(self.files.fs, "", "", transfer, None)  # raises the IngestError
         with self.transaction() as tx:
-            for source, ref, formatterSpec in items:
+            for source, ref, formatterSpec in datasets:  # consumed as it goes (a progress bar)
                 if ref.isComponent():
                     raise DatasetTypeError(f"Cannot ingest component {ref} on its own; ingest the composite.")
                 absolute = checkSource(source, ref)
