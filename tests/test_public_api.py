@@ -5,6 +5,8 @@ import databutler
 EXPECTED = [
     "AmbiguousDatasetError",
     "ArgumentTypeError",
+    "ArtifactError",
+    "ArtifactExistsError",
     "Butler",
     "ButlerConfig",
     "COPY_MODES",

@@ -29,6 +29,8 @@ from .datastores import InMemoryDatastore, InMemoryDatastoreStats
 from .exceptions import (
     AmbiguousDatasetError,
     ArgumentTypeError,
+    ArtifactError,
+    ArtifactExistsError,
     CollectionError,
     ConfigError,
     ConfigFileNotFoundError,
@@ -135,6 +137,8 @@ def __dir__() -> list[str]:
 __all__ = [  # noqa: RUF022
     "AmbiguousDatasetError",
     "ArgumentTypeError",
+    "ArtifactError",
+    "ArtifactExistsError",
     "Butler",
     "ButlerConfig",
     "COPY_MODES",

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from .artifacts import retrieveArtifacts
 from .butler_config import REPOSITORY_ID_KEY, ButlerConfig, makeRepo, repoConfigPath
 from .config import Config
 from .dataset_lookup import DatasetLookup, collectionNames, mergeDataId
@@ -397,6 +398,7 @@ class Butler:
 
     putMany = putMany
     ingest = ingest
+    retrieveArtifacts = retrieveArtifacts
 
     def predictDatasetId(
         self, datasetTypeOrName: DatasetType | str, dataId: Mapping[str, Any], run: str | None = None

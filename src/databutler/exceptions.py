@@ -47,6 +47,8 @@ either the databutler name or the builtin::
     │   └── DatabaseValueError (ValueError)
     ├── UnsafePathError (ValueError)
     ├── IngestError (ValueError)
+    ├── ArtifactError (ValueError)
+    │   └── ArtifactExistsError (FileExistsError)
     ├── RepositoryExistsError (FileExistsError)
     ├── ReadOnlyRepositoryError (PermissionError)
     ├── NoDefaultRunError (TypeError)
@@ -65,6 +67,8 @@ from typing import Any
 __all__ = [
     "AmbiguousDatasetError",
     "ArgumentTypeError",
+    "ArtifactError",
+    "ArtifactExistsError",
     "CollectionError",
     "ConfigError",
     "ConfigFileNotFoundError",
@@ -252,6 +256,14 @@ class UnsafePathError(DatabutlerError, ValueError):
 
 class IngestError(DatabutlerError, ValueError):
     """A file to ingest is missing, not a regular file, or cannot be transferred as asked."""
+
+
+class ArtifactError(DatabutlerError, ValueError):
+    """Stored files cannot be retrieved as asked (an unknown transfer mode, a datastore without files)."""
+
+
+class ArtifactExistsError(ArtifactError, FileExistsError):
+    """A retrieved file would replace one at the destination; pass ``overwrite=True`` to allow it."""
 
 
 # -- registry --------------------------------------------------------------------------------

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import click
 
-from .options import repoArgument
-from .utils import DatabutlerCommand
+from .options import collectionsOption, repoArgument, whereOption
+from .utils import DatabutlerCommand, parseCollections, parseWhere
 
-__all__ = ["ingestFiles"]
+__all__ = ["ingestFiles", "retrieveArtifacts"]
 
 TRANSFER_CHOICES = ("auto", "copy", "move", "link", "hardlink", "symlink", "relsymlink", "direct")
 
@@ -51,3 +51,60 @@ def ingestFiles(
 
     result = ingestTable(repo, name, table, run, transfer=transfer, fileColumn=fileColumn, progress=progress)
     click.echo(f"Ingested {len(result.refs)} file(s) as {name!r} into run {run!r} ({transfer}).")
+
+
+@click.command("retrieve-artifacts", cls=DatabutlerCommand)
+@repoArgument
+@click.argument("destination", type=click.Path(file_okay=False))
+@click.argument("names", metavar="[DATASET_TYPE]...", nargs=-1)
+@collectionsOption
+@whereOption
+@click.option(
+    "-t",
+    "--transfer",
+    type=click.Choice(("copy", "link", "hardlink", "symlink", "relsymlink")),
+    default="copy",
+    show_default=True,
+    help="Copy the files, or link to them.",
+)
+@click.option(
+    "--preserve-path/--flat",
+    "preserve",
+    default=True,
+    show_default=True,
+    help="Keep each file's path below the root (its file template), or put all in DESTINATION.",
+)
+@click.option("--clobber", is_flag=True, help="Replace files already in DESTINATION (refused otherwise).")
+def retrieveArtifacts(
+    repo: str,
+    destination: str,
+    names: tuple[str, ...],
+    collections: tuple[str, ...],
+    where: tuple[str, ...],
+    transfer: str,
+    preserve: bool,
+    clobber: bool,
+) -> None:
+    """Copy the stored files of REPO's datasets into DESTINATION, as they are (not re-encoded).
+
+    Every dataset type unless some are named. A file already in DESTINATION is refused (nothing
+    is written) unless --clobber.
+
+    Examples
+    --------
+      databutler retrieve-artifacts repo out
+      databutler retrieve-artifacts repo out flat -c night1 -w visit=1 --flat
+    """
+    from ..script.artifacts import retrieveArtifacts as retrieveFiles
+
+    paths = retrieveFiles(
+        repo,
+        destination,
+        names,
+        collections=parseCollections(collections),
+        where=parseWhere(where) or None,
+        transfer=transfer,
+        preserve=preserve,
+        overwrite=clobber,
+    )
+    click.echo(f"Retrieved {len(paths)} file(s) into {destination}.")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import click
 
 from .dataset_commands import get, put, remove, transfer
-from .file_commands import ingestFiles
+from .file_commands import ingestFiles, retrieveArtifacts
 from .options import collectionsOption, readOnlyOption, repoArgument, whereOption
 from .query_commands import (
     collectionChain,
@@ -260,5 +260,5 @@ for _command in (
 ):
     cli.add_command(_command)
 
-for _command in (ingestFiles,):  # files in and out as they are
+for _command in (ingestFiles, retrieveArtifacts):  # files in and out as they are
     cli.add_command(_command)

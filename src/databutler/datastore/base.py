@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 from ..config import Config, ConfigSubset
 from ..dataset_ref import DatasetRef
 from ..dataset_type import DatasetType
-from ..exceptions import ConfigError, DatasetNotFoundError, DatastoreClassError, IngestError
+from ..exceptions import ArtifactError, ConfigError, DatasetNotFoundError, DatastoreClassError, IngestError
 from ..storage_class import StorageClassFactory, importDottedName
 from .bridge import DatasetLocationRegistry
 from .transaction import DatastoreTransaction
@@ -356,6 +356,28 @@ class Datastore(ABC):
         raise IngestError(
             f"Datastore {self.name!r} ({type(self).__name__}) does not keep files, so it cannot ingest "
             "them; ingest into a FileDatastore (or a chain holding one)."
+        )
+
+    def retrieveArtifacts(
+        self,
+        refs: Iterable[DatasetRef],
+        destination: str,
+        transfer: str = "copy",
+        preserve: bool = True,
+        overwrite: bool = False,
+    ) -> list[str]:
+        """Copy or link the stored files of ``refs`` under ``destination``; return their paths.
+
+        Only datastores that keep files can; see `FileDatastore.retrieveArtifacts`.
+
+        Raises
+        ------
+        ArtifactError
+            This datastore does not keep files.
+        """
+        raise ArtifactError(
+            f"Datastore {self.name!r} ({type(self).__name__}) does not keep files, so it has no artifacts "
+            "to retrieve; get the datasets instead."
         )
 
     # -- bulk verbs, built from the single ones --

@@ -8,7 +8,9 @@ dataset the memory tier has evicted is read from the file tier.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
@@ -315,6 +317,44 @@ class ChainedDatastore(Datastore):
                 child.ingest(datasets, transfer)
                 return
         raise IngestError(f"Chain {self.name!r} has no persistent datastore to ingest files into.")
+
+    def retrieveArtifacts(
+        self,
+        refs: Iterable[DatasetRef],
+        destination: str,
+        transfer: str = "copy",
+        preserve: bool = True,
+        overwrite: bool = False,
+    ) -> list[str]:
+        """Retrieve each ref's files from the first persistent child that knows it.
+
+        Raises
+        ------
+        DatasetNotFoundError
+            No persistent child holds one of the refs; nothing was written.
+        ArtifactError
+            As the child raises (see `FileDatastore.retrieveArtifacts`).
+        """
+        persistent = [child for child in self.datastores if not child.isEphemeral]
+        groups: dict[int, list[DatasetRef]] = {}
+        for ref in refs:
+            holder = next((i for i, child in enumerate(persistent) if child.knows(ref)), None)
+            if holder is None:
+                raise DatasetNotFoundError(
+                    f"Cannot retrieve the artifacts of {ref}: no persistent datastore of chain {self.name!r} "
+                    "holds it; nothing was written."
+                )
+            groups.setdefault(holder, []).append(ref)
+        done: list[str] = []
+        try:
+            for index, group in groups.items():
+                done += persistent[index].retrieveArtifacts(group, destination, transfer, preserve, overwrite)
+        except BaseException:  # a later child failed: what the earlier ones placed goes too
+            for path in done:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+            raise
+        return done
 
     def get(self, ref: DatasetRef, parameters: Mapping[str, Any] | None = None) -> Any:
         """Read ``ref`` from the first child that has it.
