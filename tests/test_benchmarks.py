@@ -55,3 +55,25 @@ def test_bench_query_quick_prints_every_query() -> None:
     ):
         assert row in result.stdout
     assert "Traceback" not in result.stderr
+
+
+def test_bench_map_quick_prints_every_row() -> None:
+    import pytest
+
+    pytest.importorskip("distributed")
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "bench_map.py"), "--quick"],
+        capture_output=True, text=True, timeout=600, check=True,
+    )  # fmt: skip
+    for row in (
+        "function alone, 2 processes (floor)",
+        "Butler.map serial",
+        "Butler.map Dask, 2 workers",
+        "x serial map",
+        "synthetic merge",
+        "1 per 10,000",
+        "datasets/s",
+        "load average",
+    ):
+        assert row in result.stdout
+    assert "Traceback" not in result.stderr

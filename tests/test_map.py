@@ -13,10 +13,11 @@ from typing import Any
 import pytest
 
 from databutler import Butler
-from databutler.exceptions import ConflictingDatasetError, MapUnitError
-from databutler.testing.map_support import KillFirst, RaiseFor, calibrate, getInChild
+from databutler.dataset_ref import DatasetRef
+from databutler.exceptions import ArgumentTypeError, ConflictingDatasetError, MapUnitError
+from databutler.testing.map_support import KillDuringWrite, KillFirst, RaiseFor, calibrate, getInChild
 from databutler.testing.registry_support import dropNamespace, newNamespace, postgresUrl
-from databutler.workers import WorkerButler, fileDatastoreOf, planUnits
+from databutler.workers import UnitManifest, WorkerButler, fileDatastoreOf, planUnits
 
 pytest.importorskip("s3fs")
 from test_file_datastore_s3 import BUCKET, _options, s3Endpoint  # noqa: F401 (a fixture)
@@ -39,7 +40,7 @@ def client() -> Iterator[Any]:
             threads_per_worker=1,
             processes=True,
             host="127.0.0.1",
-            dashboard_address=None,
+            dashboard_address=":0",
             silence_logs=50,
         ) as cluster,
         distributed.Client(cluster) as daskClient,
@@ -261,3 +262,174 @@ def test_a_repository_without_a_recorded_id_keeps_random_ids(tmp_path: Path) -> 
         result = butler.map(calibrate, dataIds, inputs=["raw"], outputs=["calexp", "src"], run="p")
         assert result.merged == 2
         assert butler.findDataset("src", dataIds[0], collections=["p"]).id.version == 7
+
+
+def test_progress_is_shown_on_stderr(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    units = UNITS[:30]
+    butler = _prepare(tmp_path / "repo", units=units)
+    capfd.readouterr()
+    butler.map(calibrate, units, inputs=["raw"], outputs=["calexp", "src"], run="proc", progress=True)
+    out, err = capfd.readouterr()
+    assert "map into proc" in err and "30/30 units" in err
+    assert "map into" not in out
+    butler.map(calibrate, units, inputs=["raw"], outputs=["calexp", "src"], run="quiet", progress=False)
+    assert "map into" not in capfd.readouterr().err
+
+
+def test_a_worker_killed_mid_write_leaves_nothing_the_merge_picks_up(client: Any, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from databutler.cli.main import cli
+
+    units = UNITS[:40]
+    root = tmp_path / "repo"
+    butler = _prepare(root, units=units)
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    victim = {"visit": 2, "detector": 2}
+    fn = KillDuringWrite(victim, str(markers), times=2)  # allowed-failures=1: two deaths fail it
+    with pytest.raises(MapUnitError) as caught:
+        butler.map(fn, units, inputs=["raw"], outputs=["calexp", "src"], run="proc", executor=client)
+    assert len(list(markers.iterdir())) == 2
+    failed = [f.dataId for f in caught.value.failures]
+    assert victim in failed
+    # No record of the victim: its calexp was renamed into place, its src was a temporary file.
+    for name in ("calexp", "src"):
+        assert butler.findDataset(name, victim, collections=["proc"]) is None
+    calexp = butler.getDatasetType("calexp")
+    victimCalexp = DatasetRef(calexp, victim, butler.predictDatasetId(calexp, victim, "proc"), "proc")
+    calexpUri = (
+        fileDatastoreOf(butler.datastore).getUri(victimCalexp, predict=True).removesuffix("#predicted")
+    )
+    leftovers = [p for p in (root / "proc").rglob(".*") if p.is_file()]
+    assert leftovers and all(".tmp-" in p.name for p in leftovers)
+    # `databutler verify` shows what the killed worker left; no record names any of it.
+    verify = CliRunner().invoke(cli, ["verify", str(root)])
+    assert verify.exit_code == 0, verify.output
+    orphans = {line.split()[1] for line in verify.output.splitlines() if line.startswith("ORPHAN")}
+    assert calexpUri in orphans
+    assert {p.as_uri() for p in leftovers} <= orphans
+    fileStore = fileDatastoreOf(butler.datastore)
+    registered = {fileStore.getUri(ref) for ref in butler.queryDatasets(collections=["proc", "raw"])}
+    assert len(registered) == 3 * len(units) - 2 * len(failed)
+    assert not registered & orphans
+    # The rerun completes only the failed units; then cleanup leaves 0 orphans and verify is clean.
+    client.wait_for_workers(2, timeout=60)
+    result = butler.map(fn, units, inputs=["raw"], outputs=["calexp", "src"], run="proc", executor=client)
+    assert (result.unitsRun, result.merged) == (len(failed), 2 * len(failed))
+    _check(butler, "proc", units)
+    cleanup = CliRunner().invoke(cli, ["cleanup", str(root), "--older-than", "0"])
+    assert cleanup.exit_code == 0, cleanup.output
+    assert not [p for p in (root / "proc").rglob(".*") if p.is_file()]
+    verify = CliRunner().invoke(cli, ["verify", str(root)])
+    assert verify.exit_code == 0 and "ORPHAN" not in verify.output
+    assert f"Verified {len(units) * 3} dataset(s)" in verify.output
+
+
+def test_the_merge_commits_once_per_chunk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sqlalchemy as sa
+
+    from databutler import workers
+
+    units = UNITS[:60]
+    butler = _prepare(tmp_path / "repo", units=units)
+    butler.registry.registerRun("proc")
+    monkeypatch.setattr(workers, "MERGE_CHUNK", 50)
+    commits: list[object] = []
+
+    def onCommit(connection: object) -> None:
+        commits.append(connection)
+
+    engines = [e for e in (butler.registry._db.baseEngine, butler.registry._db.readerEngine) if e is not None]
+    for engine in engines:
+        sa.event.listen(engine, "commit", onCommit)
+    try:
+        result = butler.map(calibrate, units, inputs=["raw"], outputs=["calexp", "src"], run="proc")
+    finally:
+        for engine in engines:
+            sa.event.remove(engine, "commit", onCommit)
+    # 120 datasets in chunks of at most 50: 50 merged after 25 units, 50 after 50, then 20.
+    assert (result.merged, result.transactions) == (120, 3)
+    assert len(commits) == 3  # planning and running commit nothing
+    _check(butler, "proc", units)
+
+
+def test_a_worker_butler_needs_no_registry(tmp_path: Path) -> None:
+    units = UNITS[:3]
+    root = tmp_path / "repo"
+    butler = _prepare(root, units=units)
+    butler.registry.registerRun("proc")
+    planned, _ = planUnits(butler, units, ["raw"], ["calexp", "src"], "proc", ["raw"])
+    butler.close()
+    (root / "registry.sqlite3").rename(tmp_path / "elsewhere.sqlite3")  # no registry to reach
+    worker = WorkerButler(planned[1].datastoreConfig, planned[1].storageClasses)
+    manifest = worker.run(calibrate, planned[1])
+    assert isinstance(manifest, UnitManifest), manifest
+    assert [ref for ref, _ in manifest.written] == list(planned[1].outputs.values())
+    assert not (root / "registry.sqlite3").exists()
+    for ref, records in manifest.written:
+        (record,) = records
+        path = root / record["path"]
+        assert record["fileSize"] == path.stat().st_size > 0
+        assert record["checksum"].startswith("xxh3_128:")
+        assert str(ref.id) in record["path"]
+    assert manifest.size == sum(r["fileSize"] for _, rs in manifest.written for r in rs)
+
+
+def test_a_rerun_writes_only_missing_outputs_and_never_replaces_a_registered_file(tmp_path: Path) -> None:
+    units = UNITS[:4]
+    butler = _prepare(tmp_path / "repo", units=units)
+    mine = butler.put({"mine": True}, "calexp", units[1], run="proc")  # registered before the map
+    path = Path(fileDatastoreOf(butler.datastore).getUri(mine).removeprefix("file://"))
+    before = path.read_bytes()
+    result = butler.map(calibrate, units, inputs=["raw"], outputs=["calexp", "src"], run="proc")
+    assert (result.unitsRun, result.merged, result.skipped) == (4, 7, 0)
+    assert path.read_bytes() == before
+    assert butler.get("calexp", units[1], collections=["proc"]) == {"mine": True}
+    assert (
+        butler.get("src", units[1], collections=["proc"]) == calibrate(units[1], {"raw": {"value": 1}})["src"]
+    )
+    assert fileDatastoreOf(butler.datastore).findOrphanFiles() == []
+
+
+def test_an_output_path_another_dataset_holds_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    units = UNITS[:3]
+    config = {
+        "datastore": {
+            "cls": "databutler.datastores.file.FileDatastore",
+            "records": {"db": "registry"},
+            "templates": {"default": "{datasetType}/{visit}_{detector}"},  # no {run}, no {id}
+        }
+    }
+    butler = _prepare(tmp_path / "repo", config, units=units)
+    butler.map(calibrate, units, inputs=["raw"], outputs=["calexp", "src"], run="procA")
+    path = tmp_path / "repo" / "calexp" / "0_1.json"
+    before = path.read_bytes()
+    with pytest.raises(ConflictingDatasetError, match=r"calexp/0_0\.json.*which dataset"):
+        butler.map(calibrate, units, inputs=["raw"], outputs=["calexp", "src"], run="procB")
+    assert path.read_bytes() == before
+    assert butler.registry.queryDatasets("calexp", collections=["procB"]) == []
+    _check(butler, "procA", units)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, True])
+def test_units_per_task_must_be_a_positive_whole_number(tmp_path: Path, bad: Any) -> None:
+    butler = _prepare(tmp_path / "repo", units=UNITS[:1])
+    with pytest.raises(ArgumentTypeError, match="unitsPerTask"):
+        butler.map(calibrate, UNITS[:1], inputs=["raw"], outputs=["calexp"], run="p", unitsPerTask=bad)
+
+
+def test_units_travel_in_batches_on_dask(client: Any, tmp_path: Path) -> None:
+    from databutler.workers import defaultUnitsPerTask
+
+    assert [defaultUnitsPerTask(n, 2) for n in (1, 16, 17, 200, 2000)] == [1, 1, 2, 13, 125]
+    units = UNITS[:50]
+    butler = _prepare(tmp_path / "repo", units=units)
+    fn = RaiseFor({"visit": 3, "detector": 3}, {"visit": -1, "detector": -1})
+    with pytest.raises(MapUnitError) as caught:
+        butler.map(
+            fn, units, inputs=["raw"], outputs=["calexp", "src"], run="p", executor=client, unitsPerTask=7
+        )
+    # A unit that raises fails alone: the others of its batch are merged.
+    assert [f.dataId for f in caught.value.failures] == [{"visit": 3, "detector": 3}]
+    assert caught.value.result.merged == 2 * 49

@@ -442,6 +442,7 @@ class Butler:
         collections: Sequence[str] | None = None,
         executor: Any = None,
         progress: bool | None = None,
+        unitsPerTask: int | None = None,
     ) -> MapResult:
         """Run ``fn`` once per data ID on workers that never touch the registry; merge what they wrote.
 
@@ -462,7 +463,11 @@ class Butler:
         executor : distributed.Client, optional
             Where units run; in this process, one after another, when not given.
         progress : bool, optional
-            Show a progress bar (default: when stderr is a terminal).
+            Show a progress bar on stderr (default: when stderr is a terminal).
+        unitsPerTask : int, optional
+            Units run one after another in each Dask task (default: enough for about 8 tasks
+            per worker thread, see `databutler.workers.defaultUnitsPerTask`). A worker that
+            dies takes its task's units with it: they are reported failed, none is merged.
 
         Returns
         -------
@@ -474,21 +479,41 @@ class Butler:
         MapUnitError
             Some units raised (or their worker died): each is named with its data ID and
             traceback, nothing of theirs was merged, all other units were. Running the same map
-            again runs only the units whose outputs are not all registered.
+            again runs only the units whose outputs are not all registered, and writes only
+            their missing outputs.
         ConflictingDatasetError
-            An output id is registered with other content, or another dataset holds its data ID.
+            An output id is registered with other content, another dataset holds its data ID,
+            or (found before anything runs) another dataset's file is at its path.
         DatasetNotFoundError
             An input of a data ID is not in the collections; nothing was run.
         ReadOnlyRepositoryError
             The Butler was opened with ``writeable=False``.
+        ArgumentTypeError
+            ``unitsPerTask`` is not a whole number of at least 1.
         """
         self._requireWriteable("map into a run")
+        if unitsPerTask is not None and (
+            not isinstance(unitsPerTask, int) or isinstance(unitsPerTask, bool) or unitsPerTask < 1
+        ):
+            raise ArgumentTypeError(
+                f"Butler.map: unitsPerTask must be a whole number of at least 1, not {unitsPerTask!r}; "
+                "leave it out for the default."
+            )
         runName = self._runFor(run, lambda: "map")
         searched = self._lookup.collectionsFor(collections) or [runName]
         from .workers import mapUnits  # the worker machinery, on the first map
 
         return mapUnits(
-            self, fn, dataIds, list(inputs), list(outputs), runName, list(searched), executor, progress
+            self,
+            fn,
+            dataIds,
+            list(inputs),
+            list(outputs),
+            runName,
+            list(searched),
+            executor,
+            progress,
+            unitsPerTask,
         )
 
     def removeDatasets(self, refs: Iterable[DatasetRef]) -> None:

@@ -6,8 +6,10 @@ datastore's file records for them, the refs of its outputs with ids computed in 
 `WorkerButler`, on a Dask worker or in-process: it reads the inputs straight from the files (or
 S3 objects), calls the user's function, writes the outputs through a `FileDatastore` whose
 records are an in-memory SQLite table, and returns a `UnitManifest` (refs, file records,
-checksums, sizes). No worker ever connects to the registry. The driver then merges the
-manifests into the registry in chunks of `MERGE_CHUNK` datasets, one transaction each.
+checksums, sizes). No worker ever connects to the registry. On Dask, units travel in batches
+(`runUnits`, `defaultUnitsPerTask`), so the per-task cost of the scheduler is paid once per
+batch. The driver then merges the manifests into the registry in chunks of `MERGE_CHUNK`
+datasets, one transaction each.
 
 A worker killed mid-write leaves at most files that no record names: the merge only ever adds
 what a returned manifest lists, and a rerun of the same map writes those files again at the
@@ -44,8 +46,10 @@ __all__ = [
     "UnitManifest",
     "WorkUnit",
     "WorkerButler",
+    "defaultUnitsPerTask",
     "mergeManifests",
     "runUnit",
+    "runUnits",
 ]
 
 log = logging.getLogger(__name__)
@@ -100,6 +104,9 @@ class WorkUnit:
         The config of the repository's file datastore (root, templates, formatters, options).
     storageClasses : dict
         The repository's own storage class definitions, if any.
+    alreadyStored : tuple of str
+        Outputs the function returns that are registered already (an earlier map wrote them):
+        they are not written again, so a file the registry knows is never replaced.
     """
 
     dataId: dict[str, Any]
@@ -107,6 +114,7 @@ class WorkUnit:
     outputs: dict[str, DatasetRef]
     datastoreConfig: dict[str, Any]
     storageClasses: dict[str, Any] = field(default_factory=dict)
+    alreadyStored: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -153,6 +161,8 @@ class MapResult:
         Registry transactions the merge used.
     bytesWritten : int
         Total size of the merged files.
+    mergeSeconds : float
+        Time spent in the merge's registry transactions.
     """
 
     merged: int = 0
@@ -162,6 +172,7 @@ class MapResult:
     failures: list[UnitFailure] = field(default_factory=list)
     transactions: int = 0
     bytesWritten: int = 0
+    mergeSeconds: float = 0.0
 
 
 def fileDatastoreOf(datastore: Datastore) -> FileDatastore:
@@ -221,11 +232,12 @@ class WorkerButler:
                     known.append(ref)
             inputs = {name: self.datastore.get(ref) for name, (ref, _) in unit.inputs.items()}
             produced = fn(dict(unit.dataId), inputs)
-            if not isinstance(produced, Mapping) or set(produced) != set(unit.outputs):
+            expected = {*unit.outputs, *unit.alreadyStored}
+            if not isinstance(produced, Mapping) or set(produced) != expected:
                 got = sorted(produced) if isinstance(produced, Mapping) else type(produced).__name__
                 raise DatasetTypeError(
                     f"The map function returned {got} for {unit.dataId}; it must return a dict with "
-                    f"exactly the outputs {sorted(unit.outputs)}."
+                    f"exactly the outputs {sorted(expected)}."
                 )
             manifest: list[tuple[DatasetRef, list[dict[str, Any]]]] = []
             for name, ref in unit.outputs.items():
@@ -256,8 +268,34 @@ def _workerButler(key: str) -> WorkerButler:
 
 
 def runUnit(fn: UnitFunction, unit: WorkUnit) -> UnitManifest | UnitFailure:
-    """Run one unit in this process (what a Dask task calls); never raises for the unit's own errors."""
+    """Run one unit in this process; never raises for the unit's own errors."""
     return WorkerButler.forUnit(unit).run(fn, unit)
+
+
+def runUnits(fn: UnitFunction, units: Sequence[WorkUnit]) -> list[UnitManifest | UnitFailure]:
+    """Run a batch of units in this process, one after another (what one Dask task calls).
+
+    The units of a batch share one datastore config: the worker butler is looked up once.
+    """
+    if not units:
+        return []
+    worker = WorkerButler.forUnit(units[0])
+    return [worker.run(fn, unit) for unit in units]
+
+
+TASKS_PER_THREAD = 8
+"""`Butler.map` on Dask sends about this many tasks per worker thread (see `defaultUnitsPerTask`)."""
+
+
+def defaultUnitsPerTask(nUnits: int, nThreads: int) -> int:
+    """Units per Dask task: enough tasks for `TASKS_PER_THREAD` per thread, no more.
+
+    A task costs the scheduler and the network about a millisecond however small it is, and
+    each carries the datastore config and the function; batching units makes that once per
+    batch instead of once per unit. Several tasks per thread keep the threads busy to the
+    end (the last batch to finish is at most about 1/8 of each thread's share).
+    """
+    return max(1, -(-nUnits // max(1, TASKS_PER_THREAD * nThreads)))
 
 
 # -- the driver's side --
@@ -273,10 +311,14 @@ def planUnits(
 ) -> tuple[list[WorkUnit], int]:
     """Return the units still to run (outputs not all registered) and how many were skipped.
 
+    A unit with some outputs registered writes only the others (`WorkUnit.alreadyStored`).
+
     Raises
     ------
     DatasetNotFoundError
         An input of some data ID is not in ``collections``.
+    ConflictingDatasetError
+        An output's file path is held by another recorded dataset; nothing was run.
     """
     from .dataset_lookup import mergeDataId
     from .exceptions import DatasetNotFoundError
@@ -308,9 +350,15 @@ def planUnits(
             )
             ident = butler.predictDatasetId(t, normalized, run) or newDatasetId()
             outRefs[t.name] = DatasetRef(t, normalized, ident, run)
-        if all((name, tuple(sorted(ref.dataId.items()))) in existing for name, ref in outRefs.items()):
+        stored = tuple(
+            name for name, ref in outRefs.items() if (name, tuple(sorted(ref.dataId.items()))) in existing
+        )
+        if len(stored) == len(outRefs):
             skipped += 1
             continue
+        for name in stored:
+            del outRefs[name]
+        _checkPathsFree(fileStore, outRefs.values())
         inRefs: dict[str, tuple[DatasetRef, list[dict[str, Any]]]] = {}
         for t in inputTypes:
             sub = {k: dataId[k] for k in t.dimensions if k in dataId}
@@ -329,8 +377,27 @@ def planUnits(
                 )
             infos = [info for _, info in fileStore._records.fetch(ref.id).values()]
             inRefs[t.name] = (ref, [_recordToDict(info) for info in infos])
-        units.append(WorkUnit(dict(dataId), inRefs, outRefs, config, storageClasses))
+        units.append(WorkUnit(dict(dataId), inRefs, outRefs, config, storageClasses, stored))
     return units, skipped
+
+
+def _checkPathsFree(fileStore: FileDatastore, refs: Iterable[DatasetRef]) -> None:
+    """Refuse outputs whose file path a recorded dataset holds: a worker would replace its file.
+
+    A worker's records are its own, so nothing there stops it renaming over a path another
+    dataset owns (a template without ``{id}`` or ``{run}`` shared by two runs). A path that
+    holds the output's own id cannot be another dataset's and is not looked up.
+    """
+    for ref in refs:
+        path = fileStore.layout.predictPath(ref)
+        if str(ref.id) in path:
+            continue
+        owner = fileStore._records.pathOwner(path)
+        if owner is not None and owner != str(ref.id):
+            raise ConflictingDatasetError(
+                f"Butler.map: output {ref} would be written to {path!r}, which dataset {owner} holds; "
+                "give its dataset type a file template with {run} or {id}, or map into another run."
+            )
 
 
 def _sameContent(
@@ -361,6 +428,7 @@ def mergeManifests(butler: Butler, manifests: Sequence[UnitManifest], result: Ma
         A dataset id is registered with different content, or another dataset holds a data ID;
         the chunk it is in is not merged (earlier chunks stay merged).
     """
+    started = time.perf_counter()
     fileStore = fileDatastoreOf(butler.datastore)
     entries = [entry for manifest in manifests for entry in manifest.written]
     for start in range(0, len(entries), MERGE_CHUNK):
@@ -388,6 +456,7 @@ def mergeManifests(butler: Butler, manifests: Sequence[UnitManifest], result: Ma
                 _insert(butler, fileStore, fresh)
         result.merged += len(fresh)
         result.bytesWritten += sum(int(r["fileSize"]) for _, rs in fresh for r in rs if r["formatter"])
+    result.mergeSeconds += time.perf_counter() - started
 
 
 def _insert(
@@ -415,6 +484,7 @@ def mapUnits(
     collections: Sequence[str],
     executor: Any = None,
     progress: bool | None = None,
+    unitsPerTask: int | None = None,
 ) -> MapResult:
     """Plan, run and merge; see `Butler.map`."""
     result = MapResult()
@@ -441,31 +511,35 @@ def mapUnits(
             for unit in units:
                 accept(runUnit(fn, unit))
                 bar.advance()
-        else:
+        elif units:
             from distributed import as_completed
 
+            nThreads = sum(executor.nthreads().values()) or 1
+            size = unitsPerTask or defaultUnitsPerTask(len(units), nThreads)
+            batches = [units[i : i + size] for i in range(0, len(units), size)]
             token = uuid.uuid4().hex[:8]
-            task = functools.partial(runUnit, fn)
+            task = functools.partial(runUnits, fn)
             futures = executor.map(
-                task, units, key=[f"databutler-map-{token}-{i}" for i in range(len(units))]
+                task, batches, key=[f"databutler-map-{token}-{i}" for i in range(len(batches))]
             )
-            byKey = {future.key: unit for future, unit in zip(futures, units, strict=True)}
+            byKey = {future.key: batch for future, batch in zip(futures, batches, strict=True)}
             for future in as_completed(futures):  # type: ignore[no-untyped-call]
+                batch = byKey.pop(future.key)
                 if future.status == "finished":
-                    accept(future.result())
+                    for outcome in future.result():
+                        accept(outcome)
                 else:  # its workers died too often (KilledWorker), or it was lost with one
                     exc = future.exception() if future.status == "error" else None
-                    accept(
-                        UnitFailure(
-                            dict(byKey[future.key].dataId),
-                            f"{type(exc).__name__}: {exc}"
-                            if exc is not None
-                            else f"the task was {future.status} (its worker died)",
-                            "".join(traceback.format_exception(exc)) if exc is not None else "",
-                        )
+                    error = (
+                        f"{type(exc).__name__}: {exc}"
+                        if exc is not None
+                        else f"the task was {future.status} (its worker died)"
                     )
+                    trace = "".join(traceback.format_exception(exc)) if exc is not None else ""
+                    for unit in batch:  # what the batch wrote was never reported: nothing is merged
+                        accept(UnitFailure(dict(unit.dataId), error, trace))
                 future.release()
-                bar.advance()
+                bar.advance(len(batch))
     mergeManifests(butler, pending, result)
     if result.failures:
         first = result.failures[0]
@@ -481,7 +555,11 @@ def mapUnits(
 
 
 class _Progress:
-    """A rich progress bar on a terminal (or when asked), nothing otherwise."""
+    """A rich progress bar on stderr when it is a terminal (or when asked), nothing otherwise.
+
+    On a terminal the bar is cleared at the end; elsewhere (a log file, when asked) its final
+    state is printed once.
+    """
 
     def __init__(self, show: bool | None, total: int, run: str) -> None:
         import sys
@@ -493,16 +571,26 @@ class _Progress:
 
     def __enter__(self) -> _Progress:
         if self.show:
-            from rich.progress import Progress
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-            self.bar = Progress(transient=True)
+            console = Console(stderr=True)
+            self.bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("units"),
+                TimeElapsedColumn(),
+                console=console,
+                transient=console.is_terminal,
+            )
             self.bar.start()
             self.task = self.bar.add_task(f"map into {self.run}", total=self.total)
         return self
 
-    def advance(self) -> None:
+    def advance(self, units: int = 1) -> None:
         if self.show:
-            self.bar.advance(self.task)
+            self.bar.advance(self.task, units)
 
     def __exit__(self, *exc: object) -> None:
         if self.show:

@@ -9,7 +9,7 @@ from typing import Any
 
 from ..butler import Butler
 
-__all__ = ["KillFirst", "RaiseFor", "calibrate", "getInChild", "spin"]
+__all__ = ["KillDuringWrite", "KillFirst", "RaiseFor", "calibrate", "getInChild", "spin"]
 
 
 def spin(seed: int, rounds: int) -> int:
@@ -65,6 +65,42 @@ class KillFirst:
             if done < self.times:
                 (marker / f"kill-{done}").touch()
                 os.kill(os.getpid(), signal.SIGKILL)
+        return calibrate(dataId, inputs)
+
+
+class KillDuringWrite:
+    """A unit function whose process SIGKILLs itself while its outputs are being written.
+
+    At ``killAt``, the first ``times`` times (counted in files in ``markerDir``), it returns
+    what `calibrate` does after arranging for the process to die at the second file rename
+    of the worker's datastore: the first output is then complete in place with no record,
+    the second a hidden temporary file.
+    """
+
+    def __init__(self, killAt: dict[str, int], markerDir: str, times: int) -> None:
+        self.killAt = killAt
+        self.markerDir = markerDir
+        self.times = times
+
+    def __call__(self, dataId: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
+        """Return what `calibrate` does, with the process set to die at its second rename at ``killAt``."""
+        if dataId == self.killAt:
+            marker = Path(self.markerDir)
+            done = len(list(marker.glob("kill-*")))
+            if done < self.times:
+                (marker / f"kill-{done}").touch()
+                from ..datastores.file._access import FileAccess
+
+                original = FileAccess.rename
+                renames = [0]
+
+                def renameThenDie(self: FileAccess, source: str, target: str) -> None:
+                    renames[0] += 1
+                    if renames[0] == 2:
+                        os.kill(os.getpid(), signal.SIGKILL)
+                    original(self, source, target)
+
+                FileAccess.rename = renameThenDie  # type: ignore[method-assign]
         return calibrate(dataId, inputs)
 
 
