@@ -36,6 +36,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_file.py
 	bash scripts/postgres.sh run -- $(BIN)/python benchmarks/bench_registry.py
 	$(BIN)/python benchmarks/bench_butler.py
+	$(BIN)/python benchmarks/bench_map.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
