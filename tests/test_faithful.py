@@ -65,6 +65,9 @@ REFUSALS = (UnstorableDatasetError, DatasetTypeMismatchError)
 def sameArray(a: Any, b: Any) -> None:
     assert type(a) is type(b)
     assert a.dtype == b.dtype and a.shape == b.shape
+    if a.dtype.kind in "mM":  # datetime64 / timedelta64: bit for bit, so NaT must stay NaT
+        assert np.ascontiguousarray(a).tobytes() == np.ascontiguousarray(b).tobytes()
+        return
     assert np.array_equal(a, b, equal_nan=a.dtype.kind in "fc")
 
 
@@ -226,6 +229,23 @@ dtypes = (
     | hnp.complex_number_dtypes(endianness="=")
 )
 arrays = hnp.arrays(dtypes, hnp.array_shapes(min_dims=1, max_dims=2, max_side=4))
+timeDtypes = hnp.datetime64_dtypes(endianness="?") | hnp.timedelta64_dtypes(endianness="?")
+
+
+@st.composite
+def timeArrays(draw: st.DrawFn) -> np.ndarray:
+    """datetime64 / timedelta64 arrays of any unit and byte order, NaT (the smallest int64) included."""
+    dtype = draw(timeDtypes)
+    ints = draw(
+        hnp.arrays(
+            np.int64,
+            hnp.array_shapes(min_dims=1, max_dims=2, max_side=4),
+            elements=st.integers(-(2**63) + 1, 2**63 - 1) | st.just(-(2**63)),
+        )
+    )
+    return ints.view(dtype.newbyteorder("=")).astype(dtype)  # same values, in the drawn byte order
+
+
 columnDtypes = st.sampled_from(["i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8", "f2", "f4", "f8", "?"])
 
 
@@ -346,12 +366,21 @@ def test_property_float(tiers: Tiers, data: float) -> None:
 
 
 @PROPERTY
-@given(data=arrays, masked=st.booleans())
+@given(data=arrays | timeArrays(), masked=st.booleans())
 def test_property_numpy_array(tiers: Tiers, data: np.ndarray, masked: bool) -> None:
     obj = np.ma.MaskedArray(data, mask=np.zeros(data.shape, bool)) if masked else data
     results = tiers.check(obj, "NumpyArray")
     if masked:  # refused by the storage class, so by every tier
         assert all(isinstance(r, UnstorableDatasetError) for r in results.values())
+
+
+@PROPERTY
+@given(data=timeArrays())
+def test_property_numpy_datetime_and_timedelta_are_stored_by_every_tier(
+    tiers: Tiers, data: np.ndarray
+) -> None:
+    results = tiers.check(data, "NumpyArray")
+    assert not any(isinstance(r, Exception) for r in results.values()), results
 
 
 @PROPERTY
@@ -425,6 +454,20 @@ def test_fits_keeps_dtypes_byte_order_units_masks_and_flat_metadata(tiers: Tiers
     table["a"].unit = "adu"
     results = tiers.check(table, "AstropyTable")
     assert not any(isinstance(r, Exception) for r in results.values()), results
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [
+        np.array(["2024-01-02T03:04:05", "NaT", "1677-09-22"], dtype="datetime64[s]"),
+        np.array([1, -(2**63), 2**63 - 1], dtype=">m8[ns]").reshape(3, 1),
+        np.asfortranarray(np.array([["NaT", "2000"], ["1970", "NaT"]], dtype="M8[D]")),
+    ],
+)
+def test_numpy_datetime_and_timedelta_with_nat_round_trip_in_every_tier(tiers: Tiers, obj: Any) -> None:
+    results = tiers.check(obj, "NumpyArray")  # failed: the npy formatter raised FormatterError
+    assert not any(isinstance(r, Exception) for r in results.values()), results
+    assert np.isnat(results["chain"]).any()
 
 
 @pytest.mark.parametrize("obj", [np.ma.MaskedArray([1.0, 2.0], mask=[False, True]), np.matrix([[1, 2]])])

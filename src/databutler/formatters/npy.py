@@ -80,7 +80,9 @@ class NpyFormatter(Formatter):
             npformat.write_array_header_2_0(stream, header)
         if array.size:
             data = array.T if header["fortran_order"] else array
-            stream.write(np.ascontiguousarray(data).data.cast("B"))
+            # As bytes through a uint8 view: the buffer protocol has no code for datetime64
+            # and timedelta64, so ``.data.cast("B")`` refuses them.
+            stream.write(np.ascontiguousarray(data).reshape(-1).view(np.uint8).data)
 
     def exportFile(self, inMemoryDataset: Any, path: Path) -> None:
         """Write ``numpy.save``'s format; anything array-like is written as an array."""
