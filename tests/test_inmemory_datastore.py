@@ -29,8 +29,45 @@ from databutler.testing import DatastoreTests, makeRef
 
 
 class TestInMemoryDatastoreContract(DatastoreTests):
+    options: dict[str, Any] = {}
+
     def makeDatastore(self, registry: Any = None) -> InMemoryDatastore:
-        return InMemoryDatastore({"datastore": {"cls": "databutler.InMemoryDatastore"}}, registry=registry)
+        return InMemoryDatastore(
+            {"datastore": {"cls": "databutler.InMemoryDatastore", **self.options}}, registry=registry
+        )
+
+
+class TestBoundedInMemoryContract(TestInMemoryDatastoreContract):
+    """Limits that the suite never reaches still take the bounded, locked paths of every verb."""
+
+    options = {"maxItems": 1000, "maxBytes": "64MiB", "expireSeconds": 3600}
+
+    def testIsBounded(self, datastore: InMemoryDatastore) -> None:
+        stats = datastore.stats()
+        assert (stats.maxItems, stats.maxBytes, stats.expireSeconds) == (1000, 64 * 2**20, 3600.0)
+
+
+class TestFreezeInMemoryContract(TestInMemoryDatastoreContract):
+    options = {"copyMode": "freeze"}
+
+    def testReadsAreReadOnly(self, datastore: InMemoryDatastore) -> None:
+        ref = makeRef("image", "NumpyArray")
+        datastore.put(np.arange(4.0), ref)
+        with pytest.raises(ValueError, match="read-only"):
+            datastore.get(ref)[0] = 9.0
+        assert datastore.copyModeFor(ref.datasetType) == "freeze"
+        # A storage class that cannot be frozen falls back to deepcopy under a global freeze.
+        assert datastore.copyModeFor(makeRef("metrics", "StructuredDataDict").datasetType) == "deepcopy"
+
+
+class TestReferenceInMemoryContract(TestInMemoryDatastoreContract):
+    options = {"copyMode": "reference"}
+
+    def testReadsShareThePutObject(self, datastore: InMemoryDatastore) -> None:
+        ref = makeRef("metrics", "StructuredDataDict")
+        obj = {"a": 1}
+        datastore.put(obj, ref)
+        assert datastore.get(ref) is obj
 
 
 def makeStore(**options: Any) -> InMemoryDatastore:

@@ -3,7 +3,7 @@
 `DatastoreTests` for datastores, `RegistryTests` for registries.
 """
 
-from .datastore_tests import DatastoreTests, makeRef, makeTestDatasetType
+from .datastore_tests import DatastoreTests, makeRef, makeTestDatasetType, readBack
 from .registry_tests import RegistryTests
 
-__all__ = ["DatastoreTests", "RegistryTests", "makeRef", "makeTestDatasetType"]
+__all__ = ["DatastoreTests", "RegistryTests", "makeRef", "makeTestDatasetType", "readBack"]

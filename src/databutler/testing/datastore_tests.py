@@ -6,6 +6,10 @@ A datastore's test module says only how to build one::
         def makeDatastore(self, registry=None):
             return MyDatastore({"datastore": {"cls": "..."}}, registry=registry)
 
+        def readArtifact(self, datastore, ref):  # white-box: what is really stored, or None
+            return datastore.rawObjects.get(ref.id)
+
+The built-in datastores need no `readArtifact` of their own (`readBack` knows them).
 Optional types (numpy, pandas, pyarrow, astropy) are skipped, with the reason, when the
 library is not installed; ``make test`` installs them all.
 """
@@ -28,7 +32,54 @@ from ..exceptions import (
     InvalidParameterError,
 )
 
-__all__ = ["DatastoreTests", "makeRef", "makeTestDatasetType"]
+__all__ = ["DatastoreTests", "makeRef", "makeTestDatasetType", "readBack"]
+
+
+def readBack(datastore: Datastore, ref: DatasetRef) -> Any:
+    """Return what ``datastore`` really holds for the (non-component) ``ref``, bypassing its verbs.
+
+    This is the contract suite's white-box hook for the built-in datastores: an
+    `InMemoryDatastore`'s stored object, the decoded file a `FileDatastore`'s record points at
+    (read from the file system, not through `Datastore.get`), the first child of a
+    `ChainedDatastore` that holds it. A datastore that keeps records but loses its artifacts
+    (or answers from somewhere else) reads back as absent.
+
+    Returns
+    -------
+    artifact : object or None
+        The stored dataset, or `None` when nothing is really there.
+
+    Raises
+    ------
+    NotImplementedError
+        ``datastore`` is not a built-in class: override `DatastoreTests.readArtifact`.
+    """
+    from ..datastores.chained import ChainedDatastore
+    from ..datastores.file import FileDatastore
+    from ..datastores.memory import InMemoryDatastore
+
+    if isinstance(datastore, InMemoryDatastore):
+        entry = datastore._entries.get(ref.id.int)
+        return None if entry is None else entry.obj
+    if isinstance(datastore, FileDatastore):
+        infos = datastore.files.lookup(ref)
+        whole = None if infos is None else infos[""]
+        if whole is None or whole.formatter is None:
+            return None
+        try:
+            return datastore.files.readFile(ref, whole, ref.datasetType.storageClass, None)
+        except FileNotFoundError:
+            return None
+    if isinstance(datastore, ChainedDatastore):
+        for child in datastore.children:
+            found = readBack(child, ref)
+            if found is not None:
+                return found
+        return None
+    raise NotImplementedError(
+        f"No white-box read-back for {type(datastore).__name__}: override DatastoreTests.readArtifact "
+        f"to return what it really stores for a ref."
+    )
 
 
 def makeTestDatasetType(
@@ -57,6 +108,28 @@ class DatastoreTests:
     def makeDatastore(self, registry: Any = None) -> Datastore:
         """Return a new, empty datastore of the class under test, telling ``registry`` if given."""
         raise NotImplementedError("A DatastoreTests subclass must say how to build its datastore.")
+
+    def readArtifact(self, datastore: Datastore, ref: DatasetRef) -> Any:
+        """Return what ``datastore`` really stores for ``ref``, not through its verbs (white-box hook).
+
+        Return `None` when nothing is really there. The default, `readBack`, knows the built-in datastores; a new datastore's test class
+        overrides this to read its storage directly (its files, its objects).
+        """
+        return readBack(datastore, ref)
+
+    def assertStored(self, datastore: Datastore, ref: DatasetRef, expected: Any) -> None:
+        """Assert, through the white-box hook, that ``ref``'s artifact is really there and equal to ``expected``."""
+        artifact = self.readArtifact(datastore, ref)
+        assert artifact is not None, (
+            f"{datastore.name} answers for {ref} but its artifact is not really there (white-box read-back)."
+        )
+        self.assertSameData(artifact, expected)
+
+    def assertNotStored(self, datastore: Datastore, ref: DatasetRef) -> None:
+        """Assert, through the white-box hook, that nothing is really stored for ``ref``."""
+        assert self.readArtifact(datastore, ref) is None, (
+            f"{datastore.name} says {ref} is gone but its artifact is still there (white-box read-back)."
+        )
 
     # -- helpers --
 
@@ -95,12 +168,14 @@ class DatastoreTests:
         datastore.put(_sampleDict(), ref)
         assert datastore.exists(ref)
         assert datastore.get(ref) == _sampleDict()
+        self.assertStored(datastore, ref, _sampleDict())
 
     def testPutGetListWithSlice(self, datastore: Datastore) -> None:
         """Check that a list reads back whole and that the ``slice`` parameter selects part of it."""
         ref = makeRef("values", "StructuredDataList")
         datastore.put([0, 1, 2, 3, 4, 5], ref)
         assert datastore.get(ref) == [0, 1, 2, 3, 4, 5]
+        self.assertStored(datastore, ref, [0, 1, 2, 3, 4, 5])
         assert datastore.get(ref, parameters={"slice": slice(1, 3)}) == [1, 2]
 
     def testPutGetNumpyWithSlice(self, datastore: Datastore) -> None:
@@ -110,6 +185,7 @@ class DatastoreTests:
         array = np.arange(20.0).reshape(4, 5)
         datastore.put(array, ref)
         np.testing.assert_array_equal(datastore.get(ref), array)
+        self.assertStored(datastore, ref, array)
         np.testing.assert_array_equal(
             datastore.get(ref, parameters={"slice": (slice(1, 3), slice(0, 2))}), array[1:3, 0:2]
         )
@@ -149,6 +225,7 @@ class DatastoreTests:
         assert not datastore.knows(ref) and not datastore.exists(ref)
         datastore.put({"x": 1}, ref)
         assert datastore.knows(ref) and datastore.exists(ref)
+        self.assertStored(datastore, ref, {"x": 1})
         assert datastore.knowsMany([ref, other]) == {ref: True, other: False}
         sameIdOtherType = DatasetRef(
             makeTestDatasetType("catalog", "StructuredDataDict"), dict(ref.dataId), id=ref.id, run=ref.run
@@ -183,6 +260,7 @@ class DatastoreTests:
         with pytest.raises(DatasetExistsError, match="metrics"):
             datastore.put({"second": 2}, ref)
         assert datastore.get(ref) == {"first": 1}
+        self.assertStored(datastore, ref, {"first": 1})
 
     def testRemoveTwiceRaisesFileNotFound(self, datastore: Datastore) -> None:
         """Check that removing a dataset twice, or getting it after removal, raises FileNotFoundError."""
@@ -190,6 +268,7 @@ class DatastoreTests:
         datastore.put({"x": 1}, ref)
         datastore.remove(ref)
         assert not datastore.exists(ref)
+        self.assertNotStored(datastore, ref)
         with pytest.raises(FileNotFoundError):
             datastore.remove(ref)
         with pytest.raises(FileNotFoundError):
@@ -269,6 +348,7 @@ class DatastoreTests:
         source.put({"x": 1}, ref)
         datastore.transfer(source, ref)
         assert datastore.get(ref) == {"x": 1}
+        self.assertStored(datastore, ref, {"x": 1})
         missing = makeRef("metrics", "StructuredDataDict", visit=9)
         with pytest.raises(FileNotFoundError):
             datastore.transfer(source, missing)
@@ -287,6 +367,8 @@ class DatastoreTests:
             raise RuntimeError("boom")
         assert not datastore.exists(undone)
         assert datastore.get(kept) == {"kept": True}
+        self.assertNotStored(datastore, undone)
+        self.assertStored(datastore, kept, {"kept": True})
 
     def testNestedTransactions(self, datastore: Datastore) -> None:
         """Check that a failed inner transaction undoes only its own puts and a failed outer one all."""
@@ -310,6 +392,7 @@ class DatastoreTests:
         with datastore.transaction():
             datastore.put({"x": 1}, ref)
         assert datastore.get(ref) == {"x": 1}
+        self.assertStored(datastore, ref, {"x": 1})
 
     # -- registry protocol --
 
@@ -334,6 +417,8 @@ class DatastoreTests:
         refs = [makeRef("metrics", "StructuredDataDict", visit=v) for v in range(5)]
         datastore.putMany([({"v": i}, ref) for i, ref in enumerate(refs)])
         assert datastore.getMany(refs) == {ref: {"v": i} for i, ref in enumerate(refs)}
+        for i, ref in enumerate(refs):
+            self.assertStored(datastore, ref, {"v": i})
         absent = [makeRef("metrics", "StructuredDataDict", visit=v) for v in (10, 11)]
         with pytest.raises(DatasetNotFoundError) as excinfo:
             datastore.getMany(refs + absent)
@@ -351,6 +436,8 @@ class DatastoreTests:
         assert datastore.existsMany(refs[:2]) == {refs[0]: False, refs[1]: False}
         datastore.removeMany(refs[2:])
         assert not any(datastore.existsMany(refs).values())
+        for ref in refs:
+            self.assertNotStored(datastore, ref)
 
     def testPutManyIsAllOrNothing(self, datastore: Datastore) -> None:
         """Check that putMany stores nothing when one of its refs is already stored."""
@@ -361,6 +448,7 @@ class DatastoreTests:
             datastore.putMany([({"v": 1}, fresh), ({"v": 2}, existing)])
         assert not datastore.exists(fresh)
         assert datastore.get(existing) == {"v": 0}
+        self.assertNotStored(datastore, fresh)
 
     def testEqualRefRebuiltFindsDataset(self, datastore: Datastore) -> None:
         """Check that a ref rebuilt from the same dataset type, data ID, id and run finds the dataset."""
