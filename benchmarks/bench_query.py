@@ -112,7 +112,11 @@ def fill(registry: SqlRegistry, path: Path, n: int, load: str) -> tuple[int, flo
                     [
                         row
                         for i, (v, d) in zip(ids, pairs, strict=True)
-                        for row in ((i, "detector", d, None), (i, "instrument", None, "HSC"), (i, "visit", v, None))
+                        for row in (
+                            (i, "detector", d, None),
+                            (i, "instrument", None, "HSC"),
+                            (i, "visit", v, None),
+                        )
                     ],
                 )
                 count += len(pairs)

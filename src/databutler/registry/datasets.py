@@ -16,6 +16,8 @@ from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.expression import ClauseElement, Executable
 
 from ..dataset_ref import DatasetRef
 from ..dataset_type import DatasetType
@@ -66,6 +68,25 @@ def _findInRuns(count: int) -> sa.Select[Any]:
 _GET = sa.select(_dataset.c.datasetTypeId, _dataset.c.runId, _dataset.c.dataId).where(
     _dataset.c.id == sa.bindparam("id")
 )
+
+
+class _Explain(Executable, ClauseElement):
+    """``EXPLAIN`` (PostgreSQL) or ``EXPLAIN QUERY PLAN`` (SQLite) of a statement, its values bound."""
+
+    inherit_cache = False
+
+    def __init__(self, statement: sa.Select[Any]) -> None:
+        self.statement = statement
+
+
+@compiles(_Explain)
+def _compileExplain(element: _Explain, compiler: Any, **kw: Any) -> str:
+    return "EXPLAIN " + str(compiler.process(element.statement, **kw))
+
+
+@compiles(_Explain, "sqlite")
+def _compileExplainSqlite(element: _Explain, compiler: Any, **kw: Any) -> str:
+    return "EXPLAIN QUERY PLAN " + str(compiler.process(element.statement, **kw))
 
 
 def _uuidFromHex(text: str, new: Any = object.__new__, setSlot: Any = object.__setattr__) -> uuid.UUID:
@@ -335,6 +356,54 @@ class DatasetManager:
         sortedBySql = bool(keys) or limit is not None
         if sortedBySql:
             statement = self._sortedStatement(statement, datasetType, list(runs.values()), keys, limit)
+        return self._fetchRefs(datasetType, component, statement, runs, sortedBySql)
+
+    def explainQuery(
+        self,
+        datasetTypeOrName: DatasetType | str,
+        collections: str | Sequence[str] | None = None,
+        where: Mapping[str, Any] | str | None = None,
+        *,
+        bind: Mapping[str, Any] | None = None,
+        findFirst: bool = False,
+        orderBy: Sequence[str] | None = None,
+        limit: int | None = None,
+    ) -> list[str]:
+        """Return the database's plan for the statement `queryDatasets` would run (`SqlRegistry.explainQuery`)."""
+        datasetType, _, statement, runs = self._datasetQuery(
+            datasetTypeOrName, collections, where, bind, findFirst=findFirst
+        )
+        keys = self._orderKeys(datasetType, orderBy)
+        if statement is None:
+            return []
+        if keys or limit is not None:
+            statement = self._sortedStatement(
+                statement,
+                datasetType,
+                list(runs.values()),
+                keys,
+                max(limit, 0) if limit is not None else None,
+            )
+        with self._db.read() as connection:
+            rows = connection.execute(_Explain(statement)).all()
+        if not self._db.isSqlite:
+            return [str(row[0]) for row in rows]
+        depth = {0: -1}
+        lines = []
+        for ident, parent, _, detail in rows:  # SQLite: (id, parent id, unused, detail)
+            depth[ident] = depth.get(parent, -1) + 1
+            lines.append("  " * depth[ident] + str(detail))
+        return lines
+
+    def _fetchRefs(
+        self,
+        datasetType: DatasetType,
+        component: str | None,
+        statement: sa.Select[Any],
+        runs: dict[str, int],
+        sortedBySql: bool,
+    ) -> list[DatasetRef]:
+        """Run ``statement`` (id, run id, data ID) and return its refs (see `queryDatasets`)."""
         with self._db.read() as connection:
             rows = connection.execute(statement).all()
         if not rows:

@@ -590,6 +590,37 @@ class SqlRegistry(Registry):
             limit=limit,
         )
 
+    def explainQuery(
+        self,
+        datasetTypeOrName: DatasetType | str,
+        collections: str | Sequence[str] | None = None,
+        where: Mapping[str, Any] | str | None = None,
+        *,
+        bind: Mapping[str, Any] | None = None,
+        findFirst: bool = False,
+        orderBy: Sequence[str] | None = None,
+        limit: int | None = None,
+    ) -> list[str]:
+        """Return the database's plan for the statement `queryDatasets` runs with these arguments.
+
+        SQLite's ``EXPLAIN QUERY PLAN`` (one line per step, indented under its parent) or
+        PostgreSQL's ``EXPLAIN``; the query itself is not run. Empty when no run is searched.
+
+        Raises
+        ------
+        MissingDatasetTypeError, MissingRunError, InvalidQueryError, DataIdError
+            As for `queryDatasets`.
+        """
+        return self.datasets.explainQuery(
+            datasetTypeOrName,
+            collections,
+            where,
+            bind=bind,
+            findFirst=findFirst,
+            orderBy=orderBy,
+            limit=limit,
+        )
+
     def getDataset(self, id: uuid.UUID | str) -> DatasetRef | None:
         """Return the dataset with this id, or `None` (`Registry.getDataset`)."""
         return self.datasets.getDataset(id)

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from ..exceptions import InvalidQueryError
-from ..registry import Registry
+from ..registry import Registry, SqlRegistry
 from .registry_support import RegistryFixtures, makeDatasetType
 
 __all__ = ["QueryPlanTests"]
@@ -166,3 +166,18 @@ class QueryPlanTests(RegistryFixtures):
             assert ref.id.version == alone.id.version and ref.id.is_safe == uuid.SafeUUID.unknown
             assert layered.findDataset("raw", ref.dataId, "all") == ref
             assert pickle.loads(pickle.dumps(ref)) == ref
+
+    def testExplainQueryShowsThePlan(self, layered: Registry) -> None:
+        """Check that explainQuery returns the database's plan of the statement queryDatasets runs."""
+        assert isinstance(layered, SqlRegistry)
+        plan = layered.explainQuery("raw", "all", "visit >= :v", bind={"v": 2}, findFirst=True)
+        assert plan and all(isinstance(line, str) and line for line in plan)
+        text = "\n".join(plan)
+        if layered.isSqlite:
+            assert "USING COVERING INDEX dataset_dimension_dimension_int_value_idx" in text
+            assert "GROUP BY" in text
+        else:
+            assert "Unique" in text  # DISTINCT ON
+        assert layered.explainQuery("raw", [], "visit > 1") == []
+        with pytest.raises(InvalidQueryError, match="orderBy names 'band'"):
+            layered.explainQuery("raw", "all", orderBy=["band"])
