@@ -15,6 +15,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python examples/demo.py
 	$(BIN)/python examples/butler_demo.py
+	$(BIN)/python examples/map_demo.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks examples conftest.py

@@ -433,3 +433,19 @@ def test_units_travel_in_batches_on_dask(client: Any, tmp_path: Path) -> None:
     # A unit that raises fails alone: the others of its batch are merged.
     assert [f.dataId for f in caught.value.failures] == [{"visit": 3, "detector": 3}]
     assert caught.value.result.merged == 2 * 49
+
+
+def test_the_map_demo_says_what_it_did() -> None:
+    import subprocess
+    import sys
+
+    demo = Path(__file__).parent.parent / "examples" / "map_demo.py"
+    done = subprocess.run(
+        [sys.executable, str(demo), "--in-process"], capture_output=True, text=True, timeout=300, check=True
+    )
+    out = done.stdout
+    assert "failed: unit {'visit': 2, 'detector': 5}: ValueError: negative bias level -3" in out
+    assert "merged the others: 94 datasets in 1 registry transaction(s)" in out
+    assert "ran 1 unit, skipped 47 already done, merged 2 datasets" in out
+    assert "predicted before any worker ran: True" in out
+    assert "verify: 144 datasets checked, 0 missing, 0 corrupted, 0 orphan files" in out
