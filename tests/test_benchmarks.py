@@ -68,6 +68,7 @@ def test_bench_map_quick_prints_every_row() -> None:
     for row in (
         "function alone, 2 processes (floor)",
         "Butler.map serial",
+        "ideal: serial map / 2-process speedup",
         "Butler.map Dask, 2 workers",
         "x serial map",
         "synthetic merge",
