@@ -168,7 +168,36 @@ class Butler:
 
     # -- repositories --
 
-    makeRepo = staticmethod(makeRepo)
+    @staticmethod
+    def makeRepo(
+        root: str | os.PathLike[str], config: Config | Mapping[str, Any] | str | None = None
+    ) -> Config:
+        """Create a data repository at ``root``: write its ``butler.yaml`` and create its registry.
+
+        Parameters
+        ----------
+        root : str or path-like
+            The repository folder; made if missing.
+        config : Config, mapping or str, optional
+            Configuration over the defaults (``configs/butler.yaml``): an embedded SQLite
+            registry and a memory tier in front of a file tier in the repository.
+
+        Returns
+        -------
+        config : Config
+            The configuration written to ``<root>/butler.yaml``.
+
+        Raises
+        ------
+        RepositoryExistsError
+            ``root`` already holds a repository.
+        ConfigError
+            The configuration is malformed or has a key its component does not accept, or
+            ``root`` is a URI (``s3://...``, ``memory://...``) rather than a local folder.
+        ForeignRegistryError
+            The registry database it names already belongs to another repository.
+        """
+        return makeRepo(root, config)
 
     def close(self) -> None:
         """Close the registry's database connections and any the datastores hold."""
@@ -579,7 +608,40 @@ class Butler:
             held = [ref for ref, known in self.datastore.knowsMany(parents).items() if known]
             self.datastore.removeMany(held)
 
-    transferFrom = transferFrom
+    def transferFrom(
+        self, source: Butler, refs: Iterable[DatasetRef], *, progress: bool | None = None
+    ) -> list[DatasetRef]:
+        """Copy datasets, keeping their ids and runs, from ``source`` into this repository.
+
+        Dataset types and runs are registered as needed. Datasets already here with the same id
+        are skipped. All or none: a failure leaves this repository unchanged.
+
+        Parameters
+        ----------
+        source : Butler
+            The repository to copy from.
+        refs : iterable of DatasetRef
+            The datasets, e.g. from ``source.queryDatasets(...)``.
+        progress : bool, optional
+            Show a rich progress bar on stderr; by default only when stderr is a terminal.
+
+        Returns
+        -------
+        transferred : list of DatasetRef
+            The datasets copied (not those skipped).
+
+        Raises
+        ------
+        DatasetTypeConflictError
+            A dataset type is registered here with a different definition.
+        ConflictingDatasetError
+            A different dataset of the same type, data ID and run exists here.
+        DatasetNotFoundError
+            A dataset is not in ``source``'s datastore.
+        RunNameError
+            A ref's run is not a name this registry can store; nothing was registered.
+        """
+        return transferFrom(self, source, refs, progress=progress)
 
     # -- reading --
 

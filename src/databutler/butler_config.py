@@ -21,16 +21,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .config import Config, configSearchPath
+from .config import ROOT_PLACEHOLDER, Config, configSearchPath
 from .datastore.base import Datastore
 from .exceptions import (
     ConfigError,
     ConfigFileNotFoundError,
-    DatabutlerError,
-    DatastoreClassError,
     RepositoryExistsError,
 )
-from .storage_class import importDottedName
 
 __all__ = [
     "BUTLER_ROOT_TOKEN",
@@ -43,8 +40,8 @@ __all__ = [
     "validateRepoConfig",
 ]
 
-BUTLER_ROOT_TOKEN = "<butlerRoot>"
-"""Stands for the repository folder in config values; replaced when the repository is opened."""
+BUTLER_ROOT_TOKEN = ROOT_PLACEHOLDER
+"""The same as `databutler.config.ROOT_PLACEHOLDER` (kept for code that imports this name)."""
 
 REPO_CONFIG_NAME = "butler.yaml"
 """Name of the config file at the top of every repository."""
@@ -60,18 +57,6 @@ TOP_LEVEL_KEYS = frozenset({"registry", "datastore", "storageClasses", REPOSITOR
 
 REGISTRY_KEYS = frozenset({"db", "busyTimeout", "namespace", "dimensions"})
 """The keys of the ``registry`` section (see `databutler.registry.RegistryConfig`)."""
-
-
-def _datastoreClass(clsName: Any, where: str) -> type[Datastore]:
-    if not isinstance(clsName, str):
-        raise DatastoreClassError(f"{where} must be a dotted class name, not {clsName!r}.")
-    try:
-        datastoreClass = importDottedName(clsName, where)
-    except DatabutlerError as exc:
-        raise DatastoreClassError(f"{where}: cannot import {clsName!r}: {exc}") from exc
-    if not (isinstance(datastoreClass, type) and issubclass(datastoreClass, Datastore)):
-        raise DatastoreClassError(f"{where}: {clsName!r} is not a Datastore subclass.")
-    return datastoreClass
 
 
 def validateRepoConfig(config: Mapping[str, Any], where: str = "") -> None:
@@ -111,7 +96,7 @@ def validateRepoConfig(config: Mapping[str, Any], where: str = "") -> None:
         )
     datastore = data.get("datastore", {})
     if "cls" in datastore:
-        _datastoreClass(datastore["cls"], "datastore.cls").validateConfig(datastore)
+        Datastore.classFromConfig(datastore["cls"], "datastore.cls").validateConfig(datastore)
 
 
 def _routeDatastoreKeys(defaults: dict[str, Any], given: dict[str, Any]) -> None:
@@ -123,7 +108,7 @@ def _routeDatastoreKeys(defaults: dict[str, Any], given: dict[str, Any]) -> None
     section = defaults.get("datastore")
     if not isinstance(section, dict) or "cls" not in section:
         return
-    chainClass = _datastoreClass(section["cls"], "datastore.cls")
+    chainClass = Datastore.classFromConfig(section["cls"], "datastore.cls")
     children = section.get("datastores")
     if chainClass.configKeys is None or not isinstance(children, list):
         return
@@ -131,7 +116,7 @@ def _routeDatastoreKeys(defaults: dict[str, Any], given: dict[str, Any]) -> None
     for child in children:
         inner = child.get("datastore", child) if isinstance(child, dict) else None
         if isinstance(inner, dict) and "cls" in inner:
-            childClass = _datastoreClass(inner["cls"], "datastore.datastores[].cls")
+            childClass = Datastore.classFromConfig(inner["cls"], "datastore.datastores[].cls")
             if not childClass.isEphemeral:
                 targets.append((inner, childClass))
     for key in [k for k in given if k not in chainClass.configKeys]:
@@ -154,7 +139,7 @@ def _routeDatastoreKeys(defaults: dict[str, Any], given: dict[str, Any]) -> None
 
 def _substitute(value: Any, root: str) -> Any:
     if isinstance(value, str):
-        return value.replace(BUTLER_ROOT_TOKEN, root)
+        return value.replace(ROOT_PLACEHOLDER, root)
     if isinstance(value, dict):
         return {k: _substitute(v, root) for k, v in value.items()}
     if isinstance(value, list):
@@ -269,31 +254,7 @@ class ButlerConfig(Config):
 
 
 def makeRepo(root: str | os.PathLike[str], config: Config | Mapping[str, Any] | str | None = None) -> Config:
-    """Create a data repository at ``root``: write its ``butler.yaml`` and create its registry.
-
-    Parameters
-    ----------
-    root : str or path-like
-        The repository folder; made if missing.
-    config : Config, mapping or str, optional
-        Configuration over the defaults (``configs/butler.yaml``): an embedded SQLite
-        registry and a memory tier in front of a file tier in the repository.
-
-    Returns
-    -------
-    config : Config
-        The configuration written to ``<root>/butler.yaml``.
-
-    Raises
-    ------
-    RepositoryExistsError
-        ``root`` already holds a repository.
-    ConfigError
-        The configuration is malformed or has a key its component does not accept, or
-        ``root`` is a URI (``s3://...``, ``memory://...``) rather than a local folder.
-    ForeignRegistryError
-        The registry database it names already belongs to another repository.
-    """
+    """Create a data repository at ``root``; see `Butler.makeRepo`, which documents it."""
     text = os.fspath(root)
     if "://" in text:
         raise ConfigError(
@@ -314,10 +275,10 @@ def makeRepo(root: str | os.PathLike[str], config: Config | Mapping[str, Any] | 
         raise ConfigError(
             f"Config for a new repository gives {REPOSITORY_ID_KEY!r}; makeRepo chooses the id itself."
         )
-    datastoreClass = _datastoreClass(full["datastore.cls"], "datastore.cls")
+    datastoreClass = Datastore.classFromConfig(full["datastore.cls"], "datastore.cls")
     folder.mkdir(parents=True, exist_ok=True)
     resolvedRoot = str(folder.absolute())
-    datastoreClass.setConfigRoot(BUTLER_ROOT_TOKEN, full, full.copy())
+    datastoreClass.setConfigRoot(ROOT_PLACEHOLDER, full, full.copy())
     repositoryId = str(uuid.uuid4())
     full[REPOSITORY_ID_KEY] = repositoryId
     from .registry import SqlRegistry  # SQLAlchemy is imported only when needed

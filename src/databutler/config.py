@@ -21,10 +21,16 @@ import yaml
 
 from .exceptions import ConfigError, ConfigFileNotFoundError
 
-__all__ = ["CONFIG_PATH_ENV", "Config", "ConfigSubset", "configSearchPath"]
+__all__ = ["CONFIG_PATH_ENV", "ROOT_PLACEHOLDER", "Config", "ConfigSubset", "configSearchPath"]
 
 CONFIG_PATH_ENV = "DATABUTLER_CONFIG_PATH"
 """Environment variable: extra folders (``os.pathsep``-separated) searched for config files."""
+
+ROOT_PLACEHOLDER = "<butlerRoot>"
+"""Stands for the repository's folder in config values (``registry.db``, ``datastore.root``).
+
+`ButlerConfig.resolved` and ``SqlRegistry.fromConfig`` replace it; the one definition, used by
+the registry, the datastores and the repository config alike."""
 
 _PACKAGE_CONFIGS = Path(__file__).parent / "configs"
 

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 from .dataset_ref import DatasetRef
 from .exceptions import ArgumentTypeError, IngestError
+from .progress import progressBar
 from .putting import resolvedForPut
-from .transfer import progressBar
 
 if TYPE_CHECKING:
     from .butler import Butler

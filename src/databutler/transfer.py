@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from .dataset_ref import DatasetRef, checkRunName
 from .exceptions import ConflictingDatasetError
+from .progress import progressBar  # re-exported: it lived here before progress.py
 
 if TYPE_CHECKING:
     from .butler import Butler
@@ -16,80 +15,10 @@ if TYPE_CHECKING:
 __all__ = ["progressBar", "transferFrom"]
 
 
-@contextmanager
-def progressBar(description: str, total: int, enabled: bool | None = None) -> Iterator[_Advance]:
-    """Show a rich progress bar on stderr while the body runs; advance it by calling the result.
-
-    Parameters
-    ----------
-    description : str
-        What is in progress.
-    total : int
-        How many steps make 100 %.
-    enabled : bool, optional
-        Force the bar on or off; by default it is shown only when stderr is a terminal.
-    """
-    if enabled is None:
-        enabled = sys.stderr.isatty()
-    if not enabled:
-        yield _Advance(None)
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=Console(stderr=True), transient=False) as progress:
-        task = progress.add_task(description, total=total)
-        yield _Advance(lambda n: progress.advance(task, n))
-
-
-class _Advance:
-    """Callable that advances a progress bar by ``n`` steps (or does nothing)."""
-
-    __slots__ = ("_func",)
-
-    def __init__(self, func: object) -> None:
-        self._func = func
-
-    def __call__(self, n: int = 1) -> None:
-        if callable(self._func):
-            self._func(n)
-
-
 def transferFrom(
     target: Butler, source: Butler, refs: Iterable[DatasetRef], *, progress: bool | None = None
 ) -> list[DatasetRef]:
-    """Copy datasets, keeping their ids and runs, from ``source`` into this repository.
-
-    `Butler.transferFrom` (``target`` is the Butler it is called on). Dataset types and runs
-    are registered as needed. Datasets already here with the same id are skipped. All or none:
-    a failure leaves this repository unchanged.
-
-    Parameters
-    ----------
-    source : Butler
-        The repository to copy from.
-    refs : iterable of DatasetRef
-        The datasets, e.g. from ``source.queryDatasets(...)``.
-    progress : bool, optional
-        Show a rich progress bar on stderr; by default only when stderr is a terminal.
-
-    Returns
-    -------
-    transferred : list of DatasetRef
-        The datasets copied (not those skipped).
-
-    Raises
-    ------
-    DatasetTypeConflictError
-        A dataset type is registered here with a different definition.
-    ConflictingDatasetError
-        A different dataset of the same type, data ID and run exists here.
-    DatasetNotFoundError
-        A dataset is not in ``source``'s datastore.
-    RunNameError
-        A ref's run is not a name this registry can store; nothing was registered.
-    """
+    """Copy ``refs`` from ``source`` into ``target``; see `Butler.transferFrom`, which documents it."""
     parents: dict[DatasetRef, None] = {}
     for ref in refs:
         parents[ref.makeCompositeRef() if ref.isComponent() else ref] = None

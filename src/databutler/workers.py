@@ -33,6 +33,7 @@ from .datastore.base import Datastore
 from .datastores.file import FileDatastore
 from .datastores.file._records import StoredFileInfo
 from .exceptions import ConfigError, ConflictingDatasetError, DatasetTypeError, MapUnitError
+from .progress import progressBar
 from .registry.data_ids import newDatasetId
 from .storage_class import StorageClassFactory
 
@@ -506,11 +507,12 @@ def mapUnits(
             pending.clear()
             pendingSize = 0
 
-    with _Progress(progress, len(units), run) as bar:
+    started = time.monotonic()
+    with progressBar(f"map into {run}", len(units), progress, unit="units") as advance:
         if executor is None:
             for unit in units:
                 accept(runUnit(fn, unit))
-                bar.advance()
+                advance(1)
         elif units:
             from distributed import as_completed
 
@@ -539,7 +541,8 @@ def mapUnits(
                     for unit in batch:  # what the batch wrote was never reported: nothing is merged
                         accept(UnitFailure(dict(unit.dataId), error, trace))
                 future.release()
-                bar.advance(len(batch))
+                advance(len(batch))
+    log.info("Butler.map ran %d units in %.1f s", len(units), time.monotonic() - started)
     mergeManifests(butler, pending, result)
     if result.failures:
         first = result.failures[0]
@@ -552,47 +555,3 @@ def mapUnits(
             result,
         )
     return result
-
-
-class _Progress:
-    """A rich progress bar on stderr when it is a terminal (or when asked), nothing otherwise.
-
-    On a terminal the bar is cleared at the end; elsewhere (a log file, when asked) its final
-    state is printed once.
-    """
-
-    def __init__(self, show: bool | None, total: int, run: str) -> None:
-        import sys
-
-        self.show = sys.stderr.isatty() if show is None else show
-        self.total = total
-        self.run = run
-        self.started = time.monotonic()
-
-    def __enter__(self) -> _Progress:
-        if self.show:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-            console = Console(stderr=True)
-            self.bar = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("units"),
-                TimeElapsedColumn(),
-                console=console,
-                transient=console.is_terminal,
-            )
-            self.bar.start()
-            self.task = self.bar.add_task(f"map into {self.run}", total=self.total)
-        return self
-
-    def advance(self, units: int = 1) -> None:
-        if self.show:
-            self.bar.advance(self.task, units)
-
-    def __exit__(self, *exc: object) -> None:
-        if self.show:
-            self.bar.stop()
-        log.info("Butler.map ran %d units in %.1f s", self.total, time.monotonic() - self.started)

@@ -145,17 +145,36 @@ class Datastore(ABC):
             ``cls`` cannot be imported or is not a Datastore subclass.
         """
         cfg = DatastoreConfig(config)
-        clsName = cfg["cls"]
         where = f" in {str(cfg.configFile)!r}" if cfg.configFile else ""
+        return Datastore.classFromConfig(cfg["cls"], f"datastore.cls{where}")(cfg, registry=registry)
+
+    @staticmethod
+    def classFromConfig(clsName: Any, where: str = "datastore.cls") -> type[Datastore]:
+        """Return the `Datastore` subclass that the dotted name ``clsName`` (a ``cls:`` value) names.
+
+        Every place that resolves a datastore class from config goes through this.
+
+        Parameters
+        ----------
+        clsName : str
+            A fully-qualified class name, e.g. ``databutler.FileDatastore``.
+        where : str, optional
+            Where the name was found, for messages (``datastore.datastores[1].cls``).
+
+        Raises
+        ------
+        DatastoreClassError
+            ``clsName`` is not a string, cannot be imported or is not a Datastore subclass.
+        """
         if not isinstance(clsName, str):
-            raise DatastoreClassError(f"datastore.cls{where} must be a dotted class name, not {clsName!r}.")
+            raise DatastoreClassError(f"{where} must be a dotted class name, not {clsName!r}.")
         try:
-            cls = importDottedName(clsName, f"datastore.cls{where}")
+            cls = importDottedName(clsName, where)
         except Exception as exc:
-            raise DatastoreClassError(f"datastore.cls{where}: cannot import {clsName!r}: {exc}") from exc
+            raise DatastoreClassError(f"{where}: cannot import {clsName!r}: {exc}") from exc
         if not (isinstance(cls, type) and issubclass(cls, Datastore)):
-            raise DatastoreClassError(f"datastore.cls{where}: {clsName!r} is not a Datastore subclass.")
-        return cls(cfg, registry=registry)
+            raise DatastoreClassError(f"{where}: {clsName!r} is not a Datastore subclass.")
+        return cls
 
     def __repr__(self) -> str:
         """Show the datastore class and its name."""

@@ -33,7 +33,6 @@ from ..exceptions import (
     IngestError,
     StoredItemInfoNotFoundError,
 )
-from ..storage_class import importDottedName
 from .memory import InMemoryDatastore
 
 __all__ = ["ChainedDatastore"]
@@ -172,14 +171,7 @@ class ChainedDatastore(Datastore):
                     "item accepts only 'datastore': put them inside it (constraints go under datastore:)."
                 )
         for i, child in enumerate(_childConfigs(children)):
-            try:
-                childClass = importDottedName(str(child["cls"]), f"datastore.datastores[{i}].cls")
-            except Exception as exc:
-                raise ConfigError(
-                    f"datastore.datastores[{i}].cls: cannot import {child['cls']!r}: {exc}"
-                ) from exc
-            if isinstance(childClass, type) and issubclass(childClass, Datastore):
-                childClass.validateConfig(child)
+            Datastore.classFromConfig(child["cls"], f"datastore.datastores[{i}].cls").validateConfig(child)
 
     def __init__(
         self,
@@ -559,7 +551,10 @@ class ChainedDatastore(Datastore):
             children = children.toDict()
         if not isinstance(children, list):
             return
-        classes = [importDottedName(str(child["cls"]), "datastore.cls") for child in _childConfigs(children)]
+        classes = [
+            Datastore.classFromConfig(child["cls"], f"datastore.datastores[{i}].cls")
+            for i, child in enumerate(_childConfigs(children))
+        ]
         several = sum(1 for c in classes if not c.isEphemeral) > 1
         newChildren = []
         for i, (child, childClass) in enumerate(zip(_childConfigs(children), classes, strict=True)):

@@ -37,7 +37,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.pool import NullPool, QueuePool, StaticPool
 
-from ..config import ConfigSubset
+from ..config import ROOT_PLACEHOLDER, ConfigSubset
 from ..exceptions import ConfigError, MissingOptionalDependencyError
 
 __all__ = [
@@ -50,9 +50,6 @@ __all__ = [
     "sqliteFile",
     "sqliteReadOnlyUri",
 ]
-
-ROOT_PLACEHOLDER = "<butlerRoot>"
-"""Stands for the repository root in ``registry.db``; replaced by ``SqlRegistry.fromConfig``."""
 
 SQLITE_BEGIN = "BEGIN IMMEDIATE"
 """How a SQLite write transaction starts: taking the write lock at once, waiting for it."""

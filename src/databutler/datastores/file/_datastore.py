@@ -17,7 +17,7 @@ from typing import Any
 
 import fsspec
 
-from ...config import Config
+from ...config import ROOT_PLACEHOLDER, Config
 from ...dataset_ref import DatasetRef
 from ...dataset_type import DatasetType
 from ...datastore.base import Datastore, DatastoreConfig
@@ -853,7 +853,7 @@ class FileDatastore(Datastore):
         section = config.get("datastore", config)
         fullSection = full.get("datastore", full)
         expanded = cls.makeConfig(fullSection)
-        if section.get("root") in (None, "", "<butlerRoot>"):  # a root the user gave is kept
+        if section.get("root") in (None, "", ROOT_PLACEHOLDER):  # a root the user gave is kept
             section["root"] = root
         section["templates"] = configSection(expanded.get("templates"), "templates")
 

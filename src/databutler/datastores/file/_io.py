@@ -355,8 +355,9 @@ def moveNoReplace(fs: Any, source: str, target: str) -> None:
 
     On a local file system the new name is made with a hard link, which fails atomically if
     ``target`` exists, and the old name is then unlinked. Elsewhere (or where hard links are not
-    supported) ``target`` is checked first: callers hold the records lock of ``target``'s path,
-    so no other datastore writer can move a file there in between.
+    supported) ``target`` is checked first: callers have recorded ``target``'s path already (a
+    path is unique in the records), so no other datastore writer can claim it and move a file
+    there in between.
 
     Raises
     ------
