@@ -26,6 +26,7 @@ from hypothesis.extra import numpy as hnp
 
 from databutler import (
     Butler,
+    ConflictingDatasetError,
     DatasetRef,
     DatasetTypeMismatchError,
     Formatter,
@@ -602,6 +603,104 @@ def test_another_writer_is_not_blocked_while_a_put_is_validated(tmp_path: Path) 
             BlockingFormatter.release.set()
             thread.join(20)
         assert slow.get("slow", exposure=1) == "text"
+
+
+class EncodeBlockingFormatter(BlockingFormatter):
+    """Validates at once; its write (the encoding of the file) waits until the test lets it go on."""
+
+    def validate(self, inMemoryDataset: Any, storageClass: StorageClass) -> None:
+        return None
+
+    def write(self, inMemoryDataset: Any, stream: IO[bytes], storageClass: StorageClass) -> None:
+        type(self).entered.set()
+        assert type(self).release.wait(20)
+        super().write(inMemoryDataset, stream, storageClass)
+
+
+def _blockingRepo(root: Path, chained: bool = False) -> None:
+    formatters = {"slow": f"{__name__}.EncodeBlockingFormatter"}
+    fileTier = {"datastore": {**FILE["datastore"], "formatters": formatters}}
+    if chained:  # a memory tier in front: the chain has its file child encode before the lock too
+        children = [MEMORY, fileTier]
+        fileTier = {
+            "datastore": {"cls": "databutler.datastores.chained.ChainedDatastore", "datastores": children}
+        }
+    Butler.makeRepo(root, fileTier)
+
+
+def _hidden(root: Path) -> list[str]:
+    return sorted(p.name for p in root.rglob(".*") if p.is_file())
+
+
+@pytest.mark.parametrize(
+    "verb, chained",
+    [("put", False), ("putMany", False), ("put of a ref", False), ("put", True), ("putMany", True)],
+)
+def test_the_registry_is_not_locked_while_a_put_encodes_its_file(
+    tmp_path: Path, verb: str, chained: bool
+) -> None:
+    import sqlite3
+
+    _blockingRepo(tmp_path, chained)
+    with Butler(tmp_path, run="run") as butler:
+        butler.registerDatasetType("slow", ("exposure",), "String")
+        ref = DatasetRef(butler.getDatasetType("slow"), {"exposure": 1}, run="run")
+        doIt = {
+            "put": lambda: butler.put("text", "slow", exposure=1),
+            "putMany": lambda: butler.putMany([("text", "slow", {"exposure": 1})]),
+            "put of a ref": lambda: butler.put("text", ref),
+        }[verb]
+        EncodeBlockingFormatter.entered.clear()
+        EncodeBlockingFormatter.release.clear()
+        failures: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                doIt()
+            except BaseException as exc:
+                failures.append(exc)
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        try:
+            assert EncodeBlockingFormatter.entered.wait(20), "the formatter's write was never called"
+            # The put is encoding its file: another connection takes the registry's write lock
+            # at once (it waited for the busy timeout, then failed, while the put held it).
+            other = sqlite3.connect(tmp_path / "registry.sqlite3", timeout=0.5, isolation_level=None)
+            try:
+                other.execute("BEGIN IMMEDIATE")
+                other.execute("ROLLBACK")
+            finally:
+                other.close()
+        finally:
+            EncodeBlockingFormatter.release.set()
+            thread.join(20)
+        assert not failures, failures
+        assert butler.get("slow", exposure=1) == "text"
+        (stored,) = butler.registry.queryDatasets("slow", collections="run")
+        assert butler.datastore.verify(stored)
+        assert _hidden(tmp_path) == []  # the temporary file was renamed into place
+
+
+def test_an_encoded_put_that_the_registry_refuses_leaves_no_file(tmp_path: Path) -> None:
+    _blockingRepo(tmp_path)
+    EncodeBlockingFormatter.release.set()
+    with Butler(tmp_path, run="run") as butler:
+        butler.registerDatasetType("slow", ("exposure",), "String")
+        butler.put("one", "slow", exposure=1)
+        with pytest.raises(ConflictingDatasetError):
+            butler.put("two", "slow", exposure=1)  # encoded first, then refused by the registry
+        with pytest.raises(ConflictingDatasetError):
+            butler.putMany([("three", "slow", {"exposure": 2}), ("four", "slow", {"exposure": 1})])
+        with pytest.raises(RuntimeError, match="undo"), butler.transaction():
+            butler.put("five", "slow", exposure=3)
+            raise RuntimeError("undo")
+        with butler.transaction():  # a put inside an open transaction still encodes and renames
+            butler.put("six", "slow", exposure=4)
+        assert _hidden(tmp_path) == []
+        assert [butler.get("slow", exposure=e) for e in (1, 4)] == ["one", "six"]
+        assert butler.datastore.findOrphanFiles() == []
+        assert len(list(tmp_path.rglob("*.txt"))) == 2
 
 
 def test_parquet_keeps_an_arrow_tables_own_pandas_metadata_and_list_field_names(tiers: Tiers) -> None:

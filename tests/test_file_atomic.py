@@ -205,3 +205,55 @@ def test_local_writes_use_the_builtin_open_and_make_new_folders(tmp_path: Path) 
     np.testing.assert_array_equal(store.get(ref), np.arange(5.0))
     assert not [p for p in tmp_path.rglob(".*") if ".tmp-" in p.name]
     store.close()
+
+
+BUTLER_CHILD = r"""
+import sys, time
+import numpy as np
+from databutler import Butler
+from databutler.formatters.npy import NpyFormatter
+
+root, signalPath = sys.argv[1:3]
+
+
+class StallingFormatter(NpyFormatter):
+    def write(self, inMemoryDataset, stream, storageClass):
+        stream.write(b"\x93NUMPY" + b"\0" * 100_000)
+        stream.flush()
+        open(signalPath, "w").close()
+        time.sleep(120)  # encoding, before the registry transaction: killed here
+
+
+with Butler(root, run="run") as butler:
+    butler.datastore.layout.formatterNames["NumpyArray"] = "__main__.StallingFormatter"
+    butler.put(np.arange(1000.0), "image", visit=1)
+"""
+
+
+def test_a_butler_killed_while_encoding_a_put_leaves_only_a_temporary_file(tmp_path: Path) -> None:
+    from databutler import Butler
+
+    root = tmp_path / "repo"
+    config = {"datastore": {"cls": "databutler.datastores.file.FileDatastore", "root": "<butlerRoot>"}}
+    Butler.makeRepo(root, config)
+    with Butler(root, run="run") as butler:
+        butler.registerDatasetType("image", ("visit",), "NumpyArray")
+    signalPath = tmp_path / "signal"
+    child = subprocess.Popen([sys.executable, "-c", BUTLER_CHILD, str(root), str(signalPath)])
+    try:
+        waitForSignal(child, signalPath)
+        # The child is encoding: the registry is not locked, another writer goes ahead.
+        with Butler(root, run="other") as other:
+            other.put(np.zeros(3), "image", visit=2)
+    finally:
+        kill(child)
+    with Butler(root, run="run") as butler:
+        assert butler.registry.queryDatasets("image", collections="run") == []
+        store = butler.datastore
+        assert store.findOrphanFiles() == []  # hidden temporary files are the leftover cleanup's
+        assert store.removeLeftoverFiles() == []  # too young: it could belong to a put in progress
+        removed = store.removeLeftoverFiles(olderThan=0)
+        assert len(removed) == 1 and ".tmp-" in removed[0]
+        assert [p.name for p in root.rglob(".*") if p.is_file()] == []
+        butler.put(np.arange(3.0), "image", visit=1)
+        np.testing.assert_array_equal(butler.get("image", visit=1, collections="run"), np.arange(3.0))

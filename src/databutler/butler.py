@@ -394,14 +394,19 @@ class Butler:
             )
         normalized = mergeDataId(datasetType, dataId, dataIdKwargs)
         self._requireWriteable(f"put {datasetType.name!r} {dict(normalized)}")
-        # Refused objects are refused here, before the registry's write lock is taken: a slow or
-        # failing check must not keep other writers of the repository waiting.
+        # Refused objects are refused here, and the files encoded, before the registry's write
+        # lock is taken: a slow or failing check or encoding must not keep other writers waiting.
         self.datastore.checkPut(obj, datasetType)
         runName = self._runFor(run, lambda: f"put {datasetType.name!r} {dict(normalized)}")
-        with self.transaction(), prevalidated(obj):  # the formatters need not check it again
-            ref = self.registry.addDataset(
-                datasetType, normalized, runName, id=self.predictDatasetId(datasetType, normalized, runName)
-            )
+        datasetId = self.predictDatasetId(datasetType, normalized, runName)
+        if datasetId is None:  # a repository without a recorded id: a random one, as the registry gives
+            from .registry.data_ids import newDatasetId
+
+            datasetId = newDatasetId()
+        planned = DatasetRef._trusted(datasetType, normalized, datasetId, runName)
+        # The formatters need not check it again (prevalidated).
+        with prevalidated(obj), self.datastore.prepared([(obj, planned)]), self.transaction():
+            ref = self.registry.addDataset(datasetType, normalized, runName, id=datasetId)
             self.datastore.put(obj, ref)
         return ref
 
@@ -418,7 +423,7 @@ class Butler:
         assert ref.run is not None
         if ref.run != self.run:
             self._checkRun(ref.run)
-        with self.transaction(), prevalidated(obj):
+        with prevalidated(obj), self.datastore.prepared([(obj, ref)]), self.transaction():
             if ref.run != self.run:
                 self.registry.registerRun(ref.run)
             (ref,) = self.registry.addDatasetRefs([ref])

@@ -81,9 +81,9 @@ def putMany(butler: Butler, items: Iterable[PutItem], *, run: str | None = None)
 
     Notes
     -----
-    Each dataset type is looked up once and each object is checked once (`Datastore.checkPut`,
-    before the registry's write lock is taken); the formatters then skip their own checks of
-    these objects. The registry rows go in one statement per dataset type and run.
+    Each dataset type is looked up once and each object is checked once (`Datastore.checkPut`)
+    and encoded (`Datastore.prepared`), both before the registry's write lock is taken; the
+    formatters then skip their own checks of these objects. The registry rows go in one statement per dataset type and run.
     """
     butler._requireWriteable("put datasets")
     types: dict[DatasetType | str, DatasetType] = {}
@@ -125,7 +125,11 @@ def putMany(butler: Butler, items: Iterable[PutItem], *, run: str | None = None)
         return []
     for runName in runs - {butler.run}:
         butler._checkRun(runName)
-    with butler.transaction(), prevalidated(*{id(obj): obj for obj, _ in pairs}.values()):
+    with (
+        prevalidated(*{id(obj): obj for obj, _ in pairs}.values()),
+        butler.datastore.prepared(pairs),  # files encoded before the registry's write lock is taken
+        butler.transaction(),
+    ):
         for runName in runs:
             butler.registry.registerRun(runName)
         stored = butler.registry.addDatasetRefs([ref for _, ref in pairs])

@@ -207,6 +207,18 @@ class Datastore(ABC):
         """
         return None
 
+    @contextmanager
+    def prepared(self, pairs: Sequence[tuple[Any, DatasetRef]]) -> Iterator[None]:
+        """Do now the formatting work that `put` of each ``(inMemoryDataset, ref)`` would do.
+
+        A `Butler` enters this before it opens the registry transaction in which it puts the
+        same pairs, so that encoding (a formatter writing a file) never runs while the
+        registry's write lock is held. A `put` inside the block of a prepared ``(object, ref)``
+        uses what was prepared; whatever is not used by the end of the block is discarded. The
+        default prepares nothing; a failure raises what `put` would raise.
+        """
+        yield
+
     def checkPut(self, inMemoryDataset: Any, datasetType: DatasetType) -> None:
         """Refuse, before anything is written, a dataset that `put` would refuse as a bad object.
 

@@ -224,6 +224,17 @@ class ChainedDatastore(Datastore):
             if constraints.isAcceptable(datasetType):
                 child.checkPut(inMemoryDataset, datasetType)
 
+    @contextmanager
+    def prepared(self, pairs: Sequence[tuple[Any, DatasetRef]]) -> Iterator[None]:
+        """Let every child prepare the puts of the pairs it accepts (see `Datastore.prepared`)."""
+        pairs = list(pairs)
+        with ExitStack() as stack:
+            for child, constraints in zip(self.datastores, self.constraints, strict=True):
+                accepted = [(obj, ref) for obj, ref in pairs if constraints.isAcceptable(ref.datasetType)]
+                if accepted:
+                    stack.enter_context(child.prepared(accepted))
+            yield
+
     # -- transactions --
 
     @contextmanager

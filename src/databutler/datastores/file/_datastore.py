@@ -12,8 +12,10 @@ import functools
 import logging
 import os
 import posixpath
-from collections.abc import Iterable, Mapping
-from typing import Any
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, NamedTuple
 
 import fsspec
 
@@ -50,6 +52,20 @@ from ._retrieve import retrieveArtifacts
 from ._templates import checkRelativePath
 
 __all__ = ["FileDatastore"]
+
+
+class _Prepared(NamedTuple):
+    """The temporary files `FileDatastore.prepared` wrote for one put, waiting for its `put`."""
+
+    obj: Any
+    """The object they were encoded from (a put of another object does not use them)."""
+    basePath: str
+    """The path the template gave the ref (a put whose ref renders another does not use them)."""
+    datasetType: DatasetType
+    folder: str | None
+    files: list[tuple[str | None, str, str, Any, tuple[str, int, str | None]]]
+    """``(component, relPath, formatterName, storageClass, (tempPath, size, checksum))``."""
+
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +140,7 @@ class FileDatastore(Datastore):
         registry: DatasetLocationRegistry | None = None,
     ) -> None:
         super().__init__(config, registry)
+        self._prepared: dict[uuid.UUID, _Prepared] = {}
         cfg = self.config
         root = cfg.get("root")
         if not isinstance(root, str) or not root:
@@ -256,6 +273,17 @@ class FileDatastore(Datastore):
         datasetType.storageClass.checkInstance(inMemoryDataset, str(ref))
         # A duplicate is caught when its record is inserted (the temporary file is then removed):
         # no query up front, which would cost every put a round trip to the database.
+        ready = self._takePrepared(inMemoryDataset, ref)
+        if ready is not None:
+            self._store(
+                ref,
+                [
+                    (component, relPath, formatterName, storageClass, functools.partial(_given, written))
+                    for component, relPath, formatterName, storageClass, written in ready.files
+                ],
+                ready.folder,
+            )
+            return
         plan, folder = self.layout.plan(inMemoryDataset, ref)
         writes: list[FileWrite] = [
             (
@@ -272,6 +300,71 @@ class FileDatastore(Datastore):
     def checkRun(self, run: str) -> None:
         """Refuse a run name that a template using ``{run}`` cannot put in a path (`Datastore.checkRun`)."""
         self.layout.templates.checkRun(run)
+
+    @contextmanager
+    def prepared(self, pairs: Sequence[tuple[Any, DatasetRef]]) -> Iterator[None]:
+        """Encode each object to temporary files beside the paths its ref will have, before a transaction.
+
+        A `Butler` enters this before it takes the registry's write lock; inside, `put` of the
+        same object and ref only records the files and renames them into place (one rename
+        each, in the same folder). Temporary files not used by the end of the block (the put
+        was refused, or never made) are deleted; a process killed meanwhile leaves only hidden
+        ``.<name>.tmp-<hex>`` files, which `removeLeftoverFiles` deletes once old.
+
+        A ref whose path cannot be made (an unsafe data ID value, no formatter) is not
+        prepared: its `put` raises, after the registry has checked the data ID.
+
+        Raises
+        ------
+        FormatterError, DatasetTypeMismatchError
+            As `put` would; nothing is left behind.
+        """
+        mine: list[uuid.UUID] = []
+        try:
+            for obj, ref in pairs:
+                if ref.isComponent() or ref.id in self._prepared:
+                    continue  # put will refuse a component; a ref given twice is put (and refused) once
+                try:
+                    plan, folder = self.layout.plan(obj, ref)
+                    for _, relPath, _, _, _ in plan:
+                        self.files.insidePath(relPath)
+                except (UnsafePathError, ConfigError):
+                    continue  # `put` raises it, after the registry's own checks of the data ID
+                files: list[tuple[str | None, str, str, Any, tuple[str, int, str | None]]] = []
+                try:
+                    for component, relPath, formatter, value, storageClass in plan:
+                        written = self.files.writeFile(ref, relPath, formatter, value, storageClass)
+                        files.append((component, relPath, formatter.name, storageClass, written))
+                except BaseException:
+                    for *_, (tempPath, _, _) in files:
+                        removeQuietly(self.fs, tempPath)
+                    raise
+                self._prepared[ref.id] = _Prepared(
+                    obj, self.layout.templates.render(ref), ref.datasetType, folder, files
+                )
+                mine.append(ref.id)
+            yield
+        finally:
+            for refId in mine:
+                left = self._prepared.pop(refId, None)
+                if left is not None:
+                    for *_, (tempPath, _, _) in left.files:
+                        removeQuietly(self.fs, tempPath)
+
+    def _takePrepared(self, inMemoryDataset: Any, ref: DatasetRef) -> _Prepared | None:
+        """Return (and forget) what `prepared` wrote for this object and ref, if it still fits."""
+        ready = self._prepared.pop(ref.id, None)
+        if ready is None:
+            return None
+        if (
+            ready.obj is inMemoryDataset
+            and ready.datasetType == ref.datasetType
+            and ready.basePath == self.layout.templates.render(ref)
+        ):
+            return ready
+        for *_, (tempPath, _, _) in ready.files:  # another object or path: encode it again
+            removeQuietly(self.fs, tempPath)
+        return None
 
     def checkPut(self, inMemoryDataset: Any, datasetType: DatasetType) -> None:
         """Check the storage class, then ask the formatter(s) `put` would use to validate the object.
@@ -868,6 +961,11 @@ IngestItem = tuple[str, DatasetRef, "Formatter | type | str | None"]
 @functools.cache
 def _extensionFormatters() -> FormatterRegistry:
     return FormatterRegistry.fromDefaults()
+
+
+def _given(written: tuple[str, int, str | None]) -> tuple[str, int, str | None]:
+    """Return what `FileDatastore.prepared` wrote for a file (the write a prepared put skips)."""
+    return written
 
 
 def _checksumAlgorithm(value: Any) -> str | None:
