@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import sqlite3
 import subprocess
@@ -18,6 +19,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import yaml
 from astropy.io import fits
 from astropy.table import Table
 from click.testing import CliRunner, Result
@@ -385,3 +387,24 @@ def test_cli_create_with_a_postgresql_registry(tmp_path: Path, files: Path) -> N
         assert "Verified 1 dataset(s)" in ok("verify", root)
     finally:
         dropNamespace(url, namespace)
+
+
+def test_get_to_standard_output(repo: Path, files: Path) -> None:
+    script.putDataset(repo, "flat", files / "flat.npy", {"visit": 1, "detector": 2}, "night1")
+    script.putDataset(repo, "metrics", files / "metrics.json", {"visit": 1, "detector": 2}, "night1")
+    result = invoke("get", repo, "metrics", "visit=1", "detector=2", "-o", "-")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout_bytes) == json.loads((files / "metrics.json").read_text())
+    asYaml = invoke("get", repo, "metrics", "visit=1", "detector=2", "-o", "-", "--format", "yaml")
+    assert asYaml.exit_code == 0 and yaml.safe_load(asYaml.stdout_bytes) == json.loads(
+        (files / "metrics.json").read_text()
+    )
+    array = invoke("get", repo, "flat", "visit=1", "detector=2", "-o", "-", "-p", "slice=0:2")
+    assert array.exit_code == 0, array.output
+    assert np.array_equal(np.load(io.BytesIO(array.stdout_bytes)), np.load(files / "flat.npy")[0:2])
+    assert not (Path.cwd() / "-").exists()
+    line = userError("get", repo, "flat", "visit=1", "detector=2", "-o", "-", "--format", "txt")
+    assert "pass --format" in line and "[FormatterError]" in line
+    out = io.BytesIO()
+    script.getDataset(repo, "flat", {"visit": 1, "detector": 2}, output="-", stream=out)
+    assert np.array_equal(np.load(io.BytesIO(out.getvalue())), np.load(files / "flat.npy"))

@@ -47,9 +47,19 @@ def put(repo: str, name: str, file: str, pairs: tuple[str, ...], run: str) -> No
 @collectionsOption
 @click.option("-p", "--parameter", "parameters", multiple=True, metavar="KEY=VALUE", help="A read parameter.")
 @click.option(
-    "-o", "--output", type=click.Path(dir_okay=False), help="Write it to this file instead of a summary."
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, allow_dash=True),
+    help="Write it to this file instead of a summary ('-': standard output).",
 )
 @click.option("--overwrite", is_flag=True, help="Replace the --output file if it exists (refused otherwise).")
+@click.option(
+    "-f",
+    "--format",
+    "fileFormat",
+    metavar="EXT",
+    help="The format of -o - (json, yaml, npy, parquet, fits); default: that of the stored file.",
+)
 @readOnlyOption
 def get(
     repo: str,
@@ -59,6 +69,7 @@ def get(
     parameters: tuple[str, ...],
     output: str | None,
     overwrite: bool,
+    fileFormat: str | None,
     readOnly: bool,
 ) -> None:
     """Get DATASET_TYPE (or TYPE.COMPONENT) with a data ID: show a summary or write a file.
@@ -69,9 +80,12 @@ def get(
       databutler get repo flat visit=1 detector=2 -p slice=0:2,0:3 -o corner.npy
       databutler get repo calexp.metadata visit=1 detector=2 -o metadata.yaml
       databutler get repo sourceTable visit=1 -p columns=ra,dec -o radec.parquet
+      databutler get repo metrics visit=1 detector=2 -o - | jq .
     """
     from .. import script
 
+    if fileFormat is not None and output != "-":
+        raise click.UsageError("--format is for -o - (a file's format is its extension).")
     result = script.getDataset(
         repo,
         name,
@@ -81,7 +95,10 @@ def get(
         output=output,
         overwrite=overwrite,
         writeable=not readOnly,
+        fileFormat=fileFormat,
     )
+    if output == "-":
+        return  # standard output holds the dataset, nothing else
     if result.output is not None:
         click.echo(f"Wrote {result.ref} to {result.output}.")
         return

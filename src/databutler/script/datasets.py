@@ -7,16 +7,20 @@ Each opens the repository, does one thing and returns plain values; the click co
 from __future__ import annotations
 
 import os
+import posixpath
+import shutil
+import sys
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from ..butler import Butler
 from ..dataset_ref import DatasetRef
-from ..exceptions import DatasetNotFoundError
+from ..exceptions import DatasetNotFoundError, FormatterError
 from ..registry.queries.results import QueryResults
-from .files import readDataFile, summarize, writeDataFile
+from .files import SUPPORTED_EXTENSIONS, readDataFile, summarize, writeDataFile
 
 __all__ = [
     "GetResult",
@@ -81,11 +85,21 @@ def getDataset(
     output: PathLike | None = None,
     overwrite: bool = False,
     writeable: bool = False,
+    fileFormat: str | None = None,
+    stream: BinaryIO | None = None,
 ) -> GetResult:
     """Get a dataset (``"type.component"`` for a component), write it to ``output`` if given.
 
     Parameters
     ----------
+    output : path-like, optional
+        The file to write, in the format its extension names; ``"-"`` writes to ``stream``
+        (standard output by default) in the format ``fileFormat`` names, by default that of
+        the dataset's stored file.
+    fileFormat : str, optional
+        The format for ``output="-"``, as an extension (``npy`` or ``.npy``).
+    stream : binary file, optional
+        Where ``output="-"`` writes (default: standard output).
     overwrite : bool, optional
         Replace ``output`` if it already exists; by default an existing file is refused
         before the repository is read.
@@ -104,9 +118,11 @@ def getDataset(
     InvalidParameterError
         A parameter is not accepted by the storage class.
     FormatterError
-        The dataset cannot be written in the format ``output``'s extension names.
+        The dataset cannot be written in the format ``output``'s extension names (or, for
+        ``"-"``, the format is not one that files can be written in).
     """
-    if output is not None and not overwrite and os.path.lexists(output):
+    toStream = output is not None and os.fspath(output) == "-"
+    if output is not None and not toStream and not overwrite and os.path.lexists(output):
         raise FileExistsError(
             f"Output file {str(output)!r} already exists; not overwriting it "
             f"(pass --overwrite, or overwrite=True, to replace it)."
@@ -119,8 +135,37 @@ def getDataset(
                 f"No dataset {datasetType!r} with data ID {dict(dataId)} in {searched} of {str(root)!r}."
             )
         obj = butler.get(ref, parameters=parameters)
+        if toStream:
+            extension = _streamExtension(fileFormat, butler.getUri(ref), datasetType)
+    if toStream:
+        _writeToStream(obj, extension, stream if stream is not None else sys.stdout.buffer)
+        return GetResult(ref, obj, summarize(obj), None)
     written = writeDataFile(obj, output) if output is not None else None
     return GetResult(ref, obj, summarize(obj), written)
+
+
+def _streamExtension(fileFormat: str | None, uri: str, datasetType: str) -> str:
+    """Return the extension (``.npy``) to write to a stream: ``fileFormat``, or the stored file's."""
+    if fileFormat is not None:
+        extension = fileFormat if fileFormat.startswith(".") else f".{fileFormat}"
+    else:
+        extension = posixpath.splitext(uri.split("#", 1)[0])[1]
+    if extension.lower() not in SUPPORTED_EXTENSIONS:
+        given = f"format {fileFormat!r}" if fileFormat is not None else f"its stored file {uri}"
+        raise FormatterError(
+            f"Cannot write {datasetType!r} to standard output: {given} is not one of "
+            f"{', '.join(SUPPORTED_EXTENSIONS)}; pass --format (fileFormat=) with one of these."
+        )
+    return extension.lower()
+
+
+def _writeToStream(obj: Any, extension: str, stream: BinaryIO) -> None:
+    """Encode ``obj`` as a file of ``extension`` (through a temporary file), then copy it to ``stream``."""
+    with tempfile.TemporaryDirectory(prefix="databutler-get-") as folder:
+        path = writeDataFile(obj, Path(folder) / f"dataset{extension}")
+        with open(path, "rb") as encoded:
+            shutil.copyfileobj(encoded, stream)
+    stream.flush()
 
 
 def queryDatasets(
