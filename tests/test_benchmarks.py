@@ -78,3 +78,14 @@ def test_bench_map_quick_prints_every_row() -> None:
     ):
         assert row in result.stdout
     assert "Traceback" not in result.stderr
+
+
+def test_bench_ingest_quick_prints_every_mode() -> None:
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "bench_ingest.py"), "--n", "100"],
+        capture_output=True, text=True, timeout=600, check=True,
+    )  # fmt: skip
+    for row in ("copy ", "shutil.copyfile", "hardlink", "os.link", "symlink", "os.symlink", "x floor"):
+        assert row in result.stdout
+    assert len([line for line in result.stdout.splitlines() if line.endswith(("ok", "MISSED"))]) == 3
+    assert "Traceback" not in result.stderr
