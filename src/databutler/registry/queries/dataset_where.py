@@ -113,7 +113,7 @@ class DatasetWhere:
             raise self._unknown(name)
         record = self.records.get(element)
         if record is None:
-            record = table.alias(f"rec{len(self.records)}")
+            record = table  # each record table joins once: no alias, whose columns SQLAlchemy would copy
             self.records[element] = record
             for key in self.universe.requiredKeys(element):
                 if key in self.datasetType.dimensions:
