@@ -521,8 +521,14 @@ def mapUnits(
             batches = [units[i : i + size] for i in range(0, len(units), size)]
             token = uuid.uuid4().hex[:8]
             task = functools.partial(runUnits, fn)
+            # pure=False: a pure map tokenizes every argument (all the units, recursively) in
+            # this process before submitting anything, measured at ~6 ms per unit; the keys are
+            # ours and unique anyway.
             futures = executor.map(
-                task, batches, key=[f"databutler-map-{token}-{i}" for i in range(len(batches))]
+                task,
+                batches,
+                key=[f"databutler-map-{token}-{i}" for i in range(len(batches))],
+                pure=False,
             )
             byKey = {future.key: batch for future, batch in zip(futures, batches, strict=True)}
             for future in as_completed(futures):  # type: ignore[no-untyped-call]
