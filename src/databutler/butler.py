@@ -39,6 +39,7 @@ from .storage_class import StorageClassFactory
 from .transfer import transferFrom
 
 if TYPE_CHECKING:
+    from .export import Manifest
     from .registry import Registry
     from .registry.queries.results import QueryResults
     from .workers import MapResult
@@ -647,6 +648,73 @@ class Butler:
             A ref's run is not a name this registry can store; nothing was registered.
         """
         return transferFrom(self, source, refs, progress=progress)
+
+    def export(
+        self,
+        path: str | os.PathLike[str],
+        refs: Iterable[DatasetRef] | None = None,
+        *,
+        datasetTypes: str | Sequence[str] | None = None,
+        where: Mapping[str, Any] | str | None = None,
+        bind: Mapping[str, Any] | None = None,
+        collections: str | Sequence[str] | None = None,
+        format: str = "directory",
+        manifestFormat: str = "yaml",
+    ) -> Manifest:
+        """Write datasets and all another repository needs to import them (`import_`) to ``path``.
+
+        The export holds a manifest (``export.yaml``, or ``export.json``) naming the dimension
+        definitions and records the datasets' data IDs use, their dataset types, their runs and
+        the chains among ``collections``, and each dataset with its id, data ID and files (paths,
+        formatters, sizes and checksums), plus the files themselves, byte for byte, under the
+        paths they have in this repository. Nothing is decoded.
+
+        Parameters
+        ----------
+        path : str or path-like
+            A new (or empty) folder, or for ``format="zip"`` a new zip file.
+        refs : iterable of DatasetRef, optional
+            The datasets (from `queryDatasets`); without them, the query ``datasetTypes`` /
+            ``where`` / ``collections`` chooses.
+        datasetTypes : str or sequence of str, optional
+            Dataset type names or glob patterns (default: every type).
+        where : str or mapping, optional
+            A query expression on data IDs (or required values), as for `queryDatasets`.
+        bind : mapping, optional
+            Values for the ``:name`` parameters of ``where``.
+        collections : str or sequence of str, optional
+            Collections to search (default: the Butler's); the chains among them are exported.
+        format : str
+            ``"directory"`` or ``"zip"`` (one file; entries are stored uncompressed).
+        manifestFormat : str
+            ``"yaml"`` or ``"json"``.
+
+        Returns
+        -------
+        manifest : Manifest
+            What was written.
+
+        Raises
+        ------
+        ExportError
+            ``path`` exists (a folder that is not empty), the format is unknown, or the
+            repository keeps no files; nothing was written.
+        DatasetNotFoundError
+            A dataset is not in the file datastore; nothing was written.
+        """
+        from .export import exportDatasets  # the export machinery, on the first export
+
+        return exportDatasets(
+            self,
+            path,
+            refs,
+            datasetTypes=datasetTypes,
+            where=where,
+            bind=bind,
+            collections=collections,
+            format=format,
+            manifestFormat=manifestFormat,
+        )
 
     # -- reading --
 

@@ -49,6 +49,8 @@ either the databutler name or the builtin::
     ├── IngestError (ValueError)
     ├── ArtifactError (ValueError)
     │   └── ArtifactExistsError (FileExistsError)
+    ├── ExportError (ValueError)
+    │   └── ManifestError
     ├── RepositoryExistsError (FileExistsError)
     ├── ReadOnlyRepositoryError (PermissionError)
     ├── NoDefaultRunError (TypeError)
@@ -91,11 +93,13 @@ __all__ = [
     "DatasetTypeMismatchError",
     "DatasetTypeNotSupportedError",
     "DatastoreClassError",
+    "ExportError",
     "FileTemplateError",
     "ForeignRegistryError",
     "FormatterError",
     "InvalidParameterError",
     "InvalidQueryError",
+    "ManifestError",
     "MapUnitError",
     "MissingDatasetError",
     "MissingDatasetTypeError",
@@ -264,6 +268,14 @@ class ArtifactError(DatabutlerError, ValueError):
 
 class ArtifactExistsError(ArtifactError, FileExistsError):
     """A retrieved file would replace one at the destination; pass ``overwrite=True`` to allow it."""
+
+
+class ExportError(DatabutlerError, ValueError):
+    """An export cannot be written (its destination exists, nothing keeps files) or read back."""
+
+
+class ManifestError(ExportError):
+    """An export's manifest is malformed, of another version, or names absurd sizes or checksums."""
 
 
 # -- registry --------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from __future__ import annotations
 import click
 
 from .dataset_commands import get, put, remove, transfer
+from .exchange_commands import export
 from .file_commands import ingestFiles, retrieveArtifacts
 from .options import collectionsOption, readOnlyOption, repoArgument, whereOption
 from .query_commands import (
@@ -257,6 +258,7 @@ for _command in (
     collectionChain,
     remove,
     transfer,
+    export,
 ):
     cli.add_command(_command)
 

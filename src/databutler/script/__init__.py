@@ -13,6 +13,7 @@ from .datasets import (
     removeDatasets,
     transferDatasets,
 )
+from .exchange import exportRepo
 from .queries import (
     collectionChain,
     datasetUris,
@@ -46,6 +47,7 @@ __all__ = [
     "createRepo",
     "datasetUris",
     "dumpConfig",
+    "exportRepo",
     "findOrphans",
     "getDataset",
     "putDataset",

@@ -188,6 +188,26 @@ class FileRecordTable:
         rows = self.table.fetch(datastoreName=self.datastoreName, datasetId=str(datasetId))
         return {row["component"]: (row["datasetType"], self._toInfo(row, datasetId)) for row in rows}
 
+    def fetchMany(
+        self, datasetIds: Iterable[uuid.UUID]
+    ) -> dict[uuid.UUID, dict[str, tuple[str, StoredFileInfo]]]:
+        """Return `fetch` of each of ``datasetIds`` that has rows, in statements of a few hundred ids."""
+        ids = list(dict.fromkeys(datasetIds))
+        out: dict[uuid.UUID, dict[str, tuple[str, StoredFileInfo]]] = {}
+        byText = {str(i): i for i in ids}
+        keys = list(byText)
+        for start in range(0, len(keys), _HOLD_CHUNK):
+            rows = self.table.fetch(
+                datastoreName=self.datastoreName, datasetId=keys[start : start + _HOLD_CHUNK]
+            )
+            for row in rows:
+                datasetId = byText[row["datasetId"]]
+                out.setdefault(datasetId, {})[row["component"]] = (
+                    row["datasetType"],
+                    self._toInfo(row, datasetId),
+                )
+        return out
+
     def has(self, datasetId: uuid.UUID) -> str | None:
         """Return the dataset type name recorded for ``datasetId``'s whole-dataset row, or `None`."""
         rows = self.table.fetch(datastoreName=self.datastoreName, datasetId=str(datasetId), component="")

@@ -1,0 +1,14 @@
+"""Moving datasets between repositories as files: an export (manifest + files) and its import."""
+
+from .exporting import EXPORT_FORMATS, exportDatasets, fileDatastoreOf
+from .manifest import FORMAT_VERSION, MANIFEST_NAMES, Manifest, readManifest
+
+__all__ = [
+    "EXPORT_FORMATS",
+    "FORMAT_VERSION",
+    "MANIFEST_NAMES",
+    "Manifest",
+    "exportDatasets",
+    "fileDatastoreOf",
+    "readManifest",
+]

@@ -1,0 +1,167 @@
+"""Butler.export and ``databutler export``: the manifest, the files, zip exports and refusals."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from databutler import ArgumentTypeError, Butler, ExportError, InvalidQueryError
+from databutler.cli.main import cli
+from databutler.datastores.file._io import newHasher
+from databutler.export import readManifest
+
+UTC = datetime.UTC
+
+
+def makeSource(root: Path, count: int = 3) -> Butler:
+    Butler.makeRepo(root)
+    butler = Butler(root, run="night1")
+    registry = butler.registry
+    registry.insertDimensionData("instrument", {"instrument": "HSC", "visitMax": 99, "detectorMax": 9})
+    registry.insertDimensionData(
+        "physical_filter", {"instrument": "HSC", "physical_filter": "HSC-R", "band": "r"}
+    )
+    start = datetime.datetime(2024, 1, 1, tzinfo=UTC)
+    for visit in range(1, count + 1):
+        registry.insertDimensionData(
+            "visit",
+            {
+                "instrument": "HSC",
+                "visit": visit,
+                "physical_filter": "HSC-R",
+                "timespan": (start, start + datetime.timedelta(minutes=visit)),
+            },
+        )
+    registry.insertDimensionData("visit", {"instrument": "HSC", "visit": 500, "physical_filter": "HSC-R"})
+    butler.registerDatasetType("metrics", ("instrument", "visit"), "StructuredDataDict")
+    butler.registerDatasetType("other", ("instrument",), "StructuredDataDict")
+    for visit in range(1, count + 1):
+        butler.put({"visit": visit, "seeing": 0.5 + visit}, "metrics", instrument="HSC", visit=visit)
+    butler.put({"x": 1}, "other", instrument="HSC", run="night2")
+    registry.setCollectionChain("all", ["night1", "night2"])
+    return butler
+
+
+def hashOf(path: Path, algorithm: str) -> str:
+    hasher = newHasher(algorithm)
+    hasher.update(path.read_bytes())
+    return f"{algorithm}:{hasher.hexdigest()}"
+
+
+def test_directory_export_has_manifest_and_identical_files(tmp_path: Path) -> None:
+    butler = makeSource(tmp_path / "repo")
+    target = tmp_path / "out"
+    manifest = butler.export(target, collections=["all"])
+    data = yaml.safe_load((target / "export.yaml").read_text())
+    assert data["databutlerExport"] == 1
+    assert {t["name"] for t in data["datasetTypes"]} == {"metrics", "other"}
+    assert data["collections"] == [
+        {"name": "night1", "type": "RUN"},
+        {"name": "night2", "type": "RUN"},
+        {"name": "all", "type": "CHAINED", "children": ["night1", "night2"]},
+    ]
+    # the records the data IDs use (not visit 500), and those their records imply
+    visits = [r["visit"] for r in data["dimensionRecords"]["visit"]]
+    assert visits == [1, 2, 3]
+    assert data["dimensionRecords"]["physical_filter"] == [
+        {"instrument": "HSC", "physical_filter": "HSC-R", "band": "r"}
+    ]
+    assert data["dimensionRecords"]["visit"][0]["timespan"] == [
+        "2024-01-01T00:00:00+00:00",
+        "2024-01-01T00:01:00+00:00",
+    ]
+    refs = {ref.id: ref for ref in butler.queryDatasets(collections=["night1", "night2"])}
+    assert {d.id for d in manifest.datasets} == set(refs)
+    for dataset in manifest.datasets:
+        assert dataset.dataId == dict(refs[dataset.id].dataId)
+        (exported,) = dataset.files
+        file = target / exported.path
+        assert file.is_file()
+        assert file.stat().st_size == exported.fileSize
+        assert exported.checksum is not None
+        assert hashOf(file, exported.checksum.split(":")[0]) == exported.checksum
+        assert file.read_bytes() == Path(butler.getUri(refs[dataset.id]).removeprefix("file://")).read_bytes()
+    reread = readManifest((target / "export.yaml").read_bytes(), "yaml", "export.yaml")
+    assert reread.datasets == manifest.datasets
+
+
+def test_export_by_query_chooses_types_and_data_ids(tmp_path: Path) -> None:
+    butler = makeSource(tmp_path / "repo", count=5)
+    manifest = butler.export(tmp_path / "out", datasetTypes="met*", where="visit > :low", bind={"low": 3})
+    assert sorted(d.dataId["visit"] for d in manifest.datasets) == [4, 5]
+    assert [t["name"] for t in manifest.datasetTypes] == ["metrics"]
+    assert [c["name"] for c in manifest.collections] == ["night1"]
+    with pytest.raises(InvalidQueryError):
+        butler.export(tmp_path / "bad", where="visit >")
+    assert not (tmp_path / "bad").exists()
+
+
+def test_export_of_given_refs_and_json_manifest(tmp_path: Path) -> None:
+    butler = makeSource(tmp_path / "repo")
+    refs = butler.queryDatasets("metrics", where={"visit": 2})
+    manifest = butler.export(tmp_path / "out", refs, manifestFormat="json")
+    data = json.loads((tmp_path / "out" / "export.json").read_text())
+    assert [r["id"] for g in data["datasets"] for r in g["refs"]] == [str(refs[0].id)]
+    assert len(manifest.datasets) == 1
+    with pytest.raises(ArgumentTypeError, match="refs or a query"):
+        butler.export(tmp_path / "other", refs, where="visit = 1")
+
+
+def test_zip_export_holds_manifest_and_files(tmp_path: Path) -> None:
+    butler = makeSource(tmp_path / "repo")
+    manifest = butler.export(tmp_path / "out.zip", format="zip")
+    with zipfile.ZipFile(tmp_path / "out.zip") as archive:
+        names = set(archive.namelist())
+        assert names == {"export.yaml", *manifest.paths()}
+        for dataset in manifest.datasets:
+            (exported,) = dataset.files
+            assert archive.getinfo(exported.path).file_size == exported.fileSize
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".export-")]  # no temporary left
+
+
+def test_export_refuses_an_existing_destination(tmp_path: Path) -> None:
+    butler = makeSource(tmp_path / "repo")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "keep.txt").write_text("mine")
+    with pytest.raises(ExportError, match="not an empty folder"):
+        butler.export(tmp_path / "full")
+    assert [p.name for p in (tmp_path / "full").iterdir()] == ["keep.txt"]
+    (tmp_path / "taken.zip").write_text("x")
+    with pytest.raises(ExportError, match="exists"):
+        butler.export(tmp_path / "taken.zip", format="zip")
+    assert (tmp_path / "taken.zip").read_text() == "x"
+    with pytest.raises(ExportError, match="format"):
+        butler.export(tmp_path / "new", format="tar")
+    (tmp_path / "empty").mkdir()
+    assert len(butler.export(tmp_path / "empty").datasets) == 3  # an empty folder is fine (night1 only)
+
+
+def test_export_of_a_missing_file_leaves_no_export(tmp_path: Path) -> None:
+    butler = makeSource(tmp_path / "repo")
+    ref = butler.queryDatasets("metrics", where={"visit": 2})[0]
+    Path(butler.getUri(ref).removeprefix("file://")).unlink()
+    with pytest.raises(FileNotFoundError):
+        butler.export(tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_export_and_its_one_line_errors(tmp_path: Path) -> None:
+    makeSource(tmp_path / "repo").close()
+    runner = CliRunner()
+    result = runner.invoke(
+        cli,
+        ["export", str(tmp_path / "repo"), str(tmp_path / "out.zip"), "metrics", "-w", "visit < 3", "--zip"],
+    )
+    assert result.exit_code == 0, result.output
+    assert "Exported 2 dataset(s)" in result.output
+    assert zipfile.is_zipfile(tmp_path / "out.zip")
+    again = runner.invoke(cli, ["export", str(tmp_path / "repo"), str(tmp_path / "out.zip")])
+    assert again.exit_code == 1
+    assert again.output.count("\n") == 1 and "Traceback" not in again.output
+    assert "ExportError" in again.output
