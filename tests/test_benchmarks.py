@@ -89,3 +89,19 @@ def test_bench_ingest_quick_prints_every_mode() -> None:
         assert row in result.stdout
     assert len([line for line in result.stdout.splitlines() if line.endswith(("ok", "MISSED"))]) == 3
     assert "Traceback" not in result.stderr
+
+
+def test_bench_export_quick_prints_every_row() -> None:
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "bench_export.py"), "--quick", "--n", "50"],
+        capture_output=True, text=True, timeout=600, check=True,
+    )  # fmt: skip
+    for row in (
+        "shutil.copytree",
+        "export to a folder",
+        "import from a zip",
+        "export + import, folder",
+        "x copytree",
+    ):
+        assert row in result.stdout
+    assert "Traceback" not in result.stderr

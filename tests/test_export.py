@@ -57,7 +57,7 @@ def hashOf(path: Path, algorithm: str) -> str:
 def test_directory_export_has_manifest_and_identical_files(tmp_path: Path) -> None:
     butler = makeSource(tmp_path / "repo")
     target = tmp_path / "out"
-    manifest = butler.export(target, collections=["all"])
+    manifest = butler.export(target, collections=["all"], manifestFormat="yaml")
     data = yaml.safe_load((target / "export.yaml").read_text())
     assert data["databutlerExport"] == 1
     assert {t["name"] for t in data["datasetTypes"]} == {"metrics", "other"}
@@ -105,7 +105,7 @@ def test_export_by_query_chooses_types_and_data_ids(tmp_path: Path) -> None:
 def test_export_of_given_refs_and_json_manifest(tmp_path: Path) -> None:
     butler = makeSource(tmp_path / "repo")
     refs = butler.queryDatasets("metrics", where={"visit": 2})
-    manifest = butler.export(tmp_path / "out", refs, manifestFormat="json")
+    manifest = butler.export(tmp_path / "out", refs)  # JSON by default
     data = json.loads((tmp_path / "out" / "export.json").read_text())
     assert [r["id"] for g in data["datasets"] for r in g["refs"]] == [str(refs[0].id)]
     assert len(manifest.datasets) == 1
@@ -118,7 +118,7 @@ def test_zip_export_holds_manifest_and_files(tmp_path: Path) -> None:
     manifest = butler.export(tmp_path / "out.zip", format="zip")
     with zipfile.ZipFile(tmp_path / "out.zip") as archive:
         names = set(archive.namelist())
-        assert names == {"export.yaml", *manifest.paths()}
+        assert names == {"export.json", *manifest.paths()}
         for dataset in manifest.datasets:
             (exported,) = dataset.files
             assert archive.getinfo(exported.path).file_size == exported.fileSize

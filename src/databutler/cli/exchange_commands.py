@@ -8,7 +8,7 @@ from .options import collectionsOption, repoArgument
 from .query_commands import bindOption, whereExpressionOption, whereFromOptions
 from .utils import DatabutlerCommand, parseCollections
 
-__all__ = ["export"]
+__all__ = ["export", "importExport"]
 
 
 @click.command(cls=DatabutlerCommand)
@@ -19,7 +19,7 @@ __all__ = ["export"]
 @bindOption
 @collectionsOption
 @click.option("--zip", "asZip", is_flag=True, help="Write one zip file DEST instead of a folder.")
-@click.option("--json", "asJson", is_flag=True, help="Write the manifest as JSON (default: YAML).")
+@click.option("--yaml", "asYaml", is_flag=True, help="Write the manifest as YAML (default: JSON).")
 def export(
     repo: str,
     destination: str,
@@ -28,7 +28,7 @@ def export(
     binds: tuple[str, ...],
     collections: tuple[str, ...],
     asZip: bool,
-    asJson: bool,
+    asYaml: bool,
 ) -> None:
     """Export datasets of REPO, with their files, to a new folder (or zip file) DEST.
 
@@ -51,8 +51,47 @@ def export(
         bind=bind,
         collections=parseCollections(collections),
         zip=asZip,
-        manifestFormat="json" if asJson else "yaml",
+        manifestFormat="yaml" if asYaml else "json",
     )
     click.echo(
         f"Exported {len(manifest.datasets)} dataset(s) ({len(manifest.paths())} file(s)) from {repo} to {destination}."
+    )
+
+
+@click.command("import", cls=DatabutlerCommand)
+@repoArgument
+@click.argument("source", metavar="SRC", type=click.Path())
+@click.option(
+    "-t",
+    "--transfer",
+    type=click.Choice(["copy", "move", "hardlink", "link", "symlink", "relsymlink"]),
+    default="copy",
+    show_default=True,
+    help="How files leave a folder export (a zip's are always extracted).",
+)
+@click.option(
+    "--skip-existing/--no-skip-existing",
+    "skipExisting",
+    default=True,
+    show_default=True,
+    help="Skip datasets already in REPO (else refuse the import).",
+)
+def importExport(repo: str, source: str, transfer: str, skipExisting: bool) -> None:
+    """Import the export SRC (a folder or zip file from databutler export) into REPO.
+
+    Dataset ids are kept; datasets already in REPO are skipped, so importing twice adds
+    nothing. Every file is checked against its recorded size and checksum; if anything is
+    wrong, nothing is imported.
+
+    Examples
+    --------
+      databutler import other-repo exported
+      databutler import other-repo night1.zip
+    """
+    from .. import script
+
+    result = script.importRepo(repo, source, transfer=transfer, skipExisting=skipExisting)
+    click.echo(
+        f"Imported {len(result.imported)} dataset(s) from {source} into {repo} "
+        f"({len(result.skipped)} already there)."
     )

@@ -12,7 +12,7 @@ from __future__ import annotations
 import click
 
 from .dataset_commands import get, put, remove, transfer
-from .exchange_commands import export
+from .exchange_commands import export, importExport
 from .file_commands import ingestFiles, retrieveArtifacts
 from .options import collectionsOption, readOnlyOption, repoArgument, whereOption
 from .query_commands import (
@@ -259,6 +259,7 @@ for _command in (
     remove,
     transfer,
     export,
+    importExport,
 ):
     cli.add_command(_command)
 

@@ -46,7 +46,7 @@ def exportDatasets(
     bind: Mapping[str, Any] | None = None,
     collections: str | Sequence[str] | None = None,
     format: str = "directory",
-    manifestFormat: str = "yaml",
+    manifestFormat: str = "json",
 ) -> Manifest:
     """Write datasets, with what is needed to import them elsewhere, to ``path``; see `Butler.export`."""
     if format not in EXPORT_FORMATS:

@@ -593,6 +593,26 @@ class DatasetManager:
             self.types.datasetTypeById(typeId), decodeDataId(text), ident, self.types.runName(runId)
         )
 
+    def getDatasets(self, ids: Iterable[uuid.UUID | str]) -> dict[uuid.UUID, DatasetRef]:
+        """Return the datasets with these ids that exist, by id (`Registry.getDatasets`)."""
+        idents = list(dict.fromkeys(toUuid(i) for i in ids))
+        table = schema.datasetTable
+        out: dict[uuid.UUID, DatasetRef] = {}
+        with self._db.read() as connection:
+            for chunk in chunks(idents):
+                statement = sa.select(table.c.id, table.c.datasetTypeId, table.c.runId, table.c.dataId).where(
+                    table.c.id.in_(chunk)
+                )
+                for row in connection.execute(statement):
+                    ident = toUuid(row.id)
+                    out[ident] = DatasetRef._trusted(
+                        self.types.datasetTypeById(row.datasetTypeId),
+                        decodeDataId(row.dataId),
+                        ident,
+                        self.types.runName(row.runId),
+                    )
+        return out
+
     def removeDatasets(self, refs: Iterable[DatasetRef]) -> None:
         """Remove datasets and their locations (`Registry.removeDatasets`)."""
         ids = list(dict.fromkeys(ref.id for ref in refs))

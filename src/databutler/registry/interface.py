@@ -485,6 +485,15 @@ class Registry(ABC):
             ``id`` is not a UUID.
         """
 
+    def getDatasets(self, ids: Iterable[uuid.UUID | str]) -> dict[uuid.UUID, DatasetRef]:
+        """Return the datasets with these ids that exist, by id (built from `getDataset`)."""
+        out: dict[uuid.UUID, DatasetRef] = {}
+        for ident in ids:
+            ref = self.getDataset(ident)
+            if ref is not None:
+                out[ref.id] = ref
+        return out
+
     @abstractmethod
     def removeDatasets(self, refs: Iterable[DatasetRef]) -> None:
         """Remove datasets, and the record of where they are stored; unknown refs are ignored.

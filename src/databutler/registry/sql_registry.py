@@ -625,6 +625,10 @@ class SqlRegistry(Registry):
         """Return the dataset with this id, or `None` (`Registry.getDataset`)."""
         return self.datasets.getDataset(id)
 
+    def getDatasets(self, ids: Iterable[uuid.UUID | str]) -> dict[uuid.UUID, DatasetRef]:
+        """Return the datasets with these ids that exist, by id, a few hundred per query."""
+        return self.datasets.getDatasets(ids)
+
     def removeDatasets(self, refs: Iterable[DatasetRef]) -> None:
         """Remove datasets and their locations (`Registry.removeDatasets`)."""
         self.datasets.removeDatasets(refs)

@@ -13,7 +13,7 @@ from .datasets import (
     removeDatasets,
     transferDatasets,
 )
-from .exchange import exportRepo
+from .exchange import exportRepo, importRepo
 from .queries import (
     collectionChain,
     datasetUris,
@@ -50,6 +50,7 @@ __all__ = [
     "exportRepo",
     "findOrphans",
     "getDataset",
+    "importRepo",
     "putDataset",
     "queryCollections",
     "queryDataIds",

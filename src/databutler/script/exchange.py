@@ -7,9 +7,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..butler import Butler
-from ..export import Manifest
+from ..export import ImportResult, Manifest
 
-__all__ = ["exportRepo"]
+__all__ = ["exportRepo", "importRepo"]
 
 PathLike = str | os.PathLike[str]
 
@@ -23,7 +23,7 @@ def exportRepo(
     bind: Mapping[str, Any] | None = None,
     collections: Sequence[str] | None = None,
     zip: bool = False,
-    manifestFormat: str = "yaml",
+    manifestFormat: str = "json",
 ) -> Manifest:
     """Export the datasets of ``repo`` (every type unless ``datasetTypes``) to ``destination``.
 
@@ -46,3 +46,11 @@ def exportRepo(
             format="zip" if zip else "directory",
             manifestFormat=manifestFormat,
         )
+
+
+def importRepo(
+    repo: PathLike, source: PathLike, *, transfer: str = "copy", skipExisting: bool = True
+) -> ImportResult:
+    """Import the export (folder or zip file) ``source`` into ``repo``; see `Butler.import_`."""
+    with Butler(repo) as butler:
+        return butler.import_(source, transfer=transfer, skipExisting=skipExisting)

@@ -50,6 +50,7 @@ from ._layout import FileLayout, configSection
 from ._records import FileRecordTable, StoredFileInfo
 from ._retrieve import retrieveArtifacts
 from ._templates import checkRelativePath
+from ._verified import VerifiedIngest, checkedWrite
 
 __all__ = ["FileDatastore"]
 
@@ -543,6 +544,75 @@ class FileDatastore(Datastore):
         if configured is not None and configured.extension == extension:
             return configured
         return _extensionFormatters().formatterFor(path)
+
+    def ingestVerified(self, datasets: Iterable[VerifiedIngest], transfer: str = "copy") -> None:
+        """Bring in files written by a datastore elsewhere, checking each against its size and checksum.
+
+        For an import (`Butler.import_`): each dataset names its files with the component each
+        holds (`None` for a whole dataset), the formatter that wrote it and the size and checksum
+        it must have. A file is refused before anything is recorded if it differs; a dataset of
+        several component files lands in a folder, as a put of a disassembled composite does.
+        All or none, in this datastore's transaction; files placed are removed if anything fails.
+
+        Parameters
+        ----------
+        datasets : iterable of (ref, files)
+            ``files`` is a list of ``(component, path, formatterName, fileSize, checksum)``;
+            ``path`` is a local regular file, ``checksum`` ``"<algorithm>:<hex>"`` or `None`.
+        transfer : str
+            As for `ingest`: ``copy`` (``auto``), ``move``, ``hardlink``, ``link``, ``symlink``,
+            ``relsymlink``.
+
+        Raises
+        ------
+        DatasetIntegrityError
+            A file's size or checksum is not the one given; nothing was ingested.
+        FormatterError
+            A formatter is not one this datastore may read with (see
+            `FileLayout.getRecordedFormatter`: configured here, or databutler's own and not pickle).
+        IngestError
+            A file is missing, the mode is unknown or the transfer failed; nothing was ingested.
+        DatasetExistsError
+            A dataset is already stored, or its path is taken; nothing was ingested.
+        """
+        if not self.files.isLocal:
+            raise IngestError(f"Datastore {self.name!r} is not on a local disk; ingest needs one.")
+        if transfer not in TRANSFER_MODES:
+            transferWriter(self.files.fs, "", "", transfer, None)  # raises the IngestError
+        algorithm = self.files.checksumAlgorithm
+        with self.transaction() as tx:
+            for ref, files in datasets:
+                base = self.layout.templates.render(ref)
+                whole = len(files) == 1 and files[0][0] is None
+                writes: list[FileWrite] = []
+                for component, source, formatterName, fileSize, checksum in files:
+                    formatter = self.layout.getRecordedFormatter(formatterName)
+                    relPath = (
+                        base + formatter.extension if whole else f"{base}/{component}{formatter.extension}"
+                    )
+                    target = self.files.insidePath(relPath)
+                    storageClass = (
+                        ref.datasetType.storageClass
+                        if component is None
+                        else ref.datasetType.makeComponentDatasetType(component).storageClass
+                    )
+                    writer = transferWriter(self.files.fs, source, target, transfer, algorithm)
+                    check = functools.partial(
+                        checkedWrite, self.files.fs, writer, source, ref, fileSize, checksum, algorithm
+                    )
+                    writes.append((component, relPath, formatter.name, storageClass, check))
+                try:
+                    self._store(ref, writes, None if whole else base)
+                except OSError as exc:
+                    raise IngestError(
+                        f"Cannot {transfer} the files of {ref} into datastore {self.name!r}: {exc}; "
+                        "nothing was ingested."
+                    ) from exc
+                if transfer == "move":
+                    for _, source, *_ in files:
+                        tx.registerOnCommit(
+                            f"delete the moved source {source}", removeQuietly, self.files.fs, source
+                        )
 
     def storedFiles(self, refs: Iterable[DatasetRef]) -> dict[DatasetRef, list[StoredFileInfo]]:
         """Return the recorded files of each of ``refs`` stored here (not a composite's folder row).
