@@ -328,7 +328,7 @@ def test_cli_user_errors_are_one_clean_line(repo: Path, files: Path, tmp_path: P
 def test_every_command_has_help_with_examples() -> None:
     top = ok("--help")
     commands = ["create", "config-dump", "register-dataset-type", "put", "get", "query-datasets", "remove"]
-    commands += ["transfer", "stats", "verify"]
+    commands += ["transfer", "stats", "verify", "export", "import"]
     for command in commands:
         assert command in top
         assert "Example" in ok(command, "--help"), command

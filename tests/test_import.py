@@ -25,6 +25,7 @@ from databutler import (
     DatasetTypeConflictError,
     ExportError,
     FormatterError,
+    IngestError,
     ManifestError,
     MaskedImage,
     UnknownStorageClassError,
@@ -419,3 +420,26 @@ def test_cli_import_round_trip_and_one_line_errors(exported: Path, tmp_path: Pat
     assert bad.exit_code == 1
     assert bad.output.count("\n") == 1 and "Traceback" not in bad.output
     assert "ManifestError" in bad.output
+
+
+def test_a_failure_after_files_are_placed_leaves_nothing(
+    exported: Path, target: Butler, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from databutler.datastores.file._access import FileAccess
+
+    real = FileAccess.rename
+    calls = []
+
+    def failingRename(self: FileAccess, source: str, destination: str) -> None:
+        calls.append(destination)
+        if len(calls) == 3:  # two files are in place already
+            raise OSError(28, "No space left on device")
+        real(self, source, destination)
+
+    monkeypatch.setattr(FileAccess, "rename", failingRename)
+    with pytest.raises(IngestError, match="No space left"):
+        target.import_(exported)
+    assert len(calls) == 3
+    assertEmpty(target)
+    monkeypatch.setattr(FileAccess, "rename", real)
+    assert len(target.import_(exported).imported) == 4  # and the repository still works

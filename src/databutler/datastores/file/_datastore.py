@@ -579,6 +579,11 @@ class FileDatastore(Datastore):
             raise IngestError(f"Datastore {self.name!r} is not on a local disk; ingest needs one.")
         if transfer not in TRANSFER_MODES:
             transferWriter(self.files.fs, "", "", transfer, None)  # raises the IngestError
+        if transfer == "direct":
+            raise IngestError(
+                "An import cannot use transfer='direct' (files recorded where they are): an export is a "
+                "copy to take in; use copy, move, hardlink, link, symlink or relsymlink."
+            )
         algorithm = self.files.checksumAlgorithm
         with self.transaction() as tx:
             for ref, files in datasets:

@@ -28,13 +28,13 @@ VerifiedIngest = tuple[DatasetRef, list[VerifiedFile]]
 
 def checkedWrite(
     fs: Any,
-    writer: Callable[[], tuple[str, int, str | None]],
+    writer: Callable[[], tuple[str | None, int, str | None]],
     source: str,
     ref: DatasetRef,
     fileSize: int,
     checksum: str | None,
     algorithm: str | None,
-) -> tuple[str, int, str | None]:
+) -> tuple[str | None, int, str | None]:
     """Check ``source`` against ``fileSize`` and ``checksum``, run ``writer``, check what it wrote.
 
     Returns what ``writer`` returns: ``(tempPath, size, checksum)``.
@@ -69,7 +69,8 @@ def checkedWrite(
     elif checksum is not None and recordedAlgorithm == algorithm and writtenChecksum != checksum:
         problem = f"its checksum is {writtenChecksum}, not the {checksum} recorded for it"
     if problem is not None:
-        removeQuietly(fs, tempPath)
+        if tempPath is not None:
+            removeQuietly(fs, tempPath)
         raise _mismatch(ref, source, problem)
     return tempPath, written, writtenChecksum
 
