@@ -21,6 +21,7 @@ from databutler import (
     CollectionError,
     ConflictingDatasetError,
     ConflictingRecordError,
+    DatasetExistsError,
     DatasetIntegrityError,
     DatasetTypeConflictError,
     ExportError,
@@ -443,3 +444,23 @@ def test_a_failure_after_files_are_placed_leaves_nothing(
     assertEmpty(target)
     monkeypatch.setattr(FileAccess, "rename", real)
     assert len(target.import_(exported).imported) == 4  # and the repository still works
+
+
+def test_a_taken_path_half_way_leaves_nothing(exported: Path, tmp_path: Path) -> None:
+    # A template without {run} or {id}: a dataset already here holds the path of the third one.
+    templates = {"templates": {"default": "{datasetType}/{instrument}_{visit}"}}
+    config = {"datastore": {"datastores": [
+        {"datastore": {"cls": "databutler.datastores.memory.InMemoryDatastore"}},
+        {"datastore": {"cls": "databutler.datastores.file.FileDatastore", "root": "<butlerRoot>", **templates}},
+    ]}}  # fmt: skip
+    Butler.makeRepo(tmp_path / "narrow", config)
+    with Butler(tmp_path / "narrow", run="other") as butler:
+        butler.registerDatasetType("metrics", ("instrument", "visit"), "StructuredDataDict")
+        mine = butler.put({"mine": True}, "metrics", instrument="HSC", visit=2)
+        before = datasetFiles(butler)
+        with pytest.raises(DatasetExistsError, match="nothing was stored"):
+            butler.import_(exported)
+        assert datasetFiles(butler) == before
+        assert butler.queryDatasets("metrics", collections=["other"]) == [mine]
+        assert "night1" not in butler.registry.queryCollections()
+        assert butler.get(mine) == {"mine": True}

@@ -338,36 +338,48 @@ class FileAccess:
         """
         temps: list[tuple[str, str]] = []
         try:
-            infos = []
-            now = time.time()
-            for component, relPath, formatterName, storageClass, write in writes:
-                tempPath, size, checksum = write()
-                if tempPath is not None:
-                    temps.append((tempPath, self.fullPath(relPath)))
-                parentID = ref.id if component else None
-                infos.append(
-                    StoredFileInfo(
-                        now,
-                        storageClass,
-                        parentID,
-                        path=relPath,
-                        formatter=formatterName,
-                        component=component,
-                        fileSize=size,
-                        checksum=checksum,
-                    )
-                )
-            if folder is not None:
-                total = sum(info.fileSize for info in infos)
-                storageClass = ref.datasetType.storageClass
-                infos.insert(
-                    0, StoredFileInfo(now, storageClass, path=folder, formatter=None, fileSize=total)
-                )
+            infos = self._written(ref, writes, folder, time.time(), temps)
             self._commit(ref, infos, temps)
         except BaseException:
             for tempPath, _ in temps:
                 removeQuietly(self.fs, tempPath)
             raise
+        return infos
+
+    def _written(
+        self,
+        ref: DatasetRef,
+        writes: list[FileWrite],
+        folder: str | None,
+        now: float,
+        temps: list[tuple[str, str]],
+    ) -> list[StoredFileInfo]:
+        """Run every write of ``ref``, noting in ``temps`` each temporary file and its final path.
+
+        Returns the infos to record (the folder of a disassembled composite first).
+        """
+        infos = []
+        for component, relPath, formatterName, storageClass, write in writes:
+            tempPath, size, checksum = write()
+            if tempPath is not None:
+                temps.append((tempPath, self.fullPath(relPath)))
+            parentID = ref.id if component else None
+            infos.append(
+                StoredFileInfo(
+                    now,
+                    storageClass,
+                    parentID,
+                    path=relPath,
+                    formatter=formatterName,
+                    component=component,
+                    fileSize=size,
+                    checksum=checksum,
+                )
+            )
+        if folder is not None:
+            total = sum(info.fileSize for info in infos)
+            storageClass = ref.datasetType.storageClass
+            infos.insert(0, StoredFileInfo(now, storageClass, path=folder, formatter=None, fileSize=total))
         return infos
 
     def _commit(self, ref: DatasetRef, infos: list[StoredFileInfo], temps: list[tuple[str, str]]) -> None:
@@ -382,6 +394,61 @@ class FileAccess:
                     moved.append(finalPath)
         except RecordConflictError as exc:
             raise self.existsError(ref, [info.path for info in infos]) from exc
+        except BaseException:
+            for path in moved:
+                removeQuietly(self.fs, path)
+            raise
+
+    def storeMany(
+        self, items: list[tuple[DatasetRef, list[FileWrite], str | None]]
+    ) -> list[tuple[DatasetRef, list[StoredFileInfo]]]:
+        """Store many datasets as `store` does one: write every file, record all, move them into place.
+
+        All or nothing; the records go in one INSERT, not one per dataset (what a bulk import needs).
+
+        Raises
+        ------
+        DatasetExistsError
+            One of them is already recorded, or one of their paths is taken.
+        Exception
+            Whatever a ``write`` raises; nothing is left behind.
+        """
+        temps: list[tuple[str, str]] = []
+        owners: list[DatasetRef] = []  # the dataset of each temporary file
+        try:
+            planned: list[tuple[DatasetRef, list[StoredFileInfo]]] = []
+            now = time.time()
+            for ref, writes, folder in items:
+                before = len(temps)
+                planned.append((ref, self._written(ref, writes, folder, now, temps)))
+                owners.extend([ref] * (len(temps) - before))
+            self._commitMany(planned, temps, owners)
+        except BaseException:
+            for tempPath, _ in temps:
+                removeQuietly(self.fs, tempPath)
+            raise
+        return planned
+
+    def _commitMany(
+        self,
+        planned: list[tuple[DatasetRef, list[StoredFileInfo]]],
+        temps: list[tuple[str, str]],
+        owners: list[DatasetRef],
+    ) -> None:
+        moved: list[str] = []
+        enclosed = not self.records.commitsOnExit
+        try:
+            with self.records.recordingMany(planned):
+                for (tempPath, finalPath), ref in zip(temps, owners, strict=True):
+                    if enclosed and self._keepExisting(ref, tempPath, finalPath):
+                        continue
+                    self.rename(tempPath, finalPath)
+                    moved.append(finalPath)
+        except RecordConflictError as exc:
+            raise DatasetExistsError(
+                f"Cannot store {len(planned)} datasets in datastore {self.datastoreName!r}: one of them is "
+                "already there, or its file path is used by another dataset; nothing was stored."
+            ) from exc
         except BaseException:
             for path in moved:
                 removeQuietly(self.fs, path)

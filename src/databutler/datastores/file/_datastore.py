@@ -545,7 +545,7 @@ class FileDatastore(Datastore):
             return configured
         return _extensionFormatters().formatterFor(path)
 
-    def ingestVerified(self, datasets: Iterable[VerifiedIngest], transfer: str = "copy") -> None:
+    def ingestVerified(self, datasets: Sequence[VerifiedIngest], transfer: str = "copy") -> None:
         """Bring in files written by a datastore elsewhere, checking each against its size and checksum.
 
         For an import (`Butler.import_`): each dataset names its files with the component each
@@ -556,7 +556,7 @@ class FileDatastore(Datastore):
 
         Parameters
         ----------
-        datasets : iterable of (ref, files)
+        datasets : sequence of (ref, files)
             ``files`` is a list of ``(component, path, formatterName, fileSize, checksum)``;
             ``path`` is a local regular file, ``checksum`` ``"<algorithm>:<hex>"`` or `None`.
         transfer : str
@@ -585,39 +585,59 @@ class FileDatastore(Datastore):
                 "copy to take in; use copy, move, hardlink, link, symlink or relsymlink."
             )
         algorithm = self.files.checksumAlgorithm
-        with self.transaction() as tx:
-            for ref, files in datasets:
-                base = self.layout.templates.render(ref)
-                whole = len(files) == 1 and files[0][0] is None
-                writes: list[FileWrite] = []
-                for component, source, formatterName, fileSize, checksum in files:
-                    formatter = self.layout.getRecordedFormatter(formatterName)
-                    relPath = (
-                        base + formatter.extension if whole else f"{base}/{component}{formatter.extension}"
-                    )
+        items: list[tuple[DatasetRef, list[FileWrite], str | None]] = []
+        checkedFolders: set[str] = set()  # each folder is resolved once (all before any file is written)
+        for ref, files in datasets:
+            base = self.layout.templates.render(ref)
+            whole = len(files) == 1 and files[0][0] is None
+            writes: list[FileWrite] = []
+            for component, source, formatterName, fileSize, checksum in files:
+                formatter = self.layout.getRecordedFormatter(formatterName)
+                relPath = base + formatter.extension if whole else f"{base}/{component}{formatter.extension}"
+                folder = posixpath.dirname(relPath)
+                if folder in checkedFolders:
+                    target = self.files.fullPath(relPath)
+                else:
                     target = self.files.insidePath(relPath)
-                    storageClass = (
-                        ref.datasetType.storageClass
-                        if component is None
-                        else ref.datasetType.makeComponentDatasetType(component).storageClass
-                    )
-                    writer = transferWriter(self.files.fs, source, target, transfer, algorithm)
-                    check = functools.partial(
-                        checkedWrite, self.files.fs, writer, source, ref, fileSize, checksum, algorithm
-                    )
-                    writes.append((component, relPath, formatter.name, storageClass, check))
-                try:
-                    self._store(ref, writes, None if whole else base)
-                except OSError as exc:
-                    raise IngestError(
-                        f"Cannot {transfer} the files of {ref} into datastore {self.name!r}: {exc}; "
-                        "nothing was ingested."
-                    ) from exc
-                if transfer == "move":
+                    checkedFolders.add(folder)
+                storageClass = (
+                    ref.datasetType.storageClass
+                    if component is None
+                    else ref.datasetType.makeComponentDatasetType(component).storageClass
+                )
+                writer = transferWriter(self.files.fs, source, target, transfer, algorithm)
+                check = functools.partial(
+                    checkedWrite, self.files.fs, writer, source, ref, fileSize, checksum, algorithm
+                )
+                writes.append((component, relPath, formatter.name, storageClass, check))
+            items.append((ref, writes, None if whole else base))
+        if not items:
+            return
+        with self.transaction() as tx:
+            try:
+                stored = self.files.storeMany(items)  # one INSERT of every record, not one per dataset
+            except OSError as exc:
+                raise IngestError(
+                    f"Cannot {transfer} the files of {len(items)} datasets into datastore {self.name!r}: "
+                    f"{exc}; nothing was ingested."
+                ) from exc
+            try:
+                self._notifyAdded([ref for ref, _ in stored])
+            except BaseException:
+                self._dropMany(stored)
+                raise
+            self._registerUndo(f"ingest of {len(stored)} datasets", self._dropMany, stored)
+            if transfer == "move":
+                for _, files in datasets:
                     for _, source, *_ in files:
                         tx.registerOnCommit(
                             f"delete the moved source {source}", removeQuietly, self.files.fs, source
                         )
+
+    def _dropMany(self, stored: list[tuple[DatasetRef, list[StoredFileInfo]]]) -> None:
+        """Undo of `ingestVerified`: forget every dataset it stored and delete its files."""
+        for ref, infos in stored:
+            self._drop(ref, infos)
 
     def storedFiles(self, refs: Iterable[DatasetRef]) -> dict[DatasetRef, list[StoredFileInfo]]:
         """Return the recorded files of each of ``refs`` stored here (not a composite's folder row).
