@@ -141,13 +141,22 @@ def assertSame(a: Any, b: Any) -> None:
 class Tiers:
     """Three repositories: memory only, file only, and the default chain read by a second Butler."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(
+        self,
+        root: Path,
+        configs: Iterable[tuple[str, Mapping[str, Any] | None]] = (
+            ("memory", MEMORY),
+            ("file", FILE),
+            ("chain", None),
+        ),
+        storageClasses: Iterable[str] = STORAGE_CLASSES,
+    ) -> None:
         self.writers: dict[str, Butler] = {}
         self.readers: dict[str, Butler] = {}
-        for name, config in (("memory", MEMORY), ("file", FILE), ("chain", None)):
+        for name, config in configs:
             Butler.makeRepo(root / name, config)
             writer = Butler(root / name, run="run")
-            for scName in STORAGE_CLASSES:
+            for scName in storageClasses:
                 writer.registerDatasetType(scName.lower(), ("exposure",), scName)
             self.writers[name] = writer
             # The chain is read by a new Butler: its memory tier is empty, so the file tier answers.
@@ -824,3 +833,39 @@ def test_a_chain_refuses_before_any_child_stores_or_tells_the_registry(tmp_path:
     assert registry.added == [] and not chain.datastores[0].exists(ref) and not chain.exists(ref)
     chain.put(Table({"flux": np.array([-5, 7], dtype=np.int16)}), ref)
     assert chain.get(ref)["flux"].tolist() == [-5, 7] and registry.added == ["chain"]
+
+
+# Bytes and Object have no default file format (pickle is never a default): tiers with pickle.
+PICKLED = {
+    "Bytes": "databutler.formatters.pickle.PickleFormatter",
+    "Object": "databutler.formatters.pickle.PickleFormatter",
+}
+PICKLE_FILE = {"datastore": {**FILE["datastore"], "formatters": PICKLED}}
+PICKLE_CHAIN = {
+    "datastore": {
+        "cls": "databutler.datastores.chained.ChainedDatastore",
+        "datastores": [MEMORY, PICKLE_FILE],
+    }
+}
+
+
+@pytest.fixture(scope="module")
+def pickleTiers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tiers]:
+    configs = (("memory", MEMORY), ("file", PICKLE_FILE), ("chain", PICKLE_CHAIN))
+    t = Tiers(tmp_path_factory.mktemp("pickled"), configs, PICKLED)
+    yield t
+    t.close()
+
+
+@PROPERTY
+@given(data=st.binary(max_size=64))
+def test_property_bytes(pickleTiers: Tiers, data: bytes) -> None:
+    results = pickleTiers.check(data, "Bytes")
+    assert not any(isinstance(r, Exception) for r in results.values()), results
+
+
+@PROPERTY
+@given(data=plain | arrays)
+def test_property_object(pickleTiers: Tiers, data: Any) -> None:
+    results = pickleTiers.check(data, "Object")
+    assert not any(isinstance(r, Exception) for r in results.values()), results
