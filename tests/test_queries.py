@@ -25,17 +25,18 @@ from databutler.registry.queries.expressions import (
     Overlaps,
     Range,
 )
+from databutler.testing.collection_tests import CollectionTests
 from databutler.testing.query_plan_tests import QueryPlanTests
 from databutler.testing.query_tests import ChainTests, DimensionTests, QueryResultTests, QueryTests
 from databutler.testing.registry_support import dropNamespace, newNamespace, postgresUrl
 
 
-class TestSqliteQueries(QueryTests, DimensionTests, QueryResultTests, ChainTests, QueryPlanTests):
+class TestSqliteQueries(QueryTests, DimensionTests, QueryResultTests, ChainTests, QueryPlanTests, CollectionTests):
     def makeRegistry(self, tmpPath: Path) -> SqlRegistry:
         return SqlRegistry(f"sqlite:///{tmpPath}/registry.sqlite3", create=True)
 
 
-class TestPostgresQueries(QueryTests, DimensionTests, QueryResultTests, ChainTests, QueryPlanTests):
+class TestPostgresQueries(QueryTests, DimensionTests, QueryResultTests, ChainTests, QueryPlanTests, CollectionTests):
     def makeRegistry(self, tmpPath: Path) -> SqlRegistry:
         return SqlRegistry(postgresUrl(), namespace=newNamespace(), create=True)
 

@@ -54,7 +54,8 @@ def test_sqlite_settings(tmp_path: Path) -> None:
         assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         records = {f"dimension_{name}" for name in DimensionUniverse.default()}
-        chains = {"collection_chain", "collection_chain_name"}
+        chains = {"collection_chain", "collection_chain_name", "collection", "collection_tag"}
+        chains.add("collection_calibration")
         assert tables == set(schema.metadata.tables) | records | chains
     finally:
         connection.close()

@@ -20,7 +20,14 @@ from ..exceptions import (
 from . import schema
 from .connections import ConnectionManager
 
-__all__ = ["ChainedCollectionManager", "CollectionType", "chainMetadata", "chainTable", "collectionTypes"]
+__all__ = [
+    "ChainedCollectionManager",
+    "CollectionType",
+    "chainMetadata",
+    "chainTable",
+    "collectionTypes",
+    "createMissingTables",
+]
 
 
 class CollectionType(enum.StrEnum):
@@ -80,6 +87,30 @@ _attribute = schema.attributeTable
 _READ_VERSION = sa.select(_attribute.c.value).where(_attribute.c.name == sa.bindparam("name"))
 
 
+def createMissingTables(db: ConnectionManager, metadata: sa.MetaData) -> bool:
+    """Create the tables of ``metadata`` that the database lacks (an older registry's migration).
+
+    Return `False` if some are missing and cannot be created (a read-only registry, which then
+    holds nothing those tables would: the verbs that read them find nothing).
+    """
+    with db.read() as connection:
+        inspector = sa.inspect(connection)
+        missing = [t for t in metadata.sorted_tables if not inspector.has_table(t.name, schema=db.namespace)]
+    if not missing:
+        return True
+    try:
+        with db.write() as connection:
+            metadata.create_all(connection, tables=missing, checkfirst=True)
+    except (
+        ReadOnlyRepositoryError,
+        sa.exc.OperationalError,
+        sa.exc.ProgrammingError,
+        sa.exc.InternalError,
+    ):
+        return False
+    return True
+
+
 class ChainedCollectionManager:
     """CHAINED collections of one registry: ordered search paths of runs and other chains.
 
@@ -91,8 +122,9 @@ class ChainedCollectionManager:
     ----------
     db : ConnectionManager
         The registry's connections.
-    runIdOrNone : callable
-        Return the id of a run, or `None` if no run has that name.
+    leafType : callable
+        Return the type of a RUN, TAGGED or CALIBRATION collection of that name, or `None` if
+        there is none.
 
     Notes
     -----
@@ -103,9 +135,9 @@ class ChainedCollectionManager:
     leaves nothing stale behind. A verb that changes a chain must call `noteChange`.
     """
 
-    def __init__(self, db: ConnectionManager, runIdOrNone: Callable[[str], int | None]) -> None:
+    def __init__(self, db: ConnectionManager, leafType: Callable[[str], CollectionType | None]) -> None:
         self._db = db
-        self._runIdOrNone = runIdOrNone
+        self._leafType = leafType
         self._present = True  # False: a read-only registry made before chains, so none exist
 
     def version(self) -> str:
@@ -125,9 +157,10 @@ class ChainedCollectionManager:
         connection.execute(statement)
 
     def resolve(self, name: str) -> list[str] | None:
-        """Return the runs chain ``name`` stands for, in search order, or `None` if it is no chain.
+        """Return the collections chain ``name`` stands for, in search order, or `None` if it is no chain.
 
-        Cached under the current version token (see the class docstring).
+        Cached under the current version token (see the class docstring). The names are of
+        RUN, TAGGED and CALIBRATION collections.
         """
         if not self._present:
             return None
@@ -143,27 +176,7 @@ class ChainedCollectionManager:
 
     def createTables(self) -> None:
         """Create the chain tables that registries made before chains lack (nothing else is touched)."""
-        with self._db.read() as connection:
-            inspector = sa.inspect(connection)
-            missing = [
-                t
-                for t in chainMetadata.sorted_tables
-                if not inspector.has_table(t.name, schema=self._db.namespace)
-            ]
-        if not missing:
-            return
-        self._present = False
-        try:
-            with self._db.write() as connection:
-                chainMetadata.create_all(connection, tables=missing, checkfirst=True)
-            self._present = True
-        except (
-            ReadOnlyRepositoryError,
-            sa.exc.OperationalError,
-            sa.exc.ProgrammingError,
-            sa.exc.InternalError,
-        ):
-            pass  # read-only: no chains can exist, and chainNames finds none
+        self._present = createMissingTables(self._db, chainMetadata)
 
     def chainNames(self) -> set[str]:
         """Return the names of every CHAINED collection."""
@@ -202,8 +215,9 @@ class ChainedCollectionManager:
             A run of that name exists.
         """
         checkRunName(name)
-        if self._runIdOrNone(name) is not None:
-            raise CollectionError(f"{name!r} is a RUN collection; a chain needs a name of its own.")
+        leaf = self._leafType(name)
+        if leaf is not None:
+            raise CollectionError(f"{name!r} is a {leaf.value} collection; a chain needs a name of its own.")
         statement = (
             (sqlite.insert if self._db.isSqlite else postgresql.insert)(chainNameTable)
             .values(name=name)
@@ -271,6 +285,23 @@ class ChainedCollectionManager:
         new = [children] if isinstance(children, str) else list(children)
         self.setCollectionChain(parent, [c for c in self.getCollectionChain(parent) if c not in new] + new)
 
+    def parentsOf(self, name: str) -> list[str]:
+        """Return the chains that have ``name`` as a direct child, sorted."""
+        if not self._present:
+            return []
+        with self._db.read() as connection:
+            rows = connection.execute(
+                sa.select(chainTable.c.parent).where(chainTable.c.child == name).distinct()
+            )
+            return sorted(rows.scalars())
+
+    def removeChain(self, name: str) -> None:
+        """Delete chain ``name`` (its children are untouched)."""
+        with self._db.write() as connection:
+            self.noteChange(connection)
+            connection.execute(sa.delete(chainTable).where(chainTable.c.parent == name))
+            connection.execute(sa.delete(chainNameTable).where(chainNameTable.c.name == name))
+
     def removeFromCollectionChain(self, parent: str, children: Sequence[str]) -> None:
         """Take ``children`` out of chain ``parent`` (those not in it are ignored)."""
         gone = {children} if isinstance(children, str) else set(children)
@@ -290,20 +321,23 @@ class ChainedCollectionManager:
         return found
 
     def flatten(self, name: str, seen: tuple[str, ...] = ()) -> list[str]:
-        """Return the runs ``name`` stands for, in search order (a run stands for itself).
+        """Return the collections ``name`` stands for, in search order, chains flattened.
+
+        A RUN, TAGGED or CALIBRATION collection stands for itself.
 
         Raises
         ------
         MissingRunError
-            ``name`` is neither a run nor a chain.
+            ``name`` is not a registered collection.
         """
-        if self._runIdOrNone(name) is not None:
+        if self._leafType(name) is not None:
             return [name]
         children = self._children(name)
         if children is None:
             raise MissingRunError(
-                f"Collection {name!r} is not registered as a run or a chain; register it first "
-                "(registerRun, or setCollectionChain for a chain)."
+                f"Collection {name!r} is not registered (as a run, a chain, or a tagged or "
+                "calibration collection); register it first (registerRun, setCollectionChain, or "
+                "registerCollection)."
             )
         if name in seen:
             return []  # refused when set; never loops

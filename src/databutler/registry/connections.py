@@ -15,8 +15,9 @@ The state is per thread: another thread's calls are not part of this thread's tr
 After ``os.fork`` the child forgets the parent's pooled connections and opens its own, so a
 registry made before a ``multiprocessing`` fork is safe to use in the children.
 
-Dataset types and runs are never deleted, so their ids can be cached for the life of the
-registry, but only once committed: what a transaction learns is kept in a layer of its own,
+Dataset types and runs are rarely deleted (and their ids never reused: see
+`DatasetTypeManager.removeRun`), so their ids can be cached for the life of the registry
+(a deletion drops its own entries with `ConnectionManager.cacheDrop`), but only once committed: what a transaction learns is kept in a layer of its own,
 merged on commit and dropped on rollback, so a rolled-back `registerRun` leaves no trace.
 """
 
@@ -585,6 +586,13 @@ class ConnectionManager:
         else:
             with self._lock:
                 self._committed[key] = value
+
+    def cacheDrop(self, key: Hashable) -> None:
+        """Forget what is cached under ``key`` (after the row it describes is deleted)."""
+        for layer in self._state.layers:
+            layer.pop(key, None)
+        with self._lock:
+            self._committed.pop(key, None)
 
     def dispose(self) -> None:
         """Close every connection: the pooled ones and every thread's read connection."""

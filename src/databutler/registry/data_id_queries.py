@@ -16,6 +16,8 @@ from ..dataset_type import DatasetType
 from ..dimensions import DimensionUniverse
 from ..exceptions import InvalidQueryError
 from . import schema
+from .associations import SearchEntry
+from .collections import CollectionType
 from .connections import ConnectionManager
 from .datasets import DatasetManager
 from .dimension_records import DimensionRecordStorage
@@ -110,7 +112,7 @@ class DataIdQueryManager:
                         f"Dataset type {datasetType.name!r} has no dimension(s) {missing}; its dimensions "
                         f"are {list(datasetType.dimensions)}."
                     )
-        runs = self.types.resolveRuns(collections) if collections is not None else self.types.allRuns()
+        runs = self._searched(collections)
 
         def explain() -> list[str]:
             return self._explainDataIds(names, where, bind, types, collections, runs)
@@ -127,7 +129,7 @@ class DataIdQueryManager:
         table = schema.datasetTable
         datasetConditions: list[sa.ColumnElement[bool]] = [
             table.c.datasetTypeId.in_(typeIds),
-            table.c.runId.in_(list(runs.values())),
+            self.datasets.inCollections(runs),
         ]
         statement = self._fromRecords(names, resolver, datasetConditions, condition)
         if statement is None:
@@ -187,7 +189,7 @@ class DataIdQueryManager:
         bind: Mapping[str, Any] | None,
         types: list[DatasetType],
         collections: str | Sequence[str] | None,
-        runs: Mapping[str, int],
+        runs: Sequence[SearchEntry],
     ) -> list[str]:
         if not types:
             return [f"No registered dataset type has all of the dimensions {list(names)}."]
@@ -220,11 +222,7 @@ class DataIdQueryManager:
         total = self.datasets.countDatasets(name)
         if total == 0:
             return [f"There are no {name!r} datasets in any collection."]
-        runs = (
-            list(self.types.resolveRuns(collections))
-            if collections is not None
-            else list(self.types.allRuns())
-        )
+        runs = [e.name for e in self._searched(collections)]
         if not runs:
             return ["No collections were searched (the list is empty)."]
         inRuns = self.datasets.countDatasets(name, collections)
@@ -257,6 +255,12 @@ class DataIdQueryManager:
         if not reasons and not quiet:
             reasons.append(f"No {name!r} dataset in {runs} matches {where!r}.")
         return reasons
+
+    def _searched(self, collections: str | Sequence[str] | None) -> list[SearchEntry]:
+        """Return the collections searched: ``collections``, chains flattened, or every run."""
+        if collections is None:
+            return [SearchEntry(n, CollectionType.RUN, i) for n, i in self.types.allRuns().items()]
+        return self.types.resolveSearch(collections)
 
     def _recordHint(self, term: Any) -> str:
         from .queries.expressions import elementsOf

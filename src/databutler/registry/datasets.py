@@ -8,6 +8,7 @@ write does the registry look to see why, to say which dataset was in the way.
 
 from __future__ import annotations
 
+import datetime
 import json
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -21,9 +22,20 @@ from sqlalchemy.sql.expression import ClauseElement, Executable
 
 from ..dataset_ref import DatasetRef
 from ..dataset_type import DatasetType
-from ..dimensions import DimensionUniverse
-from ..exceptions import ConflictingDatasetError, InvalidQueryError, MissingRunError, RegistryError
+from ..dimensions import DimensionUniverse, Timespan
+from ..exceptions import (
+    AmbiguousDatasetError,
+    ArgumentTypeError,
+    CollectionError,
+    ConflictingDatasetError,
+    InvalidQueryError,
+    MissingDatasetError,
+    MissingRunError,
+    RegistryError,
+)
 from . import schema
+from .associations import SearchEntry, showValidity, toValidity
+from .collections import CollectionType
 from .connections import ConnectionManager
 from .data_ids import (
     chunks,
@@ -298,11 +310,19 @@ class DatasetManager:
         datasetTypeOrName: DatasetType | str,
         dataId: Mapping[str, Any] | None,
         collections: str | Sequence[str],
+        timespan: Any = None,
     ) -> DatasetRef | None:
         """Find one dataset in the collections, searched in order (`Registry.findDataset`)."""
         typeId, datasetType, component = self.types.resolveDatasetType(datasetTypeOrName)
         normalized, text = encodeDataId(datasetType, self._coerceDataId(datasetType, dataId))
-        runs = self.types.resolveRuns(collections)
+        entries = self.types.resolveSearch(collections)
+        if any(e.type != CollectionType.RUN for e in entries):
+            validity = (
+                None if timespan is None else toValidity(timespan, f"findDataset of {datasetType.name!r}")
+            )
+            ref = self._findInEntries(typeId, datasetType, normalized, text, entries, validity)
+            return ref.makeComponentRef(component) if ref is not None and component else ref
+        runs = {e.name: e.id for e in entries}
         if not runs:
             return None
         runIds = list(runs.values())
@@ -327,6 +347,41 @@ class DatasetManager:
                 return ref.makeComponentRef(component) if component else ref
         return None
 
+    def _findInEntries(
+        self,
+        typeId: int,
+        datasetType: DatasetType,
+        normalized: Mapping[str, Any],
+        text: str,
+        entries: list[SearchEntry],
+        validity: tuple[int, int] | None,
+    ) -> DatasetRef | None:
+        """Search ``entries`` in order: runs as one probe each, then TAGGED and CALIBRATION ones."""
+        with self._db.read() as connection:
+            for entry in entries:
+                if entry.type == CollectionType.RUN:
+                    params = {"typeId": typeId, "dataId": text, "runId": entry.id}
+                    found = self._db.selectRows(connection, _FIND_IN_RUN, params)
+                    if found:
+                        return DatasetRef._trusted(datasetType, normalized, found[0][0], entry.name)
+                    continue
+                if entry.type == CollectionType.CALIBRATION and validity is None:
+                    raise CollectionError(
+                        f"Cannot look {datasetType.name!r} {dict(normalized)} up in CALIBRATION collection "
+                        f"{entry.name!r} without a time: give timespan= (a datetime or a (begin, end) "
+                        "pair), or through a Butler a data ID with a visit or exposure that has a timespan record."
+                    )
+                rows = self.types.associations.findIn(connection, entry, typeId, text, validity)
+                if len(rows) > 1:
+                    raise AmbiguousDatasetError(
+                        f"{len(rows)} {datasetType.name!r} datasets with data ID {dict(normalized)} are certified "
+                        f"in {entry.name!r} for times within {showValidity(*validity)}; give a single time."  # type: ignore[misc]
+                    )
+                if rows:
+                    ident, runId = rows[0]
+                    return DatasetRef._trusted(datasetType, normalized, ident, self.types.runName(runId))
+        return None
+
     def queryDatasets(
         self,
         datasetTypeOrName: DatasetType | str,
@@ -347,6 +402,12 @@ class DatasetManager:
         are built in bulk: the data IDs decoded by one ``json.loads`` and, unless the database
         sorted them, sorted by run rank, then data ID.
         """
+        if collections is not None:
+            entries = self.types.resolveSearch(collections)
+            if any(e.type != CollectionType.RUN for e in entries):
+                return self._queryAssociated(
+                    datasetTypeOrName, entries, where, bind, findFirst=findFirst, orderBy=orderBy, limit=limit
+                )
         datasetType, component, statement, runs = self._datasetQuery(
             datasetTypeOrName, collections, where, bind, findFirst=findFirst
         )
@@ -439,6 +500,93 @@ class DatasetManager:
         if component:
             refs = [ref.makeComponentRef(component) for ref in refs]
         return refs
+
+    def _queryAssociated(
+        self,
+        datasetTypeOrName: DatasetType | str,
+        entries: list[SearchEntry],
+        where: Mapping[str, Any] | str | None,
+        bind: Mapping[str, Any] | None,
+        *,
+        findFirst: bool,
+        orderBy: Sequence[str] | None,
+        limit: int | None,
+    ) -> list[DatasetRef]:
+        """`queryDatasets` through TAGGED or CALIBRATION collections (sorted and limited here)."""
+        datasetType, component, statement = self._associatedQuery(datasetTypeOrName, entries, where, bind)
+        keys = self._orderKeys(datasetType, orderBy)
+        with self._db.read() as connection:
+            rows = connection.execute(statement).all()
+        decoded = [(row.position, decodeDataId(row.dataId), row) for row in rows]
+        decoded.sort(key=lambda item: (item[0], _sortKey(item[1])))
+        refs: list[DatasetRef] = []
+        seen: dict[str, int] = {}
+        for position, dataId, row in decoded:
+            if findFirst:
+                first = seen.setdefault(row.dataId, position)
+                if first != position:
+                    continue
+                if (
+                    refs
+                    and refs[-1].dataId == dataId
+                    and entries[position].type == CollectionType.CALIBRATION
+                ):
+                    raise AmbiguousDatasetError(
+                        f"CALIBRATION collection {entries[position].name!r} holds several "
+                        f"{datasetType.name!r} datasets with data ID {dict(dataId)} (valid at different "
+                        "times), so a find-first query cannot choose; use findDataset with a timespan."
+                    )
+            ref = DatasetRef._trusted(datasetType, dataId, toUuid(row.id), self.types.runName(row.runId))
+            refs.append(ref.makeComponentRef(component) if component else ref)
+        for name, descending in reversed(keys):  # stable sorts, last key first
+            refs.sort(key=lambda r: _sortKey({name: r.dataId[name]}), reverse=descending)
+        return refs if limit is None else refs[: max(limit, 0)]
+
+    def _associatedQuery(
+        self,
+        datasetTypeOrName: DatasetType | str,
+        entries: list[SearchEntry],
+        where: Mapping[str, Any] | str | None,
+        bind: Mapping[str, Any] | None,
+    ) -> tuple[DatasetType, str | None, sa.Select[Any]]:
+        """Return (parent type, component, SELECT of id, run id, data ID and ``position``).
+
+        ``position`` is the index in ``entries`` of the first collection holding the dataset
+        (CASE takes the first condition that is true), so each dataset is one row.
+        """
+        typeId, datasetType, component = self.types.resolveDatasetType(datasetTypeOrName)
+        fromClause, conditions, distinct = self._whereClause(datasetType, where, bind)
+        table = schema.datasetTable
+        cases = [
+            (
+                table.c.runId == entry.id
+                if entry.type == CollectionType.RUN
+                else table.c.id.in_(self.types.associations.membership(entry, None)),
+                index,
+            )
+            for index, entry in enumerate(entries)
+        ]
+        statement = (
+            sa.select(
+                table.c.id, table.c.runId, table.c.dataId, sa.case(*cases, else_=None).label("position")
+            )
+            .select_from(fromClause)
+            .where(table.c.datasetTypeId == typeId, *conditions, sa.or_(*[c for c, _ in cases]))
+        )
+        return datasetType, component, statement.distinct() if distinct else statement
+
+    def _whereClause(
+        self, datasetType: DatasetType, where: Mapping[str, Any] | str | None, bind: Mapping[str, Any] | None
+    ) -> tuple[sa.FromClause, list[sa.ColumnElement[bool]], bool]:
+        """Return (FROM clause, conditions, whether DISTINCT is needed) of a ``where``."""
+        if isinstance(where, str):
+            fromClause, condition, resolver = compileDatasetWhere(
+                datasetType, where, bind, self.universe, self.dimensionRecords.tables
+            )
+            return fromClause, [condition], resolver.needsDistinct
+        coerced: Mapping[str, Any] | None = self._coerceWhere(datasetType, where)
+        conditions, _ = whereConditions(datasetType, parseWhere(datasetType, coerced))
+        return schema.datasetTable, conditions, False
 
     def _orderKeys(self, datasetType: DatasetType, orderBy: Sequence[str] | None) -> list[tuple[str, bool]]:
         """Return ``orderBy`` as (dimension, descending) pairs.
@@ -573,7 +721,12 @@ class DatasetManager:
         bind: Mapping[str, Any] | None = None,
     ) -> int:
         """Return how many datasets `queryDatasets` would find (`Registry.countDatasets`)."""
-        _, _, statement, _ = self._datasetQuery(datasetTypeOrName, collections, where, bind)
+        statement: sa.Select[Any] | None
+        entries = self.types.resolveSearch(collections) if collections is not None else []
+        if any(e.type != CollectionType.RUN for e in entries):
+            _, _, statement = self._associatedQuery(datasetTypeOrName, entries, where, bind)
+        else:
+            _, _, statement, _ = self._datasetQuery(datasetTypeOrName, collections, where, bind)
         if statement is None:
             return 0
         with self._db.read() as connection:
@@ -621,3 +774,152 @@ class DatasetManager:
                 for table in (schema.datasetLocationTable, schema.datasetDimensionTable):
                     connection.execute(sa.delete(table).where(table.c.datasetId.in_(chunk)))
                 connection.execute(sa.delete(schema.datasetTable).where(schema.datasetTable.c.id.in_(chunk)))
+
+    def inCollections(self, entries: Sequence[SearchEntry]) -> sa.ColumnElement[bool]:
+        """Return the condition that a ``dataset`` row is in one of the collections ``entries``."""
+        table = schema.datasetTable
+        runIds = [e.id for e in entries if e.type == CollectionType.RUN]
+        conditions: list[sa.ColumnElement[bool]] = [table.c.runId.in_(runIds)] if runIds else []
+        conditions += [
+            table.c.id.in_(self.types.associations.membership(e, None))
+            for e in entries
+            if e.type != CollectionType.RUN
+        ]
+        return sa.or_(*conditions) if conditions else sa.false()
+
+    # -- TAGGED and CALIBRATION collections --
+
+    def _storedRows(self, refs: Iterable[DatasetRef], verb: str) -> list[tuple[DatasetRef, int, str]]:
+        """Return (ref, dataset type id, canonical data ID) as stored, for refs the registry holds.
+
+        Raises
+        ------
+        MissingDatasetError
+            A ref is not in the registry.
+        DatasetTypeError
+            A ref is a component ref.
+        """
+        refList = list(dict.fromkeys(refs))
+        for ref in refList:
+            if not isinstance(ref, DatasetRef):
+                raise ArgumentTypeError(f"Cannot {verb} {type(ref).__name__} {ref!r}: give DatasetRefs.")
+            if ref.isComponent():
+                self.types.resolveParentType(ref.datasetType, verb)  # raises, naming the parent
+        stored: dict[Any, tuple[int, str]] = {}
+        with self._db.read() as connection:
+            for chunk in chunks([ref.id for ref in refList]):
+                rows = connection.execute(
+                    sa.select(_dataset.c.id, _dataset.c.datasetTypeId, _dataset.c.dataId).where(
+                        _dataset.c.id.in_(chunk)
+                    )
+                )
+                stored.update({row.id: (row.datasetTypeId, row.dataId) for row in rows})
+        missing = [ref for ref in refList if ref.id not in stored]
+        if missing:
+            raise MissingDatasetError(
+                f"Cannot {verb} {len(missing)} dataset(s) the registry does not hold, such as {missing[0]}; "
+                "nothing was done."
+            )
+        return [(ref, *stored[ref.id]) for ref in refList]
+
+    def _requireCollection(self, name: str, kind: CollectionType, verb: str) -> int:
+        """Return the id of TAGGED or CALIBRATION collection ``name``, which must be of ``kind``.
+
+        Raises
+        ------
+        CollectionError
+            ``name`` is a collection of another type.
+        MissingRunError
+            No collection has that name.
+        """
+        if self.types.associations.lookup(name) is None and (
+            self.types.leafType(name) is not None or self.types.chains.isChain(name)
+        ):
+            raise CollectionError(
+                f"Cannot {verb}: {name!r} is a {self.types.getCollectionType(name).value} collection, "
+                f"not {kind.value}."
+            )
+        return self.types.associations.require(name, kind, verb)
+
+    def associate(self, collection: str, refs: Iterable[DatasetRef]) -> None:
+        """Tag existing datasets in TAGGED ``collection`` (`Registry.associate`)."""
+        collectionId = self._requireCollection(collection, CollectionType.TAGGED, "associate")
+        rows = self._storedRows(refs, f"associate with {collection!r}")
+        self.types.associations.associate(collection, collectionId, rows)
+
+    def disassociate(self, collection: str, refs: Iterable[DatasetRef]) -> None:
+        """Untag datasets from TAGGED ``collection`` (`Registry.disassociate`)."""
+        collectionId = self._requireCollection(collection, CollectionType.TAGGED, "disassociate")
+        self.types.associations.disassociate(collectionId, (ref.id for ref in refs))
+
+    def certify(self, collection: str, refs: Iterable[DatasetRef], timespan: Any) -> None:
+        """Certify existing datasets in CALIBRATION ``collection`` for ``timespan`` (`Registry.certify`)."""
+        collectionId = self._requireCollection(collection, CollectionType.CALIBRATION, "certify")
+        if isinstance(timespan, datetime.datetime):
+            raise ArgumentTypeError(
+                f"certify in {collection!r}: a validity timespan is Timespan(begin, end) (None for an "
+                f"open end), not the single time {timespan!r}."
+            )
+        validity = toValidity(timespan, f"certify in {collection!r}")
+        rows = self._storedRows(refs, f"certify in {collection!r}")
+        self.types.associations.certify(collection, collectionId, rows, validity)
+
+    def decertify(
+        self,
+        collection: str,
+        datasetTypeOrName: DatasetType | str,
+        timespan: Any,
+        dataIds: Iterable[Mapping[str, Any]] | None = None,
+    ) -> int:
+        """Take ``timespan`` out of the validity of datasets of one type (`Registry.decertify`)."""
+        collectionId = self._requireCollection(collection, CollectionType.CALIBRATION, "decertify")
+        typeId, datasetType = self.types.resolveParentType(datasetTypeOrName, "decertify")
+        validity = toValidity(timespan, f"decertify in {collection!r}")
+        texts = None
+        if dataIds is not None:
+            texts = [encodeDataId(datasetType, self._coerceDataId(datasetType, d))[1] for d in dataIds]
+        return self.types.associations.decertify(collectionId, typeId, validity, texts)
+
+    def queryCertifications(
+        self, collection: str, datasetTypeOrName: DatasetType | str
+    ) -> list[tuple[DatasetRef, Timespan]]:
+        """Return each dataset of one type certified in ``collection`` with its validity."""
+        collectionId = self._requireCollection(collection, CollectionType.CALIBRATION, "query")
+        typeId, _ = self.types.resolveParentType(datasetTypeOrName, "query")
+        out = []
+        for ident, _, validity in self.types.associations.certifications(collectionId, typeId):
+            ref = self.getDataset(ident)
+            if ref is not None:
+                out.append((ref, validity))
+        return out
+
+    # -- removing runs and dataset types --
+
+    def someDatasetsInRun(self, run: str, limit: int) -> list[DatasetRef]:
+        """Return at most ``limit`` datasets of ``run`` (for removal in bounded memory)."""
+        runId = self.types.runId(run)
+        with self._db.read() as connection:
+            rows = connection.execute(
+                sa.select(_dataset.c.id, _dataset.c.datasetTypeId, _dataset.c.dataId)
+                .where(_dataset.c.runId == runId)
+                .limit(limit)
+            ).all()
+        return [
+            DatasetRef._trusted(
+                self.types.datasetTypeById(row.datasetTypeId), decodeDataId(row.dataId), row.id, run
+            )
+            for row in rows
+        ]
+
+    def countByType(self, typeId: int) -> tuple[int, list[str]]:
+        """Return how many datasets of dataset type ``typeId`` exist and the runs (a few) holding them."""
+        with self._db.read() as connection:
+            count = connection.execute(
+                sa.select(sa.func.count()).select_from(_dataset).where(_dataset.c.datasetTypeId == typeId)
+            ).scalar_one()
+            runIds = list(
+                connection.execute(
+                    sa.select(_dataset.c.runId).where(_dataset.c.datasetTypeId == typeId).distinct().limit(5)
+                ).scalars()
+            )
+        return int(count), [self.types.runName(r) for r in runIds]

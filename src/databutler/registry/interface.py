@@ -119,6 +119,137 @@ class Registry(ABC):
             No collection of that name exists.
         """
 
+    # -- TAGGED and CALIBRATION collections, and removing collections --
+
+    @abstractmethod
+    def registerCollection(self, name: str, collectionType: CollectionType | str) -> bool:
+        """Register an empty collection of ``collectionType``; return `True` if it is new.
+
+        ``RUN`` is `registerRun`; ``CHAINED`` an empty chain; ``TAGGED`` and ``CALIBRATION``
+        collections hold existing datasets by association (`associate`, `certify`).
+
+        Raises
+        ------
+        CollectionError
+            A collection of that name but another type exists.
+        RunNameError
+            ``name`` cannot be stored.
+        InvalidQueryError
+            ``collectionType`` is not a collection type.
+        """
+
+    @abstractmethod
+    def associate(self, collection: str, refs: Iterable[DatasetRef]) -> None:
+        """Add existing datasets to TAGGED ``collection`` (those already in it are left alone).
+
+        A TAGGED collection holds at most one dataset per dataset type and data ID, as a run does.
+
+        Raises
+        ------
+        ConflictingDatasetError
+            Another dataset of the same type and data ID is in the collection (or two are
+            given); nothing was added. Disassociate the other first.
+        MissingDatasetError
+            A ref is not in the registry; nothing was added.
+        MissingRunError, CollectionError
+            ``collection`` is not a registered TAGGED collection.
+        """
+
+    @abstractmethod
+    def disassociate(self, collection: str, refs: Iterable[DatasetRef]) -> None:
+        """Take datasets out of TAGGED ``collection`` (those not in it are ignored); they stay in their runs.
+
+        Raises
+        ------
+        MissingRunError, CollectionError
+            ``collection`` is not a registered TAGGED collection.
+        """
+
+    @abstractmethod
+    def certify(self, collection: str, refs: Iterable[DatasetRef], timespan: Any) -> None:
+        """Make existing datasets valid in CALIBRATION ``collection`` for ``timespan``.
+
+        ``timespan`` is a `Timespan` (or a ``(begin, end)`` pair) of datetimes, half-open,
+        `None` for an unbounded end.
+
+        Raises
+        ------
+        ConflictingDatasetError
+            A dataset of the same type and data ID is already valid there at some time within
+            ``timespan``; nothing was certified.
+        MissingDatasetError
+            A ref is not in the registry.
+        MissingRunError, CollectionError
+            ``collection`` is not a registered CALIBRATION collection, or ``timespan`` is empty.
+        """
+
+    @abstractmethod
+    def decertify(
+        self,
+        collection: str,
+        datasetType: DatasetType | str,
+        timespan: Any,
+        *,
+        dataIds: Iterable[Mapping[str, Any]] | None = None,
+    ) -> int:
+        """Remove ``timespan`` from the validity of the datasets of ``datasetType`` (or of these data IDs).
+
+        A validity range partly inside ``timespan`` is shortened, or split in two when
+        ``timespan`` is inside it. Returns how many validity ranges were changed or removed.
+
+        Raises
+        ------
+        MissingRunError, CollectionError
+            ``collection`` is not a registered CALIBRATION collection.
+        """
+
+    @abstractmethod
+    def queryCertifications(
+        self, collection: str, datasetType: DatasetType | str
+    ) -> list[tuple[DatasetRef, Any]]:
+        """Return (ref, `Timespan`) for every validity range of ``datasetType`` in CALIBRATION ``collection``."""
+
+    @abstractmethod
+    def removeCollection(self, name: str) -> None:
+        """Remove a TAGGED, CALIBRATION or CHAINED collection; the datasets it holds stay in their runs.
+
+        Raises
+        ------
+        CollectionError
+            ``name`` is a RUN (use `removeRun`), or a chain lists it.
+        MissingRunError
+            No collection has that name.
+        """
+
+    @abstractmethod
+    def removeRun(self, name: str) -> int:
+        """Remove run ``name`` and every dataset in it (from the registry only); return how many.
+
+        Datasets go in chunks of bounded size, each chunk its own transaction; the run goes last.
+        `Butler.removeRuns` also deletes the stored files.
+
+        Raises
+        ------
+        CollectionError
+            A chain lists the run.
+        MissingRunError
+            No run has that name.
+        """
+
+    @abstractmethod
+    def someDatasetsInRun(self, run: str, limit: int) -> list[DatasetRef]:
+        """Return at most ``limit`` datasets of ``run`` (in no particular order)."""
+
+    @abstractmethod
+    def removeDatasetType(self, name: str) -> bool:
+        """Remove dataset type ``name``; return `False` if it was not registered.
+
+        Raises
+        ------
+        DatasetTypeError
+            Datasets of it exist (the message says how many and in which runs); remove them first.
+        """
+
     # -- CHAINED collections --
 
     @abstractmethod
@@ -324,6 +455,8 @@ class Registry(ABC):
         datasetTypeOrName: DatasetType | str,
         dataId: Mapping[str, Any] | None,
         collections: str | Sequence[str],
+        *,
+        timespan: Any = None,
     ) -> DatasetRef | None:
         """Return the dataset of this type and data ID in the first of ``collections`` holding one.
 
@@ -336,12 +469,15 @@ class Registry(ABC):
         dataId : mapping
             One value for each dimension.
         collections : str or sequence of str
-            A run, or runs searched in order.
+            A collection, or collections searched in order (chains stand for their children).
+        timespan : datetime or Timespan, optional
+            The time (or the span of times) a dataset found in a CALIBRATION collection must be
+            valid for; needed only when the search reaches one.
 
         Returns
         -------
         ref : DatasetRef or None
-            The ref found, or `None` if no run searched holds such a dataset.
+            The ref found, or `None` if no collection searched holds such a dataset.
 
         Raises
         ------
@@ -350,7 +486,11 @@ class Registry(ABC):
         UnknownComponentError
             The component is not one of the storage class's.
         MissingRunError
-            A collection is not a registered run.
+            A collection is not registered.
+        CollectionError
+            The search reached a CALIBRATION collection and no ``timespan`` was given.
+        AmbiguousDatasetError
+            Several datasets certified in one CALIBRATION collection are valid within ``timespan``.
         TypeError
             ``collections`` is `None`: say which runs to search.
         """

@@ -35,6 +35,7 @@ from ..dataset_ref import DatasetRef
 from ..dataset_type import DatasetType
 from ..dimensions import DimensionRecord, DimensionUniverse
 from ..exceptions import (
+    CollectionError,
     ConfigError,
     DatabaseAccessError,
     ForeignRegistryError,
@@ -59,6 +60,9 @@ from .types_runs import DatasetTypeManager, dialectInsert
 __all__ = ["SqlRegistry"]
 
 _UNIVERSE_KEY = "dimensionUniverse"
+
+REMOVAL_CHUNK = 1000
+"""Datasets removed per transaction by `SqlRegistry.removeRun` and `Butler.removeRuns`."""
 
 
 def _plain(value: Any) -> Any:
@@ -197,6 +201,7 @@ class SqlRegistry(Registry):
         self.datasetTypes = DatasetTypeManager(db, self.storageClassFactory, self.universe)
         self.collections = self.datasetTypes.chains
         self.collections.createTables()  # registries made before chains get the tables
+        self.datasetTypes.associations.createTables()  # ...and those for TAGGED and CALIBRATION
         self.datasets = DatasetManager(db, self.datasetTypes, namespace, self.dimensionRecords)
         self.locations = LocationManager(db)
         self.dataIdQueries = DataIdQueryManager(db, self.datasetTypes, self.datasets, self.dimensionRecords)
@@ -486,6 +491,87 @@ class SqlRegistry(Registry):
         """Return the type of collection ``name`` (`Registry.getCollectionType`)."""
         return self.datasetTypes.getCollectionType(name)
 
+    def registerCollection(self, name: str, collectionType: CollectionType | str) -> bool:
+        """Register a collection of ``collectionType`` (`Registry.registerCollection`)."""
+        return self.datasetTypes.registerCollection(name, collectionType)
+
+    def associate(self, collection: str, refs: Iterable[DatasetRef]) -> None:
+        """Add datasets to TAGGED ``collection`` (`Registry.associate`)."""
+        self.datasets.associate(collection, refs)
+
+    def disassociate(self, collection: str, refs: Iterable[DatasetRef]) -> None:
+        """Take datasets out of TAGGED ``collection`` (`Registry.disassociate`)."""
+        self.datasets.disassociate(collection, refs)
+
+    def certify(self, collection: str, refs: Iterable[DatasetRef], timespan: Any) -> None:
+        """Certify datasets in CALIBRATION ``collection`` (`Registry.certify`)."""
+        self.datasets.certify(collection, refs, timespan)
+
+    def decertify(
+        self,
+        collection: str,
+        datasetType: DatasetType | str,
+        timespan: Any,
+        *,
+        dataIds: Iterable[Mapping[str, Any]] | None = None,
+    ) -> int:
+        """Remove ``timespan`` from validity ranges (`Registry.decertify`)."""
+        return self.datasets.decertify(collection, datasetType, timespan, dataIds)
+
+    def queryCertifications(
+        self, collection: str, datasetType: DatasetType | str
+    ) -> list[tuple[DatasetRef, Any]]:
+        """Return (ref, timespan) of each certification (`Registry.queryCertifications`)."""
+        return list(self.datasets.queryCertifications(collection, datasetType))
+
+    def removeCollection(self, name: str) -> None:
+        """Remove a TAGGED, CALIBRATION or CHAINED collection (`Registry.removeCollection`)."""
+        kind = self.datasetTypes.getCollectionType(name)
+        if kind == CollectionType.RUN:
+            raise CollectionError(
+                f"{name!r} is a RUN collection, which holds its datasets; remove it with removeRuns "
+                "(Butler.removeRuns or `databutler remove-runs`, which also delete the files)."
+            )
+        parents = self.collections.parentsOf(name)
+        if parents:
+            raise CollectionError(
+                f"Cannot remove {kind.value} collection {name!r}: chain(s) {parents} list it; take it out "
+                "with removeFromCollectionChain first."
+            )
+        if kind == CollectionType.CHAINED:
+            self.collections.removeChain(name)
+        else:
+            found = self.datasetTypes.associations.lookup(name)
+            assert found is not None
+            self.datasetTypes.associations.remove(found[0])
+
+    def removeRun(self, name: str) -> int:
+        """Remove run ``name`` and its datasets, in chunks (`Registry.removeRun`)."""
+        self.datasetTypes.runId(name)
+        parents = self.collections.parentsOf(name)
+        if parents:
+            raise CollectionError(
+                f"Cannot remove run {name!r}: chain(s) {parents} list it; take it out with "
+                "removeFromCollectionChain (or `databutler collection-chain --mode remove`) first."
+            )
+        removed = 0
+        while True:
+            chunk = self.datasets.someDatasetsInRun(name, REMOVAL_CHUNK)
+            if not chunk:
+                break
+            self.datasets.removeDatasets(chunk)
+            removed += len(chunk)
+        self.datasetTypes.removeRun(name, lambda runId: len(self.datasets.someDatasetsInRun(name, 1)))
+        return removed
+
+    def someDatasetsInRun(self, run: str, limit: int) -> list[DatasetRef]:
+        """Return at most ``limit`` datasets of ``run`` (`Registry.someDatasetsInRun`)."""
+        return self.datasets.someDatasetsInRun(run, limit)
+
+    def removeDatasetType(self, name: str) -> bool:
+        """Remove a dataset type of which no dataset exists (`Registry.removeDatasetType`)."""
+        return self.datasetTypes.removeDatasetType(name, self.datasets.countByType)
+
     def setCollectionChain(self, parent: str, children: Sequence[str]) -> None:
         """Make ``children`` the whole of chain ``parent`` (`Registry.setCollectionChain`)."""
         self.collections.setCollectionChain(parent, children)
@@ -564,9 +650,11 @@ class SqlRegistry(Registry):
         datasetTypeOrName: DatasetType | str,
         dataId: Mapping[str, Any] | None,
         collections: str | Sequence[str],
+        *,
+        timespan: Any = None,
     ) -> DatasetRef | None:
         """Find one dataset in ``collections`` (`Registry.findDataset`)."""
-        return self.datasets.findDataset(datasetTypeOrName, dataId, collections)
+        return self.datasets.findDataset(datasetTypeOrName, dataId, collections, timespan)
 
     def queryDatasets(
         self,

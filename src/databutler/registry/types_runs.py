@@ -6,7 +6,7 @@ ids are cached (see `ConnectionManager.cacheGet`) and most dataset calls cost no
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 import sqlalchemy as sa
@@ -27,6 +27,7 @@ from ..exceptions import (
 )
 from ..storage_class import StorageClassFactory
 from . import schema
+from .associations import AssociationManager, SearchEntry
 from .collections import ChainedCollectionManager, CollectionType, collectionTypes
 from .connections import ConnectionManager
 
@@ -73,8 +74,17 @@ class DatasetTypeManager:
         self._db = db
         self.storageClassFactory = storageClassFactory
         self.universe = universe
-        self.chains = ChainedCollectionManager(db, self._lookupRun)
-        """The CHAINED collections, which `resolveRuns` expands into their runs."""
+        self.associations = AssociationManager(db)
+        """The TAGGED and CALIBRATION collections."""
+        self.chains = ChainedCollectionManager(db, self.leafType)
+        """The CHAINED collections, which `resolveSearch` expands into the collections they hold."""
+
+    def leafType(self, name: str) -> CollectionType | None:
+        """Return the type of the RUN, TAGGED or CALIBRATION collection ``name``, or `None`."""
+        if self._lookupRun(name) is not None:
+            return CollectionType.RUN
+        found = self.associations.lookup(name)
+        return None if found is None else found[1]
 
     # -- dataset types --
 
@@ -108,6 +118,9 @@ class DatasetTypeManager:
             .returning(table.c.id)
         )
         with self._db.write(atomic=True) as connection:
+            floor = self._nextIdFloor(connection, table)
+            if floor is not None:
+                statement = statement.values(id=floor)
             inserted = connection.execute(statement).first() is not None
             found = self.lookupDatasetType(datasetType.name)
         if found is None:
@@ -227,6 +240,11 @@ class DatasetTypeManager:
             return False  # a reader (a Butler opened with its run) takes no write lock
         if self.chains.isChain(name):
             raise CollectionError(f"{name!r} is a CHAINED collection; a run needs a name of its own.")
+        other = self.associations.lookup(name)
+        if other is not None:
+            raise CollectionError(
+                f"{name!r} is a {other[1].value} collection; a run needs a name of its own."
+            )
         table = schema.runTable
         statement = (
             dialectInsert(self._db, table)
@@ -235,6 +253,9 @@ class DatasetTypeManager:
             .returning(table.c.id)
         )
         with self._db.write(atomic=True) as connection:
+            floor = self._nextIdFloor(connection, table)
+            if floor is not None:
+                statement = statement.values(id=floor)
             return connection.execute(statement).first() is not None
 
     def queryCollections(self, types: str | Sequence[str] | None = None) -> list[str]:
@@ -251,6 +272,7 @@ class DatasetTypeManager:
             names += self.allRuns()
         if CollectionType.CHAINED in wanted:
             names += self.chains.chainNames()
+        names += self.associations.names(wanted)
         return sorted(names)
 
     def getCollectionType(self, name: str) -> CollectionType:
@@ -263,8 +285,38 @@ class DatasetTypeManager:
         """
         if self.chains.isChain(name):
             return CollectionType.CHAINED
+        found = self.associations.lookup(name)
+        if found is not None:
+            return found[1]
         self.runId(name)
         return CollectionType.RUN
+
+    def registerCollection(self, name: str, collectionType: CollectionType | str) -> bool:
+        """Register a collection of any type; return `True` if it is new (`Registry.registerCollection`).
+
+        Raises
+        ------
+        CollectionError
+            A collection of that name but another type exists.
+        InvalidQueryError
+            ``collectionType`` is not a collection type.
+        """
+        (kind,) = collectionTypes(str(collectionType))
+        if kind == CollectionType.RUN:
+            if self.chains.isChain(name) or self.associations.lookup(name) is not None:
+                raise CollectionError(
+                    f"{name!r} is a {self.getCollectionType(name).value} collection, not a RUN; use another name."
+                )
+            return self.registerRun(name)
+        if kind == CollectionType.CHAINED:
+            return self.chains.registerChain(name)
+        checkRunName(name)
+        if self._lookupRun(name) is not None or self.chains.isChain(name):
+            raise CollectionError(
+                f"{name!r} is a {self.getCollectionType(name).value} collection, not {kind.value}; "
+                "use another name."
+            )
+        return self.associations.register(name, kind)
 
     def queryRuns(self) -> list[str]:
         """Return every run's name, sorted (`Registry.queryRuns`)."""
@@ -321,39 +373,152 @@ class DatasetTypeManager:
         self._db.cachePut(("runId", runId), name)
         return str(name)
 
-    def resolveRuns(self, collections: str | Sequence[str]) -> dict[str, int]:
-        """Return run name → id for ``collections``, in search order.
+    def resolveSearch(self, collections: str | Sequence[str]) -> list[SearchEntry]:
+        """Return the collections searched for ``collections``, in order, chains flattened.
 
-        A CHAINED collection stands for its runs, in its order (nested chains flattened); a
-        run met twice keeps its first place.
+        A CHAINED collection stands for its children, in its order (nested chains flattened);
+        a collection met twice keeps its first place.
 
         Raises
         ------
         MissingRunError
-            A name is not a registered run or chain.
+            A name is not a registered collection.
         TypeError
             ``collections`` is `None`.
         """
         if collections is None:
-            raise ArgumentTypeError("No collections to search: give a run name or a list of run names.")
+            raise ArgumentTypeError("No collections to search: give a collection name or a list of them.")
         names = [collections] if isinstance(collections, str) else list(collections)
-        out: dict[str, int] = {}
+        out: dict[str, SearchEntry] = {}
         for name in names:
             usable = isinstance(name, str) and bool(name)
             # A run already seen costs nothing; a chain one read of the chain version token.
             runId = cast("int | None", self._db.cacheGet(("run", name))) if usable else None
             if runId is None and usable:
                 checkRunName(name)  # a name no collection can have is refused before any SQL
-                chainRuns = self.chains.resolve(name)
-                runId = None if chainRuns is not None else self._lookupRun(name)
+                chainLeaves = self.chains.resolve(name)
+                runId = None if chainLeaves is not None else self._lookupRun(name)
             else:
-                chainRuns = None
+                chainLeaves = None
             if runId is not None:
-                out.setdefault(name, runId)
+                out.setdefault(name, SearchEntry(name, CollectionType.RUN, runId))
                 continue
-            if chainRuns is not None:
-                for run in chainRuns:
-                    out.setdefault(run, self.runId(run))
-                continue
-            out.setdefault(name, self.runId(name))  # raises, naming what exists
-        return out
+            for leaf in chainLeaves if chainLeaves is not None else [name]:
+                if leaf not in out:
+                    out[leaf] = self._leafEntry(leaf)
+        return list(out.values())
+
+    def _leafEntry(self, name: str) -> SearchEntry:
+        """Return the search entry of RUN, TAGGED or CALIBRATION collection ``name``.
+
+        Raises
+        ------
+        MissingRunError
+            No such collection.
+        """
+        runId = self._lookupRun(name) if isinstance(name, str) and name else None
+        if runId is not None:
+            return SearchEntry(name, CollectionType.RUN, runId)
+        found = self.associations.lookup(name)
+        if found is None:
+            self.runId(name)  # raises, naming the runs that exist
+            raise MissingRunError(f"Collection {name!r} is not registered.")
+        return SearchEntry(name, found[1], found[0])
+
+    def resolveRuns(self, collections: str | Sequence[str]) -> dict[str, int]:
+        """Return run name → id for the RUN collections `resolveSearch` finds, in search order."""
+        return {e.name: e.id for e in self.resolveSearch(collections) if e.type == CollectionType.RUN}
+
+    # -- removing --
+
+    def _nextIdFloor(self, connection: sa.Connection, table: sa.Table) -> int | None:
+        """Return the lowest id a new row of ``table`` may take on SQLite, if rows were deleted.
+
+        SQLite gives a new row the largest id plus one, so deleting the row with the largest id
+        would let a new run (or dataset type) take the id of the deleted one, and a process that
+        still caches the old id would write into the new one. The largest id ever deleted is kept
+        in ``butler_attribute``; PostgreSQL's sequences never hand a value out twice.
+        """
+        if not self._db.isSqlite:
+            return None
+        attribute = schema.attributeTable
+        floor = connection.execute(
+            sa.select(attribute.c.value).where(attribute.c.name == f"{table.name}IdFloor")
+        ).scalar_one_or_none()
+        if floor is None:
+            return None
+        largest = connection.execute(sa.select(sa.func.max(table.c.id))).scalar_one_or_none() or 0
+        return max(int(floor), int(largest)) + 1
+
+    def _raiseIdFloor(self, connection: sa.Connection, table: sa.Table, removedId: int) -> None:
+        if not self._db.isSqlite:
+            return
+        attribute = schema.attributeTable
+        name = f"{table.name}IdFloor"
+        current = connection.execute(
+            sa.select(attribute.c.value).where(attribute.c.name == name)
+        ).scalar_one_or_none()
+        if current is None:
+            connection.execute(sa.insert(attribute).values(name=name, value=str(removedId)))
+        elif int(current) < removedId:
+            connection.execute(
+                sa.update(attribute).where(attribute.c.name == name).values(value=str(removedId))
+            )
+
+    def removeRun(self, name: str, countDatasets: Callable[[int], int]) -> None:
+        """Delete run ``name``, which must hold no datasets and be in no chain.
+
+        Raises
+        ------
+        MissingRunError
+            No such run.
+        CollectionError
+            The run still holds datasets, or a chain lists it.
+        """
+        runId = self.runId(name)
+        parents = self.chains.parentsOf(name)
+        if parents:
+            raise CollectionError(
+                f"Cannot remove run {name!r}: chain(s) {parents} list it; take it out with "
+                f"removeFromCollectionChain (or `databutler collection-chain --mode remove`) first."
+            )
+        table = schema.runTable
+        with self._db.write() as connection:
+            left = countDatasets(runId)
+            if left:
+                raise CollectionError(f"Cannot remove run {name!r}: it still holds {left} dataset(s).")
+            connection.execute(sa.delete(table).where(table.c.id == runId))
+            self._raiseIdFloor(connection, table, runId)
+        self._db.cacheDrop(("run", name))
+        self._db.cacheDrop(("runId", runId))
+
+    def removeDatasetType(self, name: str, countDatasets: Callable[[int], tuple[int, list[str]]]) -> bool:
+        """Delete dataset type ``name`` if no dataset of it exists; return `False` if it was not registered.
+
+        Raises
+        ------
+        DatasetTypeError
+            Datasets of it exist (the message gives how many, and some runs holding them), or
+            ``name`` is a component.
+        """
+        if "." in name:
+            raise DatasetTypeError(
+                f"{name!r} is a component dataset type; remove its parent {name.partition('.')[0]!r}."
+            )
+        found = self.lookupDatasetType(name)
+        if found is None:
+            return False
+        typeId = found[0]
+        table = schema.datasetTypeTable
+        with self._db.write() as connection:
+            count, runs = countDatasets(typeId)
+            if count:
+                raise DatasetTypeError(
+                    f"Cannot remove dataset type {name!r}: {count} dataset(s) of it exist (in runs such as "
+                    f"{runs}); remove them first (removeDatasets, or removeRuns for whole runs)."
+                )
+            connection.execute(sa.delete(table).where(table.c.id == typeId))
+            self._raiseIdFloor(connection, table, typeId)
+        self._db.cacheDrop(("datasetType", name))
+        self._db.cacheDrop(("datasetTypeId", typeId))
+        return True
