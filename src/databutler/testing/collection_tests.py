@@ -76,6 +76,8 @@ class CollectionTests(RegistryFixtures):
         found = twoRuns.queryDatasets("raw", "chain", findFirst=True)
         assert sorted((r.dataId["visit"], r.run) for r in found) == [(1, "run2"), (2, "run1"), (3, "run2")]
         assert len(twoRuns.queryDatasets("raw", "chain")) == 4  # every dataset once, though tagged too
+        newest = twoRuns.queryDatasets("raw", "chain", findFirst=True, orderBy=["-visit"], limit=2)
+        assert [(r.dataId["visit"], r.run) for r in newest] == [(3, "run2"), (2, "run1")]
         assert twoRuns.queryDataIds("visit", collections="best") == [{"visit": 1}, {"visit": 2}]
         assert twoRuns.queryCollections("TAGGED") == ["best"]
         assert str(twoRuns.getCollectionType("best")) == "TAGGED"
