@@ -31,12 +31,16 @@ from databutler.testing.query_tests import ChainTests, DimensionTests, QueryResu
 from databutler.testing.registry_support import dropNamespace, newNamespace, postgresUrl
 
 
-class TestSqliteQueries(QueryTests, DimensionTests, QueryResultTests, ChainTests, QueryPlanTests, CollectionTests):
+class TestSqliteQueries(
+    QueryTests, DimensionTests, QueryResultTests, ChainTests, QueryPlanTests, CollectionTests
+):
     def makeRegistry(self, tmpPath: Path) -> SqlRegistry:
         return SqlRegistry(f"sqlite:///{tmpPath}/registry.sqlite3", create=True)
 
 
-class TestPostgresQueries(QueryTests, DimensionTests, QueryResultTests, ChainTests, QueryPlanTests, CollectionTests):
+class TestPostgresQueries(
+    QueryTests, DimensionTests, QueryResultTests, ChainTests, QueryPlanTests, CollectionTests
+):
     def makeRegistry(self, tmpPath: Path) -> SqlRegistry:
         return SqlRegistry(postgresUrl(), namespace=newNamespace(), create=True)
 

@@ -25,6 +25,7 @@ from .dataset_type import DatasetType
 from .datastore.base import Datastore
 from .exceptions import (
     ArgumentTypeError,
+    CollectionError,
     DatabaseFullError,
     DatasetNotFoundError,
     DatasetTypeError,
@@ -772,6 +773,106 @@ class Butler:
             manifestFormat=manifestFormat,
         )
 
+    def removeRuns(self, names: Iterable[str], unstore: bool = True) -> dict[str, int]:
+        """Remove runs and every dataset in them; return run name → how many datasets went.
+
+        Datasets go in chunks of `REMOVAL_CHUNK <databutler.registry.sql_registry.REMOVAL_CHUNK>`,
+        each chunk one transaction of registry and datastore (memory stays bounded however big
+        the run); the run itself goes last, so a run emptied this way does not linger. An
+        interrupted removal leaves a smaller run that a second call finishes.
+
+        Parameters
+        ----------
+        names : iterable of str
+            The runs.
+        unstore : bool
+            Delete the files too (the default). `False` forgets the datasets but leaves their
+            files, which `databutler.script.findOrphans` then lists.
+
+        Raises
+        ------
+        MissingRunError
+            A name is not a run; nothing was removed.
+        CollectionError
+            A chain lists one of the runs; nothing was removed (take it out of the chain first).
+        ReadOnlyRepositoryError
+            The Butler was opened with ``writeable=False``.
+        """
+        if isinstance(names, str):
+            names = [names]
+        runs = list(dict.fromkeys(names))
+        self._requireWriteable(f"remove run(s) {runs}")
+        from .registry.sql_registry import REMOVAL_CHUNK
+
+        chains = {c: self.registry.getCollectionChain(c) for c in self.registry.queryCollections("CHAINED")}
+        for name in runs:  # every run checked before anything is removed
+            kind = str(self.registry.getCollectionType(name))
+            if kind != "RUN":
+                raise CollectionError(
+                    f"{name!r} is a {kind} collection, not a RUN; remove it with removeCollection "
+                    "(`databutler remove-collections`). Nothing was removed."
+                )
+            parents = sorted(c for c, children in chains.items() if name in children)
+            if parents:
+                raise CollectionError(
+                    f"Cannot remove run {name!r}: chain(s) {parents} list it; take it out with "
+                    "removeFromCollectionChain (or `databutler collection-chain --mode remove`) first. "
+                    "Nothing was removed."
+                )
+        removed: dict[str, int] = {}
+        for name in runs:
+            count = 0
+            while True:
+                chunk = self.registry.someDatasetsInRun(name, REMOVAL_CHUNK)
+                if not chunk:
+                    break
+                if unstore:
+                    self._removeNow(chunk)
+                else:
+                    self._forgetNow(chunk)
+                count += len(chunk)
+            self.registry.removeRun(name)
+            removed[name] = count
+        return removed
+
+    def _forgetNow(self, refs: list[DatasetRef]) -> None:
+        """Remove ``refs`` from the registry and the datastore's records, leaving their files."""
+        with self.transaction():
+            self.registry.removeDatasets(refs)
+            for ref, known in self.datastore.knowsMany(refs).items():
+                if known:
+                    self.datastore.removeStoredItemInfo(ref)
+
+    def removeCollection(self, name: str) -> None:
+        """Remove a TAGGED, CALIBRATION or CHAINED collection; its datasets stay in their runs.
+
+        Raises
+        ------
+        CollectionError
+            ``name`` is a RUN (use `removeRuns`), or a chain lists it.
+        MissingRunError
+            No collection has that name.
+        ReadOnlyRepositoryError
+            The Butler was opened with ``writeable=False``.
+        """
+        self._requireWriteable(f"remove collection {name!r}")
+        self.registry.removeCollection(name)
+
+    def removeDatasetType(self, name: str) -> bool:
+        """Remove dataset type ``name``; return `False` if it was not registered.
+
+        Raises
+        ------
+        DatasetTypeError
+            Datasets of it exist (the message says how many and in which runs).
+        ReadOnlyRepositoryError
+            The Butler was opened with ``writeable=False``.
+        """
+        self._requireWriteable(f"remove dataset type {name!r}")
+        removed = self.registry.removeDatasetType(name)
+        self._lookup.forget(name)
+        return removed
+
     # -- reading --
 
     def findDataset(
@@ -780,6 +881,7 @@ class Butler:
         dataId: Mapping[str, Any] | None = None,
         *,
         collections: Sequence[str] | None = None,
+        timespan: Any = None,
         **dataIdKwargs: Any,
     ) -> DatasetRef | None:
         """Return the ref of the dataset of this type and data ID, or `None` if there is none.
@@ -787,7 +889,9 @@ class Butler:
         With an ephemeral datastore, `None` also when this process does not hold it.
 
         ``collections`` (default: the Butler's) are searched in order; with none at all, every
-        run is searched.
+        run is searched. A CALIBRATION collection is searched at ``timespan`` (a datetime or a
+        `Timespan`), or at the timespan of the record of a visit or exposure given in the
+        data ID beside the dataset type's own dimensions (``visit=903334`` for a ``bias``).
 
         Raises
         ------
@@ -798,7 +902,7 @@ class Butler:
         AmbiguousDatasetError
             No collections were given and several runs hold such a dataset.
         """
-        found = self._lookup.find(datasetTypeOrName, dataId, collections, dataIdKwargs)
+        found = self._lookup.find(datasetTypeOrName, dataId, collections, dataIdKwargs, timespan=timespan)
         if found is not None and not self._heldIfEphemeral([found]):
             return None
         return found
@@ -823,6 +927,7 @@ class Butler:
         parameters: Mapping[str, Any] | None = None,
         *,
         collections: Sequence[str] | None = None,
+        timespan: Any = None,
         **dataIdKwargs: Any,
     ) -> Any:
         """Return a dataset, a component of it (``"calexp.wcs"``) or a part of it (``parameters``).
@@ -836,7 +941,10 @@ class Butler:
         parameters : mapping, optional
             Storage-class read parameters, e.g. ``{"slice": (0, 10)}`` or ``{"columns": ["ra"]}``.
         collections : sequence of str, optional
-            Runs to search, in order (default: the Butler's).
+            Collections to search, in order (default: the Butler's).
+        timespan : datetime or Timespan, optional
+            When a CALIBRATION collection is searched: the time the dataset must be valid at
+            (see `findDataset`; a visit or exposure in the data ID gives it too).
 
         Raises
         ------
@@ -854,7 +962,7 @@ class Butler:
         AmbiguousDatasetError
             No collections were given and several runs hold such a dataset.
         """
-        ref = self._lookup.require(datasetTypeOrRef, dataId, collections, dataIdKwargs)
+        ref = self._lookup.require(datasetTypeOrRef, dataId, collections, dataIdKwargs, timespan=timespan)
         if isinstance(datasetTypeOrRef, DatasetRef):
             self._requireListed(ref, "get")
         return self.datastore.get(ref, parameters)

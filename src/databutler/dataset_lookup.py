@@ -139,6 +139,8 @@ class DatasetLookup:
         dataId: Mapping[str, Any] | None,
         collections: Sequence[str] | str | None,
         dataIdKwargs: Mapping[str, Any],
+        *,
+        timespan: Any = None,
     ) -> DatasetRef | None:
         """Return the ref of the dataset of this type and data ID in the first run holding one.
 
@@ -156,10 +158,12 @@ class DatasetLookup:
         datasetType = self.resolveType(datasetTypeOrName)
         parentName, component = datasetType.nameAndComponent()
         parentType = self.getDatasetType(parentName) if component else datasetType
+        if timespan is None:
+            dataId, dataIdKwargs, timespan = self._timeFromRecords(datasetType, dataId, dataIdKwargs)
         normalized = mergeDataId(datasetType, dataId, dataIdKwargs)
         searched = self.collectionsFor(collections)
         if searched:
-            ref = self.registry.findDataset(parentType, normalized, searched)
+            ref = self.registry.findDataset(parentType, normalized, searched, timespan=timespan)
         else:
             found = self.registry.queryDatasets(parentType, where=dict(normalized))
             if len(found) > 1:
@@ -173,12 +177,56 @@ class DatasetLookup:
             return ref.makeComponentRef(component)
         return ref
 
+    def _timeFromRecords(
+        self, datasetType: DatasetType, dataId: Mapping[str, Any] | None, extra: Mapping[str, Any]
+    ) -> tuple[Mapping[str, Any] | None, Mapping[str, Any], Any]:
+        """Take out of a data ID the dimensions the dataset type lacks whose records have a timespan.
+
+        Return the data ID and keywords without them and the timespan of the first such
+        record (a ``bias`` looked up with ``visit=903334`` is searched at that visit's
+        timespan), or everything unchanged and `None`.
+
+        Raises
+        ------
+        DataIdError
+            Such a dimension has no record, or its record no timespan.
+        """
+        given = {**(dataId or {}), **extra}
+        universe = self.registry.dimensions
+        timed = [
+            key
+            for key in given
+            if key not in datasetType.dimensions
+            and key in universe
+            and universe[key].fields.get("timespan") == "timespan"
+        ]
+        if not timed:
+            return dataId, extra, None
+        key = timed[0]
+        keys = {k: given[k] for k in universe.requiredKeys(key) if k in given}
+        records = self.registry.queryDimensionRecords(key, dataId=keys)
+        timespan = records[0].timespan if len(records) == 1 else None
+        if timespan is None or (timespan.begin is None and timespan.end is None):
+            raise DataIdError(
+                f"Data ID {given} of {datasetType.name!r} gives {key}={given[key]!r}, which "
+                f"{datasetType.name!r} lacks; it is used for its timespan, but no {key!r} record with "
+                f"a timespan matches {keys}; insert one (insertDimensionData) or give timespan=."
+            )
+        drop = set(timed)
+        return (
+            {k: v for k, v in (dataId or {}).items() if k not in drop},
+            {k: v for k, v in extra.items() if k not in drop},
+            timespan,
+        )
+
     def require(
         self,
         datasetTypeOrRef: DatasetRef | DatasetType | str,
         dataId: Mapping[str, Any] | None,
         collections: Sequence[str] | str | None,
         dataIdKwargs: Mapping[str, Any],
+        *,
+        timespan: Any = None,
     ) -> DatasetRef:
         """Return ``datasetTypeOrRef`` if it is a ref, else the ref `find` finds.
 
@@ -198,7 +246,7 @@ class DatasetLookup:
                     f"{dict(dataId or {}, **dataIdKwargs)}."
                 )
             return datasetTypeOrRef
-        ref = self.find(datasetTypeOrRef, dataId, collections, dataIdKwargs)
+        ref = self.find(datasetTypeOrRef, dataId, collections, dataIdKwargs, timespan=timespan)
         if ref is None:
             name = datasetTypeOrRef if isinstance(datasetTypeOrRef, str) else datasetTypeOrRef.name
             searched = self.collectionsFor(collections)

@@ -11,6 +11,13 @@ from __future__ import annotations
 
 import click
 
+from .collection_commands import (
+    associate,
+    certifyCalibrations,
+    removeCollections,
+    removeDatasetType,
+    removeRuns,
+)
 from .dataset_commands import get, put, remove, transfer
 from .exchange_commands import export, importExport
 from .file_commands import ingestFiles, retrieveArtifacts
@@ -261,6 +268,9 @@ for _command in (
     export,
     importExport,
 ):
+    cli.add_command(_command)
+
+for _command in (associate, certifyCalibrations, removeRuns, removeCollections, removeDatasetType):
     cli.add_command(_command)
 
 for _command in (ingestFiles, retrieveArtifacts):  # files in and out as they are

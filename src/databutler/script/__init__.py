@@ -4,6 +4,14 @@ Tests and other programs call these directly; `databutler.cli` only parses argum
 prints what they return.
 """
 
+from .collections import (
+    associateDatasets,
+    certifyCalibrations,
+    parseTime,
+    removeCollections,
+    removeDatasetType,
+    removeRuns,
+)
 from .datasets import (
     GetResult,
     TransferResult,
@@ -42,6 +50,8 @@ __all__ = [
     "RepoStats",
     "TransferResult",
     "VerifyReport",
+    "associateDatasets",
+    "certifyCalibrations",
     "cleanupRepo",
     "collectionChain",
     "createRepo",
@@ -51,6 +61,7 @@ __all__ = [
     "findOrphans",
     "getDataset",
     "importRepo",
+    "parseTime",
     "putDataset",
     "queryCollections",
     "queryDataIds",
@@ -58,7 +69,10 @@ __all__ = [
     "queryDatasets",
     "queryDimensionRecords",
     "registerDatasetType",
+    "removeCollections",
+    "removeDatasetType",
     "removeDatasets",
+    "removeRuns",
     "repoStats",
     "transferDatasets",
     "validateConfig",
