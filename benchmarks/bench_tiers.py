@@ -9,9 +9,8 @@ Each table prints a ratio to a floor measured in the same run:
   process: the hit rate (target ≥ 30%), warm gets (passes 2-3) against cold ones (pass 1, and
   a file-only repository), and peak RSS against a file-only repository's (target ≤ budget +
   20%);
-- command line: ``databutler --help`` against ``python -c 'import click'`` (target ≤ 2x) and
-  ``databutler query-datasets`` on a 100-dataset repository against
-  ``python -c 'import sqlalchemy'`` (target ≤ 2x), medians of alternating runs.
+
+The command line's start is measured by ``benchmarks/bench_cli.py``.
 
 Usage: ``python benchmarks/bench_tiers.py [--quick] [--dir FOLDER]``. Nothing is asserted.
 """
@@ -21,7 +20,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import shutil
 import statistics
 import subprocess
 import sys
@@ -161,66 +159,17 @@ def scanTable(folder: Path, budgetMiB: int) -> None:
     )
 
 
-def medianSeconds(command: list[str], baseline: list[str], runs: int) -> tuple[float, float, float]:
-    """Median seconds of ``command`` and of ``baseline`` run in turn, and the median pair ratio."""
-    a, b, ratios = [], [], []
-    for _ in range(runs + 1):
-        times = []
-        for cmd in (command, baseline):
-            start = time.perf_counter()
-            subprocess.run(cmd, check=True, capture_output=True)
-            times.append(time.perf_counter() - start)
-        a.append(times[0])
-        b.append(times[1])
-        ratios.append(times[0] / times[1])
-    return statistics.median(a[1:]), statistics.median(b[1:]), statistics.median(ratios[1:])
-
-
-LIBRARIES = "import sqlalchemy, sqlalchemy.dialects.sqlite, fsspec, yaml, click, rich.table"
-"""What ``query-datasets`` cannot start without: the registry's, the file tier's, config, CLI, table."""
-
-
-def cliTable(folder: Path, runs: int) -> None:
-    from databutler import Butler
-
-    root = folder / "cli-repo"
-    Butler.makeRepo(root)
-    with Butler(root, run="bench") as butler:
-        butler.registerDatasetType("metrics", DIMS, "StructuredDataDict")
-        for i in range(100):
-            butler.put({"i": i}, "metrics", dataId(i))
-    databutler = str(BIN / "databutler") if (BIN / "databutler").exists() else shutil.which("databutler")
-    assert databutler is not None, "the databutler command is not installed"
-    python = sys.executable
-    print(f"\nCommand line, median of {runs} alternating runs (seconds)")
-    print(f"  {'command':<44}{'s':>7}  {'yardstick':<34}{'s':>7}{'ratio':>8}  target")
-    for command, baseline, label, baseLabel in (
-        ([python, "-c", "pass"], [python, "-c", "pass"], "python -c pass", "python -c pass"),
-        ([databutler, "--help"], [python, "-c", "import click"], "databutler --help", "python -c 'import click'"),
-        ([databutler, "query-datasets", str(root)], [python, "-c", "import sqlalchemy"],
-         "databutler query-datasets (100 datasets)", "python -c 'import sqlalchemy'"),
-        ([python, "-c", LIBRARIES], [python, "-c", "import sqlalchemy"],
-         "floor: the libraries query-datasets imports", "python -c 'import sqlalchemy'"),
-    ):  # fmt: skip
-        a, b, ratio = medianSeconds(command, baseline, runs)
-        target = (
-            "" if label.startswith(("python", "floor")) else ("≤ 2x " + ("ok" if ratio <= 2 else "MISSED"))
-        )
-        print(f"  {label:<44}{a:7.3f}  {baseLabel:<34}{b:7.3f}{ratio:7.2f}x  {target}")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="200 datasets, a 32 MiB tier, 5 CLI runs")
+    parser.add_argument("--quick", action="store_true", help="200 datasets, a 32 MiB tier")
     parser.add_argument("--dir", default=None, help="folder for the repositories (default: the system's)")
     parser.add_argument("--budget", type=int, default=None, help="memory tier budget in MiB (default 256)")
     args = parser.parse_args()
-    n, budget, runs = (200, 32, 5) if args.quick else (1000, 256, 11)
+    n, budget = (200, 32) if args.quick else (1000, 256)
     budget = args.budget or budget
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         coldGetTable(Path(tmp) / "cold", n)
         scanTable(Path(tmp) / "scan", budget)
-        cliTable(Path(tmp), runs)
 
 
 if __name__ == "__main__":

@@ -76,6 +76,14 @@ def test_bench_map_quick_prints_every_row() -> None:
         "datasets/s",
         "load average",
     ):
+
+
+def test_bench_cli_quick_prints_both_targets() -> None:
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "bench_cli.py"), "--runs", "1"],
+        capture_output=True, text=True, timeout=600, check=True,
+    )  # fmt: skip
+    for row in ("databutler --help", "databutler query-datasets (100 datasets)", "floor:", "≤ 2x"):
         assert row in result.stdout
     assert "Traceback" not in result.stderr
 

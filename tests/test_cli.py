@@ -408,3 +408,25 @@ def test_get_to_standard_output(repo: Path, files: Path) -> None:
     out = io.BytesIO()
     script.getDataset(repo, "flat", {"visit": 1, "detector": 2}, output="-", stream=out)
     assert np.array_equal(np.load(io.BytesIO(out.getvalue())), np.load(files / "flat.npy"))
+
+
+@pytest.mark.parametrize("rows", [[], [["metrics", "run/a", "visit=1, detector=2"], ["m", "", "x"]]])
+def test_plain_table_is_what_rich_prints_off_a_terminal(rows: list[list[str]]) -> None:
+    """Piped output skips rich for plain ASCII cells; it must look exactly as rich's would."""
+    import io
+
+    from rich.console import Console
+
+    from databutler.cli.utils import makeTable, plainTable
+
+    columns = ["datasetType", "run", "dataId"]
+    table = makeTable(title="2 dataset(s) in repo")
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*row)
+    console = Console(file=io.StringIO(), width=200, highlight=False, soft_wrap=True)
+    console.print(table)
+    assert plainTable("2 dataset(s) in repo", columns, rows) == console.file.getvalue()
+    assert plainTable("t", columns, [["[bold]x", "", ""]]) is None  # rich markup: rich draws it
+    assert plainTable("t", columns, [["détecteur", "", ""]]) is None  # not ASCII: rich measures it

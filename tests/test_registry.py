@@ -61,6 +61,31 @@ def test_sqlite_settings(tmp_path: Path) -> None:
         connection.close()
 
 
+def test_dimension_value_indexes_are_partial_on_both_databases(tmp_path: Path) -> None:
+    """The PostgreSQL WHERE is given at create time (schema.createAll), not in the module."""
+    with SqlRegistry(f"sqlite:///{tmp_path}/r.sqlite3", create=True):
+        pass
+    connection = sqlite3.connect(tmp_path / "r.sqlite3")
+    try:
+        sqls = [row[0] for row in connection.execute("SELECT sql FROM sqlite_master WHERE type = 'index'")]
+    finally:
+        connection.close()
+    assert sum("WHERE int_value IS NOT NULL" in (sql or "") for sql in sqls) == 1
+    assert sum("WHERE str_value IS NOT NULL" in (sql or "") for sql in sqls) == 1
+    namespace = newNamespace()
+    url = postgresUrl()
+    try:
+        with SqlRegistry(url, namespace=namespace, create=True) as registry, registry._db.read() as pg:
+            query = (
+                "SELECT indexdef FROM pg_indexes WHERE schemaname = :s AND tablename = 'dataset_dimension'"
+            )
+            definitions = pg.execute(sa.text(query), {"s": namespace}).scalars().all()
+    finally:
+        dropNamespace(url, namespace)
+    assert sum("WHERE (int_value IS NOT NULL)" in d for d in definitions) == 1
+    assert sum("WHERE (str_value IS NOT NULL)" in d for d in definitions) == 1
+
+
 def test_open_missing_sqlite_is_an_error(tmp_path: Path) -> None:
     path = tmp_path / "nope" / "registry.sqlite3"
     with pytest.raises(MissingRegistryError, match="create=True") as info:

@@ -43,3 +43,26 @@ def testOpenLoadsSqlalchemyButNotParser(tmp_path: Path) -> None:
         "parseExpression(\"instrument = 'X'\")"
     )
     assert {"sqlalchemy", "lark"} <= _importedBy(code)
+
+
+def testQueryDatasetsOnSqliteLoadsNeitherPostgresqlNorRich(tmp_path: Path) -> None:
+    """A read-only command on a SQLite repository, output piped: no PostgreSQL dialect, no rich."""
+    root = tmp_path / "repo"
+    setup = (
+        "from databutler import Butler\n"
+        f"Butler.makeRepo({str(root)!r})\n"
+        f"with Butler({str(root)!r}, run='r') as b:\n"
+        "    b.registerDatasetType('metrics', ('visit',), 'StructuredDataDict')\n"
+        "    b.put({'a': 1}, 'metrics', {'visit': 1})\n"
+    )
+    subprocess.run([sys.executable, "-c", setup], check=True)
+    probe = (
+        "import sys\nfrom databutler.cli import cli\n"
+        f"try:\n    cli(['query-datasets', {str(root)!r}], standalone_mode=False)\nexcept SystemExit:\n    pass\n"
+        "import json\nprint(json.dumps(sorted(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    modules = set(json.loads(out.splitlines()[-1]))
+    assert "metrics" in out and "visit=1" in out  # the table was printed
+    assert not {m for m in modules if m.startswith("sqlalchemy.dialects.postgresql")}
+    assert "rich" not in modules

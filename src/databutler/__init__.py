@@ -1,31 +1,13 @@
 """databutler: name a dataset by what it is; databutler stores and finds it.
 
-The public API is re-exported here; ``__all__`` is sorted and pinned by a test. Names whose
-modules need heavy libraries (SQLAlchemy for the registry and the Butler) are loaded on first
-use, so ``import databutler`` stays fast.
+The public API is re-exported here; ``__all__`` is sorted and pinned by a test. Every name but
+the exceptions is loaded from its module on first use, so ``import databutler`` (and with it
+``databutler --help``) loads neither YAML, the configuration machinery nor SQLAlchemy.
 """
 
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .composites import MaskedImage
-from .config import Config, ConfigSubset
-from .dataset_ref import DatasetRef
-from .dataset_type import DatasetType
-from .datastore import (
-    DatasetLocationRegistry,
-    Datastore,
-    DatastoreConfig,
-    DatastoreTransaction,
-    InMemoryLocationRegistry,
-    InMemoryRecordStorage,
-    RecordField,
-    RecordStorage,
-    RecordTable,
-    RecordTableSpec,
-    StoredItemInfo,
-)
-from .datastores import InMemoryDatastore, InMemoryDatastoreStats
 from .exceptions import (
     AmbiguousDatasetError,
     ArgumentTypeError,
@@ -82,13 +64,30 @@ from .exceptions import (
     UnsafePathError,
     UnstorableDatasetError,
 )
-from .storage_class import COPY_MODES, StorageClass, StorageClassDelegate, StorageClassFactory
 
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from .butler import Butler
     from .butler_config import ButlerConfig
+    from .composites import MaskedImage
+    from .config import Config, ConfigSubset
+    from .dataset_ref import DatasetRef
+    from .dataset_type import DatasetType
+    from .datastore import (
+        DatasetLocationRegistry,
+        Datastore,
+        DatastoreConfig,
+        DatastoreTransaction,
+        InMemoryLocationRegistry,
+        InMemoryRecordStorage,
+        RecordField,
+        RecordStorage,
+        RecordTable,
+        RecordTableSpec,
+        StoredItemInfo,
+    )
+    from .datastores import InMemoryDatastore, InMemoryDatastoreStats
     from .datastores.chained import ChainedDatastore
     from .datastores.file import FileDatastore, StoredFileInfo
     from .formatters.base import Formatter
@@ -100,26 +99,38 @@ if TYPE_CHECKING:
     from .formatters.yaml import YamlFormatter
     from .ingest import FileDataset
     from .registry import Registry, RegistryConfig, SqlRegistry
+    from .storage_class import COPY_MODES, StorageClass, StorageClassDelegate, StorageClassFactory
 
-_LAZY = {
-    "Butler": ".butler",
-    "ButlerConfig": ".butler_config",
-    "ChainedDatastore": ".datastores.chained",
-    "FileDataset": ".ingest",
-    "FileDatastore": ".datastores.file",
-    "FitsFormatter": ".formatters.fits",
-    "Formatter": ".formatters.base",
-    "JsonFormatter": ".formatters.json",
-    "NpyFormatter": ".formatters.npy",
-    "ParquetFormatter": ".formatters.parquet",
-    "PickleFormatter": ".formatters.pickle",
-    "StoredFileInfo": ".datastores.file",
-    "YamlFormatter": ".formatters.yaml",
-    "Registry": ".registry",
-    "RegistryConfig": ".registry",
-    "SqlRegistry": ".registry",
-}
-"""Public names imported from their module on first use."""
+_LAZY_MODULES = {
+    ".butler": ("Butler",),
+    ".butler_config": ("ButlerConfig",),
+    ".composites": ("MaskedImage",),
+    ".config": ("Config", "ConfigSubset"),
+    ".dataset_ref": ("DatasetRef",),
+    ".dataset_type": ("DatasetType",),
+    ".datastore": (
+        "DatasetLocationRegistry", "Datastore", "DatastoreConfig", "DatastoreTransaction",
+        "InMemoryLocationRegistry", "InMemoryRecordStorage", "RecordField", "RecordStorage",
+        "RecordTable", "RecordTableSpec", "StoredItemInfo",
+    ),
+    ".datastores": ("InMemoryDatastore", "InMemoryDatastoreStats"),
+    ".datastores.chained": ("ChainedDatastore",),
+    ".datastores.file": ("FileDatastore", "StoredFileInfo"),
+    ".formatters.base": ("Formatter",),
+    ".formatters.fits": ("FitsFormatter",),
+    ".formatters.json": ("JsonFormatter",),
+    ".formatters.npy": ("NpyFormatter",),
+    ".formatters.parquet": ("ParquetFormatter",),
+    ".formatters.pickle": ("PickleFormatter",),
+    ".formatters.yaml": ("YamlFormatter",),
+    ".ingest": ("FileDataset",),
+    ".registry": ("Registry", "RegistryConfig", "SqlRegistry"),
+    ".storage_class": ("COPY_MODES", "StorageClass", "StorageClassDelegate", "StorageClassFactory"),
+}  # fmt: skip
+_LAZY = {name: module for module, names in _LAZY_MODULES.items() for name in names}
+"""Public names imported from their module on first use (all but the exceptions), so that
+``import databutler`` -- which every ``databutler.*`` import and the command line run first --
+loads nothing a command does not use."""
 
 
 def __getattr__(name: str) -> Any:

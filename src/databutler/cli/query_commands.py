@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from .options import collectionsOption, readOnlyOption, repoArgument
-from .utils import DatabutlerCommand, makeConsole, makeTable, parseCollections
+from .utils import DatabutlerCommand, makeConsole, makeTable, parseCollections, plainTable
 
 __all__ = [
     "collectionChain",
@@ -108,11 +108,16 @@ def printRows(rows: Sequence[dict[str, Any]], columns: Sequence[str], outputForm
         for row in rows:
             writer.writerow(["" if row.get(c) is None else _plain(row.get(c)) for c in columns])
     else:
+        cells = [["" if row.get(c) is None else str(_plain(row.get(c))) for c in columns] for row in rows]
+        text = None if sys.stdout.isatty() else plainTable(title, columns, cells)
+        if text is not None:  # rich's look without rich (see plainTable)
+            click.echo(text, nl=False)
+            return
         table = makeTable(title=title)
         for column in columns:
             table.add_column(column, no_wrap=column == "id")
-        for row in rows:
-            table.add_row(*("" if row.get(c) is None else str(_plain(row.get(c))) for c in columns))
+        for line in cells:
+            table.add_row(*line)
         makeConsole().print(table)
 
 

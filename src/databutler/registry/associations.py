@@ -30,7 +30,6 @@ from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from ..dataset_ref import DatasetRef, checkRunName
 from ..dimensions import Timespan
@@ -42,7 +41,7 @@ from ..exceptions import (
 )
 from . import schema
 from .collections import CollectionType, createMissingTables
-from .connections import ConnectionManager
+from .connections import ConnectionManager, dialectInsert
 from .data_ids import chunks
 from .queries import timeToNanoseconds
 
@@ -241,7 +240,7 @@ class AssociationManager:
             return False
         with self._db.write() as connection:
             statement = (
-                (sqlite.insert if self._db.isSqlite else postgresql.insert)(collectionTable)
+                dialectInsert(self._db, collectionTable)
                 .values(name=name, type=collectionType.value)
                 .on_conflict_do_nothing()
             )

@@ -8,7 +8,6 @@ from collections.abc import Callable, Sequence
 from typing import cast
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from ..dataset_ref import checkRunName
 from ..exceptions import (
@@ -18,7 +17,7 @@ from ..exceptions import (
     ReadOnlyRepositoryError,
 )
 from . import schema
-from .connections import ConnectionManager
+from .connections import ConnectionManager, dialectInsert
 
 __all__ = [
     "ChainedCollectionManager",
@@ -150,7 +149,7 @@ class ChainedCollectionManager:
         """Replace the version token on ``connection`` (in the transaction that changes a chain)."""
         token = uuid.uuid4().hex
         statement = (
-            (sqlite.insert if self._db.isSqlite else postgresql.insert)(_attribute)
+            dialectInsert(self._db, _attribute)
             .values(name=_VERSION_NAME, value=token)
             .on_conflict_do_update(index_elements=[_attribute.c.name], set_={"value": token})
         )
@@ -218,11 +217,7 @@ class ChainedCollectionManager:
         leaf = self._leafType(name)
         if leaf is not None:
             raise CollectionError(f"{name!r} is a {leaf.value} collection; a chain needs a name of its own.")
-        statement = (
-            (sqlite.insert if self._db.isSqlite else postgresql.insert)(chainNameTable)
-            .values(name=name)
-            .on_conflict_do_nothing()
-        )
+        statement = dialectInsert(self._db, chainNameTable).values(name=name).on_conflict_do_nothing()
         with self._db.write() as connection:
             inserted = bool(connection.execute(statement).rowcount)
             if inserted:

@@ -14,12 +14,11 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from ..dimensions import DimensionRecord, DimensionUniverse, Timespan
 from ..exceptions import ConflictingRecordError, DataIdError, InvalidQueryError
 from . import schema
-from .connections import ConnectionManager
+from .connections import ConnectionManager, dialectInsert
 from .queries import ResolvedColumn, compileExpression, parseExpression, timeToNanoseconds
 from .queries.expressions import Name
 
@@ -213,7 +212,7 @@ class DimensionRecordStorage:
         with self._db.write() as connection:
             existing = connection.execute(sa.select(table).where(match)).first()
             if existing is None:
-                insert = (sqlite.insert if self.isSqlite else postgresql.insert)(table)
+                insert = dialectInsert(self._db, table)
                 connection.execute(insert.on_conflict_do_nothing(), [row])
                 return True
             old = {key: existing._mapping[key] for key in row}

@@ -15,9 +15,8 @@ import sqlalchemy as sa
 from ..dataset_ref import DatasetRef
 from ..exceptions import MissingDatasetError, RegistryError
 from . import schema
-from .connections import ConnectionManager
+from .connections import ConnectionManager, dialectInsert
 from .data_ids import CHUNK, chunks
-from .types_runs import dialectInsert
 
 __all__ = ["LocationManager"]
 

@@ -23,9 +23,8 @@ from sqlalchemy.engine import URL
 
 from ..datastore.bridge import RecordTable, RecordTableSpec
 from ..exceptions import ConfigError, RecordConflictError
-from .connections import ConnectionManager
+from .connections import ConnectionManager, dialectInsert
 from .databases import parseUrl, sqliteFile
-from .types_runs import dialectInsert
 
 __all__ = ["SqlRecordStorage", "SqlRecordTable"]
 

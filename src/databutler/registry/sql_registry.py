@@ -46,7 +46,7 @@ from ..exceptions import (
 from ..storage_class import StorageClassFactory
 from . import schema
 from .collections import CollectionType
-from .connections import ConnectionManager
+from .connections import ConnectionManager, dialectInsert
 from .data_id_queries import DataIdQueryManager
 from .databases import ROOT_PLACEHOLDER, RegistryConfig, isSqliteUrl, parseUrl, sqliteFile
 from .datasets import DatasetManager
@@ -55,7 +55,7 @@ from .interface import Registry
 from .locations import LocationManager
 from .queries.results import QueryResults
 from .records import SqlRecordStorage
-from .types_runs import DatasetTypeManager, dialectInsert
+from .types_runs import DatasetTypeManager
 
 __all__ = ["SqlRegistry"]
 
@@ -262,7 +262,7 @@ class SqlRegistry(Registry):
             with self._db.baseEngine.begin() as connection:
                 connection.execute(sa.schema.CreateSchema(self.namespace, if_not_exists=True))
         with self._db.write() as connection:
-            schema.metadata.create_all(connection)
+            schema.createAll(connection)
             for name, value in (("schemaVersion", schema.SCHEMA_VERSION), (_UNIVERSE_KEY, universe.toJson())):
                 connection.execute(
                     dialectInsert(self._db, schema.attributeTable)

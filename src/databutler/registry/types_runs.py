@@ -10,7 +10,6 @@ from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from ..dataset_ref import checkRunName
 from ..dataset_type import DatasetType
@@ -29,7 +28,7 @@ from ..storage_class import StorageClassFactory
 from . import schema
 from .associations import AssociationManager, SearchEntry
 from .collections import ChainedCollectionManager, CollectionType, collectionTypes
-from .connections import ConnectionManager
+from .connections import ConnectionManager, dialectInsert
 
 __all__ = ["DatasetTypeManager"]
 
@@ -45,11 +44,6 @@ def _listNames(names: Sequence[str]) -> str:
         return "none"
     shown = ", ".join(repr(n) for n in names[:_LISTED])
     return shown + (f" and {len(names) - _LISTED} more" if len(names) > _LISTED else "")
-
-
-def dialectInsert(db: ConnectionManager, table: sa.Table) -> Any:
-    """Return an INSERT for ``table`` with ``db``'s dialect's ``on_conflict_do_nothing``."""
-    return sqlite.insert(table) if db.isSqlite else postgresql.insert(table)
 
 
 class DatasetTypeManager:
