@@ -16,7 +16,6 @@ from types import MappingProxyType
 from typing import Any, cast
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ClauseElement, Executable
 
@@ -703,6 +702,8 @@ class DatasetManager:
             # SQLite documents that with min() the bare columns come from the row holding the minimum.
             statement = statement.group_by(table.c.dataId)
         elif first:
+            from sqlalchemy.dialects import postgresql  # here: a SQLite process never loads it
+
             statement = statement.ext(postgresql.distinct_on(table.c.dataId)).order_by(table.c.dataId, rank)
         elif distinct:
             statement = statement.distinct()
