@@ -76,6 +76,8 @@ def test_bench_map_quick_prints_every_row() -> None:
         "datasets/s",
         "load average",
     ):
+        assert row in result.stdout
+    assert "Traceback" not in result.stderr
 
 
 def test_bench_cli_quick_prints_both_targets() -> None:
