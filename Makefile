@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest bench clean
+.PHONY: demo test lint typecheck pytest bench bench-compare clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,19 @@ bench: $(STAMP)
 	bash scripts/postgres.sh run -- $(BIN)/python benchmarks/bench_registry.py
 	$(BIN)/python benchmarks/bench_butler.py
 	$(BIN)/python benchmarks/bench_map.py
+
+# databutler and the LSST Data Butler side by side (not part of `make test`): lsst-daf-butler goes
+# into a virtual environment of its own, so that neither project's dependencies reach the other.
+COMPARE_VENV := .bench-compare-venv
+
+$(COMPARE_VENV)/.installed:
+	$(PYTHON) -m venv $(COMPARE_VENV)
+	$(COMPARE_VENV)/bin/pip install --quiet --upgrade pip
+	$(COMPARE_VENV)/bin/pip install --quiet lsst-daf-butler numpy
+	touch $(COMPARE_VENV)/.installed
+
+bench-compare: $(STAMP) $(COMPARE_VENV)/.installed
+	$(BIN)/python benchmarks/bench_compare.py --lsst-python $(COMPARE_VENV)/bin/python
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

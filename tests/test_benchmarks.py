@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -115,3 +116,16 @@ def test_bench_export_quick_prints_every_row() -> None:
     ):
         assert row in result.stdout
     assert "Traceback" not in result.stderr
+
+
+def test_bench_compare_databutler_worker_runs_every_workload() -> None:
+    """The LSST side needs `make bench-compare`'s environment; databutler's runs here."""
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "bench_compare.py"), "--worker", "databutler", "--quick", "--datasets", "600"],
+        capture_output=True, text=True, timeout=600, check=True,
+    )  # fmt: skip
+    figures = json.loads(result.stdout.splitlines()[-1])
+    assert set(figures) == {"put", "puts in one transaction", "warm get", "cold get", "1 MiB array put",
+                            "1 MiB array get (cold)", "range query (1%)", "in-memory datastore put",
+                            "in-memory datastore get"}  # fmt: skip
+    assert all(value > 0 for value in figures.values())
