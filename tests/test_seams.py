@@ -4,6 +4,7 @@ bar; `Butler.makeRepo` and `Butler.transferFrom` are methods of their own."""
 from __future__ import annotations
 
 import inspect
+import typing
 from pathlib import Path
 
 import pytest
@@ -79,3 +80,16 @@ def test_progress_bar_shown_only_when_asked(capsys: pytest.CaptureFixture[str]) 
         advance(2)
     err = capsys.readouterr().err
     assert "Copying things" in err and "3/3" in err and "files" in err
+
+
+def test_stored_item_info_is_typed_per_datastore() -> None:
+    from databutler import StoredFileInfo, StoredItemInfo
+
+    def infoType(cls: type) -> object:
+        (base,) = [b for b in getattr(cls, "__orig_bases__", ()) if typing.get_origin(b) is Datastore]
+        return typing.get_args(base)[0]
+
+    assert infoType(FileDatastore) is StoredFileInfo
+    assert infoType(InMemoryDatastore) is StoredItemInfo
+    assert infoType(ChainedDatastore) is object  # whatever its children record
+    assert inspect.signature(Datastore.getStoredItemInfo).return_annotation == "InfoT"

@@ -6,7 +6,9 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic
+
+from typing_extensions import TypeVar
 
 from ..config import Config, ConfigSubset
 from ..dataset_ref import DatasetRef
@@ -16,7 +18,13 @@ from ..storage_class import StorageClassFactory, importDottedName
 from .bridge import DatasetLocationRegistry
 from .transaction import DatastoreTransaction
 
-__all__ = ["Datastore", "DatastoreConfig"]
+__all__ = ["Datastore", "DatastoreConfig", "InfoT"]
+
+InfoT = TypeVar("InfoT", default=Any)
+"""What a datastore records about one stored dataset (its stored-item info type).
+
+`InMemoryDatastore` is a ``Datastore[StoredItemInfo]``, `FileDatastore` a
+``Datastore[StoredFileInfo]``; a plain ``Datastore`` means any of them."""
 
 
 class DatastoreConfig(ConfigSubset):
@@ -27,8 +35,8 @@ class DatastoreConfig(ConfigSubset):
     defaultConfigFile = None
 
 
-class Datastore(ABC):
-    """Stores datasets, keyed by `DatasetRef`.
+class Datastore(ABC, Generic[InfoT]):
+    """Stores datasets, keyed by `DatasetRef`; generic over its stored-item info type (`InfoT`).
 
     A datastore is chosen by the fully-qualified class name in ``datastore.cls`` and built with
     `fromConfig`. A minimal subclass::
@@ -290,7 +298,7 @@ class Datastore(ABC):
         """
 
     @abstractmethod
-    def addStoredItemInfo(self, ref: DatasetRef, info: Any) -> None:
+    def addStoredItemInfo(self, ref: DatasetRef, info: InfoT) -> None:
         """Record internal storage information for ``ref``.
 
         Raises
@@ -300,7 +308,7 @@ class Datastore(ABC):
         """
 
     @abstractmethod
-    def getStoredItemInfo(self, ref: DatasetRef) -> Any:
+    def getStoredItemInfo(self, ref: DatasetRef) -> InfoT:
         """Return the internal storage information recorded for ``ref``.
 
         Raises

@@ -108,7 +108,7 @@ class _ChainRelay:
             self.registry.removeDatasetLocations(self.chain.name, gone)
 
 
-class ChainedDatastore(Datastore):
+class ChainedDatastore(Datastore[object]):
     """Datastores in order, used as one.
 
     Parameters
@@ -488,7 +488,7 @@ class ChainedDatastore(Datastore):
 
     # -- stored-item info --
 
-    def addStoredItemInfo(self, ref: DatasetRef, info: Any) -> None:
+    def addStoredItemInfo(self, ref: DatasetRef, info: object) -> None:
         """Record ``info`` in the first child that accepts ``ref``.
 
         Raises
@@ -503,7 +503,7 @@ class ChainedDatastore(Datastore):
             raise DatasetTypeNotSupportedError(f"No datastore in chain {self.name!r} accepts {ref}.")
         accepting[0].addStoredItemInfo(ref, info)
 
-    def getStoredItemInfo(self, ref: DatasetRef) -> Any:
+    def getStoredItemInfo(self, ref: DatasetRef) -> object:
         """Return the information the first child that has ``ref`` recorded.
 
         Raises

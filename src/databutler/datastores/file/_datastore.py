@@ -93,7 +93,7 @@ _KNOWN_KEYS = frozenset(
 )
 
 
-class FileDatastore(Datastore):
+class FileDatastore(Datastore[StoredFileInfo]):
     """Stores datasets as files under a root: a local folder or any fsspec URI.
 
     Parameters

@@ -57,7 +57,7 @@ log = logging.getLogger(__name__)
 _PutInfo = tuple[DatasetType, type, CopyMode, StorageClassDelegate]
 
 
-class InMemoryDatastore(Datastore):
+class InMemoryDatastore(Datastore[StoredItemInfo]):
     """Basic Datastore for writing to an in-memory cache.
 
     This datastore is ephemeral: its contents disappear when the Python process ends, and
