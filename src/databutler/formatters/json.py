@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from ..storage_class import StorageClass
-from .base import Formatter, fromPlain, isPrevalidated, toCheckedPlain, toPlain
+from ._plain import PlainDataFormatter
 
 __all__ = ["JsonFormatter", "exportDefault"]
 
@@ -27,7 +25,7 @@ def exportDefault(obj: Any) -> Any:
     raise TypeError(f"{type(obj).__name__} is not JSON serializable")
 
 
-class JsonFormatter(Formatter):
+class JsonFormatter(PlainDataFormatter):
     """Writes plain data as UTF-8 JSON.
 
     What JSON would silently change is refused: dict keys that are not strings and tuples
@@ -38,44 +36,18 @@ class JsonFormatter(Formatter):
 
     extension = ".json"
 
-    def validate(self, inMemoryDataset: Any, storageClass: StorageClass) -> None:
-        """Refuse what JSON would change (see `toCheckedPlain`).
+    formatName = "JSON"
+    stringKeysOnly = True
 
-        Raises
-        ------
-        UnstorableDatasetError
-            Non-string keys, tuples inside the data, subclasses of plain types, cycles, absurd nesting.
-        DatasetTypeMismatchError
-            The object is not plain data and exports no dict.
-        """
-        self._plain(inMemoryDataset, storageClass)
+    def dumps(self, data: Any) -> str:
+        """Return ``data`` as compact JSON text (non-ASCII kept as it is)."""
+        return json.dumps(data, ensure_ascii=False)
 
-    @staticmethod
-    def _plain(inMemoryDataset: Any, storageClass: StorageClass) -> Any:
-        return toCheckedPlain(inMemoryDataset, storageClass, "JSON", stringKeysOnly=True)
-
-    def write(self, inMemoryDataset: Any, stream: IO[bytes], storageClass: StorageClass) -> None:
-        """Write the object as plain data in UTF-8 JSON, after `validate`.
-
-        Raises
-        ------
-        UnstorableDatasetError
-            The data holds what JSON would change (see `validate`).
-        """
-        data = (
-            toPlain(inMemoryDataset)
-            if isPrevalidated(inMemoryDataset)
-            else self._plain(inMemoryDataset, storageClass)
-        )
-        stream.write(json.dumps(data, ensure_ascii=False).encode("utf-8"))
+    def loads(self, data: bytes) -> Any:
+        """Parse JSON (UTF-8, -16 or -32, as `json.loads` detects it)."""
+        return json.loads(data)
 
     def exportFile(self, inMemoryDataset: Any, path: Path) -> None:
         """Write indented JSON for people and other programs; arrays are written as lists."""
         text = json.dumps(inMemoryDataset, default=exportDefault, indent=2) + "\n"
         path.write_text(text, encoding="utf-8")
-
-    def readBuffer(
-        self, buffer: memoryview, storageClass: StorageClass, parameters: Mapping[str, Any]
-    ) -> Any:
-        """Parse the JSON and rebuild the storage class's type from the plain data."""
-        return fromPlain(json.loads(bytes(buffer)), storageClass)

@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import yaml
 
-from ..storage_class import StorageClass
-from .base import Formatter, fromPlain, isPrevalidated, toCheckedPlain, toPlain
+from ._plain import PlainDataFormatter
 from .json import exportDefault
 
 __all__ = ["YamlFormatter"]
 
 
-class YamlFormatter(Formatter):
+class YamlFormatter(PlainDataFormatter):
     """Writes plain data as YAML with the safe dumper and reads it with the safe loader.
 
     Unlike JSON, YAML keeps non-string dict keys. Tuples inside the data are refused, as they
@@ -26,45 +24,18 @@ class YamlFormatter(Formatter):
 
     extension = ".yaml"
 
-    def validate(self, inMemoryDataset: Any, storageClass: StorageClass) -> None:
-        """Refuse what YAML would change (see `toCheckedPlain`).
+    formatName = "YAML"
+    stringKeysOnly = False
 
-        Raises
-        ------
-        UnstorableDatasetError
-            Tuples inside the data, subclasses of plain types, cycles, absurd nesting.
-        DatasetTypeMismatchError
-            The object is not plain data and exports no dict.
-        """
-        self._plain(inMemoryDataset, storageClass)
+    def dumps(self, data: Any) -> str:
+        """Return ``data`` as YAML text, with the safe dumper (keys in their order)."""
+        return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
 
-    @staticmethod
-    def _plain(inMemoryDataset: Any, storageClass: StorageClass) -> Any:
-        return toCheckedPlain(inMemoryDataset, storageClass, "YAML", stringKeysOnly=False)
-
-    def write(self, inMemoryDataset: Any, stream: IO[bytes], storageClass: StorageClass) -> None:
-        """Write the object as plain data with YAML's safe dumper, after `validate`.
-
-        Raises
-        ------
-        UnstorableDatasetError
-            The data holds what YAML would change (see `validate`).
-        """
-        data = (
-            toPlain(inMemoryDataset)
-            if isPrevalidated(inMemoryDataset)
-            else self._plain(inMemoryDataset, storageClass)
-        )
-        text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
-        stream.write(text.encode("utf-8"))
+    def loads(self, data: bytes) -> Any:
+        """Parse UTF-8 YAML with the safe loader: nothing but plain data is constructed."""
+        return yaml.safe_load(data.decode("utf-8"))
 
     def exportFile(self, inMemoryDataset: Any, path: Path) -> None:
         """Write YAML for people and other programs; arrays are written as lists, tuples as lists."""
         plain = json.loads(json.dumps(inMemoryDataset, default=exportDefault))
         path.write_text(yaml.safe_dump(plain, sort_keys=False), encoding="utf-8")
-
-    def readBuffer(
-        self, buffer: memoryview, storageClass: StorageClass, parameters: Mapping[str, Any]
-    ) -> Any:
-        """Parse the YAML with the safe loader and rebuild the storage class's type from it."""
-        return fromPlain(yaml.safe_load(bytes(buffer).decode("utf-8")), storageClass)
