@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-import databutler.formatters.json
+import databutler.formatters._plain
 from databutler import (
     ArgumentTypeError,
     Butler,
@@ -116,7 +116,7 @@ def test_put_many_checks_each_object_once(butler: Butler, monkeypatch: pytest.Mo
     validations = [0]
     checkedWrites = [0]
     validate = JsonFormatter.validate
-    toCheckedPlain = databutler.formatters.json.toCheckedPlain
+    toCheckedPlain = databutler.formatters._plain.toCheckedPlain
 
     def countingValidate(self: JsonFormatter, obj: Any, storageClass: Any) -> None:
         validations[0] += 1
@@ -128,7 +128,7 @@ def test_put_many_checks_each_object_once(butler: Butler, monkeypatch: pytest.Mo
 
     monkeypatch.setattr(JsonFormatter, "validate", countingValidate)
     butler.putMany([({"i": i}, "metrics", {"visit": i}) for i in range(10)])
-    monkeypatch.setattr(databutler.formatters.json, "toCheckedPlain", countingCheckedPlain)
+    monkeypatch.setattr(databutler.formatters._plain, "toCheckedPlain", countingCheckedPlain)
     butler.putMany([({"i": i}, "metrics", {"visit": i}) for i in range(10, 15)])
     assert validations[0] == 15
     assert checkedWrites[0] == 5  # one per object, by its check: the writes trusted it
