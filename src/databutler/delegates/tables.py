@@ -9,11 +9,19 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from typing_extensions import override
+
 from ..exceptions import InvalidParameterError
 from ..storage_class import StorageClassDelegate
 from .containers import ImmutableDelegate
 
-__all__ = ["ArrowTableDelegate", "AstropyTableDelegate", "DataFrameDelegate", "checkColumns"]
+__all__ = [
+    "ArrowTableDelegate",
+    "AstropyTableDelegate",
+    "ColumnTableDelegate",
+    "DataFrameDelegate",
+    "checkColumns",
+]
 
 
 def checkColumns(requested: Any, available: Sequence[str], storageClassName: str) -> list[str]:
@@ -40,23 +48,43 @@ def checkColumns(requested: Any, available: Sequence[str], storageClassName: str
     return list(requested)
 
 
-class DataFrameDelegate(StorageClassDelegate):
-    """pandas.DataFrame: shallow copies are safe under copy-on-write (always on in pandas 3)."""
+class ColumnTableDelegate(StorageClassDelegate):
+    """A column table: the ``columns`` parameter selects columns, in the order given.
+
+    Subclasses say how to list a table's column names (`columnNames`) and how to select some
+    (`selectColumns`, by default ``table[columns]``).
+    """
+
+    def columnNames(self, table: Any) -> Sequence[str]:
+        """Return the names of the columns of ``table``."""
+        raise NotImplementedError(f"{type(self).__name__} does not say how to list a table's columns.")
+
+    def selectColumns(self, table: Any, columns: list[str]) -> Any:
+        """Return ``table`` restricted to ``columns`` (checked names), in that order."""
+        return table[columns]
 
     def applyParameters(self, inMemoryDataset: Any, parameters: Mapping[str, Any]) -> Any:
-        """Return the DataFrame restricted to the ``columns`` parameter, in the order given.
+        """Return the table restricted to the ``columns`` parameter, in the order given.
 
         Raises
         ------
         InvalidParameterError
-            ``columns`` is not a name or list of names, or names a column the DataFrame lacks.
+            ``columns`` is not a name or list of names, or names a column the table lacks.
         """
         if "columns" in parameters:
             cols = checkColumns(
-                parameters["columns"], list(map(str, inMemoryDataset.columns)), self.storageClass.name
+                parameters["columns"], self.columnNames(inMemoryDataset), self.storageClass.name
             )
-            return inMemoryDataset[cols]
+            return self.selectColumns(inMemoryDataset, cols)
         return inMemoryDataset
+
+
+class DataFrameDelegate(ColumnTableDelegate):
+    """pandas.DataFrame: shallow copies are safe under copy-on-write (always on in pandas 3)."""
+
+    @override
+    def columnNames(self, table: Any) -> Sequence[str]:
+        return list(map(str, table.columns))
 
     def getSize(self, inMemoryDataset: Any) -> int:
         """Return the memory used by the DataFrame, its index and object contents included."""
@@ -74,42 +102,28 @@ class DataFrameDelegate(StorageClassDelegate):
         return inMemoryDataset.copy(deep=True)
 
 
-class ArrowTableDelegate(ImmutableDelegate):
+class ArrowTableDelegate(ColumnTableDelegate, ImmutableDelegate):
     """pyarrow.Table: immutable, so copying and freezing are sharing."""
 
-    def applyParameters(self, inMemoryDataset: Any, parameters: Mapping[str, Any]) -> Any:
-        """Return the table restricted to the ``columns`` parameter, in the order given.
+    @override
+    def columnNames(self, table: Any) -> Sequence[str]:
+        return table.column_names  # type: ignore[no-any-return]
 
-        Raises
-        ------
-        InvalidParameterError
-            ``columns`` is not a name or list of names, or names a column the table lacks.
-        """
-        if "columns" in parameters:
-            cols = checkColumns(parameters["columns"], inMemoryDataset.column_names, self.storageClass.name)
-            return inMemoryDataset.select(cols)
-        return inMemoryDataset
+    @override
+    def selectColumns(self, table: Any, columns: list[str]) -> Any:
+        return table.select(columns)
 
     def getSize(self, inMemoryDataset: Any) -> int:
         """Return the bytes held by the table's buffers."""
         return int(inMemoryDataset.nbytes)
 
 
-class AstropyTableDelegate(StorageClassDelegate):
+class AstropyTableDelegate(ColumnTableDelegate):
     """astropy.table.Table: copies copy the column data."""
 
-    def applyParameters(self, inMemoryDataset: Any, parameters: Mapping[str, Any]) -> Any:
-        """Return the table restricted to the ``columns`` parameter, in the order given.
-
-        Raises
-        ------
-        InvalidParameterError
-            ``columns`` is not a name or list of names, or names a column the table lacks.
-        """
-        if "columns" in parameters:
-            cols = checkColumns(parameters["columns"], inMemoryDataset.colnames, self.storageClass.name)
-            return inMemoryDataset[cols]
-        return inMemoryDataset
+    @override
+    def columnNames(self, table: Any) -> Sequence[str]:
+        return table.colnames  # type: ignore[no-any-return]
 
     def getSize(self, inMemoryDataset: Any) -> int:
         """Return the bytes of the column data plus a fixed allowance for the table object."""
