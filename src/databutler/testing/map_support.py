@@ -7,9 +7,11 @@ import signal
 from pathlib import Path
 from typing import Any
 
+from typing_extensions import override
+
 from ..butler import Butler
 
-__all__ = ["KillDuringWrite", "KillFirst", "RaiseFor", "calibrate", "getInChild", "spin"]
+__all__ = ["KillAt", "KillDuringWrite", "KillFirst", "RaiseFor", "calibrate", "getInChild", "spin"]
 
 
 def spin(seed: int, rounds: int) -> int:
@@ -46,10 +48,11 @@ class RaiseFor:
         return out
 
 
-class KillFirst:
-    """A unit function whose process SIGKILLs itself at one data ID the first ``times`` times.
+class KillAt:
+    """A unit function whose process dies at one data ID, the first ``times`` times.
 
     Attempts are counted in files in ``markerDir`` (worker processes share no memory).
+    Subclasses say how the process dies (`arrangeDeath`).
     """
 
     def __init__(self, killAt: dict[str, int], markerDir: str, times: int) -> None:
@@ -58,17 +61,29 @@ class KillFirst:
         self.times = times
 
     def __call__(self, dataId: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
-        """Return what `calibrate` does, after killing this process the first times at ``killAt``."""
+        """Return what `calibrate` does, after `arrangeDeath` the first times at ``killAt``."""
         if dataId == self.killAt:
             marker = Path(self.markerDir)
             done = len(list(marker.glob("kill-*")))
             if done < self.times:
                 (marker / f"kill-{done}").touch()
-                os.kill(os.getpid(), signal.SIGKILL)
+                self.arrangeDeath()
         return calibrate(dataId, inputs)
 
+    def arrangeDeath(self) -> None:
+        """Kill this process now, or arrange for it to die later."""
+        raise NotImplementedError
 
-class KillDuringWrite:
+
+class KillFirst(KillAt):
+    """A unit function whose process SIGKILLs itself at one data ID the first ``times`` times."""
+
+    @override
+    def arrangeDeath(self) -> None:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+class KillDuringWrite(KillAt):
     """A unit function whose process SIGKILLs itself while its outputs are being written.
 
     At ``killAt``, the first ``times`` times (counted in files in ``markerDir``), it returns
@@ -77,31 +92,20 @@ class KillDuringWrite:
     the second a hidden temporary file.
     """
 
-    def __init__(self, killAt: dict[str, int], markerDir: str, times: int) -> None:
-        self.killAt = killAt
-        self.markerDir = markerDir
-        self.times = times
+    @override
+    def arrangeDeath(self) -> None:
+        from ..datastores.file._access import FileAccess
 
-    def __call__(self, dataId: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
-        """Return what `calibrate` does, with the process set to die at its second rename at ``killAt``."""
-        if dataId == self.killAt:
-            marker = Path(self.markerDir)
-            done = len(list(marker.glob("kill-*")))
-            if done < self.times:
-                (marker / f"kill-{done}").touch()
-                from ..datastores.file._access import FileAccess
+        original = FileAccess.rename
+        renames = [0]
 
-                original = FileAccess.rename
-                renames = [0]
+        def renameThenDie(self: FileAccess, source: str, target: str) -> None:
+            renames[0] += 1
+            if renames[0] == 2:
+                os.kill(os.getpid(), signal.SIGKILL)
+            original(self, source, target)
 
-                def renameThenDie(self: FileAccess, source: str, target: str) -> None:
-                    renames[0] += 1
-                    if renames[0] == 2:
-                        os.kill(os.getpid(), signal.SIGKILL)
-                    original(self, source, target)
-
-                FileAccess.rename = renameThenDie  # type: ignore[method-assign]
-        return calibrate(dataId, inputs)
+        FileAccess.rename = renameThenDie  # type: ignore[method-assign]
 
 
 def getInChild(butler: Butler, datasetType: str, dataId: dict[str, Any]) -> Any:
