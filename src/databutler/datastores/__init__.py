@@ -6,9 +6,9 @@ imported on first use, so that a process that never touches files does not pay f
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from .._lazy import lazyGetattr
 from .memory import InMemoryDatastore, InMemoryDatastoreStats
 
 if TYPE_CHECKING:
@@ -20,10 +20,4 @@ __all__ = ["ChainedDatastore", "FileDatastore", "InMemoryDatastore", "InMemoryDa
 _LAZY = {"ChainedDatastore": ".chained", "FileDatastore": ".file"}
 
 
-def __getattr__(name: str) -> Any:
-    moduleName = _LAZY.get(name)
-    if moduleName is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(moduleName, __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazyGetattr(globals(), _LAZY)
