@@ -58,6 +58,7 @@ EXPECTED = [
     "InvalidQueryError",
     "JsonFormatter",
     "ManifestError",
+    "MapUnitError",
     "MaskedImage",
     "MissingDatasetError",
     "MissingDatasetTypeError",

@@ -97,6 +97,7 @@ __all__ = [
     "FileTemplateError",
     "ForeignRegistryError",
     "FormatterError",
+    "IngestError",
     "InvalidParameterError",
     "InvalidQueryError",
     "ManifestError",
