@@ -10,6 +10,7 @@ Relative file paths are taken relative to the table's folder.
 from __future__ import annotations
 
 import csv
+import importlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -106,15 +107,25 @@ def _dataLines(path: Path) -> Iterator[int]:
             seenNames = True
 
 
-def _readEcsv(path: Path) -> tuple[list[str], list[TableRow]]:
+def _importForTable(moduleName: str, path: Path, tableFormat: str, extra: str) -> Any:
+    """Import ``moduleName`` to read the ``tableFormat`` table ``path``, or say which extra installs it.
+
+    Raises
+    ------
+    IngestError
+        The module is not installed.
+    """
     try:
-        from astropy.table import Table
+        return importlib.import_module(moduleName)
     except ImportError as exc:
         raise IngestError(
-            f"Reading the ECSV table {str(path)!r} needs astropy: pip install 'databutler[astropy]' "
-            "(or give a CSV table)."
+            f"Reading the {tableFormat} table {str(path)!r} needs {moduleName.split('.')[0]}: "
+            f"pip install 'databutler[{extra}]' (or give a CSV table)."
         ) from exc
-    table = Table.read(path, format="ascii.ecsv")
+
+
+def _readEcsv(path: Path) -> tuple[list[str], list[TableRow]]:
+    table = _importForTable("astropy.table", path, "ECSV", "astropy").Table.read(path, format="ascii.ecsv")
     names = list(table.colnames)
     columns = [table[name].tolist() for name in names]
     lines = list(_dataLines(path))
@@ -128,14 +139,7 @@ def _readEcsv(path: Path) -> tuple[list[str], list[TableRow]]:
 
 
 def _readParquet(path: Path) -> tuple[list[str], list[TableRow]]:
-    try:
-        import pyarrow.parquet as pq
-    except ImportError as exc:
-        raise IngestError(
-            f"Reading the Parquet table {str(path)!r} needs pyarrow: pip install 'databutler[arrow]' "
-            "(or give a CSV table)."
-        ) from exc
-    table = pq.read_table(path)
+    table = _importForTable("pyarrow.parquet", path, "Parquet", "arrow").read_table(path)
     return list(table.column_names), [
         TableRow(f"row {i + 1}", values) for i, values in enumerate(table.to_pylist())
     ]
