@@ -160,8 +160,7 @@ class Formatter(ABC):
         InvalidParameterError
             A pushed-down parameter has a bad value.
         """
-        if type(self).readStream is Formatter.readStream:
-            raise NotImplementedError(f"{self.name} implements neither readBuffer nor readStream.")
+        self._checkReadsSomething()
         return self.readStream(io.BytesIO(buffer), storageClass, parameters)
 
     def readStream(self, stream: IO[bytes], storageClass: StorageClass, parameters: Mapping[str, Any]) -> Any:
@@ -172,9 +171,14 @@ class Formatter(ABC):
         InvalidParameterError
             A pushed-down parameter has a bad value.
         """
-        if type(self).readBuffer is Formatter.readBuffer:
-            raise NotImplementedError(f"{self.name} implements neither readBuffer nor readStream.")
+        self._checkReadsSomething()
         return self.readBuffer(memoryview(bytearray(stream.read())), storageClass, parameters)
+
+    def _checkReadsSomething(self) -> None:
+        """Refuse a formatter that overrides neither read (each default calls the other)."""
+        cls = type(self)
+        if cls.readBuffer is Formatter.readBuffer and cls.readStream is Formatter.readStream:
+            raise NotImplementedError(f"{self.name} implements neither readBuffer nor readStream.")
 
     # -- files outside any datastore (``databutler put`` and ``get -o``) --
 
