@@ -846,17 +846,12 @@ class FileDatastore(Datastore[StoredFileInfo]):
         return [str(self.fs.unstrip_protocol(p)) for p in self.files.orphanFiles(olderThan)]
 
     def removeOrphanFiles(self, olderThan: float = 3600.0, dryRun: bool = False) -> list[str]:
-        """Delete the files `findOrphanFiles` finds; return their URIs.
+        """Delete the files `findOrphanFiles` finds (its ``olderThan`` is ours); return their URIs.
 
         Each file is deleted while its path is held in the records, so never one whose put
-        commits meanwhile; ``olderThan`` spares files of puts still in progress elsewhere.
-
-        Parameters
-        ----------
-        olderThan : float
-            Only files last modified at least this many seconds ago are removed.
-        dryRun : bool
-            Only return what would be removed; change nothing.
+        commits meanwhile; ``olderThan`` (an hour by default) spares files of puts still in
+        progress elsewhere. With ``dryRun``, as in `removeLeftoverFiles`, the URIs are only
+        returned and nothing is deleted.
         """
         found = self.files.orphanFiles(olderThan)
         if not dryRun:
