@@ -24,7 +24,9 @@ from databutler import (
     SqlRegistry,
 )
 from databutler.dimensions import DimensionUniverse
-from databutler.registry import RegistryConfig, schema
+from databutler.registry import Registry, RegistryConfig, schema
+from databutler.registry.sql_registry import _Verb
+from databutler.registry.types_runs import DatasetTypeManager
 from databutler.testing.registry_support import POSTGRES_URL_ENV, dropNamespace, newNamespace, postgresUrl
 from databutler.testing.registry_tests import RegistryTests
 
@@ -264,3 +266,24 @@ def test_sqlite_read_connections_per_thread(tmp_path: Path) -> None:
     assert registry.getDataset(ref.id) == ref  # ...and seen at once by this thread's reader
     registry.close()
     assert not any(f.alive for f in readers | registry._db._readerFinalizers)
+
+
+def test_a_verb_a_manager_implements_is_its_method() -> None:
+    """Such a verb is documented once, in Registry, and a call goes straight to the manager."""
+    registry = SqlRegistry("sqlite://", create=True)
+    try:
+        assert registry.queryDatasets == registry.datasets.queryDatasets
+        assert registry.queryDimensionRecords == registry.dimensionRecords.query
+        assert SqlRegistry.queryRuns.__doc__ == Registry.queryRuns.__doc__
+        assert registry.registerRun("run1") and registry.queryRuns() == ["run1"]
+    finally:
+        registry.close()
+
+
+def test_a_verb_must_be_named_for_the_registry_verb() -> None:
+    with pytest.raises((TypeError, RuntimeError)) as caught:
+
+        class Misnamed(SqlRegistry):
+            runs = _Verb(Registry.queryRuns).of("datasetTypes", DatasetTypeManager.queryRuns)
+
+    assert "Misnamed.runs must be _Verb(Registry.runs)" in str(caught.value) + str(caught.value.__cause__)

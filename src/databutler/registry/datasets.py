@@ -309,6 +309,7 @@ class DatasetManager:
         datasetTypeOrName: DatasetType | str,
         dataId: Mapping[str, Any] | None,
         collections: str | Sequence[str],
+        *,
         timespan: Any = None,
     ) -> DatasetRef | None:
         """Find one dataset in the collections, searched in order (`Registry.findDataset`)."""
@@ -868,25 +869,26 @@ class DatasetManager:
     def decertify(
         self,
         collection: str,
-        datasetTypeOrName: DatasetType | str,
+        datasetType: DatasetType | str,
         timespan: Any,
+        *,
         dataIds: Iterable[Mapping[str, Any]] | None = None,
     ) -> int:
         """Take ``timespan`` out of the validity of datasets of one type (`Registry.decertify`)."""
         collectionId = self._requireCollection(collection, CollectionType.CALIBRATION, "decertify")
-        typeId, datasetType = self.types.resolveParentType(datasetTypeOrName, "decertify")
+        typeId, parentType = self.types.resolveParentType(datasetType, "decertify")
         validity = toValidity(timespan, f"decertify in {collection!r}")
         texts = None
         if dataIds is not None:
-            texts = [encodeDataId(datasetType, self._coerceDataId(datasetType, d))[1] for d in dataIds]
+            texts = [encodeDataId(parentType, self._coerceDataId(parentType, d))[1] for d in dataIds]
         return self.types.associations.decertify(collectionId, typeId, validity, texts)
 
     def queryCertifications(
-        self, collection: str, datasetTypeOrName: DatasetType | str
+        self, collection: str, datasetType: DatasetType | str
     ) -> list[tuple[DatasetRef, Timespan]]:
         """Return each dataset of one type certified in ``collection`` with its validity."""
         collectionId = self._requireCollection(collection, CollectionType.CALIBRATION, "query")
-        typeId, _ = self.types.resolveParentType(datasetTypeOrName, "query")
+        typeId, _ = self.types.resolveParentType(datasetType, "query")
         out = []
         for ident, _, validity in self.types.associations.certifications(collectionId, typeId):
             ref = self.getDataset(ident)

@@ -231,18 +231,11 @@ class DimensionRecordStorage:
         self,
         element: str,
         where: str | None = None,
+        *,
         bind: Mapping[str, Any] | None = None,
         dataId: Mapping[str, Any] | None = None,
     ) -> list[DimensionRecord]:
-        """Return the records of ``element`` matching ``where`` and ``dataId``, sorted by key.
-
-        Raises
-        ------
-        DataIdError
-            ``element`` is unknown, or ``dataId`` has a key the records do not have.
-        InvalidQueryError
-            ``where`` does not parse or names a field the records do not have.
-        """
+        """Return the records of ``element`` that match, sorted by key (`Registry.queryDimensionRecords`)."""
         table = self._table(element)
         statement = sa.select(table).order_by(*(table.c[key] for key in self.universe.requiredKeys(element)))
         resolver = RecordColumns(self.universe, element, table)

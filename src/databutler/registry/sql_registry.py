@@ -2,8 +2,11 @@
 
 Built on SQLAlchemy 2 Core. SQLite (a file in the repository) is the default; PostgreSQL is
 for registries shared by many processes and machines. `SqlRegistry` opens (or creates) the
-database and holds one manager per group of verbs, each over the same `ConnectionManager`; each
-`Registry` verb is one call to its manager:
+database and holds one manager per group of verbs, each over the same `ConnectionManager`. A
+verb a manager implements as it is becomes the manager's method by one line
+(``queryRuns = _Verb(Registry.queryRuns).of("datasetTypes", DatasetTypeManager.queryRuns)``),
+so its signature and documentation are written once, in `Registry`; the few verbs that take
+several managers are methods here. The managers:
 
 - ``datasetTypes`` (`types_runs.DatasetTypeManager`): dataset types and runs;
 - ``datasets`` (`datasets.DatasetManager`): adding, finding, querying and removing datasets;
@@ -15,24 +18,22 @@ database and holds one manager per group of verbs, each over the same `Connectio
 The other modules: `schema` (the registry's tables, and how data IDs are stored), `databases`
 (the URL, the engine and its SQLite settings), `connections` (transactions, SAVEPOINTs, the id
 cache) and `data_ids`. A new group of verbs (dimensions, collections) is a new manager built in
-`SqlRegistry.__init__` and a few one-line verbs here.
+`SqlRegistry.__init__` and one `_Verb` line here for each of its verbs.
 """
 
 from __future__ import annotations
 
 import os
-import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, Generic, ParamSpec, Self, TypeVar, overload
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
+from typing_extensions import override
 
 from ..config import Config
-from ..dataset_ref import DatasetRef
-from ..dataset_type import DatasetType
 from ..dimensions import DimensionRecord, DimensionUniverse
 from ..exceptions import (
     CollectionError,
@@ -45,7 +46,7 @@ from ..exceptions import (
 )
 from ..storage_class import StorageClassFactory
 from . import schema
-from .collections import CollectionType
+from .collections import ChainedCollectionManager, CollectionType
 from .connections import ConnectionManager, dialectInsert
 from .data_id_queries import DataIdQueryManager
 from .databases import ROOT_PLACEHOLDER, RegistryConfig, isSqliteUrl, parseUrl, sqliteFile
@@ -53,7 +54,6 @@ from .datasets import DatasetManager
 from .dimension_records import DimensionRecordStorage
 from .interface import Registry
 from .locations import LocationManager
-from .queries.results import QueryResults
 from .records import SqlRecordStorage
 from .types_runs import DatasetTypeManager
 
@@ -83,6 +83,49 @@ def _universeFrom(dimensions: DimensionUniverse | Mapping[str, Any] | None) -> D
 
 _REPOSITORY_ID = "repositoryId"
 _REPOSITORY_ROOT = "repositoryRoot"
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+class _Verb(Generic[_P, _R]):
+    """A registry verb that one of `SqlRegistry`'s managers implements as it is.
+
+    ``queryRuns = _Verb(Registry.queryRuns).of("datasetTypes", DatasetTypeManager.queryRuns)``
+    names the manager and its method once: the signature and the documentation stay with
+    `Registry`, and mypy checks that the method takes the verb's arguments and returns its type.
+    Read from a registry, the attribute is the manager's bound method, so a call goes straight
+    to the manager.
+    """
+
+    def __init__(self, verb: Callable[Concatenate[Any, _P], _R]) -> None:
+        self.__doc__ = verb.__doc__
+        self._verb = verb
+        self._manager = ""
+        self._method = ""
+
+    def of(self, manager: str, method: Callable[Concatenate[Any, _P], _R]) -> Self:
+        """Return this verb, implemented by ``method`` of the registry's attribute ``manager``."""
+        self._manager = manager
+        self._method = method.__name__
+        return self
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        """Check that the attribute is named for its verb and has a manager."""
+        if name != self._verb.__name__ or not self._manager:
+            raise TypeError(f"{owner.__name__}.{name} must be _Verb(Registry.{name}).of(manager, method).")
+
+    @overload
+    def __get__(self, instance: None, owner: type | None = None) -> Self: ...
+    @overload
+    def __get__(self, instance: object, owner: type | None = None) -> Callable[_P, _R]: ...
+    def __get__(self, instance: object | None, owner: type | None = None) -> Self | Callable[_P, _R]:
+        """Return the manager's bound method (this verb itself when read from the class)."""
+        if instance is None:
+            return self
+        method: Callable[_P, _R] = getattr(getattr(instance, self._manager), self._method)
+        return method
 
 
 def _isWriteable(path: Path) -> bool:
@@ -361,8 +404,8 @@ class SqlRegistry(Registry):
 
     # -- which repository the registry belongs to --
 
+    @override
     def getRepositoryId(self) -> str | None:
-        """Return the id of the data repository this registry belongs to (`Registry.getRepositoryId`)."""
         table = schema.attributeTable
         with self._db.read() as connection:
             value = connection.execute(
@@ -370,17 +413,8 @@ class SqlRegistry(Registry):
             ).scalar_one_or_none()
         return None if value is None else str(value)
 
+    @override
     def claim(self, repositoryId: str, where: str) -> None:
-        """Make this registry belong to the repository ``repositoryId`` made at ``where`` (`Registry.claim`).
-
-        A registry belongs to one repository: its datastores' locations and records are kept
-        under names only that repository gives meaning to.
-
-        Raises
-        ------
-        ForeignRegistryError
-            The registry already belongs to another repository.
-        """
         table = schema.attributeTable
         with self._db.write() as connection:
             selected = sa.select(table.c.name, table.c.value).where(
@@ -416,14 +450,8 @@ class SqlRegistry(Registry):
                 return True
         return False
 
+    @override
     def checkOwner(self, repositoryId: str, where: str) -> None:
-        """Check that this registry belongs to the repository ``repositoryId`` (`Registry.checkOwner`).
-
-        Raises
-        ------
-        ForeignRegistryError
-            The registry belongs to another repository, or to none.
-        """
         owner = self.getRepositoryId()
         if owner != repositoryId:
             whose = f"repository id {owner}" if owner else "no repository"
@@ -438,8 +466,8 @@ class SqlRegistry(Registry):
 
     # -- life cycle --
 
+    @override
     def close(self) -> None:
-        """Close every database connection; the registry must not be used afterwards."""
         self._db.dispose()
 
     def __repr__(self) -> str:
@@ -447,6 +475,7 @@ class SqlRegistry(Registry):
         where = f", namespace={self.namespace!r}" if self.namespace else ""
         return f"SqlRegistry({self.url.render_as_string(hide_password=True)!r}{where})"
 
+    @override
     @contextmanager
     def transaction(self) -> Iterator[None]:
         """Group registry calls (`Registry.transaction`); nested blocks are SAVEPOINTs.
@@ -457,75 +486,106 @@ class SqlRegistry(Registry):
             yield
 
     @property
+    @override
     def recordStorage(self) -> SqlRecordStorage:
-        """Datastore records tables in this registry's database (`Registry.recordStorage`)."""
         return self._recordStorage
 
-    # -- the verbs, each its manager's --
+    @property
+    @override
+    def dimensions(self) -> DimensionUniverse:
+        return self.universe
 
-    def registerDatasetType(self, datasetType: DatasetType) -> bool:
-        """Register ``datasetType`` (`Registry.registerDatasetType`)."""
-        return self.datasetTypes.registerDatasetType(datasetType)
+    # -- the verbs that are one manager's, unchanged --
 
-    def getDatasetType(self, name: str) -> DatasetType:
-        """Return the dataset type ``name`` (`Registry.getDatasetType`)."""
-        return self.datasetTypes.getDatasetType(name)
+    registerDatasetType = _Verb(Registry.registerDatasetType).of(
+        "datasetTypes", DatasetTypeManager.registerDatasetType
+    )
+    getDatasetType = _Verb(Registry.getDatasetType).of("datasetTypes", DatasetTypeManager.getDatasetType)
+    queryDatasetTypes = _Verb(Registry.queryDatasetTypes).of(
+        "datasetTypes", DatasetTypeManager.queryDatasetTypes
+    )
+    registerRun = _Verb(Registry.registerRun).of("datasetTypes", DatasetTypeManager.registerRun)
+    queryRuns = _Verb(Registry.queryRuns).of("datasetTypes", DatasetTypeManager.queryRuns)
+    queryCollections = _Verb(Registry.queryCollections).of(
+        "datasetTypes", DatasetTypeManager.queryCollections
+    )
+    getCollectionType = _Verb(Registry.getCollectionType).of(
+        "datasetTypes", DatasetTypeManager.getCollectionType
+    )
+    registerCollection = _Verb(Registry.registerCollection).of(
+        "datasetTypes", DatasetTypeManager.registerCollection
+    )
 
-    def queryDatasetTypes(self) -> list[DatasetType]:
-        """Return every registered dataset type (`Registry.queryDatasetTypes`)."""
-        return self.datasetTypes.queryDatasetTypes()
+    setCollectionChain = _Verb(Registry.setCollectionChain).of(
+        "collections", ChainedCollectionManager.setCollectionChain
+    )
+    getCollectionChain = _Verb(Registry.getCollectionChain).of(
+        "collections", ChainedCollectionManager.getCollectionChain
+    )
+    prependCollectionChain = _Verb(Registry.prependCollectionChain).of(
+        "collections", ChainedCollectionManager.prependCollectionChain
+    )
+    extendCollectionChain = _Verb(Registry.extendCollectionChain).of(
+        "collections", ChainedCollectionManager.extendCollectionChain
+    )
+    removeFromCollectionChain = _Verb(Registry.removeFromCollectionChain).of(
+        "collections", ChainedCollectionManager.removeFromCollectionChain
+    )
 
-    def registerRun(self, name: str) -> bool:
-        """Register the run ``name`` (`Registry.registerRun`)."""
-        return self.datasetTypes.registerRun(name)
+    addDatasets = _Verb(Registry.addDatasets).of("datasets", DatasetManager.addDatasets)
+    addDatasetRefs = _Verb(Registry.addDatasetRefs).of("datasets", DatasetManager.addDatasetRefs)
+    findDataset = _Verb(Registry.findDataset).of("datasets", DatasetManager.findDataset)
+    queryDatasets = _Verb(Registry.queryDatasets).of("datasets", DatasetManager.queryDatasets)
+    countDatasets = _Verb(Registry.countDatasets).of("datasets", DatasetManager.countDatasets)
+    explainQuery = _Verb(DatasetManager.explainQuery).of("datasets", DatasetManager.explainQuery)
+    getDataset = _Verb(Registry.getDataset).of("datasets", DatasetManager.getDataset)
+    getDatasets = _Verb(Registry.getDatasets).of("datasets", DatasetManager.getDatasets)
+    removeDatasets = _Verb(Registry.removeDatasets).of("datasets", DatasetManager.removeDatasets)
+    someDatasetsInRun = _Verb(Registry.someDatasetsInRun).of("datasets", DatasetManager.someDatasetsInRun)
+    associate = _Verb(Registry.associate).of("datasets", DatasetManager.associate)
+    disassociate = _Verb(Registry.disassociate).of("datasets", DatasetManager.disassociate)
+    certify = _Verb(Registry.certify).of("datasets", DatasetManager.certify)
+    decertify = _Verb(Registry.decertify).of("datasets", DatasetManager.decertify)
+    queryCertifications = _Verb(Registry.queryCertifications).of(
+        "datasets", DatasetManager.queryCertifications
+    )
 
-    def queryRuns(self) -> list[str]:
-        """Return every run's name (`Registry.queryRuns`)."""
-        return self.datasetTypes.queryRuns()
+    queryDataIds = _Verb(Registry.queryDataIds).of("dataIdQueries", DataIdQueryManager.queryDataIds)
+    explainDatasetQuery = _Verb(Registry.explainDatasetQuery).of(
+        "dataIdQueries", DataIdQueryManager.explainDatasetQuery
+    )
 
-    def queryCollections(self, types: str | Sequence[str] | None = None) -> list[str]:
-        """Return the names of the collections of these types (`Registry.queryCollections`)."""
-        return self.datasetTypes.queryCollections(types)
+    addDatasetLocations = _Verb(Registry.addDatasetLocations).of(
+        "locations", LocationManager.addDatasetLocations
+    )
+    removeDatasetLocations = _Verb(Registry.removeDatasetLocations).of(
+        "locations", LocationManager.removeDatasetLocations
+    )
+    getDatasetLocations = _Verb(Registry.getDatasetLocations).of(
+        "locations", LocationManager.getDatasetLocations
+    )
 
-    def getCollectionType(self, name: str) -> CollectionType:
-        """Return the type of collection ``name`` (`Registry.getCollectionType`)."""
-        return self.datasetTypes.getCollectionType(name)
+    syncDimensionData = _Verb(Registry.syncDimensionData).of("dimensionRecords", DimensionRecordStorage.sync)
+    queryDimensionRecords = _Verb(Registry.queryDimensionRecords).of(
+        "dimensionRecords", DimensionRecordStorage.query
+    )
 
-    def registerCollection(self, name: str, collectionType: CollectionType | str) -> bool:
-        """Register a collection of ``collectionType`` (`Registry.registerCollection`)."""
-        return self.datasetTypes.registerCollection(name, collectionType)
+    # -- the verbs that take more than one manager --
 
-    def associate(self, collection: str, refs: Iterable[DatasetRef]) -> None:
-        """Add datasets to TAGGED ``collection`` (`Registry.associate`)."""
-        self.datasets.associate(collection, refs)
+    @override
+    def insertDimensionData(
+        self, element: str, *records: Mapping[str, Any] | Iterable[Mapping[str, Any]]
+    ) -> None:
+        rows: list[Mapping[str, Any]] = []
+        for item in records:
+            if isinstance(item, Mapping | DimensionRecord):
+                rows.append(item)  # type: ignore[arg-type]
+            else:
+                rows.extend(item)
+        self.dimensionRecords.insert(element, rows)
 
-    def disassociate(self, collection: str, refs: Iterable[DatasetRef]) -> None:
-        """Take datasets out of TAGGED ``collection`` (`Registry.disassociate`)."""
-        self.datasets.disassociate(collection, refs)
-
-    def certify(self, collection: str, refs: Iterable[DatasetRef], timespan: Any) -> None:
-        """Certify datasets in CALIBRATION ``collection`` (`Registry.certify`)."""
-        self.datasets.certify(collection, refs, timespan)
-
-    def decertify(
-        self,
-        collection: str,
-        datasetType: DatasetType | str,
-        timespan: Any,
-        *,
-        dataIds: Iterable[Mapping[str, Any]] | None = None,
-    ) -> int:
-        """Remove ``timespan`` from validity ranges (`Registry.decertify`)."""
-        return self.datasets.decertify(collection, datasetType, timespan, dataIds)
-
-    def queryCertifications(
-        self, collection: str, datasetType: DatasetType | str
-    ) -> list[tuple[DatasetRef, Any]]:
-        """Return (ref, timespan) of each certification (`Registry.queryCertifications`)."""
-        return list(self.datasets.queryCertifications(collection, datasetType))
-
+    @override
     def removeCollection(self, name: str) -> None:
-        """Remove a TAGGED, CALIBRATION or CHAINED collection (`Registry.removeCollection`)."""
         kind = self.datasetTypes.getCollectionType(name)
         if kind == CollectionType.RUN:
             raise CollectionError(
@@ -545,8 +605,8 @@ class SqlRegistry(Registry):
             assert found is not None
             self.datasetTypes.associations.remove(found[0])
 
+    @override
     def removeRun(self, name: str) -> int:
-        """Remove run ``name`` and its datasets, in chunks (`Registry.removeRun`)."""
         self.datasetTypes.runId(name)
         parents = self.collections.parentsOf(name)
         if parents:
@@ -564,207 +624,6 @@ class SqlRegistry(Registry):
         self.datasetTypes.removeRun(name, lambda runId: len(self.datasets.someDatasetsInRun(name, 1)))
         return removed
 
-    def someDatasetsInRun(self, run: str, limit: int) -> list[DatasetRef]:
-        """Return at most ``limit`` datasets of ``run`` (`Registry.someDatasetsInRun`)."""
-        return self.datasets.someDatasetsInRun(run, limit)
-
+    @override
     def removeDatasetType(self, name: str) -> bool:
-        """Remove a dataset type of which no dataset exists (`Registry.removeDatasetType`)."""
         return self.datasetTypes.removeDatasetType(name, self.datasets.countByType)
-
-    def setCollectionChain(self, parent: str, children: Sequence[str]) -> None:
-        """Make ``children`` the whole of chain ``parent`` (`Registry.setCollectionChain`)."""
-        self.collections.setCollectionChain(parent, children)
-
-    def getCollectionChain(self, parent: str) -> list[str]:
-        """Return the children of chain ``parent`` in order (`Registry.getCollectionChain`)."""
-        return self.collections.getCollectionChain(parent)
-
-    def prependCollectionChain(self, parent: str, children: Sequence[str]) -> None:
-        """Put ``children`` at the front of chain ``parent`` (`Registry.prependCollectionChain`)."""
-        self.collections.prependCollectionChain(parent, children)
-
-    def extendCollectionChain(self, parent: str, children: Sequence[str]) -> None:
-        """Put ``children`` at the end of chain ``parent`` (`Registry.extendCollectionChain`)."""
-        self.collections.extendCollectionChain(parent, children)
-
-    def removeFromCollectionChain(self, parent: str, children: Sequence[str]) -> None:
-        """Take ``children`` out of chain ``parent`` (`Registry.removeFromCollectionChain`)."""
-        self.collections.removeFromCollectionChain(parent, children)
-
-    def countDatasets(
-        self,
-        datasetTypeOrName: DatasetType | str,
-        collections: str | Sequence[str] | None = None,
-        where: Mapping[str, Any] | str | None = None,
-        *,
-        bind: Mapping[str, Any] | None = None,
-    ) -> int:
-        """Return how many datasets `queryDatasets` would find (`Registry.countDatasets`)."""
-        return self.datasets.countDatasets(datasetTypeOrName, collections, where, bind=bind)
-
-    def queryDataIds(
-        self,
-        dimensions: str | Iterable[str],
-        where: str | None = None,
-        *,
-        bind: Mapping[str, Any] | None = None,
-        datasets: str | DatasetType | Iterable[str | DatasetType] | None = None,
-        collections: str | Sequence[str] | None = None,
-    ) -> QueryResults[dict[str, Any]]:
-        """Return the distinct data IDs over ``dimensions`` that datasets have (`Registry.queryDataIds`)."""
-        return self.dataIdQueries.queryDataIds(
-            dimensions, where, bind=bind, datasets=datasets, collections=collections
-        )
-
-    def explainDatasetQuery(
-        self,
-        datasetTypeOrName: DatasetType | str,
-        collections: str | Sequence[str] | None = None,
-        where: Mapping[str, Any] | str | None = None,
-        bind: Mapping[str, Any] | None = None,
-        *,
-        quiet: bool = False,
-    ) -> list[str]:
-        """Return why `queryDatasets` finds nothing (`Registry.explainDatasetQuery`)."""
-        return self.dataIdQueries.explainDatasetQuery(
-            datasetTypeOrName, collections, where, bind, quiet=quiet
-        )
-
-    def addDatasets(
-        self,
-        datasetTypeOrName: DatasetType | str,
-        dataIds: Iterable[Mapping[str, Any] | None],
-        run: str,
-        ids: Iterable[uuid.UUID | str] | None = None,
-    ) -> list[DatasetRef]:
-        """Add datasets of one type to ``run`` (`Registry.addDatasets`)."""
-        return self.datasets.addDatasets(datasetTypeOrName, dataIds, run, ids)
-
-    def addDatasetRefs(self, refs: Iterable[DatasetRef]) -> list[DatasetRef]:
-        """Add refs with their own ids and runs (`Registry.addDatasetRefs`)."""
-        return self.datasets.addDatasetRefs(refs)
-
-    def findDataset(
-        self,
-        datasetTypeOrName: DatasetType | str,
-        dataId: Mapping[str, Any] | None,
-        collections: str | Sequence[str],
-        *,
-        timespan: Any = None,
-    ) -> DatasetRef | None:
-        """Find one dataset in ``collections`` (`Registry.findDataset`)."""
-        return self.datasets.findDataset(datasetTypeOrName, dataId, collections, timespan)
-
-    def queryDatasets(
-        self,
-        datasetTypeOrName: DatasetType | str,
-        collections: str | Sequence[str] | None = None,
-        where: Mapping[str, Any] | str | None = None,
-        *,
-        bind: Mapping[str, Any] | None = None,
-        findFirst: bool = False,
-        orderBy: Sequence[str] | None = None,
-        limit: int | None = None,
-    ) -> list[DatasetRef]:
-        """Return the datasets of one type matching ``where`` (`Registry.queryDatasets`)."""
-        return self.datasets.queryDatasets(
-            datasetTypeOrName,
-            collections,
-            where,
-            bind=bind,
-            findFirst=findFirst,
-            orderBy=orderBy,
-            limit=limit,
-        )
-
-    def explainQuery(
-        self,
-        datasetTypeOrName: DatasetType | str,
-        collections: str | Sequence[str] | None = None,
-        where: Mapping[str, Any] | str | None = None,
-        *,
-        bind: Mapping[str, Any] | None = None,
-        findFirst: bool = False,
-        orderBy: Sequence[str] | None = None,
-        limit: int | None = None,
-    ) -> list[str]:
-        """Return the database's plan for the statement `queryDatasets` runs with these arguments.
-
-        SQLite's ``EXPLAIN QUERY PLAN`` (one line per step, indented under its parent) or
-        PostgreSQL's ``EXPLAIN``; the query itself is not run. Empty when no run is searched.
-
-        Raises
-        ------
-        MissingDatasetTypeError, MissingRunError, InvalidQueryError, DataIdError
-            As for `queryDatasets`.
-        """
-        return self.datasets.explainQuery(
-            datasetTypeOrName,
-            collections,
-            where,
-            bind=bind,
-            findFirst=findFirst,
-            orderBy=orderBy,
-            limit=limit,
-        )
-
-    def getDataset(self, id: uuid.UUID | str) -> DatasetRef | None:
-        """Return the dataset with this id, or `None` (`Registry.getDataset`)."""
-        return self.datasets.getDataset(id)
-
-    def getDatasets(self, ids: Iterable[uuid.UUID | str]) -> dict[uuid.UUID, DatasetRef]:
-        """Return the datasets with these ids that exist, by id, a few hundred per query."""
-        return self.datasets.getDatasets(ids)
-
-    def removeDatasets(self, refs: Iterable[DatasetRef]) -> None:
-        """Remove datasets and their locations (`Registry.removeDatasets`)."""
-        self.datasets.removeDatasets(refs)
-
-    def addDatasetLocations(self, datastoreName: str, refs: Iterable[DatasetRef]) -> None:
-        """Record that ``datastoreName`` holds ``refs`` (`Registry.addDatasetLocations`)."""
-        self.locations.addDatasetLocations(datastoreName, refs)
-
-    def removeDatasetLocations(self, datastoreName: str, refs: Iterable[DatasetRef]) -> None:
-        """Record that ``datastoreName`` no longer holds ``refs`` (`Registry.removeDatasetLocations`)."""
-        self.locations.removeDatasetLocations(datastoreName, refs)
-
-    def getDatasetLocations(self, ref: DatasetRef) -> set[str]:
-        """Return the datastores that hold ``ref`` (`Registry.getDatasetLocations`)."""
-        return self.locations.getDatasetLocations(ref)
-
-    # -- dimension records --
-
-    @property
-    def dimensions(self) -> DimensionUniverse:
-        """The registry's dimension universe (`Registry.dimensions`)."""
-        return self.universe
-
-    def insertDimensionData(
-        self, element: str, *records: Mapping[str, Any] | Iterable[Mapping[str, Any]]
-    ) -> None:
-        """Insert records of dimension ``element`` (`Registry.insertDimensionData`)."""
-        rows: list[Mapping[str, Any]] = []
-        for item in records:
-            if isinstance(item, Mapping | DimensionRecord):
-                rows.append(item)  # type: ignore[arg-type]
-            else:
-                rows.extend(item)
-        self.dimensionRecords.insert(element, rows)
-
-    def syncDimensionData(
-        self, element: str, record: Mapping[str, Any] | DimensionRecord, update: bool = False
-    ) -> bool:
-        """Insert ``record`` unless an identical one exists (`Registry.syncDimensionData`)."""
-        return self.dimensionRecords.sync(element, record, update)
-
-    def queryDimensionRecords(
-        self,
-        element: str,
-        where: str | None = None,
-        *,
-        bind: Mapping[str, Any] | None = None,
-        dataId: Mapping[str, Any] | None = None,
-    ) -> list[DimensionRecord]:
-        """Return the records of ``element`` that match (`Registry.queryDimensionRecords`)."""
-        return self.dimensionRecords.query(element, where, bind, dataId)
