@@ -24,6 +24,7 @@ from .dimension_records import DimensionRecordStorage
 from .queries import DatasetWhere, compileExpression, parseExpression
 from .queries.expressions import conjuncts, toText
 from .queries.results import QueryResults
+from .queries.statement_cache import StatementCache, driverRows, freeze
 from .types_runs import DatasetTypeManager
 
 __all__ = ["DataIdQueryManager"]
@@ -63,6 +64,7 @@ class DataIdQueryManager:
         self.datasets = datasets
         self.dimensionRecords = dimensionRecords
         self.universe: DimensionUniverse = types.universe
+        self._statements = StatementCache()
 
     def queryDataIds(
         self,
@@ -120,28 +122,47 @@ class DataIdQueryManager:
         if not types or not runs:
             return QueryResults([], explain)
         typeIds = [self.types.resolveParentType(t, "query")[0] for t in types]
-        # where may use any dimension every type queried has, not only those returned.
-        common = [d for d in types[0].dimensions if all(d in t.dimensions for t in types) and d not in names]
-        pseudo = _Dimensions(f"data IDs of {[t.name for t in types]}", (*names, *common))
-        resolver = DatasetWhere(pseudo, self.universe, self.dimensionRecords.tables)  # type: ignore[arg-type]
-        columns = [resolver._value(name).columnFor("int").label(name) for name in names]
-        condition = compileExpression(where, parseExpression(where), resolver, bind) if where else sa.true()
-        table = schema.datasetTable
-        datasetConditions: list[sa.ColumnElement[bool]] = [
-            table.c.datasetTypeId.in_(typeIds),
-            self.datasets.inCollections(runs),
-        ]
-        statement = self._fromRecords(names, resolver, datasetConditions, condition)
-        if statement is None:
-            statement = (
-                sa.select(*columns)
-                .distinct()
-                .select_from(resolver.joined(table))
-                .where(*datasetConditions, condition)
-                .order_by(*columns)
+
+        def build() -> sa.Select[Any]:
+            # where may use any dimension every type queried has, not only those returned.
+            common = [
+                d for d in types[0].dimensions if all(d in t.dimensions for t in types) and d not in names
+            ]
+            pseudo = _Dimensions(f"data IDs of {[t.name for t in types]}", (*names, *common))
+            resolver = DatasetWhere(pseudo, self.universe, self.dimensionRecords.tables)  # type: ignore[arg-type]
+            columns = [resolver._value(name).columnFor("int").label(name) for name in names]
+            condition = (
+                compileExpression(where, parseExpression(where), resolver, bind) if where else sa.true()
             )
+            table = schema.datasetTable
+            datasetConditions: list[sa.ColumnElement[bool]] = [
+                table.c.datasetTypeId.in_(typeIds),
+                self.datasets.inCollections(runs),
+            ]
+            statement = self._fromRecords(names, resolver, datasetConditions, condition)
+            if statement is None:
+                statement = (
+                    sa.select(*columns)
+                    .distinct()
+                    .select_from(resolver.joined(table))
+                    .where(*datasetConditions, condition)
+                    .order_by(*columns)
+                )
+            return statement
+
+        statement = self._statements.get(
+            lambda: (
+                names,
+                where,
+                freeze(bind),
+                tuple(typeIds),
+                tuple(t.dimensions for t in types),
+                tuple(runs),
+            ),
+            build,
+        )
         with self._db.read() as connection:
-            rows = connection.execute(statement).all()
+            rows = driverRows(connection, statement)
         return QueryResults([dict(zip(names, row, strict=True)) for row in rows], explain)
 
     def _fromRecords(

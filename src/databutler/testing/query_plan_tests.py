@@ -181,3 +181,41 @@ class QueryPlanTests(RegistryFixtures):
         assert layered.explainQuery("raw", [], "visit > 1") == []
         with pytest.raises(InvalidQueryError, match="orderBy names 'band'"):
             layered.explainQuery("raw", "all", orderBy=["band"])
+
+    def testRepeatedQueriesSeeTheCurrentState(self, layered: Registry) -> None:
+        """Check that a query asked again (its statement reused) sees datasets and chains as they are now."""
+        where = "visit >= :low AND visit < 3"
+        before = layered.queryDatasets("raw", "all", where, bind={"low": 1}, findFirst=True)
+        assert len(before) == 8 and {r.run for r in before} == {"run3"}
+        layered.addDataset("raw", {"instrument": "HSC", "visit": 2, "detector": 9}, "run1")
+        again = layered.queryDatasets("raw", "all", where, bind={"low": 1}, findFirst=True)
+        assert len(again) == 9 and again[:8] == before
+        layered.setCollectionChain("all", ["run1", "run2"])
+        assert {r.run for r in layered.queryDatasets("raw", "all", where, bind={"low": 1})} == {
+            "run1",
+            "run2",
+        }
+        assert {
+            r.run for r in layered.queryDatasets("raw", "all", where, bind={"low": 1}, findFirst=True)
+        } == {"run1"}
+        assert len(layered.queryDatasets("raw", "all", where, bind={"low": 2}, findFirst=True)) == 5
+        assert len(layered.queryDataIds("visit", "visit < 3", collections="all")) == 2
+        layered.setCollectionChain("all", ["run3"])
+        assert layered.queryDataIds("visit", "visit < 3", collections="all") == [{"visit": 1}, {"visit": 2}]
+        layered.setCollectionChain("all", ["run2"])
+        assert layered.queryDataIds("visit", "visit > 2", collections="all") == [{"visit": 3}, {"visit": 4}]
+
+    def testRepeatedQueriesCheckTheirValuesAgain(self, layered: Registry) -> None:
+        """Check that a value equal in Python but of another type is not served a reused statement."""
+        assert len(layered.queryDatasets("raw", "all", "visit = :v", bind={"v": 1})) == 12
+        with pytest.raises(InvalidQueryError, match="is a bool"):
+            layered.queryDatasets("raw", "all", "visit = :v", bind={"v": True})
+        for _ in range(2):  # an error is raised again, never remembered as an empty result
+            with pytest.raises(InvalidQueryError, match="names 'seeing'"):
+                layered.queryDatasets("raw", "all", "seeing < 1")
+        hostile = "1'); DROP TABLE dataset; --"
+        for _ in range(2):
+            assert layered.queryDatasets("raw", "all", "instrument = :i", bind={"i": hostile}) == []
+        assert len(layered.queryDatasets("raw", "all", "instrument = :i", bind={"i": "HSC"})) == 24 + 16 + 8
+        assert len(layered.queryDatasets("raw", "all", {"visit": [1, 2]})) == 24
+        assert len(layered.queryDatasets("raw", "all", {"visit": [1]})) == 12
