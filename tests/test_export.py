@@ -165,3 +165,43 @@ def test_cli_export_and_its_one_line_errors(tmp_path: Path) -> None:
     assert again.exit_code == 1
     assert again.output.count("\n") == 1 and "Traceback" not in again.output
     assert "ExportError" in again.output
+
+
+@pytest.mark.parametrize("size", [0, 1, 4096, (1 << 20) + 7])
+@pytest.mark.parametrize("sendfile", ["works", "refused"])
+def test_copy_local_file_copies_every_byte_and_never_replaces(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: int, sendfile: str
+) -> None:
+    import errno
+    import os
+
+    from databutler.export.exporting import copyLocalFile
+
+    if sendfile == "refused":  # a file system sendfile cannot copy between: read and write instead
+
+        def refused(*args: object) -> int:
+            raise OSError(errno.EINVAL, "Invalid argument")
+
+        monkeypatch.setattr(os, "sendfile", refused)
+    data = os.urandom(size)
+    (tmp_path / "source").write_bytes(data)
+    copyLocalFile(str(tmp_path / "source"), str(tmp_path / "copy"))
+    assert (tmp_path / "copy").read_bytes() == data
+    (tmp_path / "taken").write_bytes(b"mine")
+    with pytest.raises(FileExistsError):
+        copyLocalFile(str(tmp_path / "source"), str(tmp_path / "taken"))
+    assert (tmp_path / "taken").read_bytes() == b"mine"
+    with pytest.raises(FileNotFoundError):
+        copyLocalFile(str(tmp_path / "missing"), str(tmp_path / "other"))
+    assert not (tmp_path / "other").exists()
+
+
+def test_an_export_whose_file_is_gone_leaves_nothing(tmp_path: Path) -> None:
+    from databutler import DatasetNotFoundError
+
+    with makeSource(tmp_path / "source") as butler:
+        refs = butler.queryDatasets("metrics", collections=["night1"])
+        Path(butler.getUri(refs[-1]).removeprefix("file://")).unlink()
+        with pytest.raises(DatasetNotFoundError, match="the file is gone"):
+            butler.export(tmp_path / "out", refs)
+    assert not (tmp_path / "out").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import copy
 import json
 from typing import Any
@@ -109,3 +110,58 @@ def test_a_bad_dataset_id_or_data_id_is_refused() -> None:
     data["datasets"][0]["refs"][0]["dataId"] = {"visit": [1, 2]}
     with pytest.raises(ManifestError, match="data ID"):
         readManifest(json.dumps(data).encode(), "json", "x")
+
+
+def withTwoFiles(first: str, second: str) -> bytes:
+    """A manifest of two datasets: the first with a safe path, the second with ``second``."""
+    data = copy.deepcopy(GOOD)
+    refs = data["datasets"][0]["refs"]
+    refs.append(copy.deepcopy(refs[0]))
+    refs[1]["id"] = "0b6b3c6e-37a4-4bd2-9f80-6a3d1c1b1d4e"
+    refs[1]["dataId"] = {"visit": 2}
+    refs[0]["files"][0]["path"] = first
+    refs[1]["files"][0]["path"] = second
+    return json.dumps(data).encode()
+
+
+@pytest.mark.parametrize(
+    "first, second",
+    [
+        ("r/m/m_1.json", "r/m/.."),
+        ("r/m/m_1.json", "r/m/."),
+        ("r/m/m_1.json", "r/m/"),
+        ("r/m/m_1.json", "r/m/a\\b"),
+        ("r/m/m_1.json", "r/m/a\x00b"),
+        ("r/m/m_1.json", "/r/m/m_2.json"),
+        ("r/m/m_1.json", "r/m//m_2.json"),
+        ("top.json", "/top.json"),
+        ("top.json", ".."),
+        ("top.json", "r/../../x.json"),
+    ],
+)
+def test_a_hostile_path_is_refused_in_a_folder_already_found_safe(first: str, second: str) -> None:
+    # The fast path checks a folder once; every later path in it must still be refused if unsafe.
+    assert len(readManifest(withTwoFiles(first, "r/m/m_2.json"), "json", "x").datasets) == 2
+    with pytest.raises((UnsafePathError, ManifestError)):
+        readManifest(withTwoFiles(first, second), "json", "x")
+
+
+def test_the_fast_path_reads_what_the_full_checks_read() -> None:
+    from databutler.export.manifest import _dataset, _plainDataset
+
+    entry = copy.deepcopy(GOOD["datasets"][0]["refs"][0])
+    entry["files"].append(
+        {**entry["files"][0], "path": "r/m/m_1/wcs.json", "component": "wcs", "checksum": None}
+    )
+    plain = _plainDataset(entry, "m", "r", set())
+    assert plain is not None and plain == _dataset(entry, "m", "r", "x")
+    assert [f.component for f in plain.files] == [None, "wcs"]
+    # What the fast path leaves (not exactly a dict here), the full checks read the same;
+    # what they refuse (a bool for a size), the fast path leaves to them too.
+    mapping = collections.OrderedDict(entry)
+    assert _plainDataset(mapping, "m", "r", set()) is None
+    assert _dataset(mapping, "m", "r", "x") == plain
+    entry["files"][0]["fileSize"] = True
+    assert _plainDataset(entry, "m", "r", set()) is None
+    with pytest.raises(ManifestError, match="fileSize"):
+        _dataset(entry, "m", "r", "x")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
@@ -19,7 +20,7 @@ from .manifest import MANIFEST_NAMES, ExportedDataset, ExportedFile, Manifest, d
 if TYPE_CHECKING:
     from ..butler import Butler
 
-__all__ = ["EXPORT_FORMATS", "exportDatasets", "fileDatastoreOf"]
+__all__ = ["EXPORT_FORMATS", "copyLocalFile", "exportDatasets", "fileDatastoreOf"]
 
 EXPORT_FORMATS = ("directory", "zip")
 """What `Butler.export` can write: a folder, or one zip file (entries stored, not compressed)."""
@@ -236,13 +237,58 @@ def _chains(butler: Butler, collections: str | Sequence[str] | None, runs: set[s
 def _copyInto(source: str, target: str, store: FileDatastore) -> None:
     if store.files.isLocal:
         try:
-            shutil.copyfile(source, target)
-        except FileNotFoundError as exc:
+            copyLocalFile(source, target)
+        except FileNotFoundError as exc:  # the target's folder was just made: it is the source
             raise DatasetNotFoundError(
                 f"Cannot export {source}: the file is gone; nothing was exported."
             ) from exc
     else:
         store.files.fs.get_file(source, target)
+
+
+def copyLocalFile(source: str, target: str) -> None:
+    """Copy the local file ``source`` to the new file ``target`` (never replacing one), in the kernel.
+
+    Four system calls for a small file (two opens, one ``sendfile``, one ``fstat``) besides
+    the closes, where `shutil.copyfile` makes ten or so (it checks both paths are not the same
+    file and whether each is a named pipe first); the bytes never come into Python. Where
+    ``sendfile`` cannot copy between these files, the bytes are read and written in pieces.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``source`` is missing (or ``target``'s folder is).
+    FileExistsError
+        Something is at ``target`` already.
+    """
+    inFd = os.open(source, os.O_RDONLY | _CLOEXEC)
+    try:
+        size = os.fstat(inFd).st_size
+        outFd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _CLOEXEC, 0o666)
+        try:
+            copied = 0
+            try:
+                while copied < size:  # a file that shrank meanwhile ends the copy early
+                    sent = os.sendfile(outFd, inFd, None, size - copied)
+                    if sent == 0:
+                        break
+                    copied += sent
+            except OSError as exc:  # no sendfile between these file systems: read and write instead
+                if exc.errno not in _NO_SENDFILE or copied:
+                    raise
+                while chunk := os.read(inFd, _CHUNK):
+                    view = memoryview(chunk)
+                    while view:
+                        view = view[os.write(outFd, view) :]
+        finally:
+            os.close(outFd)
+    finally:
+        os.close(inFd)
+
+
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_NO_SENDFILE = frozenset({errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV})
+_CHUNK = 1 << 20
 
 
 def _writeDirectory(

@@ -50,7 +50,7 @@ from ._layout import FileLayout, configSection
 from ._records import FileRecordTable, StoredFileInfo
 from ._retrieve import retrieveArtifacts
 from ._templates import checkRelativePath
-from ._verified import VerifiedIngest, checkedWrite
+from ._verified import VerifiedIngest, checkedWrite, copyVerified
 
 __all__ = ["FileDatastore"]
 
@@ -76,6 +76,9 @@ RECORDS_FILE = "fileDatastore.sqlite3"
 REGISTRY_RECORDS = "registry"
 """``records.db`` value: keep the records in the registry's own database (as a Butler
 repository's file tier does), so they commit in the registry's transactions."""
+
+_COPIES = frozenset({"auto", "copy", "move"})
+"""The transfer modes of `FileDatastore.ingestVerified` that copy each file (`copyVerified`)."""
 
 _KNOWN_KEYS = frozenset(
     {
@@ -605,10 +608,15 @@ class FileDatastore(Datastore[StoredFileInfo]):
                     if component is None
                     else ref.datasetType.makeComponentDatasetType(component).storageClass
                 )
-                writer = transferWriter(self.files.fs, source, target, transfer, algorithm)
-                check = functools.partial(
-                    checkedWrite, self.files.fs, writer, source, ref, fileSize, checksum, algorithm
-                )
+                if transfer in _COPIES:  # read once: hashed as it is copied
+                    check = functools.partial(
+                        copyVerified, self.files.fs, source, target, ref, fileSize, checksum, algorithm
+                    )
+                else:
+                    writer = transferWriter(self.files.fs, source, target, transfer, algorithm)
+                    check = functools.partial(
+                        checkedWrite, self.files.fs, writer, source, ref, fileSize, checksum, algorithm
+                    )
                 writes.append((component, relPath, formatter.name, storageClass, check))
             items.append((ref, writes, None if whole else base))
         if not items:
