@@ -96,7 +96,17 @@ def test_bench_ingest_quick_prints_every_mode() -> None:
         [sys.executable, str(BENCHMARKS / "bench_ingest.py"), "--n", "100"],
         capture_output=True, text=True, timeout=600, check=True,
     )  # fmt: skip
-    for row in ("copy ", "shutil.copyfile", "hardlink", "os.link", "symlink", "os.symlink", "x floor"):
+    for row in (
+        "copy ",
+        "shutil.copyfile",
+        "hardlink",
+        "os.link",
+        "symlink",
+        "os.symlink",
+        "x floor",
+        "x work",
+        "load average",
+    ):
         assert row in result.stdout
     assert len([line for line in result.stdout.splitlines() if line.endswith(("ok", "MISSED"))]) == 3
     assert "Traceback" not in result.stderr

@@ -30,7 +30,7 @@ from databutler.testing.datastore_tests import makeTestDatasetType
 from databutler.testing.registry_support import dropNamespace, newNamespace, postgresUrl
 
 CHILD = r"""
-import sys, time
+import os, sys, time
 from databutler import Butler, DatasetExistsError, DatasetRef, FileDatastore
 from databutler.datastore.transaction import DatastoreTransaction
 
@@ -51,6 +51,18 @@ if mode == "before commit":  # the remove is done, the registry transaction not 
 elif mode == "after commit":  # the registry has committed, the files are not deleted yet
     DatastoreTransaction.runCommitActions = stall
     butler.removeDatasets([ref])
+elif mode == "ingest before commit":  # every entry placed and recorded, nothing committed
+    from databutler import FileDataset
+
+    folder, transfer = sys.argv[4:6]
+    metrics = butler.getDatasetType("metrics")
+    names = sorted(os.listdir(folder))
+    with butler.transaction():
+        butler.ingest(
+            *[FileDataset(os.path.join(folder, n), DatasetRef(metrics, {"visit": 100 + i})) for i, n in enumerate(names)],
+            transfer=transfer,
+        )
+        stall()
 elif mode == "transfer before commit":
     source = Butler(sys.argv[4])
     with butler.transaction():
@@ -159,6 +171,34 @@ def test_killed_during_a_transfer_then_remove_loses_nothing(
     assert findOrphans(root) == []
     with Butler(root, run="run") as butler:
         assert butler.get(transferred[1]) == {"v": 6}
+
+
+@pytest.mark.parametrize("transfer", ["symlink", "hardlink", "copy"])
+def test_killed_during_an_ingest_leaves_only_what_the_cleanup_removes(
+    tmp_path: Path, registryConfig: dict[str, str] | None, transfer: str
+) -> None:
+    """Links are made at their final paths before the commit: a kill leaves unrecorded entries,
+    which the orphan cleanup finds (links too, never followed) and removes; the sources stay."""
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    for i in range(3):
+        (incoming / f"raw{i}.json").write_text(f'{{"i": {i}}}')
+    root = tmp_path / "repo"
+    with makeRepo(root, registryConfig) as butler:
+        kept = butler.put({"a": 1}, "metrics", visit=1)
+        keptPath = filePath(butler, kept)
+    killAt(root, "ingest before commit", tmp_path, str(incoming), transfer)
+    placed = [p for p in datasetFiles(root) if p != keptPath]
+    assert len(placed) == 3 and all(p.is_symlink() == (transfer == "symlink") for p in placed)
+    with Butler(root, run="run") as butler:
+        assert [r.id for r in butler.queryDatasets("metrics")] == [kept.id]
+    orphans = findOrphans(root)
+    assert orphans == sorted(p.as_uri() for p in placed)
+    assert cleanupRepo(root, olderThan=0).removed == orphans
+    assert datasetFiles(root) == [keptPath] and findOrphans(root) == []
+    assert [p.read_text() for p in sorted(incoming.iterdir())] == [f'{{"i": {i}}}' for i in range(3)]
+    with Butler(root, run="run") as butler:
+        assert butler.get(kept) == {"a": 1}
 
 
 def test_random_kills_of_mixed_work_lose_nothing(

@@ -454,3 +454,107 @@ def test_direct_refuses_a_file_inside_the_root_and_a_changed_file_fails_verify(
     assert list(report.corrupted) == [stored]
     source.unlink()
     assert script.verifyDatasets(butler.root).missing == [stored]
+
+
+def fileTier(butler: Butler) -> FileDatastore:
+    store = butler.datastore.children[-1]
+    assert isinstance(store, FileDatastore)
+    return store
+
+
+@pytest.mark.parametrize("mode", ["hardlink", "symlink", "relsymlink"])
+def test_links_are_made_at_their_final_paths_with_no_rename(
+    butler: Butler, tmp_path: Path, mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No temporary name: nothing is renamed, and no hidden entry is ever made beside the links."""
+    files = sources(tmp_path / "in", 4)
+
+    def noRename(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("a link ingest renamed an entry")
+
+    monkeypatch.setattr(os, "replace", noRename)
+    monkeypatch.setattr(os, "rename", noRename)
+    refs = butler.ingest(*[FileDataset(p, ref(butler, i)) for i, p in enumerate(files)], transfer=mode)
+    monkeypatch.undo()
+    assert [butler.get(r) for r in refs] == [{"i": i} for i in range(4)]
+    assert list(butler.root.rglob(".*")) == []
+
+
+@pytest.mark.parametrize("mode", ["hardlink", "symlink"])
+def test_an_unrecorded_entry_at_a_link_path_is_replaced(butler: Butler, tmp_path: Path, mode: str) -> None:
+    """What a crash left at a path (no record names it) gives way, through a temporary name."""
+    files = sources(tmp_path / "in", 2)
+    refs = [DatasetRef(butler.getDatasetType("metrics"), {"visit": i}, run="raw") for i in range(2)]
+    store = fileTier(butler)
+    left = Path(store.files.fullPath(store.layout.templates.render(refs[1]) + ".json"))
+    left.parent.mkdir(parents=True, exist_ok=True)
+    left.write_text('{"left": "by a crash"}')
+    stored = butler.ingest(*[FileDataset(p, r) for p, r in zip(files, refs, strict=True)], transfer=mode)
+    assert butler.get(stored[1]) == {"i": 1}
+    assert left.is_symlink() == (mode == "symlink") and os.path.samefile(left, files[1])
+    assert list(butler.root.rglob(".*")) == []
+
+
+def test_a_link_ingest_never_replaces_the_file_of_a_removal_not_yet_committed(tmp_path: Path) -> None:
+    """With a template without {id}, a dataset removed in the same transaction keeps its file."""
+    Butler.makeRepo(tmp_path / "repo", {"datastore": {"templates": {"default": "{run}/{visit}"}}})
+    files = sources(tmp_path / "in", 2)
+    with Butler(tmp_path / "repo", run="raw") as butler:
+        butler.registerDatasetType("metrics", ("visit",), "StructuredDataDict")
+        old = butler.put({"old": 1}, "metrics", visit=1)
+        with pytest.raises(Exception, match="removed dataset"), butler.transaction():
+            butler.removeDatasets([old])
+            butler.ingest(FileDataset(files[0], ref(butler, 1)), transfer="symlink")
+        assert butler.get(old) == {"old": 1}
+        assert butler.queryDatasets("metrics").count() == 1
+        assert list(butler.root.rglob(".*tmp-*")) == []
+
+
+def test_one_ingest_writes_its_rows_in_one_statement_per_table(
+    butler: Butler, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = sources(tmp_path / "in", 5)
+    calls: dict[str, int] = {"locations": 0, "records": 0}
+    registry = butler.registry
+    addLocations = registry.addDatasetLocations
+    records = fileTier(butler)._records.table
+    insertRecords = records.insert
+
+    def countedLocations(*args: Any) -> Any:
+        calls["locations"] += 1
+        return addLocations(*args)
+
+    def countedRecords(*args: Any) -> Any:
+        calls["records"] += 1
+        return insertRecords(*args)
+
+    monkeypatch.setattr(registry, "addDatasetLocations", countedLocations)
+    monkeypatch.setattr(records, "insert", countedRecords)
+    for mode in ("symlink", "copy"):
+        calls.update(locations=0, records=0)
+        offset = 0 if mode == "symlink" else 10
+        butler.ingest(*[FileDataset(p, ref(butler, offset + i)) for i, p in enumerate(files)], transfer=mode)
+        assert calls == {"locations": 1, "records": 1}, mode
+    assert butler.queryDatasets("metrics").count() == 10
+
+
+@pytest.mark.parametrize("mode", ["symlink", "copy"])
+def test_every_folder_of_a_call_is_checked_for_a_planted_link(
+    butler: Butler, tmp_path: Path, mode: str
+) -> None:
+    """The folder check is cached per folder within a call, never skipped for a new folder."""
+    files = sources(tmp_path / "in", 3)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (butler.root / "planted").symlink_to(outside, target_is_directory=True)
+    metrics = butler.getDatasetType("metrics")
+    datasets = [
+        FileDataset(files[0], DatasetRef(metrics, {"visit": 0}, run="raw")),
+        FileDataset(files[1], DatasetRef(metrics, {"visit": 1}, run="raw")),
+        FileDataset(files[2], DatasetRef(metrics, {"visit": 2}, run="planted")),
+    ]
+    with pytest.raises(UnsafePathError, match="outside the root"):
+        butler.ingest(*datasets, transfer=mode)
+    assert list(outside.rglob("*")) == []
+    assert [p for p in repoFiles(butler) if p.name != "planted"] == []
+    assert butler.queryDatasets("metrics", collections=["raw"]).count() == 0

@@ -60,7 +60,7 @@ class _DriverStatement:
     column types' bind and result processors), so the two paths store and read the same values.
     """
 
-    __slots__ = ("names", "processors", "resultProcessors", "sql")
+    __slots__ = ("names", "processed", "processors", "resultProcessors", "sql")
 
     def __init__(self, statement: Any, dialect: sa.Dialect, keys: list[str] | None) -> None:
         compiled = statement.compile(dialect=dialect, column_keys=keys)
@@ -69,14 +69,18 @@ class _DriverStatement:
         self.sql: str = compiled.string
         self.names: tuple[str, ...] = tuple(compiled.positiontup)
         self.processors = tuple(compiled.binds[name].type.bind_processor(dialect) for name in self.names)
+        self.processed = tuple((i, p) for i, p in enumerate(self.processors) if p is not None)
+        """``(position, processor)`` of the parameters that have a processor (most have none)."""
         columns = statement.selected_columns if isinstance(statement, sa.Select) else ()
         self.resultProcessors = tuple(column.type.result_processor(dialect, None) for column in columns)
 
-    def bind(self, params: Mapping[str, Any]) -> tuple[Any, ...]:
-        return tuple(
-            value if process is None or value is None else process(value)
-            for value, process in zip(map(params.get, self.names), self.processors, strict=True)
-        )
+    def bind(self, params: Mapping[str, Any]) -> list[Any]:
+        values = list(map(params.get, self.names))
+        for position, process in self.processed:
+            value = values[position]
+            if value is not None:
+                values[position] = process(value)
+        return values
 
     def convert(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
         if not any(self.resultProcessors):

@@ -43,7 +43,7 @@ from ...exceptions import (
 )
 from ...formatters.base import Formatter
 from ...storage_class import StorageClass
-from ._io import asidePathFor, moveNoReplace, readWhole, removeQuietly, writeTemp
+from ._io import asidePathFor, moveNoReplace, readWhole, removeQuietly, tempPathFor, writeTemp
 from ._layout import FileLayout
 from ._records import FileRecordTable, StoredFileInfo
 from ._templates import checkRelativePath
@@ -185,6 +185,25 @@ class FileAccess:
                     f"root points out of it). Replace the link with a real folder."
                 )
         return path
+
+    def insideChecker(self) -> Callable[[str], str]:
+        """Return `insidePath` for the many paths of one call, resolving each folder only once.
+
+        Every path is still checked to be a safe relative path (`checkRelativePath`); the
+        resolution of its folder's symbolic links (`checkInside`) is done for the first path in
+        each folder and taken as it is for the others in the same call.
+        """
+        checked: set[str] = set()
+
+        def inside(relPath: str) -> str:
+            folder = posixpath.dirname(relPath)
+            if folder in checked:
+                return self.fullPath(relPath)
+            path = self.insidePath(relPath)
+            checked.add(folder)
+            return path
+
+        return inside
 
     def uri(self, relPath: str) -> str:
         """Return the URI of ``relPath`` (``file:///...``, ``s3://...``)."""
@@ -384,14 +403,10 @@ class FileAccess:
 
     def _commit(self, ref: DatasetRef, infos: list[StoredFileInfo], temps: list[tuple[str, str]]) -> None:
         moved: list[str] = []
-        enclosed = not self.records.commitsOnExit  # removals in this transaction may be uncommitted
+        enclosed = not self.records.commitsOnExit
         try:
             with self.records.recording(ref.id, ref.datasetType.name, infos):
-                for tempPath, finalPath in temps:
-                    if enclosed and self._keepExisting(ref, tempPath, finalPath):
-                        continue
-                    self.rename(tempPath, finalPath)
-                    moved.append(finalPath)
+                self._moveIntoPlace(temps, [ref] * len(temps), moved, enclosed)
         except RecordConflictError as exc:
             raise self.existsError(ref, [info.path for info in infos]) from exc
         except BaseException:
@@ -439,18 +454,83 @@ class FileAccess:
         enclosed = not self.records.commitsOnExit
         try:
             with self.records.recordingMany(planned):
-                for (tempPath, finalPath), ref in zip(temps, owners, strict=True):
-                    if enclosed and self._keepExisting(ref, tempPath, finalPath):
-                        continue
-                    self.rename(tempPath, finalPath)
-                    moved.append(finalPath)
+                self._moveIntoPlace(temps, owners, moved, enclosed)
         except RecordConflictError as exc:
-            raise DatasetExistsError(
-                f"Cannot store {len(planned)} datasets in datastore {self.datastoreName!r}: one of them is "
-                "already there, or its file path is used by another dataset; nothing was stored."
-            ) from exc
+            raise self._manyExistError(len(planned)) from exc
         except BaseException:
             for path in moved:
+                removeQuietly(self.fs, path)
+            raise
+
+    def _moveIntoPlace(
+        self, temps: list[tuple[str, str]], owners: list[DatasetRef], moved: list[str], enclosed: bool
+    ) -> None:
+        """Rename each temporary file to its final path (its record holds it), noting it in ``moved``.
+
+        ``enclosed``: the records are written in an enclosing (registry) transaction, whose
+        removals may not be committed yet (see `_keepExisting`); asked before the records'
+        own transaction, if any, is begun.
+        """
+        for (tempPath, finalPath), ref in zip(temps, owners, strict=True):
+            if enclosed and self._keepExisting(ref, tempPath, finalPath):
+                continue
+            self.rename(tempPath, finalPath)
+            moved.append(finalPath)
+
+    def _manyExistError(self, count: int) -> DatasetExistsError:
+        return DatasetExistsError(
+            f"Cannot store {count} datasets in datastore {self.datastoreName!r}: one of them is "
+            "already there, or its file path is used by another dataset; nothing was stored."
+        )
+
+    def linkMany(
+        self,
+        planned: list[tuple[DatasetRef, list[StoredFileInfo]]],
+        links: list[tuple[str, str]],
+        makeLink: Callable[[str, str], None],
+    ) -> None:
+        """Record many datasets of one file each (one INSERT), then link each file in at its final path.
+
+        ``links`` holds ``(source, finalPath)`` in the order of ``planned``; ``makeLink(source,
+        path)`` makes the link at ``path`` and raises `FileExistsError` if something is there,
+        never replacing it. The records go in first, so each path is held while its link is made
+        (no other writer can record it, and the cleanups leave it alone); then each link is
+        made directly at the final path, with no temporary name. Only where an entry is already
+        there (left by a crash, or the file of a removal not yet committed) is the link made at a
+        temporary name and renamed into place as a put's file would be. All or nothing: if a
+        link fails, the records are undone and every link made is removed; a process killed
+        meanwhile leaves links that no record names, which `orphanFiles` lists.
+
+        Raises
+        ------
+        DatasetExistsError
+            One of them is already recorded, or one of their paths is taken; nothing was made.
+        Exception
+            Whatever ``makeLink`` raises; nothing is left behind.
+        """
+        made: list[str] = []
+        temps: list[tuple[str, str]] = []
+        owners: list[DatasetRef] = []
+        enclosed = not self.records.commitsOnExit
+        try:
+            with self.records.recordingMany(planned):
+                for (ref, _), (source, finalPath) in zip(planned, links, strict=True):
+                    try:
+                        makeLink(source, finalPath)
+                    except FileExistsError:
+                        tempPath = tempPathFor(finalPath)
+                        makeLink(source, tempPath)
+                        temps.append((tempPath, finalPath))
+                        owners.append(ref)
+                    else:
+                        made.append(finalPath)
+                self._moveIntoPlace(temps, owners, made, enclosed)
+        except RecordConflictError as exc:
+            raise self._manyExistError(len(planned)) from exc
+        except BaseException:
+            for tempPath, _ in temps:
+                removeQuietly(self.fs, tempPath)
+            for path in made:
                 removeQuietly(self.fs, path)
             raise
 
@@ -793,19 +873,21 @@ class FileAccess:
         return writes, folder
 
     def _walk(self) -> list[str]:
-        """Return every regular file under the root (paths in ``fs``).
+        """Return every regular file and every symbolic link to a non-folder under the root (paths in ``fs``).
 
-        Symbolic links are not followed and not listed: a link planted in the root must
-        never lead a cleanup outside it.
+        Links are never followed: a link to a folder is neither entered nor listed, and a link
+        listed here (an ingest with ``symlink`` that a crash left unrecorded, say) is only ever
+        unlinked by a cleanup, which leaves what it points to alone.
         """
         if not self.isLocal:
             return [str(p) for p in self.fs.find(self.rootPath)]
         found = []
         for folder, _, names in os.walk(self.rootPath, followlinks=False):
-            for name in names:
+            for name in names:  # os.walk lists a link to a folder with the folders
                 path = os.path.join(folder, name)
                 with contextlib.suppress(OSError):
-                    if stat.S_ISREG(os.lstat(path).st_mode):
+                    mode = os.lstat(path).st_mode
+                    if stat.S_ISREG(mode) or stat.S_ISLNK(mode):
                         found.append(path)
         return found
 
@@ -921,10 +1003,13 @@ class FileAccess:
                 with contextlib.suppress(OverflowError, ValueError, OSError):  # not a time after all
                     modified = datetime.fromtimestamp(int(match["setAside"]), UTC)
             if modified is None:
-                modified = self.fs.modified(path)
-                if modified.tzinfo is None:
-                    modified = modified.replace(tzinfo=UTC)
-            if modified <= cutoff:
+                try:
+                    age = self._age(path)  # a link's own time, never its target's
+                except FileNotFoundError:
+                    continue
+                if age >= olderThan:
+                    found.append(path)
+            elif modified <= cutoff:
                 found.append(path)
         return sorted(found)
 

@@ -12,6 +12,7 @@ import functools
 import logging
 import os
 import posixpath
+import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -44,7 +45,7 @@ from ...exceptions import (
 from ...formatters.base import Formatter
 from ...formatters.extensions import FormatterRegistry
 from ._access import FileAccess, FileWrite, externalUri
-from ._ingest import TRANSFER_MODES, checkSource, transferWriter
+from ._ingest import LINK_MODES, TRANSFER_MODES, checkSource, hashSource, makeLink, transferWriter
 from ._io import CHECKSUM_ALGORITHMS, DEFAULT_CHECKSUM_ALGORITHM, newHasher, removeQuietly
 from ._layout import FileLayout, configSection
 from ._records import FileRecordTable, StoredFileInfo
@@ -439,35 +440,85 @@ class FileDatastore(Datastore[StoredFileInfo]):
             raise IngestError(f"Datastore {self.name!r} is not on a local disk; ingest needs one.")
         if transfer not in TRANSFER_MODES:
             transferWriter(self.files.fs, "", "", transfer, None)  # raises the IngestError
-        with self.transaction() as tx:
+        algorithm = self.files.checksumAlgorithm
+        inside = self.files.insideChecker()
+        formatters: dict[tuple[DatasetType, str], Formatter] = {}
+        now = time.time()
+        planned: list[tuple[DatasetRef, list[StoredFileInfo]]] = []
+        links: list[tuple[str, str]] = []  # (source, final path) of each link, in the order of planned
+        items: list[tuple[DatasetRef, list[FileWrite], str | None]] = []  # copies, moves, direct files
+        temps: list[str] = []
+        sources: list[str] = []
+        try:
             for source, ref, formatterSpec in datasets:  # consumed as it goes (a progress bar)
                 if ref.isComponent():
                     raise DatasetTypeError(f"Cannot ingest component {ref} on its own; ingest the composite.")
                 absolute = checkSource(source, ref)
-                formatter = self._ingestFormatter(ref, absolute, formatterSpec)
+                formatter = self._ingestFormatter(ref, absolute, formatterSpec, formatters)
                 if transfer == "direct":
                     relPath, target = self._directPath(ref, absolute), absolute
                 else:
                     relPath = self.layout.templates.render(ref) + formatter.extension
                     try:
-                        target = self.files.insidePath(relPath)
+                        target = inside(relPath)
                     except UnsafePathError as exc:
                         raise UnsafePathError(f"Cannot ingest {ref}: {exc}") from exc
-                writer = transferWriter(
-                    self.files.fs, absolute, target, transfer, self.files.checksumAlgorithm
-                )
                 storageClass = ref.datasetType.storageClass
+                sources.append(absolute)
                 try:
-                    self._store(ref, [(None, relPath, formatter.name, storageClass, writer)], None)
+                    if transfer in LINK_MODES:  # hashed now, linked once every record is in
+                        size, checksum = hashSource(absolute, algorithm)
+                        info = StoredFileInfo(
+                            now,
+                            storageClass,
+                            path=relPath,
+                            formatter=formatter.name,
+                            fileSize=size,
+                            checksum=checksum,
+                        )
+                        planned.append((ref, [info]))
+                        links.append((absolute, target))
+                        continue
+                    written = transferWriter(self.files.fs, absolute, target, transfer, algorithm)()
                 except OSError as exc:
-                    raise IngestError(
-                        f"Cannot {transfer} {absolute} into datastore {self.name!r} as {ref}: {exc}; "
-                        "nothing was ingested."
-                    ) from exc
+                    raise self._ingestFailed(transfer, absolute, ref, exc) from exc
+                if written[0] is not None:
+                    temps.append(written[0])
+                given = functools.partial(_given, written)
+                items.append((ref, [(None, relPath, formatter.name, storageClass, given)], None))
+            with self.transaction() as tx:
+                if links:
+                    self.files.linkMany(planned, links, functools.partial(self._linkIn, transfer))
+                elif items:
+                    planned = self.files.storeMany(items)
+                temps = []  # renamed into place, or removed by storeMany
+                if not planned:
+                    return
+                self._addedMany(planned)
                 if transfer == "move":
-                    tx.registerOnCommit(
-                        f"delete the moved source {absolute}", removeQuietly, self.files.fs, absolute
-                    )
+                    for absolute in sources:
+                        tx.registerOnCommit(
+                            f"delete the moved source {absolute}", removeQuietly, self.files.fs, absolute
+                        )
+        finally:
+            for tempPath in temps:  # copies made before a failure
+                removeQuietly(self.files.fs, tempPath)
+
+    def _ingestFailed(self, transfer: str, source: str, ref: DatasetRef, exc: OSError) -> IngestError:
+        return IngestError(
+            f"Cannot {transfer} {source} into datastore {self.name!r} as {ref}: {exc}; nothing was ingested."
+        )
+
+    def _linkIn(self, transfer: str, source: str, path: str) -> None:
+        """`makeLink` for `FileAccess.linkMany`: a failure other than an entry there is an `IngestError`."""
+        try:
+            makeLink(source, path, transfer)
+        except FileExistsError:
+            raise
+        except OSError as exc:
+            raise IngestError(
+                f"Cannot {transfer} {source} to {path} in datastore {self.name!r}: {exc}; nothing was ingested."
+            ) from exc
 
     def retrieveArtifacts(
         self,
@@ -536,17 +587,35 @@ class FileDatastore(Datastore[StoredFileInfo]):
             )
         return externalUri(absolute)
 
-    def _ingestFormatter(self, ref: DatasetRef, path: str, spec: Formatter | type | str | None) -> Formatter:
-        if isinstance(spec, Formatter):
-            return spec
-        if isinstance(spec, type | str):
-            name = spec if isinstance(spec, str) else f"{spec.__module__}.{spec.__qualname__}"
-            return self.layout.getFormatter(name, f"the formatter given to ingest {ref}")
-        configured = self.layout.formatterFor(ref.datasetType)
+    def _ingestFormatter(
+        self,
+        ref: DatasetRef,
+        path: str,
+        spec: Formatter | type | str | None,
+        chosen: dict[tuple[DatasetType, str], Formatter] | None = None,
+    ) -> Formatter:
+        """Return the formatter given by ``spec``, or chosen for ``ref``'s type and ``path``'s extension.
+
+        ``chosen`` keeps the choices of one call by (dataset type, extension).
+        """
+        if spec is not None:
+            if isinstance(spec, Formatter):
+                return spec
+            if isinstance(spec, type | str):
+                name = spec if isinstance(spec, str) else f"{spec.__module__}.{spec.__qualname__}"
+                return self.layout.getFormatter(name, f"the formatter given to ingest {ref}")
         extension = posixpath.splitext(path)[1].lower()
+        key = (ref.datasetType, extension)
+        if chosen is not None and (known := chosen.get(key)) is not None:
+            return known
+        configured = self.layout.formatterFor(ref.datasetType)
         if configured is not None and configured.extension == extension:
-            return configured
-        return _extensionFormatters().formatterFor(path)
+            formatter = configured
+        else:
+            formatter = _extensionFormatters().formatterFor(path)
+        if chosen is not None:
+            chosen[key] = formatter
+        return formatter
 
     def ingestVerified(self, datasets: Sequence[VerifiedIngest], transfer: str = "copy") -> None:
         """Bring in files written by a datastore elsewhere, checking each against its size and checksum.
@@ -629,18 +698,25 @@ class FileDatastore(Datastore[StoredFileInfo]):
                     f"Cannot {transfer} the files of {len(items)} datasets into datastore {self.name!r}: "
                     f"{exc}; nothing was ingested."
                 ) from exc
-            try:
-                self._notifyAdded([ref for ref, _ in stored])
-            except BaseException:
-                self._dropMany(stored)
-                raise
-            self._registerUndo(f"ingest of {len(stored)} datasets", self._dropMany, stored)
+            self._addedMany(stored)
             if transfer == "move":
                 for _, files in datasets:
                     for _, source, *_ in files:
                         tx.registerOnCommit(
                             f"delete the moved source {source}", removeQuietly, self.files.fs, source
                         )
+
+    def _addedMany(self, stored: list[tuple[DatasetRef, list[StoredFileInfo]]]) -> None:
+        """Tell the registry that ``stored`` are here (once for all) and register their undo.
+
+        If the registry refuses, every one of them is forgotten and its files deleted.
+        """
+        try:
+            self._notifyAdded([ref for ref, _ in stored])
+        except BaseException:
+            self._dropMany(stored)
+            raise
+        self._registerUndo(f"ingest of {len(stored)} datasets", self._dropMany, stored)
 
     def _dropMany(self, stored: list[tuple[DatasetRef, list[StoredFileInfo]]]) -> None:
         """Undo of `ingestVerified`: forget every dataset it stored and delete its files."""
@@ -1078,7 +1154,7 @@ def _extensionFormatters() -> FormatterRegistry:
     return FormatterRegistry.fromDefaults()
 
 
-def _given(written: tuple[str, int, str | None]) -> tuple[str, int, str | None]:
+def _given(written: tuple[str | None, int, str | None]) -> tuple[str | None, int, str | None]:
     """Return what `FileDatastore.prepared` wrote for a file (the write a prepared put skips)."""
     return written
 

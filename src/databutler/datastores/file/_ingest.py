@@ -1,15 +1,20 @@
 """Bringing existing files into a FileDatastore: the transfer modes of `FileDatastore.ingest`.
 
-Every mode makes a temporary entry beside the dataset's templated path (a copy, a hard link or
-a symbolic link to the source), which `_access.FileAccess.store` then records and renames into
-place exactly as a put's temporary file: a failure anywhere leaves neither a file nor a record.
-The file is never decoded; its size and checksum are recorded (`verify` reads it later).
+``copy`` and ``move`` write a temporary copy beside the dataset's templated path (hashed as it
+is written), which `_access.FileAccess.storeMany` records and renames into place exactly as a
+put's temporary file. The links (``hardlink``, ``link``, ``symlink``, ``relsymlink``) need no
+temporary entry: the source is hashed first, every record of the call is inserted (which holds
+the paths), then each link is made directly at its final path with a call that never replaces
+an entry (`makeLink`; see `FileAccess.linkMany`). Either way a failure leaves neither a file nor
+a record, and a crash leaves at worst unrecorded entries that the leftover and orphan cleanups
+find. The file is never decoded; its size and checksum are recorded (`verify` reads it later).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import stat
 from collections.abc import Callable
 from typing import IO
 
@@ -17,12 +22,15 @@ from ...dataset_ref import DatasetRef
 from ...exceptions import IngestError
 from ._io import newHasher, removeQuietly, tempPathFor, writeTemp
 
-__all__ = ["TRANSFER_MODES", "checkSource", "transferWriter"]
+__all__ = ["LINK_MODES", "TRANSFER_MODES", "checkSource", "hashSource", "makeLink", "transferWriter"]
 
 TRANSFER_MODES = ("auto", "copy", "move", "link", "hardlink", "symlink", "relsymlink", "direct")
 """What `FileDatastore.ingest` can do with a file (``auto`` copies; ``move`` copies, then
 deletes the source once everything is committed; ``link`` is a hard link, else a symbolic one;
 ``direct`` leaves it where it is and records its absolute URI)."""
+
+LINK_MODES = frozenset({"link", "hardlink", "symlink", "relsymlink"})
+"""The modes that place a link (hard or symbolic) to the source, made directly at its final path."""
 
 _CHUNK = 1 << 20
 
@@ -30,15 +38,21 @@ _CHUNK = 1 << 20
 def checkSource(path: str, ref: DatasetRef) -> str:
     """Return the absolute path of ``path`` if it is an existing regular file (links followed).
 
+    One ``stat`` call.
+
     Raises
     ------
     IngestError
         It does not exist, or is a folder or a special file.
     """
     absolute = os.path.abspath(os.fspath(path))
-    if not os.path.exists(absolute):
-        raise IngestError(f"Cannot ingest {ref}: file {absolute} does not exist; nothing was ingested.")
-    if not os.path.isfile(absolute):
+    try:
+        mode = os.stat(absolute).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        raise IngestError(
+            f"Cannot ingest {ref}: file {absolute} does not exist; nothing was ingested."
+        ) from None
+    if not stat.S_ISREG(mode):
         raise IngestError(
             f"Cannot ingest {ref}: {absolute} is not a regular file (a folder or a device); "
             "name one file per dataset; nothing was ingested."
@@ -46,14 +60,67 @@ def checkSource(path: str, ref: DatasetRef) -> str:
     return absolute
 
 
-def _hashFile(path: str, algorithm: str | None) -> str | None:
+def hashSource(path: str, algorithm: str | None) -> tuple[int, str | None]:
+    """Return ``(size, checksum)`` of the file at ``path`` (links followed), read once.
+
+    The size is that of the bytes hashed, so the two always agree. Without an ``algorithm``
+    the size is the file's (``stat``) and the checksum `None`.
+    """
     if algorithm is None:
-        return None
+        return os.stat(path).st_size, None
     hasher = newHasher(algorithm)
-    with open(path, "rb") as stream:
-        while chunk := stream.read(_CHUNK):
+    size = 0
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))  # no file object: µs per small file
+    try:
+        while chunk := os.read(fd, _CHUNK):
             hasher.update(chunk)
-    return f"{algorithm}:{hasher.hexdigest()}"
+            size += len(chunk)
+    finally:
+        os.close(fd)
+    return size, f"{algorithm}:{hasher.hexdigest()}"
+
+
+def makeLink(source: str, path: str, transfer: str) -> None:
+    """Make ``path`` a link to ``source`` as ``transfer`` says, and its folder if needed; never replace an entry.
+
+    ``hardlink`` is a hard link; ``link`` a hard link, else (another file system, no hard
+    links) a symbolic one; ``symlink`` an absolute and ``relsymlink`` a relative symbolic link.
+    The folder is made only when the link cannot be (it saves a ``stat`` per file).
+
+    Raises
+    ------
+    FileExistsError
+        Something is at ``path`` already; nothing was changed.
+    OSError
+        The link cannot be made.
+    """
+    try:
+        _link(source, path, transfer)
+    except FileExistsError:
+        raise
+    except FileNotFoundError:  # a new folder (or, for a hard link, a source gone: raised again)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        _link(source, path, transfer)
+
+
+def _link(source: str, path: str, transfer: str) -> None:
+    if transfer == "symlink":
+        os.symlink(source, path)
+    elif transfer == "relsymlink":
+        os.symlink(os.path.relpath(source, os.path.dirname(path)), path)
+    elif transfer == "hardlink":
+        os.link(source, path)
+    else:
+        try:
+            os.link(source, path)
+        except (FileExistsError, FileNotFoundError):
+            raise
+        except OSError:
+            os.symlink(source, path)  # another file system: "link" falls back
+
+
+def _hashFile(path: str, algorithm: str | None) -> str | None:
+    return None if algorithm is None else hashSource(path, algorithm)[1]
 
 
 def transferWriter(
@@ -84,27 +151,16 @@ def transferWriter(
     if transfer == "direct":
 
         def direct() -> tuple[str | None, int, str | None]:
-            return None, os.stat(source).st_size, _hashFile(source, algorithm)
+            return (None, *hashSource(source, algorithm))
 
         return direct
-    if transfer in ("link", "hardlink", "symlink", "relsymlink"):
+    if transfer in LINK_MODES:
 
         def link() -> tuple[str | None, int, str | None]:
             temp = tempPathFor(target)
-            os.makedirs(os.path.dirname(target), exist_ok=True)
             try:
-                if transfer in ("link", "hardlink"):
-                    try:
-                        os.link(source, temp)
-                    except OSError:
-                        if transfer == "hardlink":
-                            raise
-                        os.symlink(source, temp)  # another file system: "link" falls back
-                elif transfer == "symlink":
-                    os.symlink(source, temp)
-                else:
-                    os.symlink(os.path.relpath(source, os.path.dirname(target)), temp)
-                return temp, os.stat(source).st_size, _hashFile(source, algorithm)
+                makeLink(source, temp, transfer)
+                return (temp, *hashSource(source, algorithm))
             except BaseException:
                 removeQuietly(fs, temp)
                 raise

@@ -24,10 +24,9 @@ rewritten, so two different values can never map to the same file.
 from __future__ import annotations
 
 import functools
-import posixpath
 import string
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,17 +42,6 @@ MAX_SEGMENT = 200
 """Longest path segment allowed, in characters (file systems allow 255 bytes)."""
 
 _ALLOWED_PUNCTUATION = frozenset("-_.+=,@~")
-
-
-@functools.lru_cache(maxsize=256)
-def _splitTemplate(template: str) -> tuple[str, ...]:
-    return tuple(template.split("/"))
-
-
-@functools.lru_cache(maxsize=1024)
-def _parseSegment(segment: str) -> tuple[tuple[str, str | None, str | None, str | None], ...]:
-    """``string.Formatter().parse(segment)``, parsed once per template segment."""
-    return tuple(string.Formatter().parse(segment))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -101,13 +89,16 @@ def checkRelativePath(path: str) -> str:
     UnsafePathError
         It is absolute, empty, not normalized or climbs out with ``..``.
     """
+    parts = path.split("/")
+    # With no empty, "." or ".." part and no leading "/", the path is already normalized.
     if (
         not path
-        or path.startswith("/")
+        or path[0] == "/"
         or "\\" in path
         or "\x00" in path
-        or posixpath.normpath(path) != path
-        or any(part in ("", ".", "..") for part in path.split("/"))
+        or "" in parts
+        or "." in parts
+        or ".." in parts
     ):
         raise UnsafePathError(f"Path {path!r} is not a safe relative path inside the datastore root.")
     return path
@@ -176,6 +167,8 @@ class FileTemplate:
     def render(self, ref: DatasetRef) -> str:
         """Return the relative path for ``ref`` (without a file extension).
 
+        The template is compiled once (`_compiled`): each field becomes a function of the ref.
+
         Raises
         ------
         UnsafePathError
@@ -184,52 +177,12 @@ class FileTemplate:
             The template names a field the ref does not have (a dimension of another dataset
             type, or ``run`` for a ref without one).
         """
-        parentName = ref.datasetType.nameAndComponent()[0]
-        values: dict[str, Any] = {"datasetType": parentName, "id": str(ref.id)}
-        dataId = ref.dataId
         parts = []
-        for segment in _splitTemplate(self.template):
-            rendered = []
-            for literal, field, spec, conversion in _parseSegment(segment):
-                rendered.append(literal)
-                if field is None:
-                    continue
-                if conversion:
-                    raise FileTemplateError(
-                        f"File template {self.template!r}: conversions like !r are not allowed."
-                    )
-                if field == "run":
-                    rendered.append(self._renderRun(ref))
-                    continue
-                if field == "dataId":
-                    rendered.append(
-                        "_".join(
-                            f"{key}-{_checkValue(value, f'Data ID value {key}=', ref)}"
-                            for key, value in dataId.items()
-                        )
-                    )
-                    continue
-                if field in values:
-                    value = values[field]
-                elif field in dataId:
-                    value = dataId[field]
-                else:
-                    raise FileTemplateError(
-                        f"File template {self.template!r} uses {{{field}}}, which {ref} does not have "
-                        f"(its data ID keys are {list(dataId)}); configure a template for dataset type "
-                        f"{parentName!r} or its storage class."
-                    )
-                try:
-                    text = format(value, spec or "")
-                except (ValueError, TypeError) as exc:
-                    raise FileTemplateError(
-                        f"File template {self.template!r}: cannot format {field}={value!r} with {spec!r}: {exc}"
-                    ) from exc
-                if text:
-                    _checkValue(text, f"Value of {{{field}}}", ref)
-                rendered.append(text)
-            parts.append("".join(rendered))
-        path = "/".join(part for part in parts if part)
+        for segment in _compiled(self.template):
+            text = "".join([piece if type(piece) is str else piece(ref) for piece in segment])  # type: ignore[operator]
+            if text:
+                parts.append(text)
+        path = "/".join(parts)
         try:
             return checkRelativePath(path)
         except UnsafePathError as exc:
@@ -237,15 +190,89 @@ class FileTemplate:
                 f"File template {self.template!r} renders an unsafe path for {ref}: {exc}"
             ) from None
 
-    def _renderRun(self, ref: DatasetRef) -> str:
-        if ref.run is None:
+
+_Piece = str | Callable[[DatasetRef], str]
+"""Literal text of a template, or the function rendering one of its fields for a ref."""
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled(template: str) -> tuple[tuple[_Piece, ...], ...]:
+    """Return each ``/``-separated segment of ``template`` as its literal texts and field renderers."""
+    segments = []
+    for segment in template.split("/"):
+        pieces: list[_Piece] = []
+        for literal, field, spec, conversion in string.Formatter().parse(segment):
+            if literal:
+                pieces.append(literal)
+            if field is not None:
+                pieces.append(_fieldRenderer(template, field, spec or "", conversion))
+        segments.append(tuple(pieces))
+    return tuple(segments)
+
+
+def _fieldRenderer(
+    template: str, field: str, spec: str, conversion: str | None
+) -> Callable[[DatasetRef], str]:
+    """Return the function giving the checked text of ``{field:spec}`` for a ref."""
+    if conversion:
+
+        def refused(ref: DatasetRef) -> str:
+            raise FileTemplateError(f"File template {template!r}: conversions like !r are not allowed.")
+
+        return refused
+    if field == "run":
+        return functools.partial(_renderRun, template)
+    if field == "dataId":
+        return _renderDataId
+    if field == "id" and not spec:
+        return _renderId
+
+    def value(ref: DatasetRef) -> str:
+        found: Any
+        if field == "datasetType":
+            found = ref.datasetType.nameAndComponent()[0]
+        elif field == "id":
+            found = str(ref.id)
+        elif field in ref.dataId:
+            found = ref.dataId[field]
+        else:
             raise FileTemplateError(
-                f"File template {self.template!r} uses {{run}}, but {ref} has no run; give the ref a run "
-                f"or configure a template without {{run}}."
+                f"File template {template!r} uses {{{field}}}, which {ref} does not have "
+                f"(its data ID keys are {list(ref.dataId)}); configure a template for dataset type "
+                f"{ref.datasetType.nameAndComponent()[0]!r} or its storage class."
             )
-        for part in ref.run.split("/"):
-            _checkValue(part, "Run name part", ref)
-        return ref.run
+        try:
+            text = format(found, spec)
+        except (ValueError, TypeError) as exc:
+            raise FileTemplateError(
+                f"File template {template!r}: cannot format {field}={found!r} with {spec!r}: {exc}"
+            ) from exc
+        if text:
+            _checkValue(text, f"Value of {{{field}}}", ref)
+        return text
+
+    return value
+
+
+def _renderId(ref: DatasetRef) -> str:
+    return str(ref.id)  # a UUID's text: hex digits and '-', always safe
+
+
+def _renderDataId(ref: DatasetRef) -> str:
+    return "_".join(
+        [f"{key}-{_checkValue(value, f'Data ID value {key}=', ref)}" for key, value in ref.dataId.items()]
+    )
+
+
+def _renderRun(template: str, ref: DatasetRef) -> str:
+    if ref.run is None:
+        raise FileTemplateError(
+            f"File template {template!r} uses {{run}}, but {ref} has no run; give the ref a run "
+            f"or configure a template without {{run}}."
+        )
+    for part in ref.run.split("/"):
+        _checkValue(part, "Run name part", ref)
+    return ref.run
 
 
 class FileTemplates:

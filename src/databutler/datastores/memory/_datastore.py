@@ -563,6 +563,13 @@ class InMemoryDatastore(Datastore[StoredItemInfo]):
         with self._lock:
             return self._infoFor(ref) is not None
 
+    def knowsMany(self, refs: Iterable[DatasetRef]) -> dict[DatasetRef, bool]:
+        """Return ``{ref: knows(ref)}``, under one lock (what a chain asks of many new datasets)."""
+        refList = list(refs)
+        held = self.existsMany(refList)
+        with self._lock:
+            return {ref: held[ref] or self._infoFor(ref) is not None for ref in refList}
+
     def __len__(self) -> int:
         return len(self._entries)
 
