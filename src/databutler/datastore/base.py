@@ -194,12 +194,21 @@ class Datastore(ABC, Generic[InfoT]):
     def put(self, inMemoryDataset: Any, ref: DatasetRef) -> None:
         """Write ``inMemoryDataset`` as the dataset ``ref``.
 
+        Parameters
+        ----------
+        inMemoryDataset : object
+            The Dataset to store.
+        ref : DatasetRef
+            Reference to the associated Dataset.
+
         Raises
         ------
         TypeError
-            Supplied object and storage class are inconsistent.
+            Supplied object and storage class are inconsistent (`DatasetTypeMismatchError`).
         DatasetExistsError
-            ``ref`` is already stored (the stored dataset is left in place).
+            ``ref`` is already stored; the stored dataset is left in place.
+        DatasetTypeError
+            ``ref`` is a component ref: put the composite.
         """
 
     def checkRun(self, run: str) -> None:
@@ -249,14 +258,28 @@ class Datastore(ABC, Generic[InfoT]):
     def get(self, ref: DatasetRef, parameters: Mapping[str, Any] | None = None) -> Any:
         """Load the dataset ``ref``, with storage-class ``parameters`` applied.
 
+        Parameters
+        ----------
+        ref : DatasetRef
+            Reference to the required Dataset (a component ref reads that component).
+        parameters : dict, optional
+            StorageClass-specific parameters that specify, for example, a slice of the Dataset
+            to be loaded.
+
+        Returns
+        -------
+        inMemoryDataset : object
+            Requested Dataset or slice thereof as an InMemoryDataset.
+
         Raises
         ------
         FileNotFoundError
-            Requested dataset can not be retrieved.
+            Requested dataset can not be retrieved (`DatasetNotFoundError`).
         TypeError
-            Return value has unexpected type.
+            Return value has unexpected type (`DatasetTypeMismatchError`).
         ValueError
-            The dataset could not be processed (formatter failure, bad parameter).
+            The dataset could not be processed: a formatter failed (`FormatterError`) or a
+            parameter is unknown or unusable (`InvalidParameterError`).
         """
 
     @abstractmethod
@@ -266,6 +289,16 @@ class Datastore(ABC, Generic[InfoT]):
         A datastore that keeps records apart from its artifacts checks the artifact too (a
         file deleted behind the datastore's back does not exist); `knows` is the record check.
         ``exists(ref)`` implies ``knows(ref)``.
+
+        Parameters
+        ----------
+        ref : DatasetRef
+            Reference to the required dataset.
+
+        Returns
+        -------
+        exists : bool
+            True if the entity exists in the Datastore.
         """
 
     def knows(self, ref: DatasetRef) -> bool:
@@ -281,45 +314,96 @@ class Datastore(ABC, Generic[InfoT]):
     def remove(self, ref: DatasetRef) -> None:
         """Remove the dataset ``ref``.
 
+        Parameters
+        ----------
+        ref : DatasetRef
+            Reference to the required Dataset.
+
         Raises
         ------
         FileNotFoundError
-            Attempt to remove a dataset that does not exist.
+            Attempt to remove a dataset that does not exist (`DatasetNotFoundError`).
+        DatasetTypeError
+            ``ref`` is a component ref: remove the composite instead.
         """
 
     @abstractmethod
     def getUri(self, ref: DatasetRef, predict: bool = False) -> str:
         """Return a URI for the dataset ``ref``.
 
+        Parameters
+        ----------
+        ref : DatasetRef
+            Reference to the required Dataset.
+        predict : bool
+            If True, allow URIs to be returned of datasets that have not been written.
+
+        Returns
+        -------
+        uri : str
+            URI string pointing to the Dataset within the datastore; with ``#predicted``
+            appended when the dataset is not stored and ``predict`` is true.
+
         Raises
         ------
         FileNotFoundError
-            The dataset does not exist and ``predict`` is false.
+            A URI has been requested for a dataset that does not exist and guessing is not
+            allowed (`DatasetNotFoundError`).
         """
 
     @abstractmethod
     def addStoredItemInfo(self, ref: DatasetRef, info: InfoT) -> None:
         """Record internal storage information for ``ref``.
 
+        Parameters
+        ----------
+        ref : DatasetRef
+            The Dataset that has been stored.
+        info : StoredItemInfo
+            Metadata associated with the stored Dataset (this datastore's info type).
+
         Raises
         ------
         KeyError
-            An entry with this DatasetRef already exists.
+            An entry with this DatasetRef already exists (`StoredItemInfoExistsError`).
+        TypeError
+            ``info`` is not of this datastore's info type.
         """
 
     @abstractmethod
     def getStoredItemInfo(self, ref: DatasetRef) -> InfoT:
         """Return the internal storage information recorded for ``ref``.
 
+        Parameters
+        ----------
+        ref : DatasetRef
+            The Dataset that is to be queried.
+
+        Returns
+        -------
+        info : StoredItemInfo
+            Stored information about the dataset (this datastore's info type).
+
         Raises
         ------
         KeyError
-            Dataset with that id can not be found.
+            Dataset with that id can not be found (`StoredItemInfoNotFoundError`).
         """
 
     @abstractmethod
     def removeStoredItemInfo(self, ref: DatasetRef) -> None:
-        """Remove the internal storage information recorded for ``ref``."""
+        """Remove the internal storage information recorded for ``ref``; the dataset itself stays.
+
+        Parameters
+        ----------
+        ref : DatasetRef
+            The Dataset whose information is removed.
+
+        Raises
+        ------
+        KeyError
+            No information is recorded for ``ref`` (`StoredItemInfoNotFoundError`).
+        """
 
     @classmethod
     def setConfigRoot(cls, root: str, config: Config, full: Config) -> None:

@@ -16,6 +16,8 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
+from typing_extensions import override
+
 from ..config import Config
 from ..dataset_ref import DatasetRef
 from ..dataset_type import DatasetType
@@ -146,6 +148,7 @@ class ChainedDatastore(Datastore[object]):
     configKeys = frozenset({"cls", "name", "datastores", "readThrough", "storageClasses"})
     """The keys of its section; ``constraints`` belong on a child, not on the chain."""
 
+    @override
     @classmethod
     def validateConfig(cls, config: Config | Mapping[str, Any]) -> None:
         """Check the chain's own keys, then each child's against its own class.
@@ -192,15 +195,18 @@ class ChainedDatastore(Datastore[object]):
             self.datastores.append(Datastore.fromConfig({"datastore": section}, registry=relay))
         self.__dict__["isEphemeral"] = all(child.isEphemeral for child in self.datastores)
 
+    @override
     def __repr__(self) -> str:
         """Show the chain's name and its child datastores."""
         return f"ChainedDatastore(name={self.name!r}, datastores={self.datastores!r})"
 
+    @override
     @property
     def children(self) -> Sequence[Datastore]:
         """The child datastores, in order (the same list as `datastores`)."""
         return self.datastores
 
+    @override
     def close(self) -> None:
         """Close every child."""
         for child in self.datastores:
@@ -213,17 +219,20 @@ class ChainedDatastore(Datastore[object]):
             if k.isAcceptable(ref.datasetType)
         ]
 
+    @override
     def checkRun(self, run: str) -> None:
         """Ask every child (see `Datastore.checkRun`)."""
         for child in self.datastores:
             child.checkRun(run)
 
+    @override
     def checkPut(self, inMemoryDataset: Any, datasetType: DatasetType) -> None:
         """Ask every child that accepts ``datasetType`` (see `Datastore.checkPut`)."""
         for child, constraints in zip(self.datastores, self.constraints, strict=True):
             if constraints.isAcceptable(datasetType):
                 child.checkPut(inMemoryDataset, datasetType)
 
+    @override
     @contextmanager
     def prepared(self, pairs: Sequence[tuple[Any, DatasetRef]]) -> Iterator[None]:
         """Let every child prepare the puts of the pairs it accepts (see `Datastore.prepared`)."""
@@ -237,6 +246,7 @@ class ChainedDatastore(Datastore[object]):
 
     # -- transactions --
 
+    @override
     @contextmanager
     def transaction(self, deferCommitActions: bool = False) -> Iterator[DatastoreTransaction]:
         """Open a transaction on every child and on the chain; a failure rolls all of them back.
@@ -257,6 +267,7 @@ class ChainedDatastore(Datastore[object]):
 
     # -- put, get, exists, remove --
 
+    @override
     def put(self, inMemoryDataset: Any, ref: DatasetRef) -> None:
         """Write ``inMemoryDataset`` to every child that accepts ``ref``; all or none.
 
@@ -265,8 +276,6 @@ class ChainedDatastore(Datastore[object]):
 
         Raises
         ------
-        TypeError
-            Supplied object and storage class are inconsistent.
         DatasetExistsError
             A child already has ``ref``; no child is changed.
         DatasetTypeNotSupportedError
@@ -307,6 +316,7 @@ class ChainedDatastore(Datastore[object]):
             if relay is not None:  # once, not once per child; if it fails the children are undone
                 relay.registry.addDatasetLocations(self.name, [ref])
 
+    @override
     def ingest(self, datasets: Iterable[tuple[str, DatasetRef, Any]], transfer: str = "auto") -> None:
         """Ingest the files into the first persistent child (see `FileDatastore.ingest`).
 
@@ -321,6 +331,7 @@ class ChainedDatastore(Datastore[object]):
                 return
         raise IngestError(f"Chain {self.name!r} has no persistent datastore to ingest files into.")
 
+    @override
     def retrieveArtifacts(
         self,
         refs: Iterable[DatasetRef],
@@ -359,18 +370,9 @@ class ChainedDatastore(Datastore[object]):
             raise
         return done
 
+    @override
     def get(self, ref: DatasetRef, parameters: Mapping[str, Any] | None = None) -> Any:
-        """Read ``ref`` from the first child that has it.
-
-        Raises
-        ------
-        FileNotFoundError
-            No child has the dataset (`DatasetNotFoundError`).
-        TypeError
-            Return value has unexpected type.
-        ValueError
-            The child could not process the dataset (formatter failure, bad parameter).
-        """
+        """Read ``ref`` from the first child that has it (a `DatasetNotFoundError` if none has)."""
         lost: DatasetFileMissingError | None = None
         for i, child in enumerate(self.datastores):
             if isinstance(child, InMemoryDatastore):  # a miss in the memory tier raises nothing
@@ -435,22 +437,19 @@ class ChainedDatastore(Datastore[object]):
             f"Cannot {verb} {ref}: no datastore in chain {self.name!r} ({names}) has it."
         )
 
+    @override
     def exists(self, ref: DatasetRef) -> bool:
         """Return `True` if any child really has ``ref`` (see `Datastore.exists`)."""
         return any(child.exists(ref) for child in self.datastores)
 
+    @override
     def knows(self, ref: DatasetRef) -> bool:
         """Return `True` if any child has a record of ``ref`` (see `Datastore.knows`)."""
         return any(child.knows(ref) for child in self.datastores)
 
+    @override
     def remove(self, ref: DatasetRef) -> None:
-        """Remove ``ref`` from every child that has it; all or none.
-
-        Raises
-        ------
-        FileNotFoundError
-            No child had the dataset (`DatasetNotFoundError`).
-        """
+        """Remove ``ref`` from every child that has it; all or none (none has it: `DatasetNotFoundError`)."""
         removed = 0
         with ExitStack() as stack:
             for child in self.datastores:
@@ -464,6 +463,7 @@ class ChainedDatastore(Datastore[object]):
         if not removed:
             raise self._notFound(ref, "remove")
 
+    @override
     def getUri(self, ref: DatasetRef, predict: bool = False) -> str:
         """Return the URI from the first persistent child that has ``ref``, else an ephemeral one.
 
@@ -471,11 +471,6 @@ class ChainedDatastore(Datastore[object]):
 
         The answer does not depend on which tier happens to hold a copy: a dataset in the file
         tier has its file URI whether or not the memory tier has read it.
-
-        Raises
-        ------
-        FileNotFoundError
-            No child has it and ``predict`` is false.
         """
         persistentFirst = sorted(self.datastores, key=lambda child: child.isEphemeral)
         for child in persistentFirst:
@@ -488,13 +483,12 @@ class ChainedDatastore(Datastore[object]):
 
     # -- stored-item info --
 
+    @override
     def addStoredItemInfo(self, ref: DatasetRef, info: object) -> None:
-        """Record ``info`` in the first child that accepts ``ref``.
+        """Record ``info`` in the first child that accepts ``ref`` (as that child records it).
 
         Raises
         ------
-        KeyError
-            That child already has information for ``ref``.
         DatasetTypeNotSupportedError
             No child accepts ``ref``.
         """
@@ -503,14 +497,9 @@ class ChainedDatastore(Datastore[object]):
             raise DatasetTypeNotSupportedError(f"No datastore in chain {self.name!r} accepts {ref}.")
         accepting[0].addStoredItemInfo(ref, info)
 
+    @override
     def getStoredItemInfo(self, ref: DatasetRef) -> object:
-        """Return the information the first child that has ``ref`` recorded.
-
-        Raises
-        ------
-        KeyError
-            No child has information for ``ref`` (`StoredItemInfoNotFoundError`).
-        """
+        """Return the information the first child that has ``ref`` recorded."""
         for child in self.datastores:
             try:
                 return child.getStoredItemInfo(ref)
@@ -520,14 +509,9 @@ class ChainedDatastore(Datastore[object]):
             f"No datastore in chain {self.name!r} has stored-item info for {ref}."
         )
 
+    @override
     def removeStoredItemInfo(self, ref: DatasetRef) -> None:
-        """Remove the information about ``ref`` from every child that has it.
-
-        Raises
-        ------
-        KeyError
-            No child had information for ``ref`` (`StoredItemInfoNotFoundError`).
-        """
+        """Remove the information about ``ref`` from every child that has it (none has: a `KeyError`)."""
         removed = 0
         for child in self.datastores:
             try:
@@ -540,6 +524,7 @@ class ChainedDatastore(Datastore[object]):
                 f"No datastore in chain {self.name!r} has stored-item info for {ref}."
             )
 
+    @override
     @classmethod
     def setConfigRoot(cls, root: str, config: Config, full: Config) -> None:
         """Give each child its share of a new repository at ``root``.

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from typing import Any, NamedTuple
 
 import fsspec
+from typing_extensions import override
 
 from ...config import ROOT_PLACEHOLDER, Config
 from ...dataset_ref import DatasetRef
@@ -240,6 +241,7 @@ class FileDatastore(Datastore[StoredFileInfo]):
                 f"{REGISTRY_RECORDS!r}, not {url!r}."
             ) from exc
 
+    @override
     def close(self) -> None:
         """Close the records database connections (a registry's are left to the registry)."""
         if self._ownsRecordStorage:
@@ -247,24 +249,14 @@ class FileDatastore(Datastore[StoredFileInfo]):
 
     # -- put --
 
+    @override
     def put(self, inMemoryDataset: Any, ref: DatasetRef) -> None:
         """Write ``inMemoryDataset`` as the dataset ``ref``: atomically, then record it.
 
-        Parameters
-        ----------
-        inMemoryDataset : object
-            The Dataset to store.
-        ref : DatasetRef
-            Reference to the associated Dataset.
+        A path that belongs to another dataset is refused as a `DatasetExistsError` too.
 
         Raises
         ------
-        TypeError
-            Supplied object and storage class are inconsistent (`DatasetTypeMismatchError`).
-        DatasetExistsError
-            ``ref`` is already stored, or its path belongs to another dataset.
-        DatasetTypeError
-            ``ref`` is a component ref.
         FormatterError
             The formatter failed; nothing was stored.
         UnsafePathError
@@ -302,10 +294,12 @@ class FileDatastore(Datastore[StoredFileInfo]):
         ]
         self._store(ref, writes, folder)
 
+    @override
     def checkRun(self, run: str) -> None:
         """Refuse a run name that a template using ``{run}`` cannot put in a path (`Datastore.checkRun`)."""
         self.layout.templates.checkRun(run)
 
+    @override
     @contextmanager
     def prepared(self, pairs: Sequence[tuple[Any, DatasetRef]]) -> Iterator[None]:
         """Encode each object to temporary files beside the paths its ref will have, before a transaction.
@@ -371,6 +365,7 @@ class FileDatastore(Datastore[StoredFileInfo]):
             removeQuietly(self.fs, tempPath)
         return None
 
+    @override
     def checkPut(self, inMemoryDataset: Any, datasetType: DatasetType) -> None:
         """Check the storage class, then ask the formatter(s) `put` would use to validate the object.
 
@@ -407,6 +402,7 @@ class FileDatastore(Datastore[StoredFileInfo]):
                 parent.registerUndo(f"delete the files of undone {ref}", self.files.drop, ref, infos)
         self._notifyRemoved([ref])
 
+    @override
     def ingest(self, datasets: Iterable[IngestItem], transfer: str = "auto") -> None:
         """Bring existing files in as the datasets they hold, all or none; the files are not decoded.
 
@@ -520,6 +516,7 @@ class FileDatastore(Datastore[StoredFileInfo]):
                 f"Cannot {transfer} {source} to {path} in datastore {self.name!r}: {exc}; nothing was ingested."
             ) from exc
 
+    @override
     def retrieveArtifacts(
         self,
         refs: Iterable[DatasetRef],
@@ -740,6 +737,7 @@ class FileDatastore(Datastore[StoredFileInfo]):
             out[ref] = [info for _, info in found.values() if info.formatter is not None]
         return out
 
+    @override
     def transfer(self, inputDatastore: Datastore, ref: DatasetRef) -> None:
         """Store here the dataset ``ref`` held by ``inputDatastore``.
 
@@ -778,34 +776,19 @@ class FileDatastore(Datastore[StoredFileInfo]):
             f"Cannot {verb} {ref}: it is not in datastore {self.name!r} (root {self.root})."
         )
 
+    @override
     def get(self, ref: DatasetRef, parameters: Mapping[str, Any] | None = None) -> Any:
-        """Read the dataset ``ref`` from its file(s), with storage-class ``parameters`` applied.
+        """Read the dataset ``ref`` from its file(s) into a new object owned by the caller.
 
         Parameters a formatter can apply while reading (Parquet ``columns``) are pushed down
         to it; the rest are applied by the storage class delegate afterwards.
 
-        Parameters
-        ----------
-        ref : DatasetRef
-            Reference to the required Dataset (a component ref reads that component).
-        parameters : dict, optional
-            StorageClass-specific parameters, e.g. a slice or a column subset.
-
-        Returns
-        -------
-        inMemoryDataset : object
-            A new object owned by the caller.
-
         Raises
         ------
-        FileNotFoundError
-            Requested dataset can not be retrieved (`DatasetNotFoundError`), also when its file
-            has disappeared.
-        TypeError
-            Return value from formatter has unexpected type (`DatasetTypeMismatchError`).
-        ValueError
-            Formatter failed to process the dataset (`FormatterError`), the file changed on
-            disk (`DatasetIntegrityError`) or a parameter is bad (`InvalidParameterError`).
+        DatasetNotFoundError
+            Also when a file of the dataset has disappeared.
+        DatasetIntegrityError
+            A file changed on disk (a `ValueError`).
         """
         target = ref.datasetType.storageClass
         delegate = target.delegate()
@@ -835,10 +818,12 @@ class FileDatastore(Datastore[StoredFileInfo]):
             )
         return obj
 
+    @override
     def knows(self, ref: DatasetRef) -> bool:
         """Return `True` if the records list ``ref``, whether or not its files are still there."""
         return self._records.has(ref.id) == ref.datasetType.nameAndComponent()[0]
 
+    @override
     def exists(self, ref: DatasetRef) -> bool:
         """Return `True` if ``ref`` is recorded here and the file(s) it needs are on the file system.
 
@@ -853,6 +838,7 @@ class FileDatastore(Datastore[StoredFileInfo]):
         needed = [infos.get(component, infos[""])] if component is not None else infos.values()
         return all(self.fs.exists(self.files.fullPath(info.path)) for info in needed if info.formatter)
 
+    @override
     def verify(self, ref: DatasetRef) -> bool:
         """Check every file of ``ref`` against the size and checksum recorded when it was written.
 
@@ -947,24 +933,13 @@ class FileDatastore(Datastore[StoredFileInfo]):
     def _currentTransaction(self) -> DatastoreTransaction | None:
         return getattr(self._txLocal, "transaction", None)
 
+    @override
     def remove(self, ref: DatasetRef) -> None:
         """Remove the dataset ``ref``: its record, then its file(s).
 
         Inside a transaction the files are moved aside and only deleted when the outermost
         transaction commits, so a rollback restores them. If the registry cannot be told, the
         dataset is restored at once and the registry's error is raised.
-
-        Parameters
-        ----------
-        ref : DatasetRef
-            Reference to the required Dataset.
-
-        Raises
-        ------
-        FileNotFoundError
-            Attempt to remove a dataset that does not exist (`DatasetNotFoundError`).
-        DatasetTypeError
-            ``ref`` is a component ref: remove the composite instead.
         """
         if ref.isComponent():
             raise DatasetTypeError(f"Cannot remove component {ref} on its own; remove the composite.")
@@ -1027,26 +1002,15 @@ class FileDatastore(Datastore[StoredFileInfo]):
 
     # -- URIs and stored-item info --
 
+    @override
     def getUri(self, ref: DatasetRef, predict: bool = False) -> str:
-        """URI of the dataset's file (for a disassembled composite, its folder).
+        """Return the URI of the dataset's file (for a disassembled composite, its folder).
 
-        Parameters
-        ----------
-        ref : DatasetRef
-            Reference to the required Dataset.
-        predict : bool
-            If True, return the URI a dataset not yet stored would have, with ``#predicted``.
-
-        Returns
-        -------
-        uri : str
-            ``file://``, ``s3://``, ``memory://``... URI; a component stored inside its
-            composite's file has that file's URI.
+        A ``file://``, ``s3://``, ``memory://``... URI; a component stored inside its
+        composite's file has that file's URI.
 
         Raises
         ------
-        FileNotFoundError
-            The dataset is not stored and ``predict`` is false (`DatasetNotFoundError`).
         UnsafePathError
             Predicting: a value in the path is unsafe.
         """
@@ -1059,22 +1023,14 @@ class FileDatastore(Datastore[StoredFileInfo]):
         component = ref.datasetType.component()
         return self.files.uri(infos.get(component or "", infos[""]).path)
 
+    @override
     def addStoredItemInfo(self, ref: DatasetRef, info: StoredFileInfo) -> None:
-        """Record a file for ``ref`` (low-level; `put` records every file it writes).
+        """Record the file ``info`` (where it is, how it was written) for ``ref``.
 
-        Parameters
-        ----------
-        ref : DatasetRef
-            The Dataset the file holds (a component ref for a component file).
-        info : StoredFileInfo
-            Where the file is and how it was written.
+        Low-level: `put` records every file it writes. A component ref records a component file.
 
         Raises
         ------
-        KeyError
-            An entry with this DatasetRef already exists (`StoredItemInfoExistsError`).
-        TypeError
-            ``info`` is not a StoredFileInfo.
         UnsafePathError
             ``info.path`` is not a relative path inside the root.
         """
@@ -1091,14 +1047,9 @@ class FileDatastore(Datastore[StoredFileInfo]):
                 f"remove it with removeStoredItemInfo first."
             ) from exc
 
+    @override
     def getStoredItemInfo(self, ref: DatasetRef) -> StoredFileInfo:
-        """Retrieve what is recorded about the file holding ``ref``.
-
-        Raises
-        ------
-        KeyError
-            Dataset with that id can not be found (`StoredItemInfoNotFoundError`).
-        """
+        """Return what is recorded about the file holding ``ref``."""
         try:
             infos = self._lookup(ref, "get stored-item info for")
         except DatasetNotFoundError as exc:
@@ -1107,18 +1058,14 @@ class FileDatastore(Datastore[StoredFileInfo]):
             ) from exc
         return infos.get(ref.datasetType.component() or "", infos[""])
 
+    @override
     def removeStoredItemInfo(self, ref: DatasetRef) -> None:
-        """Remove the records of ``ref`` (a component ref: only its component file's); files stay.
-
-        Raises
-        ------
-        KeyError
-            Nothing is recorded for ``ref`` (`StoredItemInfoNotFoundError`).
-        """
+        """Remove the records of ``ref`` (a component ref: only its component file's); files stay."""
         count = self._records.delete(ref.id, ref.datasetType.component())
         if not count:
             raise StoredItemInfoNotFoundError(f"Datastore {self.name!r} has no stored-item info for {ref}.")
 
+    @override
     @classmethod
     def setConfigRoot(cls, root: str, config: Config, full: Config) -> None:
         """Point ``config`` at a new repository root and pin its file templates.

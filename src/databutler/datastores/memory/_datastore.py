@@ -17,6 +17,8 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from typing_extensions import override
+
 from ...config import Config
 from ...dataset_ref import DatasetRef
 from ...dataset_type import DatasetType
@@ -173,24 +175,12 @@ class InMemoryDatastore(Datastore[StoredItemInfo]):
         size = delegate.getSize(stored) if self._table.trackSizes else None
         return Entry._make((stored, ref, time.time(), mode, size, copier))
 
+    @override
     def put(self, inMemoryDataset: Any, ref: DatasetRef) -> None:
-        """Write a InMemoryDataset with a given DatasetRef to the store.
-
-        Parameters
-        ----------
-        inMemoryDataset : object
-            The Dataset to store.
-        ref : DatasetRef
-            Reference to the associated Dataset.
+        """Store ``inMemoryDataset`` as ``ref``, owned as its copy mode says (`copyModeFor`).
 
         Raises
         ------
-        TypeError
-            Supplied object and storage class are inconsistent (`DatasetTypeMismatchError`).
-        DatasetExistsError
-            ``ref`` is already stored; the stored dataset is left in place.
-        DatasetTypeError
-            ``ref`` is a component ref.
         DatasetTooLargeError
             The dataset alone is larger than ``maxBytes``; nothing is evicted.
         """
@@ -220,6 +210,7 @@ class InMemoryDatastore(Datastore[StoredItemInfo]):
         if self.registry is not None or self._openTransactions:
             self._afterInsert([ref], [])
 
+    @override
     def putMany(self, pairs: Iterable[tuple[Any, DatasetRef]]) -> None:
         """Put every ``(inMemoryDataset, ref)`` pair, all or none.
 
@@ -382,31 +373,12 @@ class InMemoryDatastore(Datastore[StoredItemInfo]):
             return entry
         return None  # the id holds another dataset type
 
+    @override
     def get(self, ref: DatasetRef, parameters: Mapping[str, Any] | None = None) -> Any:
-        """Load an InMemoryDataset from the store.
+        """Return the stored object, or the reader's copy or read-only view, as its copy mode says.
 
-        Parameters
-        ----------
-        ref : DatasetRef
-            Reference to the required Dataset (a component ref reads that component).
-        parameters : dict, optional
-            StorageClass-specific parameters that specify, for example, a slice of the Dataset
-            to be loaded.
-
-        Returns
-        -------
-        inMemoryDataset : object
-            Requested Dataset or slice thereof as an InMemoryDataset.
-
-        Raises
-        ------
-        FileNotFoundError
-            Requested dataset can not be retrieved (`DatasetNotFoundError`; says when and why
-            if it was evicted or expired).
-        TypeError
-            The stored object is not of the type the ref's storage class expects.
-        ValueError
-            A parameter is unknown or unusable (`InvalidParameterError`).
+        A dataset that was evicted or has expired raises a `DatasetNotFoundError` that says
+        when and why.
         """
         if self._simple and not parameters:  # the fast path of tryGet: no lock, no parameters
             entry = self._entries.get(ref.id.int)
@@ -487,6 +459,7 @@ class InMemoryDatastore(Datastore[StoredItemInfo]):
             return handOut(obj, entry.handOut)
         return CopyPolicy.handOutPart(obj, delegate, entry.mode)
 
+    @override
     def getMany(
         self,
         refs: Iterable[DatasetRef],
@@ -494,14 +467,7 @@ class InMemoryDatastore(Datastore[StoredItemInfo]):
         *,
         missing: list[DatasetRef] | None = None,
     ) -> dict[DatasetRef, Any]:
-        """Return ``{ref: dataset}`` for every ref, looking them all up under one lock.
-
-        Raises
-        ------
-        DatasetNotFoundError
-            Some refs are not stored (all are named) and ``missing`` was not given; otherwise
-            they are appended to ``missing``.
-        """
+        """Return ``{ref: dataset}`` for every ref, looking them all up under one lock."""
         table = self._table
         find = self._find
         lookup = self._entries.get if self._simple else table.lookupLocked
@@ -525,19 +491,8 @@ class InMemoryDatastore(Datastore[StoredItemInfo]):
             and component in storedRef.datasetType.storageClass.components
         )
 
+    @override
     def exists(self, ref: DatasetRef) -> bool:
-        """Check if the dataset exists in the datastore.
-
-        Parameters
-        ----------
-        ref : DatasetRef
-            Reference to the required dataset.
-
-        Returns
-        -------
-        exists : bool
-            True if the entity exists in the Datastore.
-        """
         if self.expireSeconds is None:  # no expiry: a peek needs no lock and changes nothing
             return self._find(ref, self._entries.get) is not None
         with self._lock:
@@ -545,6 +500,7 @@ class InMemoryDatastore(Datastore[StoredItemInfo]):
         self._flushExpired()
         return entry is not None
 
+    @override
     def existsMany(self, refs: Iterable[DatasetRef]) -> dict[DatasetRef, bool]:
         """Return ``{ref: exists}`` for every ref."""
         if self.expireSeconds is not None:
@@ -552,6 +508,7 @@ class InMemoryDatastore(Datastore[StoredItemInfo]):
         find, peek = self._find, self._entries.get
         return {ref: find(ref, peek) is not None for ref in refs}
 
+    @override
     def knows(self, ref: DatasetRef) -> bool:
         """Return `True` if ``ref`` is held here or stored-item info is recorded for it.
 
@@ -573,28 +530,18 @@ class InMemoryDatastore(Datastore[StoredItemInfo]):
     def __len__(self) -> int:
         return len(self._entries)
 
+    @override
     def __contains__(self, ref: object) -> bool:
         return isinstance(ref, DatasetRef) and self.exists(ref)
 
     # -- remove --
 
+    @override
     def remove(self, ref: DatasetRef) -> None:
-        """Remove the dataset ``ref`` (and with it the records of its components).
-
-        Parameters
-        ----------
-        ref : DatasetRef
-            Reference to the required Dataset.
-
-        Raises
-        ------
-        FileNotFoundError
-            Attempt to remove a dataset that does not exist (`DatasetNotFoundError`).
-        DatasetTypeError
-            ``ref`` is a component ref: remove the composite instead.
-        """
+        """Remove the dataset ``ref``, and with it the records of its components."""
         self._removeMany([ref], strict=True)
 
+    @override
     def removeMany(self, refs: Iterable[DatasetRef]) -> None:
         """Remove every ref under one lock; missing refs are named together afterwards.
 
@@ -657,27 +604,9 @@ class InMemoryDatastore(Datastore[StoredItemInfo]):
 
     # -- URIs --
 
+    @override
     def getUri(self, ref: DatasetRef, predict: bool = False) -> str:
-        """URI to the Dataset; always uses the ``mem://`` prefix.
-
-        Parameters
-        ----------
-        ref : DatasetRef
-            Reference to the required Dataset.
-        predict : bool
-            If True, allow URIs to be returned of datasets that have not been written.
-
-        Returns
-        -------
-        uri : str
-            ``mem://<datasetType>/<id>``, unique per dataset; with ``#predicted`` appended when
-            the dataset is not stored and ``predict`` is true.
-
-        Raises
-        ------
-        FileNotFoundError
-            A URI has been requested for a dataset that does not exist and guessing is not allowed.
-        """
+        """Return ``mem://<datasetType>/<id>``: always the ``mem://`` prefix, unique per dataset."""
         uri = f"mem://{ref.datasetType.name}/{ref.id}"
         if self.exists(ref):
             return uri
@@ -703,26 +632,13 @@ class InMemoryDatastore(Datastore[StoredItemInfo]):
             return StoredItemInfo(entry.timestamp, storageClass)
         return StoredItemInfo(entry.timestamp, storageClass.components[component], ref.id)
 
+    @override
     def addStoredItemInfo(self, ref: DatasetRef, info: StoredItemInfo) -> None:
-        """Record internal storage information associated with this DatasetRef.
+        """Record ``info`` for ``ref``, also for a dataset this datastore does not hold.
 
-        Parameters
-        ----------
-        ref : DatasetRef
-            The Dataset that has been stored.
-        info : StoredItemInfo
-            Metadata associated with the stored Dataset.
-
-        Info may be recorded for a dataset this datastore does not hold (as the spec allows);
-        it is kept until `removeStoredItemInfo`, or until the dataset is put and then removed.
-
-        Raises
-        ------
-        KeyError
-            An entry with this DatasetRef already exists (`StoredItemInfoExistsError`); `put`
-            records one for every dataset it stores.
-        TypeError
-            ``info`` is not a StoredItemInfo.
+        Info for a dataset not held (as the spec allows) is kept until `removeStoredItemInfo`,
+        or until the dataset is put and then removed. `put` records info for every dataset it
+        stores, so adding info for a stored dataset raises `StoredItemInfoExistsError`.
         """
         if not isinstance(info, StoredItemInfo):
             raise TypeError(f"addStoredItemInfo takes a StoredItemInfo, not {type(info).__name__}.")
@@ -736,45 +652,18 @@ class InMemoryDatastore(Datastore[StoredItemInfo]):
                 )
             self._table.infoOverrides.setdefault(ref.id.int, {})[ref.datasetType.component()] = info
 
+    @override
     def getStoredItemInfo(self, ref: DatasetRef) -> StoredItemInfo:
-        """Retrieve information associated with object stored in this Datastore.
-
-        Parameters
-        ----------
-        ref : DatasetRef
-            The Dataset that is to be queried.
-
-        Returns
-        -------
-        info : StoredItemInfo
-            When it was stored, its storage class and, for a component, the parent's id.
-
-        Raises
-        ------
-        KeyError
-            Dataset with that id can not be found (`StoredItemInfoNotFoundError`).
-        """
+        """Return when ``ref`` was stored, its storage class and, for a component, the parent's id."""
         with self._lock:
             info = self._infoFor(ref)
         if info is None:
             raise StoredItemInfoNotFoundError(f"Datastore {self.name!r} has no stored-item info for {ref}.")
         return info
 
+    @override
     def removeStoredItemInfo(self, ref: DatasetRef) -> None:
-        """Remove information about the object associated with this dataset.
-
-        This is low-level bookkeeping: the dataset itself stays; use `remove` to remove it.
-
-        Parameters
-        ----------
-        ref : DatasetRef
-            The Dataset that has been removed.
-
-        Raises
-        ------
-        KeyError
-            No information is recorded for ``ref`` (`StoredItemInfoNotFoundError`).
-        """
+        """Forget the info of ``ref`` (low-level bookkeeping; use `remove` to remove the dataset)."""
         with self._lock:
             if self._infoFor(ref) is None:
                 raise StoredItemInfoNotFoundError(
@@ -788,14 +677,6 @@ class InMemoryDatastore(Datastore[StoredItemInfo]):
                 del overrides[component]
                 if not overrides:
                     del self._table.infoOverrides[key]
-
-    @classmethod
-    def setConfigRoot(cls, root: str, config: Config, full: Config) -> None:
-        """Set any filesystem-dependent config options for a new repository at ``root``.
-
-        Does nothing in this implementation: an in-memory datastore has no files.
-        """
-        return None
 
     def stats(self) -> InMemoryDatastoreStats:
         """Return counts, bytes held, hits, misses, evictions and expirations."""
