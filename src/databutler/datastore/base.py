@@ -6,7 +6,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, ClassVar, Generic
+from typing import Any, ClassVar, Generic, TypeAlias
 
 from typing_extensions import TypeVar
 
@@ -18,7 +18,7 @@ from ..storage_class import StorageClassFactory, importDottedName
 from .bridge import DatasetLocationRegistry
 from .transaction import DatastoreTransaction
 
-__all__ = ["Datastore", "DatastoreConfig", "InfoT"]
+__all__ = ["Datastore", "DatastoreConfig", "DatastoreConfigLike", "InfoT"]
 
 InfoT = TypeVar("InfoT", default=Any)
 """What a datastore records about one stored dataset (its stored-item info type).
@@ -33,6 +33,10 @@ class DatastoreConfig(ConfigSubset):
     component = "datastore"
     requiredKeys = ("cls",)
     defaultConfigFile = None
+
+
+DatastoreConfigLike: TypeAlias = DatastoreConfig | Config | Mapping[str, Any] | str
+"""What a datastore can be built from: a config, a mapping, or the path of a YAML file."""
 
 
 class Datastore(ABC, Generic[InfoT]):
@@ -89,11 +93,7 @@ class Datastore(ABC, Generic[InfoT]):
     A datastore that declares them refuses a section with any other key (a misspelt
     ``templatse:`` is a `ConfigError` naming the key and the accepted ones, not ignored)."""
 
-    def __init__(
-        self,
-        config: DatastoreConfig | Config | Mapping[str, Any] | str,
-        registry: DatasetLocationRegistry | None = None,
-    ) -> None:
+    def __init__(self, config: DatastoreConfigLike, registry: DatasetLocationRegistry | None = None) -> None:
         self.config = self.makeConfig(config)
         self.validateConfig(self.config)
         self.registry = registry
@@ -106,7 +106,7 @@ class Datastore(ABC, Generic[InfoT]):
         self._openTransactionsLock = threading.Lock()
 
     @classmethod
-    def makeConfig(cls, config: DatastoreConfig | Config | Mapping[str, Any] | str) -> DatastoreConfig:
+    def makeConfig(cls, config: DatastoreConfigLike) -> DatastoreConfig:
         """Return ``config`` as a DatastoreConfig with this class's defaults merged beneath it."""
         cfg = DatastoreConfig(config, mergeDefaults=False)
         if cls.defaultConfigFile is not None:
@@ -139,10 +139,7 @@ class Datastore(ABC, Generic[InfoT]):
             )
 
     @staticmethod
-    def fromConfig(
-        config: DatastoreConfig | Config | Mapping[str, Any] | str,
-        registry: DatasetLocationRegistry | None = None,
-    ) -> Datastore:
+    def fromConfig(config: DatastoreConfigLike, registry: DatasetLocationRegistry | None = None) -> Datastore:
         """Build the datastore named by ``datastore.cls`` in ``config``.
 
         Raises

@@ -21,7 +21,7 @@ from typing_extensions import override
 from ..config import Config
 from ..dataset_ref import DatasetRef
 from ..dataset_type import DatasetType
-from ..datastore.base import Datastore, DatastoreConfig
+from ..datastore.base import Datastore, DatastoreConfigLike
 from ..datastore.bridge import DatasetLocationRegistry, RecordStorage, RecordStorageProvider
 from ..datastore.constraints import Constraints
 from ..datastore.transaction import DatastoreTransaction
@@ -176,11 +176,7 @@ class ChainedDatastore(Datastore[object]):
         for i, child in enumerate(_childConfigs(children)):
             Datastore.classFromConfig(child["cls"], f"datastore.datastores[{i}].cls").validateConfig(child)
 
-    def __init__(
-        self,
-        config: DatastoreConfig | Config | Mapping[str, Any] | str,
-        registry: DatasetLocationRegistry | None = None,
-    ) -> None:
+    def __init__(self, config: DatastoreConfigLike, registry: DatasetLocationRegistry | None = None) -> None:
         super().__init__(config, registry)
         readThrough = self.config.get("readThrough", False)
         if not isinstance(readThrough, bool):

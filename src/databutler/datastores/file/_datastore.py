@@ -24,7 +24,7 @@ from typing_extensions import override
 from ...config import ROOT_PLACEHOLDER, Config
 from ...dataset_ref import DatasetRef
 from ...dataset_type import DatasetType
-from ...datastore.base import Datastore, DatastoreConfig
+from ...datastore.base import Datastore, DatastoreConfigLike
 from ...datastore.bridge import (
     DatasetLocationRegistry,
     InMemoryRecordStorage,
@@ -140,11 +140,7 @@ class FileDatastore(Datastore[StoredFileInfo]):
     """The keys of its ``datastore`` section (``constraints`` is read by an enclosing chain)."""
     """Files outlive the process."""
 
-    def __init__(
-        self,
-        config: DatastoreConfig | Config | Mapping[str, Any] | str,
-        registry: DatasetLocationRegistry | None = None,
-    ) -> None:
+    def __init__(self, config: DatastoreConfigLike, registry: DatasetLocationRegistry | None = None) -> None:
         super().__init__(config, registry)
         self._prepared: dict[uuid.UUID, _Prepared] = {}
         cfg = self.config

@@ -19,10 +19,9 @@ from typing import Any
 
 from typing_extensions import override
 
-from ...config import Config
 from ...dataset_ref import DatasetRef
 from ...dataset_type import DatasetType
-from ...datastore.base import Datastore, DatastoreConfig
+from ...datastore.base import Datastore, DatastoreConfigLike
 from ...datastore.bridge import DatasetLocationRegistry
 from ...datastore.records import StoredItemInfo
 from ...exceptions import (
@@ -97,11 +96,7 @@ class InMemoryDatastore(Datastore[StoredItemInfo]):
     )  # fmt: skip
     """The keys of its ``datastore`` section (``constraints`` is read by an enclosing chain)."""
 
-    def __init__(
-        self,
-        config: DatastoreConfig | Config | Mapping[str, Any] | str,
-        registry: DatasetLocationRegistry | None = None,
-    ) -> None:
+    def __init__(self, config: DatastoreConfigLike, registry: DatasetLocationRegistry | None = None) -> None:
         super().__init__(config, registry)
         self.name = f"{self.config.get('name') or type(self).__name__}@{uuid.uuid4().hex[:8]}"
         cfg = self.config
