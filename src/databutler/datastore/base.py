@@ -6,7 +6,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, ClassVar, Generic, TypeAlias
+from typing import Any, ClassVar, Generic, NamedTuple, TypeAlias
 
 from typing_extensions import TypeVar
 
@@ -18,7 +18,7 @@ from ..storage_class import StorageClassFactory, importDottedName
 from .bridge import DatasetLocationRegistry
 from .transaction import DatastoreTransaction
 
-__all__ = ["Datastore", "DatastoreConfig", "DatastoreConfigLike", "InfoT"]
+__all__ = ["ArtifactRequest", "Datastore", "DatastoreConfig", "DatastoreConfigLike", "InfoT"]
 
 InfoT = TypeVar("InfoT", default=Any)
 """What a datastore records about one stored dataset (its stored-item info type).
@@ -37,6 +37,15 @@ class DatastoreConfig(ConfigSubset):
 
 DatastoreConfigLike: TypeAlias = DatastoreConfig | Config | Mapping[str, Any] | str
 """What a datastore can be built from: a config, a mapping, or the path of a YAML file."""
+
+
+class ArtifactRequest(NamedTuple):
+    """Where and how `Datastore.retrieveArtifacts` places files: its arguments after ``refs``."""
+
+    destination: str
+    transfer: str
+    preserve: bool
+    overwrite: bool
 
 
 class Datastore(ABC, Generic[InfoT]):
@@ -486,14 +495,52 @@ class Datastore(ABC, Generic[InfoT]):
         preserve: bool = True,
         overwrite: bool = False,
     ) -> list[str]:
-        """Copy or link the stored files of ``refs`` under ``destination``; return their paths.
+        """Copy or link the stored files of ``refs`` under the local folder ``destination``.
 
-        Only datastores that keep files can; see `FileDatastore.retrieveArtifacts`.
+        The files are the stored bytes, never decoded or re-encoded; a copy is checked against
+        the recorded size and checksum as it is made. Nothing is written until every target is
+        checked; a failure part-way removes the files this call placed. Only datastores that
+        keep files can (they implement `_retrieveArtifacts`); see `FileDatastore`.
+
+        Parameters
+        ----------
+        refs : iterable of DatasetRef
+            The datasets (a disassembled composite gives one file per component).
+        destination : str
+            A local folder (created if needed).
+        transfer : str
+            ``copy``, ``link`` (a hard link, else a symbolic one), ``hardlink``, ``symlink`` or
+            ``relsymlink`` (links only from a local root).
+        preserve : bool
+            Keep each file's path relative to the root (its file template); `False` puts every
+            file directly in ``destination`` (two with one name are refused).
+        overwrite : bool
+            Replace files already at the destination (refused by default).
+
+        Returns
+        -------
+        paths : list of str
+            The files written, in the order of ``refs``.
 
         Raises
         ------
+        DatasetNotFoundError
+            A ref is not stored here.
+        ArtifactExistsError
+            A file is already at a target path (and not ``overwrite``), or two files would share one.
         ArtifactError
-            This datastore does not keep files.
+            This datastore keeps no files, the mode is unknown, or links were asked of a remote root.
+        UnsafePathError
+            A recorded path, or a symbolic link inside ``destination``, would put a file outside it.
+        DatasetIntegrityError
+            A stored file no longer has its recorded size or checksum.
+        """
+        return self._retrieveArtifacts(refs, ArtifactRequest(destination, transfer, preserve, overwrite))
+
+    def _retrieveArtifacts(self, refs: Iterable[DatasetRef], request: ArtifactRequest) -> list[str]:
+        """Place the files of ``refs`` as ``request`` says: `retrieveArtifacts` of a datastore with files.
+
+        The default refuses: this datastore keeps no files.
         """
         raise ArtifactError(
             f"Datastore {self.name!r} ({type(self).__name__}) does not keep files, so it has no artifacts "

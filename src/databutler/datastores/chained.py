@@ -21,7 +21,7 @@ from typing_extensions import override
 from ..config import Config
 from ..dataset_ref import DatasetRef
 from ..dataset_type import DatasetType
-from ..datastore.base import Datastore, DatastoreConfigLike
+from ..datastore.base import ArtifactRequest, Datastore, DatastoreConfigLike
 from ..datastore.bridge import DatasetLocationRegistry, RecordStorage, RecordStorageProvider
 from ..datastore.constraints import Constraints
 from ..datastore.transaction import DatastoreTransaction
@@ -328,22 +328,11 @@ class ChainedDatastore(Datastore[object]):
         raise IngestError(f"Chain {self.name!r} has no persistent datastore to ingest files into.")
 
     @override
-    def retrieveArtifacts(
-        self,
-        refs: Iterable[DatasetRef],
-        destination: str,
-        transfer: str = "copy",
-        preserve: bool = True,
-        overwrite: bool = False,
-    ) -> list[str]:
+    def _retrieveArtifacts(self, refs: Iterable[DatasetRef], request: ArtifactRequest) -> list[str]:
         """Retrieve each ref's files from the first persistent child that knows it.
 
-        Raises
-        ------
-        DatasetNotFoundError
-            No persistent child holds one of the refs; nothing was written.
-        ArtifactError
-            As the child raises (see `FileDatastore.retrieveArtifacts`).
+        A ref no persistent child holds is a `DatasetNotFoundError`, and nothing is written;
+        the children raise the rest (see `FileDatastore`).
         """
         persistent = [child for child in self.datastores if not child.isEphemeral]
         groups: dict[int, list[DatasetRef]] = {}
@@ -358,7 +347,7 @@ class ChainedDatastore(Datastore[object]):
         done: list[str] = []
         try:
             for index, group in groups.items():
-                done += persistent[index].retrieveArtifacts(group, destination, transfer, preserve, overwrite)
+                done += persistent[index].retrieveArtifacts(group, *request)
         except BaseException:  # a later child failed: what the earlier ones placed goes too
             for path in done:
                 with contextlib.suppress(OSError):

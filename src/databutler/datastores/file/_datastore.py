@@ -24,7 +24,7 @@ from typing_extensions import override
 from ...config import ROOT_PLACEHOLDER, Config
 from ...dataset_ref import DatasetRef
 from ...dataset_type import DatasetType
-from ...datastore.base import Datastore, DatastoreConfigLike
+from ...datastore.base import ArtifactRequest, Datastore, DatastoreConfigLike
 from ...datastore.bridge import (
     DatasetLocationRegistry,
     InMemoryRecordStorage,
@@ -513,54 +513,8 @@ class FileDatastore(Datastore[StoredFileInfo]):
             ) from exc
 
     @override
-    def retrieveArtifacts(
-        self,
-        refs: Iterable[DatasetRef],
-        destination: str,
-        transfer: str = "copy",
-        preserve: bool = True,
-        overwrite: bool = False,
-    ) -> list[str]:
-        """Copy or link the stored files of ``refs`` under the local folder ``destination``.
-
-        The files are the stored bytes, never decoded or re-encoded; a copy is checked against
-        the recorded size and checksum as it is made. Nothing is written until every target is
-        checked; a failure part-way removes the files this call placed.
-
-        Parameters
-        ----------
-        refs : iterable of DatasetRef
-            The datasets (a disassembled composite gives one file per component).
-        destination : str
-            A local folder (created if needed).
-        transfer : str
-            ``copy``, ``link`` (a hard link, else a symbolic one), ``hardlink``, ``symlink`` or
-            ``relsymlink`` (links only from a local root).
-        preserve : bool
-            Keep each file's path relative to the root (its file template); `False` puts every
-            file directly in ``destination`` (two with one name are refused).
-        overwrite : bool
-            Replace files already at the destination (refused by default).
-
-        Returns
-        -------
-        paths : list of str
-            The files written, in the order of ``refs``.
-
-        Raises
-        ------
-        DatasetNotFoundError
-            A ref is not stored here.
-        ArtifactExistsError
-            A file is already at a target path (and not ``overwrite``), or two files would share one.
-        ArtifactError
-            The mode is unknown, or links were asked of a remote root.
-        UnsafePathError
-            A recorded path, or a symbolic link inside ``destination``, would put a file outside it.
-        DatasetIntegrityError
-            A stored file no longer has its recorded size or checksum.
-        """
-        return retrieveArtifacts(self, refs, destination, transfer, preserve, overwrite)
+    def _retrieveArtifacts(self, refs: Iterable[DatasetRef], request: ArtifactRequest) -> list[str]:
+        return retrieveArtifacts(self, refs, *request)
 
     def _directPath(self, ref: DatasetRef, absolute: str) -> str:
         """Return the URI recorded for ``absolute``, ingested with ``direct``.
