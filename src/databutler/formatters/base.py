@@ -135,8 +135,12 @@ class Formatter(ABC):
 
         Raises
         ------
+        UnstorableDatasetError
+            The format would change the object (as `validate` says).
+        DatasetTypeMismatchError
+            The object is not of a type this formatter writes.
         Exception
-            Anything; the datastore reports it as a `FormatterError` and stores nothing.
+            Anything else; the datastore reports it as a `FormatterError` and stores nothing.
         """
 
     def newBuffer(self, size: int) -> memoryview:

@@ -12,6 +12,7 @@ import numpy as np
 from astropy.io import fits
 from astropy.table import Column, MaskedColumn, Table
 from astropy.utils.exceptions import AstropyWarning
+from typing_extensions import override
 
 from ..delegates.numpy_array import checkPlainArray
 from ..exceptions import DatasetTypeMismatchError, UnstorableDatasetError
@@ -154,6 +155,7 @@ class FitsFormatter(Formatter):
 
     extension = ".fits"
 
+    @override
     def validate(self, inMemoryDataset: Any, storageClass: StorageClass) -> None:
         """Encode, decode and compare: refuse what would not read back exactly.
 
@@ -166,16 +168,9 @@ class FitsFormatter(Formatter):
         """
         self._encode(inMemoryDataset, storageClass)
 
+    @override
     def write(self, inMemoryDataset: Any, stream: IO[bytes], storageClass: StorageClass) -> None:
-        """Write a Table as a binary-table extension or an array as the primary image, once checked.
-
-        Raises
-        ------
-        UnstorableDatasetError
-            FITS would change it (see `validate`).
-        DatasetTypeMismatchError
-            The object is neither a Table nor an array.
-        """
+        """Write a Table as a binary-table extension or an array as the primary image, once checked."""
         stream.write(self._encode(inMemoryDataset, storageClass, check=not isPrevalidated(inMemoryDataset)))
 
     def _encode(self, inMemoryDataset: Any, storageClass: StorageClass, check: bool = True) -> bytes:
@@ -240,6 +235,7 @@ class FitsFormatter(Formatter):
                 raise ValueError("the FITS file has no primary image")
             return np.array(data) if hdus[0].header.get(_BIG_ENDIAN) else _native(np.array(data))
 
+    @override
     def importFile(self, path: Path, storageClass: StorageClass) -> Any:
         """Read any FITS file: the primary image for an array type, else the first table.
 
@@ -251,6 +247,7 @@ class FitsFormatter(Formatter):
         table = Table.read(path)
         return table.to_pandas() if storageClass.pytype.__module__.split(".")[0] == "pandas" else table
 
+    @override
     def exportFile(self, inMemoryDataset: Any, path: Path) -> None:
         """Write an array as the primary image, or any table (astropy, pandas, pyarrow) as a table."""
         kind = type(inMemoryDataset).__module__.split(".")[0]
@@ -267,6 +264,7 @@ class FitsFormatter(Formatter):
             raise TypeError(f"a {type(inMemoryDataset).__name__} has no .fits form")
         table.write(path, format="fits", overwrite=True)
 
+    @override
     def readBuffer(
         self, buffer: memoryview, storageClass: StorageClass, parameters: Mapping[str, Any]
     ) -> Any:

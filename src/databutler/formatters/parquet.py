@@ -8,6 +8,7 @@ from typing import IO, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from typing_extensions import override
 
 from ..delegates.tables import checkColumns
 from ..exceptions import DatasetTypeMismatchError, UnstorableDatasetError
@@ -134,6 +135,7 @@ class ParquetFormatter(Formatter):
     pushdownParameters = frozenset({"columns"})
     prefersStream = True
 
+    @override
     def validate(self, inMemoryDataset: Any, storageClass: StorageClass) -> None:
         """Refuse a table or DataFrame whose Parquet form would read back different.
 
@@ -153,16 +155,9 @@ class ParquetFormatter(Formatter):
                 f"ParquetFormatter writes pyarrow.Table or pandas.DataFrame, not {type(inMemoryDataset).__qualname__}."
             )
 
+    @override
     def write(self, inMemoryDataset: Any, stream: IO[bytes], storageClass: StorageClass) -> None:
-        """Write a pyarrow Table, or a DataFrame with its index, as one Parquet file, after `validate`.
-
-        Raises
-        ------
-        UnstorableDatasetError
-            Parquet would change it (see `validate`).
-        DatasetTypeMismatchError
-            The object is neither a pyarrow Table nor a pandas DataFrame.
-        """
+        """Write a pyarrow Table, or a DataFrame with its index, as one Parquet file, after `validate`."""
         if not isPrevalidated(inMemoryDataset):
             self.validate(inMemoryDataset, storageClass)
         if isinstance(inMemoryDataset, pa.Table):
@@ -175,6 +170,7 @@ class ParquetFormatter(Formatter):
         # Non-compliant nested names keep a list's child field called "item", as Arrow names it.
         pq.write_table(table, stream, use_compliant_nested_type=False)
 
+    @override
     def importFile(self, path: Path, storageClass: StorageClass) -> Any:
         """Read any Parquet file as a pyarrow Table, a DataFrame or (by astropy) an astropy Table."""
         if _isAstropyType(storageClass.pytype):
@@ -185,6 +181,7 @@ class ParquetFormatter(Formatter):
         table = pq.read_table(path, use_threads=False)
         return table.to_pandas(use_threads=False) if _isDataFrameType(storageClass.pytype) else table
 
+    @override
     def exportFile(self, inMemoryDataset: Any, path: Path) -> None:
         """Write a pyarrow Table, a DataFrame (with pandas) or an astropy Table (with astropy)."""
         if isinstance(inMemoryDataset, pa.Table):
@@ -196,10 +193,12 @@ class ParquetFormatter(Formatter):
         else:
             raise TypeError(f"a {type(inMemoryDataset).__name__} has no .parquet form")
 
+    @override
     def newBuffer(self, size: int) -> memoryview:
         """Return a pyarrow-allocated buffer, which pyarrow reads without copying."""
         return memoryview(pa.allocate_buffer(size))
 
+    @override
     def readBuffer(
         self, buffer: memoryview, storageClass: StorageClass, parameters: Mapping[str, Any]
     ) -> Any:
@@ -212,6 +211,7 @@ class ParquetFormatter(Formatter):
         """
         return self._read(pa.BufferReader(pa.py_buffer(buffer)), storageClass, parameters)
 
+    @override
     def readStream(self, stream: IO[bytes], storageClass: StorageClass, parameters: Mapping[str, Any]) -> Any:
         """Read the Parquet file from ``stream``, fetching only the requested ``columns``.
 
