@@ -369,10 +369,8 @@ class Butler:
 
         Raises
         ------
-        MissingDatasetTypeError
-            The dataset type is not registered.
-        DataIdError
-            The data ID has missing or extra keys, or bad values.
+        MissingDatasetTypeError, DataIdError
+            The dataset type is not registered, or the data ID is wrong (as for `findDataset`).
         ConflictingDatasetError
             A dataset of this type and data ID already exists in the run; nothing was written.
         DatasetTypeMismatchError
@@ -951,10 +949,8 @@ class Butler:
         DatasetNotFoundError
             No such dataset in the collections, a ref the registry no longer lists (removed,
             perhaps by another process), or the datastore no longer holds it.
-        MissingDatasetTypeError
-            The dataset type is not registered.
-        DataIdError
-            The data ID has missing or extra keys, or bad values.
+        MissingDatasetTypeError, DataIdError
+            The dataset type is not registered, or the data ID is wrong (as for `findDataset`).
         UnknownComponentError
             The dataset type has no such component.
         InvalidParameterError
@@ -991,10 +987,8 @@ class Butler:
 
         Raises
         ------
-        MissingDatasetTypeError
-            The dataset type is not registered.
-        DataIdError
-            The data ID has missing or extra keys, or bad values.
+        MissingDatasetTypeError, DataIdError
+            The dataset type is not registered, or the data ID is wrong (as for `findDataset`).
         """
         if isinstance(datasetTypeOrRef, DatasetRef):
             ref = self._lookup.require(datasetTypeOrRef, dataId, collections, dataIdKwargs)

@@ -90,16 +90,12 @@ class DatasetLookup:
         self._datasetTypes: dict[str, DatasetType] = {}
 
     def getDatasetType(self, name: str) -> DatasetType:
-        """Return the registered dataset type ``name`` (``"parent.component"`` for a component).
+        """Return the registered dataset type ``name``, cached; see `Butler.getDatasetType`.
 
         Raises
         ------
-        MissingDatasetTypeError
-            No such dataset type is registered.
-        UnknownComponentError
-            The parent type has no such component.
         ArgumentTypeError
-            ``name`` is not a str.
+            ``name`` is not a str (else as `Butler.getDatasetType` raises).
         """
         if not isinstance(name, str):
             raise ArgumentTypeError(
@@ -144,16 +140,9 @@ class DatasetLookup:
     ) -> DatasetRef | None:
         """Return the ref of the dataset of this type and data ID in the first run holding one.
 
-        With no collections at all every run is searched, and more than one match is an error.
-
-        Raises
-        ------
-        MissingDatasetTypeError
-            The dataset type is not registered.
-        DataIdError
-            The data ID has missing or extra keys, or bad values.
-        AmbiguousDatasetError
-            No collections were given and several runs hold such a dataset.
+        With no collections at all every run is searched, and more than one match is an error
+        (`AmbiguousDatasetError`). This is `Butler.findDataset` (which documents the errors)
+        without the check that an ephemeral datastore holds the dataset.
         """
         datasetType = self.resolveType(datasetTypeOrName)
         parentName, component = datasetType.nameAndComponent()
@@ -237,7 +226,7 @@ class DatasetLookup:
         DataIdError
             A ref was given together with a data ID, or the data ID is wrong.
         MissingDatasetTypeError, AmbiguousDatasetError
-            As for `find`.
+            As for `Butler.findDataset`.
         """
         if isinstance(datasetTypeOrRef, DatasetRef):
             if dataId or dataIdKwargs:

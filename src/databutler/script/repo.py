@@ -37,19 +37,10 @@ PathLike = str | os.PathLike[str]
 
 
 def createRepo(root: PathLike, config: PathLike | Mapping[str, Any] | None = None) -> Config:
-    """Create a data repository at ``root``; ``config`` (a YAML file or mapping) overrides defaults.
+    """Create a data repository at ``root`` with `Butler.makeRepo` and return its configuration.
 
-    Returns
-    -------
-    config : Config
-        What was written to ``<root>/butler.yaml``.
-
-    Raises
-    ------
-    RepositoryExistsError
-        ``root`` already holds a repository.
-    ConfigError
-        The configuration is malformed.
+    ``config`` (a YAML file or mapping) overrides the defaults. Errors are those of
+    `Butler.makeRepo` (a `RepositoryExistsError` if ``root`` holds a repository already).
     """
     return Butler.makeRepo(root, config=Config(config) if config is not None else None)
 

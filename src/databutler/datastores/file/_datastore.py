@@ -697,10 +697,6 @@ class FileDatastore(Datastore[StoredFileInfo]):
 
         Raises
         ------
-        FileNotFoundError
-            ``ref`` is not in ``inputDatastore``.
-        DatasetExistsError
-            ``ref`` is already stored here.
         DatasetIntegrityError
             A source file changed since it was written; nothing is stored here.
         """
