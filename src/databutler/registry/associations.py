@@ -26,7 +26,7 @@ cannot both pass the check.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
@@ -68,25 +68,32 @@ collectionTable = sa.Table(
     sa.Column("type", sa.String(16), nullable=False),
 )
 
+
+def _memberColumns(**options: Any) -> list[sa.Column[Any]]:
+    """Return the columns of a dataset's membership of a TAGGED or CALIBRATION collection.
+
+    The collection and the dataset (each row goes with either), and the dataset's type and data
+    ID, copied so that a constraint can keep one dataset per type and data ID. ``options`` are
+    the first two columns' other keywords (``primary_key=True`` or ``nullable=False``).
+    """
+    return [
+        sa.Column(
+            "collection_id",
+            sa.Integer,
+            sa.ForeignKey(collectionTable.c.id, ondelete="CASCADE"),
+            key="collectionId",
+            **options,
+        ),
+        schema.datasetIdColumn(**options),
+        sa.Column("dataset_type_id", sa.Integer, nullable=False, key="datasetTypeId"),
+        schema.dataIdColumn(),
+    ]
+
+
 tagTable = sa.Table(
     "collection_tag",
     associationMetadata,
-    sa.Column(
-        "collection_id",
-        sa.Integer,
-        sa.ForeignKey(collectionTable.c.id, ondelete="CASCADE"),
-        primary_key=True,
-        key="collectionId",
-    ),
-    sa.Column(
-        "dataset_id",
-        sa.Uuid(as_uuid=True),
-        sa.ForeignKey(schema.datasetTable.c.id, ondelete="CASCADE"),
-        primary_key=True,
-        key="datasetId",
-    ),
-    sa.Column("dataset_type_id", sa.Integer, nullable=False, key="datasetTypeId"),
-    sa.Column("data_id", sa.String(4096), nullable=False, key="dataId"),
+    *_memberColumns(primary_key=True),
     sa.UniqueConstraint("collectionId", "datasetTypeId", "dataId"),
     sqlite_with_rowid=False,
 )
@@ -95,22 +102,7 @@ calibrationTable = sa.Table(
     "collection_calibration",
     associationMetadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column(
-        "collection_id",
-        sa.Integer,
-        sa.ForeignKey(collectionTable.c.id, ondelete="CASCADE"),
-        nullable=False,
-        key="collectionId",
-    ),
-    sa.Column(
-        "dataset_id",
-        sa.Uuid(as_uuid=True),
-        sa.ForeignKey(schema.datasetTable.c.id, ondelete="CASCADE"),
-        nullable=False,
-        key="datasetId",
-    ),
-    sa.Column("dataset_type_id", sa.Integer, nullable=False, key="datasetTypeId"),
-    sa.Column("data_id", sa.String(4096), nullable=False, key="dataId"),
+    *_memberColumns(nullable=False),
     sa.Column("valid_begin", sa.BigInteger, nullable=False, key="validBegin"),
     sa.Column("valid_end", sa.BigInteger, nullable=False, key="validEnd"),
     sa.Index(None, "collectionId", "datasetTypeId", "dataId"),
@@ -176,6 +168,24 @@ def fromValidity(begin: int, end: int) -> Timespan:
         return epoch + datetime.timedelta(microseconds=value // 1000)
 
     return Timespan(toTime(begin), toTime(end))
+
+
+def _oneRefPerKey(
+    rows: Sequence[tuple[DatasetRef, int, str]], conflict: Callable[[DatasetRef, DatasetRef], str]
+) -> dict[tuple[int, str], DatasetRef]:
+    """Return the refs of ``rows`` (ref, dataset type id, canonical data ID) by type id and data ID.
+
+    Raises
+    ------
+    ConflictingDatasetError
+        Two different datasets have the same type and data ID; ``conflict(one, other)`` is the message.
+    """
+    byKey: dict[tuple[int, str], DatasetRef] = {}
+    for ref, typeId, text in rows:
+        other = byKey.setdefault((typeId, text), ref)
+        if other.id != ref.id:
+            raise ConflictingDatasetError(conflict(other, ref))
+    return byKey
 
 
 class AssociationManager:
@@ -300,14 +310,14 @@ class AssociationManager:
             Another dataset of the same type and data ID is tagged there (or given twice);
             nothing was tagged.
         """
-        byKey: dict[tuple[int, str], DatasetRef] = {}
-        for ref, typeId, text in rows:
-            other = byKey.setdefault((typeId, text), ref)
-            if other.id != ref.id:
-                raise ConflictingDatasetError(
-                    f"Cannot associate both {other} and {ref} with TAGGED collection {collection!r}: a "
-                    "tagged collection holds one dataset per dataset type and data ID; nothing was tagged."
-                )
+        byKey = _oneRefPerKey(
+            rows,
+            lambda one, other: (
+                f"Cannot associate both {one} and {other} with TAGGED collection "
+                f"{collection!r}: a tagged collection holds one dataset per dataset type and data ID; "
+                "nothing was tagged."
+            ),
+        )
         with self._db.write() as connection:
             self._lock(connection, collectionId)
             items = list(byKey.items())
@@ -369,14 +379,13 @@ class AssociationManager:
             overlaps ``validity`` (or two are given); nothing was certified.
         """
         begin, end = validity
-        seen: dict[tuple[int, str], DatasetRef] = {}
-        for ref, typeId, text in rows:
-            other = seen.setdefault((typeId, text), ref)
-            if other.id != ref.id:
-                raise ConflictingDatasetError(
-                    f"Cannot certify both {other} and {ref} in CALIBRATION collection {collection!r} for "
-                    f"the same timespan {showValidity(begin, end)}; nothing was certified."
-                )
+        seen = _oneRefPerKey(
+            rows,
+            lambda one, other: (
+                f"Cannot certify both {one} and {other} in CALIBRATION collection "
+                f"{collection!r} for the same timespan {showValidity(begin, end)}; nothing was certified."
+            ),
+        )
         with self._db.write() as connection:
             self._lock(connection, collectionId)
             for (typeId, text), ref in seen.items():

@@ -225,31 +225,14 @@ class ChainedCollectionManager:
             return inserted
 
     def getCollectionChain(self, parent: str) -> list[str]:
-        """Return the children of chain ``parent``, in search order.
-
-        Raises
-        ------
-        CollectionError
-            ``parent`` is not a CHAINED collection.
-        """
+        """Return the children of chain ``parent``, in search order (`Registry.getCollectionChain`)."""
         children = self._children(parent)
         if children is None:
             raise CollectionError(f"{parent!r} is not a CHAINED collection; register it with registerChain.")
         return children
 
     def setCollectionChain(self, parent: str, children: Sequence[str]) -> None:
-        """Make ``children`` (runs or chains, searched in this order) the whole of chain ``parent``.
-
-        The chain is registered if new.
-
-        Raises
-        ------
-        CollectionError
-            ``parent`` is a run, a child is ``parent`` itself or contains it (a cycle), or a
-            child is given twice.
-        MissingRunError
-            A child is not a registered collection.
-        """
+        """Make ``children`` the whole of chain ``parent`` (`Registry.setCollectionChain`)."""
         children = [children] if isinstance(children, str) else list(children)
         if len(set(children)) != len(children):
             raise CollectionError(f"Chain {parent!r}: a child is given twice in {children}.")

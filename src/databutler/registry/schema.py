@@ -50,7 +50,9 @@ __all__ = [
     "SCHEMA_VERSION",
     "attributeTable",
     "createAll",
+    "dataIdColumn",
     "datasetDimensionTable",
+    "datasetIdColumn",
     "datasetLocationTable",
     "datasetTable",
     "datasetTypeTable",
@@ -68,7 +70,8 @@ _CLUSTERED: dict[str, Any] = {"sqlite_with_rowid": False}
 rowid B-tree plus a separate primary-key index: one page fewer to write per table per commit,
 which is a good part of a small commit's cost. The SQL that reads and writes them is the same,
 so registries made before (with rowid tables) work unchanged."""
-_DATA_ID_LENGTH = 4096
+DATA_ID_LENGTH = 4096
+"""The longest canonical data ID a ``data_id`` column holds, in characters."""
 
 metadata = sa.MetaData(
     naming_convention={
@@ -115,7 +118,7 @@ datasetTable = sa.Table(
         key="datasetTypeId",
     ),
     sa.Column("run_id", sa.Integer, sa.ForeignKey(runTable.c.id), nullable=False, key="runId"),
-    sa.Column("data_id", sa.String(_DATA_ID_LENGTH), nullable=False, key="dataId"),
+    sa.Column("data_id", sa.String(DATA_ID_LENGTH), nullable=False, key="dataId"),
     # One index serves every lookup: findDataset (all three columns equal, or runs IN a list),
     # and listing a type's datasets in some runs (a prefix). A separate (run, type) index would
     # cost every insert and, before PostgreSQL has statistics, lure its planner into scanning
@@ -123,6 +126,26 @@ datasetTable = sa.Table(
     sa.UniqueConstraint("datasetTypeId", "runId", "dataId"),
     **_CLUSTERED,
 )
+
+
+def datasetIdColumn(**options: Any) -> sa.Column[Any]:
+    """Return a ``dataset_id`` column (key ``datasetId``) of rows that belong to a dataset.
+
+    A foreign key to ``dataset.id``: a row goes when its dataset does. ``options`` are the
+    column's other keywords (``primary_key=True`` or ``nullable=False``).
+    """
+    return sa.Column(
+        "dataset_id",
+        sa.Uuid(as_uuid=True),
+        sa.ForeignKey(datasetTable.c.id, ondelete="CASCADE"),
+        key="datasetId",
+        **options,
+    )
+
+
+def dataIdColumn() -> sa.Column[str]:
+    """Return a ``data_id`` column (key ``dataId``): a canonical data ID, as in ``dataset``."""
+    return sa.Column("data_id", sa.String(DATA_ID_LENGTH), nullable=False, key="dataId")
 
 
 _PARTIAL_INDEXES: list[tuple[sa.Index, sa.TextClause]] = []
@@ -152,13 +175,7 @@ def createAll(connection: sa.Connection) -> None:
 datasetDimensionTable = sa.Table(
     "dataset_dimension",
     metadata,
-    sa.Column(
-        "dataset_id",
-        sa.Uuid(as_uuid=True),
-        sa.ForeignKey(datasetTable.c.id, ondelete="CASCADE"),
-        primary_key=True,
-        key="datasetId",
-    ),
+    datasetIdColumn(primary_key=True),
     sa.Column("dimension", sa.String(_NAME_LENGTH), primary_key=True),
     sa.Column("int_value", sa.BigInteger, nullable=True, key="intValue"),
     sa.Column("str_value", sa.String(_NAME_LENGTH * 4), nullable=True, key="strValue"),
@@ -173,13 +190,7 @@ datasetDimensionTable = sa.Table(
 datasetLocationTable = sa.Table(
     "dataset_location",
     metadata,
-    sa.Column(
-        "dataset_id",
-        sa.Uuid(as_uuid=True),
-        sa.ForeignKey(datasetTable.c.id, ondelete="CASCADE"),
-        primary_key=True,
-        key="datasetId",
-    ),
+    datasetIdColumn(primary_key=True),
     sa.Column("datastore_name", sa.String(_NAME_LENGTH), primary_key=True, key="datastoreName"),
     **_CLUSTERED,
 )

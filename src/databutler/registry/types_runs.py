@@ -100,22 +100,14 @@ class DatasetTypeManager:
                 f"Cannot register {datasetType!r}: the registry's storage class factory has no "
                 f"{storageClassName!r}; define it in the repository's storageClasses config."
             )
-        table = schema.datasetTypeTable
-        statement = (
-            dialectInsert(self._db, table)
-            .values(
+        with self._db.write(atomic=True) as connection:
+            inserted = self._insertNamed(
+                connection,
+                schema.datasetTypeTable,
                 name=datasetType.name,
                 dimensions=",".join(datasetType.dimensions),
                 storageClass=storageClassName,
             )
-            .on_conflict_do_nothing(index_elements=[table.c.name])
-            .returning(table.c.id)
-        )
-        with self._db.write(atomic=True) as connection:
-            floor = self._nextIdFloor(connection, table)
-            if floor is not None:
-                statement = statement.values(id=floor)
-            inserted = connection.execute(statement).first() is not None
             found = self.lookupDatasetType(datasetType.name)
         if found is None:
             raise RegistryError(f"Dataset type {datasetType.name!r} vanished while being registered.")
@@ -239,27 +231,11 @@ class DatasetTypeManager:
             raise CollectionError(
                 f"{name!r} is a {other[1].value} collection; a run needs a name of its own."
             )
-        table = schema.runTable
-        statement = (
-            dialectInsert(self._db, table)
-            .values(name=name)
-            .on_conflict_do_nothing(index_elements=[table.c.name])
-            .returning(table.c.id)
-        )
         with self._db.write(atomic=True) as connection:
-            floor = self._nextIdFloor(connection, table)
-            if floor is not None:
-                statement = statement.values(id=floor)
-            return connection.execute(statement).first() is not None
+            return self._insertNamed(connection, schema.runTable, name=name)
 
     def queryCollections(self, types: str | Sequence[str] | None = None) -> list[str]:
-        """Return the names of the collections of the given types (every type by default), sorted.
-
-        Raises
-        ------
-        InvalidQueryError
-            A type is not a collection type.
-        """
+        """Return the names of the collections of these types, sorted (`Registry.queryCollections`)."""
         wanted = collectionTypes(types)
         names: list[str] = []
         if CollectionType.RUN in wanted:
@@ -270,13 +246,7 @@ class DatasetTypeManager:
         return sorted(names)
 
     def getCollectionType(self, name: str) -> CollectionType:
-        """Return the type of collection ``name``.
-
-        Raises
-        ------
-        MissingRunError
-            No collection of that name exists.
-        """
+        """Return the type of collection ``name`` (`Registry.getCollectionType`)."""
         if self.chains.isChain(name):
             return CollectionType.CHAINED
         found = self.associations.lookup(name)
@@ -286,15 +256,7 @@ class DatasetTypeManager:
         return CollectionType.RUN
 
     def registerCollection(self, name: str, collectionType: CollectionType | str) -> bool:
-        """Register a collection of any type; return `True` if it is new (`Registry.registerCollection`).
-
-        Raises
-        ------
-        CollectionError
-            A collection of that name but another type exists.
-        InvalidQueryError
-            ``collectionType`` is not a collection type.
-        """
+        """Register a collection of any type; return `True` if it is new (`Registry.registerCollection`)."""
         (kind,) = collectionTypes(str(collectionType))
         if kind == CollectionType.RUN:
             if self.chains.isChain(name) or self.associations.lookup(name) is not None:
@@ -424,6 +386,22 @@ class DatasetTypeManager:
         return {e.name: e.id for e in self.resolveSearch(collections) if e.type == CollectionType.RUN}
 
     # -- removing --
+
+    def _insertNamed(self, connection: sa.Connection, table: sa.Table, **values: Any) -> bool:
+        """Insert the row ``values`` into ``table`` unless its ``name`` is taken; return whether it was.
+
+        On SQLite the new row's id is above every id ever deleted from ``table`` (`_nextIdFloor`).
+        """
+        statement = (
+            dialectInsert(self._db, table)
+            .values(**values)
+            .on_conflict_do_nothing(index_elements=[table.c.name])
+            .returning(table.c.id)
+        )
+        floor = self._nextIdFloor(connection, table)
+        if floor is not None:
+            statement = statement.values(id=floor)
+        return connection.execute(statement).first() is not None
 
     def _nextIdFloor(self, connection: sa.Connection, table: sa.Table) -> int | None:
         """Return the lowest id a new row of ``table`` may take on SQLite, if rows were deleted.
