@@ -107,3 +107,88 @@ def test_tryGet_counts_like_get_and_raises_nothing_on_a_miss() -> None:
     stats = store.stats()
     assert (stats.hits, stats.misses) == (1, 1)
     assert store.get(held) == {"a": [1]}
+
+
+def countFreezes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count the frozen copies NumPy arrays get (each is a copy of the whole array)."""
+    from databutler.delegates.numpy_array import NumpyArrayDelegate
+
+    calls: list[int] = []
+    original = NumpyArrayDelegate.freeze
+
+    def counting(self: NumpyArrayDelegate, array: Any) -> Any:
+        calls.append(array.nbytes)
+        return original(self, array)
+
+    monkeypatch.setattr(NumpyArrayDelegate, "freeze", counting)
+    return calls
+
+
+def fullArrayStore() -> tuple[InMemoryDatastore, list[Any]]:
+    """A bounded store (frozen arrays) filled by four read-through copies; the fifth ref does not fit."""
+    store = makeStore(maxBytes=4 * 1000, admitFraction=1)
+    refs = [makeRef("image", "NumpyArray", visit=v) for v in range(5)]
+    for ref in refs[:4]:
+        store.adopt(np.zeros(100), ref)  # 800 bytes of data each, plus the header
+    assert store.stats().count == 4
+    return store, refs
+
+
+def test_a_refused_read_through_makes_no_copy(monkeypatch: pytest.MonkeyPatch) -> None:
+    store, refs = fullArrayStore()
+    freezes = countFreezes(monkeypatch)
+    decoded = np.arange(100.0)
+    given = store.adopt(decoded, refs[4])  # as often read as the victim: refused
+    assert given is decoded and given.flags.writeable  # the reader's own, untouched
+    assert freezes == []  # no frozen copy was made only to be thrown away
+    stats = store.stats()
+    assert (stats.count, stats.refused, stats.evictions) == (4, 1, 0)
+    assert not store.exists(refs[4])
+
+
+def test_an_admitted_read_through_is_copied_once_and_sized_as_stored(monkeypatch: pytest.MonkeyPatch) -> None:
+    store, refs = fullArrayStore()
+    freezes = countFreezes(monkeypatch)
+    for _ in range(2):  # refs[4] now read more often than the victim
+        assert store.tryGet(refs[4]) == (False, None)
+    decoded = np.arange(100.0)
+    given = store.adopt(decoded, refs[4])
+    assert given is decoded and given.flags.writeable
+    assert freezes == [800]  # one frozen copy, kept
+    stored = store.get(refs[4])
+    assert not stored.flags.writeable and np.array_equal(stored, decoded)
+    decoded[0] = -1.0  # the reader's object is not the stored one
+    assert store.get(refs[4])[0] == 0.0
+    stats = store.stats()
+    assert (stats.count, stats.evictions, stats.refused) == (4, 1, 0)
+    sizeOf = refs[4].datasetType.storageClass.delegate().getSize
+    assert stats.bytesHeld == sum(sizeOf(store.get(ref)) for ref in refs[1:])  # exact, as puts count
+
+
+def test_a_read_through_larger_than_the_store_makes_no_copy_and_is_not_counted_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store, refs = fullArrayStore()
+    freezes = countFreezes(monkeypatch)
+    decoded = np.zeros(1000)  # 8 kB: more than maxBytes on its own
+    assert store.adopt(decoded, refs[4]) is decoded
+    assert freezes == []
+    stats = store.stats()
+    assert (stats.count, stats.refused, stats.evictions) == (4, 0, 0)
+
+
+def test_a_refused_read_through_still_reports_what_expired(monkeypatch: pytest.MonkeyPatch) -> None:
+    import databutler.datastores.memory._entries as entries
+
+    clock = [1000.0]
+    monkeypatch.setattr(entries.time, "time", lambda: clock[0])
+    store = makeStore(maxItems=2, expireSeconds=10)
+    refs = [makeRef("metrics", "StructuredDataDict", visit=v) for v in range(3)]
+    store.adopt({"v": 0}, refs[0])
+    clock[0] += 5
+    store.adopt({"v": 1}, refs[1])
+    clock[0] += 6  # refs[0] has expired: its room is free again, so refs[2] is admitted
+    assert store.adopt({"v": 2}, refs[2]) == {"v": 2}
+    stats = store.stats()
+    assert (stats.count, stats.expirations, stats.evictions, stats.refused) == (2, 1, 0, 0)
+    assert store.exists(refs[2]) and not store.exists(refs[0])

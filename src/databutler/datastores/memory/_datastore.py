@@ -156,18 +156,28 @@ class InMemoryDatastore(Datastore[StoredItemInfo]):
         self._putCache[datasetType.name] = info
         return info
 
-    def _own(self, inMemoryDataset: Any, ref: DatasetRef, adopt: bool = False) -> Entry:
+    def _putInfo(self, inMemoryDataset: Any, ref: DatasetRef) -> _PutInfo:
+        """Return the checked put info of ``ref``'s dataset type, validating ``inMemoryDataset`` if new."""
+        info = self._putCache.get(ref.datasetType.name)
+        if info is None or info[0] is not ref.datasetType or type(inMemoryDataset) is not info[1]:
+            info = self._checkPut(inMemoryDataset, ref)
+        return info
+
+    def _own(
+        self, inMemoryDataset: Any, ref: DatasetRef, adopt: bool = False, size: int | None = None
+    ) -> Entry:
         """Validate, own per the copy mode and size: the one ownership helper of every put.
 
         A dataset type is validated once; later puts of it (the same `DatasetType` object and an
         object of its type) reuse the check. Returns the entry to insert; does not insert it.
+        ``size``, if given, is the size of ``inMemoryDataset`` already measured (an adopted
+        object is stored as it is or as a frozen copy of the same data: the same size).
         """
-        info = self._putCache.get(ref.datasetType.name)
-        if info is None or info[0] is not ref.datasetType or type(inMemoryDataset) is not info[1]:
-            info = self._checkPut(inMemoryDataset, ref)
+        info = self._putInfo(inMemoryDataset, ref)
         delegate = info[3]
         stored, mode, copier = CopyPolicy.own(inMemoryDataset, delegate, info[2], adopt)
-        size = delegate.getSize(stored) if self._table.trackSizes else None
+        if size is None and self._table.trackSizes:
+            size = delegate.getSize(stored)
         return Entry._make((stored, ref, time.time(), mode, size, copier))
 
     @override
@@ -232,8 +242,20 @@ class InMemoryDatastore(Datastore[StoredItemInfo]):
         A bounded store may refuse it (see the ``admission`` config); nothing else is refused
         but a dataset it already holds. With ``tellRegistry`` false the registry is not told of
         the new copy (a chain that already holds the dataset); it is still told of evictions.
+        A bounded store decides before it owns the object, so a refused read-through makes no
+        copy (a frozen array's copy is as large as the array).
         """
-        prepared = self._own(inMemoryDataset, ref, adopt=True)
+        size = None
+        table = self._table
+        if table.bounded:
+            if table.trackSizes:  # validated first, as `_own` would
+                size = self._putInfo(inMemoryDataset, ref)[3].getSize(inMemoryDataset)
+            with self._lock:
+                worthIt = table.screenLocked(ref.id.int, size)
+            if not worthIt:
+                self._flushExpired()  # what the screen swept is reported, as an insert's sweep is
+                return inMemoryDataset
+        prepared = self._own(inMemoryDataset, ref, adopt=True, size=size)
         try:
             admitted = self._insert([prepared], admission=True, tellRegistry=tellRegistry)
         except (DatasetExistsError, DatasetTooLargeError):

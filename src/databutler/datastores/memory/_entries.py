@@ -266,8 +266,7 @@ class EntryTable:
             return []
         now = time.time()
         evicted: list[DatasetRef] = []
-        if self._expiryQueue and self._expiryQueue[0][0] + (self.expireSeconds or 0) <= now:
-            self._pendingExpired.extend(self.sweepLocked(now))  # reported even if this insert fails
+        self._sweepIfDueLocked(now)  # reported even if this insert fails
         for p in prepared:
             ref, size = p.ref, p.size
             existing = entries.get(ref.id.int)
@@ -280,7 +279,7 @@ class EntryTable:
                 )
         if self.bounded:
             nbytes = sum(p.size or 0 for p in prepared)
-            if admission and not self._admitLocked(prepared, nbytes):
+            if admission and not self._admitLocked([p.ref.id.int for p in prepared], nbytes):
                 self.refused += 1
                 return None
             if not admission:
@@ -298,16 +297,40 @@ class EntryTable:
                 self._tombstones.pop(key, None)
         return evicted
 
-    def _admitLocked(self, prepared: list[Entry], nbytes: int) -> bool:
-        """Whether a read-through copy of ``prepared`` may enter (see the class docstring)."""
+    def screenLocked(self, key: int, size: int | None) -> bool:
+        """Whether a read-through copy of ``key`` (``size`` bytes) is worth making; a refusal is counted.
+
+        The admission policy's verdict on the dataset as it is, asked before the store owns (for
+        ``freeze``, copies) it: a refused copy is then never made. `insertLocked` asks again on
+        the owned entry, so a verdict changed in between is still obeyed (and counted once).
+        A dataset larger than ``maxBytes`` on its own is not worth it either, but not counted
+        as refused (its insert would raise `DatasetTooLargeError`); one already held is let
+        through (its insert raises `DatasetExistsError`).
+        """
+        self._sweepIfDueLocked(time.time())
+        nbytes = size or 0
+        if self.maxBytes is not None and nbytes > self.maxBytes:
+            return False
+        if key in self.entries or self._admitLocked([key], nbytes):
+            return True
+        self.refused += 1
+        return False
+
+    def _sweepIfDueLocked(self, now: float) -> None:
+        """Drop the expired entries at the front of the expiry queue, to be reported later."""
+        if self._expiryQueue and self._expiryQueue[0][0] + (self.expireSeconds or 0) <= now:
+            self._pendingExpired.extend(self.sweepLocked(now))
+
+    def _admitLocked(self, keys: list[int], nbytes: int) -> bool:
+        """Whether read-through copies of ``keys`` may enter (see the class docstring)."""
         if self.maxBytes is not None and nbytes > self.maxBytes * self.admitFraction:
             return False
-        if self.admission == "all" or not self._needsRoomLocked(len(prepared), nbytes):
+        if self.admission == "all" or not self._needsRoomLocked(len(keys), nbytes):
             return True
         victim = next(iter(self.entries), None)
         if victim is None:
             return True
-        candidate = max(self.frequencies.estimate(p.ref.id.int) for p in prepared)
+        candidate = max(self.frequencies.estimate(key) for key in keys)
         return candidate > self.frequencies.estimate(victim)
 
     def _needsRoomLocked(self, items: int, nbytes: int) -> bool:
