@@ -26,6 +26,8 @@ Prints a table; asserts nothing. Run: ``.venv/bin/python benchmarks/bench_query.
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sqlite3
 import tempfile
 import time
@@ -45,12 +47,37 @@ BANDS = "griz"
 
 def timed(work: Callable[[], Any], repeat: int) -> float:
     """Return the best of ``repeat`` runs of ``work``, in ms."""
-    best = float("inf")
+    return interleaved([work], repeat)[0]
+
+
+def interleaved(works: list[Callable[[], Any]], repeat: int) -> list[float]:
+    """Return the best of ``repeat`` runs of each of ``works``, in ms, run in turn.
+
+    On a machine shared with other work, a query and its floor timed in turn meet the same
+    load; timed one after the other, one may get a quiet minute and the other a busy one.
+    """
+    best = [float("inf")] * len(works)
     for _ in range(repeat):
-        start = time.perf_counter()
-        work()
-        best = min(best, time.perf_counter() - start)
-    return best * 1e3
+        for index, work in enumerate(works):
+            start = time.perf_counter()
+            work()
+            best[index] = min(best[index], time.perf_counter() - start)
+    return [b * 1e3 for b in best]
+
+
+class MinimalRef:
+    """The least a query's user needs of one dataset: its type, data ID, UUID and run, in slots."""
+
+    __slots__ = ("dataId", "datasetType", "id", "run")
+
+    def __init__(self, datasetType: str, dataId: dict[str, Any], id: uuid.UUID, run: int) -> None:
+        self.datasetType, self.dataId, self.id, self.run = datasetType, dataId, id, run
+
+
+def minimalRefs(rows: list[tuple[Any, ...]]) -> list[MinimalRef]:
+    """Build a `MinimalRef` per floor row (id, run id, data ID): UUID, data IDs by one ``json.loads``."""
+    dataIds = json.loads("[" + ",".join(row[2] for row in rows) + "]")
+    return [MinimalRef("raw", d, uuid.UUID(row[0]), row[1]) for row, d in zip(rows, dataIds, strict=True)]
 
 
 def fill(registry: SqlRegistry, path: Path, n: int, load: str) -> tuple[int, float]:
@@ -148,10 +175,10 @@ FLOOR_LOOKUP = (
 )
 
 
-def bench(n: int, folder: Path, load: str) -> list[tuple[str, float, float, int]]:
+def bench(n: int, folder: Path, load: str) -> list[tuple[str, float, float, float | None, int]]:
     """Fill a SQLite registry to about ``n`` datasets; time each query and its floor."""
     path = folder / f"registry{n}.sqlite3"
-    rows: list[tuple[str, float, float, int]] = []
+    rows: list[tuple[str, float, float, float | None, int]] = []
     with SqlRegistry(f"sqlite:///{path}", create=True) as registry:
         visits, perDataset = fill(registry, path, n, load)
         total = registry.countDatasets("raw", "all")
@@ -160,7 +187,7 @@ def bench(n: int, folder: Path, load: str) -> list[tuple[str, float, float, int]
         span = max(total // 100 // DETECTORS, 1)
         a = visits - span  # only run1 holds these: span * 100 datasets, 1%
         firstA = 0  # all three runs hold these
-        repeat = 5
+        repeat = 15 if total <= 200_000 else 7
 
         def rangeQuery() -> int:
             return len(registry.queryDatasets("raw", "all", f"visit >= {a} AND visit < {a + span}"))
@@ -183,14 +210,22 @@ def bench(n: int, folder: Path, load: str) -> list[tuple[str, float, float, int]
         def dataIdFloor() -> int:
             return len(floor.execute(FLOOR_DATA_IDS).fetchall())
 
-        for name, query, floorQuery in (
-            ("range query, 1% (through the chain)", rangeQuery, rangeFloor),
-            ("findFirst through the 3-run chain", firstQuery, firstFloor),
-            ("queryDataIds visit.band = 'r'", dataIdQuery, dataIdFloor),
+        def rangeObjects() -> int:
+            return len(minimalRefs(floor.execute(FLOOR_RANGE, (a, a + span)).fetchall()))
+
+        def firstObjects() -> int:
+            return len(minimalRefs(floor.execute(FLOOR_FIRST, (firstA, firstA + span)).fetchall()))
+
+        for name, query, floorQuery, objects in (
+            ("range query, 1% (through the chain)", rangeQuery, rangeFloor, rangeObjects),
+            ("findFirst through the 3-run chain", firstQuery, firstFloor, firstObjects),
+            ("queryDataIds visit.band = 'r'", dataIdQuery, dataIdFloor, None),
         ):
             found, expected = query(), floorQuery()
             assert found == expected, (name, found, expected)
-            rows.append((name, timed(query, repeat), timed(floorQuery, repeat), found))
+            works = [query, floorQuery] + ([objects] if objects else [])
+            times = interleaved(works, repeat)
+            rows.append((name, times[0], times[1], times[2] if objects else None, found))
         lookups = 2000
         picks = [((i * 7919) % visits, i % DETECTORS) for i in range(lookups)]
         texts = [f'{{"detector":{d},"instrument":"HSC","visit":{v}}}' for v, d in picks]
@@ -207,11 +242,11 @@ def bench(n: int, folder: Path, load: str) -> list[tuple[str, float, float, int]
             for text in texts:
                 floor.execute(FLOOR_LOOKUP, (text,)).fetchall()
 
-        floorMs = timed(lookupFloor, 3) / lookups
-        rows.append(("findDataset by data ID, one run", timed(lookupRun, 3) / lookups, floorMs, 1))
-        rows.append(
-            ("findDataset by data ID, through the chain", timed(lookupChain, 3) / lookups, floorMs, 1)
+        runMs, chainMs, floorMs = (
+            ms / lookups for ms in interleaved([lookupRun, lookupChain, lookupFloor], 3)
         )
+        rows.append(("findDataset by data ID, one run", runMs, floorMs, None, 1))
+        rows.append(("findDataset by data ID, through the chain", chainMs, floorMs, None, 1))
         floor.close()
     return rows
 
@@ -226,15 +261,27 @@ def main() -> None:
     )
     args = parser.parse_args()
     sizes = [3000] if args.quick else args.datasets
-    table = Table(title="Registry queries (SQLite) against hand-written SQL through sqlite3")
-    for column in ("N", "query", "rows", "databutler ms", "SQL floor ms", "x floor"):
+    table = Table(
+        title="Registry queries (SQLite) against hand-written SQL through sqlite3",
+        caption="objects: the floor's rows made into minimal Python objects (see minimalRefs)",
+    )
+    columns = ("N", "query", "rows", "databutler ms", "SQL floor ms", "x floor", "objects ms", "x objects")
+    for column in columns:
         table.add_column(column, justify="left" if column == "query" else "right")
     with tempfile.TemporaryDirectory() as tmp:
         for n in sizes:
-            for name, ms, floorMs, found in bench(n, Path(tmp), args.load):
+            for name, ms, floorMs, objectsMs, found in bench(n, Path(tmp), args.load):
                 table.add_row(
-                    f"{n:,}", name, f"{found:,}", f"{ms:.3f}", f"{floorMs:.3f}", f"{ms / floorMs:.1f}"
+                    f"{n:,}",
+                    name,
+                    f"{found:,}",
+                    f"{ms:.3f}",
+                    f"{floorMs:.3f}",
+                    f"{ms / floorMs:.1f}",
+                    "" if objectsMs is None else f"{objectsMs:.3f}",
+                    "" if objectsMs is None else f"{ms / objectsMs:.1f}",
                 )
+            table.add_row("", f"load average {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
     Console(width=140).print(table)
 
 
