@@ -544,13 +544,24 @@ class DatasetManager:
         orderBy: Sequence[str] | None,
         limit: int | None,
     ) -> list[DatasetRef]:
-        """`queryDatasets` through TAGGED or CALIBRATION collections (sorted and limited here)."""
+        """`queryDatasets` through TAGGED or CALIBRATION collections.
+
+        With ``orderBy`` or ``limit`` the database sorts (and, without ``findFirst``, stops at
+        ``limit``); otherwise the rows are sorted here, by collection position, then data ID.
+        """
         datasetType, component, statement = self._associatedQuery(datasetTypeOrName, entries, where, bind)
         keys = self._orderKeys(datasetType, orderBy)
+        sortedBySql = bool(keys) or limit is not None
+        if sortedBySql:
+            # Sorted by keys, then position, then data ID: the rows of one data ID stay together,
+            # the first in the earliest collection, as findFirst (which must see them all) needs.
+            bySql = None if findFirst or limit is None else max(limit, 0)
+            statement = self._sortedStatement(statement, datasetType, None, keys, bySql)
         with self._db.read() as connection:
             rows = connection.execute(statement).all()
         decoded = [(row.position, decodeDataId(row.dataId), row) for row in rows]
-        decoded.sort(key=lambda item: (item[0], _sortKey(item[1])))
+        if not sortedBySql:
+            decoded.sort(key=lambda item: (item[0], _sortKey(item[1])))
         refs: list[DatasetRef] = []
         seen: dict[str, int] = {}
         for position, dataId, row in decoded:
@@ -570,8 +581,6 @@ class DatasetManager:
                     )
             ref = DatasetRef._trusted(datasetType, dataId, toUuid(row.id), self.types.runName(row.runId))
             refs.append(ref.makeComponentRef(component) if component else ref)
-        for name, descending in reversed(keys):  # stable sorts, last key first
-            refs.sort(key=lambda r: _sortKey({name: r.dataId[name]}), reverse=descending)
         return refs if limit is None else refs[: max(limit, 0)]
 
     def _associatedQuery(
@@ -643,18 +652,21 @@ class DatasetManager:
         self,
         statement: sa.Select[Any],
         datasetType: DatasetType,
-        runIds: list[int],
+        runIds: list[int] | None,
         keys: list[tuple[str, bool]],
         limit: int | None,
     ) -> sa.Select[Any]:
         """Return ``statement`` sorted by ``keys``, then run rank, then data ID; at most ``limit`` rows.
+
+        The rank is that of the run among ``runIds``, or, with `None`, the statement's own
+        ``position`` column (a collection's place in a search of TAGGED or CALIBRATION ones).
 
         Each dimension's value is joined on the (dataset, dimension) key. The order is Python's:
         ints before strs in a dimension of no declared type, strings by code point (``COLLATE
         "C"`` on PostgreSQL, whose default collation follows a locale).
         """
         inner = statement.subquery("found")
-        idColumn, runColumn, dataIdColumn = list(inner.c)[:3]
+        idColumn, runColumn = list(inner.c)[:2]
         joined: sa.FromClause = inner
         values: dict[str, list[sa.ColumnElement[Any]]] = {}
         for index, dimension in enumerate(sorted(datasetType.dimensions)):
@@ -672,14 +684,18 @@ class DatasetManager:
                 values[dimension] = [text]
             else:
                 values[dimension] = [alias.c.strValue.is_not(None), alias.c.intValue, text]
-        rank = sa.case({runId: index for index, runId in enumerate(runIds)}, value=runColumn)
+        rank: sa.ColumnElement[Any] = (
+            inner.c.position
+            if runIds is None
+            else sa.case({runId: index for index, runId in enumerate(runIds)}, value=runColumn)
+        )
         order: list[sa.ColumnElement[Any]] = []
         for dimension, descending in keys:
             order += [column.desc() if descending else column for column in values[dimension]]
         order.append(rank)
         for dimension in sorted(datasetType.dimensions):
             order += values[dimension]
-        out = sa.select(idColumn, runColumn, dataIdColumn).select_from(joined).order_by(*order)
+        out = sa.select(*inner.c).select_from(joined).order_by(*order)
         return out if limit is None else out.limit(limit)
 
     def _datasetQuery(

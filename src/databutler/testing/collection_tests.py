@@ -159,6 +159,10 @@ class CollectionTests(RegistryFixtures):
         assert len(twoRuns.queryDatasets("bias", "calib")) == 2
         with pytest.raises(AmbiguousDatasetError, match="find-first"):
             twoRuns.queryDatasets("bias", "calib", findFirst=True)
+        with pytest.raises(AmbiguousDatasetError, match="find-first"):  # sorted in SQL: still seen
+            twoRuns.queryDatasets("bias", "calib", findFirst=True, orderBy=["-detector"], limit=1)
+        assert len(twoRuns.queryDatasets("bias", "calib", orderBy=["-detector"], limit=1)) == 1
+        assert twoRuns.queryDatasets("bias", ["run1", "calib"], findFirst=True, limit=5) == [old]
         assert twoRuns.queryCollections("CALIBRATION") == ["calib"]
 
     def testOverlappingValidityRefused(self, twoRuns: Registry) -> None:

@@ -24,6 +24,25 @@ RAW = makeDatasetType("raw", ("instrument", "visit", "detector"), "StructuredDat
 DATA_ID = {"instrument": "HSC", "visit": 1, "detector": 1}
 
 
+def _checkOrderByAndLimit(
+    registry: Registry, collection: str, unsorted: list[Any], *, findFirst: bool
+) -> None:
+    """Check ``raw`` queries in ``collection`` with orderBy/limit against sorting ``unsorted`` in Python.
+
+    ``unsorted`` is what the query returns without orderBy, in its default order (ties).
+    """
+    for orderBy in (["-visit"], ["detector", "-visit"], ["visit"], []):
+        expected = list(unsorted)
+        for key in reversed(orderBy):  # stable sorts, last key first
+            name = key.lstrip("-")
+            expected = sorted(expected, key=lambda r: r.dataId[name], reverse=key[0] == "-")
+        for limit in (None, 5, 0, 1000):
+            found = registry.queryDatasets(
+                "raw", collection, findFirst=findFirst, orderBy=orderBy, limit=limit
+            )
+            assert found == expected[: len(expected) if limit is None else limit]
+
+
 class QueryPlanTests(RegistryFixtures):
     """The fast paths' contract. Subclasses implement `makeRegistry` (see `RegistryFixtures`)."""
 
@@ -100,14 +119,7 @@ class QueryPlanTests(RegistryFixtures):
         def default(ref: Any) -> tuple[Any, ...]:
             return (rank[ref.run], *ref.dataId.values())
 
-        for orderBy in (["-visit"], ["detector", "-visit"], ["visit"], []):
-            expected = sorted(everything, key=default)
-            for key in reversed(orderBy):
-                name = key.lstrip("-")
-                expected = sorted(expected, key=lambda r: r.dataId[name], reverse=key[0] == "-")
-            for limit in (None, 5, 0, 1000):
-                found = layered.queryDatasets("raw", "all", orderBy=orderBy, limit=limit)
-                assert found == expected[: len(expected) if limit is None else limit]
+        _checkOrderByAndLimit(layered, "all", sorted(everything, key=default), findFirst=False)
         first = layered.queryDatasets(
             "raw", "all", "visit > 2", findFirst=True, orderBy=["-detector"], limit=3
         )
@@ -219,3 +231,26 @@ class QueryPlanTests(RegistryFixtures):
         assert len(layered.queryDatasets("raw", "all", "instrument = :i", bind={"i": "HSC"})) == 24 + 16 + 8
         assert len(layered.queryDatasets("raw", "all", {"visit": [1, 2]})) == 24
         assert len(layered.queryDatasets("raw", "all", {"visit": [1]})) == 12
+
+    def testOrderByAndLimitThroughTaggedCollections(self, layered: Registry) -> None:
+        """Check orderBy/limit through a TAGGED collection (in SQL) against sorting in Python."""
+        layered.registerCollection("best", "TAGGED")
+        picked = [r for r in layered.queryDatasets("raw", "run1") if r.dataId["detector"] in (2, 3)]
+        layered.associate("best", picked)
+        layered.setCollectionChain("mixed", ["best", "run2", "run1"])
+        rank = {"best": 0, "run2": 1, "run1": 2}
+        everything = layered.queryDatasets("raw", "mixed")
+
+        def position(ref: Any) -> int:
+            return 0 if ref in picked else rank[ref.run]
+
+        assert len(everything) == 24 + 16 and everything == sorted(
+            everything, key=lambda r: (position(r), *r.dataId.values())
+        )
+        for findFirst in (False, True):
+            found = layered.queryDatasets("raw", "mixed", findFirst=findFirst)
+            _checkOrderByAndLimit(layered, "mixed", found, findFirst=findFirst)
+        first = layered.queryDatasets("raw", "mixed", "visit > 3", findFirst=True, orderBy="-visit", limit=3)
+        # visit 6 is only in run1; its tagged detectors (2, 3) come first: "best" is searched first
+        assert [r.dataId["detector"] for r in first] == [2, 3, 1]
+        assert {r.dataId["visit"] for r in first} == {6} and first[0] in picked and first[2] not in picked
