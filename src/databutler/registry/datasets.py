@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import operator
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from types import MappingProxyType
@@ -514,24 +515,47 @@ class DatasetManager:
     ) -> list[DatasetRef]:
         ids, runIds, texts = list(zip(*rows, strict=True))[:3]
         dataIds: list[dict[str, Any]] = json.loads("[" + ",".join(texts) + "]")
-        order = {runId: index for index, runId in enumerate(runs.values())}
         names = {runId: name for name, runId in runs.items()}
-        positions: Iterable[int] = range(len(rows))
-        if not sortedBySql:
-            sortKeys = [(order[r], *d.values()) for r, d in zip(runIds, dataIds, strict=True)]
-            try:
-                positions = sorted(positions, key=sortKeys.__getitem__)
-            except TypeError:  # one dimension holds both ints and strs (no declared type): ints first
-                mixed = [(k[0], _sortKey(d)) for k, d in zip(sortKeys, dataIds, strict=True)]
-                positions = sorted(positions, key=mixed.__getitem__)
         toUuidValue = _uuidFromHex if self._db.isSqlite else _asUuid
         refs = DatasetRef._trustedMany(
             datasetType,
-            [(MappingProxyType(dataIds[i]), toUuidValue(ids[i]), names[runIds[i]]) for i in positions],
+            zip(
+                map(MappingProxyType, dataIds),
+                map(toUuidValue, ids),
+                map(names.__getitem__, runIds),
+                strict=True,
+            ),
         )
+        if not sortedBySql:
+            positions = self._sortedPositions(dataIds, runIds, runs)
+            refs = list(map(refs.__getitem__, positions))
         if component:
             refs = [ref.makeComponentRef(component) for ref in refs]
         return refs
+
+    @staticmethod
+    def _sortedPositions(
+        dataIds: list[dict[str, Any]], runIds: Sequence[int], runs: dict[str, int]
+    ) -> list[int]:
+        """Return the row positions in the order of run rank, then data ID (values in key order).
+
+        Sorted by the data IDs' values first (as tuples from `operator.itemgetter`), then,
+        stably, by run rank only if the rows come from more than one run: comparing plain
+        values is about twice as fast as comparing (rank, values...) tuples.
+        """
+        positions = list(range(len(dataIds)))
+        if dataIds[0]:
+            values = list(map(operator.itemgetter(*dataIds[0]), dataIds))
+            try:
+                positions.sort(key=values.__getitem__)
+            except TypeError:  # one dimension holds both ints and strs (no declared type): ints first
+                mixed = [_sortKey(d) for d in dataIds]
+                positions.sort(key=mixed.__getitem__)
+        if len(set(runIds)) > 1:
+            order = {runId: index for index, runId in enumerate(runs.values())}
+            ranks = [order[r] for r in runIds]
+            positions.sort(key=ranks.__getitem__)
+        return positions
 
     def _queryAssociated(
         self,
