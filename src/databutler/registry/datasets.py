@@ -8,11 +8,13 @@ write does the registry look to see why, to say which dataset was in the way.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import gc
 import json
 import operator
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
@@ -119,6 +121,29 @@ def _uuidFromHex(text: str) -> uuid.UUID:
     _SET_UUID_INT(value, int(text, 16))
     _SET_UUID_SAFE(value, _UNKNOWN_SAFETY)
     return value
+
+
+@contextlib.contextmanager
+def _oneCollection() -> Iterator[None]:
+    """Hold the cyclic garbage collector back while building, then run it once on what is new.
+
+    Building 10,000 refs allocates some 30,000 objects the collector tracks: about 40
+    collections of the youngest generation, each of which moves survivors towards the oldest
+    one and soon sets off a collection of the whole heap. Held back, the same objects are
+    examined once, here, in one collection of the youngest generation (which then counts
+    towards the older ones as usual). At 10,000 rows this halved the cost of a query (see
+    benchmarks/bench_query.py). If the collector is already off, nothing changes.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+        if gc.get_count()[0] > gc.get_threshold()[0]:
+            gc.collect(0)
 
 
 def _asUuid(value: Any) -> uuid.UUID:
@@ -503,7 +528,8 @@ class DatasetManager:
             rows = driverRows(connection, statement)
         if not rows:
             return []
-        return self._makeRefs(datasetType, component, rows, runs, sortedBySql)
+        with _oneCollection():
+            return self._makeRefs(datasetType, component, rows, runs, sortedBySql)
 
     def _makeRefs(
         self,

@@ -7,6 +7,7 @@ test here compares one of those paths with what the plain definition says.
 
 from __future__ import annotations
 
+import gc
 import itertools
 import pickle
 import uuid
@@ -254,3 +255,17 @@ class QueryPlanTests(RegistryFixtures):
         # visit 6 is only in run1; its tagged detectors (2, 3) come first: "best" is searched first
         assert [r.dataId["detector"] for r in first] == [2, 3, 1]
         assert {r.dataId["visit"] for r in first} == {6} and first[0] in picked and first[2] not in picked
+
+    def testQueriesLeaveTheGarbageCollectorAsTheyFoundIt(self, layered: Registry) -> None:
+        """Check that building refs in bulk leaves the cyclic garbage collector on, or off, as it was."""
+        assert gc.isenabled()
+        assert len(layered.queryDatasets("raw", "all")) == 48 and gc.isenabled()
+        gc.disable()
+        try:
+            assert len(layered.queryDatasets("raw", "all", findFirst=True)) == 24
+            assert not gc.isenabled()
+        finally:
+            gc.enable()
+        with pytest.raises(InvalidQueryError):
+            layered.queryDatasets("raw", "all", "seeing < 1")
+        assert gc.isenabled()
