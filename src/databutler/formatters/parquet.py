@@ -202,24 +202,12 @@ class ParquetFormatter(Formatter):
     def readBuffer(
         self, buffer: memoryview, storageClass: StorageClass, parameters: Mapping[str, Any]
     ) -> Any:
-        """Read the Parquet file held in ``buffer``, decoding only the requested ``columns``.
-
-        Raises
-        ------
-        InvalidParameterError
-            ``columns`` names a column that the file does not hold.
-        """
+        """Read the Parquet file held in ``buffer``, decoding only the requested ``columns``."""
         return self._read(pa.BufferReader(pa.py_buffer(buffer)), storageClass, parameters)
 
     @override
     def readStream(self, stream: IO[bytes], storageClass: StorageClass, parameters: Mapping[str, Any]) -> Any:
-        """Read the Parquet file from ``stream``, fetching only the requested ``columns``.
-
-        Raises
-        ------
-        InvalidParameterError
-            ``columns`` names a column that the file does not hold.
-        """
+        """Read the Parquet file from ``stream``, fetching only the requested ``columns``."""
         return self._read(stream, storageClass, parameters)
 
     def _read(self, source: Any, storageClass: StorageClass, parameters: Mapping[str, Any]) -> Any:
