@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .options import collectionsOption, readOnlyOption, repoArgument, whereOption
+from .options import Selection, collectionsOption, readOnlyOption, repoArgument, selectionOptions
 from .utils import (
     DatabutlerCommand,
     makeConsole,
@@ -146,18 +146,12 @@ def remove(repo: str, name: str, pairs: tuple[str, ...], collections: tuple[str,
 @click.argument("source", type=click.Path(file_okay=False))
 @click.argument("target", type=click.Path(file_okay=False))
 @click.argument("names", metavar="[DATASET_TYPE]...", nargs=-1)
-@collectionsOption
-@whereOption
+@selectionOptions
 @click.option(
     "--progress/--no-progress", default=None, help="Show a progress bar (default: only on a terminal)."
 )
 def transfer(
-    source: str,
-    target: str,
-    names: tuple[str, ...],
-    collections: tuple[str, ...],
-    where: tuple[str, ...],
-    progress: bool | None,
+    source: str, target: str, names: tuple[str, ...], selection: Selection, progress: bool | None
 ) -> None:
     """Copy datasets from repository SOURCE into TARGET, keeping their ids and runs.
 
@@ -174,8 +168,8 @@ def transfer(
         source,
         target,
         names,
-        collections=parseCollections(collections),
-        where=parseWhere(where) or None,
+        collections=selection.collections,
+        where=selection.where,
         progress=progress,
     )
     click.echo(

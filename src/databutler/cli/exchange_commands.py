@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from .options import collectionsOption, repoArgument
-from .query_commands import bindOption, whereExpressionOption, whereFromOptions
+from .query_commands import QueryWhere, queryWhereOptions
 from .utils import DatabutlerCommand, parseCollections
 
 __all__ = ["export", "importExport"]
@@ -15,8 +15,7 @@ __all__ = ["export", "importExport"]
 @repoArgument
 @click.argument("destination", metavar="DEST", type=click.Path())
 @click.argument("names", metavar="[DATASET_TYPE]...", nargs=-1)
-@whereExpressionOption
-@bindOption
+@queryWhereOptions
 @collectionsOption
 @click.option("--zip", "asZip", is_flag=True, help="Write one zip file DEST instead of a folder.")
 @click.option("--yaml", "asYaml", is_flag=True, help="Write the manifest as YAML (default: JSON).")
@@ -24,8 +23,7 @@ def export(
     repo: str,
     destination: str,
     names: tuple[str, ...],
-    where: tuple[str, ...],
-    binds: tuple[str, ...],
+    where: QueryWhere,
     collections: tuple[str, ...],
     asZip: bool,
     asYaml: bool,
@@ -42,13 +40,12 @@ def export(
     """
     from .. import script
 
-    expression, bind = whereFromOptions(where, binds)
     manifest = script.exportRepo(
         repo,
         destination,
         names,
-        where=expression,
-        bind=bind,
+        where=where.expression,
+        bind=where.bind,
         collections=parseCollections(collections),
         zip=asZip,
         manifestFormat="yaml" if asYaml else "json",

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from .options import collectionsOption, repoArgument, whereOption
-from .utils import DatabutlerCommand, parseCollections, parseWhere
+from .options import Selection, repoArgument, selectionOptions
+from .utils import DatabutlerCommand
 
 __all__ = ["ingestFiles", "retrieveArtifacts"]
 
@@ -57,8 +57,7 @@ def ingestFiles(
 @repoArgument
 @click.argument("destination", type=click.Path(file_okay=False))
 @click.argument("names", metavar="[DATASET_TYPE]...", nargs=-1)
-@collectionsOption
-@whereOption
+@selectionOptions
 @click.option(
     "-t",
     "--transfer",
@@ -79,8 +78,7 @@ def retrieveArtifacts(
     repo: str,
     destination: str,
     names: tuple[str, ...],
-    collections: tuple[str, ...],
-    where: tuple[str, ...],
+    selection: Selection,
     transfer: str,
     preserve: bool,
     clobber: bool,
@@ -101,8 +99,8 @@ def retrieveArtifacts(
         repo,
         destination,
         names,
-        collections=parseCollections(collections),
-        where=parseWhere(where) or None,
+        collections=selection.collections,
+        where=selection.where,
         transfer=transfer,
         preserve=preserve,
         overwrite=clobber,

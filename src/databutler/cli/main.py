@@ -21,7 +21,7 @@ from .collection_commands import (
 from .dataset_commands import get, put, remove, transfer
 from .exchange_commands import export, importExport
 from .file_commands import ingestFiles, retrieveArtifacts
-from .options import collectionsOption, readOnlyOption, repoArgument, whereOption
+from .options import Selection, readOnlyOption, repoArgument, selectionOptions
 from .query_commands import (
     collectionChain,
     queryCollections,
@@ -30,7 +30,7 @@ from .query_commands import (
     queryDatasetTypes,
     queryDimensionRecords,
 )
-from .utils import DatabutlerGroup, makeConsole, makeTable, parseCollections, parseWhere
+from .utils import DatabutlerGroup, makeConsole, makeTable
 
 __all__ = ["cli"]
 
@@ -171,8 +171,7 @@ def stats(repo: str, readOnly: bool) -> None:
 @cli.command()
 @repoArgument
 @click.argument("name", metavar="[DATASET_TYPE]", required=False)
-@collectionsOption
-@whereOption
+@selectionOptions
 @readOnlyOption
 @click.option(
     "--decode/--no-decode",
@@ -180,14 +179,7 @@ def stats(repo: str, readOnly: bool) -> None:
     show_default=True,
     help="Also read each dataset with its formatter (catches ingested files it cannot read).",
 )
-def verify(
-    repo: str,
-    name: str | None,
-    collections: tuple[str, ...],
-    where: tuple[str, ...],
-    readOnly: bool,
-    decode: bool,
-) -> None:
+def verify(repo: str, name: str | None, selection: Selection, readOnly: bool, decode: bool) -> None:
     """Re-check stored datasets: recorded checksums and sizes, and that their formatters read them.
 
     Exits with status 1 if any dataset is missing or corrupted.
@@ -202,8 +194,8 @@ def verify(
     report = script.verifyDatasets(
         repo,
         name,
-        collections=parseCollections(collections),
-        where=parseWhere(where) or None,
+        collections=selection.collections,
+        where=selection.where,
         writeable=not readOnly,
         decode=decode,
     )

@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
 import click
 
-__all__ = ["collectionsOption", "readOnlyOption", "repoArgument", "whereOption"]
+from .utils import parseCollections, parseWhere
+
+__all__ = [
+    "Selection",
+    "collectionsOption",
+    "readOnlyOption",
+    "repoArgument",
+    "selectionOptions",
+    "whereOption",
+]
 
 repoArgument = click.argument("repo", type=click.Path(file_okay=False))
 """The data repository folder."""
@@ -35,3 +48,30 @@ readOnlyOption = click.option(
     help="Open the repository read-only (nothing written; works on a read-only mount).",
 )
 """How a reading command opens the repository: read-only unless --writeable."""
+
+
+class Selection(NamedTuple):
+    """Which datasets a command acts on, as `selectionOptions` parses ``-c`` and ``-w``."""
+
+    collections: list[str] | None
+    """The runs to search, in order; `None`: every run."""
+    where: dict[str, list[int | str]] | None
+    """Accepted values per data-ID key; `None`: no constraint."""
+
+
+def selectionOptions(command: Callable[..., None]) -> Callable[..., None]:
+    """Add ``-c/--collections`` and ``-w/--where KEY=VALUE``; ``command`` gets ``selection``.
+
+    The options are parsed when the command runs (a bad ``-w`` is a usage error then, as
+    before), and handed to ``command`` as one `Selection` keyword argument.
+    """
+
+    @functools.wraps(command)
+    def withSelection(
+        *args: Any, collections: tuple[str, ...], where: tuple[str, ...], **kwargs: Any
+    ) -> None:
+        command(
+            *args, selection=Selection(parseCollections(collections), parseWhere(where) or None), **kwargs
+        )
+
+    return collectionsOption(whereOption(withSelection))

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import csv
 import datetime
+import functools
 import json
 import re
 import sys
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, NamedTuple
 
 import click
 
@@ -51,6 +52,29 @@ whereExpressionOption = click.option(
 bindOption = click.option(
     "--bind", "binds", multiple=True, metavar="KEY=VALUE[,VALUE...]", help="A value for :KEY in --where."
 )
+
+
+class QueryWhere(NamedTuple):
+    """A query's condition, as `queryWhereOptions` parses ``--where`` and ``--bind``."""
+
+    expression: str | None
+    """The expression (``--where`` terms ANDed); `None`: no condition."""
+    bind: dict[str, Any]
+    """The values of its ``:name`` placeholders."""
+
+
+def queryWhereOptions(command: Callable[..., None]) -> Callable[..., None]:
+    """Add ``-w/--where EXPR`` and ``--bind KEY=VALUE``; ``command`` gets them as ``where``.
+
+    They are parsed (`whereFromOptions`) when the command runs and handed to ``command`` as
+    one `QueryWhere` keyword argument.
+    """
+
+    @functools.wraps(command)
+    def withWhere(*args: Any, where: tuple[str, ...], binds: tuple[str, ...], **kwargs: Any) -> None:
+        command(*args, where=QueryWhere(*whereFromOptions(where, binds)), **kwargs)
+
+    return whereExpressionOption(bindOption(withWhere))
 
 
 def whereFromOptions(wheres: Iterable[str], binds: Iterable[str]) -> tuple[str | None, dict[str, Any]]:
@@ -130,8 +154,7 @@ def _explain(reasons: Iterable[str]) -> None:
 @repoArgument
 @click.argument("name", metavar="[DATASET_TYPE]", required=False)
 @collectionsOption
-@whereExpressionOption
-@bindOption
+@queryWhereOptions
 @click.option("--find-first", "findFirst", is_flag=True, help="Only the first match per data ID in -c order.")
 @click.option("--limit", type=int, help="At most this many.")
 @click.option(
@@ -144,8 +167,7 @@ def queryDatasets(
     repo: str,
     name: str | None,
     collections: tuple[str, ...],
-    where: tuple[str, ...],
-    binds: tuple[str, ...],
+    where: QueryWhere,
     findFirst: bool,
     limit: int | None,
     orderBy: tuple[str, ...],
@@ -164,13 +186,12 @@ def queryDatasets(
     """
     from .. import script
 
-    expression, bind = whereFromOptions(where, binds)
     refs = script.queryDatasets(
         repo,
         name,
         collections=parseCollections(collections),
-        where=expression,
-        bind=bind,
+        where=where.expression,
+        bind=where.bind,
         findFirst=findFirst,
         orderBy=list(orderBy) or None,
         limit=limit,
@@ -206,8 +227,7 @@ def queryDatasets(
 @repoArgument
 @click.argument("dimensions", nargs=-1, required=True)
 @collectionsOption
-@whereExpressionOption
-@bindOption
+@queryWhereOptions
 @click.option(
     "--datasets", multiple=True, metavar="DATASET_TYPE", help="Only data IDs of these types' datasets."
 )
@@ -216,8 +236,7 @@ def queryDataIds(
     repo: str,
     dimensions: tuple[str, ...],
     collections: tuple[str, ...],
-    where: tuple[str, ...],
-    binds: tuple[str, ...],
+    where: QueryWhere,
     datasets: tuple[str, ...],
     outputFormat: str,
 ) -> None:
@@ -230,12 +249,11 @@ def queryDataIds(
     """
     from .. import script
 
-    expression, bind = whereFromOptions(where, binds)
     found = script.queryDataIds(
         repo,
         dimensions,
-        where=expression,
-        bind=bind,
+        where=where.expression,
+        bind=where.bind,
         datasets=datasets,
         collections=parseCollections(collections),
     )
@@ -247,12 +265,9 @@ def queryDataIds(
 @click.command("query-dimension-records", cls=DatabutlerCommand)
 @repoArgument
 @click.argument("element", metavar="DIMENSION")
-@whereExpressionOption
-@bindOption
+@queryWhereOptions
 @formatOption
-def queryDimensionRecords(
-    repo: str, element: str, where: tuple[str, ...], binds: tuple[str, ...], outputFormat: str
-) -> None:
+def queryDimensionRecords(repo: str, element: str, where: QueryWhere, outputFormat: str) -> None:
     """List the records of DIMENSION in REPO.
 
     Examples
@@ -261,8 +276,7 @@ def queryDimensionRecords(
     """
     from .. import script
 
-    expression, bind = whereFromOptions(where, binds)
-    records = script.queryDimensionRecords(repo, element, where=expression, bind=bind)
+    records = script.queryDimensionRecords(repo, element, where=where.expression, bind=where.bind)
     rows = [record.toDict() for record in records]
     columns = list(rows[0]) if rows else ["(no records)"]
     printRows(rows, columns, outputFormat, f"{len(rows)} {element} record(s) in {repo}")
