@@ -168,8 +168,7 @@ def transfer(
         source,
         target,
         names,
-        collections=selection.collections,
-        where=selection.where,
+        **selection._asdict(),
         progress=progress,
     )
     click.echo(

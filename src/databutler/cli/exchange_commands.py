@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from .options import collectionsOption, repoArgument
-from .query_commands import QueryWhere, queryWhereOptions
+from .query_commands import QueryCondition, queryWhereOptions
 from .utils import DatabutlerCommand, parseCollections
 
 __all__ = ["export", "importExport"]
@@ -23,7 +23,7 @@ def export(
     repo: str,
     destination: str,
     names: tuple[str, ...],
-    where: QueryWhere,
+    condition: QueryCondition,
     collections: tuple[str, ...],
     asZip: bool,
     asYaml: bool,
@@ -44,8 +44,7 @@ def export(
         repo,
         destination,
         names,
-        where=where.expression,
-        bind=where.bind,
+        **condition._asdict(),
         collections=parseCollections(collections),
         zip=asZip,
         manifestFormat="yaml" if asYaml else "json",

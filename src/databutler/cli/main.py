@@ -194,8 +194,7 @@ def verify(repo: str, name: str | None, selection: Selection, readOnly: bool, de
     report = script.verifyDatasets(
         repo,
         name,
-        collections=selection.collections,
-        where=selection.where,
+        **selection._asdict(),
         writeable=not readOnly,
         decode=decode,
     )

@@ -51,7 +51,11 @@ readOnlyOption = click.option(
 
 
 class Selection(NamedTuple):
-    """Which datasets a command acts on, as `selectionOptions` parses ``-c`` and ``-w``."""
+    """Which datasets a command acts on, as `selectionOptions` parses ``-c`` and ``-w``.
+
+    The fields are named as the ``script`` functions' keyword arguments, so that a command
+    passes them on with ``**selection._asdict()``.
+    """
 
     collections: list[str] | None
     """The runs to search, in order; `None`: every run."""

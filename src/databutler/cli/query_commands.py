@@ -54,25 +54,29 @@ bindOption = click.option(
 )
 
 
-class QueryWhere(NamedTuple):
-    """A query's condition, as `queryWhereOptions` parses ``--where`` and ``--bind``."""
+class QueryCondition(NamedTuple):
+    """A query's condition, as `queryWhereOptions` parses ``--where`` and ``--bind``.
 
-    expression: str | None
+    The fields are named as the ``script`` functions' keyword arguments, so that a command
+    passes them on with ``**condition._asdict()``.
+    """
+
+    where: str | None
     """The expression (``--where`` terms ANDed); `None`: no condition."""
     bind: dict[str, Any]
     """The values of its ``:name`` placeholders."""
 
 
 def queryWhereOptions(command: Callable[..., None]) -> Callable[..., None]:
-    """Add ``-w/--where EXPR`` and ``--bind KEY=VALUE``; ``command`` gets them as ``where``.
+    """Add ``-w/--where EXPR`` and ``--bind KEY=VALUE``; ``command`` gets them as ``condition``.
 
     They are parsed (`whereFromOptions`) when the command runs and handed to ``command`` as
-    one `QueryWhere` keyword argument.
+    one `QueryCondition` keyword argument.
     """
 
     @functools.wraps(command)
     def withWhere(*args: Any, where: tuple[str, ...], binds: tuple[str, ...], **kwargs: Any) -> None:
-        command(*args, where=QueryWhere(*whereFromOptions(where, binds)), **kwargs)
+        command(*args, condition=QueryCondition(*whereFromOptions(where, binds)), **kwargs)
 
     return whereExpressionOption(bindOption(withWhere))
 
@@ -167,7 +171,7 @@ def queryDatasets(
     repo: str,
     name: str | None,
     collections: tuple[str, ...],
-    where: QueryWhere,
+    condition: QueryCondition,
     findFirst: bool,
     limit: int | None,
     orderBy: tuple[str, ...],
@@ -190,8 +194,7 @@ def queryDatasets(
         repo,
         name,
         collections=parseCollections(collections),
-        where=where.expression,
-        bind=where.bind,
+        **condition._asdict(),
         findFirst=findFirst,
         orderBy=list(orderBy) or None,
         limit=limit,
@@ -236,7 +239,7 @@ def queryDataIds(
     repo: str,
     dimensions: tuple[str, ...],
     collections: tuple[str, ...],
-    where: QueryWhere,
+    condition: QueryCondition,
     datasets: tuple[str, ...],
     outputFormat: str,
 ) -> None:
@@ -252,8 +255,7 @@ def queryDataIds(
     found = script.queryDataIds(
         repo,
         dimensions,
-        where=where.expression,
-        bind=where.bind,
+        **condition._asdict(),
         datasets=datasets,
         collections=parseCollections(collections),
     )
@@ -267,7 +269,7 @@ def queryDataIds(
 @click.argument("element", metavar="DIMENSION")
 @queryWhereOptions
 @formatOption
-def queryDimensionRecords(repo: str, element: str, where: QueryWhere, outputFormat: str) -> None:
+def queryDimensionRecords(repo: str, element: str, condition: QueryCondition, outputFormat: str) -> None:
     """List the records of DIMENSION in REPO.
 
     Examples
@@ -276,7 +278,7 @@ def queryDimensionRecords(repo: str, element: str, where: QueryWhere, outputForm
     """
     from .. import script
 
-    records = script.queryDimensionRecords(repo, element, where=where.expression, bind=where.bind)
+    records = script.queryDimensionRecords(repo, element, **condition._asdict())
     rows = [record.toDict() for record in records]
     columns = list(rows[0]) if rows else ["(no records)"]
     printRows(rows, columns, outputFormat, f"{len(rows)} {element} record(s) in {repo}")
