@@ -123,6 +123,9 @@ def test_bench_export_quick_prints_every_row() -> None:
         "import from a zip",
         "export + import, folder",
         "x copytree",
+        "work floor",
+        "x floor",
+        "load average",
     ):
         assert row in result.stdout
     assert "Traceback" not in result.stderr
