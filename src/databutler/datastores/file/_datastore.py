@@ -605,20 +605,18 @@ class FileDatastore(Datastore[StoredFileInfo]):
             )
         algorithm = self.files.checksumAlgorithm
         items: list[tuple[DatasetRef, list[FileWrite], str | None]] = []
-        checkedFolders: set[str] = set()  # each folder is resolved once (all before any file is written)
+        inside = self.files.insideChecker()  # each folder resolved once, all before any file is written
+        formatters: dict[str, Formatter] = {}
         for ref, files in datasets:
             base = self.layout.templates.render(ref)
             whole = len(files) == 1 and files[0][0] is None
             writes: list[FileWrite] = []
             for component, source, formatterName, fileSize, checksum in files:
-                formatter = self.layout.getRecordedFormatter(formatterName)
+                formatter = formatters.get(formatterName)
+                if formatter is None:
+                    formatter = formatters[formatterName] = self.layout.getRecordedFormatter(formatterName)
                 relPath = base + formatter.extension if whole else f"{base}/{component}{formatter.extension}"
-                folder = posixpath.dirname(relPath)
-                if folder in checkedFolders:
-                    target = self.files.fullPath(relPath)
-                else:
-                    target = self.files.insidePath(relPath)
-                    checkedFolders.add(folder)
+                target = inside(relPath)
                 storageClass = (
                     ref.datasetType.storageClass
                     if component is None
