@@ -2,7 +2,8 @@
 
 A source repository of the default configuration gets N small dicts (one `putMany`); then
 `Butler.export` writes them to a folder and `Butler.import_` reads that folder into a new
-repository; the same through a zip file, and through a folder with a YAML manifest. The
+repository; the same through a zip file, through a folder with a YAML manifest, and with hard
+links both ways (``transfer="hardlink"`` on export and on import; not the default). The
 baseline, measured in the same run on the same disk, is `shutil.copytree` of the datastore's
 files. The target is export + import (a folder, JSON manifest, the default ``copy``) within 2x
 of one copytree.
@@ -72,7 +73,7 @@ def makeSource(root: Path, n: int) -> None:
 
 
 def roundTrip(
-    tmp: Path, source: Path, name: str, format: str, manifestFormat: str, n: int
+    tmp: Path, source: Path, name: str, format: str, manifestFormat: str, transfer: str, n: int
 ) -> tuple[float, float]:
     """Export ``source`` and import it into a new repository; return (export s, import s)."""
     exported = tmp / (f"{name}.zip" if format == "zip" else name)
@@ -81,11 +82,15 @@ def roundTrip(
     with Butler(source, writeable=False) as butler:
         exportSeconds = timed(
             lambda: butler.export(
-                exported, collections=["bench"], format=format, manifestFormat=manifestFormat
+                exported,
+                collections=["bench"],
+                format=format,
+                manifestFormat=manifestFormat,
+                transfer=transfer,
             )
         )
     with Butler(target) as butler:
-        importSeconds = timed(lambda: butler.import_(exported))
+        importSeconds = timed(lambda: butler.import_(exported, transfer=transfer))
         count = len(butler.queryDatasets("metrics", collections=["bench"]))
     if count != n:
         raise SystemExit(f"the import holds {count} datasets, not {n}")
@@ -93,9 +98,10 @@ def roundTrip(
 
 
 CASES = {
-    "folder": ("directory", "json"),
-    "zip": ("zip", "json"),
-    "folder, YAML manifest": ("directory", "yaml"),
+    "folder": ("directory", "json", "copy"),
+    "zip": ("zip", "json", "copy"),
+    "folder, YAML manifest": ("directory", "yaml", "copy"),
+    "folder, hard links": ("directory", "json", "hardlink"),
 }
 
 _FLOOR_TABLES = (
@@ -183,8 +189,8 @@ def main() -> None:
             floor = min(floor, timed(functools.partial(shutil.copytree, source / "bench", work / "copytree")))
             (work / "floor").mkdir()
             workSeconds = min(workSeconds, workFloor(source / "bench", work / "floor"))
-            for index, (case, (format, manifestFormat)) in enumerate(CASES.items()):
-                seconds = roundTrip(work, source, f"case{index}", format, manifestFormat, n)
+            for index, (case, (format, manifestFormat, transfer)) in enumerate(CASES.items()):
+                seconds = roundTrip(work, source, f"case{index}", format, manifestFormat, transfer, n)
                 best[case] = (min(best[case][0], seconds[0]), min(best[case][1], seconds[1]))
             shutil.rmtree(work)
     print(

@@ -6,6 +6,7 @@ import datetime
 import json
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -205,3 +206,60 @@ def test_an_export_whose_file_is_gone_leaves_nothing(tmp_path: Path) -> None:
         with pytest.raises(DatasetNotFoundError, match="the file is gone"):
             butler.export(tmp_path / "out", refs)
     assert not (tmp_path / "out").exists()
+
+
+def storedPaths(butler: Butler, refs: list[Any]) -> list[Path]:
+    return [Path(butler.getUri(ref).removeprefix("file://")) for ref in refs]
+
+
+def test_a_hardlink_export_links_the_stored_files_and_imports_like_a_copy(tmp_path: Path) -> None:
+    with makeSource(tmp_path / "repo") as butler:
+        refs = butler.queryDatasets("metrics", collections=["night1"])
+        manifest = butler.export(tmp_path / "out", refs, transfer="hardlink")
+        stored = storedPaths(butler, refs)
+    exported = [tmp_path / "out" / path for path in manifest.paths()]
+    assert [p.stat().st_ino for p in exported] == [p.stat().st_ino for p in stored]  # no byte copied
+    assert all(p.stat().st_nlink == 2 for p in stored)
+    Butler.makeRepo(tmp_path / "other")
+    with Butler(tmp_path / "other") as other:
+        result = other.import_(tmp_path / "out", transfer="hardlink")
+        assert [other.get(ref) for ref in result.imported] == [
+            {"visit": v, "seeing": 0.5 + v} for v in (1, 2, 3)
+        ]
+        assert all(p.stat().st_nlink == 3 for p in stored)  # the export, and the second repository
+
+
+def test_link_falls_back_to_copies_and_hardlink_refuses_where_no_link_can_be_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+    import os
+
+    def crossDevice(source: str, target: str) -> None:
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    with makeSource(tmp_path / "repo") as butler:
+        refs = butler.queryDatasets("metrics", collections=["night1"])
+        monkeypatch.setattr(os, "link", crossDevice)
+        manifest = butler.export(tmp_path / "copied", refs, transfer="link")
+        stored = storedPaths(butler, refs)
+        copies = [tmp_path / "copied" / path for path in manifest.paths()]
+        assert [p.read_bytes() for p in copies] == [p.read_bytes() for p in stored]
+        assert all(p.stat().st_nlink == 1 for p in stored)
+        with pytest.raises(ExportError, match="hard-link"):
+            butler.export(tmp_path / "linked", refs, transfer="hardlink")
+        assert not (tmp_path / "linked").exists()  # nothing was exported
+        with pytest.raises(ExportError, match="zip export holds copies"):
+            butler.export(tmp_path / "out.zip", refs, format="zip", transfer="hardlink")
+        with pytest.raises(ExportError, match="Unknown export transfer"):
+            butler.export(tmp_path / "other", refs, transfer="symlink")
+
+
+def test_cli_export_with_hard_links(tmp_path: Path) -> None:
+    makeSource(tmp_path / "repo").close()
+    result = CliRunner().invoke(
+        cli, ["export", str(tmp_path / "repo"), str(tmp_path / "out"), "metrics", "--transfer", "hardlink"]
+    )
+    assert result.exit_code == 0, result.output
+    manifest = readManifest((tmp_path / "out" / "export.json").read_bytes(), "json", "x")
+    assert all((tmp_path / "out" / path).stat().st_nlink == 2 for path in manifest.paths())

@@ -715,6 +715,7 @@ class Butler:
         collections: str | Sequence[str] | None = None,
         format: str = "directory",
         manifestFormat: str = "json",
+        transfer: str = "copy",
     ) -> Manifest:
         """Write datasets and all another repository needs to import them (`import_`) to ``path``.
 
@@ -743,6 +744,11 @@ class Butler:
             ``"directory"`` or ``"zip"`` (one file; entries are stored uncompressed).
         manifestFormat : str
             ``"json"`` (the default: an import reads it about ten times faster) or ``"yaml"``.
+        transfer : str
+            How the files go into a folder: ``"copy"`` (the default), ``"hardlink"`` (hard links
+            to the stored files: no bytes are copied, but the export must be on the repository's
+            file system, and its files *are* the stored ones, so they must never be edited in
+            place) or ``"link"`` (hard links where possible, else copies). A zip holds copies.
 
         Returns
         -------
@@ -752,8 +758,9 @@ class Butler:
         Raises
         ------
         ExportError
-            ``path`` exists (a folder that is not empty), the format is unknown, or the
-            repository keeps no files; nothing was written.
+            ``path`` exists (a folder that is not empty), the format or transfer is unknown, a
+            hard link cannot be made (``"hardlink"``), or the repository keeps no files;
+            nothing was written.
         DatasetNotFoundError
             A dataset is not in the file datastore; nothing was written.
         """
@@ -769,6 +776,7 @@ class Butler:
             collections=collections,
             format=format,
             manifestFormat=manifestFormat,
+            transfer=transfer,
         )
 
     def removeRuns(self, names: Iterable[str], unstore: bool = True) -> dict[str, int]:

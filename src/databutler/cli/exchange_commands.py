@@ -19,6 +19,15 @@ __all__ = ["export", "importExport"]
 @collectionsOption
 @click.option("--zip", "asZip", is_flag=True, help="Write one zip file DEST instead of a folder.")
 @click.option("--yaml", "asYaml", is_flag=True, help="Write the manifest as YAML (default: JSON).")
+@click.option(
+    "-t",
+    "--transfer",
+    type=click.Choice(["copy", "hardlink", "link"]),
+    default="copy",
+    show_default=True,
+    help="How files go into a folder: copies, hard links to the stored files (never edit them), "
+    "or hard links where possible.",
+)
 def export(
     repo: str,
     destination: str,
@@ -27,6 +36,7 @@ def export(
     collections: tuple[str, ...],
     asZip: bool,
     asYaml: bool,
+    transfer: str,
 ) -> None:
     """Export datasets of REPO, with their files, to a new folder (or zip file) DEST.
 
@@ -37,6 +47,7 @@ def export(
     --------
       databutler export repo exported
       databutler export repo night1.zip flat calexp -c night1 --where "visit > 100" --zip
+      databutler export repo linked --transfer hardlink
     """
     from .. import script
 
@@ -48,6 +59,7 @@ def export(
         collections=parseCollections(collections),
         zip=asZip,
         manifestFormat="yaml" if asYaml else "json",
+        transfer=transfer,
     )
     click.echo(
         f"Exported {len(manifest.datasets)} dataset(s) ({len(manifest.paths())} file(s)) from {repo} to {destination}."

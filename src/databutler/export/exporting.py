@@ -20,10 +20,14 @@ from .manifest import MANIFEST_NAMES, ExportedDataset, ExportedFile, Manifest, d
 if TYPE_CHECKING:
     from ..butler import Butler
 
-__all__ = ["EXPORT_FORMATS", "copyLocalFile", "exportDatasets", "fileDatastoreOf"]
+__all__ = ["EXPORT_FORMATS", "EXPORT_TRANSFERS", "copyLocalFile", "exportDatasets", "fileDatastoreOf"]
 
 EXPORT_FORMATS = ("directory", "zip")
 """What `Butler.export` can write: a folder, or one zip file (entries stored, not compressed)."""
+
+EXPORT_TRANSFERS = ("copy", "hardlink", "link")
+"""How `Butler.export` puts the files in a folder: copies (the default); hard links to the stored
+files (same file system only); hard links where possible, else copies."""
 
 
 def fileDatastoreOf(datastore: Datastore) -> FileDatastore | None:
@@ -48,12 +52,17 @@ def exportDatasets(
     collections: str | Sequence[str] | None = None,
     format: str = "directory",
     manifestFormat: str = "json",
+    transfer: str = "copy",
 ) -> Manifest:
     """Write datasets, with what is needed to import them elsewhere, to ``path``; see `Butler.export`."""
     if format not in EXPORT_FORMATS:
         raise ExportError(f"Unknown export format {format!r}; use 'directory' or 'zip'.")
     if manifestFormat not in MANIFEST_NAMES:
         raise ExportError(f"Unknown manifest format {manifestFormat!r}; use 'yaml' or 'json'.")
+    if transfer not in EXPORT_TRANSFERS:
+        raise ExportError(f"Unknown export transfer {transfer!r}; use one of {', '.join(EXPORT_TRANSFERS)}.")
+    if transfer != "copy" and format == "zip":
+        raise ExportError(f"A zip export holds copies of the files; transfer={transfer!r} is for a folder.")
     destination = os.path.abspath(os.fspath(path))
     _checkDestination(destination, format)
     chosen = _chooseRefs(butler, refs, datasetTypes, where, bind, collections)
@@ -73,10 +82,15 @@ def exportDatasets(
     manifest = _buildManifest(butler, chosen, stored, collections)
     sources = {f.path: store.files.fullPath(f.path) for d in manifest.datasets for f in d.files}
     text = dumpManifest(manifest, manifestFormat)
+    if transfer != "copy" and not store.files.isLocal:
+        raise ExportError(
+            f"Cannot export with transfer={transfer!r} from datastore {store.name!r}: it is not on a local "
+            "disk; use 'copy'."
+        )
     if format == "zip":
         _writeZip(destination, sources, MANIFEST_NAMES[manifestFormat], text, store)
     else:
-        _writeDirectory(destination, sources, MANIFEST_NAMES[manifestFormat], text, store)
+        _writeDirectory(destination, sources, MANIFEST_NAMES[manifestFormat], text, store, transfer)
     return manifest
 
 
@@ -234,16 +248,34 @@ def _chains(butler: Butler, collections: str | Sequence[str] | None, runs: set[s
     return out
 
 
-def _copyInto(source: str, target: str, store: FileDatastore) -> None:
+def _copyInto(source: str, target: str, store: FileDatastore, transfer: str) -> None:
     if store.files.isLocal:
         try:
-            copyLocalFile(source, target)
+            if transfer == "copy":
+                copyLocalFile(source, target)
+            else:
+                _linkInto(source, target, transfer)
         except FileNotFoundError as exc:  # the target's folder was just made: it is the source
             raise DatasetNotFoundError(
                 f"Cannot export {source}: the file is gone; nothing was exported."
             ) from exc
     else:
         store.files.fs.get_file(source, target)
+
+
+def _linkInto(source: str, target: str, transfer: str) -> None:
+    """Make ``target`` a hard link to ``source``; for ``link``, a copy where no hard link can be made."""
+    try:
+        os.link(source, target)
+    except (FileNotFoundError, FileExistsError):
+        raise
+    except OSError as exc:
+        if transfer == "hardlink":
+            raise ExportError(
+                f"Cannot hard-link {source} into the export at {target}: {exc}; use transfer='link' (hard "
+                "links where possible, else copies) or 'copy'; nothing was exported."
+            ) from exc
+        copyLocalFile(source, target)  # another file system, or no hard links there
 
 
 def copyLocalFile(source: str, target: str) -> None:
@@ -292,7 +324,12 @@ _CHUNK = 1 << 20
 
 
 def _writeDirectory(
-    destination: str, sources: dict[str, str], manifestName: str, text: bytes, store: FileDatastore
+    destination: str,
+    sources: dict[str, str],
+    manifestName: str,
+    text: bytes,
+    store: FileDatastore,
+    transfer: str,
 ) -> None:
     created = not os.path.exists(destination)
     os.makedirs(destination, exist_ok=True)
@@ -304,7 +341,7 @@ def _writeDirectory(
             if folder not in folders:
                 os.makedirs(folder, exist_ok=True)
                 folders.add(folder)
-            _copyInto(source, target, store)
+            _copyInto(source, target, store, transfer)
         with open(os.path.join(destination, manifestName), "xb") as stream:  # last: a partial export has none
             stream.write(text)
     except BaseException:

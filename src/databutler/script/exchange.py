@@ -24,6 +24,7 @@ def exportRepo(
     collections: Sequence[str] | None = None,
     zip: bool = False,
     manifestFormat: str = "json",
+    transfer: str = "copy",
 ) -> Manifest:
     """Export the datasets of ``repo`` (every type unless ``datasetTypes``) to ``destination``.
 
@@ -32,7 +33,8 @@ def exportRepo(
     Raises
     ------
     ExportError
-        ``destination`` exists and is not an empty folder (or, with ``zip``, exists at all).
+        ``destination`` exists and is not an empty folder (or, with ``zip``, exists at all),
+        or a hard link cannot be made (``transfer="hardlink"``).
     InvalidQueryError
         ``where`` does not parse.
     """
@@ -45,6 +47,7 @@ def exportRepo(
             collections=collections or None,
             format="zip" if zip else "directory",
             manifestFormat=manifestFormat,
+            transfer=transfer,
         )
 
 
