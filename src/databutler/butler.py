@@ -854,10 +854,8 @@ class Butler:
 
         Raises
         ------
-        CollectionError
-            ``name`` is a RUN (use `removeRuns`), or a chain lists it.
-        MissingRunError
-            No collection has that name.
+        CollectionError, MissingRunError
+            As for `Registry.removeCollection` (a RUN goes with `removeRuns`).
         ReadOnlyRepositoryError
             The Butler was opened with ``writeable=False``.
         """

@@ -75,30 +75,10 @@ class DataIdQueryManager:
         datasets: str | DatasetType | Iterable[str | DatasetType] | None = None,
         collections: str | Sequence[str] | None = None,
     ) -> QueryResults[dict[str, Any]]:
-        """Return the distinct data IDs over ``dimensions`` that datasets have, sorted.
+        """Return the distinct data IDs over ``dimensions`` that datasets have (`Registry.queryDataIds`).
 
-        Parameters
-        ----------
-        dimensions : str or iterable of str
-            The dimensions of the data IDs returned, e.g. ``["visit", "detector"]``.
-        where : str, optional
-            A condition in the query language, on these dimensions and their records.
-        bind : mapping, optional
-            Values of the ``:name`` parameters of ``where``.
-        datasets : dataset type(s), optional
-            Only data IDs of datasets of these types; by default every type that has all
-            ``dimensions``.
-        collections : str or sequence of str, optional
-            The collections searched; every run by default.
-
-        Raises
-        ------
-        DataIdError
-            A dimension is not in the universe.
-        MissingDatasetTypeError, MissingRunError
-            A dataset type or collection is not registered.
-        InvalidQueryError
-            ``where`` does not parse, or names something other than these dimensions and their records.
+        One statement over the datasets of the types queried, or over one dimension's records
+        when ``where`` is on them alone (`_fromRecords`).
         """
         names = (dimensions,) if isinstance(dimensions, str) else tuple(dimensions)
         self.universe.checkDimensions(names, "queryDataIds")
@@ -230,12 +210,7 @@ class DataIdQueryManager:
         *,
         quiet: bool = False,
     ) -> list[str]:
-        """Return why `queryDatasets` with these arguments finds nothing (empty if it finds something).
-
-        Each message names what emptied the query: the dataset type has no datasets at all, the
-        collections searched hold none of it (and which collections do), or a condition of
-        ``where`` that on its own matches nothing (for a record field: whether any records exist).
-        """
+        """Return why `queryDatasets` finds nothing (`Registry.explainDatasetQuery`)."""
         _, datasetType = self.types.resolveParentType(datasetTypeOrName, "query")
         name = datasetType.name
         if self.datasets.countDatasets(name, collections, where, bind=bind) > 0:
