@@ -46,7 +46,7 @@ from ...exceptions import (
 from ...formatters.base import Formatter
 from ...formatters.extensions import FormatterRegistry
 from ._access import FileAccess, FileWrite, externalUri
-from ._ingest import LINK_MODES, TRANSFER_MODES, checkSource, hashSource, makeLink, transferWriter
+from ._ingest import LINK_MODES, TRANSFER_MODES, hashSource, makeLink, statSource, transferWriter
 from ._io import CHECKSUM_ALGORITHMS, DEFAULT_CHECKSUM_ALGORITHM, newHasher, removeQuietly
 from ._layout import FileLayout, configSection
 from ._records import FileRecordTable, StoredFileInfo
@@ -445,7 +445,7 @@ class FileDatastore(Datastore[StoredFileInfo]):
             for source, ref, formatterSpec in datasets:  # consumed as it goes (a progress bar)
                 if ref.isComponent():
                     raise DatasetTypeError(f"Cannot ingest component {ref} on its own; ingest the composite.")
-                absolute = checkSource(source, ref)
+                absolute, expected = statSource(source, ref)
                 formatter = self._ingestFormatter(ref, absolute, formatterSpec, formatters)
                 if transfer == "direct":
                     relPath, target = self._directPath(ref, absolute), absolute
@@ -459,7 +459,7 @@ class FileDatastore(Datastore[StoredFileInfo]):
                 sources.append(absolute)
                 try:
                     if transfer in LINK_MODES:  # hashed now, linked once every record is in
-                        size, checksum = hashSource(absolute, algorithm)
+                        size, checksum = hashSource(absolute, algorithm, expected)
                         info = StoredFileInfo(
                             now,
                             storageClass,

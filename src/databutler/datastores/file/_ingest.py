@@ -22,7 +22,14 @@ from ...dataset_ref import DatasetRef
 from ...exceptions import IngestError
 from ._io import newHasher, removeQuietly, tempPathFor, writeTemp
 
-__all__ = ["LINK_MODES", "TRANSFER_MODES", "checkSource", "hashSource", "makeLink", "transferWriter"]
+__all__ = [
+    "LINK_MODES",
+    "TRANSFER_MODES",
+    "hashSource",
+    "makeLink",
+    "statSource",
+    "transferWriter",
+]
 
 TRANSFER_MODES = ("auto", "copy", "move", "link", "hardlink", "symlink", "relsymlink", "direct")
 """What `FileDatastore.ingest` can do with a file (``auto`` copies; ``move`` copies, then
@@ -35,8 +42,8 @@ LINK_MODES = frozenset({"link", "hardlink", "symlink", "relsymlink"})
 _CHUNK = 1 << 20
 
 
-def checkSource(path: str, ref: DatasetRef) -> str:
-    """Return the absolute path of ``path`` if it is an existing regular file (links followed).
+def statSource(path: str, ref: DatasetRef) -> tuple[str, int]:
+    """Return the absolute path and the size of ``path`` if it is an existing regular file (links followed).
 
     One ``stat`` call.
 
@@ -47,34 +54,40 @@ def checkSource(path: str, ref: DatasetRef) -> str:
     """
     absolute = os.path.abspath(os.fspath(path))
     try:
-        mode = os.stat(absolute).st_mode
+        info = os.stat(absolute)
     except (FileNotFoundError, NotADirectoryError):
         raise IngestError(
             f"Cannot ingest {ref}: file {absolute} does not exist; nothing was ingested."
         ) from None
-    if not stat.S_ISREG(mode):
+    if not stat.S_ISREG(info.st_mode):
         raise IngestError(
             f"Cannot ingest {ref}: {absolute} is not a regular file (a folder or a device); "
             "name one file per dataset; nothing was ingested."
         )
-    return absolute
+    return absolute, info.st_size
 
 
-def hashSource(path: str, algorithm: str | None) -> tuple[int, str | None]:
+def hashSource(path: str, algorithm: str | None, expected: int | None = None) -> tuple[int, str | None]:
     """Return ``(size, checksum)`` of the file at ``path`` (links followed), read once.
 
     The size is that of the bytes hashed, so the two always agree. Without an ``algorithm``
-    the size is the file's (``stat``) and the checksum `None`.
+    the size is the file's (``stat``) and the checksum `None`. ``expected`` (the size a
+    ``stat`` gave) lets a small file be read with one call: a read shorter than asked is the
+    end of a regular file, so it is asked for one byte more than expected.
     """
     if algorithm is None:
         return os.stat(path).st_size, None
     hasher = newHasher(algorithm)
     size = 0
+    wanted = _CHUNK if expected is None else min(_CHUNK, expected + 1)
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))  # no file object: µs per small file
     try:
-        while chunk := os.read(fd, _CHUNK):
+        while chunk := os.read(fd, wanted):
             hasher.update(chunk)
             size += len(chunk)
+            if len(chunk) < wanted:
+                break
+            wanted = _CHUNK
     finally:
         os.close(fd)
     return size, f"{algorithm}:{hasher.hexdigest()}"

@@ -226,6 +226,8 @@ def _fieldRenderer(
         return _renderDataId
     if field == "id" and not spec:
         return _renderId
+    if field == "datasetType" and not spec:
+        return _renderDatasetType
 
     def value(ref: DatasetRef) -> str:
         found: Any
@@ -252,6 +254,11 @@ def _fieldRenderer(
         return text
 
     return value
+
+
+def _renderDatasetType(ref: DatasetRef) -> str:
+    name = ref.datasetType.nameAndComponent()[0]  # a component is stored with its composite
+    return _checkValue(name, "Value of {datasetType}", ref) if name else name
 
 
 def _renderId(ref: DatasetRef) -> str:
