@@ -186,24 +186,15 @@ class FileAccess:
                 )
         return path
 
-    def insideChecker(self) -> Callable[[str], str]:
+    def insideChecker(self) -> FolderChecks:
         """Return `insidePath` for the many paths of one call, resolving each folder only once.
 
         Every path is still checked to be a safe relative path (`checkRelativePath`); the
         resolution of its folder's symbolic links (`checkInside`) is done for the first path in
-        each folder and taken as it is for the others in the same call.
+        each folder and taken as it is for the others in the same call, until
+        `FolderChecks.confirm` resolves each folder once more after the files are placed.
         """
-        checked: set[str] = set()
-
-        def inside(relPath: str) -> str:
-            folder = posixpath.dirname(relPath)
-            if folder in checked:
-                return self.fullPath(relPath)
-            path = self.insidePath(relPath)
-            checked.add(folder)
-            return path
-
-        return inside
+        return FolderChecks(self)
 
     def uri(self, relPath: str) -> str:
         """Return the URI of ``relPath`` (``file:///...``, ``s3://...``)."""
@@ -415,11 +406,15 @@ class FileAccess:
             raise
 
     def storeMany(
-        self, items: list[tuple[DatasetRef, list[FileWrite], str | None]]
+        self,
+        items: list[tuple[DatasetRef, list[FileWrite], str | None]],
+        confirm: Callable[[], None] | None = None,
     ) -> list[tuple[DatasetRef, list[StoredFileInfo]]]:
         """Store many datasets as `store` does one: write every file, record all, move them into place.
 
         All or nothing; the records go in one INSERT, not one per dataset (what a bulk import needs).
+        ``confirm`` is called once every file is in place, before the records commit; if it
+        raises, they are undone as after a failed write.
 
         Raises
         ------
@@ -437,7 +432,7 @@ class FileAccess:
                 before = len(temps)
                 planned.append((ref, self._written(ref, writes, folder, now, temps)))
                 owners.extend([ref] * (len(temps) - before))
-            self._commitMany(planned, temps, owners)
+            self._commitMany(planned, temps, owners, confirm)
         except BaseException:
             for tempPath, _ in temps:
                 removeQuietly(self.fs, tempPath)
@@ -449,12 +444,15 @@ class FileAccess:
         planned: list[tuple[DatasetRef, list[StoredFileInfo]]],
         temps: list[tuple[str, str]],
         owners: list[DatasetRef],
+        confirm: Callable[[], None] | None = None,
     ) -> None:
         moved: list[str] = []
         enclosed = not self.records.commitsOnExit
         try:
             with self.records.recordingMany(planned):
                 self._moveIntoPlace(temps, owners, moved, enclosed)
+                if confirm is not None:
+                    confirm()
         except RecordConflictError as exc:
             raise self._manyExistError(len(planned)) from exc
         except BaseException:
@@ -488,6 +486,7 @@ class FileAccess:
         planned: list[tuple[DatasetRef, list[StoredFileInfo]]],
         links: list[tuple[str, str]],
         makeLink: Callable[[str, str], None],
+        confirm: Callable[[], None] | None = None,
     ) -> None:
         """Record many datasets of one file each (one INSERT), then link each file in at its final path.
 
@@ -525,6 +524,8 @@ class FileAccess:
                     else:
                         made.append(finalPath)
                 self._moveIntoPlace(temps, owners, made, enclosed)
+                if confirm is not None:
+                    confirm()  # before the records commit: a failure removes every link made
         except RecordConflictError as exc:
             raise self._manyExistError(len(planned)) from exc
         except BaseException:
@@ -1044,3 +1045,36 @@ def _sameBytes(fs: Any, one: str, other: str, isLocal: bool) -> bool:
         return bool(fs.size(one) == fs.size(other) and fs.cat_file(one) == fs.cat_file(other))
     except OSError:
         return False
+
+
+class FolderChecks:
+    """`FileAccess.insidePath` for the paths of one call, each folder resolved once, then once more.
+
+    A folder found inside the root may become a symbolic link out of it before the call's
+    files are placed (the datasets of an ingest are consumed as it goes). `confirm`, called
+    once every file is placed and before the records commit, resolves each folder again, so
+    that nothing placed through such a link is kept: one more ``realpath`` per folder.
+    """
+
+    def __init__(self, access: FileAccess) -> None:
+        self._access = access
+        self._folders: dict[str, str] = {}  # relative folder -> the full path of one file in it
+
+    def __call__(self, relPath: str) -> str:
+        folder = posixpath.dirname(relPath)
+        if folder in self._folders:
+            return self._access.fullPath(relPath)
+        path = self._access.insidePath(relPath)
+        self._folders[folder] = path
+        return path
+
+    def confirm(self) -> None:
+        """Resolve every folder met again.
+
+        Raises
+        ------
+        UnsafePathError
+            One of them now resolves outside the root.
+        """
+        for path in self._folders.values():
+            self._access.checkInside(path)

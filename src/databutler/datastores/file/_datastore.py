@@ -480,9 +480,11 @@ class FileDatastore(Datastore[StoredFileInfo]):
                 items.append((ref, [(None, relPath, formatter.name, storageClass, given)], None))
             with self.transaction() as tx:
                 if links:
-                    self.files.linkMany(planned, links, functools.partial(self._linkIn, transfer))
+                    self.files.linkMany(
+                        planned, links, functools.partial(self._linkIn, transfer), inside.confirm
+                    )
                 elif items:
-                    planned = self.files.storeMany(items)
+                    planned = self.files.storeMany(items, inside.confirm)
                 temps = []  # renamed into place, or removed by storeMany
                 if not planned:
                     return
