@@ -6,6 +6,7 @@ import contextlib
 import errno
 import os
 import shutil
+import stat
 import tempfile
 import zipfile
 from collections.abc import Iterable, Mapping, Sequence
@@ -292,10 +293,11 @@ def copyLocalFile(source: str, target: str) -> None:
         ``source`` is missing (or ``target``'s folder is).
     FileExistsError
         Something is at ``target`` already.
+    ExportError
+        ``source`` is not a regular file (a named pipe, say: opened without waiting for a writer).
     """
-    inFd = os.open(source, os.O_RDONLY | _CLOEXEC)
+    inFd, size = _openRegular(source)
     try:
-        size = os.fstat(inFd).st_size
         outFd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _CLOEXEC, 0o666)
         try:
             copied = 0
@@ -318,7 +320,42 @@ def copyLocalFile(source: str, target: str) -> None:
         os.close(inFd)
 
 
+def _openRegular(source: str) -> tuple[int, int]:
+    """Open the local file ``source`` for reading; return its descriptor and size.
+
+    ``O_NONBLOCK`` makes a named pipe open at once (a plain open waits for a writer, for ever)
+    and does nothing to a regular file; the ``fstat`` of the open file then refuses anything
+    else, with no second look at the path.
+
+    Raises
+    ------
+    ExportError
+        ``source`` is not a regular file.
+    """
+    fd = os.open(source, os.O_RDONLY | _CLOEXEC | _NONBLOCK)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ExportError(
+                f"Cannot export {source}: it is not a regular file (a named pipe, a device or a folder) "
+                "but the datastore recorded a file there; run 'databutler verify'; nothing was exported."
+            )
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, info.st_size
+
+
+def _writeEntry(archive: zipfile.ZipFile, source: str, relPath: str) -> None:
+    """Add the local file ``source`` to ``archive`` as ``relPath`` (stored), read through `_openRegular`."""
+    fd, size = _openRegular(source)
+    with os.fdopen(fd, "rb") as stream, archive.open(relPath, "w", force_zip64=size > _ZIP64_FROM) as out:
+        shutil.copyfileobj(stream, out, _CHUNK)
+
+
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+_ZIP64_FROM = (1 << 31) - 1
 _NO_SENDFILE = frozenset({errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV})
 _CHUNK = 1 << 20
 
@@ -365,7 +402,7 @@ def _writeZip(
             for relPath, source in sources.items():
                 if store.files.isLocal:
                     try:
-                        archive.write(source, relPath)
+                        _writeEntry(archive, source, relPath)
                     except FileNotFoundError as exc:
                         raise DatasetNotFoundError(
                             f"Cannot export {source}: the file is gone; nothing was exported."
