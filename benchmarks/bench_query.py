@@ -18,7 +18,12 @@ queryDataIds, the visit records with the band, each kept if a dataset ``EXISTS``
 (a few hundred µs), rather than the distinct visits of every dataset joined with its record
 (about 50 ms at 100,000 datasets).
 
-Prints a table; asserts nothing. Run: ``.venv/bin/python benchmarks/bench_query.py
+Each query and its floor are timed in turn, best of several runs (see `interleaved`). For the
+queries that return refs, the *objects* column adds to the floor the making of its rows into
+the least a user needs, one slotted object per row (`MinimalRef`): what no query returning
+Python objects can skip.
+
+Prints a table, with the load average under each size; asserts nothing. Run: ``.venv/bin/python benchmarks/bench_query.py
 [--quick] [--datasets N ...] [--load direct|registry]`` (default 100,000 and 1,000,000;
 --quick: 3,000). How the registry is filled: see `fill`.
 """
@@ -243,7 +248,7 @@ def bench(n: int, folder: Path, load: str) -> list[tuple[str, float, float, floa
                 floor.execute(FLOOR_LOOKUP, (text,)).fetchall()
 
         runMs, chainMs, floorMs = (
-            ms / lookups for ms in interleaved([lookupRun, lookupChain, lookupFloor], 3)
+            ms / lookups for ms in interleaved([lookupRun, lookupChain, lookupFloor], 7)
         )
         rows.append(("findDataset by data ID, one run", runMs, floorMs, None, 1))
         rows.append(("findDataset by data ID, through the chain", chainMs, floorMs, None, 1))
