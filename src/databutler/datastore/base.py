@@ -13,7 +13,14 @@ from typing_extensions import TypeVar
 from ..config import Config, ConfigSubset
 from ..dataset_ref import DatasetRef
 from ..dataset_type import DatasetType
-from ..exceptions import ArtifactError, ConfigError, DatasetNotFoundError, DatastoreClassError, IngestError
+from ..exceptions import (
+    ArtifactError,
+    ConfigError,
+    DatasetNotFoundError,
+    DatasetTypeError,
+    DatastoreClassError,
+    IngestError,
+)
 from ..storage_class import StorageClassFactory, importDottedName
 from .bridge import DatasetLocationRegistry
 from .transaction import DatastoreTransaction
@@ -259,6 +266,26 @@ class Datastore(ABC, Generic[InfoT]):
             It cannot be stored exactly (by the storage class or a formatter).
         """
         datasetType.storageClass.checkInstance(inMemoryDataset, f"dataset type {datasetType.name!r}")
+
+    def _checkPutArguments(self, inMemoryDataset: Any, ref: DatasetRef) -> None:
+        """Refuse what no datastore stores: an object not of ``ref``'s storage class, a component ref.
+
+        Every `put` starts with this (an `InMemoryDatastore` once per dataset type and object type).
+
+        Raises
+        ------
+        DatasetTypeMismatchError
+            ``inMemoryDataset`` is not of the storage class's type.
+        DatasetTypeError
+            ``ref`` is a component ref.
+        """
+        datasetType = ref.datasetType
+        datasetType.storageClass.checkInstance(inMemoryDataset, str(ref))
+        if datasetType.isComponent():
+            raise DatasetTypeError(
+                f"Cannot put component {ref} on its own; put the composite "
+                f"{datasetType.nameAndComponent()[0]!r} and read components from it."
+            )
 
     @abstractmethod
     def get(self, ref: DatasetRef, parameters: Mapping[str, Any] | None = None) -> Any:

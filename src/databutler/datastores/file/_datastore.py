@@ -260,10 +260,7 @@ class FileDatastore(Datastore[StoredFileInfo]):
         ConfigError
             No formatter is configured, or the template uses a field the ref lacks.
         """
-        datasetType = ref.datasetType
-        if ref.isComponent():
-            raise DatasetTypeError(f"Cannot put component {ref} on its own; put the composite.")
-        datasetType.storageClass.checkInstance(inMemoryDataset, str(ref))
+        self._checkPutArguments(inMemoryDataset, ref)
         # A duplicate is caught when its record is inserted (the temporary file is then removed):
         # no query up front, which would cost every put a round trip to the database.
         ready = self._takePrepared(inMemoryDataset, ref)

@@ -139,14 +139,9 @@ class InMemoryDatastore(Datastore[StoredItemInfo]):
 
     def _checkPut(self, inMemoryDataset: Any, ref: DatasetRef) -> _PutInfo:
         """Validate a put of a dataset type not seen before (or of an object of another type)."""
+        self._checkPutArguments(inMemoryDataset, ref)
         datasetType = ref.datasetType
         storageClass = datasetType.storageClass
-        storageClass.checkInstance(inMemoryDataset, str(ref))
-        if "." in datasetType.name:
-            raise DatasetTypeError(
-                f"Cannot put component {ref} on its own; put the composite "
-                f"{datasetType.nameAndComponent()[0]!r} and read components from it."
-            )
         info = (
             datasetType,
             type(inMemoryDataset),  # later puts of exactly this type skip the checks
