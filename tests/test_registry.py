@@ -7,6 +7,7 @@ one, except under CI, where they fail.
 from __future__ import annotations
 
 import gc
+import inspect
 import sqlite3
 import sys
 import threading
@@ -275,7 +276,10 @@ def test_a_verb_a_manager_implements_is_its_method() -> None:
         assert registry.queryDatasets == registry.datasets.queryDatasets
         assert registry.queryDimensionRecords == registry.dimensionRecords.query
         assert SqlRegistry.queryRuns.__doc__ == Registry.queryRuns.__doc__
+        assert inspect.signature(SqlRegistry.queryDatasets) == inspect.signature(Registry.queryDatasets)
+        assert "EXPLAIN QUERY PLAN" in (SqlRegistry.explainQuery.__doc__ or "")
         assert registry.registerRun("run1") and registry.queryRuns() == ["run1"]
+        assert SqlRegistry.queryRuns(registry) == ["run1"]  # read from the class: a function
     finally:
         registry.close()
 

@@ -489,7 +489,17 @@ class DatasetManager:
         orderBy: Sequence[str] | None = None,
         limit: int | None = None,
     ) -> list[str]:
-        """Return the database's plan for the statement `queryDatasets` would run (`SqlRegistry.explainQuery`)."""
+        """Return the database's plan for the statement `queryDatasets` runs with these arguments.
+
+        SQLite's ``EXPLAIN QUERY PLAN`` (one line per step, indented under its parent) or
+        PostgreSQL's ``EXPLAIN``; the query itself is not run. Empty when no run is searched.
+        `SqlRegistry.explainQuery` is this method.
+
+        Raises
+        ------
+        MissingDatasetTypeError, MissingRunError, InvalidQueryError, DataIdError
+            As for `Registry.queryDatasets`.
+        """
         datasetType, _, statement, runs = self._datasetQuery(
             datasetTypeOrName, collections, where, bind, findFirst=findFirst
         )
@@ -850,7 +860,7 @@ class DatasetManager:
         )
 
     def getDatasets(self, ids: Iterable[uuid.UUID | str]) -> dict[uuid.UUID, DatasetRef]:
-        """Return the datasets with these ids that exist, by id (`Registry.getDatasets`)."""
+        """Return the datasets with these ids that exist, by id, a few hundred per query (`Registry.getDatasets`)."""
         idents = list(dict.fromkeys(toUuid(i) for i in ids))
         table = schema.datasetTable
         out: dict[uuid.UUID, DatasetRef] = {}

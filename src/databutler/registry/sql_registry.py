@@ -23,6 +23,7 @@ cache) and `data_ids`. A new group of verbs (dimensions, collections) is a new m
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -96,7 +97,8 @@ class _Verb(Generic[_P, _R]):
     names the manager and its method once: the signature and the documentation stay with
     `Registry`, and mypy checks that the method takes the verb's arguments and returns its type.
     Read from a registry, the attribute is the manager's bound method, so a call goes straight
-    to the manager.
+    to the manager; read from the class, a function with the verb's name, signature and
+    documentation (for `help` and `inspect`).
     """
 
     def __init__(self, verb: Callable[Concatenate[Any, _P], _R]) -> None:
@@ -104,6 +106,7 @@ class _Verb(Generic[_P, _R]):
         self._verb = verb
         self._manager = ""
         self._method = ""
+        self._unbound: Callable[Concatenate[Any, _P], _R] = verb
 
     def of(self, manager: str, method: Callable[Concatenate[Any, _P], _R]) -> Self:
         """Return this verb, implemented by ``method`` of the registry's attribute ``manager``."""
@@ -112,18 +115,31 @@ class _Verb(Generic[_P, _R]):
         return self
 
     def __set_name__(self, owner: type, name: str) -> None:
-        """Check that the attribute is named for its verb and has a manager."""
+        """Check that the attribute is named for its verb and has a manager; make the class's function."""
         if name != self._verb.__name__ or not self._manager:
             raise TypeError(f"{owner.__name__}.{name} must be _Verb(Registry.{name}).of(manager, method).")
+        manager, method = self._manager, self._method
+
+        def unbound(registry: Any, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+            result: _R = getattr(getattr(registry, manager), method)(*args, **kwargs)
+            return result
+
+        # Not the verb's __dict__: it holds __isabstractmethod__, which would make the class abstract.
+        functools.update_wrapper(unbound, self._verb, updated=())
+        unbound.__module__ = owner.__module__
+        unbound.__qualname__ = f"{owner.__qualname__}.{name}"
+        self._unbound = unbound
 
     @overload
-    def __get__(self, instance: None, owner: type | None = None) -> Self: ...
+    def __get__(self, instance: None, owner: type | None = None) -> Callable[Concatenate[Any, _P], _R]: ...
     @overload
     def __get__(self, instance: object, owner: type | None = None) -> Callable[_P, _R]: ...
-    def __get__(self, instance: object | None, owner: type | None = None) -> Self | Callable[_P, _R]:
-        """Return the manager's bound method (this verb itself when read from the class)."""
+    def __get__(
+        self, instance: object | None, owner: type | None = None
+    ) -> Callable[Concatenate[Any, _P], _R] | Callable[_P, _R]:
+        """Return the manager's bound method (from the class: a function taking the registry first)."""
         if instance is None:
-            return self
+            return self._unbound
         method: Callable[_P, _R] = getattr(getattr(instance, self._manager), self._method)
         return method
 
