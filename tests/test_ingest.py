@@ -558,3 +558,17 @@ def test_every_folder_of_a_call_is_checked_for_a_planted_link(
     assert list(outside.rglob("*")) == []
     assert [p for p in repoFiles(butler) if p.name != "planted"] == []
     assert butler.queryDatasets("metrics", collections=["raw"]).count() == 0
+
+
+@pytest.mark.parametrize("expected", [None, 0, 10, 3 << 20])
+def test_a_source_is_hashed_whole_whatever_size_its_stat_gave(tmp_path: Path, expected: int | None) -> None:
+    """The stat's size only sizes the first read: a file that grew or shrank since is still read to its end."""
+    from databutler.datastores.file._ingest import hashSource
+
+    data = bytes(range(256)) * (9 << 12)  # 2.25 MiB: more than one read
+    path = tmp_path / "big.json"
+    path.write_bytes(data)
+    hasher = newHasher("xxh3_128")
+    hasher.update(data)
+    assert hashSource(str(path), "xxh3_128", expected) == (len(data), f"xxh3_128:{hasher.hexdigest()}")
+    assert hashSource(str(path), None, expected) == (len(data), None)
