@@ -126,6 +126,22 @@ def test_a_run_name_that_would_escape_the_root_is_refused(butler: Butler, tmp_pa
     assert placedFiles(butler) == []
 
 
+@pytest.mark.parametrize("value", ["..", ".", "a/b", "a\\b", "/abs", " ", "..."])
+def test_a_hostile_value_in_a_named_template_field_is_refused(tmp_path: Path, value: str) -> None:
+    """The default template prefixes each value with its key (``group-..``); a template naming
+    the field alone renders the value as a whole path segment, through the compiled renderer."""
+    config = {"datastore": {"templates": {"default": "{run}/{group}/{datasetType}_{id}"}}}
+    Butler.makeRepo(tmp_path / "repo", config)
+    with Butler(tmp_path / "repo", run="raw") as butler:
+        butler.registerDatasetType("grouped", ("group",), "StructuredDataDict")
+        groups = butler.getDatasetType("grouped")
+        (source,) = writeSources(tmp_path / "in", 1)
+        with pytest.raises(UnsafePathError, match=r"Value of \{group\}"):
+            butler.ingest(FileDataset(source, DatasetRef(groups, {"group": value})), transfer="symlink")
+        assert placedFiles(butler) == [] and butler.queryDatasets("grouped").count() == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "repo"]
+
+
 @pytest.mark.parametrize("mode", ["copy", *LINKS])
 def test_two_datasets_of_one_call_at_one_path_are_refused(tmp_path: Path, mode: str) -> None:
     """A template without the data ID renders two datasets to one path: neither is ingested."""
