@@ -5,8 +5,8 @@ A source repository of the default configuration gets N small dicts (one `putMan
 repository; the same through a zip file, through a folder with a YAML manifest, and with hard
 links both ways (``transfer="hardlink"`` on export and on import; not the default). The
 baseline, measured in the same run on the same disk, is `shutil.copytree` of the datastore's
-files, timed at the start and at the end of each round (the fastest counts). The target is
-export + import (a folder, JSON manifest, the default ``copy``) within 2x of one copytree.
+files. The target is export + import (a folder, JSON manifest, the default ``copy``) within 2x
+of one copytree.
 
 An export then import makes every file twice (once in the export, once in the repository, where
 it is written under a temporary name and renamed into place), so it also is compared with the
@@ -16,9 +16,11 @@ check of its recorded checksum) and a write to a temporary file renamed into pla
 transaction inserting with ``executemany`` the rows a dataset needs (its dataset row, one per
 data ID value, its location, its file record) into a SQLite database of the registry's settings
 (WAL, synchronous=NORMAL). Each timed step starts after an ``os.sync()``, so that none pays for
-writing back the files of an earlier one. Rounds are interleaved and the fastest of each row is
-shown, so that a busy moment of a shared disk does not decide a ratio; the load average is
-printed. The script prints a table and asserts nothing. Usage:
+writing back the files of an earlier one. A shared disk can be several times slower from one
+minute to the next, so each row is timed right after a copytree of its own, and a ratio is the
+median over the rounds of the row's seconds over its paired copytree's (for ``x floor``, over
+the work floor's of the same round); the seconds shown are the fastest of each row. The load
+average is printed. The script prints a table and asserts nothing. Usage:
 ``python benchmarks/bench_export.py [--quick] [--n N] [--repeat R] [--dir FOLDER]``.
 """
 
@@ -30,6 +32,7 @@ import gc
 import os
 import shutil
 import sqlite3
+import statistics
 import tempfile
 import time
 import uuid
@@ -171,13 +174,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="500 datasets instead of 10,000, one round")
     parser.add_argument("--n", type=int, default=None, help="datasets to move")
-    parser.add_argument("--repeat", type=int, default=None, help="rounds; the fastest of each row is shown")
+    parser.add_argument("--repeat", type=int, default=None, help="rounds (default 5)")
     parser.add_argument("--dir", default=None, help="folder to work in (default: a temporary one)")
     args = parser.parse_args()
     n = args.n or (500 if args.quick else 10_000)
     repeat = args.repeat or (1 if args.quick else 5)
-    floor = workSeconds = float("inf")
-    best = {case: (float("inf"), float("inf")) for case in CASES}
+    # Each row is timed right after a copytree of its own (its pair), so that a ratio compares two
+    # runs a few seconds apart; a shared disk can be several times slower from one minute to the next.
+    seconds: dict[str, list[float]] = {row: [] for row in ("copytree", "floor", *CASES)}
+    parts: dict[str, list[tuple[float, float]]] = {case: [] for case in CASES}
+    ratios: dict[str, list[float]] = {row: [] for row in ("floor", *CASES)}
+    floorRatios: dict[str, list[float]] = {case: [] for case in CASES}
     loadBefore = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(dir=args.dir) as name:
         tmp = Path(name)
@@ -186,33 +193,60 @@ def main() -> None:
         for round in range(repeat):  # interleaved, so that a busy moment of the disk hits every row
             work = tmp / f"round{round}"
             work.mkdir()
-            floor = min(floor, timed(functools.partial(shutil.copytree, source / "bench", work / "copytree")))
-            (work / "floor").mkdir()
-            workSeconds = min(workSeconds, workFloor(source / "bench", work / "floor"))
-            for index, (case, (format, manifestFormat, transfer)) in enumerate(CASES.items()):
-                seconds = roundTrip(work, source, f"case{index}", format, manifestFormat, transfer, n)
-                best[case] = (min(best[case][0], seconds[0]), min(best[case][1], seconds[1]))
-            again = timed(functools.partial(shutil.copytree, source / "bench", work / "copytree2"))
-            floor = min(floor, again)  # at the start and the end of each round: the baseline's best chance
+            runs: dict[str, Callable[[Path, str], float]] = {
+                "floor": lambda path, _: workFloor(source / "bench", path)
+            }
+            for case, (format, manifestFormat, transfer) in CASES.items():
+                runs[case] = functools.partial(
+                    _caseSeconds, source, format, manifestFormat, transfer, n, parts[case]
+                )
+            for index, (row, run) in enumerate(runs.items()):
+                copytree = timed(
+                    functools.partial(shutil.copytree, source / "bench", work / f"copytree{index}")
+                )
+                (work / f"row{index}").mkdir()
+                rowSeconds = run(work / f"row{index}", f"case{index}")
+                seconds["copytree"].append(copytree)
+                seconds[row].append(rowSeconds)
+                ratios[row].append(rowSeconds / copytree)
+            for case in CASES:
+                floorRatios[case].append(seconds[case][-1] / seconds["floor"][-1])
             shutil.rmtree(work)
     print(
-        f"Export then import of {n:,} small dicts between two repositories (default configuration; best of "
-        f"{repeat}; load average {loadBefore:.2f} before, {os.getloadavg()[0]:.2f} after)"
+        f"Export then import of {n:,} small dicts between two repositories (default configuration; {repeat} "
+        f"round(s): fastest seconds, median ratios of paired runs; load average {loadBefore:.2f} before, "
+        f"{os.getloadavg()[0]:.2f} after)"
     )
     print(f"{'what':<40} {'seconds':>8} {'x copytree':>11} {'x floor':>8}  target")
-    print(f"{'shutil.copytree of the files':<40} {floor:>8.3f} {1.0:>11.2f} {floor / workSeconds:>8.2f}")
-    print(
-        f"{'work floor (see the docstring)':<40} {workSeconds:>8.3f} {workSeconds / floor:>11.2f} {1.0:>8.2f}"
-    )
-    for case, (exportSeconds, importSeconds) in best.items():
-        total = exportSeconds + importSeconds
+    print(f"{'shutil.copytree of the files':<40} {min(seconds['copytree']):>8.3f} {1.0:>11.2f}")
+    floorRow = f"{'work floor (see the docstring)':<40} {min(seconds['floor']):>8.3f}"
+    print(f"{floorRow} {statistics.median(ratios['floor']):>11.2f} {1.0:>8.2f}")
+    for case in CASES:
+        exportSeconds = min(e for e, _ in parts[case])
+        importSeconds = min(i for _, i in parts[case])
         target = "≤ 2x copytree" if case == "folder" else ""
-        for what, seconds in (("export to a", exportSeconds), ("import from a", importSeconds)):
-            print(f"{what + ' ' + case:<40} {seconds:>8.3f} {seconds / floor:>11.2f}")
+        for what, value in (("export to a", exportSeconds), ("import from a", importSeconds)):
+            print(f"{what + ' ' + case:<40} {value:>8.3f}")
+        total = f"{'export + import, ' + case:<40} {min(seconds[case]):>8.3f}"
         print(
-            f"{'export + import, ' + case:<40} {total:>8.3f} {total / floor:>11.2f} {total / workSeconds:>8.2f}"
-            f"  {target}"
+            f"{total} {statistics.median(ratios[case]):>11.2f} {statistics.median(floorRatios[case]):>8.2f}  {target}"
         )
+
+
+def _caseSeconds(
+    source: Path,
+    format: str,
+    manifestFormat: str,
+    transfer: str,
+    n: int,
+    parts: list[tuple[float, float]],
+    work: Path,
+    name: str,
+) -> float:
+    """Export then import seconds of one case (noting both parts in ``parts``)."""
+    exportSeconds, importSeconds = roundTrip(work, source, name, format, manifestFormat, transfer, n)
+    parts.append((exportSeconds, importSeconds))
+    return exportSeconds + importSeconds
 
 
 if __name__ == "__main__":

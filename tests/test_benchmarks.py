@@ -126,6 +126,7 @@ def test_bench_export_quick_prints_every_row() -> None:
         "work floor",
         "x floor",
         "load average",
+        "export + import, folder, hard links",
     ):
         assert row in result.stdout
     assert "Traceback" not in result.stderr
