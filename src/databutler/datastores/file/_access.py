@@ -24,7 +24,7 @@ import time
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 
@@ -346,15 +346,21 @@ class FileAccess:
         Exception
             Whatever a ``write`` raises; nothing is left behind.
         """
-        temps: list[tuple[str, str]] = []
-        try:
+        with self._temporaryFiles() as temps:
             infos = self._written(ref, writes, folder, time.time(), temps)
             self._commit(ref, infos, temps)
+        return infos
+
+    @contextlib.contextmanager
+    def _temporaryFiles(self) -> Iterator[list[tuple[str, str]]]:
+        """Yield the list in which writes note (temporary file, final path); on failure, remove them all."""
+        temps: list[tuple[str, str]] = []
+        try:
+            yield temps
         except BaseException:
             for tempPath, _ in temps:
                 removeQuietly(self.fs, tempPath)
             raise
-        return infos
 
     def _written(
         self,
@@ -423,20 +429,15 @@ class FileAccess:
         Exception
             Whatever a ``write`` raises; nothing is left behind.
         """
-        temps: list[tuple[str, str]] = []
         owners: list[DatasetRef] = []  # the dataset of each temporary file
-        try:
-            planned: list[tuple[DatasetRef, list[StoredFileInfo]]] = []
+        planned: list[tuple[DatasetRef, list[StoredFileInfo]]] = []
+        with self._temporaryFiles() as temps:
             now = time.time()
             for ref, writes, folder in items:
                 before = len(temps)
                 planned.append((ref, self._written(ref, writes, folder, now, temps)))
                 owners.extend([ref] * (len(temps) - before))
             self._commitMany(planned, temps, owners, confirm)
-        except BaseException:
-            for tempPath, _ in temps:
-                removeQuietly(self.fs, tempPath)
-            raise
         return planned
 
     def _commitMany(
