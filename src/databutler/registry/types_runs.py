@@ -7,7 +7,7 @@ ids are cached (see `ConnectionManager.cacheGet`) and most dataset calls cost no
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import sqlalchemy as sa
 
@@ -33,6 +33,14 @@ from .connections import ConnectionManager, dialectInsert
 __all__ = ["DatasetTypeManager"]
 
 _LISTED = 10
+_T = TypeVar("_T")
+# One row by id, for the cached lookups (built once: building a statement costs more than a hit).
+_TYPE_BY_ID = sa.select(schema.datasetTypeTable).where(schema.datasetTypeTable.c.id == sa.bindparam("id"))
+_RUN_NAME_BY_ID = sa.select(schema.runTable.c.name).where(schema.runTable.c.id == sa.bindparam("id"))
+
+
+def _nameOf(row: Any) -> str:
+    return str(row.name)
 
 
 def _describe(name: str, dimensions: Sequence[str], storageClassName: str) -> str:
@@ -142,17 +150,19 @@ class DatasetTypeManager:
         storageClass = self.storageClassFactory.getStorageClass(row.storageClass)
         return DatasetType(row.name, dimensions, storageClass, storageClassFactory=self.storageClassFactory)
 
+    def _byId(self, key: tuple[str, int], statement: sa.Select[Any], make: Callable[[Any], _T]) -> _T:
+        """Return what ``make`` builds from the one row ``statement`` reads for ``key``'s id (cached)."""
+        cached = self._db.cacheGet(key)
+        if cached is not None:
+            return cast("_T", cached)
+        with self._db.read() as connection:
+            value = make(connection.execute(statement, {"id": key[1]}).one())
+        self._db.cachePut(key, value)
+        return value
+
     def datasetTypeById(self, typeId: int) -> DatasetType:
         """Return the dataset type with id ``typeId`` (cached once committed)."""
-        cached = cast("DatasetType | None", self._db.cacheGet(("datasetTypeId", typeId)))
-        if cached is not None:
-            return cached
-        table = schema.datasetTypeTable
-        with self._db.read() as connection:
-            row = connection.execute(sa.select(table).where(table.c.id == typeId)).one()
-        datasetType = self._makeDatasetType(row)
-        self._db.cachePut(("datasetTypeId", typeId), datasetType)
-        return datasetType
+        return self._byId(("datasetTypeId", typeId), _TYPE_BY_ID, self._makeDatasetType)
 
     def _requireDatasetType(self, name: str) -> tuple[int, DatasetType]:
         found = self.lookupDatasetType(name)
@@ -320,14 +330,7 @@ class DatasetTypeManager:
 
     def runName(self, runId: int) -> str:
         """Return the name of the run with id ``runId`` (cached once committed)."""
-        cached = cast("str | None", self._db.cacheGet(("runId", runId)))
-        if cached is not None:
-            return cached
-        table = schema.runTable
-        with self._db.read() as connection:
-            name = connection.execute(sa.select(table.c.name).where(table.c.id == runId)).scalar_one()
-        self._db.cachePut(("runId", runId), name)
-        return str(name)
+        return self._byId(("runId", runId), _RUN_NAME_BY_ID, _nameOf)
 
     def resolveSearch(self, collections: str | Sequence[str]) -> list[SearchEntry]:
         """Return the collections searched for ``collections``, in order, chains flattened.
