@@ -75,6 +75,7 @@ def importDatasets(
         _checkDimensions(butler, manifest, where)
         datasetTypes = _datasetTypes(butler, manifest, where)
         refs = [DatasetRef(datasetTypes[d.datasetType], d.dataId, d.id, d.run) for d in manifest.datasets]
+        _checkUniqueIds(refs, where)
         result = ImportResult()
         existing = butler.registry.getDatasets(ref.id for ref in refs)
         fresh: list[int] = []
@@ -128,6 +129,18 @@ def importDatasets(
                 store.ingestVerified(items, export.transferFor(transfer))
                 result.imported = stored
     return result
+
+
+def _checkUniqueIds(refs: list[DatasetRef], where: str) -> None:
+    """Refuse a manifest that gives one dataset id to two of its datasets."""
+    seen: dict[object, DatasetRef] = {}
+    for ref in refs:
+        other = seen.setdefault(ref.id, ref)
+        if other is not ref:
+            raise ManifestError(
+                f"Export manifest {where}: datasets {other} (run {other.run!r}) and {ref} (run {ref.run!r}) "
+                f"have the same id {ref.id}; an id names one dataset; nothing was imported."
+            )
 
 
 def _runs(manifest: Manifest) -> set[str]:

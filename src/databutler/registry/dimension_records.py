@@ -134,9 +134,9 @@ class DimensionRecordStorage:
                 + f"; a {element!r} record has {allowed} (keys {list(keys)} required)."
             )
         row: dict[str, Any] = {}
-        for key in (*keys, *dimension.implies):
-            if values.get(key) is not None:
-                row[key] = self.universe.coerceValue(key, values[key], f"{element!r} record")
+        for key in (*keys, *dimension.implies):  # every row has every column: one INSERT takes many
+            value = values.get(key)
+            row[key] = None if value is None else self.universe.coerceValue(key, value, f"{element!r} record")
         for field, fieldType in dimension.fields.items():
             value = values.get(field)
             if fieldType == "timespan":
@@ -147,6 +147,10 @@ class DimensionRecordStorage:
                             f"{element}.{field} is a timespan: give (begin, end) datetimes, not {value!r}."
                         )
                     row[f"{field}{side}"] = None if part is None else timeToNanoseconds(part)
+                if begin is not None and end is not None and row[f"{field}Begin"] > row[f"{field}End"]:
+                    raise DataIdError(
+                        f"{element}.{field} {value!r} ends before it begins; give (begin, end) in that order."
+                    )
             elif value is None:
                 row[field] = None
             elif fieldType == "float" and isinstance(value, int | float) and not isinstance(value, bool):

@@ -23,7 +23,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ColumnElement
 
 from ...dataset_ref import unstorableText
-from ...exceptions import DataIdError, InvalidQueryError
+from ...exceptions import DatabaseValueError, DataIdError, InvalidQueryError
 from .expressions import (
     And,
     Bind,
@@ -51,6 +51,8 @@ __all__ = [
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 _MIN_INT = -(2**63)
 _MAX_INT = 2**63 - 1
+_FIRST_TIME = "1677-09-21T00:12:43.145225"
+_LAST_TIME = "2262-04-11T23:47:16.854775"
 
 _OPS: dict[str, Callable[[Any, Any], ColumnElement[bool]]] = {
     "=": operator.eq,
@@ -64,11 +66,24 @@ _FLIPPED = {"=": "=", "!=": "!=", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
 
 
 def timeToNanoseconds(value: datetime.datetime) -> int:
-    """Return ``value`` as integer nanoseconds since 1970-01-01 UTC (naive means UTC)."""
+    """Return ``value`` as integer nanoseconds since 1970-01-01 UTC (naive means UTC).
+
+    Raises
+    ------
+    DatabaseValueError
+        ``value`` is outside the years 1677 to 2262, which 64-bit nanoseconds (what the
+        registry stores) cannot reach.
+    """
     if value.tzinfo is None:
         value = value.replace(tzinfo=datetime.UTC)
     delta = value - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
+    nanoseconds = (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
+    if not _MIN_INT < nanoseconds < _MAX_INT:  # the two ends mean "unbounded" in a validity range
+        raise DatabaseValueError(
+            f"Time {value.isoformat()} cannot be stored: the registry keeps times as 64-bit nanoseconds "
+            f"since 1970, from {_FIRST_TIME} to {_LAST_TIME} UTC; use None for an unbounded end."
+        )
+    return nanoseconds
 
 
 @dataclass(frozen=True)
@@ -141,6 +156,7 @@ class _Compiler:
         self.resolver = resolver
         self.bind = bind
         self.usedBinds: set[str] = set()
+        self.recorded: list[ColumnElement[bool]] = []  # of one OVERLAPS: its record timespans exist
 
     def error(self, column: int, message: str) -> InvalidQueryError:
         return InvalidQueryError(f"In where expression {self.text!r} at column {column}: {message}")
@@ -207,13 +223,18 @@ class _Compiler:
 
     def valueAndColumn(self, target: ResolvedColumn, name: Name, value: Any, column: int) -> tuple[Any, Any]:
         """Return (column, value) for comparing ``name`` with ``value``."""
-        self.checkStorable(name, value, column)
         if target.valueType is None:
             if isinstance(value, bool) or not isinstance(value, int | str):
                 raise self.error(column, f"{name} takes an int or a str value, not {value!r}.")
             kind = "str" if isinstance(value, str) else "int"
+            self.checkStorable(name, value, column)
             return target.columnFor(kind), value
-        return target.columnFor(target.valueType), self.coerce(target, value, name, column)
+        if isinstance(value, str):  # before coercion: a NUL in '1\x00' is named as such
+            self.checkStorable(name, value, column)
+        coerced = self.coerce(target, value, name, column)
+        if target.valueType == "int":  # after coercion: '1e30' and 1e30 are integers too big
+            self.checkStorable(name, coerced, column)
+        return target.columnFor(target.valueType), coerced
 
     # -- conditions --
 
@@ -270,6 +291,8 @@ class _Compiler:
                         item.column,
                         f"the range {item.start}..{item.stop} is empty; write the smaller end first.",
                     )
+                for bound in (item.start, item.stop, item.step):
+                    self.checkStorable(node.operand, bound, item.column)
                 ranges.append(item)
             elif isinstance(item, Literal):
                 values.append((item.value, item.column))
@@ -308,16 +331,25 @@ class _Compiler:
         return _Glob(target.columnFor("str"), pattern)
 
     def timeBounds(self, node: Operand, column: int) -> tuple[Any, Any, bool]:
-        """Return (begin, end, isInstant) of a timespan or time operand: columns or nanoseconds."""
+        """Return (begin, end, isInstant) of a timespan or time operand: columns or nanoseconds.
+
+        A record's timespan column comes as `_OpenEnd` columns: NULL there is an open end.
+        """
         if isinstance(node, Name):
             target = self.resolver.resolve(node)
             if target.valueType == "timespan":
-                return target.begin, target.end, False
+                assert target.begin is not None and target.end is not None
+                # Both ends NULL: the record has no timespan, so the condition is NULL (unknown,
+                # false under NOT too), as a lookup through a visit's record treats it; one NULL
+                # end is unbounded.
+                present = sa.func.coalesce(target.begin, target.end) >= sa.literal(_MIN_INT, sa.BigInteger)
+                self.recorded.append(present)
+                return _OpenEnd(target.begin), _OpenEnd(target.end), False
             if target.valueType == "time":
                 return target.column, target.column, True
             raise self.error(column, f"{node} is not a time or timespan; OVERLAPS needs one on each side.")
         if isinstance(node, TimespanLiteral):
-            return _nanos(node.begin), _nanos(node.end), False
+            return self.literalTimespan(node.begin, node.end, node.column)
         value = self.operandValue(node)
         if isinstance(value, datetime.datetime):
             return timeToNanoseconds(value), timeToNanoseconds(value), True
@@ -327,14 +359,29 @@ class _Compiler:
             and len(value) == 2
             and all(v is None or isinstance(v, datetime.datetime) for v in value)
         ):
-            return _nanos(value[0]), _nanos(value[1]), False
+            return self.literalTimespan(value[0], value[1], node.column)
         raise self.error(node.column, f"OVERLAPS needs a time or a (begin, end) timespan, not {value!r}.")
+
+    def literalTimespan(
+        self, begin: datetime.datetime | None, end: datetime.datetime | None, column: int
+    ) -> tuple[int | None, int | None, bool]:
+        """Return the bounds of a timespan given in the expression or ``bind``; refuse an empty one."""
+        first, last = _nanos(begin), _nanos(end)
+        if first is not None and last is not None and first >= last:
+            assert begin is not None and end is not None
+            raise self.error(
+                column,
+                f"the timespan ({begin.isoformat()}, {end.isoformat()}) is empty (its end is not after "
+                "its begin), so nothing overlaps it; write the earlier time first.",
+            )
+        return first, last, False
 
     def overlaps(self, node: Overlaps) -> ColumnElement[bool]:
         if not isinstance(node.left, Name) and not isinstance(node.right, Name):
             raise self.error(
                 node.column, "OVERLAPS needs a record field (such as visit.timespan) on one side."
             )
+        self.recorded = []
         aBegin, aEnd, aInstant = self.timeBounds(node.left, node.column)
         bBegin, bEnd, bInstant = self.timeBounds(node.right, node.column)
         # A timespan is [begin, end) (None: unbounded); a time t is the instant [t, t].
@@ -342,7 +389,7 @@ class _Compiler:
             return _less(aBegin, bBegin, "=")
         if aInstant:
             (aBegin, aEnd), (bBegin, bEnd) = (bBegin, bEnd), (aBegin, aEnd)
-        conditions: list[ColumnElement[bool]] = []
+        conditions: list[ColumnElement[bool]] = list(self.recorded)
         if aInstant or bInstant:  # a is the timespan, b the instant
             if aBegin is not None:
                 conditions.append(_less(aBegin, bBegin, "<="))
@@ -360,11 +407,24 @@ def _nanos(value: datetime.datetime | None) -> int | None:
     return None if value is None else timeToNanoseconds(value)
 
 
+@dataclass(frozen=True)
+class _OpenEnd:
+    """An end column of a record's timespan, where NULL means unbounded."""
+
+    column: ColumnElement[Any]
+
+
 def _less(left: Any, right: Any, op: str) -> ColumnElement[bool]:
-    """``left op right`` where either side is a column or integer nanoseconds (bound)."""
+    """``left op right`` where either side is a column or integer nanoseconds (bound).
+
+    An `_OpenEnd` side that is NULL (unbounded) makes the comparison true.
+    """
+    nullable = [side.column for side in (left, right) if isinstance(side, _OpenEnd)]
+    left, right = (side.column if isinstance(side, _OpenEnd) else side for side in (left, right))
     if isinstance(left, int):
         left = sa.literal(left, sa.BigInteger)
-    return _OPS[op](left, right)
+    condition: ColumnElement[bool] = _OPS[op](left, right)
+    return sa.or_(*(column.is_(None) for column in nullable), condition) if nullable else condition
 
 
 def compileExpression(

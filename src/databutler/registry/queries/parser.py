@@ -22,7 +22,8 @@ from typing import Any
 
 import lark
 
-from ...exceptions import InvalidQueryError
+from ...exceptions import DatabaseValueError, InvalidQueryError
+from .compiler import timeToNanoseconds
 from .expressions import (
     And,
     Bind,
@@ -139,6 +140,10 @@ def _parseTime(text: str, column: int) -> datetime.datetime:
         ) from None
     if value.tzinfo is None:
         value = value.replace(tzinfo=datetime.UTC)
+    try:
+        timeToNanoseconds(value)
+    except DatabaseValueError as exc:
+        raise InvalidQueryError(f"Column {column}: {text!r}: {exc}") from None
     return value.astimezone(datetime.UTC)
 
 
