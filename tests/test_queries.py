@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import sqlite3
 import uuid
 from pathlib import Path
 
@@ -36,6 +37,33 @@ class TestSqliteQueries(
 ):
     def makeRegistry(self, tmpPath: Path) -> SqlRegistry:
         return SqlRegistry(f"sqlite:///{tmpPath}/registry.sqlite3", create=True)
+
+    def testLookupThroughAChainOfRunsIsOneStatement(self, layered: SqlRegistry) -> None:
+        """Check that a lookup through a chain of runs, once resolved, runs one statement (token included)."""
+        dataId = {"instrument": "HSC", "visit": 1, "detector": 1}
+        assert layered.findDataset("raw", dataId, "all").run == "run3"  # type: ignore[union-attr]
+        with layered._db.read() as connection:  # this thread's own connection (a SQLite file)
+            driver = connection.connection.driver_connection
+        assert isinstance(driver, sqlite3.Connection)
+        statements: list[str] = []
+        driver.set_trace_callback(statements.append)
+        try:
+            for collections in ("all", ("all",), "all"):
+                statements.clear()
+                ref = layered.findDataset("raw", dataId, collections)
+                assert ref is not None and ref.run == "run3"
+                if collections == ("all",):
+                    statements.clear()  # its first lookup resolved it; now the same as "all"
+                    ref = layered.findDataset("raw", dataId, collections)
+                    assert ref is not None and ref.run == "run3"
+                assert len(statements) == 1  # the datasets and the chain version token together
+                assert "LEFT OUTER JOIN dataset" in statements[0] and "butler_attribute" in statements[0]
+            layered.setCollectionChain("all", ["run1"])
+            statements.clear()
+            assert layered.findDataset("raw", dataId, "all").run == "run1"  # type: ignore[union-attr]
+            assert len(statements) > 1  # the token changed: the chain was resolved anew
+        finally:
+            driver.set_trace_callback(None)
 
 
 class TestPostgresQueries(

@@ -1,4 +1,4 @@
-"""A reviewer's attacks on three speed changes: ingest, export/import and the query statement cache.
+"""A reviewer's attacks on speed changes: ingest, export/import, the query statement cache and chain lookups.
 
 Each test is an attempt to break a shortcut those changes took (folder checks cached per call,
 links made after every record, no FIFO checks on export, one read per imported file, statements
@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -363,6 +365,64 @@ def test_a_bool_bind_is_not_the_cached_int(butler: Butler) -> None:
     )
     with pytest.raises(DatabutlerError):
         list(butler.queryDatasets("metrics", where="visit = :v", bind={"v": True}, collections="chain"))
+
+
+CHANGE_THE_CHAIN = r"""
+import sys
+from databutler import Butler
+
+with Butler(sys.argv[1]) as butler:
+    registry = butler.registry
+    step = sys.argv[2]
+    if step == "prepend":
+        butler.put({"r": "new"}, "metrics", visit=1, run="new")
+        registry.prependCollectionChain("chain", ["new"])
+    elif step == "remake":  # the run out of the chain, removed, made again (a new id), put back
+        registry.removeFromCollectionChain("chain", ["new"])
+        butler.removeRuns(["new"])
+        butler.put({"r": "remade"}, "metrics", visit=1, run="new")
+        registry.prependCollectionChain("chain", ["new"])
+    elif step == "tag":
+        registry.registerCollection("best", "TAGGED")
+        registry.associate("best", [butler.findDataset("metrics", visit=1, collections=["b"])])
+        registry.prependCollectionChain("chain", ["best"])
+    elif step == "untag":
+        registry.disassociate("best", [butler.findDataset("metrics", visit=1, collections=["b"])])
+    elif step == "runs only":
+        registry.setCollectionChain("chain", ["b", "a"])
+"""
+
+
+def test_lookups_through_a_chain_see_another_processs_chain_changes(
+    tmp_path: Path, backend: dict[str, Any]
+) -> None:
+    """A lookup by data ID through a chain of runs reads the chain's version token in its own
+    statement: each change another process makes to the chain, its runs or its tagged members
+    is seen by the next lookup of a Butler that has looked the same data ID up before."""
+    root = tmp_path / "repo"
+    with openRepo(root, backend, run="a") as butler:
+        butler.put({"r": "a"}, "metrics", visit=1, run="a")
+        butler.put({"r": "b"}, "metrics", visit=1, run="b")
+        butler.registry.setCollectionChain("chain", ["a", "b"])
+        with Butler(root, collections=["chain"], writeable=False) as reader:
+            assert reader.get("metrics", visit=1) == {"r": "a"}
+            for step, run in [
+                ("prepend", "new"),
+                ("remake", "new"),
+                ("tag", "b"),
+                ("untag", "new"),
+                ("runs only", "b"),
+            ]:
+                subprocess.run(
+                    [sys.executable, "-c", CHANGE_THE_CHAIN, str(root), step], check=True, timeout=120
+                )
+                found = [reader.findDataset("metrics", visit=1) for _ in range(2)]
+                with Butler(root, collections=["chain"], writeable=False) as fresh:  # nothing cached
+                    expected = fresh.findDataset("metrics", visit=1)
+                    assert expected is not None and expected.run == run, step
+                    assert found == [expected] * 2, step
+                    if step == "prepend":  # later the datasets of run "new" reuse their ids (computed)
+                        assert reader.get("metrics", visit=1) == {"r": "new"}
 
 
 def test_cached_queries_see_inserts_removals_and_chain_changes(

@@ -20,6 +20,7 @@ from . import schema
 from .connections import ConnectionManager, dialectInsert
 
 __all__ = [
+    "CHAIN_VERSION_NAME",
     "ChainedCollectionManager",
     "CollectionType",
     "chainMetadata",
@@ -80,8 +81,9 @@ chainNameTable = sa.Table(
 )
 
 
-_VERSION_NAME = "collectionChainVersion"
-"""The ``butler_attribute`` row whose value changes (a new random token) with every chain change."""
+CHAIN_VERSION_NAME = "collectionChainVersion"
+"""The ``butler_attribute`` row whose value changes (a new random token) with every chain change
+and every removal of a run."""
 _attribute = schema.attributeTable
 _READ_VERSION = sa.select(_attribute.c.value).where(_attribute.c.name == sa.bindparam("name"))
 
@@ -131,7 +133,9 @@ class ChainedCollectionManager:
     ``butler_attribute`` that every change to a chain replaces in the same transaction; the
     runs a chain stands for are cached under that token, so another process's change (a new
     token) is seen by the next query, and a rolled-back change (whose token never comes back)
-    leaves nothing stale behind. A verb that changes a chain must call `noteChange`.
+    leaves nothing stale behind. A verb that changes a chain must call `noteChange`, and so
+    does removing a run (`DatasetTypeManager.removeRun`): a lookup through chains of runs
+    checks the token in its own statement (see `databutler.registry.chain_search`).
     """
 
     def __init__(self, db: ConnectionManager, leafType: Callable[[str], CollectionType | None]) -> None:
@@ -142,7 +146,7 @@ class ChainedCollectionManager:
     def version(self) -> str:
         """Return the current chain version token ("" before any chain was ever changed)."""
         with self._db.read() as connection:
-            rows = self._db.selectRows(connection, _READ_VERSION, {"name": _VERSION_NAME})
+            rows = self._db.selectRows(connection, _READ_VERSION, {"name": CHAIN_VERSION_NAME})
         return str(rows[0][0]) if rows else ""
 
     def noteChange(self, connection: sa.Connection) -> None:
@@ -150,7 +154,7 @@ class ChainedCollectionManager:
         token = uuid.uuid4().hex
         statement = (
             dialectInsert(self._db, _attribute)
-            .values(name=_VERSION_NAME, value=token)
+            .values(name=CHAIN_VERSION_NAME, value=token)
             .on_conflict_do_update(index_elements=[_attribute.c.name], set_={"value": token})
         )
         connection.execute(statement)

@@ -37,6 +37,7 @@ from ..exceptions import (
 )
 from . import schema
 from .associations import SearchEntry, showValidity, toValidity
+from .chain_search import ChainSearches, throughChain
 from .collections import CollectionType
 from .connections import ConnectionManager
 from .data_ids import (
@@ -188,6 +189,7 @@ class DatasetManager:
         self._insertedSinceAnalyze = 0
         self._analyzeEvery = 10_000
         self._statements = StatementCache()
+        self._chainSearches = ChainSearches(db, types)
 
     def _coerceDataId(self, datasetType: DatasetType, dataId: Any) -> Any:
         """Return ``dataId`` with its values coerced to their dimensions' types (``"101"`` → 101).
@@ -346,9 +348,16 @@ class DatasetManager:
         *,
         timespan: Any = None,
     ) -> DatasetRef | None:
-        """Find one dataset in the collections, searched in order (`Registry.findDataset`)."""
+        """Find one dataset in the collections, searched in order (`Registry.findDataset`).
+
+        A search path through chains of runs is one statement once it has been resolved
+        (`ChainSearches`); any other is resolved first (`DatasetTypeManager.resolveSearch`).
+        """
         typeId, datasetType, component = self.types.resolveDatasetType(datasetTypeOrName)
         normalized, text = encodeDataId(datasetType, self._coerceDataId(datasetType, dataId))
+        matches = self._chainSearches.find(collections, typeId, text)
+        if matches is not None:
+            return self._refFromMatches(datasetType, normalized, component, matches)
         entries = self.types.resolveSearch(collections)
         if any(e.type != CollectionType.RUN for e in entries):
             validity = (
@@ -359,6 +368,11 @@ class DatasetManager:
         runs = {e.name: e.id for e in entries}
         if not runs:
             return None
+        if throughChain(collections, entries):
+            self._chainSearches.learn(collections)  # from now on one statement
+            matches = self._chainSearches.find(collections, typeId, text)
+            if matches is not None:
+                return self._refFromMatches(datasetType, normalized, component, matches)
         runIds = list(runs.values())
         with self._db.read() as connection:
             if len(runIds) == 1:
@@ -380,6 +394,21 @@ class DatasetManager:
                 ref = DatasetRef._trusted(datasetType, normalized, found[runId], name)
                 return ref.makeComponentRef(component) if component else ref
         return None
+
+    @staticmethod
+    def _refFromMatches(
+        datasetType: DatasetType,
+        normalized: Mapping[str, Any],
+        component: str | None,
+        matches: list[tuple[str, Any]],
+    ) -> DatasetRef | None:
+        """Return the ref of the first of `ChainSearches.find`'s matches (`None` if there are none)."""
+        if not matches:
+            return None
+        run, ident = matches[0]
+        ident = ident if isinstance(ident, uuid.UUID) else _uuidFromHex(ident)
+        ref = DatasetRef._trusted(datasetType, normalized, ident, run)
+        return ref.makeComponentRef(component) if component else ref
 
     def _findInEntries(
         self,

@@ -6,7 +6,7 @@ ids are cached (see `ConnectionManager.cacheGet`) and most dataset calls cost no
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
 import sqlalchemy as sa
@@ -332,6 +332,24 @@ class DatasetTypeManager:
         """Return the name of the run with id ``runId`` (cached once committed)."""
         return self._byId(("runId", runId), _RUN_NAME_BY_ID, _nameOf)
 
+    def refreshRunIds(self, runs: Mapping[str, int]) -> bool:
+        """Read the ids of the runs named in ``runs`` anew; return whether any cached id was wrong.
+
+        The cached ids that the ``run`` table no longer gives (the run was removed, perhaps
+        made again under its name, by another process) are forgotten.
+        """
+        table = schema.runTable
+        with self._db.read() as connection:
+            rows = connection.execute(
+                sa.select(table.c.name, table.c.id).where(table.c.name.in_(list(runs)))
+            ).all()
+        current = {row.name: int(row.id) for row in rows}
+        stale = [(name, runId) for name, runId in runs.items() if current.get(name) != runId]
+        for name, runId in stale:
+            self._db.cacheDrop(("run", name))
+            self._db.cacheDrop(("runId", runId))
+        return bool(stale)
+
     def resolveSearch(self, collections: str | Sequence[str]) -> list[SearchEntry]:
         """Return the collections searched for ``collections``, in order, chains flattened.
 
@@ -464,6 +482,7 @@ class DatasetTypeManager:
                 raise CollectionError(f"Cannot remove run {name!r}: it still holds {left} dataset(s).")
             connection.execute(sa.delete(table).where(table.c.id == runId))
             self._raiseIdFloor(connection, table, runId)
+            self.chains.noteChange(connection)  # a search resolved to this run's id is stale
         self._db.cacheDrop(("run", name))
         self._db.cacheDrop(("runId", runId))
 

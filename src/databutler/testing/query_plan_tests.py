@@ -81,6 +81,63 @@ class QueryPlanTests(RegistryFixtures):
         finally:
             other.close()
 
+    def testLookupThroughAChainSeesEveryChangeOfAnotherRegistry(self, layered: Registry) -> None:
+        """Check lookups through a chain of runs (one statement once resolved) against another's changes.
+
+        Each lookup is asked twice in a row, the second through the search kept by the first;
+        then another registry on the same database changes the chain, its runs or their
+        datasets, and the next lookup must see it.
+        """
+
+        def found(collections: str | tuple[str, ...] = "all") -> Any:
+            first = layered.findDataset("raw", DATA_ID, collections)
+            assert layered.findDataset("raw", DATA_ID, collections) == first
+            return first
+
+        assert found().run == "run3" and found(("all",)).run == "run3"
+        unknown = {"instrument": "HSC", "visit": 99, "detector": 1}
+        assert layered.findDataset("raw", unknown, "all") is None
+        assert layered.findDataset("raw", unknown, "all") is None
+        other = self.reopen(layered)
+        try:
+            other.registerRun("run0")
+            added = other.addDataset("raw", DATA_ID, "run0")
+            assert found().run == "run3"  # not in the chain yet
+            other.prependCollectionChain("all", ["run0"])
+            assert found() == added and found(("all",)) == added
+            other.removeDatasets([added])
+            assert found().run == "run3"
+            assert layered.findDataset("raw", unknown, "all") is None
+            other.addDataset("raw", unknown, "run0")
+            assert layered.findDataset("raw", unknown, "all").run == "run0"  # type: ignore[union-attr]
+            # The run taken out, removed and made again under its name: another run id.
+            other.removeFromCollectionChain("all", ["run0"])
+            other.removeDatasets(other.queryDatasets("raw", "run0"))
+            other.removeRun("run0")
+            other.registerRun("run0")
+            again = other.addDataset("raw", DATA_ID, "run0")
+            other.prependCollectionChain("all", ["run0"])
+            assert found() == again and found(("all",)) == again
+            # A TAGGED collection first in the chain, and what it holds changed.
+            tagged = layered.findDataset("raw", DATA_ID, "run1")
+            assert tagged is not None
+            other.registerCollection("best", "TAGGED")
+            other.prependCollectionChain("all", ["best"])
+            assert found() == again
+            other.associate("best", [tagged])
+            assert found() == tagged
+            other.disassociate("best", [tagged])
+            assert found() == again
+            # Back to runs only; the same chain nested in another.
+            other.removeFromCollectionChain("all", ["best", "run0"])
+            assert found().run == "run3"
+            other.setCollectionChain("outer", ["all"])
+            assert found("outer").run == "run3"
+            other.setCollectionChain("all", ["run2", "run1"])
+            assert found("outer").run == "run2" and found().run == "run2"
+        finally:
+            other.close()
+
     def testRolledBackChainChangeLeavesNothingStale(self, layered: Registry) -> None:
         """Check that a chain change rolled back is forgotten, also by the cache."""
         with pytest.raises(RuntimeError), layered.transaction():
