@@ -20,6 +20,7 @@ import pytest
 from click.testing import CliRunner
 
 from databutler import (
+    ArtifactError,
     Butler,
     DatabaseValueError,
     DataIdError,
@@ -198,3 +199,41 @@ def test_an_implied_value_only_a_later_record_of_one_insert_has_is_kept(butler: 
         (202, "i", "HSC-I"),
     ]
     assert visits(butler, "visit.band = 'g'") == [102]
+
+
+@pytest.mark.parametrize("mode", ["symlink", "relsymlink", "hardlink", "copy"])
+@pytest.mark.parametrize("inside", ["", "r1", "r1/metrics"])
+def test_artifacts_cannot_be_retrieved_into_the_repository_itself(
+    tmp_path: Path, mode: str, inside: str
+) -> None:
+    # With overwrite, a symbolic link written over the stored file would point at itself (and an
+    # undo after a failure would delete the stored file): the datastore's root is refused.
+    Butler.makeRepo(tmp_path / "repo")
+    with Butler(tmp_path / "repo", run="r1") as butler:
+        butler.registerDatasetType("metrics", ("visit",), "StructuredDataDict")
+        refs = [butler.put({"visit": visit}, "metrics", visit=visit) for visit in range(2)]
+        before = sorted(p for p in (tmp_path / "repo" / "r1").rglob("*"))
+        with pytest.raises(ArtifactError, match="inside the root"):
+            butler.retrieveArtifacts(refs, tmp_path / "repo" / inside, transfer=mode, overwrite=True)
+        assert sorted(p for p in (tmp_path / "repo" / "r1").rglob("*")) == before
+    with Butler(tmp_path / "repo", writeable=False) as fresh:  # no memory tier to hide a loss
+        assert [fresh.get(ref) for ref in refs] == [{"visit": 0}, {"visit": 1}]
+    (tmp_path / "link").symlink_to(tmp_path / "repo")
+    result = CliRunner().invoke(
+        cli, ["retrieve-artifacts", str(tmp_path / "repo"), str(tmp_path / "link"), "--clobber"]
+    )
+    assert result.exit_code == 1 and "inside the root" in result.output and "Traceback" not in result.output
+
+
+def test_ingest_files_reads_a_csv_saved_with_a_byte_order_mark(tmp_path: Path) -> None:
+    Butler.makeRepo(tmp_path / "repo")
+    with Butler(tmp_path / "repo") as butler:
+        butler.registerDatasetType("metrics", ("visit",), "StructuredDataDict")
+    (tmp_path / "a.json").write_text('{"a": 1}')
+    (tmp_path / "files.csv").write_bytes(b'\xef\xbb\xbffile,visit\r\n"a.json",7\r\n')
+    result = CliRunner().invoke(
+        cli, ["ingest-files", str(tmp_path / "repo"), "metrics", str(tmp_path / "files.csv"), "--run", "raw"]
+    )
+    assert result.exit_code == 0, result.output
+    with Butler(tmp_path / "repo", writeable=False) as butler:
+        assert butler.get("metrics", visit=7, collections="raw") == {"a": 1}

@@ -75,7 +75,7 @@ def readFileTable(table: PathLike) -> tuple[list[str], list[TableRow]]:
 
 
 def _readCsv(path: Path) -> tuple[list[str], list[TableRow]]:
-    with open(path, newline="", encoding="utf-8") as stream:
+    with open(path, newline="", encoding="utf-8-sig") as stream:  # a spreadsheet's BOM is not the header's
         reader = csv.reader(stream)
         header = next(reader, None)
         if not header:

@@ -6,7 +6,8 @@ share it, and an existing file there is refused unless ``overwrite``. Each file 
 temporary name beside its target, checked against the recorded size and checksum while it is
 copied, then renamed into place (without replacing an existing file unless ``overwrite``). The
 folder of every target must resolve inside the destination, so a symbolic link planted there
-cannot lead a file out. A failure removes the files this call placed.
+cannot lead a file out, and the destination cannot be inside the datastore's root. A failure
+removes the files this call placed.
 """
 
 from __future__ import annotations
@@ -65,6 +66,16 @@ def retrieveArtifacts(
             f"linked (transfer={transfer!r}); use transfer='copy'."
         )
     destination = os.path.abspath(os.fspath(destination))
+    if store.files.isLocal:
+        root, real = store.files.realRoot, os.path.realpath(destination)
+        if real == root or real.startswith(root.rstrip(os.sep) + os.sep):
+            # The targets would be the stored files themselves (or beside them): a link or an
+            # undo written over one would lose it.
+            raise ArtifactError(
+                f"Cannot retrieve artifacts into {destination}: it is inside the root {root} of datastore "
+                f"{store.name!r}, where they are stored; choose a folder outside the repository; nothing "
+                "was written."
+            )
     plan = _plan(store, refs, destination, preserve, overwrite)
     os.makedirs(destination, exist_ok=True)
     realDestination = os.path.realpath(destination)
