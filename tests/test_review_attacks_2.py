@@ -20,6 +20,7 @@ import pytest
 from click.testing import CliRunner
 
 from databutler import (
+    ArgumentTypeError,
     ArtifactError,
     Butler,
     DatabaseValueError,
@@ -237,3 +238,10 @@ def test_ingest_files_reads_a_csv_saved_with_a_byte_order_mark(tmp_path: Path) -
     assert result.exit_code == 0, result.output
     with Butler(tmp_path / "repo", writeable=False) as butler:
         assert butler.get("metrics", visit=7, collections="raw") == {"a": 1}
+
+
+@pytest.mark.parametrize("items", [5, None, 3.5])
+def test_put_many_of_something_not_iterable_is_a_typed_error(tmp_path: Path, items: Any) -> None:
+    Butler.makeRepo(tmp_path / "repo")
+    with Butler(tmp_path / "repo", run="r") as butler, pytest.raises(ArgumentTypeError, match="an iterable"):
+        butler.putMany(items)

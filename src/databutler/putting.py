@@ -139,7 +139,7 @@ def putMany(butler: Butler, items: Iterable[PutItem], *, run: str | None = None)
 
 
 def _items(items: Iterable[PutItem]) -> Iterable[tuple[Any, ...]]:
-    if isinstance(items, str | bytes | Mapping):
+    if isinstance(items, str | bytes | Mapping) or not isinstance(items, Iterable):
         raise ArgumentTypeError(
             f"putMany takes an iterable of (obj, ref) or (obj, datasetTypeOrName, dataId) tuples, not "
             f"{type(items).__name__}; nothing was written."
