@@ -11,7 +11,16 @@ floor of the work it cannot avoid ("work floor"), measured in the same run: the 
 ``stat`` of the source and a read of it to hash it (xxh3-128, as ingest records a checksum), and
 one transaction inserting with ``executemany`` the three rows a file needs (its dataset, its
 location, its file record) into a SQLite database of the same settings (WAL, synchronous=NORMAL)
-in the same folder. The script prints a table and asserts nothing. Usage:
+in the same folder.
+
+A second table shows where a link ingest's time goes, each piece of that work measured alone in
+the same run and each adding to the one before: the link alone (the floor), + the stat and the
+hashing read, + the three rows (the work floor), and instead of the minimal schema the five rows
+a repository really holds (its dataset, two dimension rows, its file record, its location) in a
+new repository's own tables, with their indexes, foreign keys and the registry's pragmas, written
+with raw sqlite3 ("repository rows floor"). What ingest takes beyond that last piece is
+databutler's own Python; what the last piece takes beyond 3x the floor is the part of the target
+no Python can win back on that file system. The script prints tables and asserts nothing. Usage:
 ``python benchmarks/bench_ingest.py [--quick] [--n N] [--dir FOLDER] [--rounds R]``.
 """
 
@@ -39,6 +48,8 @@ FLOORS: dict[str, Callable[[str, str], Any]] = {
     "symlink": os.symlink,
 }
 TARGETS = {"copy": 2.0, "hardlink": 3.0, "symlink": 3.0}
+FLOOR_NAMES = {"copy": "shutil.copyfile", "hardlink": "os.link", "symlink": "os.symlink"}
+LINKS = ("hardlink", "symlink")
 
 
 def timed(fn: Callable[[], Any]) -> float:
@@ -91,52 +102,150 @@ _ROWS_SCHEMA = (
     "PRIMARY KEY (datastoreName, datasetId, component), UNIQUE (datastoreName, path))",
 )
 
+_REPOSITORY_INSERTS = (
+    "INSERT INTO dataset (id, dataset_type_id, run_id, data_id) VALUES (?, ?, ?, ?)",
+    "INSERT INTO dataset_dimension (dataset_id, dimension, int_value, str_value) VALUES (?, ?, ?, NULL)",
+    'INSERT INTO "fileDatastoreRecords" ("datastoreName", "datasetId", component, "datasetType", path, '
+    'formatter, "storageClass", "fileSize", checksum, timestamp) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+    "INSERT INTO dataset_location (dataset_id, datastore_name) VALUES (?, ?)",
+)
+"""The rows an ingest of one file writes into a repository's own tables, in the order it writes them."""
 
-def workFloor(mode: str, sources: list[Path], folder: Path) -> float:
-    """The work a link ingest cannot avoid: link, stat and hash each file, then insert its rows at once."""
-    folder.mkdir(parents=True)
+PIECES = ("link", "hash", "bench", "repository")
+"""The pieces of a link ingest's work measured for the second table, each adding to the one before:
+the link alone (the floor), + stat and hash, + the three rows in a minimal schema (the work
+floor), + the rows a repository really holds (its schema, with raw sqlite3)."""
+
+
+def _benchDatabase(folder: Path) -> sqlite3.Connection:
+    """A database of the work floor's minimal schema, with the registry's settings."""
     database = sqlite3.connect(folder / "rows.sqlite3", isolation_level=None)
     database.execute("PRAGMA journal_mode = WAL")
     database.execute("PRAGMA synchronous = NORMAL")
     for statement in _ROWS_SCHEMA:
         database.execute(statement)
+    return database
+
+
+def _repositoryDatabase(folder: Path) -> tuple[sqlite3.Connection, int, int]:
+    """A new repository's own database, as its registry opens it; the ids of dataset type ``raw`` and run ``bench``."""
+    root = folder / "repo"
+    Butler.makeRepo(root)
+    with Butler(root, run="bench") as butler:
+        butler.registerDatasetType("raw", ("visit", "detector"), "StructuredDataDict")
+        butler.registry.registerRun("bench")
+    database = sqlite3.connect(root / "registry.sqlite3", isolation_level=None)
+    for pragma in (
+        "journal_mode = WAL",
+        "synchronous = NORMAL",
+        "wal_autocheckpoint = 10000",
+        "foreign_keys = ON",
+    ):
+        database.execute(f"PRAGMA {pragma}")
+    (typeId,) = database.execute("SELECT id FROM dataset_type WHERE name = 'raw'").fetchone()
+    (runId,) = database.execute("SELECT id FROM run WHERE name = 'bench'").fetchone()
+    return database, typeId, runId
+
+
+def workFloor(mode: str, sources: list[Path], folder: Path, rows: str = "bench") -> float:
+    """The work a link ingest cannot avoid: link, stat and hash each file, then insert its rows at once.
+
+    ``rows`` says which: ``bench`` the three rows of each file in a minimal schema (the work
+    floor), ``repository`` the five a repository holds (its dataset, two dimension rows, its
+    file record, its location) in a new repository's own tables, ``none`` no rows at all.
+    """
+    folder.mkdir(parents=True)
+    database: sqlite3.Connection | None = None
+    typeId = runId = 1
+    if rows == "bench":
+        database = _benchDatabase(folder)
+    elif rows == "repository":
+        database, typeId, runId = _repositoryDatabase(folder)
     link = FLOORS[mode]
     names = [str(path) for path in sources]
     targets = [str(folder / path.name) for path in sources]
 
     def work() -> None:
-        datasets, locations, records = [], [], []
-        for i, (source, target) in enumerate(zip(names, targets, strict=True)):
+        hashed = []
+        for source, target in zip(names, targets, strict=True):
             link(source, target)
             size = os.stat(source).st_size
             with open(source, "rb", buffering=0) as stream:
                 checksum = xxhash.xxh3_128(stream.read()).hexdigest()
-            datasetId = uuid.uuid4().hex
-            datasets.append((datasetId, 1, 1, f"visit={i // 100},detector={i % 100}"))
-            locations.append((datasetId, "FileDatastore"))
-            records.append(
-                (
-                    "FileDatastore",
-                    datasetId,
-                    "",
-                    target,
-                    "JsonFormatter",
-                    "StructuredDataDict",
-                    size,
-                    checksum,
-                    0.0,
-                )
-            )
-        database.execute("BEGIN")
-        database.executemany("INSERT INTO dataset VALUES (?, ?, ?, ?)", datasets)
-        database.executemany("INSERT INTO location VALUES (?, ?)", locations)
-        database.executemany("INSERT INTO record VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", records)
-        database.execute("COMMIT")
+            hashed.append((target, size, checksum))
+        if database is None:
+            return
+        if rows == "bench":
+            _insertBenchRows(database, hashed)
+        else:
+            _insertRepositoryRows(database, hashed, typeId, runId)
 
     try:
         return timed(work)
     finally:
-        database.close()
+        if database is not None:
+            database.close()
+
+
+def _insertBenchRows(database: sqlite3.Connection, hashed: list[tuple[str, int, str]]) -> None:
+    datasets, locations, records = [], [], []
+    for i, (target, size, checksum) in enumerate(hashed):
+        datasetId = uuid.uuid4().hex
+        datasets.append((datasetId, 1, 1, f"visit={i // 100},detector={i % 100}"))
+        locations.append((datasetId, "FileDatastore"))
+        records.append(
+            (
+                "FileDatastore",
+                datasetId,
+                "",
+                target,
+                "JsonFormatter",
+                "StructuredDataDict",
+                size,
+                checksum,
+                0.0,
+            )
+        )
+    database.execute("BEGIN")
+    database.executemany("INSERT INTO dataset VALUES (?, ?, ?, ?)", datasets)
+    database.executemany("INSERT INTO location VALUES (?, ?)", locations)
+    database.executemany("INSERT INTO record VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", records)
+    database.execute("COMMIT")
+
+
+def _insertRepositoryRows(
+    database: sqlite3.Connection, hashed: list[tuple[str, int, str]], typeId: int, runId: int
+) -> None:
+    datasets, dimensions, records, locations = [], [], [], []
+    now = time.time()
+    for i, (_, size, checksum) in enumerate(hashed):
+        ident = uuid.uuid4()
+        visit, detector = i // 100, i % 100
+        datasets.append((ident.hex, typeId, runId, f'{{"detector":{detector},"visit":{visit}}}'))
+        dimensions.append((ident.hex, "detector", detector))
+        dimensions.append((ident.hex, "visit", visit))
+        path = f"bench/raw/raw_detector-{detector}_visit-{visit}_{ident}.json"
+        records.append(
+            (
+                "file",
+                str(ident),
+                "",
+                "raw",
+                path,
+                "databutler.formatters.json.JsonFormatter",
+                "StructuredDataDict",
+                size,
+                f"xxh3_128:{checksum}",
+                now,
+            )
+        )
+        locations.append((ident.hex, "chain"))
+    database.execute("BEGIN IMMEDIATE")
+    for statement, values in zip(
+        _REPOSITORY_INSERTS, (datasets, dimensions, records, locations), strict=True
+    ):
+        database.executemany(statement, values)
+    database.execute("COMMIT")
 
 
 def ingest(mode: str, sources: list[Path], root: Path) -> float:
@@ -164,14 +273,24 @@ def main() -> None:
     args = parser.parse_args()
     n = args.n or (500 if args.quick else 10_000)
     measured: dict[str, list[tuple[float, float | None, float]]] = {mode: [] for mode in FLOORS}
+    pieces: dict[str, dict[str, list[float]]] = {mode: {piece: [] for piece in PIECES} for mode in LINKS}
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         sources = makeSources(Path(tmp) / "sources", n)
         for turn in range(args.rounds):
             for mode in FLOORS:
-                base = floor(mode, sources, Path(tmp) / f"floor-{mode}-{turn}")
-                work = workFloor(mode, sources, Path(tmp) / f"work-{mode}-{turn}") if mode != "copy" else None
-                took = ingest(mode, sources, Path(tmp) / f"repo-{mode}-{turn}")
+                here = Path(tmp)
+                base = floor(mode, sources, here / f"floor-{mode}-{turn}")
+                work = workFloor(mode, sources, here / f"work-{mode}-{turn}") if mode in LINKS else None
+                took = ingest(mode, sources, here / f"repo-{mode}-{turn}")
                 measured[mode].append((base, work, took))
+                if mode in LINKS:
+                    assert work is not None
+                    pieces[mode]["link"].append(base)
+                    pieces[mode]["bench"].append(work)
+                    for piece, rows in (("hash", "none"), ("repository", "repository")):
+                        pieces[mode][piece].append(
+                            workFloor(mode, sources, here / f"{piece}-{mode}-{turn}", rows)
+                        )
     load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
     print(f"Ingest of {n:,} small files, one call each (default repository), against plain loops")
     print(f"(median of {args.rounds} round(s); load average {load})")
@@ -179,17 +298,47 @@ def main() -> None:
         f"{'transfer':<10} {'floor':<18} {'floor µs':>9} {'work µs':>8} {'ingest µs':>10} "
         f"{'x floor':>8} {'x work':>7}  target"
     )
+    ingested: dict[str, float] = {}
     for mode, rounds in measured.items():
         base, work, took = (_median([row[k] for row in rounds]) for k in range(3))
-        name = {"copy": "shutil.copyfile", "hardlink": "os.link", "symlink": "os.symlink"}[mode]
+        ingested[mode] = took
         ratio = took / base
         verdict = "ok" if ratio <= TARGETS[mode] else "MISSED"
         workText = f"{work / n * 1e6:>8.1f}" if work is not None else f"{'-':>8}"
         workRatio = f"{took / work:>7.2f}" if work is not None else f"{'-':>7}"
         print(
-            f"{mode:<10} {name:<18} {base / n * 1e6:>9.1f} {workText} {took / n * 1e6:>10.1f} "
+            f"{mode:<10} {FLOOR_NAMES[mode]:<18} {base / n * 1e6:>9.1f} {workText} {took / n * 1e6:>10.1f} "
             f"{ratio:>8.2f} {workRatio}  ≤ {TARGETS[mode]:g}x {verdict}"
         )
+    printPieces(pieces, ingested, n)
+
+
+def printPieces(pieces: dict[str, dict[str, list[float]]], ingested: dict[str, float], n: int) -> None:
+    """Print where a link ingest's time goes: each piece of the work floor, measured in the same run."""
+    print()
+    print("Where a link ingest's time goes, µs per file (medians; each piece adds to the one above)")
+    print(f"{'piece':<58}" + "".join(f"{mode:>10}" for mode in LINKS))
+    median = {
+        mode: {piece: _median(values) / n * 1e6 for piece, values in pieces[mode].items()} for mode in LINKS
+    }
+    took = {mode: ingested[mode] / n * 1e6 for mode in LINKS}
+    rows = [
+        ("link alone (the floor)", {mode: median[mode]["link"] for mode in LINKS}),
+        ("+ stat, read and hash each file", {mode: median[mode]["hash"] for mode in LINKS}),
+        ("+ 3 rows a file, minimal schema (the work floor)", {mode: median[mode]["bench"] for mode in LINKS}),
+        (
+            "+ the 5 rows a repository holds, its schema, raw sqlite3",
+            {m: median[m]["repository"] for m in LINKS},
+        ),
+        ("ingest", took),
+        ("target: 3x the floor", {mode: TARGETS[mode] * median[mode]["link"] for mode in LINKS}),
+        (
+            "ingest - repository rows floor (databutler's Python)",
+            {m: took[m] - median[m]["repository"] for m in LINKS},
+        ),
+    ]
+    for label, values in rows:
+        print(f"{label:<58}" + "".join(f"{values[mode]:>10.1f}" for mode in LINKS))
 
 
 def _median(values: list[Any]) -> Any:

@@ -106,9 +106,18 @@ def test_bench_ingest_quick_prints_every_mode() -> None:
         "x floor",
         "x work",
         "load average",
+        "Where a link ingest's time goes",
+        "link alone (the floor)",
+        "+ stat, read and hash each file",
+        "(the work floor)",
+        "its schema, raw sqlite3",
+        "target: 3x the floor",
+        "(databutler's Python)",
     ):
         assert row in result.stdout
     assert len([line for line in result.stdout.splitlines() if line.endswith(("ok", "MISSED"))]) == 3
+    pieces = result.stdout.split("Where a link ingest's time goes")[1].splitlines()[2:]
+    assert len(pieces) == 7 and all(len(line.split()) >= 3 for line in pieces)
     assert "Traceback" not in result.stderr
 
 
