@@ -206,3 +206,27 @@ def test_recorded_paths_are_checked(tmp_path: Path) -> None:
     with pytest.raises(UnsafePathError):
         store.addStoredItemInfo(ref, info)
     assert not store.exists(ref)
+
+
+def test_renderers_kept_per_dataset_type_and_run_render_each_ref_afresh() -> None:
+    """`FileTemplates.render` keeps one renderer per (dataset type, run): every ref still gets its own path."""
+    template = "{run}/{datasetType}_{tract:04d}/x{datasetType}{band}_{dataId}/{id}"
+    templates = FileTemplates({"default": template})
+    other = DatasetType("other", ("band", "tract"), "StructuredDataDict")
+    seen = set()
+    for run in ("a/b", "c"):
+        for datasetType in (BAND_TYPE, other):
+            for tract, band in ((1, "g"), (2, "r"), (12345, "g")):
+                ref = DatasetRef(datasetType, {"band": band, "tract": tract}, run=run)
+                path = templates.render(ref)
+                assert path == FileTemplates({"default": template}).render(ref)  # a new one: nothing kept
+                name = datasetType.name
+                assert path == f"{run}/{name}_{tract:04d}/x{name}{band}_band-{band}_tract-{tract}/{ref.id}"
+                seen.add(path)
+    assert len(seen) == 12
+    for _ in range(2):  # a refusal is not kept: each ref of an unsafe run is refused
+        with pytest.raises(UnsafePathError, match="Run name part"):
+            templates.render(DatasetRef(BAND_TYPE, {"band": "g", "tract": 1}, run="bad/.run"))
+    for band in ("../up", ".hidden"):  # the per-ref fields are checked for each ref
+        with pytest.raises(UnsafePathError):
+            templates.render(DatasetRef(BAND_TYPE, {"band": band, "tract": 1}, run="c"))

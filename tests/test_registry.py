@@ -291,3 +291,32 @@ def test_a_verb_must_be_named_for_the_registry_verb() -> None:
             runs = _Verb(Registry.queryRuns).of("datasetTypes", DatasetTypeManager.queryRuns)
 
     assert "Misnamed.runs must be _Verb(Registry.runs)" in str(caught.value) + str(caught.value.__cause__)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_insert_values_takes_rows_in_the_order_of_their_keys(tmp_path: Path, backend: str) -> None:
+    """`ConnectionManager.insertValues`: tuples in any key order land in the right columns."""
+    namespace = None
+    if backend == "sqlite":
+        registry = SqlRegistry(f"sqlite:///{tmp_path}/r.sqlite3", create=True)
+    else:
+        namespace = newNamespace()
+        registry = SqlRegistry(postgresUrl(), namespace=namespace, create=True)
+    table = schema.attributeTable
+    try:
+        db = registry._db
+        with db.write() as connection:
+            db.insertValues(connection, table.insert(), ("value", "name"), [("one", "a"), ("two", "b")])
+            db.insertValues(connection, table.insert(), ("name", "value"), [("c", "three")])
+        if backend == "sqlite":  # a statement with parameters the rows do not give
+            statement = table.insert().values(value=sa.bindparam("other"))
+            with pytest.raises(TypeError, match="other parameters"), db.write() as connection:
+                db.insertValues(connection, statement, ("name",), [("d",)])
+        with db.read() as connection:
+            rows = dict(connection.execute(sa.select(table.c.name, table.c.value)).all())
+        assert {name: rows[name] for name in "abc"} == {"a": "one", "b": "two", "c": "three"}
+        assert "d" not in rows
+    finally:
+        registry.close()
+        if namespace is not None:
+            dropNamespace(postgresUrl(), namespace)

@@ -24,6 +24,8 @@ from . import schema
 
 __all__ = [
     "CHUNK",
+    "DIMENSION_ROW_KEYS",
+    "RefDataIdEncoder",
     "WhereTerm",
     "chunks",
     "decodeDataId",
@@ -101,15 +103,82 @@ def decodeDataId(encoded: str) -> Mapping[str, DataIdValue]:
     return MappingProxyType(json.loads(encoded))
 
 
-def dimensionRows(datasetId: uuid.UUID, dataId: Mapping[str, DataIdValue]) -> list[dict[str, Any]]:
-    """Return the ``dataset_dimension`` rows of one dataset."""
-    rows = []
-    for key, value in dataId.items():
-        if isinstance(value, int):
-            rows.append({"datasetId": datasetId, "dimension": key, "intValue": value, "strValue": None})
-        else:
-            rows.append({"datasetId": datasetId, "dimension": key, "intValue": None, "strValue": value})
-    return rows
+DIMENSION_ROW_KEYS = ("datasetId", "dimension", "intValue", "strValue")
+"""The columns of a `dimensionRows` row, in order."""
+
+
+def dimensionRows(datasetId: uuid.UUID, dataId: Mapping[str, DataIdValue]) -> list[tuple[Any, ...]]:
+    """Return the ``dataset_dimension`` rows of one dataset, as tuples of `DIMENSION_ROW_KEYS`."""
+    return [
+        (datasetId, key, value, None) if isinstance(value, int) else (datasetId, key, None, value)
+        for key, value in dataId.items()
+    ]
+
+
+class RefDataIdEncoder:
+    """`encodeDataId` for the data IDs of many refs of one dataset type, each already normalized.
+
+    A ref's data ID has been through `normalizeDataId`; what the registry adds is the coercion
+    to the universe's types (`DimensionUniverse.coerceDataId`) and the checks and JSON of
+    `encodeDataId`. When every value already has its dimension's type and fits (the usual
+    case), coercion changes nothing and the canonical text is built from keys encoded once;
+    any other data ID goes the whole way, so the result, and every error, is the same.
+
+    Parameters
+    ----------
+    datasetType : DatasetType
+        The (parent) dataset type of the refs.
+    universe : DimensionUniverse
+        The registry's dimensions.
+    """
+
+    __slots__ = ("_count", "_plan", "_universe", "datasetType")
+
+    def __init__(self, datasetType: DatasetType, universe: Any) -> None:
+        self.datasetType = datasetType
+        self._universe = universe
+        keys = sorted(datasetType.dimensions)
+        self._count = len(keys)
+        self._plan: tuple[tuple[str, str, bool], ...] | None = (
+            tuple((key, f'"{key}":', universe[key].valueType == "int") for key in keys)
+            if all(key in universe for key in keys)
+            else None
+        )
+
+    def encode(self, dataId: Mapping[str, Any]) -> tuple[Mapping[str, DataIdValue], str]:
+        """Return what ``encodeDataId(datasetType, universe.coerceDataId(dataId))`` returns.
+
+        Raises
+        ------
+        DataIdError
+            As `DimensionUniverse.coerceDataId` and `encodeDataId` do.
+        """
+        text = self._fastText(dataId)
+        if text is not None:
+            return dataId, text
+        what = f"Data ID of {self.datasetType.name!r}:"
+        coerced = self._universe.coerceDataId(dataId, what) if isinstance(dataId, Mapping) else dataId
+        return encodeDataId(self.datasetType, coerced)
+
+    def _fastText(self, dataId: Mapping[str, Any]) -> str | None:
+        """Return the canonical text of ``dataId`` if its values need no coercion and pass every check, else `None`."""
+        plan = self._plan
+        if plan is None or not isinstance(dataId, MappingProxyType) or len(dataId) != self._count:
+            return None
+        parts = []
+        for key, prefix, isInt in plan:
+            value = dataId.get(key)
+            if isInt:
+                if type(value) is not int or not _MIN_INT <= value <= _MAX_INT:
+                    return None
+                parts.append(prefix + str(value))
+            else:
+                if type(value) is not str or not value or len(value) > _MAX_STR or unstorableText(value):
+                    return None
+                parts.append(prefix + json.dumps(value, ensure_ascii=False))
+        encoded = "{" + ",".join(parts) + "}"
+        size = len(encoded) if encoded.isascii() else len(encoded.encode())
+        return encoded if size <= _MAX_ENCODED else None
 
 
 def parseWhere(datasetType: DatasetType, where: Mapping[str, Any] | None) -> list[WhereTerm]:

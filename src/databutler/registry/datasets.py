@@ -41,6 +41,8 @@ from .chain_search import ChainSearches, throughChain
 from .collections import CollectionType
 from .connections import ConnectionManager
 from .data_ids import (
+    DIMENSION_ROW_KEYS,
+    RefDataIdEncoder,
     chunks,
     decodeDataId,
     dimensionRows,
@@ -61,6 +63,7 @@ __all__ = ["DatasetManager"]
 _dataset = schema.datasetTable
 _INSERT_DATASETS = sa.insert(_dataset)
 _INSERT_DIMENSIONS = sa.insert(schema.datasetDimensionTable)
+_DATASET_KEYS = ("id", "datasetTypeId", "runId", "dataId")
 _FIND_IN_RUN = sa.select(_dataset.c.id, _dataset.c.runId).where(
     _dataset.c.datasetTypeId == sa.bindparam("typeId"),
     _dataset.c.dataId == sa.bindparam("dataId"),
@@ -190,6 +193,7 @@ class DatasetManager:
         self._analyzeEvery = 10_000
         self._statements = StatementCache()
         self._chainSearches = ChainSearches(db, types)
+        self._refEncoders: dict[DatasetType, RefDataIdEncoder] = {}
 
     def _coerceDataId(self, datasetType: DatasetType, dataId: Any) -> Any:
         """Return ``dataId`` with its values coerced to their dimensions' types (``"101"`` → 101).
@@ -253,15 +257,23 @@ class DatasetManager:
         with self._db.write():
             for (_, run), group in groups.items():
                 typeId, datasetType = self.types.resolveParentType(group[0].datasetType, "add")
+                encoder = self._refEncoder(datasetType)
                 encoded = []
                 for index, ref in enumerate(group):
-                    normalized, text = encodeDataId(datasetType, self._coerceDataId(datasetType, ref.dataId))
-                    if normalized != ref.dataId:
+                    normalized, text = encoder.encode(ref.dataId)
+                    if normalized is not ref.dataId and normalized != ref.dataId:
                         group[index] = DatasetRef._trusted(datasetType, normalized, ref.id, ref.run)
                     encoded.append(text)
                 self._insertDatasets(typeId, self.types.runId(run), group, encoded)
         stored = {ref.id: ref for group in groups.values() for ref in group}
         return [stored[ref.id] for ref in refList]
+
+    def _refEncoder(self, datasetType: DatasetType) -> RefDataIdEncoder:
+        """Return the `RefDataIdEncoder` of ``datasetType`` (one per dataset type, kept)."""
+        encoder = self._refEncoders.get(datasetType)
+        if encoder is None:
+            encoder = self._refEncoders[datasetType] = RefDataIdEncoder(datasetType, self.universe)
+        return encoder
 
     def _insertDatasets(self, typeId: int, runId: int, refs: list[DatasetRef], encoded: list[str]) -> None:
         if not refs:
@@ -274,17 +286,14 @@ class DatasetManager:
                     f"for run {ref.run!r}; one dataset per type, data ID and run."
                 )
             seen[text] = ref
-        rows = [
-            {"id": ref.id, "datasetTypeId": typeId, "runId": runId, "dataId": text}
-            for ref, text in zip(refs, encoded, strict=True)
-        ]
+        rows = [(ref.id, typeId, runId, text) for ref, text in zip(refs, encoded, strict=True)]
         dimensions = [row for ref in refs for row in dimensionRows(ref.id, ref.dataId)]
         try:
             # One row: if the dataset insert fails nothing was written (the dimension rows of a
             # dataset just inserted cannot conflict), so SQLite needs no SAVEPOINT.
             with self._db.write(atomic=len(rows) == 1) as connection:
-                self._db.insertRows(connection, _INSERT_DATASETS, rows)
-                self._db.insertRows(connection, _INSERT_DIMENSIONS, dimensions)
+                self._db.insertValues(connection, _INSERT_DATASETS, _DATASET_KEYS, rows)
+                self._db.insertValues(connection, _INSERT_DIMENSIONS, DIMENSION_ROW_KEYS, dimensions)
         except sa.exc.IntegrityError as exc:
             raise self._explainConflict(typeId, runId, seen, exc) from exc
         self._noteInserted(len(rows))

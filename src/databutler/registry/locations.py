@@ -29,6 +29,7 @@ _HELD_LOCATIONS = sa.select(_location.c.datasetId).where(
     _location.c.datastoreName == sa.bindparam("datastoreName"),
     _location.c.datasetId.in_(sa.bindparam("ids", expanding=True)),
 )
+_LOCATION_KEYS = ("datasetId", "datastoreName")
 _GET_LOCATIONS = sa.select(_location.c.datastoreName).where(_location.c.datasetId == sa.bindparam("id"))
 
 
@@ -52,10 +53,10 @@ class LocationManager:
         ids = list(dict.fromkeys(ref.id for ref in refs))
         if not ids:
             return
-        rows = [{"datasetId": i, "datastoreName": datastoreName} for i in ids]
+        rows = [(i, datastoreName) for i in ids]
         try:
             with self._db.write(atomic=len(rows) == 1) as connection:
-                self._db.insertRows(connection, self._insertLocations, rows)
+                self._db.insertValues(connection, self._insertLocations, _LOCATION_KEYS, rows)
         except sa.exc.IntegrityError as exc:
             raise self._explainMissing(ids, datastoreName, exc) from exc
 

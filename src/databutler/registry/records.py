@@ -96,14 +96,16 @@ class SqlRecordTable:
         """Insert ``rows``, all or none; `RecordConflictError` on a duplicate key or unique value."""
         if not rows:
             return
-        values = [{name: row.get(name) for name in self._columns} for row in rows]
+        columns = self._columns
+        values = [tuple(map(row.get, columns)) for row in rows]
         try:
             with self._db.write(atomic=len(values) == 1) as connection:
-                self._db.insertRows(connection, self._insert, values)
+                self._db.insertValues(connection, self._insert, columns, values)
         except sa.exc.IntegrityError as exc:
+            shown = [dict(zip(columns, row, strict=True)) for row in values]
             raise RecordConflictError(
                 f"Records table {self.spec.name!r} already has a row with the key or a unique value of "
-                f"{values[0] if len(values) == 1 else values}: {exc.orig or exc}"
+                f"{shown[0] if len(shown) == 1 else shown}: {exc.orig or exc}"
             ) from exc
 
     def insertNew(self, rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:

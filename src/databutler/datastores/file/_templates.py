@@ -43,6 +43,9 @@ MAX_SEGMENT = 200
 
 _ALLOWED_PUNCTUATION = frozenset("-_.+=,@~")
 
+_MAX_RENDERERS = 1024
+"""Most (dataset type, run) pairs whose renderers `FileTemplates` keeps; then it starts again."""
+
 
 @functools.lru_cache(maxsize=4096)
 def _unsafeReason(value: str) -> str | None:
@@ -177,22 +180,76 @@ class FileTemplate:
             The template names a field the ref does not have (a dimension of another dataset
             type, or ``run`` for a ref without one).
         """
-        parts = []
-        for segment in _compiled(self.template):
-            text = "".join([piece if type(piece) is str else piece(ref) for piece in segment])  # type: ignore[operator]
-            if text:
-                parts.append(text)
-        path = "/".join(parts)
-        try:
-            return checkRelativePath(path)
-        except UnsafePathError as exc:
-            raise UnsafePathError(
-                f"File template {self.template!r} renders an unsafe path for {ref}: {exc}"
-            ) from None
+        return self.rendererFor(ref)(ref)
+
+    def rendererFor(self, ref: DatasetRef) -> Callable[[DatasetRef], str]:
+        """Return a function that does `render` for refs of ``ref``'s dataset type and run.
+
+        The fields that depend on nothing else (``run``, ``datasetType``) are rendered and
+        checked once, now, for ``ref``; the function renders the rest for each ref it is given
+        and checks the whole path as `render` does.
+
+        Raises
+        ------
+        UnsafePathError
+            The run or the dataset type name is not safe in a path.
+        FileTemplateError
+            The template uses ``{run}`` and ``ref`` has none.
+        """
+        segments: list[str | tuple[_Piece, ...]] = []
+        for segment, fields in zip(_compiled(self.template), _fieldsOf(self.template), strict=True):
+            pieces: list[_Piece] = []
+            for piece, field in zip(segment, fields, strict=True):
+                rendered = piece(ref) if field in _PER_RUN_AND_TYPE and callable(piece) else piece
+                last = pieces[-1] if pieces else None
+                if isinstance(rendered, str) and isinstance(last, str):
+                    pieces[-1] = last + rendered
+                elif rendered != "":
+                    pieces.append(rendered)
+            if len(pieces) == 1 and isinstance(pieces[0], str):
+                segments.append(pieces[0])
+            elif pieces:
+                segments.append(tuple(pieces))
+        return functools.partial(_renderSegments, self.template, tuple(segments))
+
+
+_PER_RUN_AND_TYPE = frozenset({"run", "datasetType"})
+"""The fields whose text depends only on a ref's run and dataset type (see `FileTemplate.rendererFor`)."""
+
+
+def _renderSegments(template: str, segments: tuple[str | tuple[_Piece, ...], ...], ref: DatasetRef) -> str:
+    parts = []
+    for segment in segments:
+        if type(segment) is str:
+            parts.append(segment)
+            continue
+        text = "".join([piece if isinstance(piece, str) else piece(ref) for piece in segment])
+        if text:
+            parts.append(text)
+    path = "/".join(parts)
+    try:
+        return checkRelativePath(path)
+    except UnsafePathError as exc:
+        raise UnsafePathError(f"File template {template!r} renders an unsafe path for {ref}: {exc}") from None
 
 
 _Piece = str | Callable[[DatasetRef], str]
 """Literal text of a template, or the function rendering one of its fields for a ref."""
+
+
+@functools.lru_cache(maxsize=256)
+def _fieldsOf(template: str) -> tuple[tuple[str | None, ...], ...]:
+    """Return the field each piece of `_compiled` renders (`None` for literal text), segment by segment."""
+    segments = []
+    for segment in template.split("/"):
+        fields: list[str | None] = []
+        for literal, field, _, _ in string.Formatter().parse(segment):
+            if literal:
+                fields.append(None)
+            if field is not None:
+                fields.append(field)
+        segments.append(tuple(fields))
+    return tuple(segments)
 
 
 @functools.lru_cache(maxsize=256)
@@ -267,7 +324,12 @@ def _renderId(ref: DatasetRef) -> str:
 
 def _renderDataId(ref: DatasetRef) -> str:
     return "_".join(
-        [f"{key}-{_checkValue(value, f'Data ID value {key}=', ref)}" for key, value in ref.dataId.items()]
+        [
+            f"{key}-{value}"
+            if type(value) is int
+            else f"{key}-{_checkValue(value, f'Data ID value {key}=', ref)}"
+            for key, value in ref.dataId.items()
+        ]
     )
 
 
@@ -303,6 +365,8 @@ class FileTemplates:
             raise FileTemplateError(f"datastore.templates must map names to templates, not {config!r}.")
         self._templates = {str(name): FileTemplate(template) for name, template in config.items()}
         self.default = self._templates.pop("default", FileTemplate(DEFAULT_TEMPLATE))
+        self._renderers: dict[tuple[Any, str | None], Callable[[DatasetRef], str]] = {}
+        """`FileTemplate.rendererFor` by dataset type and run, for `render`."""
 
     def checkRun(self, run: str) -> None:
         """Refuse a run name that a template using ``{run}`` could not put in a path.
@@ -333,4 +397,11 @@ class FileTemplates:
         FileTemplateError
             The chosen template uses a field ``ref`` does not have.
         """
-        return self.getTemplate(ref).render(ref)
+        key = (ref.datasetType, ref.run)
+        renderer = self._renderers.get(key)
+        if renderer is None:
+            renderer = self.getTemplate(ref).rendererFor(ref)
+            if len(self._renderers) >= _MAX_RENDERERS:
+                self._renderers.clear()
+            self._renderers[key] = renderer
+        return renderer(ref)
