@@ -245,3 +245,43 @@ def test_put_many_of_something_not_iterable_is_a_typed_error(tmp_path: Path, ite
     Butler.makeRepo(tmp_path / "repo")
     with Butler(tmp_path / "repo", run="r") as butler, pytest.raises(ArgumentTypeError, match="an iterable"):
         butler.putMany(items)
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        {"where": 5},
+        {"where": "visit = :v", "bind": [("v", 100)]},
+        {"orderBy": [5]},
+        {"limit": 2.5},
+        {"limit": "3"},
+        {"limit": True},
+    ],
+)
+def test_query_arguments_of_the_wrong_type_are_typed_errors(
+    butler: Butler, arguments: dict[str, Any]
+) -> None:
+    with pytest.raises(ArgumentTypeError):
+        butler.queryDatasets("raw", **arguments)
+
+
+def test_other_query_verbs_refuse_odd_arguments_with_typed_errors(butler: Butler) -> None:
+    with pytest.raises(ArgumentTypeError, match="glob pattern"):
+        butler.queryCollections(5)  # type: ignore[arg-type]
+    with pytest.raises(ArgumentTypeError, match="glob pattern"):
+        butler.queryDatasetTypes([None])  # type: ignore[list-item]
+    with pytest.raises(ArgumentTypeError, match="bind is a mapping"):
+        butler.queryDataIds("visit", "visit = :v", bind=[("v", 1)])  # type: ignore[arg-type]
+    with pytest.raises(InvalidQueryError, match="at least one dimension"):
+        butler.queryDataIds([])
+    with pytest.raises(DataIdError, match="does not fit in a signed 64-bit integer"):
+        butler.registry.queryDimensionRecords("visit", dataId={"visit": 10**30})
+    assert butler.registry.queryDimensionRecords("visit", dataId={"exposureTime": 10**30}) == []
+    assert [r.visit for r in butler.registry.queryDimensionRecords("visit", dataId={"exposureTime": 30})] == [
+        100
+    ]
+
+
+def test_a_limit_beyond_64_bits_keeps_everything(butler: Butler) -> None:
+    assert len(butler.queryDatasets("raw", limit=10**30)) == 4
+    assert len(butler.queryDatasets("raw", orderBy="-visit", limit=10**30)) == 4

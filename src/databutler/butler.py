@@ -1076,6 +1076,7 @@ class Butler:
         searched = self._lookup.collectionsFor(collections) or None
         if findFirst and searched is None:
             raise InvalidQueryError("findFirst needs collections to search in order; pass collections=.")
+        limit = _checkQueryArguments(where, bind, orderBy, limit)
         condition: Mapping[str, Any] | str | None
         if isinstance(where, str):
             condition, bind = _withKeywords(where, bind, whereKwargs)
@@ -1143,6 +1144,7 @@ class Butler:
 
         See `SqlRegistry.queryDataIds`; collections default to the Butler's (or every run).
         """
+        _checkQueryArguments(where, bind, None, None)
         searched = self._lookup.collectionsFor(collections) or None
         return self.registry.queryDataIds(
             dimensions, where, bind=bind, datasets=datasets, collections=searched
@@ -1150,7 +1152,7 @@ class Butler:
 
     def queryDatasetTypes(self, pattern: str | Sequence[str] = "*") -> list[DatasetType]:
         """Return the registered dataset types whose names match a glob ``pattern`` (or any of several)."""
-        patterns = [pattern] if isinstance(pattern, str) else list(pattern)
+        patterns = _patterns(pattern, "queryDatasetTypes")
         return [
             t
             for t in self.registry.queryDatasetTypes()
@@ -1167,12 +1169,50 @@ class Butler:
         InvalidQueryError
             A type is not a collection type.
         """
-        patterns = [pattern] if isinstance(pattern, str) else list(pattern)
+        patterns = _patterns(pattern, "queryCollections")
         return [
             name
             for name in self.registry.queryCollections(types)
             if any(fnmatch.fnmatchcase(name, p) for p in patterns)
         ]
+
+
+def _patterns(pattern: Any, verb: str) -> list[str]:
+    """Return a glob pattern, or several, as a list; refuse anything else with `ArgumentTypeError`."""
+    patterns = [pattern] if isinstance(pattern, str) else pattern
+    if not isinstance(patterns, Sequence) or not all(isinstance(p, str) for p in patterns):
+        raise ArgumentTypeError(
+            f"{verb} takes a glob pattern (a str) or a list of them, not {pattern!r:.80}."
+        )
+    return list(patterns)
+
+
+def _checkQueryArguments(where: Any, bind: Any, orderBy: Any, limit: Any) -> int | None:
+    """Refuse query arguments of the wrong type with `ArgumentTypeError`; return ``limit`` as the SQL takes it.
+
+    A ``limit`` beyond what a 64-bit LIMIT holds keeps everything, as it would if it fitted.
+    """
+    if where is not None and not isinstance(where, str | Mapping):
+        raise ArgumentTypeError(
+            f'where is an expression (a str such as "visit > 100") or a mapping of data ID values, not '
+            f"{type(where).__name__} {where!r:.80}."
+        )
+    if bind is not None and not isinstance(bind, Mapping):
+        raise ArgumentTypeError(
+            f"bind is a mapping of parameter names to values, not {type(bind).__name__} {bind!r:.80}."
+        )
+    keys = [orderBy] if isinstance(orderBy, str) else orderBy
+    if keys is not None and (not isinstance(keys, Sequence) or not all(isinstance(k, str) for k in keys)):
+        raise ArgumentTypeError(
+            f'orderBy is a dimension name ("-visit": descending) or a list of them, not {orderBy!r:.80}.'
+        )
+    if limit is None:
+        return None
+    if isinstance(limit, bool) or not isinstance(limit, int):
+        raise ArgumentTypeError(
+            f"limit is a whole number of results, not {type(limit).__name__} {limit!r:.80}."
+        )
+    return min(limit, 2**63 - 1)
 
 
 def _reopenButler(root: str, run: str | None, collections: list[str], writeable: bool) -> Butler:

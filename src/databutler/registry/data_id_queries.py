@@ -81,6 +81,10 @@ class DataIdQueryManager:
         when ``where`` is on them alone (`_fromRecords`).
         """
         names = (dimensions,) if isinstance(dimensions, str) else tuple(dimensions)
+        if not names:
+            raise InvalidQueryError(
+                "queryDataIds needs at least one dimension to return, such as queryDataIds(['visit'])."
+            )
         self.universe.checkDimensions(names, "queryDataIds")
         if datasets is None:
             types = [t for t in self.types.queryDatasetTypes() if set(names) <= set(t.dimensions)]

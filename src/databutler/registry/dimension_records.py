@@ -249,6 +249,13 @@ class DimensionRecordStorage:
             if key not in table.c or (key.endswith(("Begin", "End")) and key not in resolver.known()):
                 raise DataIdError(f"{element!r} records have no {key!r}; they have {resolver.known()}.")
             coerced = self.universe.coerceValue(key, value) if key in self.universe else value
+            if self.universe[element].fields.get(key) == "float" and isinstance(coerced, int):
+                coerced = float(coerced)
+            if isinstance(coerced, int) and not -(2**63) <= coerced < 2**63:
+                raise DataIdError(
+                    f"{element!r} records: {key}={coerced} does not fit in a signed 64-bit integer, which is "
+                    "what the registry stores, so no record has it."
+                )
             statement = statement.where(table.c[key] == coerced)
         with self._db.read() as connection:
             rows = connection.execute(statement).all()
