@@ -7,6 +7,7 @@ import json
 import sqlite3
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -298,3 +299,19 @@ def test_butler_coerces_data_ids(tmp_path: Path) -> None:
             DataIdError, match="visit='abc' is not an integer; dimension 'visit' has type int"
         ):
             butler.put({"a": 2}, "m", visit="abc")
+
+
+def test_sorted_positions_put_ints_before_strs_when_a_key_holds_both() -> None:
+    """Check the sort of query rows by run rank, then data ID, when one key mixes ints and strs."""
+    from databutler.registry.datasets import DatasetManager
+
+    dataIds = [{"a": a, "b": b} for a in (2, "x", 1, "10") for b in ("q", 3, 1)]
+    runIds = [7 if i % 4 else 5 for i in range(len(dataIds))]
+    positions = DatasetManager._sortedPositions(dataIds, runIds, {"first": 5, "second": 7})
+
+    def key(i: int) -> tuple[Any, ...]:
+        return (runIds[i] != 5, *((isinstance(v, str), v) for v in dataIds[i].values()))
+
+    assert positions == sorted(range(len(dataIds)), key=key)
+    plain = [{"a": a, "b": b} for a in (3, 1, 2) for b in (2, 1)]
+    assert DatasetManager._sortedPositions(plain, [1] * 6, {"r": 1}) == [3, 2, 5, 4, 1, 0]

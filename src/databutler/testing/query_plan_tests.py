@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from ..dataset_ref import DatasetRef
 from ..exceptions import InvalidQueryError
 from ..registry import Registry, SqlRegistry
 from .registry_support import RegistryFixtures, makeDatasetType
@@ -236,6 +237,40 @@ class QueryPlanTests(RegistryFixtures):
             assert ref.id.version == alone.id.version and ref.id.is_safe == uuid.SafeUUID.unknown
             assert layered.findDataset("raw", ref.dataId, "all") == ref
             assert pickle.loads(pickle.dumps(ref)) == ref
+
+    def testQueriesSortByRunThenDataIdWhateverTheRowOrder(self, registry: Registry) -> None:
+        """Check the default order against sorting in Python, rows added in a shuffled order.
+
+        The database returns rows in whatever order its plan gives (here not the data IDs'
+        order, as the datasets were added shuffled); the refs come sorted by run rank, then
+        data ID, and within one run in the order `sorted` gives refs made by hand.
+        """
+        registry.registerDatasetType(RAW)
+        dataIds = [
+            {"instrument": instrument, "visit": v, "detector": d}
+            for instrument in ("HSC", "DECam")
+            for v in (1, 2, 10, 11)
+            for d in (1, 2, 9, 10, 100)
+        ]
+        shuffled = [dataIds[(i * 17) % len(dataIds)] for i in range(len(dataIds))]
+        assert sorted(map(str, shuffled)) == sorted(map(str, dataIds))  # a permutation
+        registry.registerRun("a")
+        registry.registerRun("b")
+        registry.addDatasets("raw", shuffled, "a")
+        registry.addDatasets("raw", shuffled[::3], "b")
+        registry.setCollectionChain("ba", ["b", "a"])
+        rank: dict[str | None, int] = {"b": 0, "a": 1}
+        names = RAW.dimensions
+        for where in (None, "visit >= 2 AND visit < 11", "detector IN (100, 2, 9)"):
+            found = registry.queryDatasets("raw", "ba", where)
+            assert found and {r.run for r in found} == {"a", "b"}
+            assert found == sorted(found, key=lambda r: (rank[r.run], *(r.dataId[k] for k in names)))
+            inOne = registry.queryDatasets("raw", "a", where)
+            byHand = [DatasetRef(RAW, dict(r.dataId), r.id, r.run) for r in inOne]
+            assert inOne == sorted(inOne) == sorted(byHand) == byHand
+            assert [repr(r) for r in inOne] == [repr(r) for r in byHand]
+            mixed = inOne[::2] + byHand[1::2]
+            assert sorted(reversed(mixed)) == inOne
 
     def testExplainQueryShowsThePlan(self, layered: Registry) -> None:
         """Check that explainQuery returns the database's plan of the statement queryDatasets runs."""
