@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ClauseElement, Executable
 
-from ..dataset_ref import DatasetRef, _uuidsFromHex
+from ..dataset_ref import DatasetRef, _uuidFromHex, _uuidsFromHex
 from ..dataset_type import DatasetType
 from ..dimensions import DimensionUniverse, Timespan
 from ..exceptions import (
