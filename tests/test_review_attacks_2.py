@@ -285,3 +285,28 @@ def test_other_query_verbs_refuse_odd_arguments_with_typed_errors(butler: Butler
 def test_a_limit_beyond_64_bits_keeps_everything(butler: Butler) -> None:
     assert len(butler.queryDatasets("raw", limit=10**30)) == 4
     assert len(butler.queryDatasets("raw", orderBy="-visit", limit=10**30)) == 4
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["export", "{repo}", "{tmp}/out", "rwa"], "'rwa' is not registered"),
+        (["export", "{repo}", "{tmp}/out", "raw", "rwa"], "'rwa' is not registered"),
+        (["query-dataset-types", "{repo}", "rwa"], "'rwa' is not registered"),
+        (["query-collections", "{repo}", "nigth1"], "'nigth1' is not registered"),
+    ],
+)
+def test_a_mistyped_plain_name_is_an_error_not_an_empty_result(
+    butler: Butler, tmp_path: Path, args: list[str], message: str
+) -> None:
+    result = CliRunner().invoke(cli, [a.format(repo=butler.root, tmp=tmp_path) for a in args])
+    assert result.exit_code == 1, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error:") and message in lines[0], result.output
+    assert not (tmp_path / "out").exists()
+    for pattern in (
+        ["query-dataset-types", str(butler.root), "rw*"],
+        ["query-collections", str(butler.root), "nigth?"],
+    ):
+        result = CliRunner().invoke(cli, pattern)  # a pattern that matches nothing is an empty answer
+        assert result.exit_code == 0 and result.output.startswith("0 "), result.output

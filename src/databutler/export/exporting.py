@@ -129,6 +129,9 @@ def _chooseRefs(
     else:
         names = [datasetTypes] if isinstance(datasetTypes, str) else list(datasetTypes or ["*"])
         types = butler.queryDatasetTypes(names)
+        for name in names:  # a plain name (not a glob pattern) must be registered: a typo is no empty export
+            if isinstance(name, str) and not any(c in name for c in "*?["):
+                butler.getDatasetType(name)
         chosen = []
         for datasetType in types:
             if not datasetType.isComponent():

@@ -78,16 +78,34 @@ def queryCollections(
     ------
     InvalidQueryError
         A type is not a collection type.
+    MissingRunError
+        ``pattern`` is a plain name (no ``*?[``) of no collection.
     """
     with Butler(root, writeable=False) as butler:
         names = butler.queryCollections(pattern, types=list(types) if types else None)
+        if not names and _isPlainName(pattern):
+            butler.registry.getCollectionType(pattern)  # a collection that does not exist is an error
         return [(name, str(butler.registry.getCollectionType(name))) for name in names]
 
 
 def queryDatasetTypes(root: PathLike, pattern: str = "*") -> list[DatasetType]:
-    """Return the dataset types whose names match the glob ``pattern``, sorted by name."""
+    """Return the dataset types whose names match the glob ``pattern``, sorted by name.
+
+    Raises
+    ------
+    MissingDatasetTypeError
+        ``pattern`` is a plain name (no ``*?[``) of no dataset type.
+    """
     with Butler(root, writeable=False) as butler:
-        return butler.queryDatasetTypes(pattern)
+        found = butler.queryDatasetTypes(pattern)
+        if not found and _isPlainName(pattern):
+            butler.getDatasetType(pattern)  # a dataset type that does not exist is an error
+        return found
+
+
+def _isPlainName(pattern: str) -> bool:
+    """Whether ``pattern`` names one thing rather than being a glob pattern."""
+    return not any(c in pattern for c in "*?[")
 
 
 def datasetUris(root: PathLike, refs: Sequence[Any]) -> dict[str, str]:
