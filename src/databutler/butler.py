@@ -27,6 +27,7 @@ from .exceptions import (
     ArgumentTypeError,
     CollectionError,
     DatabaseFullError,
+    DatasetExistsError,
     DatasetNotFoundError,
     DatasetTypeError,
     InvalidQueryError,
@@ -137,6 +138,8 @@ class Butler:
             if repositoryId is not None:
                 self.registry.checkOwner(str(repositoryId), str(self.root))
             self.datastore = Datastore.fromConfig(self.config["datastore"], registry=self.registry)
+            # A dataset removed elsewhere may come back under its id with other content.
+            self.registry.addRemovalListener(self.datastore.dropCachedCopies)
             if run is not None and writeable:
                 self._checkRun(run)  # before anything is registered
                 self.registry.registerRun(run)
@@ -408,7 +411,7 @@ class Butler:
         # The formatters need not check it again (prevalidated).
         with prevalidated(obj), self.datastore.prepared([(obj, planned)]), self.transaction():
             ref = self.registry.addDataset(datasetType, normalized, runName, id=datasetId)
-            self.datastore.put(obj, ref)
+            self._storeRegistered(obj, ref)
         return ref
 
     def _putRef(
@@ -428,8 +431,21 @@ class Butler:
             if ref.run != self.run:
                 self.registry.registerRun(ref.run)
             (ref,) = self.registry.addDatasetRefs([ref])
-            self.datastore.put(obj, ref)
+            self._storeRegistered(obj, ref)
         return ref
+
+    def _storeRegistered(self, obj: Any, ref: DatasetRef) -> None:
+        """Put ``ref``, which the registry has just accepted, into the datastore.
+
+        The registry did not hold the id, so a copy the memory tier still has under it is of a
+        dataset removed elsewhere (ids are deterministic): the cached copies are dropped and
+        the put tried once more. Another refusal (the file tier's) is raised.
+        """
+        try:
+            self.datastore.put(obj, ref)
+        except DatasetExistsError:
+            self.datastore.dropCachedCopies()
+            self.datastore.put(obj, ref)
 
     putMany = putMany
     ingest = ingest

@@ -162,6 +162,8 @@ class DatasetLookup:
                     f"say which with collections=[...] or Butler(root, collections=[...])."
                 )
             ref = found[0] if found else None
+            if ref is not None:  # read by id too: that lookup sees removals made elsewhere (removals.py)
+                ref = self.registry.getDataset(ref.id)
         if ref is not None and component:
             return ref.makeComponentRef(component)
         return ref

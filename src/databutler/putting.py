@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from .dataset_lookup import mergeDataId
 from .dataset_ref import DatasetRef
 from .dataset_type import DatasetType
-from .exceptions import ArgumentTypeError, DatasetTypeError, RunNameError
+from .exceptions import ArgumentTypeError, DatasetExistsError, DatasetTypeError, RunNameError
 from .formatters.base import prevalidated
 
 if TYPE_CHECKING:
@@ -134,7 +134,11 @@ def putMany(butler: Butler, items: Iterable[PutItem], *, run: str | None = None)
             butler.registry.registerRun(runName)
         stored = butler.registry.addDatasetRefs([ref for _, ref in pairs])
         pairs = [(obj, ref) for (obj, _), ref in zip(pairs, stored, strict=True)]
-        butler.datastore.putMany(pairs)
+        try:
+            butler.datastore.putMany(pairs)  # all or none
+        except DatasetExistsError:  # a cached copy of a dataset removed elsewhere (Butler._storeRegistered)
+            butler.datastore.dropCachedCopies()
+            butler.datastore.putMany(pairs)
     return [ref for _, ref in pairs]
 
 

@@ -480,6 +480,16 @@ class Datastore(ABC, Generic[InfoT]):
         self.get(ref)
         return True
 
+    def dropCachedCopies(self) -> None:
+        """Drop the copies kept in memory of datasets a persistent store holds; a no-op by default.
+
+        The registry asks for this (`Registry.addRemovalListener`) when another process has
+        removed datasets, which may since have been put again under the same ids with other
+        content: the next read of each goes to the persistent store. Datasets held only in
+        memory stay.
+        """
+        return None
+
     def close(self) -> None:
         """Release what the datastore holds open (database connections); a no-op by default.
 

@@ -78,6 +78,15 @@ class _ChainRelay:
         self._putting = threading.local()
 
     @property
+    def dropping(self) -> bool:
+        """Whether this thread's chain is dropping cached copies, whose removals tell the registry nothing."""
+        return getattr(self._putting, "dropping", False)
+
+    @dropping.setter
+    def dropping(self, value: bool) -> None:
+        self._putting.dropping = value
+
+    @property
     def putting(self) -> DatasetRef | None:
         """The dataset this thread's chain `put` is storing, whose adds wait for the chain."""
         return getattr(self._putting, "ref", None)
@@ -105,6 +114,8 @@ class _ChainRelay:
             self.registry.addDatasetLocations(self.chain.name, new)
 
     def removeDatasetLocations(self, datastoreName: str, refs: Iterable[DatasetRef]) -> None:
+        if self.dropping:  # a persistent child still holds them (or their rows are gone with them)
+            return
         gone = [ref for ref in refs if not self.chain.knows(ref)]
         if gone:
             self.registry.removeDatasetLocations(self.chain.name, gone)
@@ -415,6 +426,31 @@ class ChainedDatastore(Datastore[object]):
                 except Exception as exc:  # the read succeeded; the cache copy is optional
                     log.warning("Read-through of %s into %s failed, skipped: %s", ref, child.name, exc)
         return obj
+
+    @override
+    def dropCachedCopies(self) -> None:
+        """Drop, from each in-memory child, the datasets of types a persistent child accepts.
+
+        Those were put into the persistent child too, or read from it: its current content is
+        read (and copied back, with ``readThrough``) next time. What only memory holds stays.
+        Nothing is told to the registry (the chain still holds the datasets that remain
+        registered) and no transaction undoes it.
+        """
+        persistent = [k for c, k in zip(self.datastores, self.constraints, strict=True) if not c.isEphemeral]
+        if not persistent:
+            return
+        relay = self._relay
+        if relay is not None:
+            relay.dropping = True
+        try:
+            for child in self.datastores:
+                if isinstance(child, InMemoryDatastore):
+                    child.dropWhere(lambda ref: any(k.isAcceptable(ref.datasetType) for k in persistent))
+                else:
+                    child.dropCachedCopies()
+        finally:
+            if relay is not None:
+                relay.dropping = False
 
     def _notFound(self, ref: DatasetRef, verb: str) -> DatasetNotFoundError:
         names = ", ".join(child.name for child in self.datastores)

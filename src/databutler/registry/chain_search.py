@@ -36,6 +36,7 @@ from . import schema
 from .associations import SearchEntry
 from .collections import CHAIN_VERSION_NAME, CollectionType
 from .connections import ConnectionManager
+from .removals import RemovalWatch, withRemovalVersion
 from .types_runs import DatasetTypeManager
 
 __all__ = ["ChainSearches", "RunSearch", "throughChain"]
@@ -57,7 +58,7 @@ def _findWithVersion(count: int) -> sa.Select[Any]:
             _dataset.c.dataId == sa.bindparam("dataId"),
             _dataset.c.runId.in_([sa.bindparam(f"run{i}") for i in range(count)]),
         )
-        _STATEMENTS[count] = (
+        _STATEMENTS[count] = withRemovalVersion(
             # The ids as the driver gives them (text on SQLite): only the first found is made a UUID.
             sa.select(_attribute.c.value, sa.type_coerce(_dataset.c.id, sa.Text), _dataset.c.runId)
             .select_from(_attribute.outerjoin(_dataset, matches))
@@ -107,11 +108,14 @@ class ChainSearches:
         The registry's connections.
     types : DatasetTypeManager
         Resolves search paths (`DatasetTypeManager.resolveSearch`) and reads run ids.
+    removals : RemovalWatch
+        Given the removal token each lookup reads beside the chain token (see `removals`).
     """
 
-    def __init__(self, db: ConnectionManager, types: DatasetTypeManager) -> None:
+    def __init__(self, db: ConnectionManager, types: DatasetTypeManager, removals: RemovalWatch) -> None:
         self._db = db
         self._types = types
+        self._removals = removals
         self._kept: dict[Hashable, RunSearch] = {}
 
     def find(self, collections: Any, typeId: int, dataId: str) -> list[tuple[str, Any]] | None:
@@ -140,7 +144,9 @@ class ChainSearches:
         if not rows or rows[0][0] != search.version:
             self._kept.pop(key, None)
             return None
-        found = {runId: ident for _, ident, runId in rows if ident is not None}
+        if rows[0][3] != self._removals.seen:
+            self._removals.check(rows[0][3])
+        found = {runId: ident for _, ident, runId, _ in rows if ident is not None}
         return [(name, found[runId]) for name, runId in search.runs if runId in found]
 
     def learn(self, collections: str | Sequence[str]) -> None:

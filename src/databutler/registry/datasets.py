@@ -14,7 +14,7 @@ import gc
 import json
 import operator
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
@@ -55,6 +55,7 @@ from .data_ids import (
 from .dimension_records import DimensionRecordStorage
 from .queries import compileDatasetWhere
 from .queries.statement_cache import StatementCache, freeze
+from .removals import RemovalWatch, withRemovalVersion
 from .types_runs import DatasetTypeManager
 
 __all__ = ["DatasetManager"]
@@ -64,10 +65,13 @@ _dataset = schema.datasetTable
 _INSERT_DATASETS = sa.insert(_dataset)
 _INSERT_DIMENSIONS = sa.insert(schema.datasetDimensionTable)
 _DATASET_KEYS = ("id", "datasetTypeId", "runId", "dataId")
-_FIND_IN_RUN = sa.select(_dataset.c.id, _dataset.c.runId).where(
-    _dataset.c.datasetTypeId == sa.bindparam("typeId"),
-    _dataset.c.dataId == sa.bindparam("dataId"),
-    _dataset.c.runId == sa.bindparam("runId"),
+# The lookups by data ID and by id read the removal token in the same statement (removals.py).
+_FIND_IN_RUN = withRemovalVersion(
+    sa.select(_dataset.c.id, _dataset.c.runId).where(
+        _dataset.c.datasetTypeId == sa.bindparam("typeId"),
+        _dataset.c.dataId == sa.bindparam("dataId"),
+        _dataset.c.runId == sa.bindparam("runId"),
+    )
 )
 _FIND_IN_RUNS: dict[int, sa.Select[Any]] = {}
 """The lookup in ``n`` runs, by ``n``: a statement of fixed shape runs on the driver path."""
@@ -76,16 +80,20 @@ _FIND_IN_RUNS: dict[int, sa.Select[Any]] = {}
 def _findInRuns(count: int) -> sa.Select[Any]:
     """Return the SELECT of one data ID in ``count`` runs (parameters ``run0``, ``run1``...)."""
     if count not in _FIND_IN_RUNS:
-        _FIND_IN_RUNS[count] = sa.select(_dataset.c.id, _dataset.c.runId).where(
-            _dataset.c.datasetTypeId == sa.bindparam("typeId"),
-            _dataset.c.dataId == sa.bindparam("dataId"),
-            _dataset.c.runId.in_([sa.bindparam(f"run{i}") for i in range(count)]),
+        _FIND_IN_RUNS[count] = withRemovalVersion(
+            sa.select(_dataset.c.id, _dataset.c.runId).where(
+                _dataset.c.datasetTypeId == sa.bindparam("typeId"),
+                _dataset.c.dataId == sa.bindparam("dataId"),
+                _dataset.c.runId.in_([sa.bindparam(f"run{i}") for i in range(count)]),
+            )
         )
     return _FIND_IN_RUNS[count]
 
 
-_GET = sa.select(_dataset.c.datasetTypeId, _dataset.c.runId, _dataset.c.dataId).where(
-    _dataset.c.id == sa.bindparam("id")
+_GET = withRemovalVersion(
+    sa.select(_dataset.c.datasetTypeId, _dataset.c.runId, _dataset.c.dataId).where(
+        _dataset.c.id == sa.bindparam("id")
+    )
 )
 
 
@@ -176,7 +184,9 @@ class DatasetManager:
         self._insertedSinceAnalyze = 0
         self._analyzeEvery = 10_000
         self._statements = StatementCache()
-        self._chainSearches = ChainSearches(db, types)
+        self.removals = RemovalWatch(db)
+        """The removal token lookups read; its listeners hear of other registries' removals."""
+        self._chainSearches = ChainSearches(db, types, self.removals)
         self._refEncoders: dict[DatasetType, RefDataIdEncoder] = {}
 
     def _coerceDataId(self, datasetType: DatasetType, dataId: Any) -> Any:
@@ -375,13 +385,17 @@ class DatasetManager:
                 params = {"typeId": typeId, "dataId": text} | {f"run{i}": r for i, r in enumerate(runIds)}
                 rows = self._db.selectRows(connection, _findInRuns(len(runIds)), params)
             else:
-                statement = sa.select(_dataset.c.id, _dataset.c.runId).where(
-                    _dataset.c.datasetTypeId == typeId,
-                    _dataset.c.dataId == text,
-                    _dataset.c.runId.in_(runIds),
+                statement = withRemovalVersion(
+                    sa.select(_dataset.c.id, _dataset.c.runId).where(
+                        _dataset.c.datasetTypeId == typeId,
+                        _dataset.c.dataId == text,
+                        _dataset.c.runId.in_(runIds),
+                    )
                 )
                 rows = [tuple(row) for row in connection.execute(statement)]
-        found = {runId: ident for ident, runId in rows}
+        if rows and rows[0][2] != self.removals.seen:
+            self.removals.check(rows[0][2])  # another registry removed datasets: caches are told first
+        found = {runId: ident for ident, runId, _ in rows}
         for name, runId in runs.items():
             if runId in found:
                 ref = DatasetRef._trusted(datasetType, normalized, found[runId], name)
@@ -419,6 +433,8 @@ class DatasetManager:
                     params = {"typeId": typeId, "dataId": text, "runId": entry.id}
                     found = self._db.selectRows(connection, _FIND_IN_RUN, params)
                     if found:
+                        if found[0][2] != self.removals.seen:
+                            self.removals.check(found[0][2])
                         return DatasetRef._trusted(datasetType, normalized, found[0][0], entry.name)
                     continue
                 if entry.type == CollectionType.CALIBRATION and validity is None:
@@ -873,7 +889,9 @@ class DatasetManager:
             rows = self._db.selectRows(connection, _GET, {"id": ident})
         if not rows:
             return None
-        typeId, runId, text = rows[0]
+        typeId, runId, text, removalVersion = rows[0]
+        if removalVersion != self.removals.seen:
+            self.removals.check(removalVersion)
         return DatasetRef._trusted(
             self.types.datasetTypeById(typeId), decodeDataId(text), ident, self.types.runName(runId)
         )
@@ -902,10 +920,16 @@ class DatasetManager:
         """Remove datasets and their locations (`Registry.removeDatasets`)."""
         ids = list(dict.fromkeys(ref.id for ref in refs))
         with self._db.write() as connection:
+            if ids:
+                self.removals.noteRemoval(connection)
             for chunk in chunks(ids):
                 for table in (schema.datasetLocationTable, schema.datasetDimensionTable):
                     connection.execute(sa.delete(table).where(table.c.datasetId.in_(chunk)))
                 connection.execute(sa.delete(schema.datasetTable).where(schema.datasetTable.c.id.in_(chunk)))
+
+    def addRemovalListener(self, listener: Callable[[], None]) -> None:
+        """Call ``listener()`` when a lookup sees another registry's removals (`Registry.addRemovalListener`)."""
+        self.removals.addListener(listener)
 
     def inCollections(self, entries: Sequence[SearchEntry]) -> sa.ColumnElement[bool]:
         """Return the condition that a ``dataset`` row is in one of the collections ``entries``."""

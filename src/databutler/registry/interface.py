@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from types import TracebackType
 from typing import Any
@@ -640,6 +640,16 @@ class Registry(ABC):
 
         Only the registry's records go: removing the stored data is the datastore's job (the
         Butler does both in one transaction).
+        """
+
+    @abstractmethod
+    def addRemovalListener(self, listener: Callable[[], None]) -> None:
+        """Call ``listener()`` before a lookup answers, once it sees datasets were removed elsewhere.
+
+        A dataset removed by another process (or registry) and put again under the same id may
+        have other content: whatever caches datasets by id drops its copies when told. The
+        lookups by data ID and by id (`findDataset`, `getDataset`) see it in their own
+        statement; this registry's own removals tell nobody.
         """
 
     # -- where datasets are stored: the DatasetLocationRegistry protocol --

@@ -557,6 +557,7 @@ class SqlRegistry(Registry):
     getDataset = _Verb(Registry.getDataset).of("datasets", DatasetManager.getDataset)
     getDatasets = _Verb(Registry.getDatasets).of("datasets", DatasetManager.getDatasets)
     removeDatasets = _Verb(Registry.removeDatasets).of("datasets", DatasetManager.removeDatasets)
+    addRemovalListener = _Verb(Registry.addRemovalListener).of("datasets", DatasetManager.addRemovalListener)
     someDatasetsInRun = _Verb(Registry.someDatasetsInRun).of("datasets", DatasetManager.someDatasetsInRun)
     associate = _Verb(Registry.associate).of("datasets", DatasetManager.associate)
     disassociate = _Verb(Registry.disassociate).of("datasets", DatasetManager.disassociate)

@@ -39,6 +39,7 @@ __all__ = [
     "makeDatasetType",
     "newNamespace",
     "postgresUrl",
+    "registrySections",
     "writerProcess",
 ]
 
@@ -74,6 +75,20 @@ def dropNamespace(url: str | sa.URL, namespace: str) -> None:
             connection.execute(sa.schema.DropSchema(namespace, cascade=True, if_exists=True))
     finally:
         engine.dispose()
+
+
+def registrySections(kind: str) -> Iterator[dict[str, str] | None]:
+    """Yield the ``registry`` config section of a new repository on ``kind`` (``"sqlite"``: `None`).
+
+    For a ``"postgresql"`` one, a schema of its own on the test server, dropped afterwards: the
+    body of a fixture parametrized over both databases.
+    """
+    if kind == "sqlite":
+        yield None
+        return
+    url, namespace = postgresUrl(), newNamespace()
+    yield {"db": url, "namespace": namespace}
+    dropNamespace(url, namespace)
 
 
 @dataclass(frozen=True)

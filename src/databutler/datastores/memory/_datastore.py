@@ -306,6 +306,17 @@ class InMemoryDatastore(Datastore[StoredItemInfo]):
                     dropped.append(ref)
         self._syncRegistry(dropped)
 
+    def dropWhere(self, predicate: Callable[[DatasetRef], bool]) -> int:
+        """Drop every dataset whose ref satisfies ``predicate``, as an eviction would; return how many.
+
+        The registry is told as for an eviction; no transaction undoes it. A chain calls it
+        (`ChainedDatastore.dropCachedCopies`) when copies it caches may be out of date.
+        """
+        with self._lock:
+            refs = [entry.ref for entry in self._entries.values() if predicate(entry.ref)]
+        self._dropMany(refs)
+        return len(refs)
+
     def _syncRegistry(self, refs: list[DatasetRef]) -> None:
         """Tell the registry whether this datastore holds each of ``refs`` *now*.
 

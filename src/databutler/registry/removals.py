@@ -1,0 +1,122 @@
+"""`RemovalWatch`: the dataset removal token, read beside every lookup, and who is told of a change.
+
+Dataset ids are deterministic (UUIDv5 of run, dataset type and data ID), so a dataset removed
+by one process and put again with other content by another comes back under the same id. A
+cache keyed by id (a Butler's memory tier) would then answer with the old content, though the
+registry's answer is right. So every removal of datasets replaces a token, the
+``butler_attribute`` row ``datasetRemovalVersion``, in the transaction that removes them
+(`RemovalWatch.noteRemoval`), and the lookups by data ID and by id read it *in their own
+statement* (`withRemovalVersion` adds it as a column)::
+
+    SELECT d.id, d.run_id, (SELECT value FROM butler_attribute WHERE name = ?) FROM dataset AS d ...
+
+A token other than the one last read means another process (or another registry) removed
+datasets since: the listeners (`addListener`; a Butler's drops its memory tier's copies of
+persistent datasets) run before the lookup answers. A token that this registry's own
+committed removals produced, starting from the one last read, needs nothing: the remover
+dropped its own copies. Only a found row carries the token; a lookup that finds nothing
+serves no cached content.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+
+from . import schema
+from .connections import ConnectionManager, dialectInsert
+
+__all__ = ["REMOVAL_VERSION_NAME", "RemovalWatch", "withRemovalVersion"]
+
+REMOVAL_VERSION_NAME = "datasetRemovalVersion"
+"""The ``butler_attribute`` row whose value changes (a new random token) with every removal of datasets."""
+
+_attribute = schema.attributeTable
+_VERSION = (
+    sa.select(_attribute.c.value)
+    .where(_attribute.c.name == sa.literal_column(f"'{REMOVAL_VERSION_NAME}'"))  # no parameter to bind
+    .scalar_subquery()
+    .label("removalVersion")
+)
+_READ_VERSION = sa.select(_attribute.c.value).where(_attribute.c.name == REMOVAL_VERSION_NAME)
+_S = TypeVar("_S", bound=sa.Select[Any])
+
+
+def withRemovalVersion(statement: _S) -> _S:
+    """Return ``statement`` with the removal token as its last column (NULL before any removal)."""
+    return statement.add_columns(_VERSION)  # type: ignore[return-value]
+
+
+class RemovalWatch:
+    """The removal token one registry last read, and the listeners told when it changes.
+
+    Parameters
+    ----------
+    db : ConnectionManager
+        The registry's connections; the token at construction is the first one seen.
+    """
+
+    def __init__(self, db: ConnectionManager) -> None:
+        self._db = db
+        self._lock = threading.Lock()
+        self._listeners: list[Callable[[], None]] = []
+        with db.read() as connection:
+            self.seen: str | None = connection.execute(_READ_VERSION).scalar_one_or_none()
+        """The token the last lookup read (`None`: no dataset was ever removed)."""
+
+    def addListener(self, listener: Callable[[], None]) -> None:
+        """Call ``listener()`` whenever a lookup reads a token this registry did not produce."""
+        self._listeners.append(listener)
+
+    def check(self, token: str | None) -> None:
+        """Take ``token``, read by a lookup, that differs from `seen`; run the listeners unless it is ours.
+
+        Called on the slow path only (the lookups compare with `seen` themselves).
+        """
+        with self._lock:
+            if token == self.seen:
+                return
+            ours = self._walk(self.seen) == token
+            if ours:  # forget the steps walked: they are behind us
+                step = self.seen
+                while step != token:
+                    following = self._db.cacheGet(("removalAfter", step))
+                    self._db.cacheDrop(("removalAfter", step))
+                    step = following
+            self.seen = token
+            if ours:
+                return
+            for listener in self._listeners:
+                listener()
+
+    def _walk(self, token: str | None) -> str | None:
+        """Follow this registry's own removals (committed, or in this thread's transaction) from ``token``.
+
+        Tokens are random and each is written once, so the walk has no cycle.
+        """
+        while True:
+            following = self._db.cacheGet(("removalAfter", token))
+            if following is None:
+                return token
+            token = following
+
+    def noteRemoval(self, connection: sa.Connection) -> None:
+        """Replace the token on ``connection``, in the transaction that removes datasets.
+
+        The old token is read under a row lock (SQLite's write transaction holds the whole
+        database): when it is the last one this registry saw (or produced itself since), the
+        new one is remembered as ours, from the commit on (`ConnectionManager.cachePut`).
+        """
+        old = connection.execute(_READ_VERSION.with_for_update()).scalar_one_or_none()
+        token = uuid.uuid4().hex
+        connection.execute(
+            dialectInsert(self._db, _attribute)
+            .values(name=REMOVAL_VERSION_NAME, value=token)
+            .on_conflict_do_update(index_elements=[_attribute.c.name], set_={"value": token})
+        )
+        if old == self._walk(self.seen):
+            self._db.cachePut(("removalAfter", old), token)

@@ -1,0 +1,156 @@
+"""A dataset removed elsewhere and put again under its (deterministic) id is read anew.
+
+Dataset ids are UUIDv5 of run, dataset type and data ID, so a dataset removed by another Butler
+or process and put again with other content has the same id; an open Butler's memory tier,
+keyed by id, must not answer with the old content (see registry/removals.py).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from databutler import Butler
+from databutler.datastores.chained import ChainedDatastore
+from databutler.datastores.memory import InMemoryDatastore
+from databutler.testing.registry_support import registrySections
+
+REMAKE = """
+import sys
+from databutler import Butler
+root, how = sys.argv[1], sys.argv[2]
+with Butler(root, run="run") as butler:
+    if how == "runs":
+        butler.removeRuns(["run"])
+    else:
+        butler.removeDatasets([butler.findDataset("metrics", visit=1)])
+with Butler(root, run="run") as butler:
+    butler.put({"r": "remade"}, "metrics", visit=1)
+"""
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def registryConfig(request: pytest.FixtureRequest) -> Iterator[dict[str, str] | None]:
+    yield from registrySections(request.param)
+
+
+@pytest.fixture
+def root(tmp_path: Path, registryConfig: dict[str, str] | None) -> Path:
+    root = tmp_path / "repo"
+    Butler.makeRepo(root, {"registry": registryConfig} if registryConfig else None)
+    with Butler(root, run="run") as butler:
+        butler.registerDatasetType("metrics", ("visit",), "StructuredDataDict")
+        butler.put({"r": "old"}, "metrics", visit=1)
+        butler.put({"r": "kept"}, "metrics", visit=2)
+    return root
+
+
+def memoryTier(butler: Butler) -> InMemoryDatastore:
+    assert isinstance(butler.datastore, ChainedDatastore)
+    tier = butler.datastore.datastores[0]
+    assert isinstance(tier, InMemoryDatastore)
+    return tier
+
+
+def test_another_butlers_removal_and_new_put_is_read_by_data_id_and_by_ref(root: Path) -> None:
+    with Butler(root, run="run") as reader, Butler(root, run="run") as other:
+        ref = reader.findDataset("metrics", visit=1)
+        assert ref is not None and reader.get("metrics", visit=1) == {"r": "old"}
+        assert ref in memoryTier(reader)  # read through into memory: the copy that went stale
+        other.removeDatasets([ref])
+        remade = other.put({"r": "new"}, "metrics", visit=1)
+        assert remade.id == ref.id  # the same deterministic id
+        assert reader.get("metrics", visit=1) == {"r": "new"}
+        assert reader.get(ref) == {"r": "new"}
+        assert reader.get("metrics", visit=2) == {"r": "kept"}
+
+
+def test_a_removal_by_ref_alone_is_seen_by_get_of_the_ref(root: Path) -> None:
+    with Butler(root, run="run") as reader, Butler(root, run="run") as other:
+        ref = reader.findDataset("metrics", visit=1)
+        assert ref is not None and reader.get(ref) == {"r": "old"}
+        other.removeDatasets([ref])
+        other.put({"r": "new"}, "metrics", visit=1)
+        assert reader.get(ref) == {"r": "new"}  # the first lookup after the removal is by id
+
+
+@pytest.mark.parametrize("how", ["runs", "datasets"])
+def test_another_process_removal_and_new_put_is_read(root: Path, how: str) -> None:
+    with Butler(root, run="run") as reader:
+        ref = reader.findDataset("metrics", visit=1)
+        assert ref is not None and reader.get(ref) == {"r": "old"}
+        subprocess.run([sys.executable, "-c", REMAKE, str(root), how], check=True, timeout=120)
+        assert reader.get(ref) == {"r": "remade"}
+        if how == "datasets":  # (a removed run made again has a new run id: see the report)
+            assert reader.get("metrics", visit=1) == {"r": "remade"}
+    with Butler(root, run="run") as fresh:
+        assert fresh.get(ref) == {"r": "remade"}
+
+
+def test_a_butlers_own_removal_keeps_its_other_copies_in_memory(root: Path) -> None:
+    with Butler(root, run="run") as butler:
+        first = butler.findDataset("metrics", visit=1)
+        kept = butler.findDataset("metrics", visit=2)
+        assert first is not None and kept is not None
+        butler.get(first), butler.get(kept)
+        tier = memoryTier(butler)
+        assert kept in tier
+        for _ in range(3):  # removals one after another, with no lookup between them
+            butler.removeDatasets([butler.findDataset("metrics", visit=1)])
+            butler.put({"r": "again"}, "metrics", visit=1)
+        assert butler.get("metrics", visit=1) == {"r": "again"}
+        assert kept in tier  # its own removals did not empty the memory tier
+        with Butler(root, run="run") as other:
+            other.removeDatasets([other.findDataset("metrics", visit=1)])
+        assert butler.findDataset("metrics", visit=2) == kept
+        assert kept not in tier  # another's removal did: the copy is read from the file next time
+        assert butler.get(kept) == {"r": "kept"}
+
+
+def test_a_rolled_back_removal_then_anothers_removal_is_still_seen(root: Path) -> None:
+    with Butler(root, run="run") as butler, Butler(root, run="run") as other:
+        ref = butler.findDataset("metrics", visit=1)
+        assert ref is not None and butler.get(ref) == {"r": "old"}
+        with pytest.raises(RuntimeError), butler.transaction():
+            butler.removeDatasets([ref])
+            raise RuntimeError("undo")
+        assert butler.get(ref) == {"r": "old"}
+        other.removeDatasets([ref])
+        other.put({"r": "new"}, "metrics", visit=1)
+        assert butler.get(ref) == {"r": "new"}
+
+
+def test_a_read_only_butler_drops_its_copies_without_writing(root: Path) -> None:
+    with Butler(root, writeable=False, collections=["run"]) as reader, Butler(root, run="run") as other:
+        ref = reader.findDataset("metrics", visit=1)
+        assert ref is not None and reader.get(ref) == {"r": "old"}
+        other.removeDatasets([ref, other.findDataset("metrics", visit=2)])
+        other.put({"r": "new"}, "metrics", visit=1)
+        assert reader.get("metrics", visit=1) == {"r": "new"}
+        assert not reader.exists("metrics", visit=2)
+
+
+def test_a_butler_searching_every_run_reads_anew_too(root: Path) -> None:
+    with Butler(root) as reader, Butler(root, run="run") as other:
+        assert reader.get("metrics", visit=1) == {"r": "old"}
+        other.removeDatasets([other.findDataset("metrics", visit=1)])
+        other.put({"r": "new"}, "metrics", visit=1)
+        assert reader.get("metrics", visit=1) == {"r": "new"}
+
+
+@pytest.mark.parametrize("many", [False, True])
+def test_a_put_after_anothers_removal_replaces_the_cached_copy(root: Path, many: bool) -> None:
+    with Butler(root, run="run") as butler, Butler(root, run="run") as other:
+        ref = butler.findDataset("metrics", visit=1)
+        assert ref is not None and butler.get(ref) == {"r": "old"}
+        other.removeDatasets([ref])
+        if many:
+            (put,) = butler.putMany([({"r": "mine"}, ref)])  # the ref keeps its id
+        else:
+            put = butler.put({"r": "mine"}, "metrics", visit=1)
+        assert put.id == ref.id
+        assert butler.get(ref) == {"r": "mine"} and other.get(ref) == {"r": "mine"}
