@@ -25,6 +25,7 @@ from databutler import (
     Butler,
     DatabaseValueError,
     DataIdError,
+    ExportError,
     InvalidQueryError,
     ManifestError,
 )
@@ -310,3 +311,34 @@ def test_a_mistyped_plain_name_is_an_error_not_an_empty_result(
     ):
         result = CliRunner().invoke(cli, pattern)  # a pattern that matches nothing is an empty answer
         assert result.exit_code == 0 and result.output.startswith("0 "), result.output
+
+
+@pytest.mark.parametrize(
+    ("exportFormat", "transfer"), [("zip", "copy"), ("zip", "hardlink"), ("directory", "copy")]
+)
+def test_an_import_bigger_than_the_free_disk_is_refused_before_any_byte_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exportFormat: str, transfer: str
+) -> None:
+    Butler.makeRepo(tmp_path / "source")
+    with Butler(tmp_path / "source", run="night1") as source:
+        source.registerDatasetType("metrics", ("visit",), "StructuredDataDict")
+        refs = [source.put({"v": "x" * 100}, "metrics", visit=visit) for visit in range(3)]
+        where = tmp_path / ("export.zip" if exportFormat == "zip" else "export")
+        source.export(where, refs, format=exportFormat)
+    Butler.makeRepo(tmp_path / "target")
+    real = shutil.disk_usage
+
+    def fewBytesFree(path: Any) -> Any:
+        return real(path)._replace(free=200)  # less than the three files' 300-odd bytes
+
+    monkeypatch.setattr("databutler.export.importing.shutil.disk_usage", fewBytesFree)
+    with Butler(tmp_path / "target", run="other") as target:
+        with pytest.raises(ExportError, match="200 free; nothing was imported"):
+            target.import_(where, transfer=transfer)
+        assert target.registry.queryDatasetTypes() == []
+    assert sorted(p.name for p in (tmp_path / "target").iterdir() if not p.name.startswith("registry")) == [
+        "butler.yaml"
+    ]
+    monkeypatch.undo()
+    with Butler(tmp_path / "target", run="other") as target:
+        assert len(target.import_(where, transfer=transfer).imported) == 3

@@ -103,6 +103,7 @@ def importDatasets(
         for collection in manifest.collections:
             if collection["type"] == "RUN":
                 checkRunName(collection["name"])
+        _checkSpace(butler, store, export, [f for i in fresh for f in manifest.datasets[i].files], transfer)
         for index in fresh:
             export.checkFile(manifest.datasets[index].files)
         with butler.transaction():
@@ -129,6 +130,25 @@ def importDatasets(
                 store.ingestVerified(items, export.transferFor(transfer))
                 result.imported = stored
     return result
+
+
+def _checkSpace(
+    butler: Butler, store: FileDatastore, export: _Export, files: list[ExportedFile], transfer: str
+) -> None:
+    """Refuse an import whose files (as their manifest sizes them) cannot fit on the datastore's disk.
+
+    Files from a zip are extracted, and a copy writes every byte: checked first, a zip whose
+    entries claim terabytes (a zip bomb) is refused before it fills the disk instead of after.
+    """
+    if not store.files.isLocal or not (isinstance(export, _ZipExport) or transfer in ("copy", "auto")):
+        return
+    needed = sum(f.fileSize for f in files)
+    free = shutil.disk_usage(store.files.rootPath).free
+    if needed > free:
+        raise ExportError(
+            f"Cannot import {export.where}: its files need {needed} bytes, but the disk of "
+            f"{str(butler.root)!r} has {free} free; nothing was imported."
+        )
 
 
 def _checkUniqueIds(refs: list[DatasetRef], where: str) -> None:
