@@ -18,7 +18,7 @@ the same run and each adding to the one before: the link alone (the floor), + th
 hashing read, + the three rows (the work floor), and instead of the minimal schema the five rows
 a repository really holds (its dataset, two dimension rows, its file record, its location) in a
 new repository's own tables, with their indexes, foreign keys and the registry's pragmas, written
-with raw sqlite3 ("repository rows floor"). What ingest takes beyond that last piece is
+with raw sqlite3 in the order of the tables' keys ("repository rows floor"). What ingest takes beyond that last piece is
 databutler's own Python; what the last piece takes beyond 3x the floor is the part of the target
 no Python can win back on that file system. The script prints tables and asserts nothing. Usage:
 ``python benchmarks/bench_ingest.py [--quick] [--n N] [--dir FOLDER] [--rounds R]``.
@@ -218,8 +218,8 @@ def _insertRepositoryRows(
 ) -> None:
     datasets, dimensions, records, locations = [], [], [], []
     now = time.time()
-    for i, (_, size, checksum) in enumerate(hashed):
-        ident = uuid.uuid4()
+    idents = sorted((uuid.uuid4() for _ in hashed), key=lambda ident: ident.int)  # in the tables' key order
+    for i, ((_, size, checksum), ident) in enumerate(zip(hashed, idents, strict=True)):
         visit, detector = i // 100, i % 100
         datasets.append((ident.hex, typeId, runId, f'{{"detector":{detector},"visit":{visit}}}'))
         dimensions.append((ident.hex, "detector", detector))

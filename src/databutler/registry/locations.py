@@ -7,6 +7,7 @@ holding it; a dataset's removal deletes its rows too (by cascade, and by `Datase
 
 from __future__ import annotations
 
+import operator
 import uuid
 from collections.abc import Iterable
 
@@ -30,6 +31,7 @@ _HELD_LOCATIONS = sa.select(_location.c.datasetId).where(
     _location.c.datasetId.in_(sa.bindparam("ids", expanding=True)),
 )
 _LOCATION_KEYS = ("datasetId", "datastoreName")
+_UUID_INT = operator.attrgetter("int")
 _GET_LOCATIONS = sa.select(_location.c.datastoreName).where(_location.c.datasetId == sa.bindparam("id"))
 
 
@@ -53,6 +55,8 @@ class LocationManager:
         ids = list(dict.fromkeys(ref.id for ref in refs))
         if not ids:
             return
+        if self._db.isSqlite:  # in the order of its primary key's B-tree, as datasets are added
+            ids.sort(key=_UUID_INT)
         rows = [(i, datastoreName) for i in ids]
         try:
             with self._db.write(atomic=len(rows) == 1) as connection:
