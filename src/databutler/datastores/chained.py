@@ -103,7 +103,7 @@ class _ChainRelay:
 
     def addDatasetLocations(self, datastoreName: str, refs: Iterable[DatasetRef]) -> None:
         putting = self.putting
-        new = [ref for ref in refs if ref != putting]
+        new = list(refs) if putting is None else [ref for ref in refs if ref != putting]
         for child in self.chain.datastores:
             if not new:
                 return

@@ -260,6 +260,7 @@ class DatasetManager:
             if ref.run is None:
                 raise MissingRunError(f"Dataset {ref} has no run; the registry keeps every dataset in a run.")
             groups.setdefault((ref.datasetType.name, ref.run), []).append(ref)
+        replaced = False
         with self._db.write():
             for (_, run), group in groups.items():
                 typeId, datasetType = self.types.resolveParentType(group[0].datasetType, "add")
@@ -269,8 +270,11 @@ class DatasetManager:
                     normalized, text = encoder.encode(ref.dataId)
                     if normalized is not ref.dataId and normalized != ref.dataId:
                         group[index] = DatasetRef._trusted(datasetType, normalized, ref.id, ref.run)
+                        replaced = True
                     encoded.append(text)
                 self._insertDatasets(typeId, self.types.runId(run), group, encoded)
+        if not replaced:  # every ref stored as it was given
+            return refList
         stored = {ref.id: ref for group in groups.values() for ref in group}
         return [stored[ref.id] for ref in refList]
 

@@ -210,6 +210,28 @@ class RegistryTests(RegistryTransactionTests):
         # ids the registry makes are time-ordered (version 7) UUIDs, all different
         assert {r.id.version for r in refs} == {7} and len({r.id for r in refs}) == 5
 
+    def testAddDatasetRefsCoercesOnlyWhatNeedsIt(self, registry: Registry) -> None:
+        """Check that addDatasetRefs returns the refs in order, each as given unless its data ID was coerced."""
+        rawType = makeDatasetType("rawByInstrument", ("instrument", "detector"), "StructuredDataDict")
+        registry.registerDatasetType(rawType)
+        for run in ("runA", "runB"):
+            registry.registerRun(run)
+        refs = [
+            DatasetRef(rawType, {"instrument": "Cam", "detector": 1}, run="runA"),
+            DatasetRef(rawType, {"instrument": 7, "detector": 1}, run="runB"),  # an int for a str dimension
+            DatasetRef(rawType, {"instrument": "Cam", "detector": 2}, run="runB"),
+            DatasetRef(rawType, {"instrument": "Cam", "detector": 3}, run="runA"),
+        ]
+        added = registry.addDatasetRefs(refs)
+        assert [ref.id for ref in added] == [ref.id for ref in refs]
+        assert [added[i] is refs[i] for i in range(4)] == [True, False, True, True]
+        assert dict(added[1].dataId) == {"instrument": "7", "detector": 1} and added[1].run == "runB"
+        found = registry.findDataset(rawType, {"instrument": "7", "detector": 1}, "runB")
+        assert found is not None and found.id == refs[1].id
+        assert {ref.id for ref in registry.queryDatasets("rawByInstrument", ["runA", "runB"])} == {
+            ref.id for ref in refs
+        }
+
     def testAddDatasetRefsKeepsIds(self, filled: Registry, tmp_path: Path) -> None:
         """Check that addDatasetRefs copies refs with their ids into another registry."""
         refs = filled.addDatasets("calexp", [{"visit": v, "detector": 1} for v in range(3)], "run1")
