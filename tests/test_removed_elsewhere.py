@@ -17,6 +17,7 @@ import pytest
 from databutler import Butler
 from databutler.datastores.chained import ChainedDatastore
 from databutler.datastores.memory import InMemoryDatastore
+from databutler.exceptions import MissingRunError
 from databutler.testing.registry_support import registrySections
 
 REMAKE = """
@@ -84,9 +85,8 @@ def test_another_process_removal_and_new_put_is_read(root: Path, how: str) -> No
         ref = reader.findDataset("metrics", visit=1)
         assert ref is not None and reader.get(ref) == {"r": "old"}
         subprocess.run([sys.executable, "-c", REMAKE, str(root), how], check=True, timeout=120)
+        assert reader.get("metrics", visit=1) == {"r": "remade"}  # a run made again: its new id is read
         assert reader.get(ref) == {"r": "remade"}
-        if how == "datasets":  # (a removed run made again has a new run id: see the report)
-            assert reader.get("metrics", visit=1) == {"r": "remade"}
     with Butler(root, run="run") as fresh:
         assert fresh.get(ref) == {"r": "remade"}
 
@@ -154,3 +154,15 @@ def test_a_put_after_anothers_removal_replaces_the_cached_copy(root: Path, many:
             put = butler.put({"r": "mine"}, "metrics", visit=1)
         assert put.id == ref.id
         assert butler.get(ref) == {"r": "mine"} and other.get(ref) == {"r": "mine"}
+
+
+def test_a_run_removed_and_made_again_elsewhere_is_found_by_data_id(root: Path) -> None:
+    with Butler(root, run="run") as reader, Butler(root) as other:
+        assert reader.get("metrics", visit=2) == {"r": "kept"}
+        other.removeRuns(["run"])
+        with pytest.raises(MissingRunError):  # as a Butler opened now says
+            reader.findDataset("metrics", visit=2)
+        other.registry.registerRun("run")
+        other.put({"r": "back"}, "metrics", visit=2, run="run")
+        assert reader.get("metrics", visit=2) == {"r": "back"}
+        assert reader.queryDatasets("metrics", collections="run").count() == 1

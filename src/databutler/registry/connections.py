@@ -688,6 +688,15 @@ class ConnectionManager:
         with self._lock:
             self._committed.pop(key, None)
 
+    def cacheDropKind(self, kind: str) -> None:
+        """Forget everything cached under a key ``(kind, ...)`` (the ids of every run, say)."""
+        for layer in self._state.layers:
+            for key in [k for k in layer if isinstance(k, tuple) and k and k[0] == kind]:
+                del layer[key]
+        with self._lock:
+            for key in [k for k in self._committed if isinstance(k, tuple) and k and k[0] == kind]:
+                del self._committed[key]
+
     def dispose(self) -> None:
         """Close every connection: the pooled ones and every thread's read connection."""
         with self._lock:

@@ -65,14 +65,24 @@ _dataset = schema.datasetTable
 _INSERT_DATASETS = sa.insert(_dataset)
 _INSERT_DIMENSIONS = sa.insert(schema.datasetDimensionTable)
 _DATASET_KEYS = ("id", "datasetTypeId", "runId", "dataId")
-# The lookups by data ID and by id read the removal token in the same statement (removals.py).
-_FIND_IN_RUN = withRemovalVersion(
-    sa.select(_dataset.c.id, _dataset.c.runId).where(
-        _dataset.c.datasetTypeId == sa.bindparam("typeId"),
-        _dataset.c.dataId == sa.bindparam("dataId"),
-        _dataset.c.runId == sa.bindparam("runId"),
+_ONE_ROW = sa.select(sa.literal_column("1").label("one")).subquery("one")
+
+
+def _lookupInRuns(runs: sa.ColumnElement[bool]) -> sa.Select[Any]:
+    """Return the lookup of one data ID in ``runs``, with the removal token (removals.py) beside.
+
+    A row per dataset found, or one of NULLs beside the token when none is: a miss reads the
+    token too, so that a run removed elsewhere (and made again, with a new id) is noticed.
+    """
+    matches = sa.and_(
+        _dataset.c.datasetTypeId == sa.bindparam("typeId"), _dataset.c.dataId == sa.bindparam("dataId"), runs
     )
-)
+    return withRemovalVersion(
+        sa.select(_dataset.c.id, _dataset.c.runId).select_from(_ONE_ROW.outerjoin(_dataset, matches))
+    )
+
+
+_FIND_IN_RUN = _lookupInRuns(_dataset.c.runId == sa.bindparam("runId"))
 _FIND_IN_RUNS: dict[int, sa.Select[Any]] = {}
 """The lookup in ``n`` runs, by ``n``: a statement of fixed shape runs on the driver path."""
 
@@ -80,12 +90,8 @@ _FIND_IN_RUNS: dict[int, sa.Select[Any]] = {}
 def _findInRuns(count: int) -> sa.Select[Any]:
     """Return the SELECT of one data ID in ``count`` runs (parameters ``run0``, ``run1``...)."""
     if count not in _FIND_IN_RUNS:
-        _FIND_IN_RUNS[count] = withRemovalVersion(
-            sa.select(_dataset.c.id, _dataset.c.runId).where(
-                _dataset.c.datasetTypeId == sa.bindparam("typeId"),
-                _dataset.c.dataId == sa.bindparam("dataId"),
-                _dataset.c.runId.in_([sa.bindparam(f"run{i}") for i in range(count)]),
-            )
+        _FIND_IN_RUNS[count] = _lookupInRuns(
+            _dataset.c.runId.in_([sa.bindparam(f"run{i}") for i in range(count)])
         )
     return _FIND_IN_RUNS[count]
 
@@ -198,6 +204,7 @@ class DatasetManager:
         self._statements = StatementCache()
         self.removals = RemovalWatch(db)
         """The removal token lookups read; its listeners hear of other registries' removals."""
+        self.removals.addListener(types.forgetRunIds)  # a removed run may be made again: a new id
         self._chainSearches = ChainSearches(db, types, self.removals)
         self._refEncoders: dict[DatasetType, RefDataIdEncoder] = {}
 
@@ -404,16 +411,14 @@ class DatasetManager:
                 params = {"typeId": typeId, "dataId": text} | {f"run{i}": r for i, r in enumerate(runIds)}
                 rows = self._db.selectRows(connection, _findInRuns(len(runIds)), params)
             else:
-                statement = withRemovalVersion(
-                    sa.select(_dataset.c.id, _dataset.c.runId).where(
-                        _dataset.c.datasetTypeId == typeId,
-                        _dataset.c.dataId == text,
-                        _dataset.c.runId.in_(runIds),
-                    )
-                )
-                rows = [tuple(row) for row in connection.execute(statement)]
-        if rows and rows[0][2] != self.removals.seen:
-            self.removals.check(rows[0][2])  # another registry removed datasets: caches are told first
+                statement = _lookupInRuns(_dataset.c.runId.in_(runIds))
+                rows = [
+                    tuple(row) for row in connection.execute(statement, {"typeId": typeId, "dataId": text})
+                ]
+        if rows[0][2] != self.removals.seen:  # another registry removed datasets: caches are told first
+            self.removals.check(rows[0][2])
+            if rows[0][0] is None and self.types.refreshRunIds(runs):  # a run removed and made again
+                return self.findDataset(datasetTypeOrName, dataId, collections, timespan=timespan)
         found = {runId: ident for ident, runId, _ in rows}
         for name, runId in runs.items():
             if runId in found:
@@ -451,9 +456,9 @@ class DatasetManager:
                 if entry.type == CollectionType.RUN:
                     params = {"typeId": typeId, "dataId": text, "runId": entry.id}
                     found = self._db.selectRows(connection, _FIND_IN_RUN, params)
-                    if found:
-                        if found[0][2] != self.removals.seen:
-                            self.removals.check(found[0][2])
+                    if found[0][2] != self.removals.seen:
+                        self.removals.check(found[0][2])
+                    if found[0][0] is not None:
                         return DatasetRef._trusted(datasetType, normalized, found[0][0], entry.name)
                     continue
                 if entry.type == CollectionType.CALIBRATION and validity is None:
@@ -945,6 +950,11 @@ class DatasetManager:
                 for table in (schema.datasetLocationTable, schema.datasetDimensionTable):
                     connection.execute(sa.delete(table).where(table.c.datasetId.in_(chunk)))
                 connection.execute(sa.delete(schema.datasetTable).where(schema.datasetTable.c.id.in_(chunk)))
+
+    def noteRunRemoval(self) -> None:
+        """Replace the removal token in the transaction that removes a run (see `removals`)."""
+        with self._db.write() as connection:
+            self.removals.noteRemoval(connection)
 
     def addRemovalListener(self, listener: Callable[[], None]) -> None:
         """Call ``listener()`` when a lookup sees another registry's removals (`Registry.addRemovalListener`)."""

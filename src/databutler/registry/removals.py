@@ -8,14 +8,16 @@ registry's answer is right. So every removal of datasets replaces a token, the
 (`RemovalWatch.noteRemoval`), and the lookups by data ID and by id read it *in their own
 statement* (`withRemovalVersion` adds it as a column)::
 
-    SELECT d.id, d.run_id, (SELECT value FROM butler_attribute WHERE name = ?) FROM dataset AS d ...
+    SELECT d.id, d.run_id, (SELECT value FROM butler_attribute WHERE name = '...') FROM ...
 
 A token other than the one last read means another process (or another registry) removed
 datasets since: the listeners (`addListener`; a Butler's drops its memory tier's copies of
 persistent datasets) run before the lookup answers. A token that this registry's own
 committed removals produced, starting from the one last read, needs nothing: the remover
-dropped its own copies. Only a found row carries the token; a lookup that finds nothing
-serves no cached content.
+dropped its own copies. Removing a run replaces the token too, and a lookup by data ID in
+runs returns it even when it finds nothing (one row of NULLs beside it): a registry that
+caches the id of a run removed elsewhere, perhaps made again under its name with a new id,
+forgets its run ids (`DatasetTypeManager.forgetRunIds`) and looks again.
 """
 
 from __future__ import annotations

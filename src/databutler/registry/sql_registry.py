@@ -638,7 +638,14 @@ class SqlRegistry(Registry):
                 break
             self.datasets.removeDatasets(chunk)
             removed += len(chunk)
-        self.datasetTypes.removeRun(name, lambda runId: len(self.datasets.someDatasetsInRun(name, 1)))
+
+        def leftInRun(runId: int) -> int:  # in the run's removal transaction
+            left = len(self.datasets.someDatasetsInRun(name, 1))
+            if not left:  # another registry's cached id of the run goes stale: tell it
+                self.datasets.noteRunRemoval()
+            return left
+
+        self.datasetTypes.removeRun(name, leftInRun)
         return removed
 
     @override

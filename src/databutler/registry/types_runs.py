@@ -350,6 +350,11 @@ class DatasetTypeManager:
             self._db.cacheDrop(("runId", runId))
         return bool(stale)
 
+    def forgetRunIds(self) -> None:
+        """Forget every cached run id: another registry removed runs, perhaps made again under their names."""
+        self._db.cacheDropKind("run")
+        self._db.cacheDropKind("runId")
+
     def resolveSearch(self, collections: str | Sequence[str]) -> list[SearchEntry]:
         """Return the collections searched for ``collections``, in order, chains flattened.
 
