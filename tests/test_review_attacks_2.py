@@ -342,3 +342,16 @@ def test_an_import_bigger_than_the_free_disk_is_refused_before_any_byte_is_writt
     monkeypatch.undo()
     with Butler(tmp_path / "target", run="other") as target:
         assert len(target.import_(where, transfer=transfer).imported) == 3
+
+
+def test_query_data_ids_takes_a_where_mapping_as_query_datasets_does(butler: Butler) -> None:
+    assert butler.queryDataIds("visit", where={"visit": [100, 102]}) == [{"visit": 100}, {"visit": 102}]
+    assert butler.queryDataIds("visit", where={"visit.band": "g", "detector": 1}) == [{"visit": 102}]
+    assert butler.queryDataIds("visit", where={"instrument": "HSC'; DROP TABLE dataset; --"}) == []
+    with pytest.raises(ArgumentTypeError, match="keys are dimension names"):
+        butler.queryDataIds("visit", where={"visit = 1 OR visit": 2})
+    with pytest.raises(ArgumentTypeError, match="takes where as an expression"):
+        butler.registry.queryDataIds("visit", where={"visit": 100})  # type: ignore[arg-type]
+    with pytest.raises(ArgumentTypeError, match="give a data ID mapping as dataId="):
+        butler.registry.queryDimensionRecords("visit", where={"visit": 100})  # type: ignore[arg-type]
+    assert len(butler.queryDatasets("raw")) == 4

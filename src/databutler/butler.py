@@ -11,6 +11,7 @@ from __future__ import annotations
 import fnmatch
 import logging
 import os
+import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -1150,7 +1151,7 @@ class Butler:
     def queryDataIds(
         self,
         dimensions: str | Sequence[str],
-        where: str | None = None,
+        where: str | Mapping[str, Any] | None = None,
         bind: Mapping[str, Any] | None = None,
         *,
         datasets: str | DatasetType | Sequence[str | DatasetType] | None = None,
@@ -1161,6 +1162,8 @@ class Butler:
         See `SqlRegistry.queryDataIds`; collections default to the Butler's (or every run).
         """
         _checkQueryArguments(where, bind, None, None)
+        if isinstance(where, Mapping):  # as queryDatasets takes it: {"visit": [1, 2], "detector": 3}
+            where, bind = _mappingWhere(where, bind)
         searched = self._lookup.collectionsFor(collections) or None
         return self.registry.queryDataIds(
             dimensions, where, bind=bind, datasets=datasets, collections=searched
@@ -1249,6 +1252,31 @@ def _withKeywords(
         merged[name] = value
         terms.append(f"{key} IN (:{name})" if isinstance(value, list | tuple | set) else f"{key} = :{name}")
     return " AND ".join(terms), merged
+
+
+def _mappingWhere(
+    where: Mapping[Any, Any], bind: Mapping[str, Any] | None
+) -> tuple[str | None, Mapping[str, Any] | None]:
+    """Return a ``where`` mapping as an expression, its values as bind parameters (never in the text)."""
+    for key in where:
+        if not isinstance(key, str) or _NAME.fullmatch(key) is None:
+            raise ArgumentTypeError(
+                f"A where mapping's keys are dimension names (or record fields such as 'visit.band'), not {key!r:.80}."
+            )
+    if not where:
+        return None, bind
+    merged = dict(bind or {})
+    terms = []
+    for index, (key, value) in enumerate(where.items()):
+        name = f"_where_{index}"
+        merged[name] = list(value) if isinstance(value, tuple | set | frozenset) else value
+        terms.append(
+            f"{key} IN (:{name})" if isinstance(value, list | tuple | set | frozenset) else f"{key} = :{name}"
+        )
+    return " AND ".join(terms), merged
+
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z_0-9]*(\.[A-Za-z_][A-Za-z_0-9]*)?")
 
 
 def _ordered(refs: list[DatasetRef], orderBy: list[str]) -> list[DatasetRef]:

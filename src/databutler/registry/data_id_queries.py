@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from ..dataset_type import DatasetType
 from ..dimensions import DimensionUniverse
-from ..exceptions import InvalidQueryError
+from ..exceptions import ArgumentTypeError, InvalidQueryError
 from . import schema
 from .associations import SearchEntry
 from .collections import CollectionType
@@ -80,6 +80,11 @@ class DataIdQueryManager:
         One statement over the datasets of the types queried, or over one dimension's records
         when ``where`` is on them alone (`_fromRecords`).
         """
+        if where is not None and not isinstance(where, str):
+            raise ArgumentTypeError(
+                f'queryDataIds takes where as an expression (a str such as "visit > 100"), not '
+                f"{type(where).__name__} {where!r:.80} (Butler.queryDataIds also takes a mapping)."
+            )
         names = (dimensions,) if isinstance(dimensions, str) else tuple(dimensions)
         if not names:
             raise InvalidQueryError(

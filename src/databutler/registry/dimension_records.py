@@ -16,7 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from ..dimensions import DimensionRecord, DimensionUniverse, Timespan
-from ..exceptions import ConflictingRecordError, DataIdError, InvalidQueryError
+from ..exceptions import ArgumentTypeError, ConflictingRecordError, DataIdError, InvalidQueryError
 from . import schema
 from .connections import ConnectionManager, dialectInsert
 from .queries import ResolvedColumn, compileExpression, parseExpression, timeToNanoseconds
@@ -243,6 +243,11 @@ class DimensionRecordStorage:
         table = self._table(element)
         statement = sa.select(table).order_by(*(table.c[key] for key in self.universe.requiredKeys(element)))
         resolver = RecordColumns(self.universe, element, table)
+        if where is not None and not isinstance(where, str):
+            raise ArgumentTypeError(
+                f"queryDimensionRecords takes where as an expression (a str such as \"band = 'r'\"), not "
+                f"{type(where).__name__} {where!r:.80}; give a data ID mapping as dataId=."
+            )
         if where:
             statement = statement.where(compileExpression(where, parseExpression(where), resolver, bind))
         for key, value in (dataId or {}).items():
