@@ -315,3 +315,5 @@ def test_sorted_positions_put_ints_before_strs_when_a_key_holds_both() -> None:
     assert positions == sorted(range(len(dataIds)), key=key)
     plain = [{"a": a, "b": b} for a in (3, 1, 2) for b in (2, 1)]
     assert DatasetManager._sortedPositions(plain, [1] * 6, {"r": 1}) == [3, 2, 5, 4, 1, 0]
+    constant = [{"a": 7, "b": "HSC", "c": c} for c in (3, 1, 2)] + [{"a": 5, "b": "HSC", "c": 9}]
+    assert DatasetManager._sortedPositions(constant, [2, 1, 2, 1], {"one": 1, "two": 2}) == [3, 1, 2, 0]

@@ -15,6 +15,7 @@ import json
 import operator
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from itertools import repeat
 from types import MappingProxyType
 from typing import Any
 
@@ -146,6 +147,11 @@ def _oneCollection() -> Iterator[None]:
 
 
 _FIRST, _SECOND, _THIRD = map(operator.itemgetter, range(3))
+
+
+def _allSame(values: list[Any]) -> bool:
+    """Return whether the non-empty ``values`` are all equal (one pass in C, no set built)."""
+    return values.count(values[0]) == len(values)
 
 
 def _asUuid(value: Any) -> uuid.UUID:
@@ -614,11 +620,12 @@ class DatasetManager:
         ids, runIds = list(map(_FIRST, rows)), list(map(_SECOND, rows))
         dataIds: list[dict[str, Any]] = json.loads("[" + ",".join(map(_THIRD, rows)) + "]")
         names = {runId: name for name, runId in runs.items()}
+        count = len(runIds)
         refs = DatasetRef._trustedMany(
             datasetType,
             list(map(MappingProxyType, dataIds)),
             _uuidsFromHex(ids) if self._db.isSqlite else list(map(_asUuid, ids)),
-            map(names.__getitem__, runIds),
+            repeat(names[runIds[0]], count) if _allSame(runIds) else map(names.__getitem__, runIds),
         )
         if not sortedBySql:
             positions = self._sortedPositions(dataIds, runIds, runs)
@@ -629,24 +636,26 @@ class DatasetManager:
 
     @staticmethod
     def _sortedPositions(
-        dataIds: list[dict[str, Any]], runIds: Sequence[int], runs: dict[str, int]
+        dataIds: list[dict[str, Any]], runIds: list[int], runs: dict[str, int]
     ) -> list[int]:
         """Return the row positions in the order of run rank, then data ID (values in key order).
 
-        One stable sort per key, from the last key to the first, then by run rank only if the
-        rows come from more than one run (least significant first, as a radix sort goes): each
-        pass compares plain ints or strs, which ``list.sort`` does by code specialized for the
-        type, 1.3-1.5 times as fast as comparing tuples of the values (at 1,000 and 10,000 rows).
+        One stable sort per key that holds more than one value, from the last key to the first,
+        then by run rank only if the rows come from more than one run (least significant first,
+        as a radix sort goes): each pass compares plain ints or strs, which ``list.sort`` does
+        by code specialized for the type, 1.3-1.5 times as fast as comparing tuples of the
+        values (at 1,000 and 10,000 rows).
         """
         positions = list(range(len(dataIds)))
         try:
             for key in reversed(list(dataIds[0])):
                 column = list(map(operator.itemgetter(key), dataIds))
-                positions.sort(key=column.__getitem__)
+                if not _allSame(column):  # such as the one instrument of most queries
+                    positions.sort(key=column.__getitem__)
         except TypeError:  # one dimension holds both ints and strs (no declared type): ints first
             mixed = [_sortKey(d) for d in dataIds]
             positions = sorted(range(len(dataIds)), key=mixed.__getitem__)
-        if len(set(runIds)) > 1:
+        if not _allSame(runIds):
             order = {runId: index for index, runId in enumerate(runs.values())}
             ranks = [order[r] for r in runIds]
             positions.sort(key=ranks.__getitem__)
