@@ -635,9 +635,7 @@ class DatasetManager:
         return refs
 
     @staticmethod
-    def _sortedPositions(
-        dataIds: list[dict[str, Any]], runIds: list[int], runs: dict[str, int]
-    ) -> list[int]:
+    def _sortedPositions(dataIds: list[dict[str, Any]], runIds: list[int], runs: dict[str, int]) -> list[int]:
         """Return the row positions in the order of run rank, then data ID (values in key order).
 
         One stable sort per key that holds more than one value, from the last key to the first,
