@@ -456,6 +456,51 @@ def test_direct_refuses_a_file_inside_the_root_and_a_changed_file_fails_verify(
     assert script.verifyDatasets(butler.root).missing == [stored]
 
 
+@pytest.mark.parametrize("mode", ["move", "symlink", "relsymlink", "link", "direct"])
+@pytest.mark.parametrize(
+    "which", ["butler.yaml", "a stored file", "through a folder link", "through a file link"]
+)
+def test_a_source_the_datastore_owns_is_refused_where_it_would_be_lost(
+    butler: Butler, tmp_path: Path, mode: str, which: str
+) -> None:
+    """``move`` would delete a file under the root; a symbolic link or ``direct`` would rest on it."""
+    kept = butler.put({"v": 0}, "metrics", visit=0)
+    stored = Path(butler.getUri(kept).removeprefix("file://"))
+    if which == "butler.yaml":
+        source = butler.root / "butler.yaml"
+    elif which == "a stored file":
+        source = stored
+    elif which == "through a folder link":
+        (tmp_path / "into").symlink_to(stored.parent, target_is_directory=True)
+        source = tmp_path / "into" / stored.name
+    else:
+        (tmp_path / "link.json").symlink_to(stored)
+        source = tmp_path / "link.json"
+    before = source.read_bytes()
+    if mode == "move" and which == "through a file link":  # only the link is deleted: allowed
+        (moved,) = butler.ingest(FileDataset(source, ref(butler, 1)), transfer=mode)
+        assert not source.is_symlink() and butler.get(moved) == {"v": 0}
+    else:
+        with pytest.raises(IngestError, match="inside the root"):
+            butler.ingest(FileDataset(source, ref(butler, 1)), transfer=mode)
+        assert source.read_bytes() == before
+        assert not butler.exists("metrics", visit=1)
+    with Butler(butler.root, writeable=False, collections=["raw"]) as fresh:
+        assert fresh.get(kept) == {"v": 0}
+    assert script.verifyDatasets(butler.root).isOk
+
+
+@pytest.mark.parametrize("mode", ["copy", "hardlink"])
+def test_a_file_under_the_root_can_be_copied_or_hardlinked_in(butler: Butler, mode: str) -> None:
+    """What the refusal above suggests works, and leaves the file the datastore owns as it was."""
+    kept = butler.put({"v": 0}, "metrics", visit=0)
+    stored = Path(butler.getUri(kept).removeprefix("file://"))
+    (copied,) = butler.ingest(FileDataset(stored, ref(butler, 1)), transfer=mode)
+    butler.removeDatasets([kept])
+    assert butler.get(copied) == {"v": 0}
+    assert script.verifyDatasets(butler.root).isOk
+
+
 def fileTier(butler: Butler) -> FileDatastore:
     store = butler.datastore.children[-1]
     assert isinstance(store, FileDatastore)

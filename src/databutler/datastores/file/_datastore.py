@@ -46,7 +46,16 @@ from ...exceptions import (
 from ...formatters.base import Formatter
 from ...formatters.extensions import FormatterRegistry
 from ._access import FileAccess, FileWrite, externalUri
-from ._ingest import LINK_MODES, TRANSFER_MODES, hashSource, makeLink, statSource, transferWriter
+from ._ingest import (
+    LINK_MODES,
+    OUTSIDE_MODES,
+    SYMBOLIC_MODES,
+    TRANSFER_MODES,
+    hashSource,
+    makeLink,
+    statSource,
+    transferWriter,
+)
 from ._io import CHECKSUM_ALGORITHMS, DEFAULT_CHECKSUM_ALGORITHM, newHasher, removeQuietly
 from ._layout import FileLayout, configSection
 from ._records import FileRecordTable, StoredFileInfo
@@ -438,14 +447,17 @@ class FileDatastore(Datastore[StoredFileInfo]):
         items: list[tuple[DatasetRef, list[FileWrite], str | None]] = []  # copies, moves, direct files
         temps: list[str] = []
         sources: list[str] = []
+        realFolders: dict[str, str] = {}  # each source folder's real path, resolved once per call
         try:
             for source, ref, formatterSpec in datasets:  # consumed as it goes (a progress bar)
                 if ref.isComponent():
                     raise DatasetTypeError(f"Cannot ingest component {ref} on its own; ingest the composite.")
-                absolute, expected = statSource(source, ref)
+                absolute, expected, isLink = statSource(source, ref)
+                if transfer in OUTSIDE_MODES:
+                    self._refuseSourceInRoot(ref, absolute, transfer, isLink, realFolders)
                 formatter = self._ingestFormatter(ref, absolute, formatterSpec, formatters)
                 if transfer == "direct":
-                    relPath, target = self._directPath(ref, absolute), absolute
+                    relPath, target = externalUri(absolute), absolute
                 else:
                     relPath = self.layout.templates.render(ref) + formatter.extension
                     try:
@@ -515,23 +527,38 @@ class FileDatastore(Datastore[StoredFileInfo]):
     def _retrieveArtifacts(self, refs: Iterable[DatasetRef], request: ArtifactRequest) -> list[str]:
         return retrieveArtifacts(self, refs, *request)
 
-    def _directPath(self, ref: DatasetRef, absolute: str) -> str:
-        """Return the URI recorded for ``absolute``, ingested with ``direct``.
+    def _refuseSourceInRoot(
+        self, ref: DatasetRef, absolute: str, transfer: str, isLink: bool, realFolders: dict[str, str]
+    ) -> None:
+        """Refuse a source under the root for a mode that deletes it or keeps pointing at it.
+
+        A ``move`` would delete a file the datastore owns (another dataset's, or the
+        repository's own configuration), and a symbolic link or a ``direct`` URI to such a file
+        would leave the new dataset resting on it (and a cleanup would take a ``direct`` file
+        there for an orphan). The source's folder is resolved once per folder (``realFolders``);
+        its last component too when it is a symbolic link and the mode keeps pointing at it by
+        name (``move`` deletes the link itself, not its target).
 
         Raises
         ------
         IngestError
-            The file is under the root: there a cleanup would take it for an orphan.
+            The real path of the source is inside the root.
         """
-        real = os.path.realpath(absolute)
+        if isLink and transfer in SYMBOLIC_MODES:
+            real = os.path.realpath(absolute)
+        else:
+            folder, name = os.path.split(absolute)
+            realFolder = realFolders.get(folder)
+            if realFolder is None:
+                realFolder = realFolders[folder] = os.path.realpath(folder)
+            real = os.path.join(realFolder, name)
         root = self.files.realRoot
         if real == root or real.startswith(root.rstrip(os.sep) + os.sep):
             raise IngestError(
-                f"Cannot ingest {ref} with transfer='direct': {absolute} is inside the root {root} of "
-                f"datastore {self.name!r}; use 'move' or 'copy' for files already there, 'direct' for "
-                "files that stay outside it; nothing was ingested."
+                f"Cannot ingest {ref} with transfer={transfer!r}: {absolute} is inside the root {root} "
+                f"of datastore {self.name!r}, where the datastore owns every file; use 'copy' or "
+                "'hardlink' for a file already there; nothing was ingested."
             )
-        return externalUri(absolute)
 
     def _ingestFormatter(
         self,

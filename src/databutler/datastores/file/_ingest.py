@@ -24,6 +24,8 @@ from ._io import newHasher, removeQuietly, tempPathFor, writeTemp
 
 __all__ = [
     "LINK_MODES",
+    "OUTSIDE_MODES",
+    "SYMBOLIC_MODES",
     "TRANSFER_MODES",
     "hashSource",
     "makeLink",
@@ -37,15 +39,23 @@ deletes the source once everything is committed; ``link`` is a hard link, else a
 ``direct`` leaves it where it is and records its absolute URI)."""
 
 LINK_MODES = frozenset({"link", "hardlink", "symlink", "relsymlink"})
+OUTSIDE_MODES = frozenset({"move", "link", "symlink", "relsymlink", "direct"})
+"""The modes whose source must lie outside the root: ``move`` deletes it, a symbolic link (``link``
+may make one) or ``direct`` would leave a dataset resting on a file the datastore owns for another
+dataset or for itself."""
+SYMBOLIC_MODES = frozenset({"link", "symlink", "relsymlink", "direct"})
+"""The modes that keep pointing at the source by name: a source that is itself a symbolic link
+must not lead into the root either."""
 """The modes that place a link (hard or symbolic) to the source, made directly at its final path."""
 
 _CHUNK = 1 << 20
 
 
-def statSource(path: str, ref: DatasetRef) -> tuple[str, int]:
+def statSource(path: str, ref: DatasetRef) -> tuple[str, int, bool]:
     """Return the absolute path and the size of ``path`` if it is an existing regular file (links followed).
 
-    One ``stat`` call.
+    The third item says whether ``path`` itself is a symbolic link. One ``lstat`` call (and a
+    ``stat`` for a link).
 
     Raises
     ------
@@ -54,7 +64,10 @@ def statSource(path: str, ref: DatasetRef) -> tuple[str, int]:
     """
     absolute = os.path.abspath(os.fspath(path))
     try:
-        info = os.stat(absolute)
+        info = os.lstat(absolute)
+        isLink = stat.S_ISLNK(info.st_mode)
+        if isLink:
+            info = os.stat(absolute)
     except (FileNotFoundError, NotADirectoryError):
         raise IngestError(
             f"Cannot ingest {ref}: file {absolute} does not exist; nothing was ingested."
@@ -64,7 +77,7 @@ def statSource(path: str, ref: DatasetRef) -> tuple[str, int]:
             f"Cannot ingest {ref}: {absolute} is not a regular file (a folder or a device); "
             "name one file per dataset; nothing was ingested."
         )
-    return absolute, info.st_size
+    return absolute, info.st_size, isLink
 
 
 def hashSource(path: str, algorithm: str | None, expected: int | None = None) -> tuple[int, str | None]:
