@@ -25,7 +25,7 @@ from databutler import (
     script,
 )
 from databutler.cli import cli
-from databutler.datastores.file import FileDatastore
+from databutler.datastores.file import FileDatastore, _ingest
 from databutler.datastores.file._io import newHasher
 from databutler.formatters.json import JsonFormatter
 from databutler.testing.registry_support import dropNamespace, newNamespace, postgresUrl
@@ -185,8 +185,8 @@ def test_a_transfer_failing_half_way_leaves_nothing(
 
         return call
 
-    if mode in ("auto", "copy", "move"):
-        monkeypatch.setattr(shutil, "copyfileobj", failing(shutil.copyfileobj))
+    if mode in ("auto", "copy", "move"):  # a small file is copied with one os.write
+        monkeypatch.setattr(os, "write", failing(os.write))
     elif mode == "link":  # no hard link works: it falls back to symbolic links, the fourth fails
         monkeypatch.setattr(os, "link", failing(os.link, onCall=1))
         monkeypatch.setattr(os, "symlink", failing(os.symlink))
@@ -197,6 +197,34 @@ def test_a_transfer_failing_half_way_leaves_nothing(
     with pytest.raises(Exception, match="simulated"):
         butler.ingest(*[FileDataset(p, ref(butler, i)) for i, p in enumerate(files)], transfer=mode)
     monkeypatch.undo()
+    assert repoFiles(butler) == []
+    assert list(butler.root.rglob(".*tmp-*")) == []
+    assert butler.queryDatasets("metrics").count() == 0
+    assert all(p.read_text() == json.dumps({"i": i}) for i, p in enumerate(files))
+
+
+@pytest.mark.parametrize("mode", ["copy", "move"])
+def test_a_streamed_copy_failing_half_way_leaves_nothing(
+    anyButler: Butler, tmp_path: Path, mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Files too big to copy in one read (here: every file) are streamed; a failure on the fourth leaves nothing."""
+    butler = anyButler
+    files = sources(tmp_path / "in", 6)
+    monkeypatch.setattr(_ingest, "SMALL_COPY", 1)
+    calls = [0]
+    real = shutil.copyfileobj
+
+    def failing(*args: Any, **kwargs: Any) -> Any:
+        calls[0] += 1
+        if calls[0] >= 4:
+            raise OSError(errno.EIO, "Input/output error (simulated)")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(shutil, "copyfileobj", failing)
+    with pytest.raises(Exception, match="simulated"):
+        butler.ingest(*[FileDataset(p, ref(butler, i)) for i, p in enumerate(files)], transfer=mode)
+    monkeypatch.undo()
+    assert calls[0] == 4  # the streaming path was the one taken
     assert repoFiles(butler) == []
     assert list(butler.root.rglob(".*tmp-*")) == []
     assert butler.queryDatasets("metrics").count() == 0
@@ -617,3 +645,23 @@ def test_a_source_is_hashed_whole_whatever_size_its_stat_gave(tmp_path: Path, ex
     hasher.update(data)
     assert hashSource(str(path), "xxh3_128", expected) == (len(data), f"xxh3_128:{hasher.hexdigest()}")
     assert hashSource(str(path), None, expected) == (len(data), None)
+
+
+def test_a_small_copy_reads_what_is_there_when_the_file_changed_since_its_stat(tmp_path: Path) -> None:
+    """`copySmall` records the bytes it read (size and checksum agree), and gives up on a file grown big."""
+    source = tmp_path / "in.json"
+    source.write_bytes(b"x" * 100)
+    target = str(tmp_path / "out" / "a.json")
+    for expected in (10, 100, 500):  # grew, same, shrank since the stat
+        made = _ingest.copySmall(str(source), target, "xxh3_128", expected)
+        assert made is not None
+        tempPath, size, checksum = made
+        hasher = newHasher("xxh3_128")
+        hasher.update(b"x" * 100)
+        assert (Path(tempPath).read_bytes(), size) == (b"x" * 100, 100)
+        assert checksum == f"xxh3_128:{hasher.hexdigest()}"
+        assert Path(tempPath).parent == Path(target).parent and Path(tempPath).name.startswith(".a.json.tmp-")
+        os.unlink(tempPath)
+    source.write_bytes(b"y" * (_ingest.SMALL_COPY + 1))
+    assert _ingest.copySmall(str(source), target, "xxh3_128", 10) is None
+    assert os.listdir(tmp_path / "out") == []

@@ -480,7 +480,7 @@ class FileDatastore(Datastore[StoredFileInfo]):
                         planned.append((ref, [info]))
                         links.append((absolute, target))
                         continue
-                    written = transferWriter(self.files.fs, absolute, target, transfer, algorithm)()
+                    written = transferWriter(self.files.fs, absolute, target, transfer, algorithm, expected)()
                 except OSError as exc:
                     raise self._ingestFailed(transfer, absolute, ref, exc) from exc
                 if written[0] is not None:

@@ -18,6 +18,8 @@ import stat
 from collections.abc import Callable
 from typing import IO
 
+from fsspec.implementations.local import LocalFileSystem
+
 from ...dataset_ref import DatasetRef
 from ...exceptions import IngestError
 from ._io import newHasher, removeQuietly, tempPathFor, writeTemp
@@ -25,8 +27,10 @@ from ._io import newHasher, removeQuietly, tempPathFor, writeTemp
 __all__ = [
     "LINK_MODES",
     "OUTSIDE_MODES",
+    "SMALL_COPY",
     "SYMBOLIC_MODES",
     "TRANSFER_MODES",
+    "copySmall",
     "hashSource",
     "makeLink",
     "statSource",
@@ -49,6 +53,13 @@ must not lead into the root either."""
 """The modes that place a link (hard or symbolic) to the source, made directly at its final path."""
 
 _CHUNK = 1 << 20
+
+SMALL_COPY = 1 << 20
+"""A copied file smaller than this (bytes) is read whole into memory once, hashed and written (`copySmall`)."""
+
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _CLOEXEC
+_LOCAL = LocalFileSystem()
 
 
 def statSource(path: str, ref: DatasetRef) -> tuple[str, int, bool]:
@@ -93,7 +104,7 @@ def hashSource(path: str, algorithm: str | None, expected: int | None = None) ->
     hasher = newHasher(algorithm)
     size = 0
     wanted = _CHUNK if expected is None else min(_CHUNK, expected + 1)
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))  # no file object: µs per small file
+    fd = os.open(path, os.O_RDONLY | _CLOEXEC)  # no file object: µs per small file
     try:
         while chunk := os.read(fd, wanted):
             hasher.update(chunk)
@@ -149,14 +160,71 @@ def _hashFile(path: str, algorithm: str | None) -> str | None:
     return None if algorithm is None else hashSource(path, algorithm)[1]
 
 
+def copySmall(
+    source: str, target: str, algorithm: str | None, expected: int
+) -> tuple[str, int, str | None] | None:
+    """Copy a small local file ``source`` to a new temporary file beside ``target``, reading it once.
+
+    Returns ``(tempPath, size, checksum)`` as `writeTemp` does, or `None` (nothing made) if the
+    file is no longer small (it grew past `SMALL_COPY` since ``expected``, its ``stat`` size, was
+    taken): the caller copies it in chunks instead. The whole file is read with one ``read`` of
+    one byte more than expected (a shorter read is the end of a regular file), the bytes are
+    hashed from that buffer and written with raw file descriptors (no file objects: several µs
+    a file). The temporary file is opened exclusively (always new) and removed if anything
+    fails; its folder is made only when the open finds it missing (no ``stat`` a file).
+    """
+    flags = os.O_RDONLY | _CLOEXEC
+    fd = os.open(source, flags)
+    try:
+        data = os.read(fd, expected + 1)
+        if len(data) > expected and len(data) >= SMALL_COPY:
+            return None
+        while len(data) > expected:  # it grew a little: read it to the end
+            more = os.read(fd, SMALL_COPY)
+            if not more:
+                break
+            data += more
+            if len(data) >= SMALL_COPY:
+                return None
+    finally:
+        os.close(fd)
+    tempPath = tempPathFor(target)
+    try:
+        out = os.open(tempPath, _NEW, 0o666)
+    except FileNotFoundError:  # the folder is new
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        out = os.open(tempPath, _NEW, 0o666)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(out, view) :]
+        finally:
+            os.close(out)
+    except BaseException:
+        removeQuietly(_LOCAL, tempPath)
+        raise
+    if algorithm is None:
+        return tempPath, len(data), None
+    hasher = newHasher(algorithm)
+    hasher.update(data)
+    return tempPath, len(data), f"{algorithm}:{hasher.hexdigest()}"
+
+
 def transferWriter(
-    fs: object, source: str, target: str, transfer: str, algorithm: str | None
+    fs: object,
+    source: str,
+    target: str,
+    transfer: str,
+    algorithm: str | None,
+    expected: int | None = None,
 ) -> Callable[[], tuple[str | None, int, str | None]]:
     """Return the function that makes the temporary entry for ``target`` from ``source``.
 
     It returns ``(tempPath, size, checksum)``, as a put's write does. ``target`` is a local path
     already checked to be inside the root (for ``direct``, the source itself: no temporary entry,
-    ``tempPath`` is `None`).
+    ``tempPath`` is `None`). ``expected`` is the source's size from a ``stat``, if known: a copy
+    of a local file smaller than `SMALL_COPY` then reads it once into memory (`copySmall`).
 
     Raises
     ------
@@ -166,6 +234,10 @@ def transferWriter(
     if transfer in ("auto", "copy", "move"):
 
         def copy() -> tuple[str | None, int, str | None]:
+            if expected is not None and expected < SMALL_COPY and isinstance(fs, LocalFileSystem):
+                small = copySmall(source, target, algorithm, expected)
+                if small is not None:
+                    return small
             with open(source, "rb") as src:
 
                 def write(stream: IO[bytes]) -> None:
