@@ -7,6 +7,7 @@ keyed by id, must not answer with the old content (see registry/removals.py).
 
 from __future__ import annotations
 
+import datetime
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from databutler import Butler
+from databutler import Butler, DatasetRef
 from databutler.datastores.chained import ChainedDatastore
 from databutler.datastores.memory import InMemoryDatastore
+from databutler.dimensions import Timespan
 from databutler.exceptions import MissingRunError
 from databutler.testing.registry_support import registrySections
 
@@ -166,3 +168,31 @@ def test_a_run_removed_and_made_again_elsewhere_is_found_by_data_id(root: Path) 
         other.put({"r": "back"}, "metrics", visit=2, run="run")
         assert reader.get("metrics", visit=2) == {"r": "back"}
         assert reader.queryDatasets("metrics", collections="run").count() == 1
+
+
+@pytest.mark.parametrize("kind", ["TAGGED", "CALIBRATION"])
+def test_a_lookup_through_a_tagged_or_calibration_collection_reads_the_removal_too(
+    root: Path, kind: str
+) -> None:
+    """A hit in a TAGGED or CALIBRATION collection checks the removal token as a lookup in runs does."""
+    when = datetime.datetime(2024, 1, 2, tzinfo=datetime.UTC)
+    span = Timespan(datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC), None)
+
+    def collect(butler: Butler, ref: DatasetRef) -> None:
+        if kind == "TAGGED":
+            butler.registry.associate("chosen", [ref])
+        else:
+            butler.registry.certify("chosen", [ref], span)
+
+    with Butler(root, run="run") as reader, Butler(root, run="run") as other:
+        other.registry.registerCollection("chosen", kind)
+        ref = other.findDataset("metrics", visit=1)
+        assert ref is not None
+        collect(other, ref)
+        assert reader.get("metrics", visit=1, collections=["chosen"], timespan=when) == {"r": "old"}
+        assert ref in memoryTier(reader)
+        other.removeDatasets([ref])
+        remade = other.put({"r": "new"}, "metrics", visit=1)
+        assert remade.id == ref.id
+        collect(other, remade)
+        assert reader.get("metrics", visit=1, collections=["chosen"], timespan=when) == {"r": "new"}

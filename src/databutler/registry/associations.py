@@ -44,6 +44,7 @@ from .collections import CollectionType, createMissingTables
 from .connections import ConnectionManager, dialectInsert
 from .data_ids import chunks
 from .queries import timeToNanoseconds
+from .removals import withRemovalVersion
 
 __all__ = [
     "AssociationManager",
@@ -502,15 +503,19 @@ class AssociationManager:
         typeId: int,
         text: str,
         validity: tuple[int, int] | None,
-    ) -> list[tuple[Any, int]]:
-        """Return (dataset id, run id) of the datasets of one type and data ID in ``entry``."""
+    ) -> list[tuple[Any, ...]]:
+        """Return (dataset id, run id, removal token) of the datasets of one type and data ID in ``entry``.
+
+        The removal token (see `withRemovalVersion`) is read by the same statement, as every
+        lookup does, so that a caller can tell whether datasets were removed elsewhere since.
+        """
         dataset = schema.datasetTable
         table = tagTable if entry.type == CollectionType.TAGGED else calibrationTable
-        statement = (
+        statement = withRemovalVersion(
             sa.select(dataset.c.id, dataset.c.runId)
             .select_from(table.join(dataset, dataset.c.id == table.c.datasetId))
             .where(table.c.collectionId == entry.id, table.c.datasetTypeId == typeId, table.c.dataId == text)
         )
         if entry.type == CollectionType.CALIBRATION and validity is not None:
             statement = statement.where(table.c.validBegin < validity[1], table.c.validEnd > validity[0])
-        return [(row.id, row.runId) for row in connection.execute(statement.distinct())]
+        return [tuple(row) for row in connection.execute(statement.distinct())]

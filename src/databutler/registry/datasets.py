@@ -480,7 +480,9 @@ class DatasetManager:
                         f"in {entry.name!r} for times within {showValidity(*validity)}; give a single time."  # type: ignore[misc]
                     )
                 if rows:
-                    ident, runId = rows[0]
+                    ident, runId, token = rows[0]
+                    if token != self.removals.seen:
+                        self.removals.check(token)
                     return DatasetRef._trusted(datasetType, normalized, ident, self.types.runName(runId))
         return None
 
