@@ -43,6 +43,7 @@ deletes the source once everything is committed; ``link`` is a hard link, else a
 ``direct`` leaves it where it is and records its absolute URI)."""
 
 LINK_MODES = frozenset({"link", "hardlink", "symlink", "relsymlink"})
+"""The modes that place a link (hard or symbolic) to the source, made directly at its final path."""
 OUTSIDE_MODES = frozenset({"move", "link", "symlink", "relsymlink", "direct"})
 """The modes whose source must lie outside the root: ``move`` deletes it, a symbolic link (``link``
 may make one) or ``direct`` would leave a dataset resting on a file the datastore owns for another
@@ -50,7 +51,6 @@ dataset or for itself."""
 SYMBOLIC_MODES = frozenset({"link", "symlink", "relsymlink", "direct"})
 """The modes that keep pointing at the source by name: a source that is itself a symbolic link
 must not lead into the root either."""
-"""The modes that place a link (hard or symbolic) to the source, made directly at its final path."""
 
 _CHUNK = 1 << 20
 
