@@ -43,7 +43,7 @@ from ...exceptions import (
 )
 from ...formatters.base import Formatter
 from ...storage_class import StorageClass
-from ._io import asidePathFor, moveNoReplace, readWhole, removeQuietly, tempPathFor, writeTemp
+from ._io import asidePathFor, isWithin, moveNoReplace, readWhole, removeQuietly, tempPathFor, writeTemp
 from ._layout import FileLayout
 from ._records import FileRecordTable, StoredFileInfo
 from ._templates import checkRelativePath
@@ -178,7 +178,7 @@ class FileAccess:
         """
         if self.isLocal:
             folder = os.path.realpath(os.path.dirname(path))
-            if folder != self.realRoot and not folder.startswith(self.realRoot + os.sep):
+            if not isWithin(folder, self.realRoot):
                 raise UnsafePathError(
                     f"Refusing to change {path}: its folder resolves to {folder}, outside the root "
                     f"{self.realRoot} of datastore {self.datastoreName!r} (a symbolic link inside the "

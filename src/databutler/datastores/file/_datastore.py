@@ -56,7 +56,7 @@ from ._ingest import (
     statSource,
     transferWriter,
 )
-from ._io import CHECKSUM_ALGORITHMS, DEFAULT_CHECKSUM_ALGORITHM, newHasher, removeQuietly
+from ._io import CHECKSUM_ALGORITHMS, DEFAULT_CHECKSUM_ALGORITHM, isWithin, newHasher, removeQuietly
 from ._layout import FileLayout, configSection
 from ._records import FileRecordTable, StoredFileInfo
 from ._retrieve import retrieveArtifacts
@@ -553,7 +553,7 @@ class FileDatastore(Datastore[StoredFileInfo]):
                 realFolder = realFolders[folder] = os.path.realpath(folder)
             real = os.path.join(realFolder, name)
         root = self.files.realRoot
-        if real == root or real.startswith(root.rstrip(os.sep) + os.sep):
+        if isWithin(real, root):
             raise IngestError(
                 f"Cannot ingest {ref} with transfer={transfer!r}: {absolute} is inside the root {root} "
                 f"of datastore {self.name!r}, where the datastore owns every file; use 'copy' or "

@@ -59,6 +59,7 @@ __all__ = [
     "LEGACY_CHECKSUM_ALGORITHM",
     "HashingWriter",
     "asidePathFor",
+    "isWithin",
     "moveNoReplace",
     "newHasher",
     "readWhole",
@@ -298,6 +299,11 @@ def tempPathFor(path: str) -> str:
     """Return a fresh temporary path in the same folder as ``path`` (so a rename is atomic)."""
     folder, name = posixpath.split(path)
     return posixpath.join(folder, f".{name}.tmp-{_randomHex()}")
+
+
+def isWithin(path: str, folder: str) -> bool:
+    """Return whether the real path ``path`` is the real path ``folder`` or lies below it."""
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
 def asidePathFor(path: str) -> str:

@@ -23,7 +23,7 @@ from fsspec.implementations.local import LocalFileSystem
 from ...dataset_ref import DatasetRef
 from ...exceptions import ArtifactError, ArtifactExistsError, DatasetIntegrityError, UnsafePathError
 from ._access import isExternal
-from ._io import moveNoReplace, removeQuietly, splitChecksum, tempPathFor, writeTemp
+from ._io import isWithin, moveNoReplace, removeQuietly, splitChecksum, tempPathFor, writeTemp
 from ._records import StoredFileInfo
 from ._templates import checkRelativePath
 
@@ -68,7 +68,7 @@ def retrieveArtifacts(
     destination = os.path.abspath(os.fspath(destination))
     if store.files.isLocal:
         root, real = store.files.realRoot, os.path.realpath(destination)
-        if real == root or real.startswith(root.rstrip(os.sep) + os.sep):
+        if isWithin(real, root):
             # The targets would be the stored files themselves (or beside them): a link or an
             # undo written over one would lose it.
             raise ArtifactError(
@@ -133,7 +133,7 @@ def _plan(
 
 def _checkInside(target: str, realDestination: str) -> None:
     folder = os.path.realpath(os.path.dirname(target))
-    if folder != realDestination and not folder.startswith(realDestination.rstrip(os.sep) + os.sep):
+    if not isWithin(folder, realDestination):
         raise UnsafePathError(
             f"Refusing to write {target}: its folder resolves to {folder}, outside the destination "
             f"{realDestination} (a symbolic link inside it points out); nothing was kept."
