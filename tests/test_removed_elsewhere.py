@@ -10,17 +10,28 @@ from __future__ import annotations
 import datetime
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from databutler import Butler, DatasetRef
 from databutler.datastores.chained import ChainedDatastore
 from databutler.datastores.memory import InMemoryDatastore
 from databutler.dimensions import Timespan
 from databutler.exceptions import MissingRunError
-from databutler.testing.registry_support import registrySections
+from databutler.registry import SqlRegistry
+from databutler.registry.databases import makeEngine, parseUrl
+from databutler.testing.registry_support import (
+    CALEXP,
+    dropNamespace,
+    newNamespace,
+    postgresUrl,
+    registrySections,
+)
 
 REMAKE = """
 import sys
@@ -196,3 +207,58 @@ def test_a_lookup_through_a_tagged_or_calibration_collection_reads_the_removal_t
         assert remade.id == ref.id
         collect(other, remade)
         assert reader.get("metrics", visit=1, collections=["chosen"], timespan=when) == {"r": "new"}
+
+
+def _waitForAWaitingLock(url: str) -> None:
+    """Return once a session of the test server waits for a lock on ``butler_attribute``."""
+    engine = makeEngine(parseUrl(url))
+    try:
+        with engine.connect() as connection:
+            for _ in range(600):
+                waiting = connection.execute(
+                    sa.text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                        "AND query LIKE '%butler_attribute%'"
+                    )
+                ).scalar_one()
+                if waiting:
+                    return
+                time.sleep(0.05)
+        pytest.fail("The second removal never waited for the first one's token.")
+    finally:
+        engine.dispose()
+
+
+def test_two_first_removals_at_once_tell_the_later_one_of_the_earlier() -> None:
+    """On PostgreSQL, a registry's first removal waiting on another's (no token row yet) is not taken for its own."""
+    url, namespace = postgresUrl(), newNamespace()
+    try:
+        with SqlRegistry(url, namespace=namespace, create=True) as first:
+            first.registerDatasetType(CALEXP)
+            first.registerRun("run")
+            earlier, later = first.addDatasets(
+                "calexp", [{"visit": 1, "detector": 0}, {"visit": 2, "detector": 0}], "run"
+            )
+            with SqlRegistry(url, namespace=namespace) as second:
+                heard: list[str] = []
+                second.addRemovalListener(lambda: heard.append("told"))
+                errors: list[BaseException] = []
+
+                def removeLater() -> None:
+                    try:
+                        second.removeDatasets([later])
+                    except BaseException as exc:  # reported by the assert below
+                        errors.append(exc)
+
+                thread = threading.Thread(target=removeLater)
+                with first.transaction():
+                    first.removeDatasets([earlier])
+                    thread.start()
+                    _waitForAWaitingLock(url)  # the later removal's token waits for this commit
+                thread.join(timeout=60)
+                assert not errors and not thread.is_alive()
+                assert heard == []
+                assert second.findDataset("calexp", {"visit": 1, "detector": 0}, "run") is None
+                assert heard == ["told"]  # the earlier removal was another registry's
+    finally:
+        dropNamespace(url, namespace)

@@ -45,6 +45,10 @@ _VERSION = (
     .label("removalVersion")
 )
 _READ_VERSION = sa.select(_attribute.c.value).where(_attribute.c.name == REMOVAL_VERSION_NAME)
+_LOCK_VERSION = _READ_VERSION.with_for_update()
+_REPLACE_VERSION = (
+    sa.update(_attribute).where(_attribute.c.name == REMOVAL_VERSION_NAME).values(value=sa.bindparam("token"))
+)
 _S = TypeVar("_S", bound=sa.Select[Any])
 
 
@@ -113,12 +117,17 @@ class RemovalWatch:
         database): when it is the last one this registry saw (or produced itself since), the
         new one is remembered as ours, from the commit on (`ConnectionManager.cachePut`).
         """
-        old = connection.execute(_READ_VERSION.with_for_update()).scalar_one_or_none()
         token = uuid.uuid4().hex
-        connection.execute(
-            dialectInsert(self._db, _attribute)
-            .values(name=REMOVAL_VERSION_NAME, value=token)
-            .on_conflict_do_update(index_elements=[_attribute.c.name], set_={"value": token})
-        )
+        old = connection.execute(_LOCK_VERSION).scalar_one_or_none()
+        if old is None:
+            # No row to lock: another registry's first removal may be inserting one this
+            # transaction cannot see yet (PostgreSQL). The INSERT waits for it; if it
+            # committed, its token is the old one (read again, now locked), else ours is first.
+            first = dialectInsert(self._db, _attribute).values(name=REMOVAL_VERSION_NAME, value=token)
+            first = first.on_conflict_do_nothing(index_elements=[_attribute.c.name])
+            if not connection.execute(first).rowcount:
+                old = connection.execute(_LOCK_VERSION).scalar_one()
+        if old is not None:
+            connection.execute(_REPLACE_VERSION, {"token": token})
         if old == self._walk(self.seen):
             self._db.cachePut(("removalAfter", old), token)
