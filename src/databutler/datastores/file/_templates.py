@@ -197,9 +197,9 @@ class FileTemplate:
             The template uses ``{run}`` and ``ref`` has none.
         """
         segments: list[str | tuple[_Piece, ...]] = []
-        for segment, fields in zip(_compiled(self.template), _fieldsOf(self.template), strict=True):
+        for segment in _compiled(self.template):
             pieces: list[_Piece] = []
-            for piece, field in zip(segment, fields, strict=True):
+            for field, piece in segment:
                 rendered = piece(ref) if field in _PER_RUN_AND_TYPE and callable(piece) else piece
                 last = pieces[-1] if pieces else None
                 if isinstance(rendered, str) and isinstance(last, str):
@@ -238,31 +238,16 @@ _Piece = str | Callable[[DatasetRef], str]
 
 
 @functools.lru_cache(maxsize=256)
-def _fieldsOf(template: str) -> tuple[tuple[str | None, ...], ...]:
-    """Return the field each piece of `_compiled` renders (`None` for literal text), segment by segment."""
+def _compiled(template: str) -> tuple[tuple[tuple[str | None, _Piece], ...], ...]:
+    """Return each ``/``-separated segment of ``template`` as its pieces: ``(field, renderer)``, ``(None, literal)``."""
     segments = []
     for segment in template.split("/"):
-        fields: list[str | None] = []
-        for literal, field, _, _ in string.Formatter().parse(segment):
-            if literal:
-                fields.append(None)
-            if field is not None:
-                fields.append(field)
-        segments.append(tuple(fields))
-    return tuple(segments)
-
-
-@functools.lru_cache(maxsize=256)
-def _compiled(template: str) -> tuple[tuple[_Piece, ...], ...]:
-    """Return each ``/``-separated segment of ``template`` as its literal texts and field renderers."""
-    segments = []
-    for segment in template.split("/"):
-        pieces: list[_Piece] = []
+        pieces: list[tuple[str | None, _Piece]] = []
         for literal, field, spec, conversion in string.Formatter().parse(segment):
             if literal:
-                pieces.append(literal)
+                pieces.append((None, literal))
             if field is not None:
-                pieces.append(_fieldRenderer(template, field, spec or "", conversion))
+                pieces.append((field, _fieldRenderer(template, field, spec or "", conversion)))
         segments.append(tuple(pieces))
     return tuple(segments)
 
