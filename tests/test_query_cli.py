@@ -59,6 +59,13 @@ def test_butler_query_datasets_options(repo: Path) -> None:
         )
 
 
+@pytest.mark.parametrize("values", [[1, 2], (1, 2), {1, 2}, frozenset({1, 2})])
+def test_a_keyword_of_several_values_beside_a_where_string_is_an_in(repo: Path, values: object) -> None:
+    with Butler(repo) as butler:
+        refs = butler.queryDatasets("raw", collections="run1", where="visit = 104", detector=values)
+        assert sorted(r.dataId["detector"] for r in refs) == [1, 2]
+
+
 def test_butler_query_data_ids_types_collections(repo: Path) -> None:
     with Butler(repo) as butler:
         assert butler.queryDataIds("visit", "band = 'g'") == [{"visit": 100}, {"visit": 102}, {"visit": 104}]

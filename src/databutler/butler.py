@@ -1250,7 +1250,9 @@ def _withKeywords(
     for key, value in keywords.items():
         name = f"_keyword_{key}"
         merged[name] = value
-        terms.append(f"{key} IN (:{name})" if isinstance(value, list | tuple | set) else f"{key} = :{name}")
+        terms.append(
+            f"{key} IN (:{name})" if isinstance(value, list | tuple | set | frozenset) else f"{key} = :{name}"
+        )
     return " AND ".join(terms), merged
 
 
