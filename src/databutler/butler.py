@@ -1245,15 +1245,8 @@ def _withKeywords(
     """Return ``where`` AND ``key = value`` for each keyword, the values passed as bind parameters."""
     if not keywords:
         return where, bind
-    merged = dict(bind or {})
-    terms = [f"({where})"]
-    for key, value in keywords.items():
-        name = f"_keyword_{key}"
-        merged[name] = value
-        terms.append(
-            f"{key} IN (:{name})" if isinstance(value, list | tuple | set | frozenset) else f"{key} = :{name}"
-        )
-    return " AND ".join(terms), merged
+    terms, merged = _boundTerms(((key, f"_keyword_{key}", value) for key, value in keywords.items()), bind)
+    return " AND ".join([f"({where})", *terms]), merged
 
 
 def _mappingWhere(
@@ -1267,15 +1260,31 @@ def _mappingWhere(
             )
     if not where:
         return None, bind
+    terms, merged = _boundTerms(
+        (
+            (key, f"_where_{index}", list(value) if isinstance(value, tuple | set | frozenset) else value)
+            for index, (key, value) in enumerate(where.items())
+        ),
+        bind,
+    )
+    return " AND ".join(terms), merged
+
+
+def _boundTerms(
+    items: Iterable[tuple[str, str, Any]], bind: Mapping[str, Any] | None
+) -> tuple[list[str], dict[str, Any]]:
+    """Return ``key = :name`` (``key IN (:name)`` for several values) for each (key, name, value).
+
+    Also returns ``bind`` with each value bound to its name: values never go into the text.
+    """
     merged = dict(bind or {})
     terms = []
-    for index, (key, value) in enumerate(where.items()):
-        name = f"_where_{index}"
-        merged[name] = list(value) if isinstance(value, tuple | set | frozenset) else value
+    for key, name, value in items:
+        merged[name] = value
         terms.append(
             f"{key} IN (:{name})" if isinstance(value, list | tuple | set | frozenset) else f"{key} = :{name}"
         )
-    return " AND ".join(terms), merged
+    return terms, merged
 
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z_0-9]*(\.[A-Za-z_][A-Za-z_0-9]*)?")
