@@ -181,6 +181,23 @@ def test_a_run_removed_and_made_again_elsewhere_is_found_by_data_id(root: Path) 
         assert reader.queryDatasets("metrics", collections="run").count() == 1
 
 
+@pytest.mark.parametrize("later", ["older", "chosen"])
+def test_a_run_made_again_elsewhere_is_searched_before_a_later_collection_holding_the_data_id(
+    root: Path, later: str
+) -> None:
+    """A stale run id must not let a later run (or TAGGED collection) answer in its place."""
+    with Butler(root, run="run") as reader, Butler(root) as other:
+        other.registry.registerRun("older")
+        older = other.put({"r": "older"}, "metrics", visit=2, run="older")
+        other.registry.registerCollection("chosen", "TAGGED")
+        other.registry.associate("chosen", [older])
+        assert reader.get("metrics", visit=2, collections=["run", later]) == {"r": "kept"}
+        other.removeRuns(["run"])
+        other.registry.registerRun("run")
+        other.put({"r": "back"}, "metrics", visit=2, run="run")
+        assert reader.get("metrics", visit=2, collections=["run", later]) == {"r": "back"}
+
+
 @pytest.mark.parametrize("kind", ["TAGGED", "CALIBRATION"])
 def test_a_lookup_through_a_tagged_or_calibration_collection_reads_the_removal_too(
     root: Path, kind: str

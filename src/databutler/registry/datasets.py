@@ -398,7 +398,12 @@ class DatasetManager:
             validity = (
                 None if timespan is None else toValidity(timespan, f"findDataset of {datasetType.name!r}")
             )
+            seen = self.removals.seen
             ref = self._findInEntries(typeId, datasetType, normalized, text, entries, validity)
+            if self.removals.seen != seen and self.types.refreshRunIds(
+                {e.name: e.id for e in entries if e.type == CollectionType.RUN}
+            ):  # a run removed and made again elsewhere: its stale id let a later collection answer
+                return self.findDataset(datasetTypeOrName, dataId, collections, timespan=timespan)
             return ref.makeComponentRef(component) if ref is not None and component else ref
         runs = {e.name: e.id for e in entries}
         if not runs:
@@ -423,7 +428,7 @@ class DatasetManager:
                 ]
         if rows[0][2] != self.removals.seen:  # another registry removed datasets: caches are told first
             self.removals.check(rows[0][2])
-            if rows[0][0] is None and self.types.refreshRunIds(runs):  # a run removed and made again
+            if self.types.refreshRunIds(runs):  # a run removed and made again: a miss, or a later run's hit
                 return self.findDataset(datasetTypeOrName, dataId, collections, timespan=timespan)
         found = {runId: ident for ident, runId, _ in rows}
         for name, runId in runs.items():
