@@ -181,6 +181,32 @@ def test_a_run_removed_and_made_again_elsewhere_is_found_by_data_id(root: Path) 
         assert reader.queryDatasets("metrics", collections="run").count() == 1
 
 
+@pytest.mark.parametrize("many", [False, True])
+def test_a_put_into_a_run_removed_and_made_again_elsewhere_goes_into_the_new_run(
+    root: Path, many: bool
+) -> None:
+    with Butler(root, run="run") as writer, Butler(root) as other:
+        writer.put({"r": "first"}, "metrics", visit=5)  # the run's id is cached now
+        other.removeRuns(["run"])
+        other.registry.registerRun("run")
+        if many:
+            refs = writer.putMany(
+                [({"r": "again"}, "metrics", {"visit": 6}), ({"r": "more"}, "metrics", {"visit": 7})]
+            )
+        else:
+            refs = [writer.put({"r": "again"}, "metrics", visit=6)]
+        assert [other.get(ref) for ref in refs] == [{"r": "again"}, {"r": "more"}][: len(refs)]
+        assert other.queryDatasets("metrics", collections="run").count() == len(refs)
+
+
+def test_a_put_into_a_run_removed_elsewhere_is_a_missing_run_error(root: Path) -> None:
+    with Butler(root, run="run") as writer, Butler(root) as other:
+        writer.put({"r": "first"}, "metrics", visit=5)
+        other.removeRuns(["run"])
+        with pytest.raises(MissingRunError, match="run"):
+            writer.put({"r": "again"}, "metrics", visit=6)
+
+
 @pytest.mark.parametrize("later", ["older", "chosen"])
 def test_a_run_made_again_elsewhere_is_searched_before_a_later_collection_holding_the_data_id(
     root: Path, later: str

@@ -321,6 +321,11 @@ class DatasetManager:
                 self._db.insertValues(connection, _INSERT_DATASETS, _DATASET_KEYS, rows)
                 self._db.insertValues(connection, _INSERT_DIMENSIONS, DIMENSION_ROW_KEYS, dimensions)
         except sa.exc.IntegrityError as exc:
+            run = refs[0].run
+            if run is not None and self.types.refreshRunIds({run: runId}):
+                # The run was removed elsewhere (perhaps made again): a MissingRunError, or its new id.
+                self._insertDatasets(typeId, self.types.runId(run), refs, encoded)
+                return
             raise self._explainConflict(typeId, runId, seen, exc) from exc
         self._noteInserted(len(rows))
 
