@@ -207,6 +207,18 @@ def test_a_put_into_a_run_removed_elsewhere_is_a_missing_run_error(root: Path) -
             writer.put({"r": "again"}, "metrics", visit=6)
 
 
+def test_removing_a_run_removed_and_made_again_elsewhere_removes_the_new_one(root: Path) -> None:
+    with Butler(root, run="run") as remover, Butler(root) as other:
+        remover.put({"r": "first"}, "metrics", visit=5)  # the run's id is cached now
+        other.removeRuns(["run"])
+        other.registry.registerRun("run")
+        back = other.put({"r": "back"}, "metrics", visit=2, run="run")
+        assert remover.removeRuns(["run"]) == {"run": 1}
+    with Butler(root) as fresh:
+        assert "run" not in fresh.registry.queryCollections()
+        assert not fresh.datastore.knows(back)
+
+
 @pytest.mark.parametrize("later", ["older", "chosen"])
 def test_a_run_made_again_elsewhere_is_searched_before_a_later_collection_holding_the_data_id(
     root: Path, later: str

@@ -1102,7 +1102,7 @@ class DatasetManager:
 
     def someDatasetsInRun(self, run: str, limit: int) -> list[DatasetRef]:
         """Return at most ``limit`` datasets of ``run`` (for removal in bounded memory)."""
-        runId = self.types.runId(run)
+        runId = self.types.currentRunId(run)
         with self._db.read() as connection:
             rows = connection.execute(
                 sa.select(_dataset.c.id, _dataset.c.datasetTypeId, _dataset.c.dataId)

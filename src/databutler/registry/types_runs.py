@@ -332,6 +332,22 @@ class DatasetTypeManager:
         """Return the name of the run with id ``runId`` (cached once committed)."""
         return self._byId(("runId", runId), _RUN_NAME_BY_ID, _nameOf)
 
+    def currentRunId(self, name: str) -> int:
+        """Return the id the ``run`` table gives run ``name`` now, not a cached one (for removals).
+
+        A run removed by another registry, perhaps made again under its name, leaves a stale
+        id in the cache; a removal through it would find nothing to remove.
+
+        Raises
+        ------
+        MissingRunError
+            No such run is registered.
+        """
+        runId = self.runId(name)
+        if self.refreshRunIds({name: runId}):
+            runId = self.runId(name)
+        return runId
+
     def refreshRunIds(self, runs: Mapping[str, int]) -> bool:
         """Read the ids of the runs named in ``runs`` anew; return whether any cached id was wrong.
 
@@ -473,7 +489,7 @@ class DatasetTypeManager:
         CollectionError
             The run still holds datasets, or a chain lists it.
         """
-        runId = self.runId(name)
+        runId = self.currentRunId(name)
         parents = self.chains.parentsOf(name)
         if parents:
             raise CollectionError(
