@@ -317,3 +317,67 @@ def test_two_first_removals_at_once_tell_the_later_one_of_the_earlier() -> None:
                 assert heard == ["told"]  # the earlier removal was another registry's
     finally:
         dropNamespace(url, namespace)
+
+
+REMOVED = {"visit": 1, "detector": 0}
+KEPT = {"visit": 2, "detector": 0}
+
+
+@pytest.fixture
+def registries(tmp_path: Path) -> Iterator[tuple[SqlRegistry, SqlRegistry, DatasetRef]]:
+    """A registry that removes, one that reads (having looked `REMOVED` up), and `REMOVED`'s ref."""
+    url = f"sqlite:///{tmp_path}/registry.sqlite3"
+    with SqlRegistry(url, create=True) as remover, SqlRegistry(url) as reader:
+        remover.registerDatasetType(CALEXP)
+        remover.registerRun("run")
+        removed, _ = remover.addDatasets("calexp", [REMOVED, KEPT], "run")
+        assert reader.findDataset("calexp", REMOVED, "run") == removed
+        yield remover, reader, removed
+
+
+def test_a_lookup_waits_for_the_listeners_another_thread_runs_for_the_same_removal(
+    registries: tuple[SqlRegistry, SqlRegistry, DatasetRef],
+) -> None:
+    """A second thread reading the new token must not answer while the first drops the stale copies."""
+    remover, reader, removed = registries
+    entered, release = threading.Event(), threading.Event()
+    events: list[str] = []
+
+    def slowListener() -> None:  # a Butler's memory tier dropping its copies
+        entered.set()
+        release.wait(timeout=60)
+        events.append("dropped")
+
+    def lookup() -> None:
+        reader.findDataset("calexp", KEPT, "run")
+        events.append("second lookup answered")
+
+    reader.addRemovalListener(slowListener)
+    remover.removeDatasets([removed])
+    first = threading.Thread(target=lambda: reader.findDataset("calexp", REMOVED, "run"), daemon=True)
+    first.start()
+    assert entered.wait(timeout=60)
+    second = threading.Thread(target=lookup, daemon=True)
+    second.start()
+    second.join(timeout=0.5)  # time for the second lookup to answer, if it does not wait
+    release.set()
+    first.join(timeout=60)
+    second.join(timeout=60)
+    assert events == ["dropped", "second lookup answered"]
+
+
+def test_a_listener_may_look_datasets_up_itself(
+    registries: tuple[SqlRegistry, SqlRegistry, DatasetRef],
+) -> None:
+    remover, reader, removed = registries
+    found: list[object] = []
+    reader.addRemovalListener(lambda: found.append(reader.findDataset("calexp", KEPT, "run")))
+    remover.removeDatasets([removed])
+    lookup = threading.Thread(
+        target=lambda: found.append(reader.findDataset("calexp", REMOVED, "run")), daemon=True
+    )
+    lookup.start()
+    lookup.join(timeout=60)
+    assert not lookup.is_alive() and len(found) == 2 and found[1] is None
+    assert found[0] is not None and dict(found[0].dataId) == KEPT  # type: ignore[attr-defined]
+    assert reader.findDataset("calexp", REMOVED, "run") is None and len(found) == 2  # told once

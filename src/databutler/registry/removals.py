@@ -68,8 +68,10 @@ class RemovalWatch:
 
     def __init__(self, db: ConnectionManager) -> None:
         self._db = db
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # a listener may look datasets up itself
         self._listeners: list[Callable[[], None]] = []
+        self._notifying: str | None = None
+        """The token whose listeners are running (in the thread holding the lock)."""
         with db.read() as connection:
             self.seen: str | None = connection.execute(_READ_VERSION).scalar_one_or_none()
         """The token the last lookup read (`None`: no dataset was ever removed)."""
@@ -81,23 +83,28 @@ class RemovalWatch:
     def check(self, token: str | None) -> None:
         """Take ``token``, read by a lookup, that differs from `seen`; run the listeners unless it is ours.
 
-        Called on the slow path only (the lookups compare with `seen` themselves).
+        Called on the slow path only (the lookups compare with `seen` themselves). `seen` takes
+        ``token`` only once the listeners have run: until then another thread's lookup that
+        read it comes here too and waits, instead of answering from copies not yet dropped. A
+        lookup a listener makes itself (this thread holds the lock) goes on at once.
         """
         with self._lock:
-            if token == self.seen:
+            if token == self.seen or token == self._notifying:
                 return
-            ours = self._walk(self.seen) == token
-            if ours:  # forget the steps walked: they are behind us
+            if self._walk(self.seen) == token:  # forget the steps walked: they are behind us
                 step = self.seen
                 while step != token:
                     following = self._db.cacheGet(("removalAfter", step))
                     self._db.cacheDrop(("removalAfter", step))
                     step = following
+            else:
+                self._notifying = token
+                try:
+                    for listener in self._listeners:
+                        listener()
+                finally:
+                    self._notifying = None
             self.seen = token
-            if ours:
-                return
-            for listener in self._listeners:
-                listener()
 
     def _walk(self, token: str | None) -> str | None:
         """Follow this registry's own removals (committed, or in this thread's transaction) from ``token``.
