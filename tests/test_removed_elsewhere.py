@@ -381,3 +381,23 @@ def test_a_listener_may_look_datasets_up_itself(
     assert not lookup.is_alive() and len(found) == 2 and found[1] is None
     assert found[0] is not None and dict(found[0].dataId) == KEPT  # type: ignore[attr-defined]
     assert reader.findDataset("calexp", REMOVED, "run") is None and len(found) == 2  # told once
+
+
+def test_the_steps_of_own_removals_are_forgotten_when_another_registrys_removal_follows(
+    registries: tuple[SqlRegistry, SqlRegistry, DatasetRef],
+) -> None:
+    """A registry remembers the tokens its own removals made only until a lookup reads a later one."""
+    remover, reader, removed = registries
+
+    def steps(registry: SqlRegistry) -> list[object]:
+        return [k for k in registry._db._committed if isinstance(k, tuple) and k[0] == "removalAfter"]
+
+    ref = removed
+    for _ in range(3):  # this registry's removal, then another's, then a lookup
+        reader.removeDatasets([ref])
+        assert steps(reader)  # the token is its own: no listener when a lookup reads it
+        remover.addDatasets("calexp", [{"visit": 3, "detector": 0}], "run")
+        remover.removeDatasets(remover.queryDatasets("calexp", "run", "visit = 3"))
+        assert reader.findDataset("calexp", KEPT, "run") is not None
+        assert steps(reader) == []
+        (ref,) = remover.addDatasets("calexp", [REMOVED], "run")

@@ -91,13 +91,12 @@ class RemovalWatch:
         with self._lock:
             if token == self.seen or token == self._notifying:
                 return
-            if self._walk(self.seen) == token:  # forget the steps walked: they are behind us
-                step = self.seen
-                while step != token:
-                    following = self._db.cacheGet(("removalAfter", step))
-                    self._db.cacheDrop(("removalAfter", step))
-                    step = following
-            else:
+            steps = self._steps(self.seen)
+            ours = token in steps
+            # The steps up to ``token`` are behind us; after another's token no walk reaches any.
+            for step in steps[: steps.index(token) if ours else len(steps) - 1]:
+                self._db.cacheDrop(("removalAfter", step))
+            if not ours:
                 self._notifying = token
                 try:
                     for listener in self._listeners:
@@ -106,16 +105,16 @@ class RemovalWatch:
                     self._notifying = None
             self.seen = token
 
-    def _walk(self, token: str | None) -> str | None:
-        """Follow this registry's own removals (committed, or in this thread's transaction) from ``token``.
+    def _steps(self, token: str | None) -> list[str | None]:
+        """Return ``token`` and the tokens this registry's own removals made after it, in order.
 
-        Tokens are random and each is written once, so the walk has no cycle.
+        Those committed, or in this thread's transaction. Tokens are random and each is written
+        once, so the walk has no cycle.
         """
-        while True:
-            following = self._db.cacheGet(("removalAfter", token))
-            if following is None:
-                return token
-            token = following
+        steps = [token]
+        while (following := self._db.cacheGet(("removalAfter", steps[-1]))) is not None:
+            steps.append(following)
+        return steps
 
     def noteRemoval(self, connection: sa.Connection) -> None:
         """Replace the token on ``connection``, in the transaction that removes datasets.
@@ -136,5 +135,5 @@ class RemovalWatch:
                 old = connection.execute(_LOCK_VERSION).scalar_one()
         if old is not None:
             connection.execute(_REPLACE_VERSION, {"token": token})
-        if old == self._walk(self.seen):
+        if old == self._steps(self.seen)[-1]:
             self._db.cachePut(("removalAfter", old), token)
