@@ -1196,6 +1196,11 @@ class Butler:
         ]
 
 
+def isPlainName(pattern: str) -> bool:
+    """Return whether ``pattern`` names one thing rather than being a glob pattern (no ``*?[``)."""
+    return not any(c in pattern for c in "*?[")
+
+
 def _patterns(pattern: Any, verb: str) -> list[str]:
     """Return a glob pattern, or several, as a list; refuse anything else with `ArgumentTypeError`."""
     patterns = [pattern] if isinstance(pattern, str) else pattern

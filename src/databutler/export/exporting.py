@@ -12,6 +12,7 @@ import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ..butler import isPlainName
 from ..dataset_ref import DatasetRef
 from ..datastore.base import Datastore
 from ..datastores.file import FileDatastore
@@ -130,7 +131,7 @@ def _chooseRefs(
         names = [datasetTypes] if isinstance(datasetTypes, str) else list(datasetTypes or ["*"])
         types = butler.queryDatasetTypes(names)
         for name in names:  # a plain name (not a glob pattern) must be registered: a typo is no empty export
-            if isinstance(name, str) and not any(c in name for c in "*?["):
+            if isinstance(name, str) and isPlainName(name):
                 butler.getDatasetType(name)
         chosen = []
         for datasetType in types:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..butler import Butler
+from ..butler import Butler, isPlainName
 from ..dataset_type import DatasetType
 from ..dimensions import DimensionRecord
 from ..registry.queries.results import QueryResults
@@ -83,7 +83,7 @@ def queryCollections(
     """
     with Butler(root, writeable=False) as butler:
         names = butler.queryCollections(pattern, types=list(types) if types else None)
-        if not names and _isPlainName(pattern):
+        if not names and isPlainName(pattern):
             butler.registry.getCollectionType(pattern)  # a collection that does not exist is an error
         return [(name, str(butler.registry.getCollectionType(name))) for name in names]
 
@@ -98,14 +98,9 @@ def queryDatasetTypes(root: PathLike, pattern: str = "*") -> list[DatasetType]:
     """
     with Butler(root, writeable=False) as butler:
         found = butler.queryDatasetTypes(pattern)
-        if not found and _isPlainName(pattern):
+        if not found and isPlainName(pattern):
             butler.getDatasetType(pattern)  # a dataset type that does not exist is an error
         return found
-
-
-def _isPlainName(pattern: str) -> bool:
-    """Whether ``pattern`` names one thing rather than being a glob pattern."""
-    return not any(c in pattern for c in "*?[")
 
 
 def datasetUris(root: PathLike, refs: Sequence[Any]) -> dict[str, str]:
