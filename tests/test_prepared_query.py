@@ -67,3 +67,17 @@ def test_prepared_query_failure_is_a_typed_error(registry: SqlRegistry) -> None:
     with pytest.raises(DatabaseAccessError, match="no such table"), registry._db.read() as connection:
         registry._db.queryRows(connection, prepared)
     registry.close()
+
+
+def test_driver_inserts_and_lookups_store_and_read_what_sqlalchemy_does(registry: SqlRegistry) -> None:
+    """Check insertRows / selectRows (the per-dataset driver path) against SQLAlchemy's own, a DateTime too."""
+    at = _AT + datetime.timedelta(days=20)  # no microseconds: sqlite3 alone would store them as none
+    db = registry._db
+    with db.write() as connection:
+        db.insertRows(connection, sa.insert(_table), [{"n": 20, "name": "x20", "at": at}])
+    byAt = sa.select(_table.c.n, _table.c.at).where(_table.c.at == sa.bindparam("at"))
+    with db.read() as connection:
+        assert [tuple(row) for row in connection.execute(byAt, {"at": at})] == [(20, at)]
+        assert db.selectRows(connection, byAt, {"at": at}) == [(20, at)]
+        assert db.selectRows(connection, byAt, {"at": _AT}) == [(0, _AT)]  # a row SQLAlchemy wrote
+    registry.close()

@@ -56,8 +56,9 @@ class _DriverStatement:
     SQLAlchemy's ``Connection.execute`` costs some 25 µs per call in Python (events, result
     set-up, parameter processing) against a few µs for sqlite3 itself; on the per-dataset paths
     (a put's inserts, a get's lookups) that overhead is most of the time. The SQL text and the
-    type conversions still come from SQLAlchemy (the statement's own compilation and its
-    column types' bind and result processors), so the two paths store and read the same values.
+    type conversions still come from SQLAlchemy (the statement's own compilation and the bind
+    and result processors of its column types as the dialect implements them: SQLite's
+    ``DateTime`` has its own), so the two paths store and read the same values.
     """
 
     __slots__ = ("names", "order", "processed", "processors", "resultProcessors", "sql")
@@ -68,7 +69,9 @@ class _DriverStatement:
             raise TypeError(f"{dialect.name} does not use positional parameters.")
         self.sql: str = compiled.string
         self.names: tuple[str, ...] = tuple(compiled.positiontup)
-        self.processors = tuple(compiled.binds[name].type.bind_processor(dialect) for name in self.names)
+        self.processors = tuple(
+            compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in self.names
+        )
         self.processed = tuple((i, p) for i, p in enumerate(self.processors) if p is not None)
         """``(position, processor)`` of the parameters that have a processor (most have none)."""
         self.order: tuple[int, ...] | None = None
@@ -76,7 +79,9 @@ class _DriverStatement:
         if keys is not None and sorted(keys) == sorted(self.names) and list(self.names) != keys:
             self.order = tuple(keys.index(name) for name in self.names)
         columns = statement.selected_columns if isinstance(statement, sa.Select) else ()
-        self.resultProcessors = tuple(column.type.result_processor(dialect, None) for column in columns)
+        self.resultProcessors = tuple(
+            column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns
+        )
 
     def bind(self, params: Mapping[str, Any]) -> list[Any]:
         return self._processed(list(map(params.get, self.names)))
