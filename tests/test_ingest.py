@@ -665,3 +665,26 @@ def test_a_small_copy_reads_what_is_there_when_the_file_changed_since_its_stat(t
     source.write_bytes(b"y" * (_ingest.SMALL_COPY + 1))
     assert _ingest.copySmall(str(source), target, "xxh3_128", 10) is None
     assert os.listdir(tmp_path / "out") == []
+
+
+def test_a_small_copy_is_whole_when_reads_come_back_short(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read cut short (a signal, a network or FUSE file system) is not the end: the copy holds every byte."""
+    data = bytes(range(256)) * 4
+    source = tmp_path / "in.json"
+    source.write_bytes(data)
+    target = str(tmp_path / "out" / "a.json")
+    read = os.read
+    monkeypatch.setattr(os, "read", lambda fd, n: read(fd, min(n, 100)))
+    made = _ingest.copySmall(str(source), target, "xxh3_128", len(data))
+    monkeypatch.undo()
+    assert made is not None
+    tempPath, size, checksum = made
+    hasher = newHasher("xxh3_128")
+    hasher.update(data)
+    assert (Path(tempPath).read_bytes(), size, checksum) == (
+        data,
+        len(data),
+        f"xxh3_128:{hasher.hexdigest()}",
+    )

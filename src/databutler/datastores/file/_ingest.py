@@ -168,7 +168,8 @@ def copySmall(
     Returns ``(tempPath, size, checksum)`` as `writeTemp` does, or `None` (nothing made) if the
     file is no longer small (it grew past `SMALL_COPY` since ``expected``, its ``stat`` size, was
     taken): the caller copies it in chunks instead. The whole file is read with one ``read`` of
-    one byte more than expected (a shorter read is the end of a regular file), the bytes are
+    one byte more than expected (if it gives anything but the expected size, it reads on until an
+    empty read: a short read is not the end of the file), the bytes are
     hashed from that buffer and written with raw file descriptors (no file objects: several µs
     a file). The temporary file is opened exclusively (always new) and removed if anything
     fails; its folder is made only when the open finds it missing (no ``stat`` a file).
@@ -179,13 +180,13 @@ def copySmall(
         data = os.read(fd, expected + 1)
         if len(data) > expected and len(data) >= SMALL_COPY:
             return None
-        while len(data) > expected:  # it grew a little: read it to the end
-            more = os.read(fd, SMALL_COPY)
-            if not more:
-                break
-            data += more
-            if len(data) >= SMALL_COPY:
-                return None
+        if len(data) != expected:
+            # It grew a little since its stat, or the read came back short (a signal, a network
+            # or FUSE file system): only an empty read is the end of the file.
+            while more := os.read(fd, SMALL_COPY):
+                data += more
+                if len(data) >= SMALL_COPY:
+                    return None
     finally:
         os.close(fd)
     tempPath = tempPathFor(target)
