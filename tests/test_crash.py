@@ -63,6 +63,25 @@ elif mode == "ingest before commit":  # every entry placed and recorded, nothing
             transfer=transfer,
         )
         stall()
+elif mode == "copy between link and unlink":  # 2 of 3 temporary files linked in, nothing committed
+    from databutler import FileDataset
+
+    folder = sys.argv[4]
+    metrics = butler.getDatasetType("metrics")
+    names = sorted(os.listdir(folder))
+    realLink, linked = os.link, []
+
+    def linkThenStall(*args, **kwargs):
+        realLink(*args, **kwargs)
+        linked.append(args)
+        if len(linked) == 2:
+            stall()
+
+    os.link = linkThenStall
+    butler.ingest(
+        *[FileDataset(os.path.join(folder, n), DatasetRef(metrics, {"visit": 100 + i})) for i, n in enumerate(names)],
+        transfer="copy",
+    )
 elif mode == "transfer before commit":
     source = Butler(sys.argv[4])
     with butler.transaction():
@@ -173,12 +192,8 @@ def test_killed_during_a_transfer_then_remove_loses_nothing(
         assert butler.get(transferred[1]) == {"v": 6}
 
 
-@pytest.mark.parametrize("transfer", ["symlink", "hardlink", "copy"])
-def test_killed_during_an_ingest_leaves_only_what_the_cleanup_removes(
-    tmp_path: Path, registryConfig: dict[str, str] | None, transfer: str
-) -> None:
-    """Links are made at their final paths before the commit: a kill leaves unrecorded entries,
-    which the orphan cleanup finds (links too, never followed) and removes; the sources stay."""
+def ingestSetup(tmp_path: Path, registryConfig: dict[str, str] | None) -> tuple[Path, Path, DatasetRef, Path]:
+    """Three small files to ingest, and a repository holding one dataset: (folder, root, its ref, its file)."""
     incoming = tmp_path / "incoming"
     incoming.mkdir()
     for i in range(3):
@@ -187,6 +202,16 @@ def test_killed_during_an_ingest_leaves_only_what_the_cleanup_removes(
     with makeRepo(root, registryConfig) as butler:
         kept = butler.put({"a": 1}, "metrics", visit=1)
         keptPath = filePath(butler, kept)
+    return incoming, root, kept, keptPath
+
+
+@pytest.mark.parametrize("transfer", ["symlink", "hardlink", "copy"])
+def test_killed_during_an_ingest_leaves_only_what_the_cleanup_removes(
+    tmp_path: Path, registryConfig: dict[str, str] | None, transfer: str
+) -> None:
+    """Links are made at their final paths before the commit: a kill leaves unrecorded entries,
+    which the orphan cleanup finds (links too, never followed) and removes; the sources stay."""
+    incoming, root, kept, keptPath = ingestSetup(tmp_path, registryConfig)
     killAt(root, "ingest before commit", tmp_path, str(incoming), transfer)
     placed = [p for p in datasetFiles(root) if p != keptPath]
     assert len(placed) == 3 and all(p.is_symlink() == (transfer == "symlink") for p in placed)
@@ -199,6 +224,26 @@ def test_killed_during_an_ingest_leaves_only_what_the_cleanup_removes(
     assert [p.read_text() for p in sorted(incoming.iterdir())] == [f'{{"i": {i}}}' for i in range(3)]
     with Butler(root, run="run") as butler:
         assert butler.get(kept) == {"a": 1}
+
+
+def test_killed_between_linking_a_copy_in_and_unlinking_its_temporary_leaves_only_what_the_cleanup_removes(
+    tmp_path: Path, registryConfig: dict[str, str] | None
+) -> None:
+    """A copy's temporary file is hard-linked to its final path, then unlinked: a kill between the
+    two leaves both names, nothing recorded; reopening and the cleanup leave only what was there."""
+    incoming, root, kept, keptPath = ingestSetup(tmp_path, registryConfig)
+    killAt(root, "copy between link and unlink", tmp_path, str(incoming))
+    left = [p for p in datasetFiles(root) if p != keptPath]
+    assert len([p for p in left if not p.name.startswith(".")]) == 2  # linked in, never recorded
+    assert (
+        len([p for p in left if p.name.startswith(".")]) == 2
+    )  # the first unlinked, the second and third not
+    with Butler(root, run="run") as butler:
+        assert [r.id for r in butler.queryDatasets("metrics")] == [kept.id]
+        assert butler.get(kept) == {"a": 1}
+    cleanupRepo(root, olderThan=0)
+    assert datasetFiles(root) == [keptPath] and findOrphans(root) == []
+    assert [p.read_text() for p in sorted(incoming.iterdir())] == [f'{{"i": {i}}}' for i in range(3)]
 
 
 def test_random_kills_of_mixed_work_lose_nothing(

@@ -553,19 +553,87 @@ def test_links_are_made_at_their_final_paths_with_no_rename(
     assert list(butler.root.rglob(".*")) == []
 
 
-@pytest.mark.parametrize("mode", ["hardlink", "symlink"])
-def test_an_unrecorded_entry_at_a_link_path_is_replaced(butler: Butler, tmp_path: Path, mode: str) -> None:
-    """What a crash left at a path (no record names it) gives way, through a temporary name."""
-    files = sources(tmp_path / "in", 2)
-    refs = [DatasetRef(butler.getDatasetType("metrics"), {"visit": i}, run="raw") for i in range(2)]
+def leftByACrash(butler: Butler, n: int) -> tuple[list[DatasetRef], Path]:
+    """``n`` resolved refs, and an unrecorded file (as a crash leaves) at the path of the second."""
+    refs = [DatasetRef(butler.getDatasetType("metrics"), {"visit": i}, run="raw") for i in range(n)]
     store = fileTier(butler)
     left = Path(store.files.fullPath(store.layout.templates.render(refs[1]) + ".json"))
     left.parent.mkdir(parents=True, exist_ok=True)
     left.write_text('{"left": "by a crash"}')
+    return refs, left
+
+
+@pytest.mark.parametrize("mode", ["hardlink", "symlink"])
+def test_an_unrecorded_entry_at_a_link_path_is_replaced(butler: Butler, tmp_path: Path, mode: str) -> None:
+    """What a crash left at a path (no record names it) gives way, through a temporary name."""
+    files = sources(tmp_path / "in", 2)
+    refs, left = leftByACrash(butler, 2)
     stored = butler.ingest(*[FileDataset(p, r) for p, r in zip(files, refs, strict=True)], transfer=mode)
     assert butler.get(stored[1]) == {"i": 1}
     assert left.is_symlink() == (mode == "symlink") and os.path.samefile(left, files[1])
     assert list(butler.root.rglob(".*")) == []
+
+
+def test_a_copy_moves_into_place_by_hard_link_and_gives_way_to_an_unrecorded_entry(
+    butler: Butler, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A copy's temporary file is linked to its final path (never replacing an entry), then unlinked.
+
+    What a crash left at a path (no record names it) is found by the link failing, and replaced.
+    """
+    files = sources(tmp_path / "in", 3)
+    refs, left = leftByACrash(butler, 3)
+    linked: list[tuple[str, str]] = []
+    realLink = os.link
+
+    def link(source: str, target: str, **kwargs: Any) -> None:
+        linked.append((source, target))
+        realLink(source, target, **kwargs)
+
+    monkeypatch.setattr(os, "link", link)
+    stored = butler.ingest(*[FileDataset(p, r) for p, r in zip(files, refs, strict=True)], transfer="copy")
+    monkeypatch.undo()
+    assert [butler.get(r) for r in stored] == [{"i": i} for i in range(3)]
+    assert all(butler.datastore.verify(r) for r in stored)
+    assert len(linked) == 3 and all(os.path.basename(src).startswith(".") for src, _ in linked)
+    assert not left.is_symlink() and os.stat(left).st_nlink == 1
+    assert list(butler.root.rglob(".*")) == []
+
+
+@pytest.mark.parametrize("failing", ["link", "unlink"])
+def test_a_copy_without_hard_links_or_failing_to_unlink_its_temporary_leaves_nothing_wrong(
+    butler: Butler, tmp_path: Path, failing: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No hard links on the file system: renamed as before; the unlink failing: nothing ingested, nothing left."""
+    files = sources(tmp_path / "in", 3)
+
+    def fail(*args: Any, **kwargs: Any) -> None:
+        raise OSError(errno.EPERM, "not here")
+
+    datasets = [FileDataset(p, ref(butler, i)) for i, p in enumerate(files)]
+    if failing == "link":
+        monkeypatch.setattr(os, "link", fail)
+        stored = butler.ingest(*datasets, transfer="copy")
+        monkeypatch.undo()
+        assert [butler.get(r) for r in stored] == [{"i": i} for i in range(3)]
+    else:
+        realUnlink = os.unlink
+        calls = []
+
+        def unlinkThird(path: str, *args: Any, **kwargs: Any) -> None:
+            calls.append(path)
+            if len(calls) == 3:
+                fail()
+            realUnlink(path, *args, **kwargs)
+
+        monkeypatch.setattr(os, "unlink", unlinkThird)
+        with pytest.raises(OSError, match="not here"):
+            butler.ingest(*datasets, transfer="copy")
+        monkeypatch.undo()
+        assert butler.queryDatasets("metrics").count() == 0
+        assert repoFiles(butler) == []
+    assert list(butler.root.rglob(".*")) == []
+    assert [p.read_text() for p in files] == [json.dumps({"i": i}) for i in range(3)]
 
 
 def test_a_link_ingest_never_replaces_the_file_of_a_removal_not_yet_committed(tmp_path: Path) -> None:
