@@ -422,6 +422,7 @@ def test_failed_move_into_place_in_a_transaction_leaves_no_record(
 
         with butler.transaction():  # the failed put is caught; the transaction goes on and commits
             monkeypatch.setattr(fileTier.files, "rename", failingMove)
+            monkeypatch.setattr(fileTier.files, "placeNew", failingMove)  # the link into place
             with pytest.raises(OSError, match="rename failed"):
                 butler.put({"v": 1}, "metrics", visit=1, detector=2)
             monkeypatch.undo()

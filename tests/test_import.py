@@ -437,12 +437,25 @@ def test_a_failure_after_files_are_placed_leaves_nothing(
             raise OSError(28, "No space left on device")
         real(self, source, destination)
 
+    realPlace = FileAccess.placeNew
+
+    def failingPlace(self: FileAccess, source: str, destination: str, moved: list[str]) -> bool:
+        if len(calls) == 2:  # two files are in place already
+            calls.append(destination)
+            raise OSError(28, "No space left on device")
+        placed = realPlace(self, source, destination, moved)
+        if placed:  # else the rename it falls back to counts it
+            calls.append(destination)
+        return placed
+
     monkeypatch.setattr(FileAccess, "rename", failingRename)
+    monkeypatch.setattr(FileAccess, "placeNew", failingPlace)  # the link into place, inside a transaction
     with pytest.raises(IngestError, match="No space left"):
         target.import_(exported)
     assert len(calls) == 3
     assertEmpty(target)
     monkeypatch.setattr(FileAccess, "rename", real)
+    monkeypatch.setattr(FileAccess, "placeNew", realPlace)
     assert len(target.import_(exported).imported) == 4  # and the repository still works
 
 

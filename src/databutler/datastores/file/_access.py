@@ -472,16 +472,18 @@ class FileAccess:
         """
         for (tempPath, finalPath), ref in zip(temps, owners, strict=True):
             if enclosed:
-                if self.isLocal and self._linkIntoPlace(tempPath, finalPath, moved):
+                if self.isLocal and self.placeNew(tempPath, finalPath, moved):
                     continue
                 if self._keepExisting(ref, tempPath, finalPath):
                     continue
             self.rename(tempPath, finalPath)
             moved.append(finalPath)
 
-    @staticmethod
-    def _linkIntoPlace(tempPath: str, finalPath: str, moved: list[str]) -> bool:
+    def placeNew(self, tempPath: str, finalPath: str, moved: list[str]) -> bool:
         """Hard-link a local temporary file to its final path if nothing is there, then unlink it.
+
+        ``finalPath`` is noted in ``moved`` once it is linked (before the unlink, so a failure
+        of that removes it too).
 
         `False`: something is at ``finalPath`` (``link`` never replaces an entry, so this is the
         check `_keepExisting` would make with an ``lstat``, done atomically and in the same call)
